@@ -1,0 +1,39 @@
+# One set of commands, the same locally and in CI. Every target builds the venv itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck bench clean sysdeps
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian packages the sandbox tests need (bubblewrap, libseccomp); a no-op when present.
+sysdeps:
+	@./scripts/sysdeps.sh
+
+demo: setup
+	$(BIN)/maos demo
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup sysdeps lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/maos bench --json
+
+clean:
+	rm -rf $(VENV) .maos .pytest_cache .mypy_cache .ruff_cache
