@@ -1,0 +1,74 @@
+"""What every DSC check receives and how it answers.
+
+One frozen `CheckInput` per decision: adding a field changes no check's signature.
+Checks are callables returning a `Decision`; the pipeline turns any exception into a
+deny with code ``DSC.INTERNAL`` (R11: a check that cannot be evaluated denies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from maos.kernel.labels import BOTTOM, Conf, Label
+from maos.kernel.types import Decision, Intent
+
+__all__ = ["AgentStatus", "AgentView", "Check", "CheckInput", "TaskView"]
+
+
+class AgentStatus(str, Enum):
+    """Set only by the Commander or the kernel (R8); an agent cannot change its own."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    QUARANTINED = "quarantined"
+    KILLED = "killed"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """The kernel's record of the asking agent, as of this decision."""
+
+    agent_id: str
+    ring: int
+    """2 for verified agents, 3 for untrusted ones; 0 and 1 never submit intents."""
+    status: AgentStatus = AgentStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What the trusted principals (plan, Commander) said about the task."""
+
+    task_id: str
+    workspace: str = ""
+    """Workspace root (relative paths in intents live under it)."""
+    trusted_targets: frozenset[str] = field(default_factory=frozenset)
+    """Recipients, hosts, URLs and paths a trusted principal named for this task (R10)."""
+    declassified_to: Conf | None = None
+    """Lowest confidentiality the task may release data to, set by a logged declassification (R6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInput:
+    """The single input of every check."""
+
+    intent: Intent
+    agent: AgentView
+    task: TaskView
+    now: float
+    """Seconds since the epoch, from the kernel's clock (a fake clock in tests)."""
+    node_id: str
+    """This kernel's node id: the audience tokens must name."""
+    context: Label = BOTTOM
+    """Join of every label the agent has received so far."""
+    approved: bool = False
+    """A Commander approved this very intent; satisfies R7 and R10, nothing else."""
+
+
+class Check(Protocol):
+    """One of the seven checks; ``name`` appears in every decision it makes."""
+
+    name: str
+
+    def __call__(self, inp: CheckInput) -> Decision: ...

@@ -1,0 +1,56 @@
+"""The catalogue of operations the kernel knows, and what each one does to the world.
+
+Rules are written against these facts, never against op names scattered in checks:
+R1 refuses ops missing here, R7 asks a human for the high-impact classes, and the IFC
+check compares a context's confidentiality with the op's sink clearance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maos.kernel.labels import Conf
+from maos.kernel.types import EffectClass
+
+__all__ = ["HIGH_IMPACT", "KERNEL_OPS", "OPS", "OpSpec", "spec_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    name: str
+    effect_class: EffectClass
+    sink: Conf | None
+    """Highest confidentiality that may flow into this op's target; None for ops that emit no data."""
+    external: bool
+    """The target lies outside this machine (a recipient, a URL)."""
+    target_kind: str
+    """``path``, ``url``, ``recipient`` or ``none``: how the target is checked and named."""
+
+
+OPS: dict[str, OpSpec] = {
+    s.name: s
+    for s in (
+        OpSpec("fs.read", EffectClass.READ, None, False, "path"),
+        OpSpec("fs.list", EffectClass.READ, None, False, "path"),
+        OpSpec("fs.write", EffectClass.WRITE, Conf.CONFIDENTIAL, False, "path"),
+        OpSpec("fs.delete", EffectClass.DELETE, None, False, "path"),
+        OpSpec("http.request", EffectClass.SEND, Conf.PUBLIC, True, "url"),
+        OpSpec("email.send", EffectClass.SEND, Conf.PUBLIC, True, "recipient"),
+        OpSpec("lock.acquire", EffectClass.KERNEL, None, False, "none"),
+        OpSpec("lock.release", EffectClass.KERNEL, None, False, "none"),
+        OpSpec("admin.apoptosis", EffectClass.KERNEL, None, False, "none"),
+        OpSpec("admin.heartbeat", EffectClass.KERNEL, None, False, "none"),
+    )
+}
+
+KERNEL_OPS = frozenset(name for name, s in OPS.items() if s.effect_class is EffectClass.KERNEL)
+"""Ops the kernel answers itself, with no adapter and no external effect."""
+
+HIGH_IMPACT = frozenset(
+    {EffectClass.DELETE, EffectClass.PAY, EffectClass.CREDENTIALS, EffectClass.EXECUTE}
+)
+"""Effect classes that always need the Commander's approval (R7)."""
+
+
+def spec_for(op: str) -> OpSpec | None:
+    return OPS.get(op)
