@@ -51,7 +51,7 @@ class Label:
         )
 
     def flows_to(self, other: Label) -> bool:
-        """True when a value labelled ``self`` may be stored under ``other`` without declassifying."""
+        """True when a value labelled ``self`` may go where ``other`` is allowed, undeclassified."""
         return self.conf <= other.conf and self.integrity >= other.integrity
 
     @property

@@ -20,7 +20,7 @@ class OpSpec:
     name: str
     effect_class: EffectClass
     sink: Conf | None
-    """Highest confidentiality that may flow into this op's target; None for ops that emit no data."""
+    """Highest confidentiality that may flow to this op's target; None: the op emits no data."""
     external: bool
     """The target lies outside this machine (a recipient, a URL)."""
     target_kind: str

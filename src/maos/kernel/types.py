@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -34,7 +34,7 @@ def frozen_mapping(raw: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(raw or {}))
 
 
-class EffectClass(str, Enum):
+class EffectClass(StrEnum):
     """What kind of change an operation makes to the world; grants and rule R7 speak in these."""
 
     READ = "read"
@@ -125,7 +125,7 @@ class Pending:
 Decision = Allow | Deny | Pending
 
 
-class OutcomeStatus(str, Enum):
+class OutcomeStatus(StrEnum):
     COMMITTED = "committed"
     DENIED = "denied"
     PENDING = "pending"

@@ -8,7 +8,7 @@ deny with code ``DSC.INTERNAL`` (R11: a check that cannot be evaluated denies).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from maos.kernel.labels import BOTTOM, Conf, Label
@@ -17,7 +17,7 @@ from maos.kernel.types import Decision, Intent
 __all__ = ["AgentStatus", "AgentView", "Check", "CheckInput", "TaskView"]
 
 
-class AgentStatus(str, Enum):
+class AgentStatus(StrEnum):
     """Set only by the Commander or the kernel (R8); an agent cannot change its own."""
 
     ACTIVE = "active"
@@ -46,7 +46,7 @@ class TaskView:
     trusted_targets: frozenset[str] = field(default_factory=frozenset)
     """Recipients, hosts, URLs and paths a trusted principal named for this task (R10)."""
     declassified_to: Conf | None = None
-    """Lowest confidentiality the task may release data to, set by a logged declassification (R6)."""
+    """Lowest confidentiality the task may release data to (a logged declassification, R6)."""
 
 
 @dataclass(frozen=True, slots=True)
