@@ -1,0 +1,132 @@
+"""Pending approvals: intents parked until the Commander decides (R7, R10).
+
+An approval is kernel state, not a conversation: the request, the decision and the
+execution are three WAL records, so a decision survives a restart and an approved
+intent runs exactly once (its idempotency key dedups at the Commit Layer). Only a
+Commander principal can decide; the agent that asked is never one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from maos.kernel.errors import ApprovalError
+
+__all__ = ["Approval", "ApprovalBook", "ApprovalStatus"]
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    approval_id: str
+    agent_id: str
+    task_id: str
+    rule: str
+    """``R7`` or ``R10``: which rule asked for a human."""
+    code: str
+    reason: str
+    intent: Mapping[str, Any]
+    """The intent exactly as checked, in wire form, so it can be re-checked and run."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """What the decision packet shows: flagged targets and where they came from."""
+    created_at: float = 0.0
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    decided_by: str | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "approval_id": self.approval_id,
+            "agent_id": self.agent_id,
+            "task_id": self.task_id,
+            "rule": self.rule,
+            "code": self.code,
+            "reason": self.reason,
+            "intent": dict(self.intent),
+            "details": dict(self.details),
+            "created_at": self.created_at,
+            "status": self.status.value,
+            "decided_by": self.decided_by,
+            "note": self.note,
+        }
+
+
+class ApprovalBook:
+    """Approvals folded from the log; `apply` is idempotent so replays are harmless."""
+
+    KINDS = frozenset({"approval.pending", "approval.approved", "approval.denied"})
+
+    def __init__(self) -> None:
+        self._items: dict[str, Approval] = {}
+
+    def apply(self, kind: str, body: Mapping[str, Any]) -> Approval | None:
+        """Fold one record; returns the approval it changed, if any."""
+        if kind == "approval.pending":
+            item = Approval(
+                approval_id=body["approval_id"],
+                agent_id=body["agent_id"],
+                task_id=body["task_id"],
+                rule=body["rule"],
+                code=body["code"],
+                reason=body["reason"],
+                intent=body["intent"],
+                details=body.get("details", {}),
+                created_at=float(body.get("created_at", 0.0)),
+            )
+            self._items.setdefault(item.approval_id, item)
+            return self._items[item.approval_id]
+        if kind in ("approval.approved", "approval.denied"):
+            item = self._items.get(body["approval_id"])
+            if item is None or item.status is not ApprovalStatus.PENDING:
+                return None
+            status = (
+                ApprovalStatus.APPROVED if kind == "approval.approved" else ApprovalStatus.DENIED
+            )
+            item = replace(
+                item, status=status, decided_by=body["principal"], note=body.get("note", "")
+            )
+            self._items[item.approval_id] = item
+            return item
+        return None
+
+    def get(self, approval_id: str) -> Approval:
+        try:
+            return self._items[approval_id]
+        except KeyError:
+            raise ApprovalError(
+                "APPROVAL.NOT_FOUND", f"no approval {approval_id!r}", approval_id=approval_id
+            ) from None
+
+    def require_pending(self, approval_id: str, principal: str) -> Approval:
+        """The approval a decision may still change; an agent can never decide its own."""
+        item = self.get(approval_id)
+        if principal in (item.agent_id, f"agent:{item.agent_id}"):
+            raise ApprovalError(
+                "APPROVAL.SELF_APPROVAL",
+                "an agent cannot approve its own request",
+                approval_id=approval_id,
+            )
+        if item.status is not ApprovalStatus.PENDING:
+            raise ApprovalError(
+                "APPROVAL.ALREADY_DECIDED",
+                f"approval {approval_id} was already {item.status.value} by {item.decided_by}",
+                approval_id=approval_id,
+            )
+        return item
+
+    def all(self) -> list[Approval]:
+        return sorted(self._items.values(), key=lambda a: a.created_at)
+
+    def pending(self) -> list[Approval]:
+        return [a for a in self.all() if a.status is ApprovalStatus.PENDING]
+
+    def approved(self) -> list[Approval]:
+        return [a for a in self.all() if a.status is ApprovalStatus.APPROVED]
