@@ -1,18 +1,396 @@
-"""The `maos` command line."""
+"""The `maos` command line: the Commander's console.
+
+Every command takes ``--data-dir`` (default ``./.maos`` or ``$MAOS_DATA_DIR``). Reading
+commands fold the log without starting a kernel. Deciding commands (approve, deny,
+revoke, kill) start a kernel in this process when none is serving the data directory,
+so the decision is carried out now; when a kernel is serving, they log the decision
+and that kernel carries it out.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
 import typer
 
-app = typer.Typer(help="MAOS: run AI agents so that they cannot hurt the people who use them.")
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import MaosError
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.view import KernelLock, LogView
+from maos.kernel.wal import Wal
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="MAOS: run AI agents so that they cannot hurt the people who use them.\n\n"
+    "Start with `maos demo`; then `maos status`, `maos approvals list` and "
+    "`maos wal verify` against the demo's --data-dir.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="Mint, inspect and revoke capability tokens.", no_args_is_help=True)
+approvals_app = typer.Typer(help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True)
+wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
+agent_app = typer.Typer(help="List agents; pause, quarantine or kill them (R8).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(wal_app, name="wal")
+app.add_typer(agent_app, name="agent")
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", "-d", envvar="MAOS_DATA_DIR", help="Where the WAL, keys and workspaces live."),
+]
+AsPrincipal = Annotated[
+    str, typer.Option("--as", help="Who decides: 'commander' or 'commander:<name>'.")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+DEFAULT_DIR = Path(".maos")
+
+
+def _fail(exc: MaosError) -> None:
+    typer.secho(f"error {exc.code}: {exc.message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def _view(data_dir: Path) -> LogView:
+    wal_path = KernelConfig(data_dir=data_dir).wal_path
+    if not wal_path.exists():
+        typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {wal_path}", err=True, fg="red")
+        raise typer.Exit(2)
+    view = LogView(Wal(wal_path))
+    view.catch_up()
+    return view
+
+
+def _with_kernel(data_dir: Path, act: Callable[[Kernel], Awaitable[T]]) -> T:
+    """Run ``act`` on a kernel booted here; callers check the lock first."""
+
+    async def go() -> T:
+        kernel = await Kernel.boot(KernelConfig.load(data_dir), follow=False)
+        try:
+            return await act(kernel)
+        finally:
+            await kernel.close()
+
+    return asyncio.run(go())
+
+
+def _kernel_running(data_dir: Path) -> bool:
+    lock = KernelLock(data_dir)
+    if lock.try_acquire():
+        lock.release()
+        return False
+    return True
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+# -- top level ----------------------------------------------------------------------------
 
 
 @app.command()
-def version() -> None:
-    """Print the MAOS version."""
-    from maos import __version__
+def demo(
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", "-d", help="Keep the demo's state here (default: a fresh temp dir).")
+    ] = None,
+) -> None:
+    """Boot a kernel on embedded defaults, run a small task with an injection attempt, and
+    print what was committed and what was refused, and why."""
+    from maos.demo import run_demo
 
-    typer.echo(__version__)
+    sys.exit(run_demo(data_dir))
+
+
+@app.command()
+def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """What the kernel knows: agents, tasks, pending approvals, in-doubt effects."""
+    view = _view(data_dir)
+    in_doubt = _in_doubt(view)
+    info = {
+        "data_dir": str(data_dir),
+        "kernel_running": _kernel_running(data_dir),
+        "wal_records": view.seen_seq,
+        "agents": {a.agent_id: {"ring": a.ring, "status": a.status.value} for a in view.registry.agents.values()},
+        "tasks": sorted(view.registry.tasks),
+        "pending_approvals": len(view.approvals.pending()),
+        "in_doubt": in_doubt,
+        "revoked_ids": len(view.revoked),
+    }
+    if as_json:
+        _echo_json(info)
+        return
+    typer.echo(f"data dir      {data_dir}  (kernel {'running' if info['kernel_running'] else 'stopped'})")
+    typer.echo(f"log records   {info['wal_records']}")
+    typer.echo(f"agents        {len(view.registry.agents)}")
+    for a in view.registry.agents.values():
+        typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")
+    typer.echo(f"tasks         {', '.join(info['tasks']) or '-'}")
+    typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
+    typer.echo(f"in doubt      {len(in_doubt)}" + ("  <- the Commander must check these" if in_doubt else ""))
+    for d in in_doubt:
+        typer.echo(f"  {d['idem_key']}  {d['op']} -> {d['target']}")
+
+
+def _in_doubt(view: LogView) -> list[dict[str, Any]]:
+    prepared: dict[str, dict[str, Any]] = {}
+    doubt: dict[str, dict[str, Any]] = {}
+    for rec in view.wal.read(kinds=("intent.prepared", "intent.in_doubt", "intent.resolved")):
+        key = rec.idem_key or ""
+        if rec.kind == "intent.prepared":
+            prepared[key] = dict(rec.body)
+        elif rec.kind == "intent.in_doubt":
+            body = prepared.get(key, {})
+            doubt[key] = {"idem_key": key, "op": body.get("op"), "target": body.get("target")}
+        else:
+            doubt.pop(key, None)
+    return list(doubt.values())
+
+
+@app.command()
+def bench(
+    as_json: JsonOut = False,
+    quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
+) -> None:
+    """Measure the DSC, the durable log and the physical fsync limit in one run."""
+    from maos.bench import run_bench
+
+    figures = run_bench(quick=quick, progress=not as_json)
+    if as_json:
+        _echo_json(figures)
+    else:
+        from maos.bench import render
+
+        typer.echo(render(figures))
+
+
+# -- wal ----------------------------------------------------------------------------------
+
+
+@wal_app.command("verify")
+def wal_verify(data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Re-check the hash chain; exit 1 naming the first bad record."""
+    path = KernelConfig(data_dir=data_dir).wal_path
+    if not path.exists():
+        typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {path}", err=True, fg="red")
+        raise typer.Exit(2)
+    report = Wal(path).verify()
+    if report.ok:
+        typer.echo(f"ok: {report.records} records, hash chain intact")
+        return
+    typer.secho(f"BAD record seq={report.first_bad_seq}: {report.reason}", err=True, fg="red")
+    raise typer.Exit(1)
+
+
+@wal_app.command("show")
+def wal_show(
+    data_dir: DataDir = DEFAULT_DIR,
+    since: Annotated[int, typer.Option(help="Only records after this sequence number.")] = 0,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds.")] = None,
+) -> None:
+    """Print log records, one JSON object per line."""
+    for rec in Wal(KernelConfig(data_dir=data_dir).wal_path).read(since_seq=since, kinds=kind or None):
+        typer.echo(json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str))
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+def _parse_grant(text: str) -> Grant:
+    parts = text.split("|")
+    if len(parts) not in (2, 3):
+        raise typer.BadParameter(f"{text!r}: use OP|RESOURCE or OP|RESOURCE|MAX_CENTS")
+    cap = int(parts[2]) if len(parts) == 3 else None
+    return Grant(parts[0], parts[1], cap)
+
+
+@token_app.command("mint")
+def token_mint(
+    agent: Annotated[str, typer.Option(help="Agent the token is bound to.")],
+    task: Annotated[str, typer.Option(help="Task the token is scoped to.")],
+    grant: Annotated[
+        list[str],
+        typer.Option(help="OP|RESOURCE[|MAX_CENTS], repeatable; RESOURCE may end in '*'. "
+                     "Example: --grant 'fs.write|reports/*' --grant 'email.send|alice@example.com'"),
+    ],
+    ttl: Annotated[float | None, typer.Option(help="Seconds; default depends on the node type.")] = None,
+    data_dir: DataDir = DEFAULT_DIR,
+) -> None:
+    """Mint a token for a registered agent on an open task (prints it on stdout)."""
+    import time
+
+    view = _view(data_dir)
+    try:
+        view.registry.agent(agent)
+        view.registry.task(task)
+        cfg = KernelConfig.load(data_dir)
+        authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
+        tok = authority.mint(agent_id=agent, task_id=task, grants=[_parse_grant(g) for g in grant], now=time.time(), ttl=ttl)
+        info = authority.inspect(tok)
+        view.wal.append_sync(
+            "token.minted",
+            {"agent_id": agent, "task_id": task, "grants": [g.__dict__ if hasattr(g, "__dict__") else str(g) for g in info.grants],
+             "revocation_ids": list(info.revocation_ids), "expires_at": info.expires_at, "principal": COMMANDER},
+        )
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(tok)
+
+
+@token_app.command("inspect")
+def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Verify a token's signatures and show what it allows."""
+    cfg = KernelConfig.load(data_dir)
+    try:
+        info = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).inspect(token)
+    except MaosError as exc:
+        _fail(exc)
+    _echo_json({
+        "agent_id": info.agent_id, "task_id": info.task_id, "audience": info.audience,
+        "expires_at": info.expires_at, "blocks": info.blocks,
+        "grants": [{"op": g.op, "resource": g.resource, "max_amount_cents": g.max_amount_cents} for g in info.grants],
+        "revocation_ids": list(info.revocation_ids),
+    })
+
+
+@token_app.command("revoke")
+def token_revoke(token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Revoke a token (and every token attenuated from it) for good."""
+    cfg = KernelConfig.load(data_dir)
+    view = _view(data_dir)
+    try:
+        check_principal(principal, view.registry)
+        ids = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).revoke(token)
+        view.wal.append_sync("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(f"revoked {len(ids)} block id(s); running kernels pick it up within a second")
+
+
+# -- approvals ----------------------------------------------------------------------------
+
+
+@approvals_app.command("list")
+def approvals_list(
+    data_dir: DataDir = DEFAULT_DIR,
+    all_: Annotated[bool, typer.Option("--all", help="Include decided ones.")] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Intents waiting for a human, with the rule that asked and the flagged targets."""
+    view = _view(data_dir)
+    items = view.approvals.all() if all_ else view.approvals.pending()
+    if as_json:
+        _echo_json([a.to_dict() for a in items])
+        return
+    if not items:
+        typer.echo("no approvals pending" if not all_ else "no approvals")
+    for a in items:
+        intent = a.intent
+        typer.echo(f"{a.approval_id}  [{a.status.value}]  {a.rule}  agent={a.agent_id} task={a.task_id}")
+        typer.echo(f"    {intent.get('op')} -> {intent.get('target')}")
+        typer.echo(f"    why: {a.reason}")
+        for key, val in sorted(a.details.items()):
+            typer.echo(f"    {key}: {val}")
+
+
+def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, note: str) -> None:
+    try:
+        if _kernel_running(data_dir):
+            view = _view(data_dir)
+            check_principal(principal, view.registry)
+            view.approvals.require_pending(approval_id, principal)
+            kind = "approval.approved" if approve else "approval.denied"
+            view.wal.append_sync(kind, {"approval_id": approval_id, "principal": principal, "note": note})
+            typer.echo(f"{approval_id}: {'approved' if approve else 'denied'}; the running kernel carries it out")
+            return
+
+        async def act(k: Kernel) -> Any:
+            if approve:
+                return await k.approve(approval_id, principal=principal)
+            return await k.deny(approval_id, principal=principal, note=note)
+
+        outcome = _with_kernel(data_dir, act)
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(f"{approval_id}: {outcome.status.value} {outcome.code} {outcome.reason}".rstrip())
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Approve: the intent is re-checked and runs exactly once."""
+    _decide(data_dir, approval_id, principal, True, "")
+
+
+@approvals_app.command("deny")
+def approvals_deny(
+    approval_id: str,
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+    note: Annotated[str, typer.Option(help="Why; shown to the agent.")] = "",
+) -> None:
+    """Refuse: the agent's wait ends with APPROVAL.DENIED."""
+    _decide(data_dir, approval_id, principal, False, note)
+
+
+# -- agents -------------------------------------------------------------------------------
+
+
+@agent_app.command("list")
+def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """Registered agents with ring, status and context label."""
+    view = _view(data_dir)
+    rows = [{"agent_id": a.agent_id, "ring": a.ring, "status": a.status.value, "context": a.context.to_dict()}
+            for a in view.registry.agents.values()]
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        ctx = r["context"]
+        typer.echo(f"{r['agent_id']:<20} ring {r['ring']}  {r['status']:<12} context {ctx['conf']}/{ctx['integrity']}")
+
+
+def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: str) -> None:
+    try:
+        view = _view(data_dir)
+        check_principal(principal, view.registry)
+        view.registry.agent(agent_id)
+        view.wal.append_sync("agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal})
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(f"{agent_id}: {status.value}")
+
+
+@agent_app.command("pause")
+def agent_pause(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Pause: every intent of the agent is denied until it is resumed (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.PAUSED, principal)
+
+
+@agent_app.command("resume")
+def agent_resume(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Resume a paused or quarantined agent."""
+    _set_status(data_dir, agent_id, AgentStatus.ACTIVE, principal)
+
+
+@agent_app.command("quarantine")
+def agent_quarantine(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Quarantine: all gateways closed, the agent frozen (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.QUARANTINED, principal)
+
+
+@agent_app.command("kill")
+def agent_kill(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+    """Kill: the agent can do nothing more, ever (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.KILLED, principal)
 
 
 def main() -> None:

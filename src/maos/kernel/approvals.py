@@ -84,14 +84,14 @@ class ApprovalBook:
             self._items.setdefault(item.approval_id, item)
             return self._items[item.approval_id]
         if kind in ("approval.approved", "approval.denied"):
-            item = self._items.get(body["approval_id"])
-            if item is None or item.status is not ApprovalStatus.PENDING:
+            known = self._items.get(body["approval_id"])
+            if known is None or known.status is not ApprovalStatus.PENDING:
                 return None
             status = (
                 ApprovalStatus.APPROVED if kind == "approval.approved" else ApprovalStatus.DENIED
             )
             item = replace(
-                item, status=status, decided_by=body["principal"], note=body.get("note", "")
+                known, status=status, decided_by=body["principal"], note=body.get("note", "")
             )
             self._items[item.approval_id] = item
             return item
