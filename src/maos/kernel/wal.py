@@ -1,0 +1,474 @@
+"""The write-ahead log: one append-only, hash-chained SQLite table of everything decided.
+
+Invariants:
+
+- **Write-ahead (R3).** `Wal.append` returns a record only after the transaction holding
+  it has committed with ``synchronous=FULL`` (fsynced). Callers act on the world only
+  after that, so nothing is done that the log could forget.
+- **Chain.** Records are numbered 1..N without gaps. Record ``n`` stores ``prev_hash``,
+  the hash of record ``n-1`` (32 zero bytes for record 1), and
+  ``hash = sha256(prev_hash || encode(seq, ts, kind, intent_id, idem_key, body))`` where
+  every field is typed and length-prefixed, so no byte can move across a field boundary
+  unnoticed. `Wal.verify` re-derives all of it and names the first record that breaks it.
+- **Append-only.** Nothing in MAOS updates or deletes a row.
+- **Many writers, one chain.** Each batch reads the tail inside ``BEGIN IMMEDIATE``, so
+  other `Wal` objects and other processes (the CLI approving while a kernel runs) extend
+  the same chain; SQLite's write lock orders them.
+
+Group commit: appends are queued to one writer thread, which commits everything queued
+(up to `MAX_BATCH` records) in one transaction, hence one fsync, then wakes each caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+import orjson
+
+from maos.kernel.errors import WalError
+
+__all__ = ["GENESIS", "MAX_BATCH", "VerifyReport", "Wal", "WalRecord"]
+
+GENESIS = bytes(32)
+"""The ``prev_hash`` of record 1."""
+MAX_BATCH = 512
+"""Most records one transaction commits; bounds how long one fsync keeps callers waiting."""
+_BUSY_TIMEOUT_S = 30.0
+_PAGE = 512
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    intent_id TEXT,
+    idem_key TEXT,
+    body BLOB NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_idem_key ON records (idem_key);
+CREATE INDEX IF NOT EXISTS records_kind ON records (kind);
+"""
+_COLUMNS = "seq, ts, kind, intent_id, idem_key, body, prev_hash, hash"
+_STORED_TYPES = (
+    ("ts", ("real",)),
+    ("kind", ("text",)),
+    ("intent_id", ("text", "null")),
+    ("idem_key", ("text", "null")),
+    ("body", ("blob",)),
+    ("prev_hash", ("blob",)),
+    ("hash", ("blob",)),
+)
+"""What `verify` accepts as SQLite storage classes; the schema alone cannot enforce it."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalRecord:
+    """One durable log record, exactly as stored and chained."""
+
+    seq: int
+    """Position in the chain, 1..N without gaps."""
+    ts: float
+    """Commit time (the log's clock), shared by every record of one group commit."""
+    kind: str
+    """What happened, dotted: ``intent.prepared``, ``approval.decided`` ..."""
+    intent_id: str | None
+    """The intent this record is about, if any."""
+    idem_key: str | None
+    """The idempotency key the Commit Layer dedups on, if any."""
+    body: Mapping[str, Any]
+    """The payload, read-only, as parsed back from its canonical JSON."""
+    prev_hash: bytes
+    """Hash of the previous record (`GENESIS` for record 1)."""
+    hash: bytes
+    """sha256 over ``prev_hash`` and this record's encoded fields."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The answer of `Wal.verify`; a damaged log is a report, never an exception."""
+
+    ok: bool
+    """True when every record is well-formed and the chain is unbroken."""
+    records: int
+    """How many records were checked and found good before the first bad one."""
+    first_bad_seq: int | None
+    """The first seq where the chain breaks (a missing seq counts), or None."""
+    reason: str
+    """A sentence for a human: what is wrong, or that all is well."""
+
+
+def _field(raw: bytes | None) -> bytes:
+    """Tag and length prefix: ``None`` and ``b""`` differ, and no boundary can shift."""
+    return b"\x00" if raw is None else b"\x01" + struct.pack(">Q", len(raw)) + raw
+
+
+def _digest(prev_hash: bytes, seq: int, ts: float, *fields: bytes | None) -> bytes:
+    """``fields`` are kind, intent_id, idem_key and body as raw bytes, so `verify` can hash
+    exactly what is stored, decodable or not."""
+    h = hashlib.sha256(prev_hash)
+    h.update(struct.pack(">qd", seq, ts))
+    for part in fields:
+        h.update(_field(part))
+    return h.digest()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
+
+
+def _check_text(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or (not value and not optional):
+        raise WalError("WAL.BAD_RECORD", f"{name} must be a non-empty string", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WalError("WAL.BAD_RECORD", f"{name} is not valid text", field=name) from exc
+
+
+def _utf8(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("utf-8")
+
+
+def _parse_body(raw: bytes) -> Mapping[str, Any]:
+    body = orjson.loads(raw)
+    if not isinstance(body, dict):
+        raise ValueError("body is not a JSON object")
+    return MappingProxyType(body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    kind: str
+    intent_id: str | None
+    idem_key: str | None
+    body: bytes
+    future: Future[WalRecord]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Wal:
+    """The log of one data directory; safe to share between threads and coroutines."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            # The new directory entry must outlive a power cut like the records will.
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        # Schema and connections are made lazily: a damaged file must still reach verify().
+        self._cond = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self._commits = 0
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def commit_count(self) -> int:
+        """Transactions this object's writer has committed: how well group commit batches."""
+        return self._commits
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        *,
+        intent_id: str | None = None,
+        idem_key: str | None = None,
+    ) -> WalRecord:
+        """Returns once the record is durable; `WalError` if it is bad or the commit failed."""
+        future = self._submit(kind, body, intent_id, idem_key)
+        return await asyncio.wrap_future(future)
+
+    def append_sync(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        *,
+        intent_id: str | None = None,
+        idem_key: str | None = None,
+    ) -> WalRecord:
+        """`append` for callers without an event loop (the CLI); same durability."""
+        return self._submit(kind, body, intent_id, idem_key).result()
+
+    def _submit(
+        self, kind: str, body: Mapping[str, Any], intent_id: str | None, idem_key: str | None
+    ) -> Future[WalRecord]:
+        # Validation happens here, in the caller, so a bad record fails only its caller.
+        _check_text("kind", kind, optional=False)
+        _check_text("intent_id", intent_id, optional=True)
+        _check_text("idem_key", idem_key, optional=True)
+        if not isinstance(body, Mapping):
+            raise WalError("WAL.BAD_RECORD", "body must be a mapping", kind=kind)
+        try:
+            raw = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:
+            raise WalError("WAL.BAD_RECORD", f"body is not JSON: {exc}", kind=kind) from exc
+        future: Future[WalRecord] = Future()
+        pending = _Pending(kind, intent_id, idem_key, raw, future)
+        with self._cond:
+            if self._closing:
+                raise WalError("WAL.CLOSED", "the log is closed", path=str(self._path))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name=f"wal-writer:{self._path.name}", daemon=True
+                )
+                self._writer.start()
+            self._queue.append(pending)
+            self._cond.notify()
+        return future
+
+    def _write_loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    break
+                take = min(MAX_BATCH, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(take)]
+            # A caller cancelled before we started is skipped; after this it is written.
+            batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            if batch:
+                conn = self._commit(conn, batch)
+        if conn is not None:
+            conn.close()
+
+    def _commit(
+        self, conn: sqlite3.Connection | None, batch: list[_Pending]
+    ) -> sqlite3.Connection | None:
+        """One transaction for the whole batch; on any error, every waiter learns it."""
+        try:
+            if conn is None:
+                conn = _connect(self._path)
+            records = self._insert(conn, batch)
+        except Exception as exc:
+            conn = _rollback(conn)
+            why = f"committing {len(batch)} records failed: {exc}"
+            for p in batch:
+                p.future.set_exception(WalError("WAL.WRITE_FAILED", why, path=str(self._path)))
+            return conn
+        self._commits += 1
+        for p, record in zip(batch, records, strict=True):
+            p.future.set_result(record)
+        return conn
+
+    def _insert(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[WalRecord]:
+        conn.execute("BEGIN IMMEDIATE")
+        tail = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (0, GENESIS) if tail is None else (int(tail[0]), bytes(tail[1]))
+        ts = float(self._clock())
+        rows: list[tuple[Any, ...]] = []
+        records: list[WalRecord] = []
+        for p in batch:
+            seq += 1
+            fields = (p.kind.encode("utf-8"), _utf8(p.intent_id), _utf8(p.idem_key), p.body)
+            digest = _digest(prev, seq, ts, *fields)
+            rows.append((seq, ts, p.kind, p.intent_id, p.idem_key, p.body, prev, digest))
+            body = _parse_body(p.body)
+            records.append(WalRecord(seq, ts, p.kind, p.intent_id, p.idem_key, body, prev, digest))
+            prev = digest
+        conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+        conn.execute("COMMIT")
+        return records
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, since_seq: int = 0, kinds: Collection[str] | None = None) -> Iterator[WalRecord]:
+        """Records with ``seq > since_seq`` in order, fetched in pages (no long-held cursor)."""
+        kinds = None if kinds is None else tuple(kinds)
+        if kinds is not None and not kinds:
+            return
+        where = "" if kinds is None else f" AND kind IN ({','.join('?' * len(kinds))})"
+        sql = f"SELECT {_COLUMNS} FROM records WHERE seq > ?{where} ORDER BY seq LIMIT {_PAGE}"
+        after = since_seq
+        while True:
+            page = self._query(sql, (after, *(kinds or ())))
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].seq
+
+    def by_idem_key(self, idem_key: str) -> list[WalRecord]:
+        """Every record carrying this key, in order: what the Commit Layer dedups on."""
+        sql = f"SELECT {_COLUMNS} FROM records WHERE idem_key = ? ORDER BY seq"
+        return self._query(sql, (idem_key,))
+
+    def tail_seq(self) -> int:
+        """The last seq committed by anyone; 0 for an empty log."""
+        with self._read_lock:
+            try:
+                row = self._read_conn().execute("SELECT max(seq) FROM records").fetchone()
+            except sqlite3.Error as exc:
+                raise WalError("WAL.READ_FAILED", str(exc), path=str(self._path)) from exc
+        return int(row[0] or 0)
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[WalRecord]:
+        with self._read_lock:
+            try:
+                rows = self._read_conn().execute(sql, params).fetchall()
+                return [
+                    WalRecord(seq, ts, kind, iid, key, _parse_body(body), prev, digest)
+                    for seq, ts, kind, iid, key, body, prev, digest in rows
+                ]
+            except (sqlite3.Error, ValueError) as exc:
+                raise WalError("WAL.READ_FAILED", str(exc), path=str(self._path)) from exc
+
+    def _read_conn(self) -> sqlite3.Connection:
+        if self._closing:
+            raise WalError("WAL.CLOSED", "the log is closed", path=str(self._path))
+        if self._reader is None:
+            self._reader = _connect(self._path)
+        return self._reader
+
+    # -- verifying -------------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Re-derives the whole chain from the stored bytes; works on a closed log too."""
+        good = 0
+        try:
+            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            return VerifyReport(False, 0, None, f"SQLite cannot open the log: {exc}")
+        conn.text_factory = bytes
+        try:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            if not tables:
+                return VerifyReport(True, 0, None, "the log is empty")
+            typeofs = ", ".join(f"typeof({name})" for name, _ in _STORED_TYPES)
+            rows = conn.execute(f"SELECT {_COLUMNS}, {typeofs} FROM records ORDER BY seq")
+            prev, stray = GENESIS, None
+            for row in rows:
+                seq = row[0]
+                if seq < 1:
+                    stray = seq if stray is None else stray
+                    continue
+                if seq != good + 1:
+                    why = f"record {good + 1} is missing (the next record is {seq})"
+                    return VerifyReport(False, good, good + 1, why)
+                problem = _check_row(row, prev)
+                if problem:
+                    return VerifyReport(False, good, seq, f"record {seq}: {problem}")
+                prev, good = row[7], good + 1
+            if stray is not None:
+                why = f"record {good + 1} is missing (a record has seq {stray}, below 1)"
+                return VerifyReport(False, good, good + 1, why)
+            return VerifyReport(True, good, None, f"{good} records, chain intact")
+        except sqlite3.Error as exc:
+            return VerifyReport(False, good, None, f"SQLite cannot read the log: {exc}")
+        finally:
+            conn.close()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commits whatever is queued, stops the writer; later appends raise ``WAL.CLOSED``."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def __enter__(self) -> Wal:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _rollback(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+    """Leaves no half-written batch; a connection that cannot even roll back is dropped."""
+    if conn is None:
+        return None
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        conn.close()
+        return None
+    return conn
+
+
+def _check_row(row: tuple[Any, ...], prev: bytes) -> str:
+    """What is wrong with one stored row at its expected position, or "" if nothing."""
+    seq, ts, kind, intent_id, idem_key, body, prev_hash, digest = row[:8]
+    for (name, allowed), raw_type in zip(_STORED_TYPES, row[8:], strict=True):
+        stored = raw_type.decode("ascii")  # typeof() answers in bytes under this text_factory
+        if stored not in allowed:
+            return f"{name} is stored as {stored}, expected {' or '.join(allowed)}"
+    for name, raw in (("kind", kind), ("intent_id", intent_id), ("idem_key", idem_key)):
+        try:
+            if raw is not None:
+                raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{name} is not valid UTF-8"
+    if not kind:
+        return "kind is empty"
+    if len(prev_hash) != 32 or len(digest) != 32:
+        return "a hash is not 32 bytes long"
+    if prev_hash != prev:
+        return "prev_hash does not match the previous record's hash"
+    if _digest(prev, seq, ts, kind, intent_id, idem_key, body) != digest:
+        return "hash does not match the record's contents"
+    try:
+        _parse_body(body)
+    except ValueError:
+        return "body is not a JSON object"
+    return ""
