@@ -170,7 +170,7 @@ def test_credentials_in_clear_are_refused_off_loopback() -> None:
 
 def test_sending_is_never_idempotent_nor_confirmable(smtp_server: SmtpServer) -> None:
     smtp = adapter(smtp_server.port)
-    assert smtp.idempotent("email.send") is False
+    assert smtp.idempotent(EffectCall("email.send", "bob@example.com", "k")) is False
     with pytest.raises(EffectError) as info:
         asyncio.run(smtp.confirm(EffectCall("email.send", "bob@example.com", "k")))
     assert info.value.code == "EFFECT.EMAIL.NOT_CONFIRMABLE"

@@ -315,6 +315,6 @@ def test_reads_are_redone_rather_than_confirmed(fs: FsAdapter) -> None:
 
 
 def test_every_op_is_idempotent_and_unknown_ops_are_refused(fs: FsAdapter) -> None:
-    assert all(fs.idempotent(op) for op in fs.ops)
-    assert not fs.idempotent("fs.chmod")
+    assert all(fs.idempotent(EffectCall(op, "f", "k")) for op in fs.ops)
+    assert not fs.idempotent(EffectCall("fs.chmod", "f", "k"))
     assert code(fs, "fs.chmod", "f") == "EFFECT.FS.UNKNOWN_OP"

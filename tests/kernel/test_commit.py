@@ -17,10 +17,12 @@ from aiosmtpd.controller import Controller
 
 from maos.effects.email import SmtpAdapter, message_id
 from maos.effects.fs import FsAdapter
+from maos.effects.http import HttpAdapter
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import StateError
 from maos.kernel.types import Cost, Intent, Outcome, OutcomeStatus
 from maos.kernel.wal import Wal
+from maos.testing import loopback_http
 
 SENDER = "kernel@maos.example"
 
@@ -250,13 +252,15 @@ def test_params_that_cannot_be_logged_are_refused_before_running(wal: Wal, works
 # -- recovery (the log as a crash leaves it: prepared, no outcome) ---------------------------
 
 
-def crash_after_prepare(wal: Wal, it: Intent, idempotent: bool) -> None:
+def crash_after_prepare(
+    wal: Wal, it: Intent, idempotent: bool, constraints: dict[str, Any] | None = None
+) -> None:
     """Appends exactly what `run` logs before calling the adapter, then 'dies'."""
     body = {
         "op": it.op,
         "target": it.target,
         "params": dict(it.params),
-        "constraints": {},
+        "constraints": constraints or {},
         "agent_id": it.agent_id,
         "task_id": it.task_id,
         "intent_id": it.intent_id,
@@ -344,3 +348,18 @@ def test_resolving_a_key_that_is_not_in_doubt_is_refused(wal: Wal, workspace: Pa
     for key in ("k", "never-seen"):
         with pytest.raises(StateError):
             commit.resolve_in_doubt(key, happened=True, principal="commander")
+
+
+def test_recover_redoes_an_interrupted_get_but_puts_a_post_in_doubt(
+    wal: Wal, workspace: Path
+) -> None:
+    with loopback_http({"/rates": b"1.08"}) as site:
+        commit = CommitLayer(wal, {"http": HttpAdapter()})
+        allowed = {"allowed_hosts": [f"127.0.0.1:{site.port}"]}
+        for key, method in (("get", "GET"), ("post", "POST")):
+            it = intent("http.request", site.url("/rates"), key, method=method)
+            crash_after_prepare(wal, it, method == "GET", allowed)
+
+        report = asyncio.run(commit.recover())
+    assert (report.redone, report.in_doubt) == (("get",), ("post",))
+    assert site.seen == [("GET", "/rates")]  # the POST was never resent

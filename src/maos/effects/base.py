@@ -57,8 +57,10 @@ class Adapter(Protocol):
     ops: frozenset[str]
     """The operations this adapter performs."""
 
-    def idempotent(self, op: str) -> bool:
-        """True when re-running ``op`` with the same key is provably harmless.
+    def idempotent(self, call: EffectCall) -> bool:
+        """True when re-running ``call`` with the same key is provably harmless.
+
+        Asked per call, not per op: ``http.request`` is idempotent as a GET, not as a POST.
 
         Only such effects are confirmed or redone after a crash; the others become
         ``in_doubt`` for the Commander.

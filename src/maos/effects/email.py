@@ -111,7 +111,7 @@ class SmtpAdapter:
     def domain(self) -> str:
         return self.sender.rpartition("@")[2]
 
-    def idempotent(self, op: str) -> bool:
+    def idempotent(self, call: EffectCall) -> bool:
         return False
 
     async def confirm(self, call: EffectCall) -> EffectResult | None:

@@ -136,8 +136,8 @@ class FsAdapter:
         # symlinks; only what lies below it is walked without following any.
         self.root = root.resolve(strict=True)
 
-    def idempotent(self, op: str) -> bool:
-        return op in self.ops
+    def idempotent(self, call: EffectCall) -> bool:
+        return call.op in self.ops
 
     async def execute(self, call: EffectCall) -> EffectResult:
         if call.op not in self.ops:

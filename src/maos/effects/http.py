@@ -147,22 +147,17 @@ class HttpAdapter:
             timeout=httpx.Timeout(self.timeout), trust_env=False, follow_redirects=False
         )
 
-    def idempotent(self, op: str) -> bool:
-        """False: the protocol asks per op, and ``http.request`` may carry a POST.
-
-        Answering True would let recovery resend a payment. Callers that see the call
-        can use `is_idempotent_call` instead.
-        """
-        return False
-
-    @staticmethod
-    def is_idempotent_call(call: EffectCall) -> bool:
+    def idempotent(self, call: EffectCall) -> bool:
         """True for methods RFC 9110 makes idempotent; redoing those after a crash is safe.
+
+        A POST answers False, so recovery never resends a payment: it becomes in doubt.
 
         Safe because the server must leave the same state after N such requests as after
         one, and the repeat carries the same ``Idempotency-Key`` for servers that dedup.
         """
-        return str(call.params.get("method", "GET")).upper() in IDEMPOTENT_METHODS
+        return call.op in self.ops and (
+            str(call.params.get("method", "GET")).upper() in IDEMPOTENT_METHODS
+        )
 
     async def confirm(self, call: EffectCall) -> EffectResult | None:
         """HTTP gives no way to ask "did you get my request?": None means redo.
@@ -171,7 +166,7 @@ class HttpAdapter:
         """
         if call.op not in self.ops:
             raise _fail("UNKNOWN_OP", f"{call.op!r} is not an HTTP operation.")
-        if not self.is_idempotent_call(call):
+        if not self.idempotent(call):
             raise _fail("NOT_CONFIRMABLE", "a non-idempotent request cannot be confirmed.")
         return None
 

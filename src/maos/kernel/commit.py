@@ -213,7 +213,9 @@ class CommitLayer:
                     "api_calls": intent.cost.api_calls,
                     "money_cents": intent.cost.money_cents,
                 },
-                "idempotent": adapter.idempotent(intent.op),
+                "idempotent": adapter.idempotent(
+                    EffectCall(intent.op, intent.target, key, intent.params, constraints or {})
+                ),
             }
             try:
                 prepared = await self._wal.append(
@@ -321,7 +323,7 @@ class CommitLayer:
         body = prepared.body
         op = body["op"]
         adapter = self._adapters.get(op.split(".")[0])
-        if adapter is None or not body["idempotent"] or not adapter.idempotent(op):
+        if adapter is None or not body["idempotent"] or not adapter.idempotent(_call(prepared)):
             why = (
                 f"no adapter for {op!r} to ask"
                 if adapter is None
