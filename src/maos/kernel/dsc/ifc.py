@@ -1,0 +1,186 @@
+"""Check 4: information-flow control, rules R6 (no down-flow) and R10 (untrusted data
+never chooses a target).
+
+R6 compares the agent's context confidentiality with the op's sink clearance. A logged
+declassification on the task to level L releases data of *any* level to sinks at L or
+above, so it is allowed iff ``declassified_to <= sink``.
+
+R10 asks, when the context is untrusted, whether each target was named by a trusted
+principal (``TaskView.trusted_targets`` or, for paths, the task's workspace). The target
+helpers here are shared with R7 in `rules`. They refuse to *match* anything two parsers
+could read differently (userinfo, backslashes, dot segments, display names): an
+ambiguous target is never trusted, it goes to the Commander instead.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from maos.kernel.dsc.base import CheckInput, TaskView
+from maos.kernel.labels import Integrity
+from maos.kernel.ops import OPS, OpSpec
+from maos.kernel.types import Allow, Decision, Deny, Pending, frozen_mapping
+
+__all__ = ["IfcCheck", "is_trusted_target"]
+
+_TARGET_KINDS = frozenset({"recipient", "url", "path"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_AMBIGUOUS_PATH = ("/./", "/../", "%2e", "%2f", "%5c")
+
+
+def is_trusted_target(kind: str, target: str, task: TaskView) -> bool:
+    """True when a trusted principal of ``task`` named ``target`` (exactly or by scope)."""
+    trusted = task.trusted_targets
+    if target in trusted:
+        return True
+    if kind == "path":
+        return _path_trusted(target, task.workspace, trusted)
+    if kind == "url":
+        return _url_trusted(target, trusted)
+    if kind == "recipient":
+        address = _email(target)
+        return address is not None and any(_email(t) == address for t in trusted)
+    return False
+
+
+def _path_trusted(target: str, workspace: str, trusted: frozenset[str]) -> bool:
+    path = _path(target, workspace)
+    if path is None:
+        return False
+    if not path.startswith("/"):
+        return True  # relative and not escaping: inside the workspace by construction
+    return any(
+        (t.endswith("/") and path.startswith(posixpath.normpath(t) + "/")) or _path(t, "") == path
+        for t in trusted
+        if t.startswith("/")
+    )
+
+
+@lru_cache(maxsize=4096)
+def _path(target: str, workspace: str) -> str | None:
+    """Normalized path; relative ones stay relative unless they escape the workspace.
+
+    Absolute paths inside ``workspace`` come back relative; ``.`` is the workspace root.
+    ``None``: unusable (backslashes, ``~``, drive letters, or ``..`` out of the workspace).
+    """
+    if "\\" in target or target.startswith("~") or target[1:2] == ":":
+        return None
+    norm = posixpath.normpath(target)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm.startswith("/"):
+        root = posixpath.normpath(workspace) if workspace.startswith("/") else ""
+        if root and root != "/" and (norm == root or norm.startswith(root + "/")):
+            return norm[len(root) + 1 :] or "."
+        return norm
+    return None if norm == ".." or norm.startswith("../") else norm
+
+
+def _url_trusted(target: str, trusted: frozenset[str]) -> bool:
+    parts = _url(target)
+    if parts is None:
+        return False
+    netloc, canonical, plain_path = parts
+    for entry in trusted:
+        if "/" not in entry and "@" not in entry:
+            if entry.lower().rstrip(".") == netloc:
+                return True
+        elif plain_path and entry.endswith("/"):
+            prefix = _url(entry)
+            if prefix is not None and canonical.startswith(prefix[1]):
+                return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _url(url: str) -> tuple[str, str, bool] | None:
+    """(host[:port], canonical URL, path free of dot segments) of an unambiguous URL.
+
+    The port is kept only when it is not the scheme's default, so a trusted host entry
+    covers its default port alone; other ports must be named (``host:8443``).
+    ``None`` for anything but plain http(s) with a host, and for userinfo
+    (``https://trusted.com@evil.com/`` goes to evil.com) and backslashes, which parsers
+    disagree on.
+    """
+    if "\\" in url or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc:
+        return None
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    lowered = path.lower()
+    plain = not any(p in lowered for p in _AMBIGUOUS_PATH) and not lowered.endswith(("/.", "/.."))
+    return netloc, f"{scheme}://{netloc}{path}{query}", plain
+
+
+@lru_cache(maxsize=4096)
+def _email(address: str) -> str | None:
+    """``local@domain`` with the domain lower-cased; ``None`` for anything but a bare address."""
+    if address.count("@") != 1 or any(c in address for c in ' <>,;:"()[]\\'):
+        return None
+    local, domain = address.split("@")
+    domain = domain.lower().rstrip(".")
+    return f"{local}@{domain}" if local and domain else None
+
+
+class IfcCheck:
+    """Check 4. Stateless; the op catalogue is injectable for tests of future ops."""
+
+    __slots__ = ("_allow", "_ops", "name")
+
+    def __init__(self, ops: Mapping[str, OpSpec] = OPS) -> None:
+        self.name = "ifc"
+        self._ops = ops
+        self._allow = Allow(check=self.name)
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        spec = self._ops.get(inp.intent.op)
+        if spec is None:
+            return self._allow  # an unknown op is R1's to refuse, in check 5
+        context = inp.context
+        sink = spec.sink
+        if sink is not None and context.conf > sink:
+            declassified = inp.task.declassified_to
+            if declassified is None or declassified > sink:
+                granted = "nothing" if declassified is None else f"only to {declassified.name}"
+                return Deny(
+                    "RULE.R6.IFC_DOWNFLOW",
+                    f"{spec.name} may carry at most {sink.name} data, but the agent's context "
+                    f"is {context.conf.name} and the task declassifies {granted}",
+                    check=self.name,
+                )
+        if (
+            context.integrity is Integrity.UNTRUSTED
+            and spec.target_kind in _TARGET_KINDS
+            and not inp.approved
+        ):
+            return self._untrusted_targets(inp, spec)
+        return self._allow
+
+    def _untrusted_targets(self, inp: CheckInput, spec: OpSpec) -> Decision:
+        flagged = [
+            t for t in inp.intent.targets if not is_trusted_target(spec.target_kind, t, inp.task)
+        ]
+        if not flagged:
+            return self._allow
+        return Pending(
+            "RULE.R10.UNTRUSTED_TARGET",
+            f"the agent read untrusted content and {spec.name} targets "
+            f"{', '.join(repr(t) for t in flagged)}, which no trusted principal named",
+            rule="R10",
+            check=self.name,
+            details=frozen_mapping(
+                {"targets": flagged, "context_sources": sorted(inp.context.sources)}
+            ),
+        )

@@ -1,0 +1,127 @@
+"""The Deterministic Security Core: seven checks in a fixed order, decisions as values.
+
+Semantics: the first `Deny` wins and stops the run; a `Pending` (a rule asking the
+Commander) is remembered while later checks still run, because a later deny must win
+over a question a human would otherwise be asked in vain. Any exception in a check, or
+a check answering something that is not a decision, is a deny with code
+``DSC.INTERNAL`` (R11: what cannot be evaluated is refused).
+
+R9 comes before everything: ``admin.apoptosis`` is allowed without running a single
+check. An agent may always terminate itself, so neither rate limits, budgets, a pause, a
+quarantine nor a missing or revoked token may stand in the way; the kernel knows who
+asks from the authenticated channel and terminates exactly that agent, so the request
+needs no capability. Its target must be empty or the agent's own id: terminating
+*another* agent is the Commander's power (R8), never an agent's.
+
+R2 is structural: `standard_pipeline` refuses to build a DSC whose first check is not
+the capability check. `decide` is the hot path: nothing is allocated on the allow path
+beyond what the checks do. Decisions name the check that made them; the pipeline fills
+the name in when a check left it empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import cast
+
+from maos.kernel.dsc.base import Check, CheckInput
+from maos.kernel.dsc.budget import BudgetCheck, BudgetLedger
+from maos.kernel.dsc.ifc import IfcCheck
+from maos.kernel.dsc.locks import LockCheck, LockTable
+from maos.kernel.dsc.prefilter import PrefilterCheck
+from maos.kernel.dsc.ratelimit import RateLimitCheck
+from maos.kernel.dsc.rules import RulesCheck
+from maos.kernel.errors import StateError
+from maos.kernel.types import Allow, Decision, Deny, Pending
+
+__all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
+
+APOPTOSIS_OP = "admin.apoptosis"
+CHECK_ORDER = ("capability", "ratelimit", "budget", "ifc", "rules", "locks", "prefilter")
+"""The seed's order (§15.3): cheap identity and quota checks first, content scans last."""
+
+_ALLOW = Allow(check="pipeline")
+_APOPTOSIS = Allow(check="R9")
+
+
+class Pipeline:
+    """Runs checks in order; holds no decision state of its own between calls."""
+
+    __slots__ = ("_checks",)
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        names = [getattr(check, "name", None) for check in checks]
+        for check, name in zip(checks, names, strict=True):
+            if not isinstance(name, str) or not name or not callable(check):
+                raise TypeError(f"{check!r} is not a check: it needs a name and __call__")
+        if len(set(names)) != len(names):
+            raise ValueError(f"check names must be unique, got {names}")
+        self._checks = tuple((check, check.name) for check in checks)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self._checks)
+
+    def decide(self, inp: CheckInput) -> Decision:
+        intent = inp.intent
+        if intent.op == APOPTOSIS_OP:
+            if intent.target in ("", intent.agent_id) and not intent.extra_targets:
+                return _APOPTOSIS
+            return Deny(
+                "RULE.R9.NOT_SELF",
+                "admin.apoptosis terminates the asking agent only; its target must be "
+                "empty or the agent's own id, with no extra targets",
+                check="pipeline",
+            )
+        pending: Pending | None = None
+        for check, name in self._checks:
+            try:
+                decision = check(inp)
+            except Exception as exc:  # R11: a check that cannot decide denies
+                return Deny("DSC.INTERNAL", f"{name} failed: {type(exc).__name__}", check=name)
+            kind = type(decision)
+            if kind is Allow:
+                continue
+            if kind is Deny:
+                return decision if decision.check else replace(decision, check=name)
+            if kind is Pending:
+                if pending is None:
+                    pending = cast(Pending, decision)
+                    pending = pending if pending.check else replace(pending, check=name)
+                continue
+            return Deny("DSC.INTERNAL", f"{name} failed: answered {kind.__name__}", check=name)
+        return _ALLOW if pending is None else pending
+
+
+def standard_pipeline(
+    capability: Check,
+    *,
+    ratelimit: RateLimitCheck,
+    ledger: BudgetLedger,
+    locks: LockTable,
+    protected: Iterable[str],
+) -> Pipeline:
+    """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
+
+    The kernel keeps ``ratelimit`` (to configure agents), ``ledger`` and ``locks``; the
+    stateless checks are built here. ``protected`` is what R4 keeps agents out of: at
+    least the data dir (see `RulesCheck`).
+    """
+    if getattr(capability, "name", None) != "capability":
+        raise StateError(
+            "STATE.DSC.NO_CAPABILITY_CHECK",
+            "R2: the DSC must start with the capability check",
+            got=repr(getattr(capability, "name", capability)),
+        )
+    return Pipeline(
+        (
+            capability,
+            ratelimit,
+            BudgetCheck(ledger),
+            IfcCheck(),
+            RulesCheck(protected=protected),
+            LockCheck(locks),
+            PrefilterCheck(),
+        )
+    )

@@ -1,0 +1,192 @@
+"""Check 7: a deterministic pre-filter for known prompt-injection phrasings.
+
+It reads everything the agent sends (``intent.content``, which the Input Sanitizer
+derives from every string and key in ``params``, and the targets), so an agent that was
+hijacked cannot pass the payload on to the next model, mailbox or file. It is a cheap
+first net, not the defence: R10 and the SSE carry the weight.
+
+Text is normalized before matching: NFKC (full-width and ligature forms), invisible
+characters removed (``i\\u200bgnore``), case folded, and common Cyrillic/Greek
+look-alikes mapped to Latin. Speed matters (this runs on every intent, over up to 64 KiB):
+a regex with a leading alternation costs ~20x a substring search in CPython, so every
+pattern starts with a literal, one ``str.find`` per distinct literal skips the text that
+holds none, and patterns sharing a literal are one regex. Patterns that need a word
+*before* their literal check it with a second regex over a short window.
+Phrases are chosen to name the attack, not the topic: "you are now registered" passes,
+"you are now an unrestricted AI" does not.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from maos.kernel.dsc.base import CheckInput
+from maos.kernel.types import Allow, Decision, Deny
+
+__all__ = ["PATTERNS", "PrefilterCheck", "normalize"]
+
+_S = r"[\W_]{1,16}"  # a word gap: spaces, punctuation, underscores, markdown
+_W = rf"(?:\w{{1,20}}{_S})"  # one filler word
+_PRIOR = r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|old)"
+_ORDERS = (
+    r"(?:instructions?|prompts?|directions?|directives?|commands?|guidelines|rules|"
+    r"messages?|context|programming|orders)\b"
+)
+_OLD_ORDERS = rf"{_S}{_W}{{0,3}}?{_PRIOR}{_S}{_W}{{0,2}}?{_ORDERS}"  # "... all the previous rules"
+_ROLE = (
+    r"(?:ai|assistant|chatbot|bot|model|llm|dan|jailbroken|unrestricted|unfiltered|"
+    rf"uncensored|(?:developer|god|admin){_S}mode)\b"
+)
+
+_PATTERNS = (
+    # (id, literal every match starts with, the regex after it, regex that must match
+    # just before the literal, or None)
+    ("ignore-previous-instructions", "ignor", rf"(?:e|ing){_OLD_ORDERS}", None),
+    (
+        "disregard-previous-instructions",
+        "disregard",
+        rf"(?:ing)?(?:{_OLD_ORDERS}"
+        rf"|{_S}(?:(?:all|everything|anything|the){_S})?(?:above|foregoing)\b)",
+        None,
+    ),
+    (
+        "forget-previous-instructions",
+        "forget",
+        rf"(?:{_OLD_ORDERS}|{_S}(?:all|everything){_S}(?:you|above|before|previous)\b)",
+        None,
+    ),
+    ("override-previous-instructions", "overrid", rf"(?:e|ing){_OLD_ORDERS}", None),
+    (
+        "you-are-now",
+        "you",
+        rf"{_S}(?:are|re){_S}now{_S}(?:(?:in|a|an|the|my){_S})?"
+        rf"(?:(?:new|different|unrestricted|unfiltered|uncensored|jailbroken|evil){_S}){{0,3}}"
+        rf"{_ROLE}",
+        None,
+    ),
+    (
+        "your-new-instructions",
+        "you",
+        rf"r{_S}(?:new|real|actual|true|updated){_S}(?:instructions|orders)\b",
+        None,
+    ),
+    (
+        # "the system prompt appears" is a UI manual; "reveal your system prompt" is not.
+        "system-prompt",
+        "system",
+        rf"{_S}prompt\b",
+        r"(?:reveal|print|show|output|repeat|ignore|override|leak|disclose|display|dump|"
+        r"change|replace|your|new|real|original|hidden|secret|initial|updated)"
+        r"(?:\s+(?:me|us|the|your|my|its|this|that|full|entire|whole|original|hidden|real|"
+        r"secret|initial))*\s+$",
+    ),
+    ("chat-role-tag", "<", r"(?:\|[\w\s]{1,24}\|>|</?sys>>|/?system\s*>)", None),
+    ("inst-tag", "[", r"/?(?:inst|sys)\]", None),
+    (
+        "begin-system-block",
+        "begin",
+        rf"{_S}(?:new{_S})?(?:system|admin|developer){_S}"
+        r"(?:prompt|instructions?|message|override)\b",
+        None,
+    ),
+    (
+        "developer-mode",
+        "developer",
+        rf"{_S}mode{_S}(?:enabled|on|activated|engaged)\b",
+        None,
+    ),
+)
+PATTERNS: Mapping[str, str] = MappingProxyType(
+    {pid: re.escape(literal) + rest for pid, literal, rest, _ in _PATTERNS}
+)
+"""Pattern id to regex source, matched against `normalize`d text."""
+_WINDOW = 64
+"""How far back a pattern's preceding-words regex looks."""
+
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\U000e0000-\U000e0fff]"
+)
+_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁԛԝɡαεικνορτυχ",  # Cyrillic and Greek look-alikes
+    "aeopcyxijsdqwgaeikvoptux",
+)
+
+
+def normalize(text: str) -> str:
+    """The form patterns are matched against; ASCII text only needs lower-casing."""
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text)
+    return _INVISIBLE.sub("", text).casefold().translate(_LOOKALIKES)
+
+
+_Group = tuple[str, re.Pattern[str], Mapping[str, tuple[str, re.Pattern[str] | None]]]
+
+
+def _compile() -> tuple[_Group, ...]:
+    """One regex per literal, so patterns that share a literal cost one scan."""
+    groups: dict[str, list[tuple[str, str, str | None]]] = {}
+    for pattern_id, literal, rest, before in _PATTERNS:
+        groups.setdefault(literal, []).append((pattern_id, rest, before))
+    compiled = []
+    for literal, members in groups.items():
+        branches = "|".join(f"(?P<p{i}>{rest})" for i, (_, rest, _) in enumerate(members))
+        by_group = {
+            f"p{i}": (pattern_id, None if before is None else re.compile(before))
+            for i, (pattern_id, _, before) in enumerate(members)
+        }
+        compiled.append((literal, re.compile(f"{re.escape(literal)}(?:{branches})"), by_group))
+    return tuple(compiled)
+
+
+_GROUPS = _compile()
+
+
+def _match(text: str) -> str | None:
+    """The id of the first pattern found in ``text`` (already normalized), if any.
+
+    ``str.find`` of the literal first: it is faster than the regex engine's own prefix
+    scan, and most text holds none of the literals at all.
+    """
+    for literal, pattern, by_group in _GROUPS:
+        at = text.find(literal)
+        if at < 0:
+            continue
+        for found in pattern.finditer(text, at):
+            pattern_id, before = by_group[str(found.lastgroup)]
+            start = found.start()
+            if before is None or before.search(text, max(0, start - _WINDOW), start):
+                return pattern_id
+    return None
+
+
+class PrefilterCheck:
+    """Check 7. Stateless and shared; the patterns are fixed per release, like the rules."""
+
+    __slots__ = ("_allow", "name")
+
+    def __init__(self) -> None:
+        self.name = "prefilter"
+        self._allow = Allow(check=self.name)
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        intent = inp.intent
+        text = intent.content
+        if intent.extra_targets:
+            text = "\n".join((text, *intent.targets))
+        elif intent.target:
+            text = f"{text}\n{intent.target}"
+        found = _match(normalize(text))
+        if found is None:
+            return self._allow
+        where = "content" if _match(normalize(intent.content)) else "targets"
+        return Deny(
+            "DSC.PREFILTER.INJECTION",
+            f"the intent's {where} match the prompt-injection pattern {found}",
+            check=self.name,
+        )

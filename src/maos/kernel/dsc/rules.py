@@ -1,0 +1,192 @@
+"""Check 5: the Constitutional Mandatory Rules that are decided per intent.
+
+Each rule is one small method returning a decision or ``None`` (no objection), run in
+an order chosen so the most specific reason wins: R8 (agent stopped) first, then R5 and
+R4 (which name ops that R1 would only call unknown), R1, and last R7, the only one that
+asks rather than refuses. The rules that read only the op name are decided once per
+catalogued op at construction, which keeps this check cheap on the hot path.
+
+The rest live where their evidence is: R2 in the capability check and the pipeline's
+construction, R3 in the Commit Layer, R6 and R10 in `ifc`, R9 in the pipeline (apoptosis
+passes before any check), R11 in checks 2 and 3 and in the pipeline's exception-to-deny
+rule.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from maos.kernel.dsc.base import AgentStatus, CheckInput
+from maos.kernel.dsc.ifc import is_trusted_target
+from maos.kernel.ops import HIGH_IMPACT, OPS, OpSpec
+from maos.kernel.types import Allow, Decision, Deny, Pending, frozen_mapping
+
+__all__ = ["AGENT_ADMIN_OPS", "DEFAULT_PROTECTED_NAMES", "KERNEL_NAMESPACES", "RULES", "RulesCheck"]
+
+RULES: Mapping[str, str] = MappingProxyType(
+    {
+        "R1": "Every external effect passes through the Commit Layer; agents have no direct I/O.",
+        "R2": "Default deny: no action without a valid, unexpired, unrevoked capability "
+        "that covers it.",
+        "R3": "Write-ahead: an effect is durably logged before it runs; "
+        "the log is append-only and tamper-evident.",
+        "R4": "No agent may modify, configure or stop its Sentry, the DSC, the kernel, "
+        "the log, or its own capabilities or ring.",
+        "R5": "Inward promotion only through full onboarding; outward demotion is always instant.",
+        "R6": "No flow of labelled data to a sink below its label without a logged "
+        "declassification by an authorised principal.",
+        "R7": "Irreversible or high-impact effects (money, deletion, new external recipients, "
+        "code execution) need the approval level their policy names.",
+        "R8": "The Commander can always pause, quarantine or kill any agent, or put the "
+        "system in Minimal Safe State; nothing may prevent it.",
+        "R9": "An agent may always terminate itself (apoptosis).",
+        "R10": "Content from untrusted sources is data, never authority: it cannot widen "
+        "capabilities, change the task plan, or choose an effect's target on its own.",
+        "R11": "Every agent runs under rate limits and budgets; when a check cannot be "
+        "evaluated, the answer is deny (fail-closed).",
+    }
+)
+"""Rule id to its one-line statement, for the CLI and the README."""
+
+KERNEL_NAMESPACES = frozenset(
+    {"admin", "kernel", "dsc", "sentry", "wal", "token", "capability", "config", "ring"}
+)
+"""Op namespaces that configure or control the kernel itself (R4)."""
+AGENT_ADMIN_OPS = frozenset({"admin.apoptosis", "admin.heartbeat"})
+"""The only kernel-namespace ops an agent may send (``lock.*`` is not a kernel namespace)."""
+DEFAULT_PROTECTED_NAMES = (".maos",)
+"""Path components no agent target may contain, whatever else is configured."""
+_PROMOTION_NAMESPACES = frozenset({"ring", "onboarding"})
+_PROMOTION_VERBS = frozenset({"set_ring", "change_ring", "elevate", "escalate"})
+
+
+class RulesCheck:
+    """Check 5. ``protected`` names what R4 keeps agents out of: entries with a ``/`` are
+    directories (the data dir), the others file or directory names matched anywhere in a
+    path (``wal.sqlite3``); `DEFAULT_PROTECTED_NAMES` are always included."""
+
+    __slots__ = ("_allow", "_by_op", "_names", "_ops", "_roots", "name")
+
+    def __init__(self, *, protected: Iterable[str] = (), ops: Mapping[str, OpSpec] = OPS) -> None:
+        self.name = "rules"
+        entries = (*DEFAULT_PROTECTED_NAMES, *protected)
+        self._roots = tuple(os.path.abspath(p).lower() for p in entries if "/" in p)
+        self._names = frozenset(p.lower() for p in entries if "/" not in p)
+        self._ops = ops
+        self._allow = Allow(check=self.name)
+        # The rules that read only the op name, decided once per catalogued op.
+        self._by_op = {op: self._op_rules(op) for op in ops}
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        if inp.agent.status is not AgentStatus.ACTIVE:
+            return self._r8_agent_stopped(inp)
+        op = inp.intent.op
+        by_op = self._by_op
+        verdict = by_op[op] if op in by_op else self._op_rules(op)
+        if verdict is not None:
+            return verdict
+        spec = self._ops[op]
+        if spec.target_kind == "path":
+            verdict = self._r4_protected_path(inp)
+            if verdict is not None:
+                return verdict
+        pending = self._r7_approval(inp, spec)
+        return self._allow if pending is None else pending
+
+    def _op_rules(self, op: str) -> Deny | None:
+        return self._r5_no_self_promotion(op) or self._r4_kernel_op(op) or self._r1_known_op(op)
+
+    def _deny(self, rule: str, what: str, reason: str) -> Deny:
+        return Deny(f"RULE.{rule}.{what}", reason, check=self.name)
+
+    def _r8_agent_stopped(self, inp: CheckInput) -> Deny:
+        status = inp.agent.status
+        return self._deny(
+            "R8",
+            f"AGENT_{status.name}",
+            f"agent {inp.agent.agent_id} is {status.value}; only apoptosis is accepted",
+        )
+
+    def _r5_no_self_promotion(self, op: str) -> Deny | None:
+        namespace, _, verb = op.partition(".")
+        if namespace in _PROMOTION_NAMESPACES or "promot" in verb or verb in _PROMOTION_VERBS:
+            return self._deny(
+                "R5",
+                "NO_SELF_PROMOTION",
+                f"{op}: rings change only through onboarding by the kernel, never on an "
+                "agent's request",
+            )
+        return None
+
+    def _r4_kernel_op(self, op: str) -> Deny | None:
+        if op.partition(".")[0] in KERNEL_NAMESPACES and op not in AGENT_ADMIN_OPS:
+            return self._deny("R4", "PROTECTED", f"{op} would control the kernel itself")
+        return None
+
+    def _r4_protected_path(self, inp: CheckInput) -> Deny | None:
+        for target in inp.intent.targets:
+            if self._touches_kernel(target, inp.task.workspace):
+                return self._deny(
+                    "R4", "PROTECTED", f"{inp.intent.op} on {target!r} touches the kernel's data"
+                )
+        return None
+
+    def _touches_kernel(self, target: str, workspace: str) -> bool:
+        """True for protected names, and for protected directories outside the workspace.
+
+        Workspaces live inside the data dir, so the task's workspace is carved out of a
+        protected directory when it lies strictly inside it (a workspace that *contains*
+        the data dir carves out nothing); inside the workspace only the protected names
+        count. Case-insensitive on purpose: the data dir may sit on a case-insensitive disk.
+        """
+        path = target.lower().replace("\\", "/")
+        home = posixpath.normpath(workspace.lower()) if workspace.startswith("/") else ""
+        if not path.startswith("/") and home:
+            path = posixpath.join(home, path)
+        path = posixpath.normpath(path)
+        in_home = bool(home) and (path == home or path.startswith(home + "/"))
+        if not self._names.isdisjoint((path[len(home) :] if in_home else path).split("/")):
+            return True
+        return any(
+            (path == root or path.startswith(root + "/"))
+            and not (in_home and home.startswith(root + "/"))
+            for root in self._roots
+        )
+
+    def _r1_known_op(self, op: str) -> Deny | None:
+        if op not in self._ops:
+            return self._deny("R1", "UNKNOWN_OP", f"{op} is not an op the Commit Layer mediates")
+        return None
+
+    def _r7_approval(self, inp: CheckInput, spec: OpSpec) -> Pending | None:
+        if inp.approved:
+            return None
+        targets = inp.intent.targets
+        if spec.effect_class not in HIGH_IMPACT:
+            if not spec.external:
+                return None
+            kind, task = spec.target_kind, inp.task
+            for target in targets:  # no allocation when every target is known
+                if not is_trusted_target(kind, target, task):
+                    break
+            else:
+                return None
+            targets = tuple(t for t in targets if not is_trusted_target(kind, t, task))
+            reason = (
+                f"{spec.name} to {', '.join(repr(t) for t in targets)}, which the task never "
+                "named: a new external recipient needs the Commander"
+            )
+        else:
+            reason = f"{spec.name} is a {spec.effect_class.value} effect and needs the Commander"
+        return Pending(
+            "RULE.R7.APPROVAL_REQUIRED",
+            reason,
+            rule="R7",
+            check=self.name,
+            details=frozen_mapping(
+                {"effect_class": spec.effect_class.value, "targets": list(targets)}
+            ),
+        )

@@ -1,0 +1,63 @@
+"""Builders for the DSC tests: inputs go through the real Input Sanitizer, as in the kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from maos.kernel.dsc.base import AgentStatus, AgentView, CheckInput, TaskView
+from maos.kernel.intents import parse_intent
+from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
+from maos.kernel.types import Allow, Decision
+
+NOW = 1_750_000_000.0
+WORKSPACE = "/srv/maos/workspaces/t1"
+DATA_DIR = "/srv/maos"
+UNTRUSTED_WEB = Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({"https://evil.example/page"}))
+
+
+def make_input(
+    op: str = "fs.write",
+    target: str = "notes.txt",
+    *,
+    agent_id: str = "a1",
+    task_id: str = "t1",
+    intent_id: str = "i-1",
+    token: str = "",
+    params: Mapping[str, Any] | None = None,
+    cost: Mapping[str, int] | None = None,
+    expected_version: int | None = None,
+    extra_targets: Iterable[str] = (),
+    status: AgentStatus = AgentStatus.ACTIVE,
+    workspace: str = WORKSPACE,
+    trusted: Iterable[str] = (),
+    declassified_to: Conf | None = None,
+    context: Label = BOTTOM,
+    approved: bool = False,
+    now: float = NOW,
+) -> CheckInput:
+    frame: dict[str, Any] = {
+        "task_id": task_id,
+        "op": op,
+        "target": target,
+        "idempotency_key": f"k-{intent_id}",
+        "token": token,
+        "params": dict(params or {}),
+        "cost": dict(cost or {}),
+        "expected_version": expected_version,
+        "extra_targets": list(extra_targets),
+    }
+    return CheckInput(
+        intent=parse_intent(frame, agent_id=agent_id, intent_id=intent_id),
+        agent=AgentView(agent_id, ring=3, status=status),
+        task=TaskView(task_id, workspace, frozenset(trusted), declassified_to),
+        now=now,
+        node_id="node-test",
+        context=context,
+        approved=approved,
+    )
+
+
+def code_of(decision: Decision) -> str:
+    """``ALLOW`` or the decision's code: one comparable value with a readable failure."""
+    return "ALLOW" if isinstance(decision, Allow) else decision.code
