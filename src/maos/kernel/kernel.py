@@ -1,0 +1,563 @@
+"""The kernel: one object that boots from a data directory and mediates every intent.
+
+    submit(raw frame, agent id)
+      -> Input Sanitizer (`intents.parse_intent`)      bad input: a deny, never a crash
+      -> DSC pipeline (seven checks, first deny wins)  exception: DSC.INTERNAL deny
+      -> Pending? park it in the log for the Commander (R7, R10)
+      -> Commit Layer: prepared (durable) -> adapter -> committed | failed
+      -> label the result, raise the agent's context label, answer
+
+Every decision and every change of state is a WAL record first; the in-memory state is
+a fold of the log (`Registry`, `ApprovalBook`, the revocation list, the budget ledger),
+so a restart or a second process (the CLI) sees exactly what this one decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from maos.effects.base import Adapter
+from maos.effects.email import SmtpAdapter
+from maos.effects.fs import FsAdapter
+from maos.effects.http import HttpAdapter
+from maos.kernel.approvals import Approval, ApprovalStatus
+from maos.kernel.commit import CommitLayer
+from maos.kernel.dsc.base import AgentStatus, CheckInput
+from maos.kernel.dsc.budget import Budget, BudgetLedger
+from maos.kernel.dsc.capability import CapabilityCheck
+from maos.kernel.dsc.locks import LockTable
+from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
+from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
+from maos.kernel.errors import InputError, StateError
+from maos.kernel.intents import intent_to_wire, parse_intent
+from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
+from maos.kernel.ops import spec_for
+from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
+from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.types import Allow, Deny, Intent, Outcome, OutcomeStatus, Pending
+from maos.kernel.view import KernelLock, LogView
+from maos.kernel.wal import Wal
+
+__all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
+
+DEFAULT_BUDGET = Budget(tokens=200_000, api_calls=1_000, money_cents=0)
+"""What an agent or task may spend when its principal names no budget: no money at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str = "maos@localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    data_dir: Path
+    """Holds the WAL, the root key and the task workspaces."""
+    node_id: str = "local"
+    """The audience every token this kernel accepts must name."""
+    node_type: str = "sovereign"
+    smtp: SmtpConfig | None = None
+    clock: Callable[[], float] = time.time
+    follow_interval: float = 0.2
+    """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
+
+    @classmethod
+    def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
+        """Embedded defaults, overridden by ``<data_dir>/config.json`` when present."""
+        raw: dict[str, Any] = {}
+        path = data_dir / "config.json"
+        if path.exists():
+            try:
+                raw = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
+        smtp = raw.get("smtp")
+        cfg = cls(
+            data_dir=data_dir,
+            node_id=str(raw.get("node_id", "local")),
+            node_type=str(raw.get("node_type", "sovereign")),
+            smtp=SmtpConfig(
+                str(smtp["host"]), int(smtp["port"]), str(smtp.get("sender", "maos@localhost"))
+            )
+            if isinstance(smtp, dict)
+            else None,
+        )
+        return replace(cfg, **overrides)
+
+    def save(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        raw: dict[str, Any] = {"node_id": self.node_id, "node_type": self.node_type}
+        if self.smtp is not None:
+            raw["smtp"] = {
+                "host": self.smtp.host,
+                "port": self.smtp.port,
+                "sender": self.smtp.sender,
+            }
+        (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
+
+    @property
+    def wal_path(self) -> Path:
+        return self.data_dir / "wal.sqlite3"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.data_dir / "workspaces"
+
+
+class Kernel:
+    """Ring 0. Construct with `Kernel.boot`; always `close()` (or use ``async with``)."""
+
+    def __init__(self, config: KernelConfig) -> None:
+        self.config = config
+        self.clock = config.clock
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.workspaces.mkdir(parents=True, exist_ok=True)
+        self.lock = KernelLock(config.data_dir)
+        self.lock.acquire()
+        self.wal = Wal(config.wal_path, clock=config.clock)
+        self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
+        self.view = LogView(self.wal)
+        self.registry = self.view.registry
+        self.approvals = self.view.approvals
+        self.ledger = BudgetLedger()
+        self.locks = LockTable()
+        self.rates = RateLimitCheck()
+        self.pipeline: Pipeline = standard_pipeline(
+            CapabilityCheck(self.tokens),
+            ratelimit=self.rates,
+            ledger=self.ledger,
+            locks=self.locks,
+            protected=(str(config.data_dir), config.wal_path.name),
+        )
+        adapters: dict[str, Adapter] = {
+            "fs": FsAdapter(config.workspaces),
+            "http": HttpAdapter(),
+        }
+        if config.smtp is not None:
+            adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
+        self.commit = CommitLayer(self.wal, adapters)
+        self._executed: dict[str, Outcome] = {}
+        self._waiters: dict[str, asyncio.Future[Outcome]] = {}
+        self._follower: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def boot(cls, config: KernelConfig, *, follow: bool = True) -> Kernel:
+        """Replay the log, recover interrupted effects, run approved intents, then serve."""
+        kernel = cls(config)
+        kernel._catch_up()
+        await kernel.commit.recover()
+        await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
+        for item in kernel.approvals.approved():
+            await kernel._execute_approved(item)
+        if follow:
+            kernel._follower = asyncio.create_task(kernel._follow())
+        return kernel
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        self.wal.close()
+        self.lock.release()
+
+    async def __aenter__(self) -> Kernel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _catch_up(self) -> list[Approval]:
+        """Fold records written since the last look, by this process or another."""
+        folded = self.view.catch_up()
+        for rec in folded.records:
+            if rec.kind == "agent.registered":
+                rate = RateLimit(float(rec.body["rate_per_s"]), float(rec.body["burst"]))
+                self.rates.configure(rec.body["agent_id"], AgentRates(overall=rate))
+                budget = _budget(rec.body["budgets"])
+                self.ledger.set_limits(budget, agent_id=rec.body["agent_id"])
+            elif rec.kind == "task.opened":
+                self.ledger.set_limits(_budget(rec.body["budgets"]), task_id=rec.body["task_id"])
+        self.tokens.revocations.add(folded.revoked)
+        for charge in folded.charges:
+            self.ledger.charge(charge.agent_id, charge.task_id, charge.cost)
+        approved = []
+        for item in folded.decided:
+            if item.status is ApprovalStatus.APPROVED:
+                approved.append(item)
+            else:
+                self._finish(item.approval_id, self._denied_by_commander(item))
+        return approved
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.follow_interval)
+            for item in self._catch_up():
+                await self._execute_approved(item)
+
+    async def _log(self, kind: str, body: Mapping[str, Any], **keys: str | None) -> int:
+        rec = await self.wal.append(kind, body, **keys)
+        self._catch_up()
+        return rec.seq
+
+    # -- the Commander's operations (each one a log record first) ------------------------
+
+    async def register_agent(
+        self,
+        agent_id: str,
+        *,
+        ring: int,
+        rate_per_s: float = 50.0,
+        burst: int = 100,
+        budgets: Mapping[str, int] | None = None,
+        principal: str = COMMANDER,
+    ) -> None:
+        """Admit an agent at a ring with its rate limits and budgets (R11: none means deny)."""
+        check_principal(principal, self.registry)
+        check_id("agent", agent_id)
+        if ring not in (2, 3):
+            raise InputError("BAD_INPUT.RING", "agents run in ring 2 (verified) or 3 (untrusted)")
+        await self._log(
+            "agent.registered",
+            {
+                "agent_id": agent_id,
+                "ring": ring,
+                "rate_per_s": rate_per_s,
+                "burst": burst,
+                "budgets": dict(budgets or {}),
+                "principal": principal,
+            },
+        )
+
+    async def open_task(
+        self,
+        task_id: str,
+        *,
+        trusted_targets: Sequence[str] = (),
+        budgets: Mapping[str, int] | None = None,
+        label_rules: Sequence[Mapping[str, str]] = (),
+        principal: str = COMMANDER,
+    ) -> TaskRecord:
+        """Open a task with its workspace, the targets its principal names, and budgets."""
+        check_principal(principal, self.registry)
+        check_id("task", task_id)
+        workspace = self.config.workspaces / task_id
+        workspace.mkdir(parents=True, exist_ok=True)
+        await self._log(
+            "task.opened",
+            {
+                "task_id": task_id,
+                "workspace": task_id,
+                "trusted_targets": sorted(trusted_targets),
+                "budgets": dict(budgets or {}),
+                "label_rules": [dict(r) for r in label_rules],
+                "principal": principal,
+            },
+        )
+        return self.registry.task(task_id)
+
+    def mint(
+        self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
+    ) -> str:
+        """A token for one agent on one task; least privilege is the caller's plan."""
+        self.registry.agent(agent_id)
+        self.registry.task(task_id)
+        return self.tokens.mint(
+            agent_id=agent_id, task_id=task_id, grants=grants, now=self.clock(), ttl=ttl
+        )
+
+    async def revoke(self, token: str, *, principal: str = COMMANDER) -> tuple[str, ...]:
+        check_principal(principal, self.registry)
+        ids = self.tokens.revoke(token)
+        await self._log("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+        return ids
+
+    async def set_agent_status(
+        self, agent_id: str, status: AgentStatus, *, principal: str = COMMANDER
+    ) -> None:
+        """Pause, quarantine or kill an agent (R8); nothing an agent does can prevent it."""
+        check_principal(principal, self.registry)
+        self.registry.agent(agent_id)
+        await self._log(
+            "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
+        )
+
+    async def declassify(
+        self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
+    ) -> None:
+        """Let the task release its data down to ``to``; logged with who and why (R6)."""
+        check_principal(principal, self.registry)
+        self.registry.task(task_id)
+        await self._log(
+            "task.declassified",
+            {"task_id": task_id, "to": to.name.lower(), "reason": reason, "principal": principal},
+        )
+
+    async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
+        """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
+        check_principal(principal, self.registry)
+        self.approvals.require_pending(approval_id, principal)
+        await self._log("approval.approved", {"approval_id": approval_id, "principal": principal})
+        return await self._execute_approved(self.approvals.get(approval_id))
+
+    async def deny(
+        self, approval_id: str, *, principal: str = COMMANDER, note: str = ""
+    ) -> Outcome:
+        check_principal(principal, self.registry)
+        self.approvals.require_pending(approval_id, principal)
+        await self._log(
+            "approval.denied", {"approval_id": approval_id, "principal": principal, "note": note}
+        )
+        return self._executed[approval_id]
+
+    async def wait(self, approval_id: str) -> Outcome:
+        """What an agent awaits after a pending answer: the outcome once a human decided."""
+        self.approvals.get(approval_id)
+        if approval_id in self._executed:
+            return self._executed[approval_id]
+        fut = self._waiters.setdefault(approval_id, asyncio.get_running_loop().create_future())
+        return await asyncio.shield(fut)
+
+    def _finish(self, approval_id: str, outcome: Outcome) -> Outcome:
+        self._executed.setdefault(approval_id, outcome)
+        fut = self._waiters.pop(approval_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(self._executed[approval_id])
+        return self._executed[approval_id]
+
+    def _denied_by_commander(self, item: Approval) -> Outcome:
+        return Outcome(
+            intent_id=str(item.intent.get("intent_id", "")),
+            status=OutcomeStatus.DENIED,
+            code="APPROVAL.DENIED",
+            reason=f"the Commander ({item.decided_by}) refused: {item.note or item.reason}",
+            approval_id=item.approval_id,
+        )
+
+    async def _execute_approved(self, item: Approval) -> Outcome:
+        if item.approval_id in self._executed:
+            return self._executed[item.approval_id]
+        wire = dict(item.intent)
+        intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
+        outcome = await self._decide_and_run(intent, approved=True)
+        if outcome.status is OutcomeStatus.PENDING:  # approved, yet a rule still asks: refuse
+            outcome = replace(outcome, status=OutcomeStatus.DENIED)
+        return self._finish(item.approval_id, replace(outcome, approval_id=item.approval_id))
+
+    # -- the path of every intent ----------------------------------------------------------
+
+    async def submit(self, raw: object, *, agent_id: str) -> Outcome:
+        """Mediate one intent from an authenticated agent; never raises for bad input."""
+        intent_id = uuid.uuid4().hex
+        try:
+            intent = parse_intent(raw, agent_id=agent_id, intent_id=intent_id)
+        except InputError as exc:
+            return await self._refuse(intent_id, agent_id, exc.code, exc.message, op="?")
+        return await self._decide_and_run(intent, approved=False)
+
+    async def _decide_and_run(self, intent: Intent, *, approved: bool) -> Outcome:
+        try:
+            agent = self.registry.agent(intent.agent_id)
+            task = self.registry.task(intent.task_id)
+        except StateError as exc:
+            return await self._refuse(
+                intent.intent_id, intent.agent_id, exc.code, exc.message, intent.op
+            )
+        inp = CheckInput(
+            intent=intent,
+            agent=agent.view(),
+            task=replace(task.view(), workspace=str(self.config.workspaces / task.workspace)),
+            now=self.clock(),
+            node_id=self.config.node_id,
+            context=agent.context,
+            approved=approved,
+        )
+        decision = self.pipeline.decide(inp)
+        try:
+            if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
+                return await self._refuse(
+                    intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
+                )
+            if isinstance(decision, Pending):
+                return await self._park(intent, decision)
+            assert isinstance(decision, Allow)
+            return await self._run(intent, task)
+        finally:
+            # Spending is booked when the committed record is folded from the log, so
+            # the check's reservation is only ever released here, never spent twice.
+            self.ledger.settle(intent.intent_id, committed=False)
+
+    async def _refuse(
+        self, intent_id: str, agent_id: str, code: str, reason: str, op: str
+    ) -> Outcome:
+        seq = await self._log(
+            "intent.denied",
+            {
+                "intent_id": intent_id,
+                "agent_id": agent_id,
+                "op": op,
+                "code": code,
+                "reason": reason,
+            },
+            intent_id=intent_id,
+        )
+        return Outcome(intent_id, OutcomeStatus.DENIED, code=code, reason=reason, wal_seq=seq)
+
+    async def _park(self, intent: Intent, decision: Pending) -> Outcome:
+        approval_id = "ap-" + uuid.uuid4().hex[:12]
+        details = {**decision.details, "op": intent.op, "targets": list(intent.targets)}
+        seq = await self._log(
+            "approval.pending",
+            {
+                "approval_id": approval_id,
+                "agent_id": intent.agent_id,
+                "task_id": intent.task_id,
+                "rule": decision.rule,
+                "code": decision.code,
+                "reason": decision.reason,
+                "intent": intent_to_wire(intent),
+                "details": details,
+                "created_at": self.clock(),
+            },
+            intent_id=intent.intent_id,
+        )
+        return Outcome(
+            intent.intent_id,
+            OutcomeStatus.PENDING,
+            code=decision.code,
+            reason=decision.reason,
+            approval_id=approval_id,
+            wal_seq=seq,
+        )
+
+    async def _run(self, intent: Intent, task: TaskRecord) -> Outcome:
+        spec = spec_for(intent.op)
+        key = f"{intent.agent_id}/{intent.idempotency_key}"  # one agent cannot replay another's
+        if intent.op == "admin.apoptosis":
+            await self._log(
+                "agent.status",
+                {
+                    "agent_id": intent.agent_id,
+                    "status": AgentStatus.KILLED.value,
+                    "principal": f"agent:{intent.agent_id}",
+                    "reason": "apoptosis (R9)",
+                },
+            )
+            return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"terminated": True})
+        if intent.op == "admin.heartbeat":
+            return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"now": self.clock()})
+        if intent.op in ("lock.acquire", "lock.release"):
+            return await self._lock(intent)
+        target = intent.target
+        if spec is not None and spec.target_kind == "path" and not target.startswith("/"):
+            target = f"{task.workspace}/{target}"  # absolute paths reach the adapter and fail
+        routed = replace(intent, target=target, idempotency_key=key)
+        outcome = await self.commit.run(routed, constraints=self._constraints(intent))
+        self._catch_up()
+        if outcome.status is not OutcomeStatus.COMMITTED:
+            return outcome
+        if spec is not None and spec.effect_class.value in ("write", "delete"):
+            self.locks.bump(intent.target)
+        label = self._label_result(intent, task)
+        await self._raise_context(intent.agent_id, label)
+        return replace(outcome, label=label)
+
+    async def _lock(self, intent: Intent) -> Outcome:
+        lease = float(intent.params.get("lease_s", 30.0))
+        if intent.op == "lock.acquire":
+            ok = self.locks.acquire(intent.target, intent.agent_id, lease, self.clock())
+        else:
+            self.locks.release(intent.target, intent.agent_id)
+            ok = True
+        if not ok:
+            return await self._refuse(
+                intent.intent_id,
+                intent.agent_id,
+                "DSC.LOCK.HELD",
+                f"{intent.target} is locked by another agent",
+                intent.op,
+            )
+        seq = await self._log(
+            "lock."
+            + intent.op.split(".")[1].replace("acquire", "acquired").replace("release", "released"),
+            {"resource": intent.target, "owner": intent.agent_id, "lease_s": lease},
+            intent_id=intent.intent_id,
+        )
+        return Outcome(
+            intent.intent_id,
+            OutcomeStatus.COMMITTED,
+            value={"locked": intent.op == "lock.acquire"},
+            wal_seq=seq,
+        )
+
+    def _constraints(self, intent: Intent) -> dict[str, Any]:
+        """Adapter limits derived from the capability: HTTP may reach only hosts it names."""
+        if not intent.op.startswith("http."):
+            return {}
+        from urllib.parse import urlsplit
+
+        info = self.tokens.inspect(intent.token)
+        hosts = sorted(
+            {
+                urlsplit(g.resource.rstrip("*")).netloc
+                for g in info.grants
+                if g.op in ("http.request", "http.*") and "://" in g.resource
+            }
+        )
+        return {"allowed_hosts": hosts}
+
+    def _label_result(self, intent: Intent, task: TaskRecord) -> Label:
+        if intent.op in ("fs.read", "fs.list"):
+            return task.label_for_path(intent.target)
+        if intent.op.startswith("http."):
+            return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"url:{intent.target}"}))
+        return BOTTOM
+
+    async def _raise_context(self, agent_id: str, label: Label) -> None:
+        """The agent's context is the join of all it has seen; logged only when it moves."""
+        current = self.registry.agent(agent_id).context
+        joined = current.join(label)
+        if joined != current:
+            await self._log("agent.context", {"agent_id": agent_id, "label": joined.to_dict()})
+
+    # -- what the Commander looks at ------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.config.node_id,
+            "data_dir": str(self.config.data_dir),
+            "wal_records": self.wal.tail_seq(),
+            "agents": {
+                a.agent_id: {
+                    "ring": a.ring,
+                    "status": a.status.value,
+                    "context": a.context.to_dict(),
+                }
+                for a in self.registry.agents.values()
+            },
+            "tasks": sorted(self.registry.tasks),
+            "pending_approvals": [a.to_dict() for a in self.approvals.pending()],
+            "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
+            "revocation_epoch": self.tokens.revocations.epoch,
+        }
+
+
+def _budget(raw: Mapping[str, int]) -> Budget:
+    """Limits as logged; what a plan leaves out falls back to a modest default, never to none."""
+    return Budget(
+        tokens=int(raw.get("tokens", DEFAULT_BUDGET.tokens)),
+        api_calls=int(raw.get("api_calls", DEFAULT_BUDGET.api_calls)),
+        money_cents=int(raw.get("money_cents", DEFAULT_BUDGET.money_cents)),
+    )
