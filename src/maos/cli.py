@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -36,9 +37,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 token_app = typer.Typer(help="Mint, inspect and revoke capability tokens.", no_args_is_help=True)
-approvals_app = typer.Typer(help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True)
+approvals_app = typer.Typer(
+    help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True
+)
 wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
-agent_app = typer.Typer(help="List agents; pause, quarantine or kill them (R8).", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="List agents; pause, quarantine or kill them (R8).", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(wal_app, name="wal")
@@ -46,7 +51,9 @@ app.add_typer(agent_app, name="agent")
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", "-d", envvar="MAOS_DATA_DIR", help="Where the WAL, keys and workspaces live."),
+    typer.Option(
+        "--data-dir", "-d", envvar="MAOS_DATA_DIR", help="Where the WAL, keys and workspaces live."
+    ),
 ]
 AsPrincipal = Annotated[
     str, typer.Option("--as", help="Who decides: 'commander' or 'commander:<name>'.")
@@ -101,7 +108,10 @@ def _echo_json(obj: Any) -> None:
 @app.command()
 def demo(
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", "-d", help="Keep the demo's state here (default: a fresh temp dir).")
+        Path | None,
+        typer.Option(
+            "--data-dir", "-d", help="Keep the demo's state here (default: a fresh temp dir)."
+        ),
     ] = None,
 ) -> None:
     """Boot a kernel on embedded defaults, run a small task with an injection attempt, and
@@ -115,13 +125,17 @@ def demo(
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, pending approvals, in-doubt effects."""
     view = _view(data_dir)
-    in_doubt = _in_doubt(view)
-    info = {
+    in_doubt = [d.to_dict() for d in CommitLayer(view.wal, {}).in_doubt()]
+    tasks = sorted(view.registry.tasks)
+    info: dict[str, Any] = {
         "data_dir": str(data_dir),
         "kernel_running": _kernel_running(data_dir),
         "wal_records": view.seen_seq,
-        "agents": {a.agent_id: {"ring": a.ring, "status": a.status.value} for a in view.registry.agents.values()},
-        "tasks": sorted(view.registry.tasks),
+        "agents": {
+            a.agent_id: {"ring": a.ring, "status": a.status.value}
+            for a in view.registry.agents.values()
+        },
+        "tasks": tasks,
         "pending_approvals": len(view.approvals.pending()),
         "in_doubt": in_doubt,
         "revoked_ids": len(view.revoked),
@@ -129,31 +143,21 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     if as_json:
         _echo_json(info)
         return
-    typer.echo(f"data dir      {data_dir}  (kernel {'running' if info['kernel_running'] else 'stopped'})")
+    typer.echo(
+        f"data dir      {data_dir}  (kernel {'running' if info['kernel_running'] else 'stopped'})"
+    )
     typer.echo(f"log records   {info['wal_records']}")
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")
-    typer.echo(f"tasks         {', '.join(info['tasks']) or '-'}")
+    typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
-    typer.echo(f"in doubt      {len(in_doubt)}" + ("  <- the Commander must check these" if in_doubt else ""))
+    typer.echo(
+        f"in doubt      {len(in_doubt)}"
+        + ("  <- the Commander must check these" if in_doubt else "")
+    )
     for d in in_doubt:
         typer.echo(f"  {d['idem_key']}  {d['op']} -> {d['target']}")
-
-
-def _in_doubt(view: LogView) -> list[dict[str, Any]]:
-    prepared: dict[str, dict[str, Any]] = {}
-    doubt: dict[str, dict[str, Any]] = {}
-    for rec in view.wal.read(kinds=("intent.prepared", "intent.in_doubt", "intent.resolved")):
-        key = rec.idem_key or ""
-        if rec.kind == "intent.prepared":
-            prepared[key] = dict(rec.body)
-        elif rec.kind == "intent.in_doubt":
-            body = prepared.get(key, {})
-            doubt[key] = {"idem_key": key, "op": body.get("op"), "target": body.get("target")}
-        else:
-            doubt.pop(key, None)
-    return list(doubt.values())
 
 
 @app.command()
@@ -198,8 +202,12 @@ def wal_show(
     kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds.")] = None,
 ) -> None:
     """Print log records, one JSON object per line."""
-    for rec in Wal(KernelConfig(data_dir=data_dir).wal_path).read(since_seq=since, kinds=kind or None):
-        typer.echo(json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str))
+    for rec in Wal(KernelConfig(data_dir=data_dir).wal_path).read(
+        since_seq=since, kinds=kind or None
+    ):
+        typer.echo(
+            json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str)
+        )
 
 
 # -- tokens -------------------------------------------------------------------------------
@@ -213,16 +221,24 @@ def _parse_grant(text: str) -> Grant:
     return Grant(parts[0], parts[1], cap)
 
 
+def _grant_dict(g: Grant) -> dict[str, Any]:
+    return {"op": g.op, "resource": g.resource, "max_amount_cents": g.max_amount_cents}
+
+
 @token_app.command("mint")
 def token_mint(
     agent: Annotated[str, typer.Option(help="Agent the token is bound to.")],
     task: Annotated[str, typer.Option(help="Task the token is scoped to.")],
     grant: Annotated[
         list[str],
-        typer.Option(help="OP|RESOURCE[|MAX_CENTS], repeatable; RESOURCE may end in '*'. "
-                     "Example: --grant 'fs.write|reports/*' --grant 'email.send|alice@example.com'"),
+        typer.Option(
+            help="OP|RESOURCE[|MAX_CENTS], repeatable; RESOURCE may end in '*'. "
+            "Example: --grant 'fs.write|reports/*' --grant 'email.send|alice@example.com'"
+        ),
     ],
-    ttl: Annotated[float | None, typer.Option(help="Seconds; default depends on the node type.")] = None,
+    ttl: Annotated[
+        float | None, typer.Option(help="Seconds; default depends on the node type.")
+    ] = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Mint a token for a registered agent on an open task (prints it on stdout)."""
@@ -234,12 +250,24 @@ def token_mint(
         view.registry.task(task)
         cfg = KernelConfig.load(data_dir)
         authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
-        tok = authority.mint(agent_id=agent, task_id=task, grants=[_parse_grant(g) for g in grant], now=time.time(), ttl=ttl)
+        tok = authority.mint(
+            agent_id=agent,
+            task_id=task,
+            grants=[_parse_grant(g) for g in grant],
+            now=time.time(),
+            ttl=ttl,
+        )
         info = authority.inspect(tok)
         view.wal.append_sync(
             "token.minted",
-            {"agent_id": agent, "task_id": task, "grants": [g.__dict__ if hasattr(g, "__dict__") else str(g) for g in info.grants],
-             "revocation_ids": list(info.revocation_ids), "expires_at": info.expires_at, "principal": COMMANDER},
+            {
+                "agent_id": agent,
+                "task_id": task,
+                "grants": [_grant_dict(g) for g in info.grants],
+                "revocation_ids": list(info.revocation_ids),
+                "expires_at": info.expires_at,
+                "principal": COMMANDER,
+            },
         )
     except MaosError as exc:
         _fail(exc)
@@ -254,16 +282,23 @@ def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
         info = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).inspect(token)
     except MaosError as exc:
         _fail(exc)
-    _echo_json({
-        "agent_id": info.agent_id, "task_id": info.task_id, "audience": info.audience,
-        "expires_at": info.expires_at, "blocks": info.blocks,
-        "grants": [{"op": g.op, "resource": g.resource, "max_amount_cents": g.max_amount_cents} for g in info.grants],
-        "revocation_ids": list(info.revocation_ids),
-    })
+    _echo_json(
+        {
+            "agent_id": info.agent_id,
+            "task_id": info.task_id,
+            "audience": info.audience,
+            "expires_at": info.expires_at,
+            "blocks": info.blocks,
+            "grants": [_grant_dict(g) for g in info.grants],
+            "revocation_ids": list(info.revocation_ids),
+        }
+    )
 
 
 @token_app.command("revoke")
-def token_revoke(token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def token_revoke(
+    token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Revoke a token (and every token attenuated from it) for good."""
     cfg = KernelConfig.load(data_dir)
     view = _view(data_dir)
@@ -295,7 +330,9 @@ def approvals_list(
         typer.echo("no approvals pending" if not all_ else "no approvals")
     for a in items:
         intent = a.intent
-        typer.echo(f"{a.approval_id}  [{a.status.value}]  {a.rule}  agent={a.agent_id} task={a.task_id}")
+        typer.echo(
+            f"{a.approval_id}  [{a.status.value}]  {a.rule}  agent={a.agent_id} task={a.task_id}"
+        )
         typer.echo(f"    {intent.get('op')} -> {intent.get('target')}")
         typer.echo(f"    why: {a.reason}")
         for key, val in sorted(a.details.items()):
@@ -309,8 +346,13 @@ def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, not
             check_principal(principal, view.registry)
             view.approvals.require_pending(approval_id, principal)
             kind = "approval.approved" if approve else "approval.denied"
-            view.wal.append_sync(kind, {"approval_id": approval_id, "principal": principal, "note": note})
-            typer.echo(f"{approval_id}: {'approved' if approve else 'denied'}; the running kernel carries it out")
+            view.wal.append_sync(
+                kind, {"approval_id": approval_id, "principal": principal, "note": note}
+            )
+            typer.echo(
+                f"{approval_id}: {'approved' if approve else 'denied'};"
+                " the running kernel carries it out"
+            )
             return
 
         async def act(k: Kernel) -> Any:
@@ -325,7 +367,9 @@ def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, not
 
 
 @approvals_app.command("approve")
-def approvals_approve(approval_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def approvals_approve(
+    approval_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Approve: the intent is re-checked and runs exactly once."""
     _decide(data_dir, approval_id, principal, True, "")
 
@@ -348,14 +392,24 @@ def approvals_deny(
 def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """Registered agents with ring, status and context label."""
     view = _view(data_dir)
-    rows = [{"agent_id": a.agent_id, "ring": a.ring, "status": a.status.value, "context": a.context.to_dict()}
-            for a in view.registry.agents.values()]
+    rows: list[dict[str, Any]] = [
+        {
+            "agent_id": a.agent_id,
+            "ring": a.ring,
+            "status": a.status.value,
+            "context": a.context.to_dict(),
+        }
+        for a in view.registry.agents.values()
+    ]
     if as_json:
         _echo_json(rows)
         return
     for r in rows:
         ctx = r["context"]
-        typer.echo(f"{r['agent_id']:<20} ring {r['ring']}  {r['status']:<12} context {ctx['conf']}/{ctx['integrity']}")
+        typer.echo(
+            f"{r['agent_id']:<20} ring {r['ring']}  {r['status']:<12}"
+            f" context {ctx['conf']}/{ctx['integrity']}"
+        )
 
 
 def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: str) -> None:
@@ -363,32 +417,42 @@ def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: s
         view = _view(data_dir)
         check_principal(principal, view.registry)
         view.registry.agent(agent_id)
-        view.wal.append_sync("agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal})
+        view.wal.append_sync(
+            "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
+        )
     except MaosError as exc:
         _fail(exc)
     typer.echo(f"{agent_id}: {status.value}")
 
 
 @agent_app.command("pause")
-def agent_pause(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def agent_pause(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Pause: every intent of the agent is denied until it is resumed (R8)."""
     _set_status(data_dir, agent_id, AgentStatus.PAUSED, principal)
 
 
 @agent_app.command("resume")
-def agent_resume(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def agent_resume(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Resume a paused or quarantined agent."""
     _set_status(data_dir, agent_id, AgentStatus.ACTIVE, principal)
 
 
 @agent_app.command("quarantine")
-def agent_quarantine(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def agent_quarantine(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Quarantine: all gateways closed, the agent frozen (R8)."""
     _set_status(data_dir, agent_id, AgentStatus.QUARANTINED, principal)
 
 
 @agent_app.command("kill")
-def agent_kill(agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER) -> None:
+def agent_kill(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
     """Kill: the agent can do nothing more, ever (R8)."""
     _set_status(data_dir, agent_id, AgentStatus.KILLED, principal)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
-from maos.kernel.labels import Conf
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Outcome, OutcomeStatus
 from maos.testing import loopback_http, loopback_smtp
@@ -172,7 +171,8 @@ def run_demo(data_dir: Path | None = None) -> int:
         committed = sum(r.outcome.status is OutcomeStatus.COMMITTED for r in rows)
         refused = sum(r.outcome.status is OutcomeStatus.DENIED for r in rows)
         print(
-            f"\n{committed} effects committed, {refused} refused. Mail delivered to: {', '.join(delivered) or '-'}"
+            f"\n{committed} effects committed, {refused} refused."
+            f" Mail delivered to: {', '.join(delivered) or '-'}"
         )
         print(f"WAL: {report.records} records, hash chain {'intact' if report.ok else 'BROKEN'}")
         leaked = [r for r in delivered if r.endswith("evil.example")]

@@ -43,11 +43,10 @@ class Mailbox:
     def message_ids(self) -> list[str]:
         return [str(m.message["Message-ID"]) for m in self.messages]
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = message_from_bytes(envelope.original_content, policy=default_policy)
-        self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), cast(EmailMessage, parsed))
-        )
+        assert isinstance(parsed, EmailMessage)  # the default policy builds EmailMessage
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 OK"
 
 

@@ -1,1 +1,74 @@
-"""bench"""
+"""`maos bench`: the kernel's figures against baselines measured in the same run.
+
+Figures are reported as JSON with stable keys; targets sit beside them as ``target_*``
+keys and are never asserted in tests (a shared two-core machine is too noisy for that).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from maos.bench import dsc, durability
+
+__all__ = ["render", "run_bench"]
+
+
+def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    started = time.time()
+    say("bench 1/2: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
+    say("bench 2/2: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
+        figures["durability"] = durability.measure(Path(tmp), quick=quick)
+    figures["meta"] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "quick": quick,
+        "seconds": round(time.time() - started, 1),
+    }
+    return figures
+
+
+def render(figures: dict[str, Any]) -> str:
+    d, w = figures["dsc"], figures["durability"]
+    rows = [
+        ("DSC decision p50 (7 checks)", f"{d['dsc_decision_p50_us']} µs", "target ≤ 30 µs"),
+        ("DSC decision p99", f"{d['dsc_decision_p99_us']} µs", ""),
+        (
+            "Biscuit full authorize (baseline)",
+            f"{d['biscuit_full_authorize_us']} µs",
+            f"DSC/baseline = {d['ratio_dsc_p50_vs_biscuit_authorize']}",
+        ),
+        (
+            "decisions/s, 1000 agents",
+            f"{d['dsc_decisions_per_s_1000_agents']:,}",
+            "target ≥ 50,000",
+        ),
+        ("raw fsync/s (physical limit)", f"{w['raw_fsync_per_s']:,}", ""),
+        (
+            "raw SQLite batch-100 rows/s",
+            f"{w['sqlite_batch100_rows_per_s']:,}",
+            "group-commit limit",
+        ),
+        (
+            "WAL appends/s, 1 submitter",
+            f"{w['wal_appends_per_s_1_submitter']:,}",
+            f"{w['ratio_1_submitter_vs_raw_fsync']} × raw fsync",
+        ),
+        (
+            "WAL appends/s, 100 submitters",
+            f"{w['wal_appends_per_s_100_submitters']:,}",
+            f"{w['ratio_100_submitters_vs_group_commit_limit']} × limit (target ≥ 0.5)",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)

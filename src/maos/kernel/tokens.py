@@ -186,6 +186,11 @@ class TokenAuthority:
         self.verifications = 0
         """Signature verifications so far: a cache hit does not add one."""
 
+    @property
+    def public_key(self) -> PublicKey:
+        """The root public key: what another node needs to verify this kernel's tokens."""
+        return self._public
+
     def mint(
         self,
         *,
