@@ -1,0 +1,161 @@
+"""The first code that runs inside a pod; it must stand alone.
+
+It runs under Debian's ``/usr/bin/python3 -I -S -B`` as an unprivileged uid, with only
+the standard library (no MAOS, no orjson), so this file imports nothing outside the
+stdlib. It is trusted: it runs before any agent code and applies the kernel's limits
+(rlimits, Landlock) to itself, so the agent inherits them and cannot lift them.
+
+Protocol on the inherited SEQPACKET channel (fd number in ``argv[1]``):
+
+1. the bootstrap sends ``READY`` as soon as the interpreter is up (a warm pool waits
+   here, holding a fully started interpreter);
+2. the kernel sends one launch frame: the agent's code, limits, environment, Landlock
+   rules and working directory;
+3. the agent's code runs with ``maos_pod_client`` in its globals (also importable as
+   ``maos_pod_client``); every later frame is a gateway request or its reply.
+"""
+
+from __future__ import annotations
+
+# Every import happens before READY, so a pooled pod has paid for them all.
+import ctypes
+import json
+import os
+import resource
+import socket
+import sys
+import traceback
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up; mypy honours this name
+if TYPE_CHECKING:
+    from typing import Any
+
+READY = b"MAOS-POD-READY/1"
+MAX_FRAME = 256 * 1024
+"""Must equal `maos.pod.channel.MAX_FRAME`."""
+MAX_KERNEL_FRAME = 4 * 1024 * 1024
+"""Must equal `maos.pod.channel.MAX_KERNEL_FRAME`."""
+
+_RLIMITS = {
+    "cpu_seconds": resource.RLIMIT_CPU,
+    "memory_bytes": resource.RLIMIT_AS,
+    "max_processes": resource.RLIMIT_NPROC,
+    "max_file_bytes": resource.RLIMIT_FSIZE,
+    "max_open_files": resource.RLIMIT_NOFILE,
+}
+
+
+class PodClient:
+    """The agent's only door out: gateway requests over the channel, one at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._next_id = 1
+
+    def request(
+        self, gw: str, op: str, args: dict[str, Any], cap: str | None = None
+    ) -> dict[str, Any]:
+        """Send one request and block for its reply (a dict with ``ok``/``result``/``error``)."""
+        frame: dict[str, Any] = {"v": 1, "id": self._next_id, "gw": gw, "op": op, "args": args}
+        if cap is not None:
+            frame["cap"] = cap
+        self._next_id += 1
+        self.send_raw(json.dumps(frame, separators=(",", ":")).encode())
+        reply: dict[str, Any] = json.loads(self.recv_raw())
+        return reply
+
+    def send_raw(self, data: bytes) -> None:
+        """Any bytes at all; the kernel's sanitizer is what decides, not this client."""
+        self._sock.send(data)
+
+    def recv_raw(self) -> bytes:
+        data = self._sock.recv(MAX_KERNEL_FRAME)
+        if not data:
+            raise ConnectionError("the kernel closed the channel")
+        return data
+
+    @property
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for name, value in limits.items():
+        which = _RLIMITS[name]
+        # CPU: SIGXCPU at the soft limit, SIGKILL one second later even if it is ignored.
+        hard = value + 1 if which == resource.RLIMIT_CPU else value
+        resource.setrlimit(which, (value, hard))
+
+
+def _landlock(rules: dict[str, list[str]]) -> int:
+    """Restrict this process's filesystem (and TCP, ABI >= 4) access; returns the ABI used."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    abi = int(syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+    if abi < 1:
+        return 0
+    fs_all = (1 << 13) - 1
+    for min_abi, bit in ((2, 13), (3, 14), (5, 15)):
+        if abi >= min_abi:
+            fs_all |= 1 << bit
+    read = (1 << 0) | (1 << 2) | (1 << 3)  # EXECUTE, READ_FILE, READ_DIR
+    attr = (ctypes.c_uint64 * 3)(fs_all, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
+    size = 8 * (3 if abi >= 6 else 2 if abi >= 4 else 1)
+    ruleset = int(syscall(444, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+    for access, paths in ((read, rules.get("ro", [])), (fs_all, rules.get("rw", []))):
+        for path in paths:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            rule = PathBeneath(access, fd)
+            if syscall(445, ruleset, 1, ctypes.byref(rule), 0) < 0:
+                raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
+            os.close(fd)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required by restrict_self
+        raise OSError(ctypes.get_errno(), "prctl")
+    if syscall(446, ruleset, 0) < 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    os.close(ruleset)
+    return abi
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[1]))
+    sock.send(READY)
+    data = sock.recv(MAX_KERNEL_FRAME)
+    if not data:
+        return 0  # the kernel retired this pod before using it
+    launch = json.loads(data)["launch"]
+    _apply_limits(launch["limits"])
+    if launch.get("landlock"):
+        _landlock(launch["landlock"])
+    if launch.get("uid") is not None and os.getuid() == 0:
+        uid = launch["uid"]
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    os.environ.clear()
+    os.environ.update(launch["env"])
+    os.chdir(launch["cwd"])
+    client = PodClient(sock)
+    sys.modules["maos_pod_client"] = client  # type: ignore[assignment]
+    namespace: dict[str, Any] = {"__name__": "__main__", "maos_pod_client": client}
+    try:
+        exec(compile(launch["code"], launch["name"], "exec"), namespace)
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,212 @@
+"""The gateway channel: one SOCK_SEQPACKET socket pair per pod, kernel side in asyncio.
+
+SEQPACKET keeps message boundaries, so a frame is one record and no length prefix can
+lie. Every inbound record is untrusted: it must be at most `MAX_FRAME` bytes, decode as
+JSON, fit `RequestFrame` and its op's args model, and carry exactly the next id. Any
+failure is a `ChannelViolation` - a hard violation, never a recoverable parse error,
+because the only program on the other end is agent code and our own bootstrap never
+sends a bad frame. The first violation poisons the channel: later calls re-raise it.
+
+    MaosError
+    ├── ChannelViolation   POD.FRAME.*    the pod sent something the sanitizer refuses
+    └── ChannelClosed      POD.CHANNEL.CLOSED  the pod's end is gone (exit, kill)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import orjson
+from pydantic import ValidationError
+
+from maos.kernel.errors import MaosError
+from maos.pod.frames import GATEWAYS, Frame, OpTable, Reply, RequestFrame, StrictModel
+
+__all__ = [
+    "MAX_FRAME",
+    "MAX_KERNEL_FRAME",
+    "ChannelClosed",
+    "ChannelViolation",
+    "PodChannel",
+    "ViolationCode",
+    "channel_pair",
+    "decode_request",
+]
+
+MAX_FRAME = 256 * 1024
+"""Largest pod-to-kernel frame; `maos.pod.bootstrap` repeats it (a test keeps them equal)."""
+MAX_KERNEL_FRAME = 4 * 1024 * 1024
+"""Largest kernel-to-pod frame (replies, the launch frame carrying agent code)."""
+
+
+class ViolationCode:
+    """Stable codes of `ChannelViolation`."""
+
+    TOO_LARGE = "POD.FRAME.TOO_LARGE"
+    MALFORMED = "POD.FRAME.MALFORMED"
+    REPLAY = "POD.FRAME.REPLAY"
+    SEQUENCE_GAP = "POD.FRAME.SEQUENCE_GAP"
+    UNKNOWN_GATEWAY = "POD.FRAME.UNKNOWN_GATEWAY"
+    UNKNOWN_OP = "POD.FRAME.UNKNOWN_OP"
+
+
+class ChannelViolation(MaosError):
+    """The pod sent a frame the Input Sanitizer refuses; the pod is killed for it."""
+
+
+class ChannelClosed(MaosError):
+    """The pod's end of the channel is closed; not a violation (the pod may have exited)."""
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair ``(kernel_end, pod_end)``; only ``pod_end`` is inheritable.
+
+    Send buffers are raised so one record of the largest allowed size fits: an AF_UNIX
+    SEQPACKET record must fit the sender's buffer whole. The pod's buffer is twice
+    `MAX_FRAME` so an oversized frame reaches the kernel and is refused there (and
+    logged), rather than failing silently in the pod.
+    """
+    kernel_end, pod_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _raise_sndbuf(kernel_end, 2 * MAX_KERNEL_FRAME)
+    _raise_sndbuf(pod_end, 2 * MAX_FRAME)
+    pod_end.set_inheritable(True)
+    kernel_end.setblocking(False)
+    return kernel_end, pod_end
+
+
+_SO_SNDBUFFORCE = 32  # Linux; missing from Python's socket module
+
+
+def _raise_sndbuf(sock: socket.socket, size: int) -> None:
+    try:  # root may exceed net.core.wmem_max; others get what the sysctl allows
+        sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def decode_request(
+    data: bytes, *, expected_id: int, ops: OpTable, max_frame: int = MAX_FRAME
+) -> tuple[RequestFrame, StrictModel]:
+    """Sanitize one record; pure, so it can be fuzzed without a pod."""
+    if len(data) > max_frame:
+        raise ChannelViolation(ViolationCode.TOO_LARGE, "frame exceeds the size cap", cap=max_frame)
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ChannelViolation(ViolationCode.MALFORMED, "frame is not JSON") from exc
+    if not isinstance(raw, dict):
+        raise ChannelViolation(ViolationCode.MALFORMED, "frame is not a JSON object")
+    gw = raw.get("gw")
+    if isinstance(gw, str) and gw not in GATEWAYS:
+        raise ChannelViolation(ViolationCode.UNKNOWN_GATEWAY, "no such gateway", gw=gw[:64])
+    try:
+        req = RequestFrame.model_validate(raw)
+    except ValidationError as exc:
+        raise ChannelViolation(
+            ViolationCode.MALFORMED, "frame does not fit the envelope", errors=_summary(exc)
+        ) from exc
+    if req.id < expected_id:
+        raise ChannelViolation(ViolationCode.REPLAY, "frame id already used", id=req.id)
+    if req.id > expected_id:
+        raise ChannelViolation(
+            ViolationCode.SEQUENCE_GAP, "frame id skips ahead", id=req.id, expected=expected_id
+        )
+    model = ops.model_for(req.gw, req.op)
+    if model is None:
+        raise ChannelViolation(ViolationCode.UNKNOWN_OP, "no such operation", gw=req.gw, op=req.op)
+    try:
+        args = model.model_validate(req.args)
+    except ValidationError as exc:
+        raise ChannelViolation(
+            ViolationCode.MALFORMED, "args do not fit the operation", errors=_summary(exc)
+        ) from exc
+    return req, args
+
+
+def _summary(exc: ValidationError) -> list[str]:
+    """Error locations and types only: the pod's own values never reach the log verbatim."""
+    return [f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors()[:8]]
+
+
+class PodChannel:
+    """Kernel end of one pod's channel, bound to one agent id for its whole life."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        agent_id: str,
+        *,
+        ops: OpTable,
+        on_violation: Callable[[ChannelViolation], None] | None = None,
+        max_frame: int = MAX_FRAME,
+    ) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self.agent_id = agent_id
+        self._ops = ops
+        self._on_violation = on_violation
+        self._max_frame = max_frame
+        self._next_id = 1
+        self._broken: ChannelViolation | None = None
+        self._closed = False
+        self._waiter: asyncio.Future[bytes] | None = None
+
+    async def recv(self) -> Frame:
+        """The next sanitized request; raises `ChannelViolation` or `ChannelClosed`."""
+        if self._broken is not None:
+            raise self._broken
+        if self._closed:
+            raise ChannelClosed("POD.CHANNEL.CLOSED", "the channel is closed")
+        loop = asyncio.get_running_loop()
+        # One byte more than the cap: a longer record is cut there, which proves it too big.
+        self._waiter = asyncio.ensure_future(loop.sock_recv(self._sock, self._max_frame + 1))
+        try:
+            data = await self._waiter
+        except asyncio.CancelledError:
+            if self._closed:
+                raise ChannelClosed("POD.CHANNEL.CLOSED", "the pod was reaped") from None
+            raise
+        except OSError as exc:
+            raise ChannelClosed("POD.CHANNEL.CLOSED", "channel error", errno=exc.errno) from exc
+        finally:
+            self._waiter = None
+        if not data:
+            raise ChannelClosed("POD.CHANNEL.CLOSED", "the pod closed its end")
+        try:
+            req, args = decode_request(
+                data, expected_id=self._next_id, ops=self._ops, max_frame=self._max_frame
+            )
+        except ChannelViolation as violation:
+            self._broken = violation
+            if self._on_violation is not None:
+                self._on_violation(violation)
+            raise
+        self._next_id += 1
+        return Frame(self.agent_id, req.id, req.gw, req.op, args, req.cap)
+
+    async def send(self, reply: Reply) -> None:
+        data = orjson.dumps(reply.model_dump(mode="json"))
+        if len(data) > MAX_KERNEL_FRAME:
+            raise ValueError("reply exceeds MAX_KERNEL_FRAME")
+        try:
+            await asyncio.get_running_loop().sock_sendall(self._sock, data)
+        except OSError as exc:
+            raise ChannelClosed("POD.CHANNEL.CLOSED", "cannot send", errno=exc.errno) from exc
+
+    def close(self) -> None:
+        """Close the kernel end; a pending `recv` raises `ChannelClosed`.
+
+        A pending receive is cancelled first and the socket closed one loop turn later,
+        once asyncio has unregistered the fd - closing at once could let a new socket
+        reuse the number while the old registration still points at it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+            asyncio.get_running_loop().call_soon(self._sock.close)
+        else:
+            self._sock.close()

@@ -1,0 +1,165 @@
+"""Level 2: bubblewrap namespaces, a seccomp filter, Landlock, rlimits, nobody's uid.
+
+bwrap itself is started as uid 65534, never as root. As root, bwrap maps the sandbox's
+uid to host root (uid_map ``65534 0 1``): files bound in would be checked against root's
+permissions. Started as nobody, the unprivileged user namespace maps 65534 to host 65534,
+so the pod is nobody inside *and* outside.
+
+The mount namespace holds only what the interpreter needs, read-only: the Python binary,
+its stdlib and shared libraries, the bootstrap; plus the pod's scratch workspace at
+``/work`` and a private tmpfs at ``/tmp``. ``/etc``, ``/home``, ``/root``, the kernel's
+data dir and every other host path simply do not exist there. The network namespace has
+only a loopback that is down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+
+from maos.pod.isolation import seccomp
+from maos.pod.isolation.base import Launch, Popen, ProcessSandbox, Support
+from maos.pod.isolation.home import PodDir
+from maos.pod.isolation.level1 import BASE_ENV, PYTHON
+
+__all__ = ["Level2Sandbox", "landlock_abi", "stdlib_dir", "support"]
+
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64")
+
+
+def stdlib_dir() -> str:
+    """The stdlib of Debian's python3, found through the binary's versioned name."""
+    version = os.path.basename(os.path.realpath(PYTHON)).removeprefix("python")
+    return f"/usr/lib/python{version}"
+
+
+@cache
+def landlock_abi() -> int:
+    """The host's Landlock ABI version, 0 when Landlock is absent or disabled."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+    return max(abi, 0)
+
+
+@cache
+def support() -> Support:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Support(False, "bubblewrap is not installed (apt-get install bubblewrap)")
+    stdlib = stdlib_dir()
+    if not os.path.isdir(stdlib):
+        return Support(False, f"no stdlib at {stdlib} for {PYTHON}")
+    ok, filter_reason = seccomp.support()
+    if not ok:
+        return Support(False, filter_reason)
+    probe = subprocess.run(
+        [bwrap, *_namespace_args(), *_interpreter_binds(), PYTHON, "-I", "-S", "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=False,
+        user=65534 if os.geteuid() == 0 else None,
+    )
+    if probe.returncode != 0:
+        return Support(False, f"bwrap cannot start a pod here: {probe.stderr.strip()[:300]}")
+    abi = landlock_abi()
+    landlock = f"Landlock ABI {abi}" if abi else "no Landlock (kernel lacks it)"
+    return Support(True, f"bubblewrap, {filter_reason}, {landlock}")
+
+
+def _namespace_args() -> list[str]:
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        "maos-pod",
+    ]
+
+
+def _interpreter_binds() -> list[str]:
+    stdlib = stdlib_dir()
+    args = ["--ro-bind", os.path.realpath(PYTHON), PYTHON, "--ro-bind", stdlib, stdlib]
+    for lib in _LIB_DIRS:
+        if os.path.isdir(lib):
+            args += ["--ro-bind", lib, lib]
+    return [*args, "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+
+
+class Level2Sandbox(ProcessSandbox):
+    level = 2
+    filtered = True
+
+    def support(self) -> Support:
+        return support()
+
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+        env_args = [a for k, v in BASE_ENV.items() for a in ("--setenv", k, v)]
+        filter_fd = seccomp.seccomp_fd()
+        argv = [
+            "bwrap",
+            *_namespace_args(),
+            *env_args,
+            *_interpreter_binds(),
+            "--ro-bind",
+            str(self.home.bootstrap),
+            "/maos/bootstrap.py",
+            "--bind",
+            str(pod_dir.workspace),
+            "/work",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--chdir",
+            "/work",
+            "--seccomp",
+            str(filter_fd),
+            "--",
+            PYTHON,
+            "-I",
+            "-S",
+            "-B",
+            "/maos/bootstrap.py",
+            str(channel_fd),
+        ]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env=BASE_ENV,
+                close_fds=True,
+                pass_fds=(channel_fd, filter_fd),
+                start_new_session=True,
+                **self._drop_privileges(),
+            )
+        finally:
+            os.close(filter_fd)
+        landlock = None
+        if landlock_abi() >= 1:
+            landlock = {"ro": ["/usr", "/maos", "/proc", "/dev"], "rw": ["/work", "/tmp"]}
+        return proc, Launch(cwd="/work", landlock=landlock)
+
+    @staticmethod
+    def _exit_signal(returncode: int) -> int | None:
+        """bwrap reports a child killed by signal N as exit status 128 + N."""
+        if returncode < 0:
+            return -returncode
+        return returncode - 128 if returncode > 128 else None
