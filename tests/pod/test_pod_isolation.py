@@ -238,6 +238,30 @@ def test_every_level_answers_detect_with_a_reason() -> None:
     assert all(detect(level).reason for level in LEVELS)
 
 
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="CI promises levels 1 and 2")
+def test_ci_really_runs_levels_1_and_2() -> None:
+    """A missing package must fail CI, not quietly skip the escape suite's level 2."""
+    for level in (1, 2):
+        assert detect(level).available, detect(level).reason
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_limits_must_be_positive_ints(bad: object) -> None:
+    with pytest.raises(ValueError):
+        Limits(cpu_seconds=bad)  # type: ignore[arg-type]
+
+
+def test_level3_refuses_a_host_workspace(home: PodHome, tmp_path: Path) -> None:
+    from maos.pod.isolation import Level3Sandbox
+
+    async def main() -> None:
+        with pytest.raises(SandboxError) as info:
+            await Level3Sandbox(home).start(home.root / "ws3")
+        assert info.value.code == "POD.SPAWN.WORKSPACE_UNSUPPORTED"
+
+    asyncio.run(main())
+
+
 def test_bad_environment_names_and_a_second_launch_are_refused(
     home: PodHome, tmp_path: Path
 ) -> None:

@@ -70,6 +70,12 @@ class Limits:
     """Largest file the pod may write."""
     max_open_files: int = 64
 
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, not {value!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class PodSpec:

@@ -17,10 +17,15 @@ from pathlib import Path
 from maos.pod import bootstrap
 from maos.pod.isolation.errors import SandboxError
 
-__all__ = ["POD_UID", "PodDir", "PodHome", "reachable"]
+__all__ = ["POD_UID", "PodDir", "PodHome", "pod_uid", "reachable"]
 
 POD_UID = 65534
 """``nobody``: the uid every pod runs as, on the host, when the kernel is root."""
+
+
+def pod_uid() -> int:
+    """The host uid pods really run as: nobody under a root kernel, else the kernel's own."""
+    return POD_UID if os.geteuid() == 0 else os.geteuid()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,7 @@ class PodHome:
         self.root = Path(tempfile.mkdtemp(prefix="maos-pods-")) if root is None else root
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
-        if not reachable(self.root, POD_UID):
+        if not reachable(self.root, pod_uid()):
             raise SandboxError(
                 "POD.SPAWN.HOME_UNREACHABLE",
                 "pods run as nobody and must be able to traverse to the pod home",
@@ -81,7 +86,7 @@ class PodHome:
         tmp.replace(self.bootstrap)
 
     def make_pod_dir(self, workspace: Path | None, uid: int) -> PodDir:
-        if workspace is not None and not reachable(workspace.parent, uid):
+        if workspace is not None and not reachable(workspace.parent, pod_uid()):
             raise SandboxError(
                 "POD.SPAWN.WORKSPACE_UNREACHABLE",
                 "the pod's uid cannot traverse the path to its workspace",

@@ -22,7 +22,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from maos.pod.isolation.base import Launch, Popen, ProcessSandbox, Support
+from maos.pod.isolation.base import Launch, PodProcess, Popen, ProcessSandbox, Support
+from maos.pod.isolation.errors import SandboxError
 from maos.pod.isolation.home import PodDir, PodHome
 from maos.pod.isolation.level1 import BASE_ENV, PYTHON
 from maos.pod.isolation.level2 import stdlib_dir
@@ -100,6 +101,15 @@ def _link_or_copy_str(src: str, dst: str) -> None:
 
 class Level3Sandbox(ProcessSandbox):
     level = 3
+
+    async def start(self, workspace: Path | None = None) -> PodProcess:
+        if workspace is not None:
+            raise SandboxError(
+                "POD.SPAWN.WORKSPACE_UNSUPPORTED",
+                "level-3 pods keep their scratch in gVisor's memory; no host workspace",
+                workspace=str(workspace),
+            )
+        return await super().start()
 
     def support(self) -> Support:
         return support()
