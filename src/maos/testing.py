@@ -20,7 +20,14 @@ from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 
-__all__ = ["Mailbox", "Received", "StaticSite", "loopback_http", "loopback_smtp"]
+__all__ = [
+    "EphemeralController",
+    "Mailbox",
+    "Received",
+    "StaticSite",
+    "loopback_http",
+    "loopback_smtp",
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Mailbox:
         return "250 OK"
 
 
-class _EphemeralController(Controller):
+class EphemeralController(Controller):
     """Binds port 0 and learns the real port before aiosmtpd's readiness probe connects."""
 
     def _trigger_server(self) -> None:
@@ -63,7 +70,7 @@ class _EphemeralController(Controller):
 def loopback_smtp(**controller_kwargs: Any) -> Iterator[Mailbox]:
     """An aiosmtpd server on 127.0.0.1 that keeps every message it receives."""
     box = Mailbox()
-    controller = _EphemeralController(
+    controller = EphemeralController(
         box, hostname="127.0.0.1", port=0, server_hostname="localhost", **controller_kwargs
     )
     controller.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import shutil
@@ -17,11 +16,13 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from maos.testing import EphemeralController
 
 HUGE = 2 * 1024 * 1024
 
@@ -149,15 +150,6 @@ class RecordingHandler:
         return "250 OK"
 
 
-class _EphemeralController(Controller):
-    """Binds port 0; learns the real port before aiosmtpd's readiness probe connects."""
-
-    def _trigger_server(self) -> None:
-        server = cast(asyncio.Server, self.server)
-        self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
 USER, PASSWORD = "maos", "correct horse"
 
 
@@ -182,7 +174,7 @@ class SmtpServer:
 
 def _start_smtp(**kwargs: Any) -> tuple[Controller, SmtpServer]:
     handler = RecordingHandler()
-    controller = _EphemeralController(
+    controller = EphemeralController(
         handler, hostname="127.0.0.1", port=0, server_hostname="localhost", **kwargs
     )
     controller.start()

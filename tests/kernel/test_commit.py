@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiosmtpd.controller import Controller
 
 from maos.effects.email import SmtpAdapter, message_id
 from maos.effects.fs import FsAdapter
@@ -22,7 +21,7 @@ from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import StateError
 from maos.kernel.types import Cost, Intent, Outcome, OutcomeStatus
 from maos.kernel.wal import Wal
-from maos.testing import loopback_http
+from maos.testing import EphemeralController, loopback_http
 
 SENDER = "kernel@maos.example"
 
@@ -50,13 +49,6 @@ class Inbox:
         return "250 OK"
 
 
-class LoopbackController(Controller):
-    def _trigger_server(self) -> None:
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]  # bound to port 0
-        super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
 @pytest.fixture
 def wal(tmp_path: Path) -> Iterator[Wal]:
     log = Wal(tmp_path / "data" / "wal.sqlite3")
@@ -67,7 +59,7 @@ def wal(tmp_path: Path) -> Iterator[Wal]:
 @pytest.fixture
 def inbox(wal: Wal) -> Iterator[tuple[Inbox, int]]:
     handler = Inbox(wal.path)
-    controller = LoopbackController(handler, hostname="127.0.0.1", port=0)
+    controller = EphemeralController(handler, hostname="127.0.0.1", port=0)
     controller.start()
     try:
         yield handler, controller.port

@@ -30,12 +30,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 from maos.effects.email import message_id
 from maos.kernel.commit import CommitLayer
 from maos.kernel.wal import Wal, WalRecord
+from maos.testing import EphemeralController
 
 pytestmark = pytest.mark.slow
 
@@ -97,16 +97,6 @@ class CountingSMTP(SMTP):
         self.event_handler.session(-1)
 
 
-class LoopbackController(Controller):
-    def factory(self) -> SMTP:
-        return CountingSMTP(self.handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]  # bound to port 0
-        super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
 @dataclass
 class World:
     data: Path
@@ -126,7 +116,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     inbox = Inbox()
-    controller = LoopbackController(inbox, hostname="127.0.0.1", port=0)
+    controller = EphemeralController(inbox, hostname="127.0.0.1", port=0)
     controller.start()
     try:
         yield World(tmp_path / "data", tmp_path / "ws", controller.port, inbox)
@@ -247,7 +237,7 @@ def test_sigkill_at_random_moments_loses_nothing_acked_and_repeats_nothing(world
         from_spawn = round_ % 5 == 4
         delay = rng.uniform(0.02, 0.3) + (0.25 if from_spawn else 0.0)
         lines = run_and_kill(world, round_ * 10_000, delay, from_spawn)
-        world.acked |= {line.split()[1] for line in lines if line.startswith("ACK ")}
+        world.acked |= {w[1] for w in map(str.split, lines) if len(w) == 2 and w[0] == "ACK"}
         world.tally["kills"] += 1
         world.tally["booted"] += "READY" in lines
         for line in lines:
