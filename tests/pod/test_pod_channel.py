@@ -74,6 +74,11 @@ def test_bootstrap_repeats_the_channel_caps() -> None:
         (frame(args={"path": "a", "agent_id": "agent-root"}), "POD.FRAME.MALFORMED"),
         (frame(args={"path": 1}), "POD.FRAME.MALFORMED"),
         (frame(cap=12), "POD.FRAME.MALFORMED"),
+        (
+            frame(args={"path": "x"}).replace(b'"x"', b"[" * 1000 + b"]" * 1000),
+            "POD.FRAME.MALFORMED",
+        ),
+        (b"[" * 5000 + b"]" * 5000, "POD.FRAME.MALFORMED"),
     ],
 )
 def test_the_sanitizer_refuses(data: bytes, code: str) -> None:

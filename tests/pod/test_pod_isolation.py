@@ -299,6 +299,7 @@ def test_level2_is_nobody_on_the_host_too_and_landlock_confines_it(
         "    except OSError as exc:\n        return type(exc).__name__\n"
         "view = {'root_file': attempt(lambda: open('root.key').read()),\n"
         "        'dev_write': attempt(lambda: open('/dev/planted', 'w')),\n"
+        "        'dev_null': attempt(lambda: open('/dev/null', 'w').write('x')),\n"
         "        'tmp_write': attempt(lambda: open('/tmp/ok', 'w'))}\n" + REPORT % "view"
     )
 
@@ -317,6 +318,6 @@ def test_level2_is_nobody_on_the_host_too_and_landlock_confines_it(
     assert len(uids) >= 3 and set(uids) == {65534}, "bwrap, its init and python: all nobody"
     view = __import__("json").loads(frame.args.model_dump()["body"])
     assert view["root_file"] == "PermissionError"
-    assert view["tmp_write"] == "ok"
+    assert view["tmp_write"] == view["dev_null"] == "ok"
     # bwrap's /dev is a tmpfs owned by the pod: only Landlock stops writes there.
     assert view["dev_write"] == ("PermissionError" if landlock_abi() >= 1 else "ok")

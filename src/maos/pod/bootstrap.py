@@ -111,7 +111,10 @@ def _landlock(rules: dict[str, list[str]]) -> int:
         _pack_ = 1
         _fields_ = (("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
 
-    for access, paths in ((read, rules.get("ro", [])), (fs_all, rules.get("rw", []))):
+    file_rw = (1 << 1) | (1 << 2) | ((1 << 14) if abi >= 3 else 0)  # WRITE, READ, TRUNCATE
+    grants = ((read, "ro"), (fs_all, "rw"), (file_rw, "rw_files"))
+    for access, key in grants:
+        paths = rules.get(key, [])
         for path in paths:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             rule = PathBeneath(access, fd)

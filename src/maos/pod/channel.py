@@ -103,6 +103,8 @@ def decode_request(
         raise ChannelViolation(ViolationCode.UNKNOWN_GATEWAY, "no such gateway", gw=gw[:64])
     try:
         req = RequestFrame.model_validate(raw)
+    except RecursionError as exc:  # fail closed, whatever the nesting does to a validator
+        raise ChannelViolation(ViolationCode.MALFORMED, "frame nests too deeply") from exc
     except ValidationError as exc:
         raise ChannelViolation(
             ViolationCode.MALFORMED, "frame does not fit the envelope", errors=_summary(exc)
@@ -131,7 +133,10 @@ def _summary(exc: ValidationError) -> list[str]:
 
 
 class PodChannel:
-    """Kernel end of one pod's channel, bound to one agent id for its whole life."""
+    """Kernel end of one pod's channel, bound to one agent id for its whole life.
+
+    One reader at a time (the pod's Sentry); any number of tasks may `send`.
+    """
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""What every isolation level shares: the spec of a pod, the running pod, and its errors.
+"""What every isolation level shares: the spec of a pod and the running pod.
 
 A level only decides *how* the interpreter is started (the argv, the uid, the fds it
 inherits); everything after the start - the READY handshake, the launch frame, limits,

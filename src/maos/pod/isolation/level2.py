@@ -154,7 +154,11 @@ class Level2Sandbox(ProcessSandbox):
             os.close(filter_fd)
         landlock = None
         if landlock_abi() >= 1:
-            landlock = {"ro": ["/usr", "/maos", "/proc", "/dev"], "rw": ["/work", "/tmp"]}
+            landlock = {
+                "ro": ["/usr", "/maos", "/proc", "/dev"],
+                "rw": ["/work", "/tmp"],
+                "rw_files": ["/dev/null"],
+            }
         return proc, Launch(cwd="/work", landlock=landlock)
 
     @staticmethod
