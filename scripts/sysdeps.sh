@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MAOS's sandbox needs when they are missing, so a fresh
 # Debian machine passes `make test`. Does nothing when everything is present.
+#   required: bubblewrap + libseccomp2 (isolation level 2), Debian's python3 (the
+#             interpreter a non-root sandbox can read)
+#   optional: runsc (gVisor, isolation level 3); without it level 3 is refused and its
+#             tests say why
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need+=(libseccomp2)
 [ -x /usr/bin/python3 ] || need+=(python3)
-if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+want=()
+command -v runsc >/dev/null 2>&1 || want+=(runsc)
+if [ ${#need[@]} -eq 0 ] && [ ${#want[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "sysdeps: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
-  exit 1
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "sysdeps: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "sysdeps: optional ${want[*]} missing (sudo apt-get install ${want[*]})" >&2
+  exit 0
 fi
-echo "sysdeps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ]; then
+  echo "sysdeps: installing ${need[*]}" >&2
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ${#want[@]} -gt 0 ]; then
+  echo "sysdeps: installing optional ${want[*]}" >&2
+  apt-get install -y -qq "${want[@]}" >/dev/null \
+    || echo "sysdeps: could not install ${want[*]}; isolation level 3 stays unavailable" >&2
+fi
