@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,9 @@ from typer.testing import CliRunner
 from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
 from maos.kernel.tokens import Grant
-from maos.testing import Mailbox, loopback_smtp
+from maos.testing import Mailbox
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with loopback_smtp() as box:
-        yield box
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ loopback; approvals, restarts and budgets are observed through what the world re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,9 @@ from maos.kernel.labels import Conf
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.kernel.wal import Wal
-from maos.testing import Mailbox, loopback_smtp
+from maos.testing import Mailbox
 
 TASK = "t1"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with loopback_smtp() as box:
-        yield box
 
 
 @pytest.fixture
@@ -93,6 +87,16 @@ def _mail(token: str, to: str, key: str, body: str = "hello") -> dict[str, Any]:
     return _intent(token, "email.send", to, key, subject="s", body=body)
 
 
+async def _park_stranger_mail(k: Kernel) -> tuple[str, str]:
+    """a1 reads untrusted mail, then asks to write to the stranger it named: parked (R10)."""
+    token = await _setup(k)
+    await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+    out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
+    assert out.status is OutcomeStatus.PENDING, out
+    assert out.approval_id is not None
+    return token, out.approval_id
+
+
 def test_committed_effect_is_carried_out_and_labelled(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
@@ -117,7 +121,7 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
         await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
         parked = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
         assert parked.status is OutcomeStatus.PENDING, parked
-        assert parked.code.startswith("RULE.R10") or parked.code.startswith("RULE.R7")
+        assert parked.code == "RULE.R10.UNTRUSTED_TARGET"
         assert parked.approval_id is not None
         assert mailbox.messages == []
         waiter = asyncio.create_task(k.wait(parked.approval_id))
@@ -138,11 +142,7 @@ def test_approval_logged_while_kernel_stopped_runs_exactly_once_at_boot(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
     async def park(k: Kernel) -> str:
-        token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
-        out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
-        assert out.approval_id is not None
-        return out.approval_id
+        return (await _park_stranger_mail(k))[1]
 
     approval_id = _boot(config, park)
     with Wal(config.wal_path) as wal:  # what `maos approvals approve` logs when no kernel runs
@@ -156,15 +156,12 @@ def test_running_kernel_carries_out_an_approval_logged_by_another_process(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
     async def body(k: Kernel) -> None:
-        token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
-        out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
-        assert out.approval_id is not None
+        _, approval_id = await _park_stranger_mail(k)
         with Wal(config.wal_path) as other:
             other.append_sync(
-                "approval.approved", {"approval_id": out.approval_id, "principal": "commander"}
+                "approval.approved", {"approval_id": approval_id, "principal": "commander"}
             )
-        final = await asyncio.wait_for(k.wait(out.approval_id), timeout=30)
+        final = await asyncio.wait_for(k.wait(approval_id), timeout=30)
         assert final.status is OutcomeStatus.COMMITTED
 
     _boot(config, body)
@@ -173,20 +170,17 @@ def test_running_kernel_carries_out_an_approval_logged_by_another_process(
 
 def test_agent_can_never_approve_for_itself(config: KernelConfig, mailbox: Mailbox) -> None:
     async def body(k: Kernel) -> None:
-        token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
-        out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
-        assert out.approval_id is not None
+        token, approval_id = await _park_stranger_mail(k)
         for principal in ("a1", "agent:a1", "a2", "nobody"):
             with pytest.raises(StateError) as err:
-                await k.approve(out.approval_id, principal=principal)
+                await k.approve(approval_id, principal=principal)
             assert err.value.code == "STATE.NOT_COMMANDER"
         via_intent = await k.submit(
-            _intent(token, "admin.approve", out.approval_id, "x1"), agent_id="a1"
+            _intent(token, "admin.approve", approval_id, "x1"), agent_id="a1"
         )
         assert via_intent.status is OutcomeStatus.DENIED
         assert via_intent.code.startswith(("RULE.R4", "RULE.R1"))
-        assert k.approvals.get(out.approval_id).status.value == "pending"
+        assert k.approvals.get(approval_id).status.value == "pending"
 
     _boot(config, body)
     assert mailbox.messages == []
@@ -196,12 +190,9 @@ def test_commander_denial_ends_the_wait_with_a_denial(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
     async def body(k: Kernel) -> None:
-        token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
-        out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
-        assert out.approval_id is not None
-        waiter = asyncio.create_task(k.wait(out.approval_id))
-        await k.deny(out.approval_id, note="unknown recipient")
+        _, approval_id = await _park_stranger_mail(k)
+        waiter = asyncio.create_task(k.wait(approval_id))
+        await k.deny(approval_id, note="unknown recipient")
         final = await waiter
         assert final.status is OutcomeStatus.DENIED
         assert final.code == "APPROVAL.DENIED"
