@@ -131,8 +131,12 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
         return parked.approval_id
 
     approval_id = _boot(config, body)
-    _boot(config, lambda k: asyncio.sleep(0))  # a restart must not run it again
+    records = _boot(config, lambda k: asyncio.sleep(0, k.wal.tail_seq()))
+    after = _boot(config, lambda k: k.wait(approval_id))  # a restart must not run it again
+    assert after.status is OutcomeStatus.COMMITTED
     assert mailbox.recipients() == ["stranger@evil.example"]
+    with Wal(config.wal_path) as wal:  # the restarts logged their boots and nothing else
+        assert {r.kind for r in wal.read(since_seq=records)} == {"kernel.boot"}
     with pytest.raises(ApprovalError) as err:
         _boot(config, lambda k: k.approve(approval_id))
     assert err.value.code == "APPROVAL.ALREADY_DECIDED"

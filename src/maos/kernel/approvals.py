@@ -41,6 +41,8 @@ class Approval:
     status: ApprovalStatus = ApprovalStatus.PENDING
     decided_by: str | None = None
     note: str = ""
+    outcome: Mapping[str, Any] | None = None
+    """What the approved intent came to, once run: logged, so a restart does not run it again."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,13 +58,16 @@ class Approval:
             "status": self.status.value,
             "decided_by": self.decided_by,
             "note": self.note,
+            "outcome": dict(self.outcome) if self.outcome is not None else None,
         }
 
 
 class ApprovalBook:
     """Approvals folded from the log; `apply` is idempotent so replays are harmless."""
 
-    KINDS = frozenset({"approval.pending", "approval.approved", "approval.denied"})
+    KINDS = frozenset(
+        {"approval.pending", "approval.approved", "approval.denied", "approval.executed"}
+    )
 
     def __init__(self) -> None:
         self._items: dict[str, Approval] = {}
@@ -95,6 +100,11 @@ class ApprovalBook:
             )
             self._items[item.approval_id] = item
             return item
+        if kind == "approval.executed":
+            ran = self._items.get(body["approval_id"])
+            if ran is not None and ran.outcome is None:
+                self._items[ran.approval_id] = replace(ran, outcome=body["outcome"])
+            return None
         return None
 
     def get(self, approval_id: str) -> Approval:
@@ -128,5 +138,6 @@ class ApprovalBook:
     def pending(self) -> list[Approval]:
         return [a for a in self.all() if a.status is ApprovalStatus.PENDING]
 
-    def approved(self) -> list[Approval]:
-        return [a for a in self.all() if a.status is ApprovalStatus.APPROVED]
+    def awaiting_execution(self) -> list[Approval]:
+        """Approved, but no execution logged yet: what a booting kernel must still run."""
+        return [a for a in self.all() if a.status is ApprovalStatus.APPROVED and a.outcome is None]

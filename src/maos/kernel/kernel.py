@@ -159,7 +159,7 @@ class Kernel:
         kernel._catch_up()
         await kernel.commit.recover()
         await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
-        for item in kernel.approvals.approved():
+        for item in kernel.approvals.awaiting_execution():
             await kernel._execute_approved(item)
         if follow:
             kernel._follower = asyncio.create_task(kernel._follow())
@@ -324,9 +324,11 @@ class Kernel:
 
     async def wait(self, approval_id: str) -> Outcome:
         """What an agent awaits after a pending answer: the outcome once a human decided."""
-        self.approvals.get(approval_id)
+        item = self.approvals.get(approval_id)
         if approval_id in self._executed:
             return self._executed[approval_id]
+        if item.outcome is not None:  # carried out before this kernel booted
+            return Outcome.from_dict(item.outcome)
         fut = self._waiters.setdefault(approval_id, asyncio.get_running_loop().create_future())
         return await asyncio.shield(fut)
 
@@ -351,10 +353,13 @@ class Kernel:
             return self._executed[item.approval_id]
         wire = dict(item.intent)
         intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
-        outcome = await self._decide_and_run(intent, approved=True)
-        if outcome.status is OutcomeStatus.PENDING:  # approved, yet a rule still asks: refuse
-            outcome = replace(outcome, status=OutcomeStatus.DENIED)
-        return self._finish(item.approval_id, replace(outcome, approval_id=item.approval_id))
+        outcome = replace(
+            await self._decide_and_run(intent, approved=True), approval_id=item.approval_id
+        )
+        await self._log(
+            "approval.executed", {"approval_id": item.approval_id, "outcome": outcome.to_dict()}
+        )
+        return self._finish(item.approval_id, outcome)
 
     # -- the path of every intent ----------------------------------------------------------
 

@@ -160,3 +160,17 @@ class Outcome:
             "approval_id": self.approval_id,
             "wal_seq": self.wal_seq,
         }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Outcome:
+        """The inverse of `to_dict`, for outcomes read back from the log."""
+        return cls(
+            intent_id=str(raw["intent_id"]),
+            status=OutcomeStatus(raw["status"]),
+            value=raw.get("value"),
+            label=Label.from_dict(raw["label"]) if raw.get("label") else BOTTOM,
+            code=str(raw.get("code", "")),
+            reason=str(raw.get("reason", "")),
+            approval_id=raw.get("approval_id"),
+            wal_seq=raw.get("wal_seq"),
+        )
