@@ -12,7 +12,8 @@ Protocol on the inherited SEQPACKET channel (fd number in ``argv[1]``):
 2. the kernel sends one launch frame: the agent's code, limits, environment, Landlock
    rules and working directory;
 3. the agent's code runs with ``maos_pod_client`` in its globals (also importable as
-   ``maos_pod_client``); every later frame is a gateway request or its reply.
+   ``maos_pod_client``, and ``maos.sdk`` from the launch frame's ``sys_path``); every
+   later frame is a gateway request or its reply.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def main(argv: list[str]) -> int:
     os.environ.clear()
     os.environ.update(launch["env"])
     os.chdir(launch["cwd"])
+    sys.path.extend(launch.get("sys_path", ()))  # after the stdlib: the SDK shadows nothing
     client = PodClient(sock)
     sys.modules["maos_pod_client"] = client  # type: ignore[assignment]
     namespace: dict[str, Any] = {"__name__": "__main__", "maos_pod_client": client}

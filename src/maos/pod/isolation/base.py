@@ -128,6 +128,8 @@ class Launch:
     landlock: Mapping[str, list[str]] | None = None
     uid: int | None = None
     """A uid the bootstrap switches to itself (level 3: gVisor starts it as root)."""
+    sys_path: tuple[str, ...] = ()
+    """Where the pod finds `maos.sdk` (the home's ``pylib`` as the pod sees it)."""
 
 
 class PodProcess:
@@ -219,6 +221,7 @@ class PodProcess:
                     "cwd": self._launch.cwd,
                     "landlock": self._launch.landlock,
                     "uid": self._launch.uid,
+                    "sys_path": list(self._launch.sys_path),
                 },
             }
         )

@@ -7,7 +7,9 @@ with a clear code instead of letting a pod die later on an obscure ``EACCES``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import py_compile
 import shutil
 import stat
 import tempfile
@@ -18,6 +20,8 @@ from maos.pod import bootstrap
 from maos.pod.isolation.errors import SandboxError
 
 __all__ = ["POD_UID", "PodDir", "PodHome", "pod_uid", "reachable"]
+
+_PACKAGE_STUB = '"""In a pod only `maos.sdk` exists; the rest of MAOS stays with the kernel."""\n'
 
 POD_UID = 65534
 """``nobody``: the uid every pod runs as, on the host, when the kernel is root."""
@@ -61,12 +65,14 @@ def reachable(path: Path, uid: int) -> bool:
 
 
 class PodHome:
-    """The kernel-side directory pods are made in: a bootstrap copy and one dir per pod.
+    """The kernel-side directory pods are made in: the bootstrap, the SDK, one dir per pod.
 
-    Everything a level-1 pod (a plain process on the host filesystem) or bwrap running as
-    the pod's uid must reach has to be traversable by that uid, so the home is 0711 and
-    each pod dir has an unguessable name: a pod reaches its own workspace but cannot list
-    its siblings'. Logs stay 0600 root.
+    ``pylib`` holds a read-only copy of `maos.sdk` under a stub ``maos`` package, so that
+    agent code can ``import maos.sdk`` and nothing else of MAOS. Everything a level-1 pod
+    (a plain process on the host filesystem) or bwrap running as the pod's uid must reach
+    has to be traversable by that uid, so the home is 0711 and each pod dir has an
+    unguessable name: a pod reaches its own workspace but cannot list its siblings'.
+    Logs stay 0600 root.
     """
 
     def __init__(self, root: Path | None = None) -> None:
@@ -84,6 +90,8 @@ class PodHome:
         shutil.copyfile(bootstrap.__file__, tmp)
         tmp.chmod(0o444)
         tmp.replace(self.bootstrap)
+        self.pylib = self.root / "pylib"
+        _install_sdk(self.pylib)
 
     def make_pod_dir(self, workspace: Path | None, uid: int) -> PodDir:
         if workspace is not None and not reachable(workspace.parent, pod_uid()):
@@ -105,3 +113,30 @@ class PodHome:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _install_sdk(pylib: Path) -> None:
+    """Copy `maos.sdk`'s sources (not its caches) under a stub ``maos``, world-readable."""
+    spec = importlib.util.find_spec("maos.sdk")
+    if spec is None or spec.origin is None:
+        raise SandboxError("POD.SPAWN.NO_SDK", "maos.sdk cannot be found to give to pods")
+    package = pylib / "maos"
+    (package / "sdk").mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(_PACKAGE_STUB)
+    sources = [package / "__init__.py"]
+    for source in Path(spec.origin).parent.glob("*.py"):
+        sources.append(package / "sdk" / source.name)
+        shutil.copyfile(source, sources[-1])
+    for source in sources:
+        # Compiled here so each pod skips ~5 ms of compiling (pods run with -B and read
+        # only). Checked-hash: a pyc that does not match its source is simply not used.
+        cache = importlib.util.cache_from_source(str(source))
+        py_compile.compile(
+            str(source),
+            cache,
+            doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
+    for path in pylib.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o444)
+    pylib.chmod(0o755)

@@ -52,4 +52,4 @@ class Level1Sandbox(ProcessSandbox):
             start_new_session=True,
             **self._drop_privileges(),
         )
-        return proc, Launch(cwd=str(pod_dir.workspace))
+        return proc, Launch(cwd=str(pod_dir.workspace), sys_path=(str(self.home.pylib),))

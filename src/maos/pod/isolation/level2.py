@@ -6,10 +6,10 @@ permissions. Started as nobody, the unprivileged user namespace maps 65534 to ho
 so the pod is nobody inside *and* outside.
 
 The mount namespace holds only what the interpreter needs, read-only: the Python binary,
-its stdlib and shared libraries, the bootstrap; plus the pod's scratch workspace at
-``/work`` and a private tmpfs at ``/tmp``. ``/etc``, ``/home``, ``/root``, the kernel's
-data dir and every other host path simply do not exist there. The network namespace has
-only a loopback that is down.
+its stdlib and shared libraries, the bootstrap and the SDK (``/maos/pylib``); plus the
+pod's scratch workspace at ``/work`` and a private tmpfs at ``/tmp``. ``/etc``, ``/home``,
+``/root``, the kernel's data dir and every other host path simply do not exist there.
+The network namespace has only a loopback that is down.
 """
 
 from __future__ import annotations
@@ -117,6 +117,9 @@ class Level2Sandbox(ProcessSandbox):
             "--ro-bind",
             str(self.home.bootstrap),
             "/maos/bootstrap.py",
+            "--ro-bind",
+            str(self.home.pylib),
+            "/maos/pylib",
             "--bind",
             str(pod_dir.workspace),
             "/work",
@@ -159,7 +162,7 @@ class Level2Sandbox(ProcessSandbox):
                 "rw": ["/work", "/tmp"],
                 "rw_files": ["/dev/null"],
             }
-        return proc, Launch(cwd="/work", landlock=landlock)
+        return proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",))
 
     @staticmethod
     def _exit_signal(returncode: int) -> int | None:

@@ -2,7 +2,7 @@
 
 ``runsc do`` runs the bootstrap inside a gVisor sandbox whose root filesystem is a
 minimal tree the kernel assembles once per pod home (Debian's python3, its stdlib, the
-shared libraries ``ldd`` names, the bootstrap), mounted read-only under an in-memory
+shared libraries ``ldd`` names, the bootstrap, the SDK), mounted read-only under an in-memory
 overlay; ``--network=none`` leaves it no network at all. The channel travels as the
 sandbox's stdin: gVisor imports the host SEQPACKET socket and keeps record boundaries.
 
@@ -91,6 +91,7 @@ def build_rootfs(home: PodHome, uid: int) -> Path:
     (root / "tmp").chmod(0o1777)
     os.chown(root / "work", uid, uid)
     shutil.copy2(home.bootstrap, root / "maos" / "bootstrap.py")
+    shutil.copytree(home.pylib, root / "maos" / "pylib")
     (root / ".complete").touch()
     return root
 
@@ -145,7 +146,7 @@ class Level3Sandbox(ProcessSandbox):
             close_fds=True,
             start_new_session=True,
         )
-        return proc, Launch(cwd="/work", uid=self.uid)
+        return proc, Launch(cwd="/work", uid=self.uid, sys_path=("/maos/pylib",))
 
     @staticmethod
     def _exit_signal(returncode: int) -> int | None:
