@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,10 +16,13 @@ from maos.effects.http import HttpAdapter
 if TYPE_CHECKING:
     from conftest import HttpServer
 
-LOCAL = ["127.0.0.1"]
+SAME_HOST = object()
+"""Allowlist exactly the host:port the URL names."""
 
 
-def _call(url: str, allowed: Any = LOCAL, key: str = "idem-1", **params: Any) -> EffectCall:
+def _call(url: str, allowed: Any = SAME_HOST, key: str = "idem-1", **params: Any) -> EffectCall:
+    if allowed is SAME_HOST:
+        allowed = [urlsplit(url).netloc]
     constraints = {} if allowed is None else {"allowed_hosts": allowed}
     return EffectCall("http.request", url, key, params, constraints)
 
@@ -60,6 +64,8 @@ def test_allowlist_entry_with_port_matches_only_that_port(http_server: HttpServe
     assert request(http_server.url("/ok"), allowed=[f"127.0.0.1:{http_server.port}"])["body"]
     wrong = f"127.0.0.1:{http_server.port + 1 if http_server.port < 65535 else 1}"
     assert code(http_server.url("/ok"), allowed=[wrong]) == "EFFECT.HTTP.HOST_NOT_ALLOWED"
+    # A bare host names the default port (80 here), not the test server's port.
+    assert code(http_server.url("/ok"), allowed=["127.0.0.1"]) == "EFFECT.HTTP.HOST_NOT_ALLOWED"
     assert http_server.requests and len(http_server.requests) == 1
 
 
@@ -76,7 +82,7 @@ def test_host_off_the_allowlist_is_refused_before_connecting(
 
 def test_another_name_for_the_same_server_is_not_allowed(http_server: HttpServer) -> None:
     url = http_server.url("/ok", host="localhost")
-    assert code(url) == "EFFECT.HTTP.HOST_NOT_ALLOWED"
+    assert code(url, allowed=[f"127.0.0.1:{http_server.port}"]) == "EFFECT.HTTP.HOST_NOT_ALLOWED"
     assert http_server.requests == []
 
 
@@ -101,7 +107,11 @@ def test_oversize_bodies_are_refused(http_server: HttpServer, path: str) -> None
 def test_size_cap_comes_from_the_capability(http_server: HttpServer) -> None:
     adapter = HttpAdapter()
     call = EffectCall(
-        "http.request", http_server.url("/ok"), "k", {}, {"allowed_hosts": LOCAL, "max_bytes": 4}
+        "http.request",
+        http_server.url("/ok"),
+        "k",
+        {},
+        {"allowed_hosts": [f"127.0.0.1:{http_server.port}"], "max_bytes": 4},
     )
     with pytest.raises(EffectError) as info:
         asyncio.run(adapter.execute(call))
@@ -180,9 +190,8 @@ def test_unknown_op_is_refused() -> None:
 @pytest.mark.parametrize(
     ("url", "allowed"),
     [
-        ("http://LOCALHOST.:{port}/", ["localhost"]),
-        ("http://localhost:{port}/", ["LocalHost."]),
-        ("http://[::1]:{port}/", ["[::1]"]),
+        ("http://LOCALHOST.:{port}/", ["localhost:{port}"]),
+        ("http://localhost:{port}/", ["LocalHost.:{port}"]),
         ("http://[::1]:{port}/", ["[::1]:{port}"]),
     ],
 )

@@ -69,7 +69,11 @@ def _parse_url(target: str) -> httpx.URL:
 
 
 def _allowed(url: httpx.URL, allowlist: object) -> bool:
-    """``host`` allows every port, ``host:port`` only that one; no wildcards."""
+    """``host`` allows the scheme's default port, ``host:port`` that port; no wildcards.
+
+    The same reading as the IFC check and the Sentry, so a host the task names means one
+    destination everywhere, not every service on that machine.
+    """
     if not isinstance(allowlist, list | tuple | frozenset | set):
         return False  # missing or malformed: fail closed
     host, port = _host_port(url)
@@ -83,7 +87,7 @@ def _allowed(url: httpx.URL, allowlist: object) -> bool:
         if allowed.userinfo or allowed.raw_path not in (b"", b"/"):
             continue  # "a.com@b.com" or "b.com/x" is not a host entry; never guess
         a_host = allowed.raw_host.decode("ascii").lower().rstrip(".")
-        if a_host == host and (allowed.port is None or allowed.port == port):
+        if a_host == host and (allowed.port or _DEFAULT_PORTS[url.scheme]) == port:
             return True
     return False
 
