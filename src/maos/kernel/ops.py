@@ -24,7 +24,7 @@ class OpSpec:
     external: bool
     """The target lies outside this machine (a recipient, a URL)."""
     target_kind: str
-    """``path``, ``url``, ``recipient`` or ``none``: how the target is checked and named."""
+    """``path``, ``url``, ``recipient``, ``agent`` or ``none``: how the target is checked."""
 
 
 OPS: dict[str, OpSpec] = {
@@ -36,6 +36,13 @@ OPS: dict[str, OpSpec] = {
         OpSpec("fs.delete", EffectClass.DELETE, None, False, "path"),
         OpSpec("http.request", EffectClass.SEND, Conf.PUBLIC, True, "url"),
         OpSpec("email.send", EffectClass.SEND, Conf.PUBLIC, True, "recipient"),
+        # Between agents the sender's context label travels with the message and raises
+        # the receiver's context, so any level may flow: IFC holds without a sink limit.
+        OpSpec("msg.send", EffectClass.SEND, Conf.SECRET, False, "agent"),
+        OpSpec("msg.receive", EffectClass.READ, None, False, "agent"),
+        # The provider is the kernel's configuration, never the agent's choice, so there
+        # is no target to check; what a provider may see is capped at confidential.
+        OpSpec("llm.complete", EffectClass.SEND, Conf.CONFIDENTIAL, False, "none"),
         OpSpec("lock.acquire", EffectClass.KERNEL, None, False, "none"),
         OpSpec("lock.release", EffectClass.KERNEL, None, False, "none"),
         OpSpec("admin.apoptosis", EffectClass.KERNEL, None, False, "none"),

@@ -113,6 +113,9 @@ class _Admin(_Ns):
     async def heartbeat(self) -> Result:
         return await self._c.run(self._s.admin.heartbeat)
 
+    async def status(self) -> Result:
+        return await self._c.run(self._s.admin.status)
+
     async def wait(self, approval_id: str, timeout: float | None = None) -> Result:
         return await self._c.run(self._s.admin.wait, approval_id, timeout)
 

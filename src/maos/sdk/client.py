@@ -194,7 +194,7 @@ class Email:
     ) -> Result:
         """Mail through the kernel's relay; a recipient nobody named waits for approval."""
         args = {"to": to, "subject": subject, "body": body, "cc": list(cc), "key": _key(key)}
-        return self._call("api", "email", args)
+        return self._call("outmsg", "email", args)
 
 
 class Llm:
@@ -252,6 +252,10 @@ class Admin:
     def heartbeat(self) -> Result:
         """A no-op through the whole path: proves the pod, its Sentry and the kernel are up."""
         return self._call("admin", "heartbeat", {})
+
+    def status(self) -> Result:
+        """This agent's own record: ``agent_id``, ``task_id``, ``ring``, ``status``, ``context``."""
+        return self._call("admin", "status", {})
 
     def wait(self, approval_id: str, timeout: float | None = None) -> Result:
         """The outcome of a parked request once the Commander decided (see `PendingApproval`)."""

@@ -1,0 +1,147 @@
+"""A minimal Message Router: agent-to-agent messages as effects the kernel mediates.
+
+``msg.send`` and ``msg.receive`` are intents like any other: capability-checked, run
+through the DSC (the injection pre-filter reads every body), written ahead to the WAL
+and carried out by this adapter under the Commit Layer, once per idempotency key. A
+message carries its sender's context label (the Gateways put it in the logged params,
+where the agent cannot reach), and reading it raises the reader's context to that label:
+a secret cannot be laundered by handing it to another agent.
+
+Inboxes live in the kernel's memory, like the pods that read them; the WAL keeps every
+message sent and every batch received, so nothing is lost to audit. Delivery is
+not idempotent (a receive takes messages out), so an interrupted send or receive is
+left in doubt for the Commander rather than redone.
+
+Kernel API gap (reported, to be replaced by a kernel hook): the kernel builds its
+adapters itself and offers no way to add one, nor to raise a context label except by its
+own results. `attach` therefore wraps ``kernel.commit`` in a Commit Layer that sends
+``msg.*`` intents here and everything else to the original, and the gateways call the
+kernel's context-raising step directly. Both use the kernel's own code paths - its WAL,
+its Commit Layer, its ``agent.context`` records - so no decision is taken outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from maos.effects.base import EffectCall, EffectError, EffectResult
+from maos.kernel.commit import CommitLayer, RecoveryReport
+from maos.kernel.kernel import Kernel
+from maos.kernel.labels import Label
+from maos.kernel.types import Intent, Outcome
+
+__all__ = ["MessageRouter", "attach"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    message_id: str
+    sender: str
+    body: str
+    label: Label
+    sent_at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "sender": self.sender,
+            "body": self.body,
+            "label": self.label.to_dict(),
+            "sent_at": self.sent_at,
+        }
+
+
+class MessageRouter:
+    """The ``msg`` adapter: one inbox per agent id. Use `attach` to get the kernel's one."""
+
+    ops = frozenset({"msg.send", "msg.receive"})
+
+    def __init__(self, known: Callable[[str], bool], clock: Callable[[], float]) -> None:
+        self._known = known
+        self._clock = clock
+        self._inboxes: dict[str, deque[_Message]] = {}
+        self._mail: dict[str, asyncio.Event] = {}
+
+    def idempotent(self, call: EffectCall) -> bool:
+        return False
+
+    async def confirm(self, call: EffectCall) -> EffectResult | None:
+        return None
+
+    async def execute(self, call: EffectCall) -> EffectResult:
+        if call.op == "msg.send":
+            return self._deliver(call)
+        if call.op == "msg.receive":
+            return self._take(call.target, int(call.params.get("max_items", 1)))
+        raise EffectError("EFFECT.MSG.UNKNOWN_OP", f"{call.op!r} is not a message operation")
+
+    def pending(self, agent_id: str) -> int:
+        """Messages waiting in ``agent_id``'s inbox."""
+        return len(self._inboxes.get(agent_id, ()))
+
+    async def wait_for_mail(self, agent_id: str) -> None:
+        """Return once ``agent_id``'s inbox holds a message."""
+        while not self.pending(agent_id):
+            event = self._mail.setdefault(agent_id, asyncio.Event())
+            event.clear()
+            await event.wait()
+
+    def _deliver(self, call: EffectCall) -> EffectResult:
+        to = call.target
+        if not self._known(to):
+            raise EffectError("EFFECT.MSG.UNKNOWN_RECIPIENT", f"no agent {to!r} is registered")
+        params = call.params
+        label_raw = params["label"]
+        label = Label.from_dict(dict(label_raw) if isinstance(label_raw, Mapping) else {})
+        sender = str(params["sender"])
+        message = _Message(
+            message_id=hashlib.sha256(call.idempotency_key.encode()).hexdigest()[:24],
+            sender=sender,
+            body=str(params["body"]),
+            label=Label(label.conf, label.integrity, label.sources | {f"agent:{sender}"}),
+            sent_at=self._clock(),
+        )
+        self._inboxes.setdefault(to, deque()).append(message)
+        event = self._mail.get(to)
+        if event is not None:
+            event.set()
+        return EffectResult({"message_id": message.message_id, "to": to})
+
+    def _take(self, agent_id: str, max_items: int) -> EffectResult:
+        inbox = self._inboxes.get(agent_id, deque())
+        taken = [inbox.popleft().to_wire() for _ in range(min(max_items, len(inbox)))]
+        return EffectResult({"messages": taken})
+
+
+class _RoutedCommit(CommitLayer):
+    """The kernel's Commit Layer with a ``msg`` family added; see the module docstring."""
+
+    def __init__(self, inner: CommitLayer, kernel: Kernel, router: MessageRouter) -> None:
+        super().__init__(kernel.wal, {"msg": router})
+        self.inner = inner
+        self.router = router
+
+    async def run(self, intent: Intent, *, constraints: Mapping[str, Any] | None = None) -> Outcome:
+        if intent.op in self.router.ops:
+            return await super().run(intent, constraints=constraints)
+        return await self.inner.run(intent, constraints=constraints)
+
+    async def recover(self) -> RecoveryReport:
+        # The original knows every other family; a msg intent it finds open has no adapter
+        # there and goes in doubt, which is what a non-idempotent delivery needs anyway.
+        return await self.inner.recover()
+
+
+def attach(kernel: Kernel) -> MessageRouter:
+    """The router serving ``kernel``, installed on first use (one per kernel)."""
+    commit = kernel.commit
+    if isinstance(commit, _RoutedCommit):
+        return commit.router
+    router = MessageRouter(lambda agent_id: agent_id in kernel.registry.agents, kernel.clock)
+    kernel.commit = _RoutedCommit(commit, kernel, router)
+    return router
