@@ -1,0 +1,441 @@
+"""Agents in pods: start one, pump its frames to the kernel, restart it on a hard violation.
+
+    pod ── channel.recv ──► Sentry.admit ──► Gateways ──► Kernel.submit ──► reply ──► pod
+                              │ deny: error reply           (DSC, WAL, adapters)   Sentry.record
+                              └ violation ──► Fast Apoptosis
+
+Fast Apoptosis (seed v5.8): a violation that is certain - a frame the channel refuses, a
+request outside the Sentry's whitelists, a system call the seccomp filter kills - ends
+the pod at once, is logged as ``pod.violation`` {agent_id, code, detail, level}, and the
+agent starts again from its clean image (a fresh pod, the same script) with
+``pod.restarted``. After `max_restarts` restarts the next violation quarantines the agent
+instead: an agent that keeps breaking out is not an agent to keep restarting.
+
+The runtime acts on the kernel's state as the principal `RUNTIME_PRINCIPAL`
+(``commander:kernel``): the kernel admits only Commander principals to change an
+agent's status, and this is the kernel's own process deciding by a fixed rule, so the
+log says so by name rather than impersonating the human.
+
+The Commander always wins (R8): a status other than active for a running agent - from
+this process or logged by another (the CLI) and folded by the kernel - kills its pod,
+and it is not restarted. An agent that ends itself (R9, ``admin.apoptosis``) gets its
+answer, then its pod is reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import MaosError, StateError
+from maos.kernel.kernel import Kernel
+from maos.kernel.tokens import Grant
+from maos.kernel.types import Outcome, OutcomeStatus
+from maos.pod.channel import ChannelClosed, ChannelViolation
+from maos.pod.gateways import GATEWAY_OPS, Answer, Gateways, describe, reply_for
+from maos.pod.isolation import HardViolation, Limits, PodHome, PodProcess, PodSpec, sandbox_for
+from maos.pod.isolation.base import ProcessSandbox
+from maos.pod.isolation.pool import WarmPool
+from maos.pod.router import attach
+from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation
+
+__all__ = [
+    "LEVEL_FOR_RING",
+    "RUNTIME_PRINCIPAL",
+    "AgentExit",
+    "AgentRun",
+    "PodEvent",
+    "PodRuntime",
+    "profile_for",
+]
+
+RUNTIME_PRINCIPAL = "commander:kernel"
+LEVEL_FOR_RING: Mapping[int, int] = {2: 1, 3: 2}
+"""Verified agents (ring 2) run as plain processes; untrusted ones (ring 3) in bubblewrap."""
+APOPTOSIS_GRACE = 2.0
+"""Seconds an agent that ended itself has to exit before its pod is killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodEvent:
+    """One thing that happened to an agent, for a console or a log (see `PodRuntime`)."""
+
+    agent_id: str
+    kind: str
+    """``intent`` (a frame answered), ``violation``, ``restart``, ``stopped``, ``exit``."""
+    op: str = ""
+    target: str = ""
+    status: str = ""
+    """For intents: the outcome status (committed, denied, pending, failed, in_doubt)."""
+    code: str = ""
+    detail: str = ""
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentExit:
+    agent_id: str
+    exit_code: int
+    """The last pod's exit status, shell-style (128 + N for signal N)."""
+    reason: str
+    """``exited``, ``apoptosis``, ``quarantined`` or ``stopped:<status>`` (the Commander)."""
+    restarts: int
+    violations: tuple[HardViolation, ...] = ()
+
+
+@dataclass(eq=False)
+class AgentRun:
+    """One agent under the runtime. Read-only for callers; ``wait()`` for its end."""
+
+    agent_id: str
+    task_id: str
+    ring: int
+    level: int
+    spec: PodSpec
+    sentry: Sentry
+    pod: PodProcess | None = None
+    restarts: int = 0
+    violations: list[HardViolation] = field(default_factory=list)
+    stop_reason: str | None = None
+    """Set when the run must end without a restart (Commander, apoptosis, quarantine)."""
+    task: asyncio.Task[AgentExit] | None = None
+
+    async def wait(self) -> AgentExit:
+        assert self.task is not None
+        return await asyncio.shield(self.task)
+
+    def log(self) -> str:
+        """The current (or last) pod's stdout and stderr tail."""
+        return "" if self.pod is None else self.pod.log()
+
+    def stop(self, reason: str) -> None:
+        """End the run for good: kill the pod, start no other."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.pod is not None:
+            self.pod.kill()
+
+
+def profile_for(ring: int, grants: Sequence[Grant]) -> SentryProfile:
+    """The Sentry profile for an agent: hardened in ring 3, and a network whitelist of
+    exactly the hosts its capability names for HTTP (MAC backs the token up)."""
+    profile = SentryProfile.hardened() if ring >= 3 else SentryProfile.standard()
+    hosts: list[str] = []
+    for grant in grants:
+        if grant.op in ("http.request", "http.*", "*") and "://" in grant.resource:
+            candidate = [*hosts, urlsplit(grant.resource.rstrip("*")).netloc]
+            try:
+                profile.with_net_hosts(*candidate)
+            except ValueError:
+                continue  # not a host the Sentry can whitelist: left out (fail closed)
+            hosts = candidate
+    return profile.with_net_hosts(*hosts)
+
+
+def _shell_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class PodRuntime:
+    """Runs agents in pods against one kernel. Use in a running event loop; ``close()`` it.
+
+    ``level`` overrides the ring's level for every agent; ``profile`` replaces the Sentry
+    profile `profile_for` would derive; ``pool_size`` keeps that many warm pods per
+    level; ``on_event`` sees every `PodEvent` (it must not block).
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        *,
+        level: int | None = None,
+        profile: SentryProfile | None = None,
+        home: PodHome | None = None,
+        max_restarts: int = 3,
+        pool_size: int = 0,
+        limits: Limits | None = None,
+        on_event: Callable[[PodEvent], None] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.kernel = kernel
+        self.level = level
+        self.profile = profile
+        self.max_restarts = max_restarts
+        self.limits = limits or Limits()
+        self._own_home = home is None
+        self.home = PodHome() if home is None else home
+        self._pool_size = pool_size
+        self._on_event = on_event
+        self._poll = poll_interval
+        self._router = attach(kernel)
+        self._sandboxes: dict[int, ProcessSandbox] = {}
+        self._pools: dict[int, WarmPool] = {}
+        self._runs: set[AgentRun] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodRuntime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def level_for(self, ring: int) -> int:
+        return self.level if self.level is not None else LEVEL_FOR_RING.get(ring, 2)
+
+    def sandbox(self, level: int) -> ProcessSandbox:
+        """The level's sandbox; `IsolationUnavailable` (``POD.ISOLATION.UNAVAILABLE``) naming
+        the reason when this host cannot give it - never a weaker level instead."""
+        if level not in self._sandboxes:
+            self._sandboxes[level] = sandbox_for(level, self.home, ops=GATEWAY_OPS)
+        return self._sandboxes[level]
+
+    async def start(
+        self,
+        agent_id: str,
+        script: Path,
+        *,
+        task_id: str,
+        token: str,
+        env: Mapping[str, str] | None = None,
+    ) -> AgentRun:
+        """Start ``script`` for a registered, active agent; the token reaches the pod only
+        through its environment (``MAOS_TOKEN``), never through a file."""
+        agent = self.kernel.registry.agent(agent_id)
+        if agent.status is not AgentStatus.ACTIVE:
+            raise StateError(
+                "STATE.AGENT_NOT_ACTIVE", f"agent {agent_id} is {agent.status.value}; not started"
+            )
+        self.kernel.registry.task(task_id)
+        level = self.level_for(agent.ring)
+        self.sandbox(level)  # refuse now, before anything runs
+        if self.profile is not None:
+            profile = self.profile
+        else:
+            try:
+                grants: Sequence[Grant] = self.kernel.tokens.inspect(token).grants
+            except MaosError:
+                grants = ()  # the kernel will refuse this token; no host earns a whitelist
+            profile = profile_for(agent.ring, grants)
+        pod_env = {
+            **(env or {}),
+            "MAOS_TOKEN": token,
+            "MAOS_TASK_ID": task_id,
+            "MAOS_AGENT_ID": agent_id,
+        }
+        run = AgentRun(
+            agent_id=agent_id,
+            task_id=task_id,
+            ring=agent.ring,
+            level=level,
+            spec=PodSpec(agent_id, script, limits=self.limits, env=pod_env),
+            sentry=Sentry(agent_id, profile, wal=self.kernel.wal, clock=self.kernel.clock),
+        )
+        self._runs.add(run)
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_status())
+        run.task = asyncio.create_task(self._supervise(run))
+        return run
+
+    async def run(
+        self,
+        agent_id: str,
+        script: Path,
+        *,
+        task_id: str,
+        token: str,
+        env: Mapping[str, str] | None = None,
+    ) -> AgentExit:
+        """`start`, then wait for the agent's end."""
+        run = await self.start(agent_id, script, task_id=task_id, token=token, env=env)
+        return await run.wait()
+
+    async def close(self) -> None:
+        """Kill every pod this runtime runs, wait for the supervisors, reap warm pods."""
+        for run in list(self._runs):
+            run.stop("stopped:runtime closed")
+        for run in list(self._runs):
+            if run.task is not None:
+                with contextlib.suppress(Exception):
+                    await run.task
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for pool in self._pools.values():
+            await pool.close()
+        if self._own_home:
+            self.home.close()
+
+    # -- one agent's life ------------------------------------------------------------------
+
+    async def _supervise(self, run: AgentRun) -> AgentExit:
+        try:
+            while True:
+                attempt = run.restarts + 1
+                spec = run.spec
+                env = {**spec.env, "MAOS_ATTEMPT": str(attempt)}
+                pod = await self._acquire(
+                    run.level, PodSpec(spec.agent_id, spec.script, spec.workspace, spec.limits, env)
+                )
+                run.pod = pod
+                if run.stop_reason is not None:  # stopped while the pod was starting
+                    pod.kill()
+                code, violation = await self._serve(run, pod)
+                if run.stop_reason is not None or violation is None:
+                    return await self._ended(run, code, run.stop_reason or "exited")
+                run.violations.append(violation)
+                await self.kernel.wal.append(
+                    "pod.violation",
+                    {
+                        "agent_id": run.agent_id,
+                        "code": violation.code,
+                        "detail": violation.detail,
+                        "level": run.level,
+                        "pid": violation.pid,
+                    },
+                )
+                self._emit(
+                    PodEvent(
+                        run.agent_id, "violation", code=violation.code, detail=violation.detail
+                    )
+                )
+                if run.restarts >= self.max_restarts:
+                    run.stop_reason = "quarantined"
+                    await self.kernel.set_agent_status(
+                        run.agent_id, AgentStatus.QUARANTINED, principal=RUNTIME_PRINCIPAL
+                    )
+                    return await self._ended(run, code, "quarantined")
+                run.restarts += 1
+                await self.kernel.wal.append(
+                    "pod.restarted",
+                    {
+                        "agent_id": run.agent_id,
+                        "attempt": run.restarts + 1,
+                        "level": run.level,
+                        "after": violation.code,
+                    },
+                )
+                self._emit(
+                    PodEvent(
+                        run.agent_id,
+                        "restart",
+                        code=violation.code,
+                        detail=f"attempt {run.restarts + 1}",
+                    )
+                )
+        finally:
+            self._runs.discard(run)
+
+    async def _acquire(self, level: int, spec: PodSpec) -> PodProcess:
+        if self._pool_size <= 0:
+            return await self.sandbox(level).spawn(spec)
+        pool = self._pools.get(level)
+        if pool is None:
+            pool = self._pools[level] = WarmPool(self.sandbox(level), self._pool_size)
+            pool.start()
+        return await pool.acquire(spec)
+
+    async def _ended(self, run: AgentRun, code: int, reason: str) -> AgentExit:
+        await self.kernel.wal.append(
+            "pod.exited",
+            {
+                "agent_id": run.agent_id,
+                "exit_code": code,
+                "reason": reason,
+                "restarts": run.restarts,
+            },
+        )
+        self._emit(PodEvent(run.agent_id, "exit", code=str(code), detail=reason))
+        return AgentExit(run.agent_id, code, reason, run.restarts, tuple(run.violations))
+
+    async def _serve(self, run: AgentRun, pod: PodProcess) -> tuple[int, HardViolation | None]:
+        """Pump ``pod`` until it exits: its exit code, and the violation that ended it if any."""
+        gateways = Gateways(
+            self.kernel,
+            self._router,
+            agent_id=run.agent_id,
+            task_id=run.task_id,
+            epoch="p" + secrets.token_hex(6),
+        )
+        pump = asyncio.create_task(self._pump(run, pod, gateways))
+        returncode = await pod.wait()
+        gateways.abort()  # a pod that is gone waits for no approval and no message
+        sentry_violation = await pump
+        return _shell_code(returncode), sentry_violation or pod.violation
+
+    async def _pump(
+        self, run: AgentRun, pod: PodProcess, gateways: Gateways
+    ) -> HardViolation | None:
+        channel = pod.channel
+        assert channel is not None
+        try:
+            while True:
+                try:
+                    frame = await channel.recv()
+                except (ChannelViolation, ChannelClosed):
+                    return None  # a violation is the pod's own record (pod.violation)
+                decision = await run.sentry.admit(frame)
+                if isinstance(decision, SentryViolation):
+                    pod.kill()
+                    return HardViolation(decision.code, decision.detail, run.agent_id, pod.pid)
+                if isinstance(decision, SentryDeny):
+                    refused = Outcome(
+                        "", OutcomeStatus.DENIED, code=decision.code, reason=decision.reason
+                    )
+                    answer = Answer(refused, *describe(frame))
+                else:
+                    answer = await gateways.handle(frame)
+                outcome = answer.outcome
+                ended = answer.op == "admin.apoptosis" and outcome.status is OutcomeStatus.COMMITTED
+                if ended:
+                    run.stop_reason = "apoptosis"
+                try:
+                    await channel.send(reply_for(frame.id, outcome))
+                except ChannelClosed:
+                    return None
+                await run.sentry.record(frame, status=outcome.status.value, code=outcome.code)
+                self._emit(
+                    PodEvent(
+                        run.agent_id,
+                        "intent",
+                        op=answer.op,
+                        target=answer.target,
+                        status=outcome.status.value,
+                        code=outcome.code,
+                        detail=outcome.reason,
+                        approval_id=outcome.approval_id,
+                    )
+                )
+                if ended:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(pod.wait(), APOPTOSIS_GRACE)
+                    pod.kill()
+                    return None
+        except BaseException:
+            pod.kill()  # whatever broke the pump, the pod must not wait on it forever
+            raise
+
+    async def _watch_status(self) -> None:
+        """R8: the Commander's pause, quarantine or kill ends the agent's pod."""
+        while True:
+            await asyncio.sleep(self._poll)
+            for run in list(self._runs):
+                if run.stop_reason is not None:
+                    continue
+                try:
+                    status = self.kernel.registry.agent(run.agent_id).status
+                except StateError:
+                    continue
+                if status is not AgentStatus.ACTIVE:
+                    run.stop(f"stopped:{status.value}")
+                    self._emit(PodEvent(run.agent_id, "stopped", status=status.value))
+
+    def _emit(self, event: PodEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
