@@ -42,7 +42,8 @@ approvals_app = typer.Typer(
 )
 wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
 agent_app = typer.Typer(
-    help="List agents; pause, quarantine or kill them (R8).", no_args_is_help=True
+    help="Run agents in pods; list them; pause, quarantine or kill them (R8).",
+    no_args_is_help=True,
 )
 app.add_typer(token_app, name="token")
 app.add_typer(approvals_app, name="approvals")
@@ -386,6 +387,71 @@ def approvals_deny(
 
 
 # -- agents -------------------------------------------------------------------------------
+
+
+@agent_app.command("run")
+def agent_run(
+    script: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="The agent: a Python file.")
+    ],
+    ring: Annotated[int, typer.Option(help="2 (verified) or 3 (untrusted).")] = 3,
+    level: Annotated[
+        int | None,
+        typer.Option(help="Isolation level 1-5; default by ring: ring 2 -> 1, ring 3 -> 2."),
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Agent id; default: the script's name.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Task id; default: run-<agent>.")] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="OP|RESOURCE[|MAX_CENTS], repeatable; default: read and write the task "
+            "workspace (fs.read|*, fs.write|*, fs.list|*)."
+        ),
+    ] = None,
+    trusted: Annotated[
+        list[str] | None,
+        typer.Option(help="A target the task names (recipient, URL prefix), repeatable."),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DIR,
+) -> None:
+    """Run an agent script in a sandboxed pod; print one line per request the kernel
+    answered; exit with the agent's exit status.
+
+    The agent imports `maos.sdk` and nothing else of MAOS:
+
+    \b
+        from maos import sdk
+        sdk.fs.write("hello.txt", "hi")
+        sdk.email.send("alice@example.com", "hi", "from my agent")
+
+    Example (examples ship in the package's maos/agents/ directory):
+
+    \b
+        maos agent run my_agent.py --ring 3 --grant 'fs.write|*' \\
+            --grant 'email.send|alice@example.com' --trusted alice@example.com
+    """
+    from maos.pod.launcher import DEFAULT_GRANTS, AgentLaunch, launch
+
+    agent_id = agent or script.stem.replace("_", "-")
+    plan = AgentLaunch(
+        script=script,
+        agent_id=agent_id,
+        task_id=task or f"run-{agent_id}",
+        ring=ring,
+        level=level,
+        grants=[_parse_grant(g) for g in grant] if grant else DEFAULT_GRANTS,
+        trusted=trusted or (),
+    )
+    try:
+        ended, output = asyncio.run(launch(data_dir, plan, typer.echo))
+    except MaosError as exc:
+        _fail(exc)
+    if output.strip():
+        typer.echo("--- agent output ---")
+        typer.echo(output.rstrip())
+    raise typer.Exit(ended.exit_code)
 
 
 @agent_app.command("list")

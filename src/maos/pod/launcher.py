@@ -1,0 +1,104 @@
+"""`maos agent run`: one agent script, in a pod, on a kernel booted for it.
+
+The console path a developer takes first: boot the kernel on the data directory (refused
+when another kernel serves it), admit the agent at its ring, open its task, mint a token
+from the grants asked for, start the script in a pod and print one line per request the
+kernel answered. The exit status is the agent's.
+
+Admission never undoes a Commander's decision: an agent already registered keeps its
+ring (asking for another would be promotion without onboarding, R5) and must be active
+(a quarantined agent stays quarantined until `maos agent resume`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import StateError
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.registry import check_id
+from maos.kernel.tokens import Grant
+from maos.pod.runtime import AgentExit, PodEvent, PodRuntime
+
+__all__ = ["DEFAULT_GRANTS", "AgentLaunch", "format_event", "launch"]
+
+DEFAULT_GRANTS = (Grant("fs.read", "*"), Grant("fs.write", "*"), Grant("fs.list", "*"))
+"""Read and write the task's own workspace, nothing else."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLaunch:
+    script: Path
+    agent_id: str
+    task_id: str
+    ring: int = 3
+    level: int | None = None
+    grants: Sequence[Grant] = DEFAULT_GRANTS
+    trusted: Sequence[str] = ()
+
+
+def format_event(event: PodEvent) -> str | None:
+    """One console line per answered request or lifecycle step; None for nothing to say."""
+    if event.kind == "intent":
+        line = f"{event.status:<9}  {event.op:<13} {event.target}"
+        return f"{line}  {event.code}" if event.code else line
+    if event.kind == "violation":
+        return f"VIOLATION  {event.code}: {event.detail} (pod killed)"
+    if event.kind == "restart":
+        return f"restart    from the clean image, {event.detail}"
+    if event.kind == "stopped":
+        return f"stopped    the agent was set {event.status} (R8); pod killed"
+    if event.kind == "exit":
+        return f"exit       {event.detail}, status {event.code}"
+    return None
+
+
+async def launch(
+    data_dir: Path, plan: AgentLaunch, echo: Callable[[str], None]
+) -> tuple[AgentExit, str]:
+    """Run ``plan`` to its end; returns how the agent ended and its output (pod log)."""
+    check_id("agent", plan.agent_id)
+    kernel = await Kernel.boot(KernelConfig.load(data_dir))
+    try:
+        await _admit(kernel, plan)
+
+        def show(event: PodEvent) -> None:
+            line = format_event(event)
+            if line is not None:
+                echo(line)
+
+        token = kernel.mint(plan.agent_id, plan.task_id, list(plan.grants))
+        async with PodRuntime(kernel, level=plan.level, on_event=show) as runtime:
+            run = await runtime.start(plan.agent_id, plan.script, task_id=plan.task_id, token=token)
+            echo(f"started    {plan.agent_id} (ring {plan.ring}) at level {run.level}")
+            ended = await run.wait()
+            return ended, run.log()
+    finally:
+        await kernel.close()
+
+
+async def _admit(kernel: Kernel, plan: AgentLaunch) -> None:
+    known = kernel.registry.agents.get(plan.agent_id)
+    if known is None:
+        await kernel.register_agent(plan.agent_id, ring=plan.ring)
+    elif known.ring != plan.ring:
+        raise StateError(
+            "STATE.RING_MISMATCH",
+            f"{plan.agent_id} is registered at ring {known.ring}; rings change only "
+            "through onboarding (R5)",
+        )
+    elif known.status is not AgentStatus.ACTIVE:
+        raise StateError(
+            "STATE.AGENT_NOT_ACTIVE",
+            f"{plan.agent_id} is {known.status.value}; `maos agent resume` it first",
+        )
+    if plan.task_id not in kernel.registry.tasks:
+        await kernel.open_task(plan.task_id, trusted_targets=plan.trusted)
+    elif plan.trusted:
+        raise StateError(
+            "STATE.TASK_OPEN",
+            f"task {plan.task_id} is already open; its trusted targets were named then",
+        )
