@@ -1,0 +1,82 @@
+"""`maos agent run`: an agent script end to end from the console, in a real pod."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from maos.agents import script
+from maos.cli import app
+from maos.kernel.view import KernelLock
+
+runner = CliRunner()
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
+
+
+def maos(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_help_teaches_agent_run_with_an_example() -> None:
+    code, out = maos("agent", "run", "--help")
+    assert code == 0
+    assert "maos agent run my_agent.py --ring 3 --grant" in out
+    assert "from maos import sdk" in out
+
+
+def test_the_hello_agent_runs_in_a_level2_pod_with_the_default_grants(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out = maos("agent", "run", str(script("hello")), "--data-dir", str(data))
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "started    hello (ring 3) at level 2"
+    assert lines[1].split() == ["committed", "fs.write", "hello.txt"]
+    assert lines[2].split() == ["committed", "fs.read", "hello.txt"]
+    assert lines[3].split() == ["exit", "exited,", "status", "0"]
+    assert lines[-1] == "Hello from a pod. (labelled internal, trusted)"
+    assert (data / "workspaces" / "run-hello" / "hello.txt").read_text() == "Hello from a pod.\n"
+    code, out = maos("wal", "verify", "--data-dir", str(data))
+    assert code == 0, out
+
+
+def test_denials_are_streamed_and_the_agents_exit_status_is_the_commands(tmp_path: Path) -> None:
+    agent = tmp_path / "mailer.py"
+    agent.write_text(
+        textwrap.dedent(
+            """
+            from maos import sdk
+            try:
+                sdk.email.send("alice@example.com", "hi", "hello")
+            except sdk.Denied as no:
+                raise SystemExit(3)
+            """
+        )
+    )
+    data = str(tmp_path / "data")
+    code, out = maos("agent", "run", str(agent), "--grant", "fs.read|*", "--data-dir", data)
+    assert code == 3, out
+    denied = out.splitlines()[1].split()
+    assert denied[:3] == ["denied", "email.send", "alice@example.com"]
+    assert denied[3].startswith("DSC.CAPABILITY.")
+    code, out = maos("agent", "run", str(agent), "--ring", "2", "--data-dir", data)
+    assert code == 2 and "STATE.RING_MISMATCH" in out  # no promotion by re-running (R5)
+
+
+def test_a_serving_kernel_or_an_unavailable_level_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    hello = str(script("hello"))
+    lock = KernelLock(data)
+    assert lock.try_acquire()
+    try:
+        code, out = maos("agent", "run", hello, "--data-dir", str(data))
+    finally:
+        lock.release()
+    assert code == 2 and "STATE.KERNEL_RUNNING" in out
+    code, out = maos("agent", "run", hello, "--level", "5", "--data-dir", str(data))
+    assert code == 2 and "POD.ISOLATION.UNAVAILABLE" in out
