@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import dsc, durability
+from maos.bench import dsc, durability, pods
 
 __all__ = ["render", "run_bench"]
 
@@ -24,11 +24,13 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/2: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/3: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/2: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    say("bench 2/3: durability (raw fsync, raw SQLite group commit, the WAL) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
+    say("bench 3/3: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    figures["pods"] = pods.measure(quick=quick)
     figures["meta"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -70,5 +72,40 @@ def render(figures: dict[str, Any]) -> str:
             f"{w['ratio_100_submitters_vs_group_commit_limit']} × limit (target ≥ 0.5)",
         ),
     ]
+    rows += _pod_rows(figures["pods"])
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
+
+
+def _pod_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for level in (1, 2, 3):
+        f = p[f"level{level}"]
+        if "unavailable" in f:
+            rows.append((f"pod level {level}", "unavailable", f["unavailable"][:60]))
+            continue
+        target = f"target ≤ {p['target_cold_start_ms_level2']} ms" if level == 2 else ""
+        rows += [
+            (f"pod level {level} cold start p50", f"{f['cold_start_ms_p50']} ms", target),
+            (
+                f"pod level {level} warm acquisition p50",
+                f"{f['warm_acquire_ms_p50']} ms",
+                f"target ≤ {p['target_warm_acquire_ms']} ms",
+            ),
+            (
+                f"pod level {level} idle memory (USS/PSS)",
+                f"{f['idle_uss_mib']}/{f['idle_pss_mib']} MiB",
+                f"target ≤ {p['target_idle_pod_mib']} MiB",
+            ),
+        ]
+    if "round_trip_us_p50" in p:
+        rows += [
+            (
+                "gateway round trip p50 (heartbeat)",
+                f"{p['round_trip_us_p50']} µs",
+                f"target ≤ {p['target_round_trip_us_p50']} µs;"
+                f" bare channel {p['channel_echo_us_p50']} µs",
+            ),
+            ("gateway round trip p99", f"{p['round_trip_us_p99']} µs", ""),
+        ]
+    return rows

@@ -135,10 +135,13 @@ def reply_for(frame_id: int, outcome: Outcome) -> Reply:
         "reason": outcome.reason,
         "approval_id": outcome.approval_id,
     }
+    # Built by the kernel from its own Outcome, so construction skips re-validation (it is
+    # on every frame's path); the channel's JSON encoder still rejects a non-JSON value.
     if outcome.status is OutcomeStatus.COMMITTED:
-        return Reply(id=frame_id, ok=True, result=result)
-    error = ReplyError(code=outcome.code or outcome.status.value, message=outcome.reason)
-    return Reply(id=frame_id, ok=False, result=result, error=error)
+        return Reply.model_construct(id=frame_id, ok=True, result=result, error=None)
+    code = outcome.code or outcome.status.value
+    error = ReplyError.model_construct(code=code, message=outcome.reason)
+    return Reply.model_construct(id=frame_id, ok=False, result=result, error=error)
 
 
 _KERNEL_OPS = {
@@ -150,13 +153,17 @@ _KERNEL_OPS = {
 }
 
 
+_TARGET_FIELDS = {"fs": "path", "api": "url", "outmsg": "to"}
+
+
 def describe(frame: Frame) -> tuple[str, str]:
     """The kernel operation and target a frame stands for, also when the Sentry refused it."""
     op = _KERNEL_OPS.get((frame.gw, frame.op), f"{frame.gw}.{frame.op}")
-    for name in ("path", "url", "to", "approval_id"):
-        value = getattr(frame.args, name, None)
-        if isinstance(value, str):
-            return op, value
+    if isinstance(frame.args, AdminWait):
+        return op, frame.args.approval_id
+    name = _TARGET_FIELDS.get(frame.gw)
+    if name is not None:
+        return op, str(getattr(frame.args, name))
     return op, "default" if frame.gw == "llm" else frame.agent_id
 
 
@@ -210,7 +217,7 @@ class Gateways:
         if isinstance(args, AdminWait):
             return await self._wait(args)
         if op in ("admin.heartbeat", "admin.apoptosis"):
-            reason = {"reason": getattr(args, "reason", "")} if op == "admin.apoptosis" else {}
+            reason = {"reason": vars(args).get("reason", "")} if op == "admin.apoptosis" else {}
             return await self._submit(frame, op, target, reason)
         if op == "admin.status":
             return self._status()
@@ -228,7 +235,8 @@ class Gateways:
         tokens: int = 0,
         extra_targets: list[str] | None = None,
     ) -> Answer:
-        key = getattr(frame.args, "key", None) or f"{self._epoch}-{frame.id}"
+        # vars(): a missing attribute on a pydantic model costs an exception per frame.
+        key = vars(frame.args).get("key") or f"{self._epoch}-{frame.id}"
         raw = {
             "task_id": self.task_id,
             "op": op,
