@@ -80,3 +80,21 @@ def test_a_serving_kernel_or_an_unavailable_level_is_refused(tmp_path: Path) -> 
     assert code == 2 and "STATE.KERNEL_RUNNING" in out
     code, out = maos("agent", "run", hello, "--level", "5", "--data-dir", str(data))
     assert code == 2 and "POD.ISOLATION.UNAVAILABLE" in out
+
+
+def test_the_demo_runs_the_analyst_in_a_pod_and_stops_every_attack(tmp_path: Path) -> None:
+    code, out = maos("demo", "--data-dir", str(tmp_path / "demo"))
+    assert code == 0, out
+    assert "Mail delivered to: cfo@example.com\n" in out
+    for stopped in (
+        "RULE.R10.UNTRUSTED_TARGET",
+        "APPROVAL.DENIED",
+        "SENTRY.PAYLOAD.INJECTION",
+        "DSC.CAPABILITY.NOT_COVERED",
+        "RULE.R6.IFC_DOWNFLOW",
+        "DSC.CAPABILITY.FORGED",
+        "SENTRY.MAC.FS",
+    ):
+        assert stopped in out
+    assert "COMMITTED    restarted from its clean image, the analyst ends itself (R9)" in out
+    assert "hash chain intact" in out

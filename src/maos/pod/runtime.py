@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +41,7 @@ from maos.pod.gateways import GATEWAY_OPS, Answer, Gateways, describe, reply_for
 from maos.pod.isolation import HardViolation, Limits, PodHome, PodProcess, PodSpec, sandbox_for
 from maos.pod.isolation.base import ProcessSandbox
 from maos.pod.isolation.pool import WarmPool
+from maos.pod.lifecycle import AgentExit, AgentRun, PodEvent
 from maos.pod.router import attach
 from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation
 
@@ -60,66 +60,6 @@ LEVEL_FOR_RING: Mapping[int, int] = {2: 1, 3: 2}
 """Verified agents (ring 2) run as plain processes; untrusted ones (ring 3) in bubblewrap."""
 APOPTOSIS_GRACE = 2.0
 """Seconds an agent that ended itself has to exit before its pod is killed."""
-
-
-@dataclass(frozen=True, slots=True)
-class PodEvent:
-    """One thing that happened to an agent, for a console or a log (see `PodRuntime`)."""
-
-    agent_id: str
-    kind: str
-    """``intent`` (a frame answered), ``violation``, ``restart``, ``stopped``, ``exit``."""
-    op: str = ""
-    target: str = ""
-    status: str = ""
-    """For intents: the outcome status (committed, denied, pending, failed, in_doubt)."""
-    code: str = ""
-    detail: str = ""
-    approval_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AgentExit:
-    agent_id: str
-    exit_code: int
-    """The last pod's exit status, shell-style (128 + N for signal N)."""
-    reason: str
-    """``exited``, ``apoptosis``, ``quarantined`` or ``stopped:<status>`` (the Commander)."""
-    restarts: int
-    violations: tuple[HardViolation, ...] = ()
-
-
-@dataclass(eq=False)
-class AgentRun:
-    """One agent under the runtime. Read-only for callers; ``wait()`` for its end."""
-
-    agent_id: str
-    task_id: str
-    ring: int
-    level: int
-    spec: PodSpec
-    sentry: Sentry
-    pod: PodProcess | None = None
-    restarts: int = 0
-    violations: list[HardViolation] = field(default_factory=list)
-    stop_reason: str | None = None
-    """Set when the run must end without a restart (Commander, apoptosis, quarantine)."""
-    task: asyncio.Task[AgentExit] | None = None
-
-    async def wait(self) -> AgentExit:
-        assert self.task is not None
-        return await asyncio.shield(self.task)
-
-    def log(self) -> str:
-        """The current (or last) pod's stdout and stderr tail."""
-        return "" if self.pod is None else self.pod.log()
-
-    def stop(self, reason: str) -> None:
-        """End the run for good: kill the pod, start no other."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        if self.pod is not None:
-            self.pod.kill()
 
 
 def profile_for(ring: int, grants: Sequence[Grant]) -> SentryProfile:
