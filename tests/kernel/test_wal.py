@@ -154,6 +154,41 @@ def test_group_commit_batches_concurrent_appenders(wal: Wal) -> None:
     assert wal.commit_count <= 10, wal.commit_count
 
 
+def test_no_caller_is_woken_before_its_own_batch_commits(path: Path, wal: Wal) -> None:
+    """Batches are pipelined (callers of one are woken during the next one's fsync): each
+    returned record must already be visible to another connection, i.e. committed."""
+    check = raw(path)
+    wal.append_sync("setup", {})  # the table exists for the checking connection
+
+    async def appender(i: int) -> None:
+        for j in range(5):
+            rec = await wal.append("c", {"i": i, "j": j})
+            found = check.execute("SELECT hash FROM records WHERE seq = ?", (rec.seq,))
+            assert found.fetchall() == [(rec.hash,)], (i, j, rec.seq)
+
+    async def go() -> None:
+        await asyncio.gather(*(appender(i) for i in range(100)))
+
+    asyncio.run(go())
+    check.close()
+    assert wal.verify().records == 501
+
+
+def test_a_caller_whose_loop_is_gone_does_not_stop_the_writer(path: Path, wal: Wal) -> None:
+    wal.append_sync("setup", {})
+    ext = raw(path)
+    ext.execute("BEGIN IMMEDIATE")  # the orphan commits only after its loop is closed
+    loop = asyncio.new_event_loop()
+    orphan = loop.create_task(wal.append("orphan", {}))
+    loop.run_until_complete(asyncio.sleep(0))  # the append is queued
+    loop.close()
+    ext.execute("ROLLBACK")
+    ext.close()
+    assert wal.append_sync("after", {}).seq == 3
+    assert [r.kind for r in wal.read()] == ["setup", "orphan", "after"]
+    assert not orphan.done()
+
+
 def test_serial_appends_commit_one_by_one(wal: Wal) -> None:
     fill(wal, 5)
     assert wal.commit_count == 5

@@ -16,13 +16,34 @@ Invariants:
   the same chain; SQLite's write lock orders them.
 
 Group commit: appends are queued to one writer thread, which commits everything queued
-(up to `MAX_BATCH` records) in one transaction, hence one fsync, then wakes each caller.
+(up to `MAX_BATCH` records) in one transaction, hence one fsync, then wakes the callers.
+That thread shares the GIL with the callers' event loop, so everything that need not be
+serialized is kept off it (docs/wal.md has the measurements):
+
+- **The caller encodes.** It validates, serializes the body to canonical JSON, parses it
+  back for the returned record and encodes the hashed fields (`_encode_fields`) before
+  queueing. Inside the transaction only the chain step is left, over the same bytes.
+- **Few SQLite steps.** The writer takes the whole queue and stores it with multi-row
+  ``INSERT`` statements (one step, hence one GIL release, per 64 rows), after the
+  ``BEGIN IMMEDIATE`` and the tail read that keep other writers safe.
+- **One wake-up per batch.** An ``async`` caller waits on an asyncio future of its own
+  loop; the writer resolves all of a batch's futures with ONE ``call_soon_threadsafe``
+  per loop. ``append_sync`` callers wait on a `concurrent.futures.Future`.
+- **Pipelined.** A committed batch's callers are woken just before the *next* batch's
+  COMMIT, so their Python work (and their next appends) runs while that fsync waits,
+  instead of alternating with the writer on the GIL. If nothing else is queued, or the
+  next batch must wait for another writer's lock, or fails, they are woken at once. To
+  get two batches in flight, a long queue met while nothing is in flight is committed in
+  two halves (`_SPLIT_AT`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
+import itertools
 import os
 import sqlite3
 import struct
@@ -48,6 +69,11 @@ MAX_BATCH = 512
 """Most records one transaction commits; bounds how long one fsync keeps callers waiting."""
 _BUSY_TIMEOUT_S = 30.0
 _PAGE = 512
+_ROWS_PER_INSERT = 64
+"""Rows per multi-row INSERT: 512 parameters, under SQLite's oldest 999-variable limit."""
+_SPLIT_AT = 16
+"""A queue this long, met with no commit in flight, is committed in two halves (see
+`Wal._take`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -112,19 +138,49 @@ class VerifyReport:
     """A sentence for a human: what is wrong, or that all is well."""
 
 
-def _field(raw: bytes | None) -> bytes:
-    """Tag and length prefix: ``None`` and ``b""`` differ, and no boundary can shift."""
-    return b"\x00" if raw is None else b"\x01" + struct.pack(">Q", len(raw)) + raw
+_SEQ_TS = struct.Struct(">qd")
+_LEN = struct.Struct(">Q")
 
 
-def _digest(prev_hash: bytes, seq: int, ts: float, *fields: bytes | None) -> bytes:
-    """``fields`` are kind, intent_id, idem_key and body as raw bytes, so `verify` can hash
-    exactly what is stored, decodable or not."""
-    h = hashlib.sha256(prev_hash)
-    h.update(struct.pack(">qd", seq, ts))
-    for part in fields:
-        h.update(_field(part))
-    return h.digest()
+def _encode_fields(
+    kind: bytes, intent_id: bytes | None, idem_key: bytes | None, body: bytes
+) -> bytes:
+    """The hashed encoding of the four fields, each tagged and length-prefixed so that
+    ``None`` and ``b""`` differ and no boundary can shift: ``\\x00`` for None, else
+    ``\\x01 || uint64 length || bytes``. It does not depend on the record's position, so
+    callers compute it before queueing."""
+    pack = _LEN.pack
+    return b"".join(
+        (
+            b"\x01",
+            pack(len(kind)),
+            kind,
+            b"\x00" if intent_id is None else b"\x01" + pack(len(intent_id)) + intent_id,
+            b"\x00" if idem_key is None else b"\x01" + pack(len(idem_key)) + idem_key,
+            b"\x01",
+            pack(len(body)),
+            body,
+        )
+    )
+
+
+def _chain_step(prev_hash: bytes, seq: int, ts: float, encoded_fields: bytes) -> bytes:
+    """``sha256(prev_hash || int64 seq || float64 ts || encoded fields)``, big-endian."""
+    return hashlib.sha256(prev_hash + _SEQ_TS.pack(seq, ts) + encoded_fields).digest()
+
+
+def _digest(
+    prev_hash: bytes,
+    seq: int,
+    ts: float,
+    kind: bytes,
+    intent_id: bytes | None,
+    idem_key: bytes | None,
+    body: bytes,
+) -> bytes:
+    """A record's hash from its stored fields as raw bytes, so `verify` can hash exactly
+    what is stored, decodable or not."""
+    return _chain_step(prev_hash, seq, ts, _encode_fields(kind, intent_id, idem_key, body))
 
 
 def _json_default(obj: Any) -> Any:
@@ -133,19 +189,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
-def _check_text(name: str, value: object, *, optional: bool) -> None:
+def _text(name: str, value: object, *, optional: bool) -> bytes | None:
+    """The field as UTF-8, or ``WAL.BAD_RECORD``."""
     if value is None and optional:
-        return
+        return None
     if not isinstance(value, str) or (not value and not optional):
         raise WalError("WAL.BAD_RECORD", f"{name} must be a non-empty string", field=name)
     try:
-        value.encode("utf-8")
+        return value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise WalError("WAL.BAD_RECORD", f"{name} is not valid text", field=name) from exc
-
-
-def _utf8(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("utf-8")
 
 
 def _parse_body(raw: bytes) -> Mapping[str, Any]:
@@ -155,16 +208,76 @@ def _parse_body(raw: bytes) -> Mapping[str, Any]:
     return MappingProxyType(body)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
+    """One queued append, encoded by its caller; the writer only chains and stores it."""
+
     kind: str
     intent_id: str | None
     idem_key: str | None
     body: bytes
-    future: Future[WalRecord]
+    """Canonical JSON, as stored."""
+    parsed: Mapping[str, Any]
+    """``body`` parsed back: what the returned record carries."""
+    encoded: bytes
+    """`_encode_fields` of the four fields above."""
+    loop: asyncio.AbstractEventLoop | None
+    """The caller's event loop, or None for `Wal.append_sync`."""
+    future: asyncio.Future[WalRecord] | Future[WalRecord]
+    """An asyncio future of ``loop``, or a concurrent future when ``loop`` is None."""
+    seq: int = 0
+    """Set by the writer, with ``ts``, ``prev_hash`` and ``hash``, once chained."""
+    ts: float = 0.0
+    prev_hash: bytes = b""
+    hash: bytes = b""
+
+    def record(self) -> WalRecord:
+        return WalRecord(
+            self.seq,
+            self.ts,
+            self.kind,
+            self.intent_id,
+            self.idem_key,
+            self.parsed,
+            self.prev_hash,
+            self.hash,
+        )
+
+    def claim(self) -> bool:
+        """False if the caller gave up before the writer took it (then it is skipped).
+
+        An asyncio future is only read here, off its loop. A cancel racing this read
+        either skips the record or comes too late, and then the record is written while
+        its caller sees the cancel: what any cancel after this point has always meant.
+        """
+        if self.loop is None:
+            assert isinstance(self.future, Future)
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _settle(batch: list[_Pending], error: str | None, path: str) -> None:
+    """Runs on the callers' loop: one call resolves every asyncio waiter of a batch (and
+    builds their records here, off the writer's critical path)."""
+    for p in batch:
+        future = p.future
+        if future.done():  # cancelled after the writer took it; the record stands
+            continue
+        if error is None:
+            future.set_result(p.record())
+        else:
+            future.set_exception(WalError("WAL.WRITE_FAILED", error, path=path))
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_sql(rows: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
+    return f"INSERT INTO records ({_COLUMNS}) VALUES {values}"
+
+
+def _connect(path: Path, *, writer: bool = False) -> sqlite3.Connection:
+    """The writer's connection waits for no lock once the schema exists: see
+    `_begin_immediate`."""
     conn = sqlite3.connect(
         path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
@@ -172,10 +285,30 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
+        if writer:
+            conn.execute("PRAGMA busy_timeout = 0")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _begin_immediate(conn: sqlite3.Connection, before_waiting: Callable[[], None]) -> None:
+    """Takes the write lock on the writer's connection (whose busy timeout is 0). If another
+    writer holds it, runs ``before_waiting`` first (so a held batch's callers never wait on
+    someone else's transaction), then waits as long as any connection would."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+    before_waiting()
+    conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 class Wal:
@@ -198,7 +331,8 @@ class Wal:
             finally:
                 os.close(dir_fd)
         # Schema and connections are made lazily: a damaged file must still reach verify().
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque[_Pending] = deque()
         self._writer: threading.Thread | None = None
         self._closing = False
@@ -226,8 +360,10 @@ class Wal:
         idem_key: str | None = None,
     ) -> WalRecord:
         """Returns once the record is durable; `WalError` if it is bad or the commit failed."""
-        future = self._submit(kind, body, intent_id, idem_key)
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WalRecord] = loop.create_future()
+        self._submit(kind, body, intent_id, idem_key, loop, future)
+        return await future
 
     def append_sync(
         self,
@@ -238,24 +374,34 @@ class Wal:
         idem_key: str | None = None,
     ) -> WalRecord:
         """`append` for callers without an event loop (the CLI); same durability."""
-        return self._submit(kind, body, intent_id, idem_key).result()
+        future: Future[WalRecord] = Future()
+        self._submit(kind, body, intent_id, idem_key, None, future)
+        return future.result()
 
     def _submit(
-        self, kind: str, body: Mapping[str, Any], intent_id: str | None, idem_key: str | None
-    ) -> Future[WalRecord]:
-        # Validation happens here, in the caller, so a bad record fails only its caller.
-        _check_text("kind", kind, optional=False)
-        _check_text("intent_id", intent_id, optional=True)
-        _check_text("idem_key", idem_key, optional=True)
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        intent_id: str | None,
+        idem_key: str | None,
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[WalRecord] | Future[WalRecord],
+    ) -> None:
+        # Validation and encoding happen here, in the caller: a bad record fails only its
+        # caller, and the writer is left with nothing but the chain step.
+        kind_b = _text("kind", kind, optional=False)
+        assert kind_b is not None
+        intent_b = None if intent_id is None else _text("intent_id", intent_id, optional=True)
+        key_b = None if idem_key is None else _text("idem_key", idem_key, optional=True)
         if not isinstance(body, Mapping):
             raise WalError("WAL.BAD_RECORD", "body must be a mapping", kind=kind)
         try:
             raw = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:
             raise WalError("WAL.BAD_RECORD", f"body is not JSON: {exc}", kind=kind) from exc
-        future: Future[WalRecord] = Future()
-        pending = _Pending(kind, intent_id, idem_key, raw, future)
-        with self._cond:
+        encoded = _encode_fields(kind_b, intent_b, key_b, raw)
+        pending = _Pending(kind, intent_id, idem_key, raw, _parse_body(raw), encoded, loop, future)
+        with self._lock:  # the lock of ``_cond``
             if self._closing:
                 raise WalError("WAL.CLOSED", "the log is closed", path=str(self._path))
             if self._writer is None:
@@ -264,63 +410,96 @@ class Wal:
                 )
                 self._writer.start()
             self._queue.append(pending)
-            self._cond.notify()
-        return future
+            if len(self._queue) == 1:  # the writer waits only on an empty queue
+                self._cond.notify()
 
     def _write_loop(self) -> None:
         conn: sqlite3.Connection | None = None
+        held: list[_Pending] = []  # committed; their callers are woken during the next fsync
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while not self._queue and not held and not self._closing:
                     self._cond.wait()
-                if not self._queue:
-                    break
-                take = min(MAX_BATCH, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(take)]
+                if not self._queue and not held:
+                    break  # closing, and everything is committed and delivered
+                batch = self._take(pipelined=bool(held))
             # A caller cancelled before we started is skipped; after this it is written.
-            batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            batch = [p for p in batch if p.claim()]
             if batch:
-                conn = self._commit(conn, batch)
+                conn, held = self._commit(conn, batch, held)
+            elif held:
+                _deliver(held, None, str(self._path))
+                held = []
         if conn is not None:
             conn.close()
 
+    def _take(self, *, pipelined: bool) -> list[_Pending]:
+        """The next batch, under ``_cond``: the whole queue, up to `MAX_BATCH`.
+
+        Except when a long queue meets an idle pipeline: then half of it, so that the
+        other half's commit can overlap the wake-up of this half's callers (and their next
+        appends), instead of the two alternating on the GIL.
+        """
+        queue = self._queue
+        take = len(queue)
+        if not pipelined and take >= _SPLIT_AT:
+            take = (take + 1) // 2
+        if take >= len(queue) and take <= MAX_BATCH:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        return [queue.popleft() for _ in range(min(take, MAX_BATCH))]
+
     def _commit(
-        self, conn: sqlite3.Connection | None, batch: list[_Pending]
-    ) -> sqlite3.Connection | None:
-        """One transaction for the whole batch; on any error, every waiter learns it."""
+        self, conn: sqlite3.Connection | None, batch: list[_Pending], held: list[_Pending]
+    ) -> tuple[sqlite3.Connection | None, list[_Pending]]:
+        """One transaction for the whole batch; on any error, every waiter learns it.
+
+        ``held`` (the previous batch, already durable) is delivered once this batch is
+        ready to commit, so its callers run while this fsync waits, or at once if this
+        batch must wait for another writer's lock or fails. Returns the batch to hold.
+        """
+        path = str(self._path)
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                _deliver(held, None, path)
+                held = []
+
         try:
             if conn is None:
-                conn = _connect(self._path)
-            records = self._insert(conn, batch)
+                conn = _connect(self._path, writer=True)
+            self._insert(conn, batch, release)
         except Exception as exc:
+            release()
             conn = _rollback(conn)
-            why = f"committing {len(batch)} records failed: {exc}"
-            for p in batch:
-                p.future.set_exception(WalError("WAL.WRITE_FAILED", why, path=str(self._path)))
-            return conn
+            _deliver(batch, f"committing {len(batch)} records failed: {exc}", path)
+            return conn, []
         self._commits += 1
-        for p, record in zip(batch, records, strict=True):
-            p.future.set_result(record)
-        return conn
+        return conn, batch
 
-    def _insert(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[WalRecord]:
-        conn.execute("BEGIN IMMEDIATE")
+    def _insert(
+        self, conn: sqlite3.Connection, batch: list[_Pending], release: Callable[[], None]
+    ) -> None:
+        """Chains and stores the batch in one transaction, noting each one's position."""
+        _begin_immediate(conn, release)
         tail = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (0, GENESIS) if tail is None else (int(tail[0]), bytes(tail[1]))
         ts = float(self._clock())
         rows: list[tuple[Any, ...]] = []
-        records: list[WalRecord] = []
         for p in batch:
             seq += 1
-            fields = (p.kind.encode("utf-8"), _utf8(p.intent_id), _utf8(p.idem_key), p.body)
-            digest = _digest(prev, seq, ts, *fields)
+            digest = _chain_step(prev, seq, ts, p.encoded)
             rows.append((seq, ts, p.kind, p.intent_id, p.idem_key, p.body, prev, digest))
-            body = _parse_body(p.body)
-            records.append(WalRecord(seq, ts, p.kind, p.intent_id, p.idem_key, body, prev, digest))
+            p.seq, p.ts, p.prev_hash, p.hash = seq, ts, prev, digest
             prev = digest
-        conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
+        # Multi-row INSERTs: one SQLite step (one GIL release) per chunk, not per row.
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+        release()
         conn.execute("COMMIT")
-        return records
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -431,6 +610,21 @@ class Wal:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _deliver(batch: list[_Pending], error: str | None, path: str) -> None:
+    """Wakes the batch's callers: sync ones one by one, async ones with one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for p in batch:
+        if p.loop is not None:
+            by_loop.setdefault(p.loop, []).append(p)
+        elif error is None:
+            p.future.set_result(p.record())
+        else:
+            p.future.set_exception(WalError("WAL.WRITE_FAILED", error, path=path))
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to wake
+            loop.call_soon_threadsafe(_settle, waiting, error, path)
 
 
 def _rollback(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
