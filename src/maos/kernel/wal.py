@@ -61,7 +61,7 @@ import orjson
 
 from maos.kernel.errors import WalError
 
-__all__ = ["GENESIS", "MAX_BATCH", "VerifyReport", "Wal", "WalRecord"]
+__all__ = ["GENESIS", "MAX_BATCH", "SCHEMA", "VerifyReport", "Wal", "WalRecord"]
 
 GENESIS = bytes(32)
 """The ``prev_hash`` of record 1."""
@@ -75,7 +75,7 @@ _SPLIT_AT = 16
 """A queue this long, met with no commit in flight, is committed in two halves (see
 `Wal._take`)."""
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -284,7 +284,7 @@ def _connect(path: Path, *, writer: bool = False) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         if writer:
             conn.execute("PRAGMA busy_timeout = 0")
     except BaseException:
