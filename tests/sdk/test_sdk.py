@@ -113,6 +113,21 @@ def test_outside_a_pod_the_sdk_says_where_agents_run() -> None:
     assert "maos agent run" in err.value.reason
 
 
+def test_honest_mistakes_are_sdk_errors_not_frames_the_kernel_kills_the_pod_for() -> None:
+    client = sdk.Client(token="t")
+    for call, code in (
+        (lambda: client.fs.write("a.txt", "x" * 200_001), "SDK.TOO_LARGE"),
+        (lambda: client.fs.write("a.txt", "é" * 40_000), "SDK.TOO_LARGE"),  # 6 bytes each
+        (lambda: client.fs.read("a/" * 3000), "SDK.TOO_LARGE"),
+        (lambda: client.msg.receive(max_items=0), "SDK.INVALID"),
+        (lambda: client.llm.complete("hi", max_tokens=0), "SDK.INVALID"),
+        (lambda: client.llm.complete([{"role": "root", "content": "x"}]), "SDK.INVALID"),
+    ):
+        with pytest.raises(sdk.SdkError) as err:
+            call()
+        assert err.value.code == code
+
+
 @needs_root
 def test_an_asyncio_agent_uses_the_async_client_in_a_pod(tmp_path: Path) -> None:
     agent = tmp_path / "async_agent.py"

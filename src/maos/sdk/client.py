@@ -16,6 +16,7 @@ several milliseconds, which is a third of its budget.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -130,6 +131,25 @@ def _key(key: str | None) -> str:
     return key if key is not None else os.urandom(9).hex()
 
 
+def _ms(seconds: float, most: int) -> int:
+    return min(most, max(0, int(seconds * 1000)))
+
+
+_FIELD_LIMITS = {"path": 4096, "url": 8192, "to": 256, "subject": 998, "content": 200_000}
+_TEXT_LIMIT = 200_000
+_ARGS_LIMIT = 200 * 1024
+"""The kernel's sanitizer treats a frame over its caps as an attack (the pod is killed);
+these limits, a margin under those caps, turn an honest mistake into an `SdkError`."""
+
+
+def _check(args: dict[str, Any]) -> None:
+    for name, value in args.items():
+        if isinstance(value, str) and len(value) > _FIELD_LIMITS.get(name, _TEXT_LIMIT):
+            raise SdkError("SDK.TOO_LARGE", f"{name} is longer than the gateway accepts")
+    if len(json.dumps(args)) > _ARGS_LIMIT:  # the pod client encodes with ASCII escapes
+        raise SdkError("SDK.TOO_LARGE", f"the request exceeds {_ARGS_LIMIT} bytes")
+
+
 def _pod_transport() -> Transport:
     transport = sys.modules.get("maos_pod_client")
     if transport is None:
@@ -206,6 +226,10 @@ class Llm:
     ) -> Result:
         """A completion; raises `LlmUnavailable` while no provider is configured."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if not 1 <= max_tokens <= 200_000 or not 1 <= len(messages) <= 256:
+            raise SdkError("SDK.INVALID", "1-256 messages and 1-200000 max_tokens")
+        if any(m.get("role") not in ("system", "user", "assistant") for m in messages):
+            raise SdkError("SDK.INVALID", "a message's role is system, user or assistant")
         args = {"messages": messages, "max_tokens": max_tokens, "key": _key(key)}
         return self._call("llm", "complete", args)
 
@@ -226,9 +250,11 @@ class Msg:
         """Up to ``max_items`` messages (a tuple of `Message`, maybe empty), waiting up to
         ``timeout`` seconds for the first. Reading them raises this agent's context label
         to their join, which is the result's label."""
+        if not 1 <= max_items <= 100:
+            raise SdkError("SDK.INVALID", "max_items is 1 to 100")
         args = {
             "max_items": max_items,
-            "timeout_ms": max(0, int(timeout * 1000)),
+            "timeout_ms": _ms(timeout, 60_000),
             "key": _key(key),
         }
         got = self._call("inmsg", "recv", args)
@@ -261,7 +287,7 @@ class Admin:
         """The outcome of a parked request once the Commander decided (see `PendingApproval`)."""
         args: dict[str, Any] = {"approval_id": approval_id}
         if timeout is not None:
-            args["timeout_ms"] = max(0, int(timeout * 1000))
+            args["timeout_ms"] = _ms(timeout, 7 * 24 * 3600 * 1000)
         return self._call("admin", "wait", args)
 
     def apoptosis(self, reason: str = "") -> NoReturn:
@@ -297,6 +323,7 @@ class Client:
 
     def call(self, gw: str, op: str, args: dict[str, Any]) -> Result:
         """One raw gateway request; the typed namespaces above are the usual way in."""
+        _check(args)
         transport = self._transport if self._transport is not None else _pod_transport()
         try:
             reply = transport.request(gw, op, args, self.token or None)
