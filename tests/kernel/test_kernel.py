@@ -219,6 +219,20 @@ def test_r8_paused_agent_is_denied_but_can_still_terminate_itself(config: Kernel
     _boot(config, body)
 
 
+def test_registering_again_neither_lifts_a_quarantine_nor_promotes(config: KernelConfig) -> None:
+    async def body(k: Kernel) -> None:
+        await _setup(k)
+        await k.set_agent_status("a1", AgentStatus.QUARANTINED)
+        await k.register_agent("a1", ring=3, rate_per_s=5)
+        assert k.registry.agent("a1").status is AgentStatus.QUARANTINED
+        with pytest.raises(StateError) as err:
+            await k.register_agent("a1", ring=2)
+        assert err.value.code == "STATE.PROMOTION_NEEDS_ONBOARDING"
+        assert k.registry.agent("a1").ring == 3
+
+    _boot(config, body)
+
+
 def test_budget_spent_before_a_restart_still_counts(config: KernelConfig, mailbox: Mailbox) -> None:
     async def first(k: Kernel) -> str:
         token = await _setup(k, budgets={"api_calls": 2, "tokens": 10, "money_cents": 0})

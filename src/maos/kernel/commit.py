@@ -176,8 +176,21 @@ class CommitLayer:
 
     def __init__(self, wal: Wal, adapters: Mapping[str, Adapter]) -> None:
         self._wal = wal
-        self._adapters = MappingProxyType(dict(adapters))
+        self._adapters: dict[str, Adapter] = dict(adapters)
         self._locks: dict[str, _KeyLock] = {}
+
+    def add_adapter(self, family: str, adapter: Adapter) -> None:
+        """Register a family served outside the kernel's built-ins (the message router).
+
+        Never replaces one: an adapter swapped under a logged intent would redo or confirm
+        effects it did not perform.
+        """
+        if family in self._adapters:
+            raise StateError("STATE.ADAPTER_EXISTS", f"an adapter already serves {family!r}")
+        self._adapters[family] = adapter
+
+    def adapter(self, family: str) -> Adapter | None:
+        return self._adapters.get(family)
 
     async def run(self, intent: Intent, *, constraints: Mapping[str, Any] | None = None) -> Outcome:
         """Performs the intent at most once per idempotency key and answers from the log.

@@ -224,11 +224,22 @@ class Kernel:
         budgets: Mapping[str, int] | None = None,
         principal: str = COMMANDER,
     ) -> None:
-        """Admit an agent at a ring with its rate limits and budgets (R11: none means deny)."""
+        """Admit an agent at a ring with its rate limits and budgets (R11: none means deny).
+
+        Registering a known agent again changes its limits and may demote it, never more:
+        its status (a quarantine) and its context label stay, and promotion needs the
+        onboarding this method is not (R5).
+        """
         check_principal(principal, self.registry)
         check_id("agent", agent_id)
         if ring not in (2, 3):
             raise InputError("BAD_INPUT.RING", "agents run in ring 2 (verified) or 3 (untrusted)")
+        known = self.registry.agents.get(agent_id)
+        if known is not None and ring < known.ring:
+            raise StateError(
+                "STATE.PROMOTION_NEEDS_ONBOARDING",
+                f"{agent_id} runs in ring {known.ring}; moving inward needs onboarding (R5)",
+            )
         await self._log(
             "agent.registered",
             {
@@ -476,7 +487,7 @@ class Kernel:
         if spec is not None and spec.effect_class.value in ("write", "delete"):
             self.locks.bump(intent.target)
         label = self._label_result(intent, task)
-        await self._raise_context(intent.agent_id, label)
+        await self.raise_context(intent.agent_id, label)
         return replace(outcome, label=label)
 
     async def _lock(self, intent: Intent) -> Outcome:
@@ -530,8 +541,16 @@ class Kernel:
             return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"url:{intent.target}"}))
         return BOTTOM
 
-    async def _raise_context(self, agent_id: str, label: Label) -> None:
-        """The agent's context is the join of all it has seen; logged only when it moves."""
+    def add_adapter(self, family: str, adapter: Adapter) -> None:
+        """Serve ``<family>.*`` ops with ``adapter`` (a Ring 1 service: the message router)."""
+        self.commit.add_adapter(family, adapter)
+
+    async def raise_context(self, agent_id: str, label: Label) -> None:
+        """Join ``label`` into what the agent has seen; logged only when the label moves.
+
+        The kernel does this for every result it hands out; a service that hands an agent
+        a value the kernel did not produce (a message from another agent) must do it too.
+        """
         current = self.registry.agent(agent_id).context
         joined = current.join(label)
         if joined != current:

@@ -116,12 +116,16 @@ class Registry:
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
         """Fold one log record into the state; unknown kinds belong to other owners."""
         if kind == "agent.registered":
-            self.agents[body["agent_id"]] = AgentRecord(
+            fresh = AgentRecord(
                 agent_id=body["agent_id"],
                 ring=int(body["ring"]),
                 rate_per_s=float(body.get("rate_per_s", 50.0)),
                 burst=int(body.get("burst", 100)),
             )
+            known = self.agents.get(fresh.agent_id)
+            if known is not None:  # new limits; what the Commander and the agent's reads set stays
+                fresh = replace(fresh, status=known.status, context=known.context)
+            self.agents[fresh.agent_id] = fresh
         elif kind == "agent.status":
             rec = self.agents.get(body["agent_id"])
             if rec is not None:

@@ -268,7 +268,7 @@ class Gateways:
         label = BOTTOM
         for item in (outcome.value or {}).get("messages", ()):
             label = label.join(Label.from_dict(dict(item["label"])))
-        await self.kernel._raise_context(self.agent_id, label)  # see maos.pod.router on why
+        await self.kernel.raise_context(self.agent_id, label)
         return replace(answer, outcome=replace(outcome, label=label))
 
     async def _complete(self, frame: Frame, args: LlmComplete) -> Answer:

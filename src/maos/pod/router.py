@@ -12,12 +12,11 @@ message sent and every batch received, so nothing is lost to audit. Delivery is
 not idempotent (a receive takes messages out), so an interrupted send or receive is
 left in doubt for the Commander rather than redone.
 
-Kernel API gap (reported, to be replaced by a kernel hook): the kernel builds its
-adapters itself and offers no way to add one, nor to raise a context label except by its
-own results. `attach` therefore wraps ``kernel.commit`` in a Commit Layer that sends
-``msg.*`` intents here and everything else to the original, and the gateways call the
-kernel's context-raising step directly. Both use the kernel's own code paths - its WAL,
-its Commit Layer, its ``agent.context`` records - so no decision is taken outside it.
+`attach` registers the router as the kernel's ``msg`` adapter, and the gateways raise a
+reader's context through `Kernel.raise_context`: both are the kernel's own paths (its
+WAL, its Commit Layer, its ``agent.context`` records), so no decision is taken here.
+Messages open at a crash are found by recovery before the router is attached: with no
+adapter to ask they go in doubt, which a non-idempotent delivery needs anyway.
 """
 
 from __future__ import annotations
@@ -30,10 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
-from maos.kernel.commit import CommitLayer, RecoveryReport
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Label
-from maos.kernel.types import Intent, Outcome
 
 __all__ = ["MessageRouter", "attach"]
 
@@ -118,30 +115,11 @@ class MessageRouter:
         return EffectResult({"messages": taken})
 
 
-class _RoutedCommit(CommitLayer):
-    """The kernel's Commit Layer with a ``msg`` family added; see the module docstring."""
-
-    def __init__(self, inner: CommitLayer, kernel: Kernel, router: MessageRouter) -> None:
-        super().__init__(kernel.wal, {"msg": router})
-        self.inner = inner
-        self.router = router
-
-    async def run(self, intent: Intent, *, constraints: Mapping[str, Any] | None = None) -> Outcome:
-        if intent.op in self.router.ops:
-            return await super().run(intent, constraints=constraints)
-        return await self.inner.run(intent, constraints=constraints)
-
-    async def recover(self) -> RecoveryReport:
-        # The original knows every other family; a msg intent it finds open has no adapter
-        # there and goes in doubt, which is what a non-idempotent delivery needs anyway.
-        return await self.inner.recover()
-
-
 def attach(kernel: Kernel) -> MessageRouter:
-    """The router serving ``kernel``, installed on first use (one per kernel)."""
-    commit = kernel.commit
-    if isinstance(commit, _RoutedCommit):
-        return commit.router
+    """The router serving ``kernel``, installed as its ``msg`` adapter on first use."""
+    existing = kernel.commit.adapter("msg")
+    if isinstance(existing, MessageRouter):
+        return existing
     router = MessageRouter(lambda agent_id: agent_id in kernel.registry.agents, kernel.clock)
-    kernel.commit = _RoutedCommit(commit, kernel, router)
+    kernel.add_adapter("msg", router)
     return router
