@@ -8,6 +8,7 @@ directory. These helpers start them on 127.0.0.1 with ephemeral ports.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +22,14 @@ from typing import Any, cast
 from aiosmtpd.controller import Controller
 
 __all__ = [
+    "ChatReply",
+    "ChatServer",
     "EphemeralController",
     "Mailbox",
     "Received",
     "StaticSite",
     "loopback_http",
+    "loopback_openai",
     "loopback_smtp",
 ]
 
@@ -125,6 +129,171 @@ def loopback_http(pages: dict[str, bytes]) -> Iterator[StaticSite]:
     try:
         yield site
     finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One scripted answer of `loopback_openai`; ``status`` other than 200 answers an error."""
+
+    content: str | None = "ok"
+    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """(tool name, arguments) pairs the model "calls"."""
+    status: int = 200
+    hang: bool = False
+    """Answer nothing until the server stops: the client's timeout fires."""
+    raw: bytes | None = None
+    """A body sent as is with status 200 (a broken server)."""
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+
+
+@dataclass
+class ChatServer:
+    """A loopback model server: OpenAI ``/v1/chat/completions`` and Anthropic ``/v1/messages``.
+
+    Answers ``script`` in order (one entry per request, retries included); ``down = True``
+    makes every request a 500, and an exhausted script answers 500 too. ``requests`` keeps
+    each request's path and JSON body.
+    """
+
+    script: list[ChatReply]
+    port: int = 0
+    down: bool = False
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        """The OpenAI SDK's ``base_url``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        """The Anthropic SDK's ``base_url``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def next_reply(self, path: str, body: dict[str, Any]) -> ChatReply:
+        with self._lock:
+            self.requests.append((path, body))
+            if self.down or not self.script:
+                return ChatReply(status=500)
+            return self.script.pop(0)
+
+
+def _openai_body(reply: ChatReply, model: str, n: int) -> dict[str, Any]:
+    calls = [
+        {
+            "id": f"call_{n}_{i}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        for i, (name, args) in enumerate(reply.tool_calls)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if calls else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        },
+    }
+
+
+def _anthropic_body(reply: ChatReply, model: str, n: int) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = []
+    if reply.content:
+        blocks.append({"type": "text", "text": reply.content})
+    for i, (name, args) in enumerate(reply.tool_calls):
+        blocks.append({"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name, "input": args})
+    return {
+        "id": f"msg_{n}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": reply.completion_tokens},
+    }
+
+
+def _chat_handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, payload: bytes, **headers: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name.replace("_", "-"), value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                body = {}
+            path = self.path.split("?")[0]
+            if path not in ("/v1/chat/completions", "/v1/messages"):
+                self._send(404, b'{"error": {"message": "not found"}}')
+                return
+            reply = server.next_reply(path, body)
+            if reply.hang:
+                server.stopping.wait(30)
+                self.close_connection = True
+                return
+            if reply.status != 200:
+                error = {"type": "error", "error": {"type": "api_error", "message": "scripted"}}
+                # retry-after-ms: the SDKs' own retries wait a millisecond, not seconds.
+                self._send(reply.status, json.dumps(error).encode(), retry_after_ms="1")
+                return
+            if reply.raw is not None:
+                self._send(200, reply.raw)
+                return
+            n = len(server.requests)
+            model = str(body.get("model", "scripted"))
+            shape = _openai_body if path == "/v1/chat/completions" else _anthropic_body
+            self._send(200, json.dumps(shape(reply, model, n)).encode())
+
+    return Handler
+
+
+@contextmanager
+def loopback_openai(script: list[ChatReply] | None = None) -> Iterator[ChatServer]:
+    """A real HTTP model server on 127.0.0.1 answering ``script`` (see `ChatServer`)."""
+    chat = ChatServer(list(script or ()))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _chat_handler(chat))
+    server.daemon_threads = True
+    chat.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield chat
+    finally:
+        chat.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()

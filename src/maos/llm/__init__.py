@@ -1,1 +1,37 @@
-"""llm"""
+"""Ring 1: language-model providers and Rule-Based Mode.
+
+Layering: ``maos.llm`` may import ``maos.kernel`` and ``maos.effects``; neither imports
+it. The kernel reaches a model only as the ``llm.complete`` effect, through `LlmAdapter`
+registered with ``kernel.add_adapter("llm", ...)``; agents reach it through the LLM
+gateway. SDK exceptions never leave this package: they become `LlmError` (``LLM.*``).
+"""
+
+from maos.llm.adapter import LlmAdapter, estimate_prompt_tokens, parse_request, reserve_tokens
+from maos.llm.anthropic_messages import Anthropic
+from maos.llm.chain import FallbackChain
+from maos.llm.errors import LlmError, NoProvider, ProviderFailed
+from maos.llm.health import Mode, ProviderHealth
+from maos.llm.openai_compat import OpenAICompatible
+from maos.llm.types import ChatRequest, Completion, Message, Provider, Tool, ToolCall, Usage
+
+__all__ = [
+    "Anthropic",
+    "ChatRequest",
+    "Completion",
+    "FallbackChain",
+    "LlmAdapter",
+    "LlmError",
+    "Message",
+    "Mode",
+    "NoProvider",
+    "OpenAICompatible",
+    "Provider",
+    "ProviderFailed",
+    "ProviderHealth",
+    "Tool",
+    "ToolCall",
+    "Usage",
+    "estimate_prompt_tokens",
+    "parse_request",
+    "reserve_tokens",
+]
