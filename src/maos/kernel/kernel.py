@@ -539,6 +539,11 @@ class Kernel:
             return task.label_for_path(intent.target)
         if intent.op.startswith("http."):
             return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"url:{intent.target}"}))
+        if intent.op == "llm.complete":
+            # A reply is a function of its prompt, and the prompt is drawn from what the
+            # agent holds: it inherits the agent's context label (injected text in, tainted
+            # text out), so the reply can never launder a label.
+            return self.registry.agent(intent.agent_id).context
         return BOTTOM
 
     def add_adapter(self, family: str, adapter: Adapter) -> None:
