@@ -5,7 +5,8 @@
     outmsg.email {to, subject, body, cc}  -> email.send, target = to, extra targets = cc
     outmsg.send {to, body}                -> msg.send to another agent (`maos.pod.router`)
     inmsg.recv {max_items, timeout_ms}    -> msg.receive; raises the reader's context label
-    llm.complete {messages, max_tokens}   -> llm.complete (LLM.UNAVAILABLE while no provider)
+    llm.complete {messages, max_tokens}   -> llm.complete; the adapter's outcome (LLM.* codes),
+                                             LLM.UNAVAILABLE when no adapter is configured
     admin.heartbeat | apoptosis           -> the kernel's own ops (R9 needs no capability)
     admin.wait {approval_id}              -> kernel.wait: the outcome of a parked intent
     admin.status                          -> the agent's own record: status, ring, context
@@ -276,8 +277,12 @@ class Gateways:
             "messages": [m.model_dump() for m in args.messages],
             "max_tokens": args.max_tokens,
         }
+        # The budget reserves the cap plus an estimate of the prompt before anything is
+        # spent; the same figure as `maos.llm.reserve_tokens` (a sibling ring, not imported).
+        chars = sum(len(m.content) for m in args.messages)
+        tokens = args.max_tokens + -(-chars // 3) + 4 * len(args.messages)
         answer = await self._submit(
-            frame, "llm.complete", "default", params, api_calls=1, tokens=args.max_tokens
+            frame, "llm.complete", "default", params, api_calls=1, tokens=tokens
         )
         if answer.outcome.code == "EFFECT.NO_ADAPTER":  # allowed by the DSC; nobody to ask
             why = "no LLM provider configured; the system runs in Rule-Based Mode"
