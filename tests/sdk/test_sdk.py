@@ -176,3 +176,24 @@ def test_an_asyncio_agent_uses_the_async_client_in_a_pod(tmp_path: Path) -> None
     assert output.splitlines() == ["read async", "ring 3", "llm LLM.UNAVAILABLE failed"]
     ops = [e.op for e in events if e.kind == "intent"]
     assert sorted(ops[:2]) == ["admin.heartbeat", "fs.write"]  # one at a time, either order
+
+
+class _CannedKernel:
+    """A transport answering as the kernel does when its LLM chain is down."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def request(self, gw: str, op: str, args: dict[str, object], cap: str | None) -> object:
+        outcome = {"status": "failed", "code": self.code, "reason": "no provider answers"}
+        return {"v": 1, "id": 1, "ok": True, "result": outcome}
+
+
+@pytest.mark.parametrize(
+    "code", ["LLM.UNAVAILABLE", "LLM.RULE_BASED_MODE", "LLM.ALL_PROVIDERS_DOWN"]
+)
+def test_every_no_model_answer_is_llm_unavailable(code: str) -> None:
+    client = sdk.Client(token="t", task_id="t1", transport=_CannedKernel(code))
+    with pytest.raises(sdk.LlmUnavailable) as err:
+        client.llm.complete([{"role": "user", "content": "hi"}])
+    assert err.value.code == code

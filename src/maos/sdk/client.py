@@ -20,7 +20,14 @@ import json
 import os
 import sys
 
-from maos.sdk.errors import Denied, EffectFailed, LlmUnavailable, PendingApproval, SdkError
+from maos.sdk.errors import (
+    LLM_DOWN,
+    Denied,
+    EffectFailed,
+    LlmUnavailable,
+    PendingApproval,
+    SdkError,
+)
 
 TYPE_CHECKING = False  # mypy honours this name; the pod never imports typing
 if TYPE_CHECKING:
@@ -343,7 +350,7 @@ class Client:
             raise PendingApproval(str(result.get("approval_id")), code, reason, self.admin.wait)
         if status == "denied":
             raise Denied(code, reason)
-        if code == "LLM.UNAVAILABLE":
+        if code in LLM_DOWN:
             raise LlmUnavailable(code, reason)
         if status in ("failed", "in_doubt"):
             raise EffectFailed(code, reason, status=str(status))

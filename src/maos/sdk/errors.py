@@ -9,7 +9,8 @@ and the code, never on the sentence.
     ├── Denied                            refused by the Sentry or the kernel; do not retry
     ├── PendingApproval                   parked for the Commander (R7, R10); .wait() for it
     └── EffectFailed                      allowed, but the effect failed or is in doubt
-        └── LlmUnavailable   LLM.UNAVAILABLE   no provider: the system is in Rule-Based Mode
+        └── LlmUnavailable   LLM.UNAVAILABLE, LLM.RULE_BASED_MODE, LLM.ALL_PROVIDERS_DOWN:
+                             no provider answers; the system is in Rule-Based Mode
 
 Stdlib only, like the rest of `maos.sdk`: this code runs inside the pod.
 """
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 
     from maos.sdk.client import Result
 
-__all__ = ["Denied", "EffectFailed", "LlmUnavailable", "PendingApproval", "SdkError"]
+__all__ = ["LLM_DOWN", "Denied", "EffectFailed", "LlmUnavailable", "PendingApproval", "SdkError"]
+
+LLM_DOWN = frozenset({"LLM.UNAVAILABLE", "LLM.RULE_BASED_MODE", "LLM.ALL_PROVIDERS_DOWN"})
+"""Codes meaning no model answers: an agent should fall back to rule-based work."""
 
 
 class SdkError(Exception):
