@@ -122,6 +122,57 @@ def demo(
     sys.exit(run_demo(data_dir))
 
 
+async def _run_plan(data_dir: Path, plan_file: Path, *, resume: bool) -> Any:
+    """Boot a kernel, hand the Orchestrator a pod runtime per isolation level, run."""
+    from maos.pod.runtime import PodRuntime
+    from maos.services.orchestrator import Orchestrator, PodStarter, StepEvent
+    from maos.services.plan import load_plan
+
+    plan = load_plan(plan_file)
+    kernel = await Kernel.boot(KernelConfig.load(data_dir))
+    runtimes: dict[int | None, PodRuntime] = {}
+
+    def pods(level: int | None) -> PodStarter:
+        if level not in runtimes:
+            runtimes[level] = PodRuntime(kernel, level=level)
+        return runtimes[level]
+
+    def show(event: StepEvent) -> None:
+        typer.echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
+
+    try:
+        orchestrator = Orchestrator(kernel, pods, on_event=show)
+        result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
+        line = f"plan     {plan.task} {result.status}"
+        typer.echo(
+            line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
+        )
+        return result
+    finally:
+        for runtime in runtimes.values():
+            await runtime.close()
+        await kernel.close()
+
+
+@app.command("run")
+def run_plan(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN.yaml", help="The task plan.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Run only the steps of the plan's task not done.")
+    ] = False,
+) -> None:
+    """Run a task plan: its steps as agents in pods, in dependency order, one line per step.
+
+    Example: maos run examples/plans/report.yaml --data-dir /tmp/maos-report
+    """
+    try:
+        result = asyncio.run(_run_plan(data_dir, plan_file, resume=resume))
+    except MaosError as exc:
+        _fail(exc)
+    raise typer.Exit(0 if result.status == "done" else 1)
+
+
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, pending approvals, in-doubt effects."""

@@ -1,0 +1,265 @@
+"""Task plans: the YAML a Commander writes, validated before anything runs.
+
+    task: q3-report
+    mission_statement: Produce the Q3 report for the CFO; never send data elsewhere.
+    prompt: Summarise reports/q3-data.md and mail it to cfo@example.com.
+    agents:
+      drafter: {script: drafter, ring: 3}
+      mailer: {script: agents/mailer.py}
+    steps:
+      draft: {agent: drafter, grants: ["fs.read|*", "fs.write|reports/*"]}
+      mail:
+        agent: mailer
+        input_from: [draft]
+        grants: ["email.send|cfo@example.com"]
+
+Validation is strict (no coercion, unknown fields refused) and every failure is a
+`PlanError` with a stable code and the field path:
+
+    PLAN.INVALID        a field is missing, unknown, of the wrong type or out of range
+    PLAN.UNKNOWN_STEP   a step needs (or takes input from) a step the plan lacks
+    PLAN.UNKNOWN_AGENT  a step names an agent the plan lacks
+    PLAN.CYCLE          the steps' dependencies loop
+
+A step's dependencies are ``needs`` and ``input_from`` together. Grants are written as
+``OP|RESOURCE[|MAX_CENTS]`` and parsed into kernel `Grant` values here, so a plan whose
+grants the kernel would refuse never starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from maos.kernel.errors import MaosError
+from maos.kernel.tokens import Grant
+
+__all__ = [
+    "AgentSpec",
+    "Budgets",
+    "LabelRuleSpec",
+    "Plan",
+    "PlanError",
+    "StepSpec",
+    "load_plan",
+    "parse_grant",
+    "parse_plan",
+]
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class PlanError(MaosError):
+    """A plan file cannot run as written (codes ``PLAN.*``); ``path`` names the field."""
+
+
+class AgentSpec(BaseModel):
+    model_config = _STRICT
+
+    script: str = Field(min_length=1)
+    """A path (relative to the plan file) or the name of a shipped agent (``hello``)."""
+    ring: Literal[2, 3] = 3
+    """2 for verified agents, 3 (the default) for untrusted ones."""
+    level: int | None = Field(default=None, ge=1, le=3)
+    """The pod isolation level; None is the ring's default."""
+
+
+class StepSpec(BaseModel):
+    model_config = _STRICT
+
+    agent: str
+    """The id of one of the plan's agents."""
+    needs: tuple[str, ...] = ()
+    """Steps that must be done before this one starts."""
+    grants: tuple[str, ...] = ()
+    """``OP|RESOURCE[|MAX_CENTS]``: all the step's token allows (least privilege)."""
+    timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+    """One attempt's limit; the pod is killed when it is reached."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """Further attempts after a failed one."""
+    input_from: tuple[str, ...] = ()
+    """Steps whose labelled values this step's agent receives (``MAOS_INPUTS``)."""
+
+    def depends_on(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.needs, *self.input_from)))
+
+    def parsed_grants(self) -> list[Grant]:
+        return [parse_grant(g) for g in self.grants]
+
+
+class LabelRuleSpec(BaseModel):
+    model_config = _STRICT
+
+    prefix: str = Field(min_length=1)
+    conf: Literal["public", "internal", "confidential", "secret"]
+    integrity: Literal["trusted", "untrusted"]
+
+
+class Budgets(BaseModel):
+    model_config = _STRICT
+
+    tokens: int | None = Field(default=None, ge=0)
+    api_calls: int | None = Field(default=None, ge=0)
+    money_cents: int | None = Field(default=None, ge=0)
+
+    def as_limits(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Plan(BaseModel):
+    """A validated plan; build it with `parse_plan` or `load_plan`, never by hand."""
+
+    model_config = _STRICT
+
+    task: str = Field(pattern=_ID)
+    mission_statement: str = ""
+    """Every agent of the plan receives it (``MAOS_MISSION``)."""
+    prompt: str
+    """The Commander's task text; identifiers in it become trusted targets."""
+    trusted_targets: tuple[str, ...] = ()
+    budgets: Budgets = Budgets()
+    label_rules: tuple[LabelRuleSpec, ...] = ()
+    agents: dict[str, AgentSpec] = Field(min_length=1)
+    steps: dict[str, StepSpec] = Field(min_length=1)
+
+    def order(self) -> list[str]:
+        """The steps in a dependency order (ties by id), for display and dry runs."""
+        return _topological(self)
+
+
+def parse_grant(text: str) -> Grant:
+    """``OP|RESOURCE[|MAX_CENTS]`` -> `Grant`; `PlanError` (PLAN.INVALID) otherwise."""
+    parts = text.split("|")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
+        raise PlanError("PLAN.INVALID", f"{text!r}: a grant is OP|RESOURCE or OP|RESOURCE|CENTS")
+    try:
+        return Grant(parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None)
+    except MaosError as exc:
+        raise PlanError("PLAN.INVALID", f"{text!r}: {exc.message}") from exc
+
+
+def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
+    """Validate plan data (from YAML); scripts are resolved against ``base_dir``."""
+    try:
+        text = json.dumps(raw)
+    except (TypeError, ValueError) as exc:
+        raise PlanError(
+            "PLAN.INVALID", f"the plan holds a value that is not plain data: {exc}"
+        ) from exc
+    if not isinstance(raw, Mapping):
+        raise PlanError("PLAN.INVALID", "a plan is a mapping with task, prompt, agents, steps")
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"]) or "(plan)"
+        raise PlanError("PLAN.INVALID", f"{path}: {_sentence(err)}", path=path) from None
+    _check_refs(plan)
+    _topological(plan)
+    if base_dir is not None:
+        agents = {
+            aid: spec.model_copy(update={"script": str(_resolve(spec.script, base_dir))})
+            for aid, spec in plan.agents.items()
+        }
+        plan = plan.model_copy(update={"agents": agents})
+    return plan
+
+
+def load_plan(path: Path) -> Plan:
+    """Read, parse and validate a plan file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PlanError("PLAN.INVALID", f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise PlanError("PLAN.INVALID", f"{path} is not valid YAML: {exc}") from exc
+    return parse_plan(raw, base_dir=path.resolve().parent)
+
+
+def _sentence(err: Mapping[str, Any]) -> str:
+    if err["type"] == "missing":
+        return "this field is required."
+    if err["type"] == "extra_forbidden":
+        return "this field is not part of a plan (a typo?)."
+    return f"{err['msg']}."
+
+
+def _check_refs(plan: Plan) -> None:
+    for ident in (*plan.agents, *plan.steps):
+        if not _valid_id(ident):
+            raise PlanError(
+                "PLAN.INVALID",
+                f"{ident!r}: ids are 1-64 letters, digits, '.', '_', ':' or '-'",
+                path=ident,
+            )
+    for sid, step in plan.steps.items():
+        if step.agent not in plan.agents:
+            raise PlanError(
+                "PLAN.UNKNOWN_AGENT",
+                f"steps.{sid}.agent: no agent {step.agent!r} in the plan's agents",
+                path=f"steps.{sid}.agent",
+            )
+        for field in ("needs", "input_from"):
+            for dep in getattr(step, field):
+                if dep not in plan.steps:
+                    raise PlanError(
+                        "PLAN.UNKNOWN_STEP",
+                        f"steps.{sid}.{field}: no step {dep!r} in the plan",
+                        path=f"steps.{sid}.{field}",
+                    )
+        for i, grant in enumerate(step.grants):
+            try:
+                parse_grant(grant)
+            except PlanError as exc:
+                path = f"steps.{sid}.grants.{i}"
+                raise PlanError("PLAN.INVALID", f"{path}: {exc.message}", path=path) from None
+
+
+def _valid_id(ident: str) -> bool:
+    return re.match(_ID, ident) is not None
+
+
+def _topological(plan: Plan) -> list[str]:
+    indegree = {sid: len(step.depends_on()) for sid, step in plan.steps.items()}
+    users: dict[str, list[str]] = {sid: [] for sid in plan.steps}
+    for sid, step in plan.steps.items():
+        for dep in step.depends_on():
+            users[dep].append(sid)
+    ready = sorted(sid for sid, n in indegree.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        sid = ready.pop(0)
+        order.append(sid)
+        for user in users[sid]:
+            indegree[user] -= 1
+            if indegree[user] == 0:
+                ready.append(user)
+        ready.sort()
+    if len(order) < len(plan.steps):
+        looped = sorted(sid for sid, n in indegree.items() if n > 0)
+        raise PlanError(
+            "PLAN.CYCLE",
+            f"the steps {', '.join(looped)} depend on each other in a cycle",
+            steps=looped,
+        )
+    return order
+
+
+def _resolve(script: str, base_dir: Path) -> Path:
+    if "/" not in script and not script.endswith(".py"):
+        from maos.agents import script as shipped
+
+        try:
+            return shipped(script)
+        except FileNotFoundError:
+            raise PlanError(
+                "PLAN.INVALID", f"no shipped agent named {script!r}", path="agents"
+            ) from None
+    return (base_dir / script).resolve()
