@@ -222,6 +222,30 @@ class Orchestrator:
     async def _execute(self, plan: Plan, done: dict[str, StepValue]) -> PlanResult:
         pending = [sid for sid in plan.order() if sid not in done]
         running: dict[asyncio.Task[StepValue | StepFailure], str] = {}
+        try:
+            failure = await self._schedule(plan, done, pending, running)
+        finally:
+            # Cancelled (a shutdown): the steps in flight stop too; their records stay
+            # "started" without "done", so `resume` runs them again.
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        status = "done" if failure is None else "failed"
+        body: dict[str, Any] = {"task_id": plan.task, "status": status}
+        if failure is not None:
+            body |= {"step": failure.step, "code": failure.code, "reason": failure.reason}
+            body["cause"] = failure.cause
+        await self.kernel.wal.append("plan.done", body)
+        return PlanResult(plan.task, status, dict(done), failure)
+
+    async def _schedule(
+        self,
+        plan: Plan,
+        done: dict[str, StepValue],
+        pending: list[str],
+        running: dict[asyncio.Task[StepValue | StepFailure], str],
+    ) -> StepFailure | None:
+        """Start every step whose dependencies are done; after a failure, start no more."""
         failure: StepFailure | None = None
         while pending or running:
             if failure is None:
@@ -240,13 +264,7 @@ class Orchestrator:
                     done[result.step] = result
                 elif failure is None:
                     failure = result
-        status = "done" if failure is None else "failed"
-        body: dict[str, Any] = {"task_id": plan.task, "status": status}
-        if failure is not None:
-            body |= {"step": failure.step, "code": failure.code, "reason": failure.reason}
-            body["cause"] = failure.cause
-        await self.kernel.wal.append("plan.done", body)
-        return PlanResult(plan.task, status, dict(done), failure)
+        return failure
 
     async def _step(
         self, plan: Plan, sid: str, inputs: Mapping[str, StepValue]
@@ -324,6 +342,9 @@ class Orchestrator:
                 return StepFailure(sid, "PLAN.STEP.START", exc.message, exc.code)
             try:
                 ended = await asyncio.wait_for(run.wait(), step.timeout_s)
+            except asyncio.CancelledError:
+                run.stop("stopped:plan cancelled")  # no pod outlives its step
+                raise
             except TimeoutError:
                 run.stop("stopped:timeout")
                 await run.wait()

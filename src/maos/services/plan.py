@@ -78,8 +78,9 @@ class StepSpec(BaseModel):
     """The id of one of the plan's agents."""
     needs: tuple[str, ...] = ()
     """Steps that must be done before this one starts."""
-    grants: tuple[str, ...] = ()
-    """``OP|RESOURCE[|MAX_CENTS]``: all the step's token allows (least privilege)."""
+    grants: tuple[str, ...] = Field(min_length=1)
+    """``OP|RESOURCE[|MAX_CENTS]``: all the step's token allows (least privilege; a
+    token without grants is one the kernel does not mint)."""
     timeout_s: float = Field(default=300.0, gt=0, le=86_400)
     """One attempt's limit; the pod is killed when it is reached."""
     retries: int = Field(default=0, ge=0, le=10)
