@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 
 from maos.llm import errors
-from maos.llm.errors import ProviderFailed
+from maos.llm._sdk import SdkProvider
 from maos.llm.types import ChatRequest, Completion, Message, ToolCall, Usage
 
 __all__ = ["Anthropic"]
@@ -47,7 +47,7 @@ def _turns(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
     return system, turns
 
 
-class Anthropic:
+class Anthropic(SdkProvider):
     """A `Provider` over ``/v1/messages``."""
 
     def __init__(
@@ -82,20 +82,7 @@ class Anthropic:
             ]
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
-        try:
-            reply = await self._client.messages.create(**kwargs)
-        except anthropic.APITimeoutError as exc:
-            raise self._failed(errors.TIMEOUT, "no answer in time", exc) from exc
-        except anthropic.APIStatusError as exc:
-            raise self._failed(
-                errors.PROVIDER_ERROR, f"HTTP {exc.status_code}", exc, status=exc.status_code
-            ) from exc
-        except anthropic.APIResponseValidationError as exc:
-            raise self._failed(errors.BAD_RESPONSE, "unexpected response shape", exc) from exc
-        except anthropic.APIConnectionError as exc:
-            raise self._failed(errors.PROVIDER_ERROR, "cannot connect", exc) from exc
-        except Exception as exc:  # the SDK's internals (JSON, transport): still a boundary
-            raise self._failed(errors.BAD_RESPONSE, type(exc).__name__, exc) from exc
+        reply = await self._ask(anthropic, self._client.messages.create(**kwargs))
         return self._completion(reply)
 
     def _completion(self, reply: Any) -> Completion:
@@ -116,11 +103,6 @@ class Anthropic:
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise self._failed(errors.BAD_RESPONSE, "no usable content", exc) from exc
-
-    def _failed(self, code: str, what: str, exc: BaseException, **fields: Any) -> ProviderFailed:
-        return ProviderFailed(
-            code, f"{self.name} ({self.model}): {what}", provider=self.name, **fields
-        )
 
     async def aclose(self) -> None:
         await self._client.close()

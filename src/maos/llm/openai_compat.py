@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from maos.llm import errors
-from maos.llm.errors import ProviderFailed
+from maos.llm._sdk import SdkProvider
 from maos.llm.types import ChatRequest, Completion, Message, ToolCall, Usage
 
 __all__ = ["OpenAICompatible"]
@@ -30,7 +30,7 @@ def _message(m: Message) -> dict[str, Any]:
     return out
 
 
-class OpenAICompatible:
+class OpenAICompatible(SdkProvider):
     """A `Provider` over ``/v1/chat/completions``."""
 
     def __init__(
@@ -70,20 +70,7 @@ class OpenAICompatible:
             ]
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
-        try:
-            reply = await self._client.chat.completions.create(**kwargs)
-        except openai.APITimeoutError as exc:
-            raise self._failed(errors.TIMEOUT, "no answer in time", exc) from exc
-        except openai.APIStatusError as exc:
-            raise self._failed(
-                errors.PROVIDER_ERROR, f"HTTP {exc.status_code}", exc, status=exc.status_code
-            ) from exc
-        except openai.APIResponseValidationError as exc:
-            raise self._failed(errors.BAD_RESPONSE, "unexpected response shape", exc) from exc
-        except openai.APIConnectionError as exc:
-            raise self._failed(errors.PROVIDER_ERROR, "cannot connect", exc) from exc
-        except Exception as exc:  # the SDK's internals (JSON, transport): still a boundary
-            raise self._failed(errors.BAD_RESPONSE, type(exc).__name__, exc) from exc
+        reply = await self._ask(openai, self._client.chat.completions.create(**kwargs))
         return self._completion(reply)
 
     def _completion(self, reply: Any) -> Completion:
@@ -108,11 +95,6 @@ class OpenAICompatible:
             )
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise self._failed(errors.BAD_RESPONSE, "no usable choice", exc) from exc
-
-    def _failed(self, code: str, what: str, exc: BaseException, **fields: Any) -> ProviderFailed:
-        return ProviderFailed(
-            code, f"{self.name} ({self.model}): {what}", provider=self.name, **fields
-        )
 
     async def aclose(self) -> None:
         await self._client.close()
