@@ -26,6 +26,7 @@ from biscuit_auth import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from maos.kernel import tokens
 from maos.kernel.errors import TokenError
 from maos.kernel.tokens import (
     DEFAULT_TTL,
@@ -34,7 +35,7 @@ from maos.kernel.tokens import (
     TokenAuthority,
     attenuate,
 )
-from maos.kernel.types import Allow, Deny
+from maos.kernel.types import Allow, Cost, Deny, Intent
 
 NOW = 1_750_000_000.0
 NODE = "node-a"
@@ -379,6 +380,117 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     for token in (first, second, third, first):
         authorize(authority, token)
     assert authority.verifications == 4  # ``first`` was evicted by ``third``
+
+
+def test_cache_is_bounded_by_the_characters_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = TokenAuthority(tmp_path / "keys", NODE)
+    first, second, third = (mint(authority, task_id=f"task-{i}") for i in range(3))
+    monkeypatch.setattr(tokens, "_CACHE_CHARS", len(first) + len(second) + len(third) - 1)
+    for token in (first, second, third, first):
+        authorize(authority, token)
+    assert authority.verifications == 4  # two entries fit the character budget, not three
+    kept = sum(len(key) for key in authority._cache)
+    assert authority._cache_chars == kept <= tokens._CACHE_CHARS
+
+
+def test_a_changed_token_string_is_never_served_from_the_cache(
+    authority: TokenAuthority,
+) -> None:
+    token = mint(authority)
+    assert isinstance(authorize(authority, token), Allow)
+    assert deny_code(authority, tamper(token)) == "DSC.CAPABILITY.TAMPERED"
+    assert deny_code(authority, token + "A") == "DSC.CAPABILITY.MALFORMED"
+    assert authority.verifications == 3
+
+
+def test_an_equal_token_in_another_string_hits_the_cache_and_sees_revocation(
+    authority: TokenAuthority,
+) -> None:
+    token = mint(authority)
+    copy = "".join(list(token))  # equal, but another object, as after a fresh parse
+    assert copy is not token
+    assert isinstance(authorize(authority, token), Allow)
+    assert isinstance(authorize(authority, copy), Allow)
+    assert authority.verifications == 1
+    authority.revoke(token)
+    assert deny_code(authority, copy) == "DSC.CAPABILITY.REVOKED"
+
+
+def test_a_str_subclass_cannot_borrow_another_tokens_cache_entry(
+    authority: TokenAuthority,
+) -> None:
+    token = mint(authority)
+    assert isinstance(authorize(authority, token), Allow)
+
+    class Sly(str):
+        """Claims to equal whatever it is compared with."""
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash(token)
+
+    assert deny_code(authority, Sly("x")) == "DSC.CAPABILITY.MALFORMED"
+    with pytest.raises(TokenError):
+        authority.inspect(Sly("x"))
+
+
+def test_tokens_with_equal_grants_share_one_compiled_check_and_no_more(
+    authority: TokenAuthority,
+) -> None:
+    first, second = (mint(authority, agent_id=f"agent-{i}") for i in (1, 2))
+    narrow = mint(authority, grants=[Grant("fs.write", "reports/q3/*", 100)])
+    entries = [authority._verified(t) for t in (first, second, narrow)]
+    covers = [getattr(entry, "covers", None) for entry in entries]
+    assert covers[0] is covers[1] is not None
+    assert covers[2] is not covers[0]
+    assert isinstance(authorize(authority, narrow, resource="reports/q3/a.md"), Allow)
+    assert deny_code(authority, narrow, resource="reports/q4.md") == "DSC.CAPABILITY.NOT_COVERED"
+    assert deny_code(authority, narrow, amount_cents=101) == "DSC.CAPABILITY.NOT_COVERED"
+    assert isinstance(authorize(authority, first, resource="reports/q4.md"), Allow)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"target": "reports/x", "extra_targets": ("reports/y",)},
+        {"target": "reports/x", "extra_targets": ("reports/y", "elsewhere")},
+        {"agent_id": "agent-2"},
+        {"task_id": "task-2"},
+        {"op": "email.send", "target": "cfo@example.com"},
+        {"cost": Cost(money_cents=501)},
+        {"token": ""},
+    ],
+)
+def test_authorize_intent_answers_exactly_like_authorize(
+    authority: TokenAuthority, fields: dict[str, object]
+) -> None:
+    values: dict[str, object] = {
+        "intent_id": "i-1",
+        "agent_id": AGENT,
+        "task_id": TASK,
+        "op": "fs.write",
+        "target": "reports/q3.md",
+        "idempotency_key": "k-1",
+        "token": mint(authority),
+        "cost": Cost(money_cents=500),
+    }
+    intent = Intent(**(values | fields))  # type: ignore[arg-type]
+    expected = authority.authorize(
+        intent.token,
+        agent_id=intent.agent_id,
+        op=intent.op,
+        resource=intent.target,
+        amount_cents=intent.cost.money_cents,
+        now=NOW + 1,
+        task_id=intent.task_id,
+        extra_resources=intent.extra_targets,
+    )
+    assert authority.authorize_intent(intent, NOW + 1) == expected
 
 
 # -- properties: attenuation only narrows; the compiled path is Biscuit's Datalog ------------

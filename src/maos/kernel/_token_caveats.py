@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from biscuit_auth import BlockBuilder, Fact
@@ -273,26 +275,63 @@ class Chain:
         An action must match a grant of each block, exactly as Biscuit requires every
         block's check to hold; prefixes are ``str.startswith`` as in Datalog's ``starts_with``.
         """
-        blocks = tuple(
-            tuple((*split(g.op), *split(g.resource), g.max_amount_cents) for g in caveat.grants)
-            for caveat in self.caveats
-            if caveat.grants is not None
+        return _compiled(
+            tuple(
+                tuple(
+                    (*_interned(g.op), *_interned(g.resource), g.max_amount_cents) for g in grants
+                )
+                for grants in (caveat.grants for caveat in self.caveats)
+                if grants is not None
+            )
         )
 
-        def covers(op: str, resource: str, amount: int) -> bool:
-            for grants in blocks:
-                for op_text, op_prefix, res_text, res_prefix, cap in grants:
-                    if (
-                        (op.startswith(op_text) if op_prefix else op == op_text)
-                        and (resource.startswith(res_text) if res_prefix else resource == res_text)
-                        and (cap is None or amount <= cap)
-                    ):
-                        break
-                else:
-                    return False
-            return True
 
-        return covers
+_Blocks = tuple[tuple[tuple[str, bool, str, bool, int | None], ...], ...]
+
+
+def _interned(pattern: str) -> tuple[str, bool]:
+    """`split`, with the text interned: equal grants in many tokens share one string."""
+    text, prefix = split(pattern)
+    return sys.intern(text), prefix
+
+
+@lru_cache(maxsize=1024)
+def _compiled(blocks: _Blocks) -> Callable[[str, str, int], bool]:
+    """The closure for one grant structure, shared by every token that has it.
+
+    Tokens minted with the same grants (a task's agents, an agent's renewals) get the same
+    closure, so deciding for many agents in turn keeps touching a few warm objects rather
+    than one cold closure per token. Equal keys mean equal grants, so sharing is exact.
+    """
+    if len(blocks) == 1:  # a token never attenuated: one loop, no block loop around it
+        (only,) = blocks
+
+        def covers_one(op: str, resource: str, amount: int) -> bool:
+            for op_text, op_prefix, res_text, res_prefix, cap in only:
+                if (
+                    (op.startswith(op_text) if op_prefix else op == op_text)
+                    and (resource.startswith(res_text) if res_prefix else resource == res_text)
+                    and (cap is None or amount <= cap)
+                ):
+                    return True
+            return False
+
+        return covers_one
+
+    def covers(op: str, resource: str, amount: int) -> bool:
+        for grants in blocks:
+            for op_text, op_prefix, res_text, res_prefix, cap in grants:
+                if (
+                    (op.startswith(op_text) if op_prefix else op == op_text)
+                    and (resource.startswith(res_text) if res_prefix else resource == res_text)
+                    and (cap is None or amount <= cap)
+                ):
+                    break
+            else:
+                return False
+        return True
+
+    return covers
 
 
 class _Printable(Protocol):

@@ -9,11 +9,14 @@ action is allowed only when every block allows it, so appending can only narrow;
 kernel also refuses a token whose later block claims more than the blocks before it.
 
 Verifying signatures costs ~150 µs, the whole DSC budget is 30 µs: so a token is verified
-once, cached by its digest, and compiled into a closure; each action then costs a digest,
-a cache lookup and a few comparisons. The closure is Biscuit's Datalog, not a second
-policy language: every block must be in the vocabulary of `maos.kernel._token_caveats`,
-whose Datalog is generated from a ``maos_caveat`` JSON fact and compared on reading; any
-other block is refused (fail closed). Revocation is checked on every action, never cached.
+once, cached under the token string itself, and compiled into a closure; each action then
+costs a dict lookup and a few comparisons. Keying by the string, not a digest of it, saves
+hashing ~1 KB per action: CPython caches a str's hash on the object, and an equal key is
+found by identity or one memcmp; a changed token is a different key. The closure is
+Biscuit's Datalog, not a second policy language: every block must be in the vocabulary of
+`maos.kernel._token_caveats`, whose Datalog is generated from a ``maos_caveat`` JSON fact
+and compared on reading; any other block is refused (fail closed). Revocation is checked
+on every action, never cached.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import hashlib
 import math
 import os
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from biscuit_auth import (
     Biscuit,
@@ -58,6 +63,9 @@ from maos.kernel._token_caveats import (
 from maos.kernel.errors import TokenError
 from maos.kernel.types import Allow, Deny
 
+if TYPE_CHECKING:
+    from maos.kernel.types import Intent
+
 __all__ = [
     "DEFAULT_TTL",
     "MAX_TTL",
@@ -77,6 +85,11 @@ _CHECK = "capability"
 _ALLOW = Allow(check=_CHECK)
 _MAX_TOKEN_CHARS = 16384
 """Longer strings are refused before hashing, so junk cannot make every action slow."""
+_CACHE_CHARS = 1 << 24
+"""Bound on the token text the cache keeps as keys (16 Mi characters, ~4 KiB a token at
+the default size): a digest key was 32 bytes, a token key is the token, so without this
+4096 junk tokens of 16 KiB would pin 64 MiB."""
+_MISSING = Deny("DSC.CAPABILITY.MISSING", "The intent carries no capability token.", _CHECK)
 _BISCUIT_ERRORS = (BiscuitValidationError, BiscuitSerializationError, BiscuitBlockError)
 _REVOCATION_ID = re.compile(r"(?:[0-9a-f]{2})+")
 
@@ -141,12 +154,31 @@ class TokenInfo:
     """One per block; revoking any of them revokes this token and all attenuated from it."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Verified:
-    """A cache entry: signatures checked once, constraints compiled once."""
+    """A cache entry: signatures checked once, constraints compiled once.
 
-    info: TokenInfo
-    covers: Callable[[str, str, int], bool]
+    The fields the hot path reads on every action are copied out of ``info`` so each is
+    one slot read, not two.
+    """
+
+    __slots__ = (
+        "agent_id",
+        "audience",
+        "covers",
+        "expires_at",
+        "info",
+        "revocation_ids",
+        "task_id",
+    )
+
+    def __init__(self, info: TokenInfo, covers: Callable[[str, str, int], bool]) -> None:
+        self.info = info
+        self.covers = covers
+        self.agent_id = info.agent_id
+        self.task_id = info.task_id
+        self.audience = info.audience
+        self.expires_at = info.expires_at
+        self.revocation_ids = info.revocation_ids
 
 
 class TokenAuthority:
@@ -181,8 +213,10 @@ class TokenAuthority:
         self.root_key_id = int.from_bytes(hashlib.sha256(public).digest()[:4], "big")
         """Carried in every token, so a foreign token is told apart from a tampered one."""
         self._public_hex = public.hex()
-        self._cache: OrderedDict[bytes, _Verified | Deny] = OrderedDict()
+        self._cache: OrderedDict[str, _Verified | Deny] = OrderedDict()
+        """Keyed by the exact token string: equality, not a digest, decides a hit."""
         self._cache_size = cache_size
+        self._cache_chars = 0
         self.verifications = 0
         """Signature verifications so far: a cache hit does not add one."""
 
@@ -235,49 +269,89 @@ class TokenAuthority:
         task_id: str | None = None,
         extra_resources: Sequence[str] = (),
     ) -> Allow | Deny:
-        """The hot path: may ``agent_id`` do ``op`` on ``resource`` (and every extra one)?
+        """May ``agent_id`` do ``op`` on ``resource`` (and every extra one)?
 
         ``task_id``, when given, must be the token's task. Signatures are verified only on
         the first sight of a token; revocation, holder, audience, expiry and grants every time.
         """
-        entry = self._verified(token)
+        return self._authorize(
+            token, agent_id, op, resource, amount_cents, now, task_id, extra_resources
+        )
+
+    def authorize_intent(self, intent: Intent, now: float) -> Allow | Deny:
+        """`authorize` for every target of ``intent`` and its task: the DSC's hot path.
+
+        Positional all the way down: matching eight keywords costs ~0.1 µs a call.
+        """
+        return self._authorize(
+            intent.token,
+            intent.agent_id,
+            intent.op,
+            intent.target,
+            intent.cost.money_cents,
+            now,
+            intent.task_id,
+            intent.extra_targets,
+        )
+
+    def _authorize(
+        self,
+        token: str,
+        agent_id: str,
+        op: str,
+        resource: str,
+        amount_cents: int,
+        now: float,
+        task_id: str | None,
+        extra_resources: Sequence[str],
+    ) -> Allow | Deny:
+        if type(token) is not str:
+            # Exactly str: a subclass could answer __eq__ or __hash__ as it likes and so
+            # find another token's cache entry.
+            return Deny("DSC.CAPABILITY.MALFORMED", "The capability token is not a string.", _CHECK)
+        cache = self._cache  # `_verified`, inlined: this runs on every action
+        entry = cache.get(token)
+        if entry is None:
+            entry = self._miss(token)
+        else:
+            cache.move_to_end(token)
         if isinstance(entry, Deny):
             return entry
-        info = entry.info
-        if not self.revocations.ids().isdisjoint(info.revocation_ids):
+        revoked = self.revocations.ids()
+        if revoked and not revoked.isdisjoint(entry.revocation_ids):
             return Deny("DSC.CAPABILITY.REVOKED", "The capability token has been revoked.", _CHECK)
-        if agent_id != info.agent_id:
+        if agent_id != entry.agent_id:
             return Deny(
                 "DSC.CAPABILITY.WRONG_HOLDER",
-                f"The capability token was minted for agent {info.agent_id!r}, not {agent_id!r}.",
+                f"The capability token was minted for agent {entry.agent_id!r}, not {agent_id!r}.",
                 _CHECK,
             )
-        if task_id is not None and task_id != info.task_id:
+        if task_id is not None and task_id != entry.task_id:
             return Deny(
                 "DSC.CAPABILITY.WRONG_TASK",
-                f"The capability token is for task {info.task_id!r}, not for {task_id!r}.",
+                f"The capability token is for task {entry.task_id!r}, not for {task_id!r}.",
                 _CHECK,
             )
-        if info.audience != self.node_id:
+        if entry.audience != self.node_id:
             return Deny(
                 "DSC.CAPABILITY.WRONG_AUDIENCE",
-                f"The capability token is for node {info.audience!r}, not for {self.node_id!r}.",
+                f"The capability token is for node {entry.audience!r}, not for {self.node_id!r}.",
                 _CHECK,
             )
-        if not now < info.expires_at:
+        if not now < entry.expires_at:
             return Deny(
                 "DSC.CAPABILITY.EXPIRED",
-                f"The capability token expired {now - info.expires_at:.0f} s ago.",
+                f"The capability token expired {now - entry.expires_at:.0f} s ago.",
                 _CHECK,
             )
+        covers = entry.covers
+        if not extra_resources:  # the common case: no tuple to build
+            if covers(op, resource, amount_cents):
+                return _ALLOW
+            return _not_covered(op, resource, amount_cents)
         for target in (resource, *extra_resources):
-            if not entry.covers(op, target, amount_cents):
-                return Deny(
-                    "DSC.CAPABILITY.NOT_COVERED",
-                    f"No grant of the capability token allows {op} on {target!r} "
-                    f"for {amount_cents} cents.",
-                    _CHECK,
-                )
+            if not covers(op, target, amount_cents):
+                return _not_covered(op, target, amount_cents)
         return _ALLOW
 
     def inspect(self, token: str) -> TokenInfo:
@@ -297,19 +371,30 @@ class TokenAuthority:
         return ids
 
     def _verified(self, token: str) -> _Verified | Deny:
+        if type(token) is not str:
+            return Deny("DSC.CAPABILITY.MALFORMED", "The capability token is not a string.", _CHECK)
+        entry = self._cache.get(token)
+        if entry is None:
+            return self._miss(token)
+        self._cache.move_to_end(token)
+        return entry
+
+    def _miss(self, token: str) -> _Verified | Deny:
+        """Verify a token not in the cache and keep the result, evicting least recently used.
+
+        Empty and over-long strings are answered before verification and never cached.
+        """
         if not token:
-            return Deny("DSC.CAPABILITY.MISSING", "The intent carries no capability token.", _CHECK)
+            return _MISSING
         if len(token) > _MAX_TOKEN_CHARS:
             return Deny("DSC.CAPABILITY.MALFORMED", "The capability token is too long.", _CHECK)
-        key = hashlib.sha256(token.encode()).digest()
-        entry = self._cache.get(key)
-        if entry is None:
-            entry = self._verify(token)
-            self._cache[key] = entry
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
+        entry = self._verify(token)
+        cache = self._cache
+        cache[token] = entry
+        self._cache_chars += len(token)
+        while len(cache) > self._cache_size or self._cache_chars > _CACHE_CHARS:
+            evicted, _ = cache.popitem(last=False)
+            self._cache_chars -= len(evicted)
         return entry
 
     def _verify(self, token: str) -> _Verified | Deny:
@@ -333,16 +418,24 @@ class TokenAuthority:
         except TokenError as exc:
             return Deny(exc.code, exc.message, _CHECK)
         authority = chain.caveats[0]
-        info = TokenInfo(
-            agent_id=authority.agent_id,
-            task_id=authority.task_id,
-            audience=authority.audience,
+        info = TokenInfo(  # interned: one warm string for all tokens of a task or node
+            agent_id=sys.intern(authority.agent_id),
+            task_id=sys.intern(authority.task_id),
+            audience=sys.intern(authority.audience),
             expires_at=float(chain.expires_at),
             grants=chain.grants,
             blocks=len(chain.caveats),
             revocation_ids=tuple(biscuit.revocation_ids),
         )
         return _Verified(info, chain.compile())
+
+
+def _not_covered(op: str, target: str, amount_cents: int) -> Deny:
+    return Deny(
+        "DSC.CAPABILITY.NOT_COVERED",
+        f"No grant of the capability token allows {op} on {target!r} for {amount_cents} cents.",
+        _CHECK,
+    )
 
 
 def attenuate(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from dsc_support import code_of, make_input
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maos.kernel.dsc.budget import Budget, BudgetCheck, BudgetLedger, Usage
 from maos.kernel.types import Cost
@@ -130,3 +134,92 @@ def test_usage_reports_nothing_for_strangers_and_needs_one_id() -> None:
 def test_budget_limits_must_be_non_negative_ints(bad: object) -> None:
     with pytest.raises(ValueError):
         Budget(tokens=bad, api_calls=0, money_cents=0)  # type: ignore[arg-type]
+
+
+# -- the unrolled ledger against a plain model of the same rules ---------------------------
+
+FIELDS = ("tokens", "api_calls", "money_cents")
+amounts = st.tuples(*(st.sampled_from([0, 0, 1, 2, 5, 9]) for _ in FIELDS))
+limits = st.tuples(*(st.sampled_from([0, 3, 10]) for _ in FIELDS))
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("decide"), st.sampled_from(["i-1", "i-2", "i-3"]), amounts),
+        st.tuples(st.just("settle"), st.sampled_from(["i-1", "i-2", "i-3"]), st.booleans()),
+        st.tuples(st.just("settle_actual"), st.sampled_from(["i-1", "i-2"]), amounts),
+        st.tuples(st.just("charge"), st.sampled_from(["a1", "a2"]), amounts),
+    ),
+    max_size=25,
+)
+
+
+class Model:
+    """Budgets as the module docstring states them, with no attention paid to speed."""
+
+    def __init__(self, limit: dict[str, tuple[int, ...]]) -> None:
+        self.limit = limit
+        self.spent = {key: [0, 0, 0] for key in limit}
+        self.held = {key: [0, 0, 0] for key in limit}
+        self.reservations: dict[str, tuple[str, str, tuple[int, ...]]] = {}
+
+    def decide(self, intent_id: str, agent: str, task: str, ask: tuple[int, ...]) -> str:
+        self.settle(intent_id, committed=False, actual=None)
+        for key in (agent, task):
+            if any(
+                self.spent[key][i] + self.held[key][i] + ask[i] > self.limit[key][i]
+                for i in range(3)
+            ):
+                return "DSC.BUDGET.EXCEEDED"
+        if any(ask):
+            for key in (agent, task):
+                self.held[key] = [h + a for h, a in zip(self.held[key], ask, strict=True)]
+            self.reservations[intent_id] = (agent, task, ask)
+        return "ALLOW"
+
+    def settle(self, intent_id: str, *, committed: bool, actual: tuple[int, ...] | None) -> None:
+        if intent_id not in self.reservations:
+            return
+        agent, task, ask = self.reservations.pop(intent_id)
+        for key in (agent, task):
+            self.held[key] = [h - a for h, a in zip(self.held[key], ask, strict=True)]
+            if committed:
+                spend = ask if actual is None else actual
+                self.spent[key] = [s + a for s, a in zip(self.spent[key], spend, strict=True)]
+
+    def charge(self, agent: str, task: str, cost: tuple[int, ...]) -> None:
+        for key in (agent, task):
+            self.spent[key] = [s + a for s, a in zip(self.spent[key], cost, strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(agent_limit=limits, task_limit=limits, steps=steps)
+def test_ledger_and_check_agree_with_a_plain_model(
+    agent_limit: tuple[int, int, int],
+    task_limit: tuple[int, int, int],
+    steps: list[tuple[str, str, Any]],
+) -> None:
+    ledger = BudgetLedger()
+    ledger.set_limits(Budget(*agent_limit), agent_id="a1")
+    ledger.set_limits(Budget(*agent_limit), agent_id="a2")
+    ledger.set_limits(Budget(*task_limit), task_id="t1")
+    check = BudgetCheck(ledger)
+    model = Model({"a1": agent_limit, "a2": agent_limit, "t1": task_limit})
+    for kind, key, arg in steps:
+        if kind == "decide":
+            agent = "a1" if key != "i-3" else "a2"
+            cost = dict(zip(FIELDS, arg, strict=True))
+            decided = check(make_input(agent_id=agent, intent_id=key, cost=cost))
+            assert code_of(decided) == model.decide(key, agent, "t1", arg)
+        elif kind == "settle":
+            ledger.settle(key, committed=arg)
+            model.settle(key, committed=arg, actual=None)
+        elif kind == "settle_actual":
+            ledger.settle(key, committed=True, actual=Cost(*arg))
+            model.settle(key, committed=True, actual=arg)
+        else:
+            ledger.charge(key, "t1", Cost(*arg))
+            model.charge(key, "t1", arg)
+        for account, limit in (("a1", agent_limit), ("a2", agent_limit), ("t1", task_limit)):
+            ids = {"task_id": account} if account == "t1" else {"agent_id": account}
+            assert ledger.usage(**ids) == Usage(
+                Budget(*limit), Cost(*model.spent[account]), Cost(*model.held[account])
+            )

@@ -7,7 +7,8 @@ from dsc_support import DATA_DIR, code_of, make_input
 
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.dsc.rules import RULES, RulesCheck
-from maos.kernel.types import Pending
+from maos.kernel.ops import OPS, OpSpec
+from maos.kernel.types import EffectClass, Pending
 
 rules = RulesCheck(protected=(DATA_DIR, "wal.sqlite3"))
 
@@ -118,3 +119,16 @@ def test_r8_stopped_agent_is_denied_everything(status: AgentStatus) -> None:
 def test_r8_outranks_the_other_rules() -> None:
     decision = rules(make_input("admin.promote", "", status=AgentStatus.QUARANTINED))
     assert code_of(decision) == "RULE.R8.AGENT_QUARANTINED"
+
+
+def test_a_catalogue_changed_after_construction_is_what_decides() -> None:
+    ops = dict(OPS)
+    check = RulesCheck(ops=ops)
+    assert code_of(check(make_input("fs.write", "notes.txt"))) == "ALLOW"
+    ops["fs.write"] = OpSpec("fs.write", EffectClass.DELETE, None, False, "path")
+    assert code_of(check(make_input("fs.write", "notes.txt"))) == "RULE.R7.APPROVAL_REQUIRED"
+    ops["fs.archive"] = OpSpec("fs.archive", EffectClass.WRITE, None, False, "path")
+    assert code_of(check(make_input("fs.archive", "notes.txt"))) == "ALLOW"
+    assert code_of(check(make_input("fs.archive", ".maos/keys"))) == "RULE.R4.PROTECTED"
+    del ops["fs.write"]
+    assert code_of(check(make_input("fs.write", "notes.txt"))) == "RULE.R1.UNKNOWN_OP"

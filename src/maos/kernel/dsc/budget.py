@@ -50,33 +50,53 @@ def _amounts(cost: Cost) -> tuple[int, int, int]:
 
 
 class _Account:
-    """Three counters per field, unrolled: the check runs on every intent."""
+    """One agent's or task's limit, spending and reservations as nine plain slots.
 
-    __slots__ = ("limit", "reserved", "spent")
+    Slots rather than lists or tuples: deciding for many agents in turn touches one
+    small object per account instead of four (object, limit tuple, two lists), and on
+    the hot path the cache misses cost more than the arithmetic.
+    """
+
+    __slots__ = (
+        "held_calls",
+        "held_cents",
+        "held_tokens",
+        "limit",
+        "max_calls",
+        "max_cents",
+        "max_tokens",
+        "spent_calls",
+        "spent_cents",
+        "spent_tokens",
+    )
 
     def __init__(self) -> None:
-        self.limit: tuple[int, int, int] | None = None
-        self.spent = [0, 0, 0]
-        self.reserved = [0, 0, 0]
+        self.limit: Budget | None = None
+        """None until configured: R11 denies an account without limits."""
+        self.max_tokens = self.max_calls = self.max_cents = 0
+        self.spent_tokens = self.spent_calls = self.spent_cents = 0
+        self.held_tokens = self.held_calls = self.held_cents = 0
 
-    def shortfall(self, limit: tuple[int, int, int], ask: tuple[int, int, int]) -> str | None:
-        spent, reserved = self.spent, self.reserved
-        if (
-            spent[0] + reserved[0] + ask[0] <= limit[0]
-            and spent[1] + reserved[1] + ask[1] <= limit[1]
-            and spent[2] + reserved[2] + ask[2] <= limit[2]
-        ):
-            return None
-        i = next(i for i in range(3) if spent[i] + reserved[i] + ask[i] > limit[i])
-        return (
-            f"{_FIELDS[i]}: {spent[i]} spent + {reserved[i]} reserved + {ask[i]} asked > {limit[i]}"
+    def set_limit(self, budget: Budget) -> None:
+        self.limit = budget
+        self.max_tokens, self.max_calls, self.max_cents = (
+            budget.tokens,
+            budget.api_calls,
+            budget.money_cents,
         )
 
+    def shortfall(self, ask: tuple[int, int, int]) -> str:
+        """Why an ask does not fit, naming the first field over its limit."""
+        spent = (self.spent_tokens, self.spent_calls, self.spent_cents)
+        held = (self.held_tokens, self.held_calls, self.held_cents)
+        limit = (self.max_tokens, self.max_calls, self.max_cents)
+        i = next(i for i in range(3) if spent[i] + held[i] + ask[i] > limit[i])
+        return f"{_FIELDS[i]}: {spent[i]} spent + {held[i]} reserved + {ask[i]} asked > {limit[i]}"
 
-def _add(into: list[int], amounts: tuple[int, int, int], sign: int = 1) -> None:
-    into[0] += sign * amounts[0]
-    into[1] += sign * amounts[1]
-    into[2] += sign * amounts[2]
+    def spend(self, tokens: int, api_calls: int, money_cents: int) -> None:
+        self.spent_tokens += tokens
+        self.spent_calls += api_calls
+        self.spent_cents += money_cents
 
 
 class BudgetLedger:
@@ -90,7 +110,8 @@ class BudgetLedger:
     def __init__(self) -> None:
         self._agents: dict[str, _Account] = {}
         self._tasks: dict[str, _Account] = {}
-        self._reservations: dict[str, tuple[_Account, _Account, tuple[int, int, int]]] = {}
+        self._reservations: dict[str, tuple[_Account, _Account, int, int, int]] = {}
+        """Intent id to (agent account, task account, tokens, api calls, cents) held."""
 
     def set_limits(
         self, budget: Budget, *, agent_id: str | None = None, task_id: str | None = None
@@ -98,11 +119,10 @@ class BudgetLedger:
         """Set an agent's and/or a task's limits; spending so far is kept."""
         if agent_id is None and task_id is None:
             raise ValueError("set_limits needs an agent_id, a task_id or both")
-        limit = (budget.tokens, budget.api_calls, budget.money_cents)
         if agent_id is not None:
-            self._account(self._agents, agent_id).limit = limit
+            self._account(self._agents, agent_id).set_limit(budget)
         if task_id is not None:
-            self._account(self._tasks, task_id).limit = limit
+            self._account(self._tasks, task_id).set_limit(budget)
 
     def usage(self, *, agent_id: str | None = None, task_id: str | None = None) -> Usage | None:
         """One account (give exactly one id); ``None`` if the ledger never heard of it."""
@@ -115,35 +135,34 @@ class BudgetLedger:
         if account is None:
             return None
         return Usage(
-            limit=None if account.limit is None else Budget(*account.limit),
-            spent=Cost(*account.spent),
-            reserved=Cost(*account.reserved),
+            limit=account.limit,
+            spent=Cost(account.spent_tokens, account.spent_calls, account.spent_cents),
+            reserved=Cost(account.held_tokens, account.held_calls, account.held_cents),
         )
 
     def charge(self, agent_id: str, task_id: str, cost: Cost) -> None:
         """Record spending no reservation covered (e.g. LLM tokens metered by the gateway)."""
         amounts = _amounts(cost)
-        _add(self._account(self._agents, agent_id).spent, amounts)
-        _add(self._account(self._tasks, task_id).spent, amounts)
+        self._account(self._agents, agent_id).spend(*amounts)
+        self._account(self._tasks, task_id).spend(*amounts)
 
     def settle(self, intent_id: str, *, committed: bool, actual: Cost | None = None) -> None:
         """End an intent's reservation: spend it (or ``actual``) if committed, else release."""
         held = self._reservations.pop(intent_id, None)
         if held is None:
             return
-        agent, task, amounts = held
-        spend = amounts if actual is None else _amounts(actual)
-        for account in (agent, task):
-            _add(account.reserved, amounts, -1)
-            if committed:
-                _add(account.spent, spend)
-
-    def _hold(
-        self, intent_id: str, agent: _Account, task: _Account, ask: tuple[int, int, int]
-    ) -> None:
-        _add(agent.reserved, ask)
-        _add(task.reserved, ask)
-        self._reservations[intent_id] = (agent, task, ask)
+        agent, task, tokens, api_calls, money_cents = held
+        # Inline: every decided intent is settled, so this is on the hot path too.
+        agent.held_tokens -= tokens
+        agent.held_calls -= api_calls
+        agent.held_cents -= money_cents
+        task.held_tokens -= tokens
+        task.held_calls -= api_calls
+        task.held_cents -= money_cents
+        if committed:
+            spend = (tokens, api_calls, money_cents) if actual is None else _amounts(actual)
+            agent.spend(*spend)
+            task.spend(*spend)
 
     @staticmethod
     def _account(accounts: dict[str, _Account], key: str) -> _Account:
@@ -164,6 +183,8 @@ class BudgetCheck:
         self._allow = Allow(check=self.name)
 
     def __call__(self, inp: CheckInput) -> Decision:
+        # Hot path: the fit test and the hold are spelled out inline, a method call costs
+        # as much as the arithmetic; `shortfall` runs only to word a deny.
         intent = inp.intent
         ledger = self.ledger
         agent = ledger._agents.get(intent.agent_id)
@@ -172,18 +193,34 @@ class BudgetCheck:
             return self._no_budget(f"agent {intent.agent_id}")
         if task is None or task.limit is None:
             return self._no_budget(f"task {intent.task_id}")
-        if intent.intent_id in ledger._reservations:  # decided again, e.g. once approved
-            ledger.settle(intent.intent_id, committed=False)
+        reservations = ledger._reservations
+        intent_id = intent.intent_id
+        if intent_id in reservations:  # decided again, e.g. once approved
+            ledger.settle(intent_id, committed=False)
         cost = intent.cost
-        ask = (cost.tokens, cost.api_calls, cost.money_cents)
-        short = agent.shortfall(agent.limit, ask)
-        if short is not None:
+        tokens, api_calls, money_cents = cost.tokens, cost.api_calls, cost.money_cents
+        if not (
+            agent.spent_tokens + agent.held_tokens + tokens <= agent.max_tokens
+            and agent.spent_calls + agent.held_calls + api_calls <= agent.max_calls
+            and agent.spent_cents + agent.held_cents + money_cents <= agent.max_cents
+        ):
+            short = agent.shortfall((tokens, api_calls, money_cents))
             return self._exceeded(f"agent {intent.agent_id}", short)
-        short = task.shortfall(task.limit, ask)
-        if short is not None:
+        if not (
+            task.spent_tokens + task.held_tokens + tokens <= task.max_tokens
+            and task.spent_calls + task.held_calls + api_calls <= task.max_calls
+            and task.spent_cents + task.held_cents + money_cents <= task.max_cents
+        ):
+            short = task.shortfall((tokens, api_calls, money_cents))
             return self._exceeded(f"task {intent.task_id}", short)
-        if ask != (0, 0, 0):
-            ledger._hold(intent.intent_id, agent, task, ask)
+        if tokens != 0 or api_calls != 0 or money_cents != 0:
+            agent.held_tokens += tokens
+            agent.held_calls += api_calls
+            agent.held_cents += money_cents
+            task.held_tokens += tokens
+            task.held_calls += api_calls
+            task.held_cents += money_cents
+            reservations[intent_id] = (agent, task, tokens, api_calls, money_cents)
         return self._allow
 
     def _exceeded(self, scope: str, shortfall: str) -> Deny:

@@ -17,10 +17,14 @@ __all__ = ["CapabilityCheck"]
 class CapabilityCheck:
     """Signatures are checked once per token by the authority; this adds the intent's view."""
 
+    __slots__ = ("_authority", "_authorize")
+
     name: str = "capability"
 
     def __init__(self, authority: TokenAuthority) -> None:
         self._authority = authority
+        self._authorize = authority.authorize_intent
+        """Bound once: the hot path then makes one positional call per intent."""
 
     def __call__(self, inp: CheckInput) -> Decision:
         if inp.node_id != self._authority.node_id:
@@ -32,14 +36,4 @@ class CapabilityCheck:
                 f"but checks tokens for node {self._authority.node_id!r}.",
                 self.name,
             )
-        intent = inp.intent
-        return self._authority.authorize(
-            intent.token,
-            agent_id=intent.agent_id,
-            op=intent.op,
-            resource=intent.target,
-            amount_cents=intent.cost.money_cents,
-            now=inp.now,
-            task_id=intent.task_id,
-            extra_resources=intent.extra_targets,
-        )
+        return self._authorize(inp.intent, inp.now)

@@ -27,6 +27,8 @@ from maos.kernel.types import Allow, Decision, Deny, Pending, frozen_mapping
 __all__ = ["IfcCheck", "is_trusted_target"]
 
 _TARGET_KINDS = frozenset({"recipient", "url", "path"})
+_UNTRUSTED = Integrity.UNTRUSTED
+"""Bound once: reading an enum member off its class costs ~0.2 µs in CPython 3.11."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _AMBIGUOUS_PATH = ("/./", "/../", "%2e", "%2f", "%5c")
 
@@ -161,7 +163,7 @@ class IfcCheck:
                     check=self.name,
                 )
         if (
-            context.integrity is Integrity.UNTRUSTED
+            context.integrity is _UNTRUSTED
             and spec.target_kind in _TARGET_KINDS
             and not inp.approved
         ):

@@ -9,9 +9,10 @@ Text is normalized before matching: NFKC (full-width and ligature forms), invisi
 characters removed (``i\\u200bgnore``), case folded, and common Cyrillic/Greek
 look-alikes mapped to Latin. Speed matters (this runs on every intent, over up to 64 KiB):
 a regex with a leading alternation costs ~20x a substring search in CPython, so every
-pattern starts with a literal, one ``str.find`` per distinct literal skips the text that
+pattern starts with a literal, one ``in`` test per distinct literal skips the text that
 holds none, and patterns sharing a literal are one regex. Patterns that need a word
-*before* their literal check it with a second regex over a short window.
+*before* their literal check it with a second regex over a short window. ASCII text (most
+of it) is normalized by one byte-table pass derived from the full normalization itself.
 Phrases are chosen to name the attack, not the topic: "you are now registered" passes,
 "you are now an unrestricted AI" does not.
 """
@@ -117,12 +118,54 @@ _LOOKALIKES = str.maketrans(
 )
 
 
-def normalize(text: str) -> str:
-    """The form patterns are matched against; ASCII text only needs lower-casing."""
-    if text.isascii():
-        return text.lower()
+def _normalize_unicode(text: str) -> str:
+    """The normalization as specified; `normalize` must always equal it."""
     text = unicodedata.normalize("NFKC", text)
     return _INVISIBLE.sub("", text).casefold().translate(_LOOKALIKES)
+
+
+def _ascii_tables() -> tuple[bytes, bytes]:
+    """`bytes.translate` arguments that compute `_normalize_unicode` on ASCII text.
+
+    Why a per-byte table is exact: on ASCII input every step of `_normalize_unicode` is a
+    function of each character alone. NFKC is the identity (no ASCII character has a
+    decomposition, all have combining class 0, and every canonical composition needs a
+    non-ASCII second character); `_INVISIBLE` deletes single characters (it includes the
+    ASCII controls, which ``str.lower`` alone would keep: ``ig\\x08nore``); ``casefold``
+    has no context rules and maps ASCII to ASCII; `_LOOKALIKES` has no ASCII keys. So
+    ``_normalize_unicode(s)`` is the concatenation of ``_normalize_unicode(c)`` over the
+    characters ``c`` of ``s``, and the table is built from exactly that, one character at
+    a time, rather than restated. The checks below make a future edit that breaks the
+    argument fail at import instead of weakening the filter.
+    """
+    table = bytearray(range(256))
+    delete = bytearray()
+    for code in range(128):
+        char = chr(code)
+        if not unicodedata.is_normalized("NFKC", char):
+            raise AssertionError(f"NFKC changes ASCII {char!r}")
+        folded = _normalize_unicode(char)
+        if folded == "":
+            delete.append(code)
+        elif len(folded) == 1 and folded.isascii():
+            table[code] = ord(folded)
+        else:
+            raise AssertionError(f"{char!r} does not normalize to one ASCII character")
+    if any(key < 128 for key in _LOOKALIKES):
+        raise AssertionError("a look-alike mapping touches ASCII")
+    return bytes(table), bytes(delete)
+
+
+_ASCII_TABLE, _ASCII_DELETE = _ascii_tables()
+
+
+def normalize(text: str) -> str:
+    """The form patterns are matched against: NFKC, invisible characters removed, case
+    folded, look-alikes mapped to Latin. ASCII text takes one table pass (see
+    `_ascii_tables` for why it equals the full path) at a sixth or less of its cost."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_TABLE, _ASCII_DELETE).decode("ascii")
+    return _normalize_unicode(text)
 
 
 _Group = tuple[str, re.Pattern[str], Mapping[str, tuple[str, re.Pattern[str] | None]]]
@@ -150,13 +193,14 @@ _GROUPS = _compile()
 def _match(text: str) -> str | None:
     """The id of the first pattern found in ``text`` (already normalized), if any.
 
-    ``str.find`` of the literal first: it is faster than the regex engine's own prefix
-    scan, and most text holds none of the literals at all.
+    A substring test of the literal first: it is faster than the regex engine's own prefix
+    scan, and most text holds none of the literals at all. ``in`` rather than ``find``,
+    because it is the cheaper call for the common answer (absent), measured at ~20%.
     """
     for literal, pattern, by_group in _GROUPS:
-        at = text.find(literal)
-        if at < 0:
+        if literal not in text:
             continue
+        at = text.find(literal)
         for found in pattern.finditer(text, at):
             pattern_id, before = by_group[str(found.lastgroup)]
             start = found.start()
