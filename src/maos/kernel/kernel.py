@@ -37,16 +37,25 @@ from maos.kernel.dsc.locks import LockTable
 from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
 from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.errors import InputError, StateError
+from maos.kernel.identifiers import extract_targets
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.ops import spec_for
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
+from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority
-from maos.kernel.types import Allow, Deny, Intent, Outcome, OutcomeStatus, Pending
+from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import Wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
+
+PROVENANCE_SCAN_CHARS = 64 * 1024
+"""How much of a result's text the kernel scans for identifiers (provenance)."""
+_TARGET_KIND_TO_IDENTIFIER = {"recipient": "email", "url": "url", "path": "path"}
+
+_SSE_EXEMPT = frozenset({EffectClass.READ, EffectClass.KERNEL})
+"""Effect classes the SSE is not asked about: they change nothing outside the kernel."""
 
 DEFAULT_BUDGET = Budget(tokens=200_000, api_calls=1_000, money_cents=0)
 """What an agent or task may spend when its principal names no budget: no money at all."""
@@ -117,8 +126,11 @@ class KernelConfig:
 class Kernel:
     """Ring 0. Construct with `Kernel.boot`; always `close()` (or use ``async with``)."""
 
-    def __init__(self, config: KernelConfig) -> None:
+    def __init__(self, config: KernelConfig, *, sse: SemanticEvaluator | None = None) -> None:
         self.config = config
+        self.sse = sse
+        """The Semantic Security Evaluator: may deny what the DSC let through, never more."""
+        self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
@@ -153,9 +165,11 @@ class Kernel:
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    async def boot(cls, config: KernelConfig, *, follow: bool = True) -> Kernel:
+    async def boot(
+        cls, config: KernelConfig, *, follow: bool = True, sse: SemanticEvaluator | None = None
+    ) -> Kernel:
         """Replay the log, recover interrupted effects, run approved intents, then serve."""
-        kernel = cls(config)
+        kernel = cls(config, sse=sse)
         kernel._catch_up()
         await kernel.commit.recover()
         await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
@@ -406,6 +420,11 @@ class Kernel:
                 return await self._refuse(
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
+            veto = await self._sse_veto(intent, agent.context)  # only after Allow or Pending
+            if veto is not None:
+                return await self._refuse(
+                    intent.intent_id, intent.agent_id, veto.code, veto.reason, intent.op
+                )
             if isinstance(decision, Pending):
                 return await self._park(intent, decision)
             assert isinstance(decision, Allow)
@@ -414,6 +433,26 @@ class Kernel:
             # Spending is booked when the committed record is folded from the log, so
             # the check's reservation is only ever released here, never spent twice.
             self.ledger.settle(intent.intent_id, committed=False)
+
+    async def _sse_veto(self, intent: Intent, context: Label) -> SseDeny | None:
+        """Ask the SSE about an effect the DSC let through; any failure of it is a deny."""
+        spec = spec_for(intent.op)
+        if self.sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
+            return None
+        name = getattr(self.sse, "name", "sse")
+        try:
+            verdict: object = await asyncio.wait_for(
+                self.sse.evaluate(intent, context), self.sse_timeout
+            )
+        except TimeoutError:
+            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
+        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
+            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
+        if isinstance(verdict, SseDeny):
+            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
+        if isinstance(verdict, SsePass):
+            return None
+        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
@@ -434,6 +473,9 @@ class Kernel:
     async def _park(self, intent: Intent, decision: Pending) -> Outcome:
         approval_id = "ap-" + uuid.uuid4().hex[:12]
         details = {**decision.details, "op": intent.op, "targets": list(intent.targets)}
+        flagged = decision.details.get("targets")
+        if flagged:
+            details["first_seen"] = self._first_seen(intent, [str(t) for t in flagged])
         seq = await self._log(
             "approval.pending",
             {
@@ -487,8 +529,66 @@ class Kernel:
         if spec is not None and spec.effect_class.value in ("write", "delete"):
             self.locks.bump(intent.target)
         label = self._label_result(intent, task)
+        await self._record_provenance(intent, task, label, outcome.value, (target,))
         await self.raise_context(intent.agent_id, label)
         return replace(outcome, label=label)
+
+    # -- provenance of values (DESIGN.md): where a target first reached the task ---------
+
+    async def _record_provenance(
+        self,
+        intent: Intent,
+        task: TaskRecord,
+        label: Label,
+        value: object,
+        extra: Sequence[str] = (),
+    ) -> None:
+        """Log the identifiers in ``value`` the task has not seen before, with ``label``.
+
+        Identifiers the agent wrote into the intent itself are its own, not received (a
+        mail's result echoes its recipient; a read echoes its path), so they are left out.
+        No record for a result that names nothing new: the common case costs one scan.
+        """
+        spec = spec_for(intent.op)
+        carries_content = intent.op.startswith(("http.", "llm.")) or (
+            spec is not None and spec.effect_class is EffectClass.READ
+        )
+        if not carries_content:
+            return  # a receipt (a write's digest, a mail's message id) names nothing received
+        text = _bounded_text(value)
+        if not text:
+            return
+        known = self.view.provenance.known(task.task_id)
+        fresh = [t for t in extract_targets(text) if t.value not in known]
+        if not fresh:
+            return
+        own_text = _bounded_text([intent.target, *extra, intent.params])
+        own = {t.value for t in extract_targets(own_text)} if own_text else set()
+        fresh = [t for t in fresh if t.value not in own]
+        if not fresh:
+            return
+        await self._log(
+            "provenance.seen",
+            {
+                "task_id": task.task_id,
+                "agent_id": intent.agent_id,
+                "identifiers": [{"kind": t.kind, "value": t.value} for t in fresh],
+                "label": label.to_dict(),
+            },
+            intent_id=intent.intent_id,
+        )
+
+    def _first_seen(self, intent: Intent, flagged: Sequence[str]) -> dict[str, Any]:
+        """For each flagged target, where it first reached the task (for the approval)."""
+        task = self.registry.task(intent.task_id)
+        spec = spec_for(intent.op)
+        kind = _TARGET_KIND_TO_IDENTIFIER.get(spec.target_kind if spec is not None else "")
+        out: dict[str, Any] = {}
+        for target in flagged:
+            forms = [target]
+            forms.extend(t.value for t in extract_targets(target[:4096]) if t.kind == kind)
+            out[target] = self.view.provenance.first_seen(task, tuple(forms))
+        return out
 
     async def _lock(self, intent: Intent) -> Outcome:
         lease = float(intent.params.get("lease_s", 30.0))
@@ -581,6 +681,24 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
         }
+
+
+def _bounded_text(value: object, limit: int = PROVENANCE_SCAN_CHARS) -> str:
+    """The strings in ``value`` (keys too), newline-joined, at most ``limit`` characters."""
+    parts: list[str] = []
+    size = 0
+    stack: list[object] = [value]
+    while stack and size < limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item[: limit - size])
+            size += len(parts[-1]) + 1
+        elif isinstance(item, Mapping):
+            for key, val in reversed(list(item.items())):
+                stack.extend((val, key))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+    return "\n".join(parts)
 
 
 def _budget(raw: Mapping[str, int]) -> Budget:
