@@ -1,0 +1,54 @@
+"""The Semantic Security Evaluator's contract with the kernel (defence in depth).
+
+    DSC -> Deny                 refused; the SSE is never asked (it cannot allow it)
+        -> Allow | Pending      the SSE is asked for every op that is not READ/KERNEL
+               SsePass          the DSC's decision stands (run, or park for the Commander)
+               SseDeny          refused with the evaluator's ``SSE.*`` code
+               raises/timeout   refused with ``SSE.INTERNAL`` (fail closed)
+
+Evaluators live in ``maos.services.sse``; the kernel only knows this Protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from maos.kernel.labels import Label
+from maos.kernel.types import Intent
+
+__all__ = ["SSE_INTERNAL", "SSE_TIMEOUT", "SemanticEvaluator", "SseDeny", "SsePass", "SseVerdict"]
+
+SSE_INTERNAL = "SSE.INTERNAL"
+"""The evaluator raised, timed out or answered something that is not a verdict."""
+
+SSE_TIMEOUT = 5.0
+"""Seconds an evaluator may take before its silence is a deny."""
+
+
+@dataclass(frozen=True, slots=True)
+class SsePass:
+    """Nothing semantic against the intent; the DSC's decision stands."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseDeny:
+    """Refuse the intent. ``reason`` goes to the log: never put the offending data in it."""
+
+    code: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.code.startswith("SSE."):
+            raise ValueError(f"an SSE deny code starts with 'SSE.': {self.code!r}")
+
+
+SseVerdict = SsePass | SseDeny
+
+
+class SemanticEvaluator(Protocol):
+    """Judges an intent the DSC did not deny. May only deny; never widens what the DSC allows."""
+
+    name: str
+
+    async def evaluate(self, intent: Intent, context: Label) -> SseVerdict: ...
