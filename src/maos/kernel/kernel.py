@@ -42,6 +42,7 @@ from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.ops import spec_for
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
+from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
@@ -125,8 +126,11 @@ class KernelConfig:
 class Kernel:
     """Ring 0. Construct with `Kernel.boot`; always `close()` (or use ``async with``)."""
 
-    def __init__(self, config: KernelConfig) -> None:
+    def __init__(self, config: KernelConfig, *, sse: SemanticEvaluator | None = None) -> None:
         self.config = config
+        self.sse = sse
+        """The Semantic Security Evaluator: may deny what the DSC let through, never more."""
+        self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
@@ -161,9 +165,11 @@ class Kernel:
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    async def boot(cls, config: KernelConfig, *, follow: bool = True) -> Kernel:
+    async def boot(
+        cls, config: KernelConfig, *, follow: bool = True, sse: SemanticEvaluator | None = None
+    ) -> Kernel:
         """Replay the log, recover interrupted effects, run approved intents, then serve."""
-        kernel = cls(config)
+        kernel = cls(config, sse=sse)
         kernel._catch_up()
         await kernel.commit.recover()
         await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
@@ -414,6 +420,11 @@ class Kernel:
                 return await self._refuse(
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
+            veto = await self._sse_veto(intent, agent.context)  # only after Allow or Pending
+            if veto is not None:
+                return await self._refuse(
+                    intent.intent_id, intent.agent_id, veto.code, veto.reason, intent.op
+                )
             if isinstance(decision, Pending):
                 return await self._park(intent, decision)
             assert isinstance(decision, Allow)
@@ -422,6 +433,26 @@ class Kernel:
             # Spending is booked when the committed record is folded from the log, so
             # the check's reservation is only ever released here, never spent twice.
             self.ledger.settle(intent.intent_id, committed=False)
+
+    async def _sse_veto(self, intent: Intent, context: Label) -> SseDeny | None:
+        """Ask the SSE about an effect the DSC let through; any failure of it is a deny."""
+        spec = spec_for(intent.op)
+        if self.sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
+            return None
+        name = getattr(self.sse, "name", "sse")
+        try:
+            verdict: object = await asyncio.wait_for(
+                self.sse.evaluate(intent, context), self.sse_timeout
+            )
+        except TimeoutError:
+            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
+        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
+            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
+        if isinstance(verdict, SseDeny):
+            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
+        if isinstance(verdict, SsePass):
+            return None
+        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
