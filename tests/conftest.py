@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from maos.kernel.kernel import KernelConfig, SmtpConfig
 from maos.testing import Mailbox, loopback_smtp
 
 
@@ -14,3 +16,13 @@ def mailbox() -> Iterator[Mailbox]:
     """A real SMTP server on 127.0.0.1 that keeps what it receives."""
     with loopback_smtp() as box:
         yield box
+
+
+@pytest.fixture
+def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
+    """A fresh data directory whose kernel mails through the loopback server."""
+    return KernelConfig(
+        data_dir=tmp_path / "data",
+        smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
+        follow_interval=0.02,
+    )

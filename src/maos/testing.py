@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiosmtpd.controller import Controller
+
+from maos.kernel.kernel import Kernel, KernelConfig
+
+T = TypeVar("T")
 
 __all__ = [
     "ChatReply",
@@ -297,3 +301,31 @@ def loopback_openai(script: list[ChatReply] | None = None) -> Iterator[ChatServe
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def intent_frame(
+    token: str, op: str, target: str, key: str, *, task_id: str = "t1", **params: Any
+) -> dict[str, Any]:
+    """The wire frame an agent sends for one effect; outbound ops declare one API call."""
+    return {
+        "task_id": task_id,
+        "op": op,
+        "target": target,
+        "token": token,
+        "idempotency_key": key,
+        "params": params,
+        "cost": {"api_calls": 1 if op.startswith(("email.", "http.")) else 0},
+    }
+
+
+def with_kernel(config: KernelConfig, body: Callable[[Kernel], Awaitable[T]], **boot: Any) -> T:
+    """Boot a throwaway kernel on ``config``, run ``body`` against it, always close it."""
+
+    async def go() -> T:
+        kernel = await Kernel.boot(config, **boot)
+        try:
+            return await body(kernel)
+        finally:
+            await kernel.close()
+
+    return asyncio.run(go())

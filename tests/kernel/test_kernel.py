@@ -8,31 +8,20 @@ loopback; approvals, restarts and budgets are observed through what the world re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, StateError
-from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Conf
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.kernel.wal import Wal
-from maos.testing import Mailbox
+from maos.testing import Mailbox, intent_frame, with_kernel
 
 TASK = "t1"
-
-
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
-    return KernelConfig(
-        data_dir=tmp_path / "data",
-        smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
-        follow_interval=0.02,
-    )
 
 
 async def _setup(kernel: Kernel, *, budgets: dict[str, int] | None = None) -> str:
@@ -59,38 +48,14 @@ async def _setup(kernel: Kernel, *, budgets: dict[str, int] | None = None) -> st
     )
 
 
-def _intent(token: str, op: str, target: str, key: str, **params: Any) -> dict[str, Any]:
-    api = 1 if op.startswith(("email.", "http.")) else 0
-    return {
-        "task_id": TASK,
-        "op": op,
-        "target": target,
-        "token": token,
-        "idempotency_key": key,
-        "params": params,
-        "cost": {"api_calls": api},
-    }
-
-
-def _boot(config: KernelConfig, body: Callable[[Kernel], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        kernel = await Kernel.boot(config)
-        try:
-            return await body(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(go())
-
-
 def _mail(token: str, to: str, key: str, body: str = "hello") -> dict[str, Any]:
-    return _intent(token, "email.send", to, key, subject="s", body=body)
+    return intent_frame(token, "email.send", to, key, subject="s", body=body)
 
 
 async def _park_stranger_mail(k: Kernel) -> tuple[str, str]:
     """a1 reads untrusted mail, then asks to write to the stranger it named: parked (R10)."""
     token = await _setup(k)
-    await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+    await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
     out = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
     assert out.status is OutcomeStatus.PENDING, out
     assert out.approval_id is not None
@@ -104,12 +69,14 @@ def test_committed_effect_is_carried_out_and_labelled(
         token = await _setup(k)
         out = await k.submit(_mail(token, "boss@example.com", "m1"), agent_id="a1")
         assert out.status is OutcomeStatus.COMMITTED, out
-        read = await k.submit(_intent(token, "fs.read", "secret/passport.txt", "r1"), agent_id="a1")
+        read = await k.submit(
+            intent_frame(token, "fs.read", "secret/passport.txt", "r1"), agent_id="a1"
+        )
         assert read.status is OutcomeStatus.COMMITTED
         assert read.label.conf is Conf.SECRET
         assert k.registry.agent("a1").context.conf is Conf.SECRET
 
-    _boot(config, body)
+    with_kernel(config, body)
     assert mailbox.recipients() == ["boss@example.com"]
 
 
@@ -118,7 +85,7 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
 ) -> None:
     async def body(k: Kernel) -> str:
         token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+        await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
         parked = await k.submit(_mail(token, "stranger@evil.example", "m1"), agent_id="a1")
         assert parked.status is OutcomeStatus.PENDING, parked
         assert parked.code == "RULE.R10.UNTRUSTED_TARGET"
@@ -130,29 +97,29 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
         assert (await waiter).status is OutcomeStatus.COMMITTED
         return parked.approval_id
 
-    approval_id = _boot(config, body)
-    records = _boot(config, lambda k: asyncio.sleep(0, k.wal.tail_seq()))
-    after = _boot(config, lambda k: k.wait(approval_id))  # a restart must not run it again
+    approval_id = with_kernel(config, body)
+    records = with_kernel(config, lambda k: asyncio.sleep(0, k.wal.tail_seq()))
+    after = with_kernel(config, lambda k: k.wait(approval_id))  # a restart must not run it again
     assert after.status is OutcomeStatus.COMMITTED
     assert mailbox.recipients() == ["stranger@evil.example"]
     with Wal(config.wal_path) as wal:  # the restarts logged their boots and nothing else
         assert {r.kind for r in wal.read(since_seq=records)} == {"kernel.boot"}
     with pytest.raises(ApprovalError) as err:
-        _boot(config, lambda k: k.approve(approval_id))
+        with_kernel(config, lambda k: k.approve(approval_id))
     assert err.value.code == "APPROVAL.ALREADY_DECIDED"
 
 
-def test_approval_logged_while_kernel_stopped_runs_exactly_once_at_boot(
+def test_approval_logged_while_kernel_stopped_runs_exactly_once_atwith_kernel(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
     async def park(k: Kernel) -> str:
         return (await _park_stranger_mail(k))[1]
 
-    approval_id = _boot(config, park)
+    approval_id = with_kernel(config, park)
     with Wal(config.wal_path) as wal:  # what `maos approvals approve` logs when no kernel runs
         wal.append_sync("approval.approved", {"approval_id": approval_id, "principal": "commander"})
     for _ in range(3):
-        _boot(config, lambda k: asyncio.sleep(0))
+        with_kernel(config, lambda k: asyncio.sleep(0))
     assert mailbox.recipients() == ["stranger@evil.example"]
 
 
@@ -168,7 +135,7 @@ def test_running_kernel_carries_out_an_approval_logged_by_another_process(
         final = await asyncio.wait_for(k.wait(approval_id), timeout=30)
         assert final.status is OutcomeStatus.COMMITTED
 
-    _boot(config, body)
+    with_kernel(config, body)
     assert mailbox.recipients() == ["stranger@evil.example"]
 
 
@@ -180,13 +147,13 @@ def test_agent_can_never_approve_for_itself(config: KernelConfig, mailbox: Mailb
                 await k.approve(approval_id, principal=principal)
             assert err.value.code == "STATE.NOT_COMMANDER"
         via_intent = await k.submit(
-            _intent(token, "admin.approve", approval_id, "x1"), agent_id="a1"
+            intent_frame(token, "admin.approve", approval_id, "x1"), agent_id="a1"
         )
         assert via_intent.status is OutcomeStatus.DENIED
         assert via_intent.code.startswith(("RULE.R4", "RULE.R1"))
         assert k.approvals.get(approval_id).status.value == "pending"
 
-    _boot(config, body)
+    with_kernel(config, body)
     assert mailbox.messages == []
 
 
@@ -201,7 +168,7 @@ def test_commander_denial_ends_the_wait_with_a_denial(
         assert final.status is OutcomeStatus.DENIED
         assert final.code == "APPROVAL.DENIED"
 
-    _boot(config, body)
+    with_kernel(config, body)
     assert mailbox.messages == []
 
 
@@ -209,14 +176,14 @@ def test_r8_paused_agent_is_denied_but_can_still_terminate_itself(config: Kernel
     async def body(k: Kernel) -> None:
         token = await _setup(k)
         await k.set_agent_status("a1", AgentStatus.PAUSED)
-        out = await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+        out = await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
         assert out.status is OutcomeStatus.DENIED
         assert out.code.startswith("RULE.R8")
-        bye = await k.submit(_intent(token, "admin.apoptosis", "a1", "bye"), agent_id="a1")
+        bye = await k.submit(intent_frame(token, "admin.apoptosis", "a1", "bye"), agent_id="a1")
         assert bye.status is OutcomeStatus.COMMITTED
         assert k.registry.agent("a1").status is AgentStatus.KILLED
 
-    _boot(config, body)
+    with_kernel(config, body)
 
 
 def test_registering_again_neither_lifts_a_quarantine_nor_promotes(config: KernelConfig) -> None:
@@ -230,7 +197,7 @@ def test_registering_again_neither_lifts_a_quarantine_nor_promotes(config: Kerne
         assert err.value.code == "STATE.PROMOTION_NEEDS_ONBOARDING"
         assert k.registry.agent("a1").ring == 3
 
-    _boot(config, body)
+    with_kernel(config, body)
 
 
 def test_budget_spent_before_a_restart_still_counts(config: KernelConfig, mailbox: Mailbox) -> None:
@@ -241,14 +208,14 @@ def test_budget_spent_before_a_restart_still_counts(config: KernelConfig, mailbo
             assert out.status is OutcomeStatus.COMMITTED, out
         return token
 
-    token = _boot(config, first)
+    token = with_kernel(config, first)
 
     async def second(k: Kernel) -> None:
         out = await k.submit(_mail(token, "boss@example.com", "m9"), agent_id="a1")
         assert out.status is OutcomeStatus.DENIED
         assert out.code == "DSC.BUDGET.EXCEEDED"
 
-    _boot(config, second)
+    with_kernel(config, second)
     assert len(mailbox.messages) == 2
 
 
@@ -259,14 +226,16 @@ def test_one_agent_cannot_replay_another_agents_idempotency_key(
         token = await _setup(k)
         token2 = k.mint("a2", TASK, [Grant("fs.read", "*")])
         secret = await k.submit(
-            _intent(token, "fs.read", "secret/passport.txt", "k"), agent_id="a1"
+            intent_frame(token, "fs.read", "secret/passport.txt", "k"), agent_id="a1"
         )
         assert secret.status is OutcomeStatus.COMMITTED
-        other = await k.submit(_intent(token2, "fs.read", "inbox/mail.txt", "k"), agent_id="a2")
+        other = await k.submit(
+            intent_frame(token2, "fs.read", "inbox/mail.txt", "k"), agent_id="a2"
+        )
         assert other.status is OutcomeStatus.COMMITTED
         assert "P1234567" not in str(other.value)
 
-    _boot(config, body)
+    with_kernel(config, body)
 
 
 @pytest.mark.parametrize(
@@ -298,7 +267,7 @@ def test_bad_input_is_denied_with_a_code_and_logged(config: KernelConfig, frame:
         assert out.code.startswith("BAD_INPUT.")
         assert k.wal.verify().ok
 
-    _boot(config, body)
+    with_kernel(config, body)
 
 
 def test_second_kernel_on_the_same_data_dir_is_refused(config: KernelConfig) -> None:
@@ -307,4 +276,4 @@ def test_second_kernel_on_the_same_data_dir_is_refused(config: KernelConfig) -> 
             await Kernel.boot(config)
         assert err.value.code == "STATE.KERNEL_RUNNING"
 
-    _boot(config, body)
+    with_kernel(config, body)

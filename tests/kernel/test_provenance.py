@@ -8,32 +8,21 @@ source, only untrusted content, or nowhere (the agent produced it).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Outcome, OutcomeStatus
 from maos.kernel.wal import Wal
-from maos.testing import Mailbox, StaticSite, loopback_http
+from maos.testing import Mailbox, StaticSite, intent_frame, loopback_http, with_kernel
 
 TASK = "t1"
 STRANGER = "stranger@evil.example"
 BOSS = "boss@example.com"
 ALLY = "ally@partner.example"
-
-
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
-    return KernelConfig(
-        data_dir=tmp_path / "data",
-        smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
-        follow_interval=0.02,
-    )
 
 
 @pytest.fixture
@@ -69,27 +58,14 @@ async def _setup(k: Kernel, site: StaticSite | None = None) -> str:
     return k.mint("a1", TASK, grants)
 
 
-def _intent(token: str, op: str, target: str, key: str, **params: Any) -> dict[str, Any]:
-    api = 1 if op.startswith(("email.", "http.")) else 0
-    return {
-        "task_id": TASK,
-        "op": op,
-        "target": target,
-        "token": token,
-        "idempotency_key": key,
-        "params": params,
-        "cost": {"api_calls": api},
-    }
-
-
 async def _read(k: Kernel, token: str, path: str, key: str) -> None:
-    out = await k.submit(_intent(token, "fs.read", path, key), agent_id="a1")
+    out = await k.submit(intent_frame(token, "fs.read", path, key), agent_id="a1")
     assert out.status is OutcomeStatus.COMMITTED, out
 
 
 async def _mail(k: Kernel, token: str, to: str, key: str) -> Outcome:
     return await k.submit(
-        _intent(token, "email.send", to, key, subject="s", body="hi"), agent_id="a1"
+        intent_frame(token, "email.send", to, key, subject="s", body="hi"), agent_id="a1"
     )
 
 
@@ -100,17 +76,6 @@ def _first_seen(k: Kernel, out: Outcome, target: str) -> dict[str, Any]:
     assert item.rule == "R10"
     first: dict[str, Any] = item.details["first_seen"][target]
     return first
-
-
-def _boot(config: KernelConfig, body: Callable[[Kernel], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        kernel = await Kernel.boot(config)
-        try:
-            return await body(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(go())
 
 
 def _seen_records(config: KernelConfig) -> list[dict[str, Any]]:
@@ -129,7 +94,7 @@ def test_target_first_seen_in_untrusted_file_is_flagged_with_its_source(
         await _read(k, token, "inbox/mail.txt", "r1")
         return _first_seen(k, await _mail(k, token, STRANGER, "m1"), STRANGER)
 
-    first = _boot(config, body)
+    first = with_kernel(config, body)
     assert first == {
         "first_seen": "untrusted_content",
         "sources": ["fs:inbox/mail.txt"],
@@ -153,7 +118,7 @@ def test_commander_target_is_not_parked_and_counts_as_commander(
         assert out.status is OutcomeStatus.COMMITTED, out  # R10 untouched: BOSS is named
         return k.view.provenance.first_seen(k.registry.task(TASK), (BOSS,))
 
-    assert _boot(config, body) == {"first_seen": "commander"}
+    assert with_kernel(config, body) == {"first_seen": "commander"}
     assert mailbox.recipients() == [BOSS]
 
 
@@ -164,7 +129,7 @@ def test_target_first_seen_in_trusted_source_keeps_that_source(config: KernelCon
         await _read(k, token, "inbox/mail.txt", "r2")  # names ALLY again: first one wins
         return _first_seen(k, await _mail(k, token, ALLY, "m1"), ALLY)
 
-    first = _boot(config, body)
+    first = with_kernel(config, body)
     assert first["first_seen"] == "trusted_source"
     assert first["sources"] == ["fs:contacts/partners.txt"]
 
@@ -177,7 +142,7 @@ def test_recipient_the_agent_invented_was_never_seen(config: KernelConfig) -> No
             k, await _mail(k, token, "made.up@nowhere.example", "m1"), "made.up@nowhere.example"
         )
 
-    assert _boot(config, body) == {"first_seen": "never_seen"}
+    assert with_kernel(config, body) == {"first_seen": "never_seen"}
 
 
 def test_results_without_new_identifiers_log_nothing(config: KernelConfig) -> None:
@@ -189,7 +154,7 @@ def test_results_without_new_identifiers_log_nothing(config: KernelConfig) -> No
         out = await _mail(k, token, BOSS, "m1")  # its result echoes BOSS: the agent's own
         assert out.status is OutcomeStatus.COMMITTED, out
 
-    _boot(config, body)
+    with_kernel(config, body)
     assert len(_seen_records(config)) == 1
 
 
@@ -199,12 +164,12 @@ def test_provenance_survives_a_restart(config: KernelConfig) -> None:
         await _read(k, token, "inbox/mail.txt", "r1")
         return token
 
-    token = _boot(config, first)
+    token = with_kernel(config, first)
 
     async def second(k: Kernel) -> dict[str, Any]:
         return _first_seen(k, await _mail(k, token, STRANGER, "m1"), STRANGER)
 
-    first_seen = _boot(config, second)
+    first_seen = with_kernel(config, second)
     assert first_seen["first_seen"] == "untrusted_content"
     assert first_seen["sources"] == ["fs:inbox/mail.txt"]
 
@@ -215,16 +180,17 @@ def test_url_first_seen_in_a_fetched_page_names_the_page(
     async def body(k: Kernel) -> dict[str, Any]:
         token = await _setup(k, site)
         got = await k.submit(
-            _intent(token, "http.request", site.url("/page"), "h1", method="GET"), agent_id="a1"
+            intent_frame(token, "http.request", site.url("/page"), "h1", method="GET"),
+            agent_id="a1",
         )
         assert got.status is OutcomeStatus.COMMITTED, got
         out = await k.submit(
-            _intent(token, "http.request", site.url("/drop"), "h2", method="POST", body="x"),
+            intent_frame(token, "http.request", site.url("/drop"), "h2", method="POST", body="x"),
             agent_id="a1",
         )
         return _first_seen(k, out, site.url("/drop"))
 
-    first = _boot(config, body)
+    first = with_kernel(config, body)
     assert first["first_seen"] == "untrusted_content"
     assert first["sources"] == [f"url:{site.url('/page')}"]
     assert ("POST", "/drop") not in site.seen

