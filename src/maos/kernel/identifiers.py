@@ -1,7 +1,7 @@
 """Identifiers in text (mail addresses, URLs, IBANs, phone numbers, paths), for Ring 0.
 
 Two users: the Orchestrator extracts the trusted targets of a task from the Commander's
-prompt (re-exported by `maos.services.targets`), and the kernel extracts the identifiers
+prompt (its targets module re-exports this one), and the kernel extracts the identifiers
 in every result it hands an agent, to record where a target value first appeared
 (provenance, DESIGN.md). The kernel may not import services, so the one copy lives here.
 
