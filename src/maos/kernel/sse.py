@@ -6,7 +6,7 @@
                SseDeny          refused with the evaluator's ``SSE.*`` code
                raises/timeout   refused with ``SSE.INTERNAL`` (fail closed)
 
-Evaluators live in ``maos.services.sse``; the kernel only knows this Protocol.
+Evaluators live in Ring 1 (the SSE service); the kernel only knows this Protocol.
 """
 
 from __future__ import annotations
