@@ -17,7 +17,7 @@ setup: $(STAMP)
 sysdeps:
 	@./scripts/sysdeps.sh
 
-demo: setup
+demo: setup sysdeps
 	$(BIN)/maos demo
 
 lint: setup
