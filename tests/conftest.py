@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from maos.kernel.kernel import KernelConfig, SmtpConfig
+from maos.pod.isolation import PodHome
 from maos.testing import Mailbox, loopback_smtp
 
 
@@ -26,3 +27,11 @@ def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
         smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
         follow_interval=0.02,
     )
+
+
+@pytest.fixture(scope="module")
+def home() -> Iterator[PodHome]:
+    """Where pods find their interpreter, bootstrap and SDK; one per test module."""
+    pod_home = PodHome()
+    yield pod_home
+    pod_home.close()

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.pod.frames import (
@@ -30,13 +27,6 @@ from maos.pod.router import attach
 from maos.testing import Mailbox
 
 TASK = "t1"
-
-
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
-    return KernelConfig(
-        data_dir=tmp_path / "data", smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@t.local")
-    )
 
 
 def frame(agent: str, n: int, gw: str, op: str, cap: str | None = None, **args: Any) -> Frame:

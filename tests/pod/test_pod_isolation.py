@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,13 +32,6 @@ def _levels(*levels: int) -> list[object]:
         pytest.param(n, id=f"level{n}", marks=pytest.mark.skipif(not s.available, reason=s.reason))
         for n, s in ((n, detect(n)) for n in levels)
     ]
-
-
-@pytest.fixture(scope="module")
-def home() -> Iterator[PodHome]:
-    pod_home = PodHome()
-    yield pod_home
-    pod_home.close()
 
 
 def script(tmp_path: Path, body: str) -> Path:

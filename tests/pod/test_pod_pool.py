@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,6 @@ from maos.pod.isolation.base import Launch, Popen
 from maos.pod.isolation.pool import WarmPool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
-
-
-@pytest.fixture(scope="module")
-def home() -> Iterator[PodHome]:
-    pod_home = PodHome()
-    yield pod_home
-    pod_home.close()
 
 
 @pytest.fixture

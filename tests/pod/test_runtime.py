@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Conf
 from maos.kernel.tokens import Grant
 from maos.kernel.wal import Wal
@@ -38,22 +38,6 @@ ALL = [
     Grant("msg.receive", "*"),
     Grant("admin.*", "*"),
 ]
-
-
-@pytest.fixture(scope="module")
-def home() -> Iterator[PodHome]:
-    pod_home = PodHome()
-    yield pod_home
-    pod_home.close()
-
-
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
-    return KernelConfig(
-        data_dir=tmp_path / "data",
-        smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
-        follow_interval=0.02,
-    )
 
 
 def script(tmp_path: Path, name: str, code: str) -> Path:

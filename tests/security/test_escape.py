@@ -198,13 +198,6 @@ def host() -> Iterator[Host]:
             servers.close()
 
 
-@pytest.fixture(scope="module")
-def home() -> Iterator[PodHome]:
-    pod_home = PodHome()
-    yield pod_home
-    pod_home.close()
-
-
 @dataclass
 class Outcome:
     level: int

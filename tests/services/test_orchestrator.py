@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,6 @@ from maos.services.plan import Plan, parse_plan
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
-
-
-@pytest.fixture(scope="module")
-def home() -> Iterator[PodHome]:
-    pod_home = PodHome()
-    yield pod_home
-    pod_home.close()
 
 
 def agent(tmp_path: Path, name: str, code: str) -> str:
