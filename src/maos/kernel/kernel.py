@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
@@ -606,8 +607,7 @@ class Kernel:
                 intent.op,
             )
         seq = await self._log(
-            "lock."
-            + intent.op.split(".")[1].replace("acquire", "acquired").replace("release", "released"),
+            "lock.acquired" if intent.op == "lock.acquire" else "lock.released",
             {"resource": intent.target, "owner": intent.agent_id, "lease_s": lease},
             intent_id=intent.intent_id,
         )
@@ -622,8 +622,6 @@ class Kernel:
         """Adapter limits derived from the capability: HTTP may reach only hosts it names."""
         if not intent.op.startswith("http."):
             return {}
-        from urllib.parse import urlsplit
-
         info = self.tokens.inspect(intent.token)
         hosts = sorted(
             {
