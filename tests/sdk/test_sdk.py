@@ -43,6 +43,7 @@ def test_public_api_is_what_agents_are_taught() -> None:
             "http",
             "llm",
             "msg",
+            "tools",
         ]
     )
 

@@ -50,7 +50,16 @@ _OP = re.compile(r"[a-z]+\.[a-z_]+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
 _REQUIRED = ("task_id", "op", "target", "idempotency_key", "token")
-_OPTIONAL = ("agent_id", "intent_id", "params", "cost", "expected_version", "extra_targets")
+_OPTIONAL = (
+    "agent_id",
+    "intent_id",
+    "params",
+    "cost",
+    "expected_version",
+    "extra_targets",
+    "target_kinds",
+)
+_KINDS = frozenset({"path", "url", "recipient", "account", "phone", "none"})
 _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _COST_FIELDS = ("tokens", "api_calls", "money_cents")
 
@@ -98,6 +107,7 @@ def _parse(raw: object, agent_id: str, intent_id: str) -> Intent:
         _fail("BAD_CHAR", "token contains a character outside base64", "token")
     content: list[str] = []
     params = _params(frame.get("params", {}), content)
+    extra = _extra_targets(frame.get("extra_targets", []))
     return Intent(
         intent_id=intent_id,
         agent_id=agent_id,
@@ -110,7 +120,8 @@ def _parse(raw: object, agent_id: str, intent_id: str) -> Intent:
         content="\n".join(content),
         cost=_cost(frame.get("cost", {})),
         expected_version=_version(frame.get("expected_version")),
-        extra_targets=_extra_targets(frame.get("extra_targets", [])),
+        extra_targets=extra,
+        target_kinds=_target_kinds(frame.get("target_kinds", []), 1 + len(extra)),
     )
 
 
@@ -185,6 +196,17 @@ def _extra_targets(value: object) -> tuple[str, ...]:
     if "" in targets:
         _fail("EMPTY", "an extra target must not be empty", "extra_targets")
     return targets
+
+
+def _target_kinds(value: object, targets: int) -> tuple[str, ...]:
+    if type(value) is not list:
+        _fail("TYPE", "target_kinds must be a list of strings", "target_kinds")
+    if value and len(value) != targets:
+        _fail("RANGE", "target_kinds names one kind per target, or none", "target_kinds")
+    for kind in value:
+        if type(kind) is not str or kind not in _KINDS:
+            _fail("BAD_CHAR", f"a target kind is one of {sorted(_KINDS)}", "target_kinds")
+    return tuple(value)
 
 
 def _params(value: object, content: list[str]) -> Mapping[str, Any]:
@@ -282,4 +304,5 @@ def intent_to_wire(intent: Intent) -> dict[str, Any]:
         },
         "expected_version": intent.expected_version,
         "extra_targets": list(intent.extra_targets),
+        "target_kinds": list(intent.target_kinds),
     }

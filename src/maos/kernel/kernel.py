@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
 from maos.kernel.dsc.capability import CapabilityCheck
+from maos.kernel.dsc.ifc import target_kinds
 from maos.kernel.dsc.locks import LockTable
 from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
 from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
@@ -41,7 +43,7 @@ from maos.kernel.errors import InputError, StateError
 from maos.kernel.identifiers import extract_targets
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
-from maos.kernel.ops import spec_for
+from maos.kernel.ops import TARGET_KINDS, TOOL_PREFIX, OpSpec
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority
@@ -53,7 +55,15 @@ __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
 PROVENANCE_SCAN_CHARS = 64 * 1024
 """How much of a result's text the kernel scans for identifiers (provenance)."""
-_TARGET_KIND_TO_IDENTIFIER = {"recipient": "email", "url": "url", "path": "path"}
+_TARGET_KIND_TO_IDENTIFIER = {
+    "recipient": "email",
+    "url": "url",
+    "path": "path",
+    "account": "iban",
+    "phone": "phone",
+}
+_TOOL_NAME = re.compile(r"^[a-z][a-z_]{0,47}$")
+"""Tool names become op names (``tool.<name>``), which the sanitizer keeps to [a-z_]."""
 
 _SSE_EXEMPT = frozenset({EffectClass.READ, EffectClass.KERNEL})
 """Effect classes the SSE is not asked about: they change nothing outside the kernel."""
@@ -151,6 +161,7 @@ class Kernel:
             ledger=self.ledger,
             locks=self.locks,
             protected=(str(config.data_dir), config.wal_path.name),
+            ops=self.registry.ops,
         )
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
@@ -274,9 +285,15 @@ class Kernel:
         trusted_targets: Sequence[str] = (),
         budgets: Mapping[str, int] | None = None,
         label_rules: Sequence[Mapping[str, str]] = (),
+        effect_classes: Sequence[EffectClass] | None = None,
         principal: str = COMMANDER,
     ) -> TaskRecord:
-        """Open a task with its workspace, the targets its principal names, and budgets."""
+        """Open a task with its workspace, the targets its principal names, and budgets.
+
+        ``effect_classes`` are the kinds of change the task may make at all (grants by
+        effect class): an injected "delete that file" is refused in a task that never
+        asked for deletion, whatever a token says. None leaves it to the tokens, and
+        high-impact classes then always ask the Commander (R7)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
         workspace = self.config.workspaces / task_id
@@ -289,10 +306,73 @@ class Kernel:
                 "trusted_targets": sorted(trusted_targets),
                 "budgets": dict(budgets or {}),
                 "label_rules": [dict(r) for r in label_rules],
+                "effect_classes": None
+                if effect_classes is None
+                else sorted(EffectClass(c).value for c in effect_classes),
                 "principal": principal,
             },
         )
         return self.registry.task(task_id)
+
+    async def register_tool(
+        self,
+        name: str,
+        *,
+        effect_class: EffectClass,
+        targets: Mapping[str, str],
+        result_label: Label,
+        accepts: Conf | None,
+        external: bool,
+        amount_param: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        description: str = "",
+        principal: str = COMMANDER,
+    ) -> None:
+        """Catalogue a user-declared tool as op ``tool.<name>`` (its host runs it, never
+        this process). The manifest's facts are what the DSC checks a call against; the
+        Commander registers them, the tool's own code has no say once it is registered."""
+        check_principal(principal, self.registry)
+        if not _TOOL_NAME.match(name):
+            raise InputError(
+                "BAD_INPUT.TOOL", f"tool name {name!r}: 1-48 of [a-z_], a letter first"
+            )
+        if effect_class is EffectClass.KERNEL:
+            raise InputError("BAD_INPUT.TOOL", "a tool cannot be a kernel op")
+        for param, kind in targets.items():
+            if kind not in TARGET_KINDS:
+                raise InputError(
+                    "BAD_INPUT.TOOL",
+                    f"target {param!r}: kind {kind!r} not in {sorted(TARGET_KINDS)}",
+                )
+        await self._log(
+            "tool.registered",
+            {
+                "name": name,
+                "effect_class": effect_class.value,
+                "targets": dict(targets),
+                "result_label": result_label.to_dict(),
+                "accepts": None if accepts is None else accepts.name.lower(),
+                "external": external,
+                "amount_param": amount_param,
+                "parameters": dict(parameters or {}),
+                "description": description,
+                "principal": principal,
+            },
+        )
+
+    async def hand_over(
+        self, agent_id: str, task_id: str, value: object, label: Label, *, source: str
+    ) -> None:
+        """A Ring 1 service gives an agent a value the kernel did not produce (a plan
+        step's input): the agent's context takes its label, and identifiers in it are
+        recorded with that label, as for any result (provenance)."""
+        task = self.registry.task(task_id)
+        await self._note_identifiers(task, agent_id, label, value, own=(), intent_id=None)
+        await self.raise_context(agent_id, label)
+        await self._log(
+            "agent.handed",
+            {"agent_id": agent_id, "task_id": task_id, "source": source, "label": label.to_dict()},
+        )
 
     def mint(
         self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
@@ -437,7 +517,7 @@ class Kernel:
 
     async def _sse_veto(self, intent: Intent, context: Label) -> SseDeny | None:
         """Ask the SSE about an effect the DSC let through; any failure of it is a deny."""
-        spec = spec_for(intent.op)
+        spec = self._spec(intent.op)
         if self.sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
         name = getattr(self.sse, "name", "sse")
@@ -502,7 +582,7 @@ class Kernel:
         )
 
     async def _run(self, intent: Intent, task: TaskRecord) -> Outcome:
-        spec = spec_for(intent.op)
+        spec = self._spec(intent.op)
         key = f"{intent.agent_id}/{intent.idempotency_key}"  # one agent cannot replay another's
         if intent.op == "admin.apoptosis":
             await self._log(
@@ -550,12 +630,27 @@ class Kernel:
         mail's result echoes its recipient; a read echoes its path), so they are left out.
         No record for a result that names nothing new: the common case costs one scan.
         """
-        spec = spec_for(intent.op)
-        carries_content = intent.op.startswith(("http.", "llm.")) or (
+        spec = self._spec(intent.op)
+        carries_content = intent.op.startswith(("http.", "llm.", TOOL_PREFIX)) or (
             spec is not None and spec.effect_class is EffectClass.READ
         )
         if not carries_content:
             return  # a receipt (a write's digest, a mail's message id) names nothing received
+        own = [intent.target, *extra, intent.params]
+        await self._note_identifiers(
+            task, intent.agent_id, label, value, own=own, intent_id=intent.intent_id
+        )
+
+    async def _note_identifiers(
+        self,
+        task: TaskRecord,
+        agent_id: str,
+        label: Label,
+        value: object,
+        *,
+        own: Sequence[object],
+        intent_id: str | None,
+    ) -> None:
         text = _bounded_text(value)
         if not text:
             return
@@ -563,29 +658,30 @@ class Kernel:
         fresh = [t for t in extract_targets(text) if t.value not in known]
         if not fresh:
             return
-        own_text = _bounded_text([intent.target, *extra, intent.params])
-        own = {t.value for t in extract_targets(own_text)} if own_text else set()
-        fresh = [t for t in fresh if t.value not in own]
+        own_text = _bounded_text(list(own))
+        mine = {t.value for t in extract_targets(own_text)} if own_text else set()
+        fresh = [t for t in fresh if t.value not in mine]
         if not fresh:
             return
         await self._log(
             "provenance.seen",
             {
                 "task_id": task.task_id,
-                "agent_id": intent.agent_id,
+                "agent_id": agent_id,
                 "identifiers": [{"kind": t.kind, "value": t.value} for t in fresh],
                 "label": label.to_dict(),
             },
-            intent_id=intent.intent_id,
+            intent_id=intent_id,
         )
 
     def _first_seen(self, intent: Intent, flagged: Sequence[str]) -> dict[str, Any]:
         """For each flagged target, where it first reached the task (for the approval)."""
         task = self.registry.task(intent.task_id)
-        spec = spec_for(intent.op)
-        kind = _TARGET_KIND_TO_IDENTIFIER.get(spec.target_kind if spec is not None else "")
+        spec = self._spec(intent.op)
+        kinds = dict(zip(intent.targets, target_kinds(intent, spec), strict=True)) if spec else {}
         out: dict[str, Any] = {}
         for target in flagged:
+            kind = _TARGET_KIND_TO_IDENTIFIER.get(kinds.get(target, ""))
             forms = [target]
             forms.extend(t.value for t in extract_targets(target[:4096]) if t.kind == kind)
             out[target] = self.view.provenance.first_seen(task, tuple(forms))
@@ -632,7 +728,16 @@ class Kernel:
         )
         return {"allowed_hosts": hosts}
 
+    def _spec(self, op: str) -> OpSpec | None:
+        return self.registry.ops.get(op)
+
     def _label_result(self, intent: Intent, task: TaskRecord) -> Label:
+        if intent.op.startswith(TOOL_PREFIX):
+            tool = self.registry.tools.get(intent.op[len(TOOL_PREFIX) :])
+            if tool is None:  # unreachable: R1 refuses uncatalogued ops; label it as foreign
+                return Label(Conf.SECRET, Integrity.UNTRUSTED, frozenset({intent.op}))
+            declared = tool.result_label
+            return Label(declared.conf, declared.integrity, frozenset({f"tool:{tool.name}"}))
         if intent.op in ("fs.read", "fs.list"):
             return task.label_for_path(intent.target)
         if intent.op.startswith("http."):

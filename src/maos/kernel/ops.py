@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from maos.kernel.labels import Conf
 from maos.kernel.types import EffectClass
 
-__all__ = ["HIGH_IMPACT", "KERNEL_OPS", "OPS", "OpSpec", "spec_for"]
+__all__ = [
+    "HIGH_IMPACT",
+    "KERNEL_OPS",
+    "OPS",
+    "TARGET_KINDS",
+    "TOOL_PREFIX",
+    "OpSpec",
+    "spec_for",
+    "tool_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +33,8 @@ class OpSpec:
     external: bool
     """The target lies outside this machine (a recipient, a URL)."""
     target_kind: str
-    """``path``, ``url``, ``recipient``, ``agent`` or ``none``: how the target is checked."""
+    """``path``, ``url``, ``recipient``, ``agent``, ``none``, or ``mixed`` (a tool: each
+    target's kind travels with the intent, from the tool's manifest)."""
 
 
 OPS: dict[str, OpSpec] = {
@@ -59,5 +69,18 @@ HIGH_IMPACT = frozenset(
 """Effect classes that always need the Commander's approval (R7)."""
 
 
+TOOL_PREFIX = "tool."
+"""User-declared tools are ops ``tool.<name>``, catalogued when they are registered."""
+TARGET_KINDS = frozenset({"path", "url", "recipient", "account", "phone"})
+"""Kinds of target a trusted principal can name (R10); a tool's target parameters use them."""
+
+
 def spec_for(op: str) -> OpSpec | None:
     return OPS.get(op)
+
+
+def tool_spec(
+    name: str, effect_class: EffectClass, *, accepts: Conf | None, external: bool
+) -> OpSpec:
+    """The catalogue entry of a registered tool: its manifest decides, not its caller."""
+    return OpSpec(f"{TOOL_PREFIX}{name}", effect_class, accepts, external, "mixed")

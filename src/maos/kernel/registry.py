@@ -16,8 +16,10 @@ from typing import Any
 from maos.kernel.dsc.base import AgentStatus, AgentView, TaskView
 from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
+from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
+from maos.kernel.types import EffectClass
 
-__all__ = ["AgentRecord", "LabelRule", "Registry", "TaskRecord", "check_principal"]
+__all__ = ["AgentRecord", "LabelRule", "Registry", "TaskRecord", "ToolRecord", "check_principal"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
@@ -80,9 +82,16 @@ class TaskRecord:
     label_rules: tuple[LabelRule, ...] = ()
     budgets: Mapping[str, int] = field(default_factory=dict)
     """Limits for the task as a whole: ``tokens``, ``api_calls``, ``money_cents``."""
+    effect_classes: frozenset[EffectClass] | None = None
 
     def view(self) -> TaskView:
-        return TaskView(self.task_id, self.workspace, self.trusted_targets, self.declassified_to)
+        return TaskView(
+            self.task_id,
+            self.workspace,
+            self.trusted_targets,
+            self.declassified_to,
+            self.effect_classes,
+        )
 
     def label_for_path(self, path: str) -> Label:
         """Workspace files are internal and trusted unless a rule of the plan says otherwise."""
@@ -92,12 +101,31 @@ class TaskRecord:
         return Label(Conf.INTERNAL, Integrity.TRUSTED, frozenset({f"fs:{path}"}))
 
 
+@dataclass(frozen=True, slots=True)
+class ToolRecord:
+    """A registered tool as the kernel checks it; the rest of its manifest is the host's."""
+
+    name: str
+    effect_class: EffectClass
+    targets: Mapping[str, str]
+    """Parameter name -> target kind (``recipient``, ``account``, ``url``, ``path``, ``phone``)."""
+    result_label: Label
+    amount_param: str | None = None
+    """The parameter holding the money an action moves, in cents (budgets, token caps)."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """JSON schema of the arguments; a call that does not fit never reaches the log."""
+    description: str = ""
+
+
 class Registry:
-    """Agents, tasks and agents' context labels; mutated only through `apply`."""
+    """Agents, tasks, tools and agents' context labels; mutated only through `apply`."""
 
     def __init__(self) -> None:
         self.agents: dict[str, AgentRecord] = {}
         self.tasks: dict[str, TaskRecord] = {}
+        self.tools: dict[str, ToolRecord] = {}
+        self.ops: dict[str, OpSpec] = dict(OPS)
+        """The op catalogue the DSC checks against: the built-in ops and registered tools."""
 
     def agent(self, agent_id: str) -> AgentRecord:
         try:
@@ -146,7 +174,12 @@ class Registry:
                     for r in body.get("label_rules", ())
                 ),
                 budgets=dict(body.get("budgets", {})),
+                effect_classes=None
+                if body.get("effect_classes") is None
+                else frozenset(EffectClass(c) for c in body["effect_classes"]),
             )
+        elif kind == "tool.registered":
+            self._tool(body)
         elif kind == "task.declassified":
             task = self.tasks.get(body["task_id"])
             if task is not None:
@@ -156,6 +189,25 @@ class Registry:
             if task is not None:
                 named = task.trusted_targets | frozenset(body["targets"])
                 self.tasks[task.task_id] = replace(task, trusted_targets=named)
+
+    def _tool(self, body: Mapping[str, Any]) -> None:
+        tool = ToolRecord(
+            name=str(body["name"]),
+            effect_class=EffectClass(body["effect_class"]),
+            targets=dict(body.get("targets", {})),
+            result_label=Label.from_dict(body["result_label"]),
+            amount_param=body.get("amount_param"),
+            parameters=dict(body.get("parameters", {})),
+            description=str(body.get("description", "")),
+        )
+        accepts = body.get("accepts")
+        self.tools[tool.name] = tool
+        self.ops[TOOL_PREFIX + tool.name] = tool_spec(
+            tool.name,
+            tool.effect_class,
+            accepts=None if accepts is None else Conf[str(accepts).upper()],
+            external=bool(body.get("external", False)),
+        )
 
     def replay(self, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         for kind, body in records:

@@ -87,6 +87,9 @@ class Intent:
     """For writes: the resource version the agent read (optimistic concurrency)."""
     extra_targets: tuple[str, ...] = ()
     """Further targets of the same effect (cc recipients), all checked like ``target``."""
+    target_kinds: tuple[str, ...] = ()
+    """For ops whose targets differ in kind (tools): one kind per target, in order, as the
+    tool's manifest declares them; empty for every other op (the op's kind applies)."""
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -97,14 +97,39 @@ class InMsgRecvArgs(StrictModel):
     max_items: int = Field(default=1, ge=1, le=100)
 
 
+class ApiToolArgs(StrictModel):
+    name: str = Field(pattern=r"^[a-z][a-z_]{0,47}$")
+    """A tool the kernel has registered; the kernel checks its grant (``tool.<name>``)."""
+    args: dict[str, JsonValue] = Field(default_factory=dict, max_length=64)
+
+
+class LlmToolCall(StrictModel):
+    id: str = Field(max_length=128)
+    name: str = Field(max_length=64)
+    arguments: str = Field(max_length=64_000)
+    """JSON text, as the model wrote it."""
+
+
 class LlmMessage(StrictModel):
-    role: Literal["system", "user", "assistant"]
-    content: str = _Text
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = Field(default=None, max_length=200_000)
+    tool_calls: list[LlmToolCall] = Field(default_factory=list, max_length=32)
+    """An assistant turn's calls, sent back so the model sees what it asked."""
+    tool_call_id: str | None = Field(default=None, max_length=128)
+    """A ``tool`` turn: the call it answers."""
+
+
+class LlmTool(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field(default="", max_length=4000)
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class LlmCompleteArgs(StrictModel):
     messages: list[LlmMessage] = Field(min_length=1, max_length=256)
     max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    tools: list[LlmTool] = Field(default_factory=list, max_length=64)
+    """Functions the model may ask for; the agent decides what to do with a request."""
 
 
 class NoArgs(StrictModel):
@@ -144,6 +169,7 @@ BASE_OPS = OpTable(
         ("fs", "delete"): FsPathArgs,
         ("fs", "write"): FsWriteArgs,
         ("api", "request"): ApiRequestArgs,
+        ("api", "tool"): ApiToolArgs,
         ("outmsg", "send"): OutMsgSendArgs,
         ("inmsg", "recv"): InMsgRecvArgs,
         ("llm", "complete"): LlmCompleteArgs,

@@ -2,6 +2,8 @@
 
     fs.read|list|write|delete {path}      -> fs.* intent, target = the workspace path
     api.request {method, url, ...}        -> http.request, target = the URL
+    api.tool {name, args}                 -> tool.<name> (a registered tool), targets = the
+                                             manifest's target parameters, each with its kind
     outmsg.email {to, subject, body, cc}  -> email.send, target = to, extra targets = cc
     outmsg.send {to, body}                -> msg.send to another agent (`maos.pod.router`)
     inmsg.recv {max_items, timeout_ms}    -> msg.receive; raises the reader's context label
@@ -10,6 +12,8 @@
     admin.heartbeat | apoptosis           -> the kernel's own ops (R9 needs no capability)
     admin.wait {approval_id}              -> kernel.wait: the outcome of a parked intent
     admin.status                          -> the agent's own record: status, ring, context
+    admin.tools                           -> the registered tools its token grants, as the
+                                             model-facing list (name, description, schema)
 
 Mail goes out through OutMsg rather than API: it is an outgoing message, so the Sentry
 inspects its text and logs its egress like any other message, and the API gateway's
@@ -39,6 +43,7 @@ from maos.kernel.types import Outcome, OutcomeStatus
 from maos.pod.frames import (
     BASE_OPS,
     ApiRequestArgs,
+    ApiToolArgs,
     Frame,
     FsPathArgs,
     FsWriteArgs,
@@ -51,6 +56,7 @@ from maos.pod.frames import (
     StrictModel,
 )
 from maos.pod.router import MessageRouter
+from maos.tool import ToolError, check_args
 
 __all__ = ["GATEWAY_OPS", "Answer", "Gateways", "describe", "reply_for"]
 
@@ -69,6 +75,10 @@ class FsWrite(FsWriteArgs):
 
 
 class ApiRequest(ApiRequestArgs):
+    key: str | None = _KEY
+
+
+class ApiTool(ApiToolArgs):
     key: str | None = _KEY
 
 
@@ -103,12 +113,14 @@ GATEWAY_OPS = (
     .with_op("fs", "delete", FsPath)
     .with_op("fs", "write", FsWrite)
     .with_op("api", "request", ApiRequest)
+    .with_op("api", "tool", ApiTool)
     .with_op("outmsg", "email", EmailSend)
     .with_op("outmsg", "send", MsgSend)
     .with_op("inmsg", "recv", MsgRecv)
     .with_op("llm", "complete", LlmComplete)
     .with_op("admin", "wait", AdminWait)
     .with_op("admin", "status", NoArgs)
+    .with_op("admin", "tools", NoArgs)
 )
 """Every operation a pod may send; the models subclass the channel's base ones, so the
 Sentry's whitelists (which match on those) apply unchanged."""
@@ -162,6 +174,8 @@ def describe(frame: Frame) -> tuple[str, str]:
     op = _KERNEL_OPS.get((frame.gw, frame.op), f"{frame.gw}.{frame.op}")
     if isinstance(frame.args, AdminWait):
         return op, frame.args.approval_id
+    if isinstance(frame.args, ApiToolArgs):
+        return f"tool.{frame.args.name}", frame.args.name
     name = _TARGET_FIELDS.get(frame.gw)
     if name is not None:
         return op, str(getattr(frame.args, name))
@@ -201,6 +215,8 @@ class Gateways:
             return await self._submit(frame, op, target, {"content": args.content})
         if isinstance(args, FsPath):
             return await self._submit(frame, op, target)
+        if isinstance(args, ApiTool):
+            return await self._tool(frame, args)
         if isinstance(args, ApiRequest):
             params: dict[str, Any] = {"method": args.method, "headers": args.headers}
             if args.body is not None:
@@ -222,6 +238,8 @@ class Gateways:
             return await self._submit(frame, op, target, reason)
         if op == "admin.status":
             return self._status()
+        if op == "admin.tools":
+            return self._tools(frame)
         # The channel only passes ops of GATEWAY_OPS; reaching here is a table/code mismatch.
         return Answer(_refused("GATEWAY.UNROUTED", f"{op} has no route"), op, target)
 
@@ -234,7 +252,9 @@ class Gateways:
         *,
         api_calls: int = 0,
         tokens: int = 0,
+        money_cents: int = 0,
         extra_targets: list[str] | None = None,
+        target_kinds: list[str] | None = None,
     ) -> Answer:
         # vars(): a missing attribute on a pydantic model costs an exception per frame.
         key = vars(frame.args).get("key") or f"{self._epoch}-{frame.id}"
@@ -245,10 +265,68 @@ class Gateways:
             "idempotency_key": key,
             "token": frame.cap or "",
             "params": params or {},
-            "cost": {"api_calls": api_calls, "tokens": tokens},
+            "cost": {"api_calls": api_calls, "tokens": tokens, "money_cents": money_cents},
             "extra_targets": list(extra_targets or ()),
+            "target_kinds": list(target_kinds or ()),
         }
         return Answer(await self.kernel.submit(raw, agent_id=self.agent_id), op, target)
+
+    async def _tool(self, frame: Frame, args: ApiTool) -> Answer:
+        """A tool call becomes ``tool.<name>`` with the targets and cost its manifest says
+        the arguments hold: the agent names a tool and arguments, never their meaning."""
+        op = f"tool.{args.name}"
+        tool = self.kernel.registry.tools.get(args.name)
+        if tool is None:
+            why = f"no tool named {args.name!r} is registered"
+            return Answer(_refused("GATEWAY.TOOL.UNKNOWN", why), op, args.name)
+        try:
+            check_args(tool.parameters, args.args)
+        except ToolError as exc:
+            return Answer(_refused(exc.code, exc.message), op, args.name)
+        targets: list[str] = []
+        kinds: list[str] = []
+        for param, kind in tool.targets.items():
+            value = args.args.get(param)
+            if isinstance(value, str) and value:
+                targets.append(value)
+                kinds.append(kind)
+        if not targets:
+            targets, kinds = [""], ["none"]
+        amount = args.args.get(tool.amount_param) if tool.amount_param else 0
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            why = f"{tool.amount_param} must be a non-negative amount in cents"
+            return Answer(_refused("TOOL.BAD_ARGS", why), op, args.name)
+        return await self._submit(
+            frame,
+            op,
+            targets[0],
+            {"args": args.args},
+            api_calls=1,
+            money_cents=amount,
+            extra_targets=targets[1:],
+            target_kinds=kinds,
+        )
+
+    def _tools(self, frame: Frame) -> Answer:
+        """The tools this agent's token grants, for its model's tool list; asking costs
+        nothing and reveals no tool the token does not name."""
+        try:
+            grants = self.kernel.tokens.inspect(frame.cap or "").grants
+        except MaosError as exc:
+            return Answer(_refused(exc.code, exc.message), "admin.tools", self.agent_id)
+        ops = {g.op for g in grants}
+        listed = [
+            {
+                "name": name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters),
+                "effect_class": tool.effect_class.value,
+            }
+            for name, tool in sorted(self.kernel.registry.tools.items())
+            if f"tool.{name}" in ops or "tool.*" in ops or "*" in ops
+        ]
+        outcome = Outcome("", OutcomeStatus.COMMITTED, value={"tools": listed})
+        return Answer(outcome, "admin.tools", self.agent_id)
 
     async def _send_message(self, frame: Frame, args: MsgSend) -> Answer:
         # The sender's context label rides in the params the kernel logs and checks; the
@@ -273,13 +351,17 @@ class Gateways:
         return replace(answer, outcome=replace(outcome, label=label))
 
     async def _complete(self, frame: Frame, args: LlmComplete) -> Answer:
-        params = {
-            "messages": [m.model_dump() for m in args.messages],
-            "max_tokens": args.max_tokens,
-        }
+        messages = [m.model_dump(exclude_defaults=True) for m in args.messages]
+        for m in messages:
+            m.setdefault("content", None)
+        params: dict[str, Any] = {"messages": messages, "max_tokens": args.max_tokens}
+        if args.tools:
+            params["tools"] = [t.model_dump() for t in args.tools]
         # The budget reserves the cap plus an estimate of the prompt before anything is
         # spent; the same figure as `maos.llm.reserve_tokens` (a sibling ring, not imported).
-        chars = sum(len(m.content) for m in args.messages)
+        chars = sum(len(m.content or "") for m in args.messages)
+        chars += sum(len(str(c.model_dump())) for m in args.messages for c in m.tool_calls)
+        chars += sum(len(str(t.model_dump())) for t in args.tools)
         tokens = args.max_tokens + -(-chars // 3) + 4 * len(args.messages)
         answer = await self._submit(
             frame, "llm.complete", "default", params, api_calls=1, tokens=tokens

@@ -47,6 +47,7 @@ from maos.pod.fingerprint import Fingerprint, Shape
 from maos.pod.frames import (
     GATEWAYS,
     ApiRequestArgs,
+    ApiToolArgs,
     Frame,
     FsPathArgs,
     FsWriteArgs,
@@ -65,7 +66,7 @@ __all__ = [
     "SentryViolation",
 ]
 
-ADMIN_OPS = frozenset({"heartbeat", "apoptosis", "wait", "status"})
+ADMIN_OPS = frozenset({"heartbeat", "apoptosis", "wait", "status", "tools"})
 """All a pod may ask of the admin gateway; anything else would be configuring the system."""
 EGRESS_GATEWAYS = frozenset({"api", "outmsg", "llm"})
 """Gateways whose requests leave the pod for the world or another agent: egress-logged."""
@@ -479,6 +480,8 @@ class Sentry:
                     SentryCode.MAC_FS,
                     f"fs.{frame.op} of {_shown(args.path)} is outside the whitelist",
                 )
+        elif frame.gw == "api" and isinstance(args, ApiToolArgs):
+            pass  # no socket of the pod's: the kernel checks the tool's grant and targets
         elif frame.gw == "api":
             if not isinstance(args, ApiRequestArgs):
                 raise TypeError(f"no destination rule for api args {type(args).__name__}")
@@ -580,6 +583,8 @@ def _target(frame: Frame) -> str | None:
         return None if dest is None else f"{dest[0]}:{dest[1]}"
     if frame.gw == "outmsg" and isinstance(args, OutMsgSendArgs):
         return args.to
+    if frame.gw == "api" and isinstance(args, ApiToolArgs):
+        return f"tool:{args.name}"
     if frame.gw == "fs" and isinstance(args, FsPathArgs | FsWriteArgs):
         norm = _workspace_path(args.path)
         return None if norm is None else norm.split("/", 1)[0]

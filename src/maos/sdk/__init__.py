@@ -14,13 +14,25 @@
 It runs inside a pod: stdlib only (pods have no site-packages), nothing of the kernel
 (an import contract keeps it so), and every call is a request the Sentry and the kernel
 check on the other side of the channel. The module-level namespaces (`fs`, `http`,
-`email`, `llm`, `msg`, `admin`) use a `Client` built from the pod's environment on first
+`email`, `llm`, `msg`, `tools`, `admin`) use a `Client` built from the pod's environment on first
 use; `maos.sdk.aio` offers the same calls for asyncio code.
 """
 
 from __future__ import annotations
 
-from maos.sdk.client import Admin, Client, Email, Fs, Http, Label, Llm, Message, Msg, Result
+from maos.sdk.client import (
+    Admin,
+    Client,
+    Email,
+    Fs,
+    Http,
+    Label,
+    Llm,
+    Message,
+    Msg,
+    Result,
+    Tools,
+)
 from maos.sdk.errors import Denied, EffectFailed, LlmUnavailable, PendingApproval, SdkError
 
 TYPE_CHECKING = False
@@ -44,6 +56,7 @@ __all__ = [
     "http",
     "llm",
     "msg",
+    "tools",
 ]
 
 _default: Client | None = None
@@ -66,4 +79,5 @@ http = Http(_call)
 email = Email(_call)
 llm = Llm(_call)
 msg = Msg(_call)
+tools = Tools(_call)
 admin = Admin(_call)

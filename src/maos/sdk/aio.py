@@ -39,6 +39,7 @@ class AsyncClient:
         self.email = _Email(self)
         self.llm = _Llm(self)
         self.msg = _Msg(self)
+        self.tools = _Tools(self)
         self.admin = _Admin(self)
 
     async def run(self, fn: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
@@ -94,9 +95,24 @@ class _Email(_Ns):
 
 class _Llm(_Ns):
     async def complete(
-        self, prompt: str | list[dict[str, str]], *, max_tokens: int = 1024, key: str | None = None
+        self,
+        prompt: str | list[dict[str, Any]],
+        *,
+        max_tokens: int = 1024,
+        tools: Sequence[dict[str, Any]] = (),
+        key: str | None = None,
     ) -> Result:
-        return await self._c.run(self._s.llm.complete, prompt, max_tokens=max_tokens, key=key)
+        return await self._c.run(
+            self._s.llm.complete, prompt, max_tokens=max_tokens, tools=tools, key=key
+        )
+
+
+class _Tools(_Ns):
+    async def list(self) -> Result:
+        return await self._c.run(self._s.tools.list)
+
+    async def call(self, name: str, /, _idempotency_key: str | None = None, **args: Any) -> Result:
+        return await self._c.run(self._s.tools.call, name, _idempotency_key, **args)
 
 
 class _Msg(_Ns):

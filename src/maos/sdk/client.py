@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     Call = Callable[[str, str, dict[str, Any]], "Result"]
 
-__all__ = ["Client", "Label", "Message", "Result"]
+__all__ = ["Client", "Label", "Message", "Result", "Tools"]
 
 
 class _Frozen:
@@ -229,16 +229,48 @@ class Llm:
         self._call = call
 
     def complete(
-        self, prompt: str | list[dict[str, str]], *, max_tokens: int = 1024, key: str | None = None
+        self,
+        prompt: str | list[dict[str, Any]],
+        *,
+        max_tokens: int = 1024,
+        tools: Sequence[dict[str, Any]] = (),
+        key: str | None = None,
     ) -> Result:
-        """A completion; raises `LlmUnavailable` while no provider is configured."""
+        """A completion; raises `LlmUnavailable` while no provider is configured.
+
+        Value ``{"message", "tool_calls": [{"id", "name", "arguments"}], "usage", ...}``.
+        ``tools`` are ``{"name", "description", "parameters"}`` (what `Tools.list` gives);
+        a tool call in the answer is only the model's wish, nothing has run."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         if not 1 <= max_tokens <= 200_000 or not 1 <= len(messages) <= 256:
             raise SdkError("SDK.INVALID", "1-256 messages and 1-200000 max_tokens")
-        if any(m.get("role") not in ("system", "user", "assistant") for m in messages):
-            raise SdkError("SDK.INVALID", "a message's role is system, user or assistant")
-        args = {"messages": messages, "max_tokens": max_tokens, "key": _key(key)}
+        if any(m.get("role") not in ("system", "user", "assistant", "tool") for m in messages):
+            raise SdkError("SDK.INVALID", "a message's role is system, user, assistant or tool")
+        args: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "key": _key(key)}
+        if tools:
+            args["tools"] = [
+                {k: t[k] for k in ("name", "description", "parameters") if k in t} for t in tools
+            ]
         return self._call("llm", "complete", args)
+
+
+class Tools:
+    """Tools the Commander registered (`maos.tool`): run by the kernel in a tool host."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def list(self) -> Result:
+        """Value ``{"tools": [{"name", "description", "parameters", "effect_class"}]}``: the
+        registered tools this agent's token grants."""
+        return self._call("admin", "tools", {})
+
+    def call(self, name: str, /, _idempotency_key: str | None = None, **args: Any) -> Result:
+        """Run tool ``name`` with keyword ``args``; the result carries the tool's label.
+
+        A retry that passes the same ``_idempotency_key`` runs the tool at most once."""
+        key = _key(_idempotency_key)
+        return self._call("api", "tool", {"name": name, "args": args, "key": key})
 
 
 class Msg:
@@ -326,6 +358,7 @@ class Client:
         self.email = Email(self.call)
         self.llm = Llm(self.call)
         self.msg = Msg(self.call)
+        self.tools = Tools(self.call)
         self.admin = Admin(self.call)
 
     def call(self, gw: str, op: str, args: dict[str, Any]) -> Result:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from maos.kernel.labels import BOTTOM, Conf, Label
-from maos.kernel.types import Decision, Intent
+from maos.kernel.types import Decision, EffectClass, Intent
 
 __all__ = ["AgentStatus", "AgentView", "Check", "CheckInput", "TaskView"]
 
@@ -47,6 +47,9 @@ class TaskView:
     """Recipients, hosts, URLs and paths a trusted principal named for this task (R10)."""
     declassified_to: Conf | None = None
     """Lowest confidentiality the task may release data to (a logged declassification, R6)."""
+    effect_classes: frozenset[EffectClass] | None = None
+    """The kinds of change the plan asked for (grants by effect class); None: the plan
+    named none, so the capability alone decides and high-impact classes always ask (R7)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ the name in when a check left it empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
@@ -33,6 +33,7 @@ from maos.kernel.dsc.prefilter import PrefilterCheck
 from maos.kernel.dsc.ratelimit import RateLimitCheck
 from maos.kernel.dsc.rules import RulesCheck
 from maos.kernel.errors import StateError
+from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
@@ -101,12 +102,14 @@ def standard_pipeline(
     ledger: BudgetLedger,
     locks: LockTable,
     protected: Iterable[str],
+    ops: Mapping[str, OpSpec] = OPS,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
     The kernel keeps ``ratelimit`` (to configure agents), ``ledger`` and ``locks``; the
     stateless checks are built here. ``protected`` is what R4 keeps agents out of: at
-    least the data dir (see `RulesCheck`).
+    least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
+    kernel passes its registry's, which grows as tools are registered.
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -119,9 +122,9 @@ def standard_pipeline(
             capability,
             ratelimit,
             BudgetCheck(ledger),
-            IfcCheck(),
-            RulesCheck(protected=protected),
-            LockCheck(locks),
+            IfcCheck(ops),
+            RulesCheck(protected=protected, ops=ops),
+            LockCheck(locks, ops),
             PrefilterCheck(),
         )
     )

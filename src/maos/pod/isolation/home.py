@@ -21,7 +21,11 @@ from maos.pod.isolation.errors import SandboxError
 
 __all__ = ["POD_UID", "PodDir", "PodHome", "pod_uid", "reachable"]
 
-_PACKAGE_STUB = '"""In a pod only `maos.sdk` exists; the rest of MAOS stays with the kernel."""\n'
+_PACKAGE_STUB = (
+    '"""In a pod only `maos.sdk` and `maos.tool` exist; the rest stays with the kernel."""\n'
+)
+_POD_PACKAGES = ("maos.sdk", "maos.tool")
+"""Stand-alone packages pods import: the agent SDK, and the tool API for the tool host."""
 
 POD_UID = 65534
 """``nobody``: the uid every pod runs as, on the host, when the kernel is root."""
@@ -116,17 +120,20 @@ class PodHome:
 
 
 def _install_sdk(pylib: Path) -> None:
-    """Copy `maos.sdk`'s sources (not its caches) under a stub ``maos``, world-readable."""
-    spec = importlib.util.find_spec("maos.sdk")
-    if spec is None or spec.origin is None:
-        raise SandboxError("POD.SPAWN.NO_SDK", "maos.sdk cannot be found to give to pods")
+    """Copy the pod packages' sources (not their caches) under a stub ``maos``, world-readable."""
     package = pylib / "maos"
-    (package / "sdk").mkdir(parents=True, exist_ok=True)
+    package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text(_PACKAGE_STUB)
     sources = [package / "__init__.py"]
-    for source in Path(spec.origin).parent.glob("*.py"):
-        sources.append(package / "sdk" / source.name)
-        shutil.copyfile(source, sources[-1])
+    for name in _POD_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SandboxError("POD.SPAWN.NO_SDK", f"{name} cannot be found to give to pods")
+        target = package / name.rpartition(".")[2]
+        target.mkdir(exist_ok=True)
+        for source in Path(spec.origin).parent.glob("*.py"):
+            sources.append(target / source.name)
+            shutil.copyfile(source, sources[-1])
     for source in sources:
         # Compiled here so each pod skips ~5 ms of compiling (pods run with -B and read
         # only). Checked-hash: a pyc that does not match its source is simply not used.

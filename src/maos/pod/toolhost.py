@@ -1,0 +1,329 @@
+"""User-declared tools, run by the Commit Layer in a sandboxed tool host (Ring 1).
+
+    adapter = await install_tools(kernel, [Path("tools/bank.py")], home=home)
+    ...                       # agents call client.tools.call("pay_invoice", ...)
+    await adapter.aclose()
+
+Code MAOS did not write never runs in the kernel's process (DESIGN.md): each tool module
+runs in its own pod - the same sandbox as agents (level 2 by default: namespaces,
+seccomp, Landlock, no network) - and the kernel reads only its manifest, strictly
+validated, once. `install_tools` registers every manifest with the kernel (a
+``tool.registered`` record: the op ``tool.<name>`` with its effect class, target
+parameters and result label) and installs the ``tool`` adapter.
+
+Each start gets a fresh scratch directory: a tool keeps no files of its own between
+calls that the kernel did not log (its results are in the WAL, labelled).
+
+The channel keeps its one direction (the pod asks, the kernel answers): the host asks
+``admin.serve`` and the answer carries the next call (see `maos.tool._host`). A host
+serves one call at a time. A call that outlives its tool's ``timeout_s`` kills the host
+(``TOOL.TIMEOUT``) and the next call starts a fresh one, whose manifest must be the same
+(``TOOL.MANIFEST_CHANGED`` otherwise: a module edited under a running kernel is not
+silently trusted).
+
+Errors (`EffectError`, so the agent sees a failed outcome with the code): ``TOOL.TIMEOUT``,
+``TOOL.HOST_DIED``, ``TOOL.RAISED`` (the function raised; its traceback tail is the
+message), ``TOOL.BAD_ARGS``, ``TOOL.BAD_RESULT``, ``TOOL.UNKNOWN``; at start
+``TOOL.BAD_MANIFEST``, ``TOOL.IMPORT`` and ``TOOL.START`` as `ToolHostError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from maos.effects.base import EffectCall, EffectError, EffectResult
+from maos.kernel.errors import MaosError
+from maos.kernel.kernel import Kernel
+from maos.kernel.labels import Conf, Integrity, Label
+from maos.kernel.registry import COMMANDER
+from maos.kernel.types import EffectClass
+from maos.pod.channel import ChannelClosed, ChannelViolation
+from maos.pod.frames import OpTable, Reply, StrictModel
+from maos.pod.isolation import Limits, PodHome, PodProcess, PodSpec, sandbox_for
+from maos.pod.isolation.base import ProcessSandbox
+
+__all__ = ["TOOLHOST_OPS", "Manifest", "ToolAdapter", "ToolHost", "ToolHostError", "install_tools"]
+
+HELLO_TIMEOUT = 30.0
+"""Seconds a host has to import its module and announce its tools."""
+
+
+class ToolHostError(MaosError):
+    """A tool module cannot be served (codes ``TOOL.*``)."""
+
+
+class ServeArgs(StrictModel):
+    hello: list[dict[str, JsonValue]] | None = Field(default=None, max_length=64)
+    failed: dict[str, JsonValue] | None = None
+    done: dict[str, JsonValue] | None = None
+
+
+TOOLHOST_OPS = OpTable({("admin", "serve"): ServeArgs})
+"""A tool host may ask for exactly one thing: its next call."""
+
+
+class _Label(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    conf: Literal["public", "internal", "confidential", "secret"]
+    integrity: Literal["trusted", "untrusted"]
+
+
+class Manifest(BaseModel):
+    """One tool as its host announced it; validated here, strictly, before the kernel sees it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z_]{0,47}$")
+    description: str = Field(default="", max_length=2000)
+    parameters: dict[str, JsonValue]
+    effect_class: Literal["read", "write", "delete", "send", "pay", "credentials", "execute"]
+    targets: dict[str, Literal["recipient", "account", "url", "path", "phone"]] = {}
+    result_label: _Label
+    accepts: Literal["public", "internal", "confidential", "secret"]
+    external: bool
+    amount_param: str | None = None
+    timeout_s: float = Field(gt=0, le=3600)
+
+    def label(self) -> Label:
+        return Label(
+            Conf[self.result_label.conf.upper()],
+            Integrity[self.result_label.integrity.upper()],
+        )
+
+
+_LAUNCHER = """\
+from maos.tool._host import serve
+serve({source!r}, {filename!r})
+"""
+
+
+class ToolHost:
+    """One tool module in one sandboxed process, started on demand, one call at a time."""
+
+    def __init__(
+        self,
+        module: Path,
+        sandbox: ProcessSandbox,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.module = module
+        self.sandbox = sandbox
+        self.limits = limits or Limits(cpu_seconds=60)
+        self.manifests: tuple[Manifest, ...] = ()
+        self._pod: PodProcess | None = None
+        self._waiting: int | None = None
+        """The id of the host's ``admin.serve`` request that the next call answers."""
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._script = Path(tempfile.mkdtemp(prefix="maos-toolhost-")) / "host.py"
+
+    async def start(self) -> tuple[Manifest, ...]:
+        """Start the host (if it is not running) and return its tools' manifests."""
+        if self._pod is not None and self._pod.returncode is None:
+            return self.manifests
+        try:
+            source = self.module.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ToolHostError("TOOL.START", f"cannot read {self.module}: {exc}") from exc
+        self._script.write_text(_LAUNCHER.format(source=source, filename=self.module.name))
+        spec = PodSpec(
+            f"toolhost-{self.module.stem}"[:64],
+            self._script,
+            limits=self.limits,
+        )
+        try:
+            pod = await self.sandbox.spawn(spec)
+        except MaosError as exc:
+            raise ToolHostError("TOOL.START", f"{self.module.name}: {exc.message}") from exc
+        self._pod = pod
+        try:
+            frame = await asyncio.wait_for(self._recv(pod), HELLO_TIMEOUT)
+        except TimeoutError:
+            pod.kill()
+            raise ToolHostError(
+                "TOOL.START", f"{self.module.name}: no manifest within {HELLO_TIMEOUT:g}s"
+            ) from None
+        manifests = self._hello(frame, pod)
+        if self.manifests and manifests != self.manifests:
+            pod.kill()
+            raise ToolHostError(
+                "TOOL.MANIFEST_CHANGED",
+                f"{self.module.name} announces other tools than when it was registered",
+            )
+        self.manifests = manifests
+        return manifests
+
+    def _hello(self, frame: ServeArgs, pod: PodProcess) -> tuple[Manifest, ...]:
+        if frame.hello is None:
+            pod.kill()
+            failed = frame.failed or {}
+            code = str(failed.get("code", "TOOL.IMPORT"))
+            code = code if code in ("TOOL.BAD_MANIFEST", "TOOL.IMPORT") else "TOOL.IMPORT"
+            raise ToolHostError(code, f"{self.module.name}: {failed.get('message', '')}")
+        try:
+            return tuple(Manifest.model_validate_json(json.dumps(m)) for m in frame.hello)
+        except ValidationError as exc:
+            pod.kill()
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ToolHostError(
+                "TOOL.BAD_MANIFEST", f"{self.module.name}: {where}: {err['msg']}"
+            ) from None
+
+    async def call(self, name: str, args: Mapping[str, Any], timeout: float) -> Any:
+        """Run one call in the host; `EffectError` with a ``TOOL.*`` code if it fails."""
+        async with self._lock:
+            try:
+                await self.start()
+            except ToolHostError as exc:
+                raise EffectError(exc.code, exc.message) from exc
+            pod = self._pod
+            assert pod is not None and pod.channel is not None and self._waiting is not None
+            call_id = next(self._ids)
+            call: dict[str, JsonValue] = {"id": call_id, "name": name, "args": _plain(args)}
+            try:
+                reply = Reply(id=self._waiting, ok=True, result={"call": call})
+                await pod.channel.send(reply)
+                frame = await asyncio.wait_for(self._recv(pod), timeout)
+            except TimeoutError:
+                pod.kill()
+                await pod.wait()
+                raise EffectError("TOOL.TIMEOUT", f"{name} ran longer than {timeout:g}s") from None
+            except (ChannelClosed, ChannelViolation, ToolHostError) as exc:
+                pod.kill()
+                raise EffectError("TOOL.HOST_DIED", f"the tool host ended during {name}") from exc
+        done = frame.done or {}
+        if done.get("id") != call_id:
+            pod.kill()
+            raise EffectError("TOOL.HOST_DIED", "the tool host answered another call")
+        if done.get("ok") is True:
+            return done.get("value")
+        error = done.get("error")
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("code", "TOOL.RAISED"))
+        if code not in ("TOOL.RAISED", "TOOL.BAD_ARGS", "TOOL.BAD_RESULT", "TOOL.UNKNOWN"):
+            code = "TOOL.RAISED"  # the host is sandboxed code: it picks no other code
+        raise EffectError(code, str(error.get("message", ""))[:2000])
+
+    async def _recv(self, pod: PodProcess) -> ServeArgs:
+        assert pod.channel is not None
+        frame = await pod.channel.recv()
+        if not isinstance(frame.args, ServeArgs):  # the op table admits nothing else
+            raise ToolHostError("TOOL.HOST_DIED", "the tool host sent something other than serve")
+        self._waiting = frame.id
+        return frame.args
+
+    async def aclose(self) -> None:
+        pod, self._pod = self._pod, None
+        if pod is not None:
+            pod.kill()
+            await pod.wait()
+        with contextlib.suppress(OSError):
+            self._script.unlink()
+            self._script.parent.rmdir()
+
+
+class ToolAdapter:
+    """The ``tool`` family of effects: ``tool.<name>`` runs in the host that declared it."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, tuple[ToolHost, Manifest]] = {}
+        self.ops: frozenset[str] = frozenset()
+
+    def add(self, host: ToolHost) -> None:
+        for manifest in host.manifests:
+            if manifest.name in self._hosts:
+                raise ToolHostError(
+                    "TOOL.BAD_MANIFEST", f"two modules declare a tool named {manifest.name!r}"
+                )
+        for manifest in host.manifests:
+            self._hosts[manifest.name] = (host, manifest)
+        self.ops = frozenset(f"tool.{name}" for name in self._hosts)
+
+    def manifests(self) -> list[Manifest]:
+        return [m for _, m in self._hosts.values()]
+
+    def manifest(self, name: str) -> Manifest | None:
+        entry = self._hosts.get(name)
+        return None if entry is None else entry[1]
+
+    def idempotent(self, call: EffectCall) -> bool:
+        manifest = self.manifest(call.op.partition(".")[2])
+        return manifest is not None and manifest.effect_class == "read"
+
+    async def execute(self, call: EffectCall) -> EffectResult:
+        name = call.op.partition(".")[2]
+        entry = self._hosts.get(name)
+        if entry is None:
+            raise EffectError("TOOL.UNKNOWN", f"no tool host serves {name!r}")
+        host, manifest = entry
+        args = call.params.get("args", {})
+        return EffectResult(await host.call(name, args, manifest.timeout_s))
+
+    async def confirm(self, call: EffectCall) -> EffectResult | None:
+        return None  # a read tool is simply asked again after a crash
+
+    async def aclose(self) -> None:
+        for host in {id(h): h for h, _ in self._hosts.values()}.values():
+            await host.aclose()
+
+
+def _plain(value: Any) -> Any:
+    """The kernel's frozen params as plain JSON values for the channel."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def install_tools(
+    kernel: Kernel,
+    modules: Sequence[Path],
+    *,
+    home: PodHome,
+    level: int = 2,
+    principal: str = COMMANDER,
+) -> ToolAdapter:
+    """Start a host per module, register every tool with ``kernel``, install the adapter.
+
+    `ToolHostError` (or `IsolationUnavailable`) if any module fails: none is installed."""
+    sandbox = sandbox_for(level, home, ops=TOOLHOST_OPS)
+    adapter = ToolAdapter()
+    try:
+        for module in modules:
+            host = ToolHost(module, sandbox)
+            try:
+                await host.start()
+                adapter.add(host)
+            except BaseException:
+                await host.aclose()
+                raise
+    except BaseException:
+        await adapter.aclose()
+        raise
+    for m in adapter.manifests():
+        await kernel.register_tool(
+            m.name,
+            effect_class=EffectClass(m.effect_class),
+            targets=m.targets,
+            result_label=m.label(),
+            accepts=Conf[m.accepts.upper()],
+            external=m.external,
+            amount_param=m.amount_param,
+            parameters=m.parameters,
+            description=m.description,
+            principal=principal,
+        )
+    kernel.add_adapter("tool", adapter)
+    return adapter
