@@ -6,6 +6,9 @@ In rule_based mode a completion is refused at once with ``LLM.RULE_BASED_MODE`` 
 network, so LLM-dependent cells pause cheaply while the kernel and the deterministic
 cells run on. Once ``probe_interval`` has passed since the outage was seen, the next
 completion is let through as the probe: if any provider answers, the mode is normal again.
+
+The owner learns of each flip through ``on_change`` (the CLI logs it as an ``llm.mode``
+record), so an outage is visible to the Commander and not only to the agent it stalls.
 """
 
 from __future__ import annotations
@@ -27,12 +30,19 @@ class ProviderHealth:
     """The mode, and when the next probe may run. Single event loop; not thread-safe."""
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, probe_interval: float = 30.0
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        probe_interval: float = 30.0,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if probe_interval < 0:
             raise ValueError("probe_interval must be >= 0")
         self._clock = clock
         self.probe_interval = probe_interval
+        self.on_change = on_change
+        """Called with `to_dict` after each flip, inside the completion that flipped it:
+        it must return at once and not raise (schedule slow work on the loop)."""
         self.mode = Mode.NORMAL
         self.since: float = clock()
         """When the current mode began (the health clock's time)."""
@@ -53,6 +63,7 @@ class ProviderHealth:
         if self.mode is not Mode.NORMAL:
             self.mode = Mode.NORMAL
             self.since = self._clock()
+            self._changed()
 
     def all_failed(self, reason: str) -> None:
         """Every provider failed: rule_based until a probe, ``probe_interval`` from now."""
@@ -63,6 +74,11 @@ class ProviderHealth:
             self.mode = Mode.RULE_BASED
             self.since = now
             self.outages += 1
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """For ``maos status``: stable keys."""
