@@ -1,0 +1,427 @@
+"""Which model providers a kernel uses, and which semantic evaluators, from its config file.
+
+``<data_dir>/config.json`` holds, beside the kernel's own keys (which `KernelConfig.load`
+reads; it ignores these sections)::
+
+    {"llm": {"providers": [
+         {"kind": "openai", "name": "ollama", "base_url": "http://127.0.0.1:11434/v1",
+          "model": "llama3.1", "api_key_env": "OPENAI_API_KEY", "timeout_s": 60, "retries": 2},
+         {"kind": "anthropic", "model": "claude-sonnet-4-5", "api_key_env": "ANTHROPIC_API_KEY"}],
+      "probe_interval_s": 30},
+     "sse": {"heuristic": false, "llm_judge": false, "embedding": false}}
+
+Validation is strict (no coercion, unknown keys refused): a typo is a ``BAD_INPUT.CONFIG``
+error naming the field path at startup, not a provider silently missing during an outage.
+
+Keys never live in the file, only the name of the environment variable holding one, so the
+file can be shared and the log's ``llm.configured`` record holds nothing secret. An
+anthropic provider whose variable is unset is an error; an openai-compatible one then
+runs keyless (local servers need no key). ``MAOS_LLM_BASE_URL`` + ``MAOS_LLM_MODEL``
+(+ ``MAOS_LLM_API_KEY_ENV``) add one openai-compatible provider named ``env`` after the
+file's, to try a server without editing JSON.
+
+The SSE section is only validated here: ``maos.llm`` may not import ``maos.services``, so
+the layer owning both (the CLI) builds the evaluators, with `ConfiguredLlm.ask` as the
+judge's ``ask``.
+
+A kernel serving the chain logs ``llm.configured`` (what, never a key) and ``llm.mode`` on
+each Rule-Based Mode flip; `llm_status` folds them back for ``maos status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from maos.kernel.errors import InputError
+from maos.kernel.kernel import Kernel
+from maos.kernel.wal import Wal, WalRecord
+from maos.llm.adapter import LlmAdapter
+from maos.llm.chain import FallbackChain
+from maos.llm.health import Mode, ProviderHealth
+from maos.llm.types import ChatRequest, Message, Provider
+
+__all__ = [
+    "CONFIGURED",
+    "ENV_API_KEY_ENV",
+    "ENV_BASE_URL",
+    "ENV_MODEL",
+    "ENV_PROVIDER",
+    "MODE",
+    "AnthropicProviderConfig",
+    "ConfiguredLlm",
+    "LlmSettings",
+    "OpenAIProviderConfig",
+    "ProviderConfig",
+    "Settings",
+    "SseSettings",
+    "build_llm",
+    "llm_status",
+    "load_llm",
+    "load_settings",
+]
+
+CONFIGURED = "llm.configured"
+"""Logged once a kernel serves ``llm.*``: providers (name, kind, model, base_url), probe."""
+MODE = "llm.mode"
+"""Logged on each Rule-Based Mode flip: mode, last_provider, last_error, outages."""
+
+ENV_BASE_URL = "MAOS_LLM_BASE_URL"
+ENV_MODEL = "MAOS_LLM_MODEL"
+ENV_API_KEY_ENV = "MAOS_LLM_API_KEY_ENV"
+ENV_PROVIDER = "env"
+"""The name of the provider the environment adds."""
+
+JUDGE_MAX_TOKENS = 64
+"""The judge answers one ``ALLOW: ...``/``DENY: ...`` line."""
+
+_MODE_KEYS = ("mode", "last_provider", "last_error", "outages")
+"""What an ``llm.mode`` record holds: `ProviderHealth.to_dict` without its monotonic times."""
+_CODE = "BAD_INPUT.CONFIG"
+_KINDS = ("openai", "anthropic")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_FIELDS = {"base_url": ENV_BASE_URL, "model": ENV_MODEL, "api_key_env": ENV_API_KEY_ENV}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Provider(_Section):
+    name: str
+    """How the chain, the log and ``maos status`` call this provider; unique."""
+    base_url: str | None = None
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    """The environment variable holding the key (never the key)."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    """The SDK's own retries before the chain moves on."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_the_file(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "api_key" in data:
+            raise ValueError(
+                "a key never goes in config.json: put it in an environment variable and "
+                "name that variable in api_key_env"
+            )
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError("a name is 1-64 letters, digits, '.', '_' or '-'")
+        return name
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(
+                "no credentials, query or fragment: the URL is logged; name the key's "
+                "variable in api_key_env"
+            )
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_VAR.fullmatch(name):
+            # The value is not echoed: someone may have pasted the key itself here.
+            raise ValueError("must name an environment variable (letters, digits, '_')")
+        return name
+
+
+class OpenAIProviderConfig(_Provider):
+    """Any server speaking OpenAI chat completions; keyless when the variable is unset."""
+
+    kind: Literal["openai"]
+    name: str = "openai"
+    base_url: str
+
+
+class AnthropicProviderConfig(_Provider):
+    """Anthropic's Messages API; its key's variable must be set."""
+
+    kind: Literal["anthropic"]
+    name: str = "anthropic"
+    api_key_env: str
+
+
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | AnthropicProviderConfig, Field(discriminator="kind")
+]
+
+
+class LlmSettings(_Section):
+    """The ``llm`` section: providers in order of preference."""
+
+    providers: tuple[ProviderConfig, ...] = ()
+    probe_interval_s: float = Field(default=30.0, ge=0)
+    """How long Rule-Based Mode refuses without network before a completion probes."""
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_names(cls, providers: tuple[ProviderConfig, ...]) -> tuple[ProviderConfig, ...]:
+        seen: set[str] = set()
+        for p in providers:
+            if p.name in seen:
+                raise ValueError(f"two providers are named {p.name!r}: give each its own name")
+            seen.add(p.name)
+        return providers
+
+    def record(self) -> dict[str, Any]:
+        """The ``llm.configured`` body: what was configured, never a key nor its variable."""
+        return {
+            "providers": [
+                {"name": p.name, "kind": p.kind, "model": p.model, "base_url": p.base_url}
+                for p in self.providers
+            ],
+            "probe_interval_s": self.probe_interval_s,
+        }
+
+
+class SseSettings(_Section):
+    """The ``sse`` section: which evaluators run after the DSC (all off: no SSE step)."""
+
+    heuristic: bool = False
+    llm_judge: bool = False
+    """Needs a provider: the judge asks the same chain, in the same Rule-Based Mode."""
+    embedding: bool = False
+    """Needs the ``embed`` extra."""
+
+
+class Settings(BaseModel):
+    """The sections of ``config.json`` this module owns, with the environment's provider."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    llm: LlmSettings = LlmSettings()
+    sse: SseSettings = SseSettings()
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i and isinstance(loc[i - 1], int) and part in _KINDS:
+            continue  # pydantic names the union member it tried; the kind is in the file
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _sentence(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "not a known setting (a typo?)"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be an object"
+    if kind == "union_tag_invalid":
+        return f"kind must be 'openai' or 'anthropic', not {err['ctx']['tag']!r}"
+    if kind == "union_tag_not_found":
+        return "needs a kind: 'openai' or 'anthropic'"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    msg = str(err["msg"])
+    return msg[:1].lower() + msg[1:]
+
+
+def _invalid(where: str, sentence: str) -> InputError:
+    return InputError(_CODE, f"{where}: {sentence}", path=where)
+
+
+def _first_error(exc: ValidationError, prefix: Sequence[str] = ()) -> InputError:
+    err = exc.errors()[0]
+    return _invalid(_path([*prefix, *err["loc"]]) or "config.json", _sentence(err))
+
+
+def _env_provider(environ: Mapping[str, str]) -> OpenAIProviderConfig | None:
+    base_url, model, key_env = (environ.get(v) or None for v in _ENV_FIELDS.values())
+    if base_url is None and model is None and key_env is None:
+        return None
+    if base_url is None or model is None:
+        raise _invalid(
+            ENV_BASE_URL if base_url is None else ENV_MODEL,
+            f"not set: {ENV_BASE_URL} and {ENV_MODEL} add a provider together",
+        )
+    raw = {"kind": "openai", "name": ENV_PROVIDER, "base_url": base_url, "model": model}
+    try:
+        return OpenAIProviderConfig.model_validate(raw | {"api_key_env": key_env})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise _invalid(_ENV_FIELDS[str(err["loc"][0])], _sentence(err)) from None
+
+
+def load_settings(data_dir: Path, environ: Mapping[str, str] = os.environ) -> Settings:
+    """The ``llm`` and ``sse`` sections, validated; `InputError` ``BAD_INPUT.CONFIG`` else."""
+    path = data_dir / "config.json"
+    try:
+        text = path.read_text() if path.exists() else "{}"
+    except OSError as exc:
+        raise _invalid(str(path), f"cannot be read ({exc.strerror})") from exc
+    try:
+        settings = Settings.model_validate_json(text)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise _invalid(str(path), f"not valid JSON ({exc.errors()[0]['msg']})") from None
+        raise _first_error(exc) from None
+    env = _env_provider(environ)
+    if env is not None:
+        try:
+            llm = LlmSettings(
+                providers=(*settings.llm.providers, env),
+                probe_interval_s=settings.llm.probe_interval_s,
+            )
+        except ValidationError as exc:
+            raise _first_error(exc, ("llm",)) from None
+        settings = settings.model_copy(update={"llm": llm})
+    if settings.sse.llm_judge and not settings.llm.providers:
+        raise _invalid(
+            "sse.llm_judge", f"the judge needs a provider in llm.providers (or {ENV_BASE_URL})"
+        )
+    return settings
+
+
+class ConfiguredLlm:
+    """The configured chain as a kernel runs it: served as ``llm.*``, asked by the SSE
+    judge, and its Rule-Based Mode flips written to the kernel's log.
+
+    Built before the kernel boots (the judge must be passed to `Kernel.boot`), attached
+    after. Close it before the kernel: the flips still being logged need the log open.
+    """
+
+    def __init__(self, settings: LlmSettings, adapter: LlmAdapter) -> None:
+        self.settings = settings
+        self.adapter = adapter
+        self._logging: set[asyncio.Task[WalRecord]] = set()
+
+    @property
+    def health(self) -> ProviderHealth:
+        return self.adapter.health
+
+    async def ask(self, system: str, user: str) -> str:
+        """One short completion: the SSE judge's ``ask``. Raises `LlmError` (fail closed)."""
+        request = ChatRequest(
+            (Message("system", system), Message("user", user)), max_tokens=JUDGE_MAX_TOKENS
+        )
+        return (await self.adapter.chain.complete(request)).message.content or ""
+
+    async def attach(self, kernel: Kernel) -> None:
+        """Serve ``llm.*`` on ``kernel``; log ``llm.configured``, then every mode flip."""
+        kernel.add_adapter("llm", self.adapter)
+        await kernel.wal.append(CONFIGURED, self.settings.record())
+        wal = kernel.wal
+
+        def log_mode(state: Mapping[str, Any]) -> None:
+            # Called inside the completion that flipped the mode: schedule, never wait.
+            body = {k: state[k] for k in _MODE_KEYS}
+            task = asyncio.get_running_loop().create_task(wal.append(MODE, body))
+            self._logging.add(task)
+            task.add_done_callback(self._logging.discard)
+
+        self.health.on_change = log_mode
+        if self.health.mode is Mode.RULE_BASED:  # the judge met the outage during boot
+            log_mode(self.health.to_dict())
+
+    async def aclose(self) -> None:
+        """Finish logging mode flips, then close the providers' HTTP clients."""
+        self.health.on_change = None
+        try:
+            await asyncio.gather(*self._logging)
+        finally:
+            await self.adapter.aclose()
+
+
+def _provider(p: ProviderConfig, key: str | None) -> Provider:
+    # Imported here: only a process that builds a provider pays for its SDK (seconds).
+    if isinstance(p, OpenAIProviderConfig):
+        from maos.llm.openai_compat import OpenAICompatible
+
+        return OpenAICompatible(
+            p.base_url, key, p.model, timeout=p.timeout_s, retries=p.retries, name=p.name
+        )
+    from maos.llm.anthropic_messages import Anthropic
+
+    return Anthropic(p.base_url, key, p.model, timeout=p.timeout_s, retries=p.retries, name=p.name)
+
+
+def build_llm(
+    settings: LlmSettings, environ: Mapping[str, str] = os.environ
+) -> ConfiguredLlm | None:
+    """The chain the settings describe, keys read from ``environ``; None without providers."""
+    if not settings.providers:
+        return None
+    keys: list[str | None] = []
+    for i, p in enumerate(settings.providers):  # every key first: no client is left open
+        key = (environ.get(p.api_key_env) or None) if p.api_key_env else None
+        if key is None and isinstance(p, AnthropicProviderConfig):
+            raise _invalid(
+                f"llm.providers[{i}].api_key_env",
+                f"{p.api_key_env} is not set; export the Anthropic key in it",
+            )
+        keys.append(key)
+    chain = FallbackChain(
+        [_provider(p, key) for p, key in zip(settings.providers, keys, strict=True)],
+        health=ProviderHealth(probe_interval=settings.probe_interval_s),
+    )
+    return ConfiguredLlm(settings, LlmAdapter(chain))
+
+
+def load_llm(data_dir: Path, environ: Mapping[str, str] = os.environ) -> ConfiguredLlm | None:
+    """`build_llm` over `load_settings`; attach it with ``await llm.attach(kernel)``."""
+    return build_llm(load_settings(data_dir, environ).llm, environ)
+
+
+def llm_status(wal: Wal) -> dict[str, Any]:
+    """The LLM of the kernel that booted last, as the log tells it (``maos status``).
+
+    Stable keys: ``configured``, ``mode`` (``normal`` | ``rule_based`` |
+    ``not_configured``), ``since`` (log time the mode began), ``providers``,
+    ``probe_interval_s``, ``last_provider``, ``last_error``, ``outages``.
+    """
+    unconfigured: dict[str, Any] = {
+        "configured": False,
+        "mode": "not_configured",
+        "since": None,
+        "providers": [],
+        "probe_interval_s": None,
+        "last_provider": None,
+        "last_error": None,
+        "outages": 0,
+    }
+    status = dict(unconfigured)
+    for rec in wal.read(kinds=("kernel.boot", CONFIGURED, MODE)):
+        if rec.kind == "kernel.boot":  # a kernel that attaches a chain logs it next
+            status = {**unconfigured, "since": rec.ts}
+        elif rec.kind == CONFIGURED:
+            status = {
+                **unconfigured,
+                "configured": True,
+                "mode": Mode.NORMAL.value,
+                "since": rec.ts,
+                "providers": [dict(p) for p in rec.body["providers"]],
+                "probe_interval_s": rec.body["probe_interval_s"],
+            }
+        elif status["configured"]:
+            status.update({k: rec.body[k] for k in _MODE_KEYS})
+            status["since"] = rec.ts
+    return status
