@@ -10,29 +10,41 @@ and that kernel carries it out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.errors import MaosError
+from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import Wal
+
+if TYPE_CHECKING:
+    from maos.llm.config import ConfiguredLlm, SseSettings
 
 T = TypeVar("T")
 
 app = typer.Typer(
     help="MAOS: run AI agents so that they cannot hurt the people who use them.\n\n"
     "Start with `maos demo`; then `maos status`, `maos approvals list` and "
-    "`maos wal verify` against the demo's --data-dir.",
+    "`maos wal verify` against the demo's --data-dir.\n\n"
+    "Model providers and the Semantic Security Evaluator come from the 'llm' and 'sse' "
+    "sections of <data-dir>/config.json (docs/llm.md, docs/sse.md). To try a server "
+    "without editing it: MAOS_LLM_BASE_URL=http://127.0.0.1:11434/v1 MAOS_LLM_MODEL=llama3.1 "
+    "(and MAOS_LLM_API_KEY_ENV=<the variable holding its key>) add one OpenAI-compatible "
+    "provider. No provider: Rule-Based Mode, agents that need a model pause.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -78,15 +90,65 @@ def _view(data_dir: Path) -> LogView:
     return view
 
 
+def _embedding_evaluator() -> SemanticEvaluator:
+    # By name: the module and its packages (torch, a model) come with the 'embed' extra.
+    try:
+        module = importlib.import_module("maos.services.sse_embed")
+        evaluator: SemanticEvaluator = module.EmbeddingEvaluator()
+    except ImportError as exc:
+        raise InputError(
+            "BAD_INPUT.CONFIG",
+            f"sse.embedding needs the 'embed' extra: pip install 'maos[embed]' ({exc})",
+            path="sse.embedding",
+        ) from exc
+    return evaluator
+
+
+def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEvaluator | None:
+    """The evaluators ``config.json`` enables, cheapest first; the first deny wins."""
+    from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
+
+    chosen: list[SemanticEvaluator] = []
+    if settings.heuristic:
+        chosen.append(HeuristicEvaluator())
+    if settings.embedding:
+        chosen.append(_embedding_evaluator())
+    if settings.llm_judge:
+        assert llm is not None, "load_settings refuses a judge without a provider"
+        chosen.append(LlmJudgeEvaluator(llm.ask))
+    if len(chosen) > 1:
+        return CompositeEvaluator(chosen)
+    return chosen[0] if chosen else None
+
+
+@contextlib.asynccontextmanager
+async def _kernel_for(data_dir: Path, *, follow: bool = True) -> AsyncIterator[Kernel]:
+    """A kernel on ``data_dir`` with the configured LLM chain and SSE; all closed after."""
+    from maos.llm.config import build_llm, load_settings
+
+    settings = load_settings(data_dir)
+    llm = build_llm(settings.llm)
+    kernel: Kernel | None = None
+    try:
+        kernel = await Kernel.boot(
+            KernelConfig.load(data_dir), follow=follow, sse=_sse(settings.sse, llm)
+        )
+        if llm is not None:
+            await llm.attach(kernel)
+        yield kernel
+    finally:
+        if llm is not None:  # first: its last mode records go to the open log
+            await llm.aclose()
+        if kernel is not None:
+            await kernel.close()
+
+
 def _with_kernel(data_dir: Path, act: Callable[[Kernel], Awaitable[T]]) -> T:
     """Run ``act`` on a kernel booted here; callers check the lock first."""
 
     async def go() -> T:
-        kernel = await Kernel.boot(KernelConfig.load(data_dir), follow=False)
-        try:
+        async with _kernel_for(data_dir, follow=False) as kernel:
             return await act(kernel)
-        finally:
-            await kernel.close()
 
     return asyncio.run(go())
 
@@ -129,29 +191,30 @@ async def _run_plan(data_dir: Path, plan_file: Path, *, resume: bool) -> Any:
     from maos.services.plan import load_plan
 
     plan = load_plan(plan_file)
-    kernel = await Kernel.boot(KernelConfig.load(data_dir))
-    runtimes: dict[int | None, PodRuntime] = {}
+    async with _kernel_for(data_dir) as kernel:
+        runtimes: dict[int | None, PodRuntime] = {}
 
-    def pods(level: int | None) -> PodStarter:
-        if level not in runtimes:
-            runtimes[level] = PodRuntime(kernel, level=level)
-        return runtimes[level]
+        def pods(level: int | None) -> PodStarter:
+            if level not in runtimes:
+                runtimes[level] = PodRuntime(kernel, level=level)
+            return runtimes[level]
 
-    def show(event: StepEvent) -> None:
-        typer.echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
+        def show(event: StepEvent) -> None:
+            typer.echo(
+                f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip()
+            )
 
-    try:
-        orchestrator = Orchestrator(kernel, pods, on_event=show)
-        result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
-        line = f"plan     {plan.task} {result.status}"
-        typer.echo(
-            line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
-        )
-        return result
-    finally:
-        for runtime in runtimes.values():
-            await runtime.close()
-        await kernel.close()
+        try:
+            orchestrator = Orchestrator(kernel, pods, on_event=show)
+            result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
+            line = f"plan     {plan.task} {result.status}"
+            typer.echo(
+                line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
+            )
+            return result
+        finally:
+            for runtime in runtimes.values():
+                await runtime.close()
 
 
 @app.command("run")
@@ -173,9 +236,22 @@ def run_plan(
     raise typer.Exit(0 if result.status == "done" else 1)
 
 
+def _llm_line(llm: Mapping[str, Any]) -> str:
+    if not llm["configured"]:
+        return "not configured: Rule-Based Mode (agents that need a model pause)"
+    since = datetime.fromtimestamp(llm["since"]).isoformat(sep=" ", timespec="seconds")
+    if llm["mode"] == "rule_based":
+        return f"rule_based since {since} (last error: {llm['last_error']})"
+    count = len(llm["providers"])
+    via = llm["last_provider"] or llm["providers"][0]["name"]
+    return f"{llm['mode']} via {via} ({count} provider{'s' if count != 1 else ''})"
+
+
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
-    """What the kernel knows: agents, tasks, pending approvals, in-doubt effects."""
+    """What the kernel knows: agents, tasks, pending approvals, in-doubt effects, the LLM."""
+    from maos.llm.config import llm_status
+
     view = _view(data_dir)
     in_doubt = [d.to_dict() for d in CommitLayer(view.wal, {}).in_doubt()]
     tasks = sorted(view.registry.tasks)
@@ -191,6 +267,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "pending_approvals": len(view.approvals.pending()),
         "in_doubt": in_doubt,
         "revoked_ids": len(view.revoked),
+        "llm": llm_status(view.wal),
     }
     if as_json:
         _echo_json(info)
@@ -204,6 +281,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")
     typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
+    typer.echo(f"llm           {_llm_line(info['llm'])}")
     typer.echo(
         f"in doubt      {len(in_doubt)}"
         + ("  <- the Commander must check these" if in_doubt else "")
