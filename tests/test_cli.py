@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import json
 import sqlite3
 from pathlib import Path
@@ -269,9 +269,15 @@ def test_maos_run_attaches_the_llm_the_environment_names(tmp_path: Path) -> None
     ]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("sentence_transformers") is not None, reason="the extra is installed"
-)
+def _embedding_importable() -> bool:
+    try:
+        importlib.import_module("maos.services.sse_embed")
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_embedding_importable(), reason="the 'embed' extra is installed")
 def test_the_embedding_evaluator_without_its_extra_is_a_config_error(data_dir: Path) -> None:
     _configure(data_dir, sse={"embedding": True})
     code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
