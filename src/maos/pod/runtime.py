@@ -152,6 +152,8 @@ class PodRuntime:
                 "STATE.AGENT_NOT_ACTIVE", f"agent {agent_id} is {agent.status.value}; not started"
             )
         self.kernel.registry.task(task_id)
+        if not script.is_file():
+            raise StateError("POD.SPAWN.NO_SCRIPT", f"agent {agent_id}: no script at {script}")
         level = self.level_for(agent.ring)
         self.sandbox(level)  # refuse now, before anything runs
         if self.profile is not None:

@@ -1,13 +1,17 @@
 """The Task Orchestrator (Ring 1, a Bone cell: no LLM): runs a plan's steps as agents in pods.
 
     run(plan)
-      open the task   trusted targets = the plan's list + identifiers in the prompt
-      register agents (known agents keep their ring: no promotion without onboarding, R5)
+      open the task   trusted targets = the plan's list + identifiers in the prompt,
+                      effect classes = the plan's ``effects`` (grants by effect class)
+      register agents with the plan's budgets (known agents keep their ring: no
+                      promotion without onboarding, R5)
       plan.started    {task_id, plan, trusted_targets}
       DAG order, independent steps concurrently; per step and attempt:
-        raise the agent's context by the labels of its inputs (kernel.raise_context)
-        mint a token with ONLY the step's grants (least privilege), start the pod with
-          MAOS_MISSION, MAOS_PROMPT, MAOS_STEP, MAOS_INPUTS {step: {value, label}}
+        hand the agent its inputs (kernel.hand_over: context label and provenance)
+        mint a token with ONLY the step's grants (least privilege; plus the registered
+          tools the step names, and llm.complete for the Cognitive Cell), start the pod
+          with MAOS_MISSION, MAOS_PROMPT, MAOS_STEP, MAOS_TOOLS,
+          MAOS_INPUTS {step: {value, label}}
         wait (timeout_s), revoke the token
         plan.step.done {status, value, label} | plan.step.failed {code, final, ...}
       plan.done       {status, code?, step?}
@@ -40,10 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from maos.agents import script
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
-from maos.kernel.labels import BOTTOM, Label
+from maos.kernel.labels import Label
 from maos.kernel.registry import COMMANDER
+from maos.kernel.tokens import Grant
+from maos.kernel.types import EffectClass
 from maos.services.plan import Plan
 from maos.services.targets import target_values
 
@@ -58,6 +65,8 @@ __all__ = [
     "StepValue",
 ]
 
+COGNITIVE_CELL = script("cell")
+"""The built-in tool-calling LLM agent (``script: cell`` in a plan)."""
 RESULT_PREFIX = "MAOS_RESULT "
 """An agent reports its step's value as one output line: this prefix, then JSON."""
 MAX_VALUE_BYTES = 64 * 1024
@@ -182,14 +191,22 @@ class Orchestrator:
                 )
         extracted = target_values(plan.prompt)
         trusted = sorted({*plan.trusted_targets, *extracted})
+        budgets = plan.budgets.as_limits()
         for agent_id, spec in plan.agents.items():
-            if agent_id not in self.kernel.registry.agents:
-                await self.kernel.register_agent(agent_id, ring=spec.ring, principal=self.principal)
+            known = self.kernel.registry.agents.get(agent_id)
+            if known is None or budgets:
+                # The plan's budgets bound each of its agents too (a plan that may pay
+                # gives its agents the means); registering again keeps status and context.
+                await self.kernel.register_agent(
+                    agent_id, ring=spec.ring, budgets=budgets, principal=self.principal
+                )
+        classes = plan.effect_classes()
         await self.kernel.open_task(
             plan.task,
             trusted_targets=trusted,
-            budgets=plan.budgets.as_limits(),
+            budgets=budgets,
             label_rules=[r.model_dump() for r in plan.label_rules],
+            effect_classes=None if classes is None else [EffectClass(c) for c in classes],
             principal=self.principal,
         )
         await self.kernel.wal.append(
@@ -317,11 +334,12 @@ class Orchestrator:
             {"task_id": plan.task, "step": sid, "agent_id": agent_id, "attempt": attempt},
         )
         self._emit(StepEvent(sid, "started", agent_id, attempt))
-        received = BOTTOM
-        for value in inputs.values():
-            received = received.join(value.label)
-        # The agent is about to hold these values: its context carries their labels (IFC).
-        await self.kernel.raise_context(agent_id, received)
+        # The agent is about to hold these values: its context carries their labels, and
+        # identifiers in them are recorded with those labels (IFC, provenance).
+        for dep, value in inputs.items():
+            await self.kernel.hand_over(
+                agent_id, plan.task, value.value, value.label, source=f"step:{dep}"
+            )
         env = {
             "MAOS_MISSION": plan.mission_statement,
             "MAOS_PROMPT": plan.prompt,
@@ -330,9 +348,11 @@ class Orchestrator:
                 {d: {"value": v.value, "label": v.label.to_dict()} for d, v in inputs.items()},
                 sort_keys=True,
             ),
+            "MAOS_TOOLS": ",".join(step.tools),
+            **step.cell.env(),
         }
         since = self.kernel.wal.tail_seq()
-        token = self.kernel.mint(agent_id, plan.task, step.parsed_grants())
+        token = self.kernel.mint(agent_id, plan.task, self._grants(plan, sid))
         try:
             try:
                 run = await self.pods(spec.level).start(
@@ -372,6 +392,17 @@ class Orchestrator:
         except ValueError as exc:
             return StepFailure(sid, "PLAN.STEP.EXIT", str(exc))
         return StepValue(sid, value, self.kernel.registry.agent(agent_id).context)
+
+    def _grants(self, plan: Plan, sid: str) -> list[Grant]:
+        """The step's grants, plus each registered tool it names (grants by tool name),
+        plus the LLM gateway for the Cognitive Cell, which cannot think without it."""
+        step = plan.steps[sid]
+        grants = step.parsed_grants()
+        registered = self.kernel.registry.tools
+        grants += [Grant(f"tool.{name}", "*") for name in step.tools if name in registered]
+        if Path(plan.agents[step.agent].script) == COGNITIVE_CELL:
+            grants.append(Grant("llm.complete", "*"))
+        return grants
 
     def _cause(self, agent_id: str, since: int) -> str:
         """The agent's last denial during the attempt: why it most likely gave up."""

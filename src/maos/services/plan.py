@@ -3,6 +3,7 @@
     task: q3-report
     mission_statement: Produce the Q3 report for the CFO; never send data elsewhere.
     prompt: Summarise reports/q3-data.md and mail it to cfo@example.com.
+    effects: [read, write, send]      # optional: grants by effect class
     agents:
       drafter: {script: drafter, ring: 3}
       mailer: {script: agents/mailer.py}
@@ -39,10 +40,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maos.kernel.errors import MaosError
 from maos.kernel.tokens import Grant
+from maos.tool import effect_class
 
 __all__ = [
     "AgentSpec",
     "Budgets",
+    "CellSettings",
     "LabelRuleSpec",
     "Plan",
     "PlanError",
@@ -53,6 +56,21 @@ __all__ = [
 ]
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+EffectName = Literal[
+    "read",
+    "write",
+    "delete",
+    "send",
+    "pay",
+    "credentials",
+    "execute",
+    "read-only",
+    "reversible",
+    "irreversible",
+    "financial",
+    "external-communication",
+    "credential-change",
+]
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
@@ -71,6 +89,26 @@ class AgentSpec(BaseModel):
     """The pod isolation level; None is the ring's default."""
 
 
+class CellSettings(BaseModel):
+    """How the Cognitive Cell (``script: cell``) runs this step."""
+
+    model_config = _STRICT
+
+    turns: int = Field(default=12, ge=1, le=100)
+    """Model turns before the cell stops and reports what it has."""
+    pause_s: float = Field(default=300.0, ge=0, le=86_400)
+    """How long the cell waits out Rule-Based Mode before it exits 75 (retry later)."""
+    approval_wait_s: float = Field(default=0.0, ge=0, le=86_400)
+    """How long a call parked for the Commander is waited for; 0: report it and go on."""
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MAOS_CELL_TURNS": str(self.turns),
+            "MAOS_CELL_PAUSE_S": str(self.pause_s),
+            "MAOS_CELL_APPROVAL_WAIT_S": str(self.approval_wait_s),
+        }
+
+
 class StepSpec(BaseModel):
     model_config = _STRICT
 
@@ -87,6 +125,13 @@ class StepSpec(BaseModel):
     """Further attempts after a failed one."""
     input_from: tuple[str, ...] = ()
     """Steps whose labelled values this step's agent receives (``MAOS_INPUTS``)."""
+    tools: tuple[str, ...] = ()
+    """Tools the step's agent is offered (``MAOS_TOOLS``): the Cognitive Cell's built-ins
+    (``read_file``, ``send_email`` ...) and registered tools (`maos.tool`). Naming a
+    registered tool grants it (``tool.<name>``, any target: the kernel still checks the
+    targets against the task's trusted ones)."""
+    cell: CellSettings = CellSettings()
+    """Settings of the Cognitive Cell, for steps whose agent is ``cell``."""
 
     def depends_on(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.needs, *self.input_from)))
@@ -125,10 +170,21 @@ class Plan(BaseModel):
     prompt: str
     """The Commander's task text; identifiers in it become trusted targets."""
     trusted_targets: tuple[str, ...] = ()
+    effects: tuple[EffectName, ...] | None = None
+    """Grants by effect class: the kinds of change the task may make at all (``read``,
+    ``write``, ``delete``, ``send``, ``pay``, ``credentials``, ``execute``, or the aliases
+    of `maos.tool`). Left out: the tokens alone decide, and deletion, payments, credential
+    changes and code execution always ask the Commander (R7)."""
     budgets: Budgets = Budgets()
     label_rules: tuple[LabelRuleSpec, ...] = ()
     agents: dict[str, AgentSpec] = Field(min_length=1)
     steps: dict[str, StepSpec] = Field(min_length=1)
+
+    def effect_classes(self) -> list[str] | None:
+        """``effects`` with the aliases resolved (`maos.tool.effect_class`)."""
+        if self.effects is None:
+            return None
+        return sorted({effect_class(e) for e in self.effects})
 
     def order(self) -> list[str]:
         """The steps in a dependency order (ties by id), for display and dry runs."""

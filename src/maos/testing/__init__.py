@@ -96,6 +96,8 @@ class StaticSite:
     pages: dict[str, bytes]
     port: int = 0
     seen: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    """(path, body) of every request that carried one (POST, PUT)."""
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -108,6 +110,9 @@ def _site_handler(site: StaticSite) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self) -> None:
             site.seen.append((self.command, self.path))
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                site.bodies.append((self.path, self.rfile.read(length)))
             body = site.pages.get(self.path)
             self.send_response(200 if body is not None else 404)
             payload = body if body is not None else b"not found"
@@ -164,6 +169,8 @@ class ChatServer:
     """
 
     script: list[ChatReply]
+    policy: Callable[[dict[str, Any]], ChatReply] | None = None
+    """Answers each request from its body instead of the script (a scripted model)."""
     port: int = 0
     down: bool = False
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -183,7 +190,11 @@ class ChatServer:
     def next_reply(self, path: str, body: dict[str, Any]) -> ChatReply:
         with self._lock:
             self.requests.append((path, body))
-            if self.down or not self.script:
+            if self.down:
+                return ChatReply(status=500)
+            if self.policy is not None:
+                return self.policy(body)
+            if not self.script:
                 return ChatReply(status=500)
             return self.script.pop(0)
 
@@ -286,9 +297,14 @@ def _chat_handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def loopback_openai(script: list[ChatReply] | None = None) -> Iterator[ChatServer]:
-    """A real HTTP model server on 127.0.0.1 answering ``script`` (see `ChatServer`)."""
-    chat = ChatServer(list(script or ()))
+def loopback_openai(
+    script: list[ChatReply] | None = None,
+    *,
+    policy: Callable[[dict[str, Any]], ChatReply] | None = None,
+) -> Iterator[ChatServer]:
+    """A real HTTP model server on 127.0.0.1 answering ``script``, or ``policy`` of each
+    request (see `ChatServer`; `maos.testing.obedient` is such a policy)."""
+    chat = ChatServer(list(script or ()), policy)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _chat_handler(chat))
     server.daemon_threads = True
     chat.port = server.server_address[1]
