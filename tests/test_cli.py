@@ -269,17 +269,51 @@ def test_maos_run_attaches_the_llm_the_environment_names(tmp_path: Path) -> None
     ]
 
 
-def _embedding_importable() -> bool:
+def _embedding_available() -> bool:
     try:
-        importlib.import_module("maos.services.sse_embed")
+        embed = importlib.import_module("maos.services.sse_embed")
     except ImportError:
         return False
-    return True
+    return bool(embed.embedding_available())
 
 
-@pytest.mark.skipif(_embedding_importable(), reason="the 'embed' extra is installed")
+@pytest.mark.skipif(_embedding_available(), reason="the 'embed' extra is installed")
 def test_the_embedding_evaluator_without_its_extra_is_a_config_error(data_dir: Path) -> None:
     _configure(data_dir, sse={"embedding": True})
     code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
     assert code == 2
     assert "error BAD_INPUT.CONFIG: sse.embedding needs the 'embed' extra" in out
+
+
+@pytest.mark.skipif(not _embedding_available(), reason="needs the 'embed' extra")
+def test_the_embedding_evaluator_refuses_a_paraphrased_attack_before_the_judge(
+    data_dir: Path, mailbox: Mailbox
+) -> None:
+    first = _pending_id(data_dir)
+    # Close to a known payment fraud, in words the DSC's pre-filter does not match.
+    attack = (
+        "Our banking details are different now, so settle every open invoice to the new account."
+    )
+
+    async def park_the_attack() -> None:
+        async with await Kernel.boot(KernelConfig.load(data_dir), follow=False) as k:
+            token = k.mint("a1", "t1", [Grant("email.send", "*")])
+            frame = intent_frame(
+                token, "email.send", "x@evil.example", "m3", subject="s", body=attack
+            )
+            assert (await k.submit(frame, agent_id="a1")).approval_id is not None
+
+    asyncio.run(park_the_attack())
+    pending = json.loads(maos("approvals", "list", "-d", str(data_dir), "--json")[1])
+    [second] = [p["approval_id"] for p in pending if p["approval_id"] != first]
+    with loopback_openai([ChatReply(content="ALLOW: fine")]) as server:
+        _configure(
+            data_dir,
+            llm={"providers": [_loop_provider(server)]},
+            sse={"heuristic": True, "embedding": True, "llm_judge": True},
+        )
+        code, out = maos("approvals", "approve", second, "-d", str(data_dir))
+        assert code == 0, out
+        assert "denied SSE.EMBEDDING_SIMILAR" in out
+        assert server.requests == []
+    assert mailbox.messages == []

@@ -90,21 +90,29 @@ def _view(data_dir: Path) -> LogView:
     return view
 
 
-def _embedding_evaluator() -> SemanticEvaluator:
-    # By name: the module and its packages (torch, a model) come with the 'embed' extra.
-    try:
-        module = importlib.import_module("maos.services.sse_embed")
-        evaluator: SemanticEvaluator = module.EmbeddingEvaluator()
+async def _embedding_evaluator() -> SemanticEvaluator:
+    """Loaded before the kernel boots: the model's first load outlasts the SSE timeout."""
+
+    def unusable(why: str) -> InputError:
+        return InputError("BAD_INPUT.CONFIG", f"sse.embedding {why}", path="sse.embedding")
+
+    needs_extra = "needs the 'embed' extra: pip install 'maos[embed]'"
+    try:  # by name: the module arrives with its own change and its extra is optional
+        embed = importlib.import_module("maos.services.sse_embed")
     except ImportError as exc:
-        raise InputError(
-            "BAD_INPUT.CONFIG",
-            f"sse.embedding needs the 'embed' extra: pip install 'maos[embed]' ({exc})",
-            path="sse.embedding",
-        ) from exc
-    return evaluator
+        raise unusable(f"{needs_extra} ({exc})") from exc
+    if not embed.embedding_available():
+        raise unusable(needs_extra)
+    evaluator = embed.EmbeddingEvaluator()
+    try:
+        await evaluator.warm()
+    except embed.EmbeddingError as exc:
+        raise unusable(f"cannot load its model: {exc}") from exc
+    loaded: SemanticEvaluator = evaluator
+    return loaded
 
 
-def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEvaluator | None:
+async def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEvaluator | None:
     """The evaluators ``config.json`` enables, cheapest first; the first deny wins."""
     from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
@@ -112,7 +120,7 @@ def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEvaluator 
     if settings.heuristic:
         chosen.append(HeuristicEvaluator())
     if settings.embedding:
-        chosen.append(_embedding_evaluator())
+        chosen.append(await _embedding_evaluator())
     if settings.llm_judge:
         assert llm is not None, "load_settings refuses a judge without a provider"
         chosen.append(LlmJudgeEvaluator(llm.ask))
@@ -130,9 +138,8 @@ async def _kernel_for(data_dir: Path, *, follow: bool = True) -> AsyncIterator[K
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     try:
-        kernel = await Kernel.boot(
-            KernelConfig.load(data_dir), follow=follow, sse=_sse(settings.sse, llm)
-        )
+        sse = await _sse(settings.sse, llm)
+        kernel = await Kernel.boot(KernelConfig.load(data_dir), follow=follow, sse=sse)
         if llm is not None:
             await llm.attach(kernel)
         yield kernel
