@@ -23,6 +23,9 @@ to. A refusal is fed back to the model rather than ending the cell, so one block
 (an injected one, typically) does not sink the user's task; a call parked for the
 Commander is reported as such and not waited for unless MAOS_CELL_APPROVAL_WAIT_S says so.
 
+A model call the kernel refuses (R6: the agent now holds data the provider may not
+see, say) ends the cell with exit status 3: it cannot think without it.
+
 Rule-Based Mode (no provider answers, seed §30.8): the cell pauses - it retries every few
 seconds for up to MAOS_CELL_PAUSE_S - and then exits 75 (EX_TEMPFAIL), so the
 Orchestrator's retries can run it again once a provider is back.
@@ -182,6 +185,11 @@ def complete(messages: list[Record], tools: list[Record], pause_s: float) -> Rec
         try:
             reply: Record = sdk.llm.complete(messages, tools=tools, max_tokens=1024).value
             return reply
+        except sdk.Denied as no:
+            # Typically R6: this agent now holds data the provider may not see. Thinking
+            # further would need the kernel to look away; the cell stops instead.
+            print(f"stopped: the model may not be asked ({no.code}: {no.reason})", file=sys.stderr)
+            raise SystemExit(3) from None
         except sdk.LlmUnavailable as down:
             if time.monotonic() >= deadline:
                 print(f"paused: no LLM provider answers ({down.code})", file=sys.stderr)

@@ -7,7 +7,9 @@ check compares a context's confidentiality with the op's sink clearance.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from maos.kernel.labels import Conf
 from maos.kernel.types import EffectClass
@@ -19,6 +21,7 @@ __all__ = [
     "TARGET_KINDS",
     "TOOL_PREFIX",
     "OpSpec",
+    "effect_class_of",
     "spec_for",
     "tool_spec",
 ]
@@ -77,6 +80,17 @@ TARGET_KINDS = frozenset({"path", "url", "recipient", "account", "phone"})
 
 def spec_for(op: str) -> OpSpec | None:
     return OPS.get(op)
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def effect_class_of(spec: OpSpec, params: Mapping[str, Any]) -> EffectClass:
+    """The class of one intent: an HTTP GET or HEAD reads (what it may leak through its
+    URL is the target checks' business), every other request sends."""
+    if spec.name == "http.request" and params.get("method") in _READ_METHODS:
+        return EffectClass.READ
+    return spec.effect_class
 
 
 def tool_spec(

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.ifc import is_trusted_target, target_kinds
-from maos.kernel.ops import HIGH_IMPACT, OPS, OpSpec
+from maos.kernel.ops import HIGH_IMPACT, OPS, OpSpec, effect_class_of
 from maos.kernel.types import Allow, Decision, Deny, EffectClass, Pending, frozen_mapping
 
 __all__ = ["AGENT_ADMIN_OPS", "DEFAULT_PROTECTED_NAMES", "KERNEL_NAMESPACES", "RULES", "RulesCheck"]
@@ -112,7 +112,7 @@ class RulesCheck:
                 return verdict
         granted = inp.task.effect_classes
         if granted is not None:
-            cls = derived_from.effect_class
+            cls = effect_class_of(derived_from, inp.intent.params)
             internal_send = cls is EffectClass.SEND and not external
             if cls not in granted and cls not in _UNGRANTED and not internal_send:
                 return self._r2_effect_class(inp, derived_from)
