@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import dsc, durability, pods
+from maos.bench import dsc, durability, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,13 +24,15 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/3: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/4: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/3: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
-    say("bench 3/3: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    say("bench 3/4: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
+    say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
+    figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
     figures["meta"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -73,8 +75,39 @@ def render(figures: dict[str, Any]) -> str:
         ),
     ]
     rows += _pod_rows(figures["pods"])
+    rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
+    table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
+    return table + _scenario_table(figures["scenarios"])
+
+
+def _scenario_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if "unavailable" in s:
+        return [("security scenarios", "unavailable", s["unavailable"][:60])]
+    return [
+        (
+            f"attacker success ({s['scenarios']} scenarios)",
+            f"{s['attacker_success_rate']:.0%}",
+            "target 0%",
+        ),
+        ("benign tasks unimpeded", f"{s['benign_unimpeded_share']:.0%}", "target ≥ 85%"),
+        (
+            "benign tasks to the human, flagged",
+            f"{s['benign_to_human_flagged_share']:.0%}",
+            f"failed: {s['benign_failed']}",
+        ),
+    ]
+
+
+def _scenario_table(s: dict[str, Any]) -> str:
+    if "rows" not in s:
+        return ""
+    width = max(len(r["scenario"]) for r in s["rows"])
+    lines = ["", "", f"{'scenario':<{width}}  {'benign':<10} {'attack':<12} stopped by"]
+    for r in s["rows"]:
+        stopped = ", ".join(r["stopped_by"]) or "-"
+        lines.append(f"{r['scenario']:<{width}}  {r['benign']:<10} {r['attack']:<12} {stopped}")
+    return "\n".join(lines)
 
 
 def _pod_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -422,12 +422,15 @@ def run_all(
 
 
 def measure(
-    directory: Path = DEFAULT_DIR, progress: Callable[[str], None] | None = None
+    directory: Path = DEFAULT_DIR,
+    progress: Callable[[str], None] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """`summarize` of the whole suite; ``{"unavailable": why}`` outside a source checkout."""
+    """`summarize` of the suite (its first ``limit`` scenarios: a smoke run);
+    ``{"unavailable": why}`` outside a source checkout."""
     if not directory.is_dir():
         return {"unavailable": f"no scenario suite at {directory} (a source checkout has it)"}
-    outcomes = list(run_all(load_scenarios(directory), progress))
+    outcomes = list(run_all(load_scenarios(directory)[:limit], progress))
     figures = summarize(outcomes)
     figures["outcomes"] = [asdict(o) for o in outcomes]
     return figures
