@@ -33,6 +33,8 @@ from maos.kernel.wal import Wal
 
 if TYPE_CHECKING:
     from maos.llm.config import ConfiguredLlm, SseSettings
+    from maos.pod.isolation import PodHome
+    from maos.services.plan import Plan
 
 T = TypeVar("T")
 
@@ -130,8 +132,11 @@ async def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEval
 
 
 @contextlib.asynccontextmanager
-async def _kernel_for(data_dir: Path, *, follow: bool = True) -> AsyncIterator[Kernel]:
-    """A kernel on ``data_dir`` with the configured LLM chain and SSE; all closed after."""
+async def _kernel_for(
+    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
+) -> AsyncIterator[Kernel]:
+    """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
+    installed before boot replays approved intents); all closed after."""
     from maos.llm.config import build_llm, load_settings
 
     settings = load_settings(data_dir)
@@ -139,7 +144,10 @@ async def _kernel_for(data_dir: Path, *, follow: bool = True) -> AsyncIterator[K
     kernel: Kernel | None = None
     try:
         sse = await _sse(settings.sse, llm)
-        kernel = await Kernel.boot(KernelConfig.load(data_dir), follow=follow, sse=sse)
+        extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
+        kernel = await Kernel.boot(
+            KernelConfig.load(data_dir), follow=follow, sse=sse, adapters=extra
+        )
         if llm is not None:
             await llm.attach(kernel)
         yield kernel
@@ -192,36 +200,56 @@ def demo(
 
 
 async def _run_plan(data_dir: Path, plan_file: Path, *, resume: bool) -> Any:
-    """Boot a kernel, hand the Orchestrator a pod runtime per isolation level, run."""
-    from maos.pod.runtime import PodRuntime
-    from maos.services.orchestrator import Orchestrator, PodStarter, StepEvent
+    """Start the plan's tool hosts, boot a kernel, run the plan with one pod runtime per
+    isolation level; everything is closed after."""
+    from maos.pod.isolation import PodHome
+    from maos.pod.toolhost import register_tools, start_tools
     from maos.services.plan import load_plan
 
     plan = load_plan(plan_file)
-    async with _kernel_for(data_dir) as kernel:
-        runtimes: dict[int | None, PodRuntime] = {}
+    home = PodHome()
+    tools = None
+    try:
+        if plan.tool_modules:
+            tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
+            names = ", ".join(m.name for m in tools.manifests())
+            typer.echo(f"tools    {names} (each module in a sandboxed tool host)")
+        adapters = {} if tools is None else {"tool": tools}
+        async with _kernel_for(data_dir, adapters=adapters) as kernel:
+            if tools is not None:
+                await register_tools(kernel, tools)
+            return await _orchestrate(kernel, plan, home, resume=resume)
+    finally:
+        if tools is not None:
+            await tools.aclose()
+        home.close()
 
-        def pods(level: int | None) -> PodStarter:
-            if level not in runtimes:
-                runtimes[level] = PodRuntime(kernel, level=level)
-            return runtimes[level]
 
-        def show(event: StepEvent) -> None:
-            typer.echo(
-                f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip()
-            )
+async def _orchestrate(kernel: Kernel, plan: Plan, home: PodHome, *, resume: bool) -> Any:
+    from maos.pod.runtime import PodRuntime
+    from maos.services.orchestrator import Orchestrator, PodStarter, StepEvent
 
-        try:
-            orchestrator = Orchestrator(kernel, pods, on_event=show)
-            result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
-            line = f"plan     {plan.task} {result.status}"
-            typer.echo(
-                line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
-            )
-            return result
-        finally:
-            for runtime in runtimes.values():
-                await runtime.close()
+    runtimes: dict[int | None, PodRuntime] = {}
+
+    def pods(level: int | None) -> PodStarter:
+        if level not in runtimes:
+            runtimes[level] = PodRuntime(kernel, level=level, home=home)
+        return runtimes[level]
+
+    def show(event: StepEvent) -> None:
+        typer.echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
+
+    try:
+        orchestrator = Orchestrator(kernel, pods, on_event=show)
+        result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
+        line = f"plan     {plan.task} {result.status}"
+        typer.echo(
+            line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
+        )
+        return result
+    finally:
+        for runtime in runtimes.values():
+            await runtime.close()
 
 
 @app.command("run")

@@ -178,10 +178,21 @@ class Kernel:
 
     @classmethod
     async def boot(
-        cls, config: KernelConfig, *, follow: bool = True, sse: SemanticEvaluator | None = None
+        cls,
+        config: KernelConfig,
+        *,
+        follow: bool = True,
+        sse: SemanticEvaluator | None = None,
+        adapters: Mapping[str, Adapter] | None = None,
     ) -> Kernel:
-        """Replay the log, recover interrupted effects, run approved intents, then serve."""
+        """Replay the log, recover interrupted effects, run approved intents, then serve.
+
+        ``adapters`` (the LLM gateway, the tool host) are installed before recovery and
+        before approved intents run, so an approved completion or tool call made before
+        a restart finds who performs it."""
         kernel = cls(config, sse=sse)
+        for family, adapter in (adapters or {}).items():
+            kernel.add_adapter(family, adapter)
         kernel._catch_up()
         await kernel.commit.recover()
         await kernel.wal.append("kernel.boot", {"node_id": config.node_id})

@@ -327,7 +327,8 @@ class ConfiguredLlm:
 
     async def attach(self, kernel: Kernel) -> None:
         """Serve ``llm.*`` on ``kernel``; log ``llm.configured``, then every mode flip."""
-        kernel.add_adapter("llm", self.adapter)
+        if kernel.commit.adapter("llm") is not self.adapter:  # not passed to Kernel.boot
+            kernel.add_adapter("llm", self.adapter)
         await kernel.wal.append(CONFIGURED, self.settings.record())
         wal = kernel.wal
 

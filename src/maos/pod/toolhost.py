@@ -4,6 +4,9 @@
     ...                       # agents call client.tools.call("pay_invoice", ...)
     await adapter.aclose()
 
+(or `start_tools` before `Kernel.boot(..., adapters={"tool": adapter})`, then
+`register_tools`: then a tool call the Commander approved before a restart runs at boot.)
+
 Code MAOS did not write never runs in the kernel's process (DESIGN.md): each tool module
 runs in its own pod - the same sandbox as agents (level 2 by default: namespaces,
 seccomp, Landlock, no network) - and the kernel reads only its manifest, strictly
@@ -51,7 +54,16 @@ from maos.pod.frames import OpTable, Reply, StrictModel
 from maos.pod.isolation import Limits, PodHome, PodProcess, PodSpec, sandbox_for
 from maos.pod.isolation.base import ProcessSandbox
 
-__all__ = ["TOOLHOST_OPS", "Manifest", "ToolAdapter", "ToolHost", "ToolHostError", "install_tools"]
+__all__ = [
+    "TOOLHOST_OPS",
+    "Manifest",
+    "ToolAdapter",
+    "ToolHost",
+    "ToolHostError",
+    "install_tools",
+    "register_tools",
+    "start_tools",
+]
 
 HELLO_TIMEOUT = 30.0
 """Seconds a host has to import its module and announce its tools."""
@@ -287,17 +299,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-async def install_tools(
-    kernel: Kernel,
-    modules: Sequence[Path],
-    *,
-    home: PodHome,
-    level: int = 2,
-    principal: str = COMMANDER,
-) -> ToolAdapter:
-    """Start a host per module, register every tool with ``kernel``, install the adapter.
+async def start_tools(modules: Sequence[Path], *, home: PodHome, level: int = 2) -> ToolAdapter:
+    """Start a host per module and learn their manifests; no kernel is involved yet, so
+    the adapter can be handed to `Kernel.boot` (``adapters={"tool": ...}``).
 
-    `ToolHostError` (or `IsolationUnavailable`) if any module fails: none is installed."""
+    `ToolHostError` (or `IsolationUnavailable`) if any module fails: none is kept."""
     sandbox = sandbox_for(level, home, ops=TOOLHOST_OPS)
     adapter = ToolAdapter()
     try:
@@ -312,6 +318,13 @@ async def install_tools(
     except BaseException:
         await adapter.aclose()
         raise
+    return adapter
+
+
+async def register_tools(
+    kernel: Kernel, adapter: ToolAdapter, *, principal: str = COMMANDER
+) -> None:
+    """Log every manifest of ``adapter`` with ``kernel`` (``tool.registered``)."""
     for m in adapter.manifests():
         await kernel.register_tool(
             m.name,
@@ -325,5 +338,22 @@ async def install_tools(
             description=m.description,
             principal=principal,
         )
-    kernel.add_adapter("tool", adapter)
+
+
+async def install_tools(
+    kernel: Kernel,
+    modules: Sequence[Path],
+    *,
+    home: PodHome,
+    level: int = 2,
+    principal: str = COMMANDER,
+) -> ToolAdapter:
+    """`start_tools`, `register_tools`, and serve ``tool.*`` on a running ``kernel``."""
+    adapter = await start_tools(modules, home=home, level=level)
+    try:
+        await register_tools(kernel, adapter, principal=principal)
+        kernel.add_adapter("tool", adapter)
+    except BaseException:
+        await adapter.aclose()
+        raise
     return adapter

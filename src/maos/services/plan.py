@@ -177,6 +177,9 @@ class Plan(BaseModel):
     changes and code execution always ask the Commander (R7)."""
     budgets: Budgets = Budgets()
     label_rules: tuple[LabelRuleSpec, ...] = ()
+    tool_modules: tuple[str, ...] = ()
+    """Python files declaring tools (`maos.tool`), relative to the plan file; `maos run`
+    starts each in a sandboxed tool host and registers its tools for the task."""
     agents: dict[str, AgentSpec] = Field(min_length=1)
     steps: dict[str, StepSpec] = Field(min_length=1)
 
@@ -225,7 +228,8 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
             aid: spec.model_copy(update={"script": str(_resolve(spec.script, base_dir))})
             for aid, spec in plan.agents.items()
         }
-        plan = plan.model_copy(update={"agents": agents})
+        modules = tuple(str((base_dir / m).resolve()) for m in plan.tool_modules)
+        plan = plan.model_copy(update={"agents": agents, "tool_modules": modules})
     return plan
 
 
