@@ -247,3 +247,33 @@ def test_a_receive_waiting_for_mail_ends_when_the_pod_is_gone(config: KernelConf
         assert answer.outcome.value["messages"] == []
 
     world(config, body)
+
+
+def test_unread_messages_survive_a_restart_and_read_ones_stay_read(
+    config: KernelConfig,
+) -> None:
+    async def before(w: World) -> None:
+        for n, text in enumerate(("read before", "still unread"), 1):
+            sent = await w.ask("a1", n, "outmsg", "send", to="a2", body=text)
+            assert sent.outcome.status is OutcomeStatus.COMMITTED
+        got = await w.ask("a2", 1, "inmsg", "recv", max_items=1)
+        assert [m["body"] for m in got.outcome.value["messages"]] == ["read before"]
+
+    world(config, before)
+
+    async def after(w: World) -> None:  # a new kernel process, a new router: from the log
+        got = await w.ask("a2", 2, "inmsg", "recv", max_items=10)
+        messages = got.outcome.value["messages"]
+        assert [(m["sender"], m["body"]) for m in messages] == [("a1", "still unread")]
+        assert "agent:a1" in got.outcome.label.sources
+
+    world(config, after)
+
+
+def test_ring_1_services_have_no_inbox(config: KernelConfig) -> None:
+    async def body(w: World) -> None:
+        for n, service in enumerate(("orchestrator", "kernel", "sse", "commander"), 1):
+            sent = await w.ask("a1", n, "outmsg", "send", to=service, body="let me in")
+            assert sent.outcome.code == "EFFECT.MSG.UNKNOWN_RECIPIENT", service
+
+    world(config, body)

@@ -7,10 +7,16 @@ message carries its sender's context label (the Gateways put it in the logged pa
 where the agent cannot reach), and reading it raises the reader's context to that label:
 a secret cannot be laundered by handing it to another agent.
 
-Inboxes live in the kernel's memory, like the pods that read them; the WAL keeps every
-message sent and every batch received, so nothing is lost to audit. Delivery is
-not idempotent (a receive takes messages out), so an interrupted send or receive is
-left in doubt for the Commander rather than redone.
+Inboxes live in the kernel's memory and are rebuilt from the WAL when the router is
+attached: every committed send, minus every message a committed receive took, so a
+message sent before a restart is still there after it. Delivery is not idempotent (a
+receive takes messages out), so an interrupted send or receive is left in doubt for the
+Commander rather than redone.
+
+Messages go to agents (rings 2 and 3) only. Ring 1 services - the Orchestrator, the LLM
+gateway, the tool host, the SSE - have no inbox and no agent id: an agent reaches them
+only through its gateways (``llm.complete``, ``api.tool``, ``admin.*``), and a message
+addressed to one fails like one to any unknown agent (``EFFECT.MSG.UNKNOWN_RECIPIENT``).
 
 `attach` registers the router as the kernel's ``msg`` adapter, and the gateways raise a
 reader's context through `Kernel.raise_context`: both are the kernel's own paths (its
@@ -24,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Label
+from maos.kernel.wal import WalRecord
 
 __all__ = ["MessageRouter", "attach"]
 
@@ -93,21 +100,51 @@ class MessageRouter:
         if not self._known(to):
             raise EffectError("EFFECT.MSG.UNKNOWN_RECIPIENT", f"no agent {to!r} is registered")
         params = call.params
-        label_raw = params["label"]
-        label = Label.from_dict(dict(label_raw) if isinstance(label_raw, Mapping) else {})
-        sender = str(params["sender"])
         message = _Message(
             message_id=hashlib.sha256(call.idempotency_key.encode()).hexdigest()[:24],
-            sender=sender,
+            sender=str(params["sender"]),
             body=str(params["body"]),
-            label=Label(label.conf, label.integrity, label.sources | {f"agent:{sender}"}),
+            label=_sent_label(params),
             sent_at=self._clock(),
         )
+        self._enqueue(to, message)
+        return EffectResult({"message_id": message.message_id, "to": to})
+
+    def _enqueue(self, to: str, message: _Message) -> None:
         self._inboxes.setdefault(to, deque()).append(message)
         event = self._mail.get(to)
         if event is not None:
             event.set()
-        return EffectResult({"message_id": message.message_id, "to": to})
+
+    def replay(self, records: Iterable[WalRecord]) -> None:
+        """Rebuild the inboxes from the log: committed sends, less what receives took."""
+        prepared: dict[str, Mapping[str, Any]] = {}
+        for rec in records:
+            key = rec.idem_key or ""
+            if rec.kind == "intent.prepared" and rec.body.get("op") in self.ops:
+                prepared[key] = rec.body
+                continue
+            intent = prepared.pop(key, None)
+            if rec.kind != "intent.committed" or intent is None:
+                continue
+            if intent["op"] == "msg.send":
+                params = intent["params"]
+                self._enqueue(
+                    str(intent["target"]),
+                    _Message(
+                        message_id=str(rec.body["value"]["message_id"]),
+                        sender=str(params["sender"]),
+                        body=str(params["body"]),
+                        label=_sent_label(params),
+                        sent_at=rec.ts,
+                    ),
+                )
+            else:
+                taken = {m["message_id"] for m in rec.body["value"].get("messages", ())}
+                inbox = self._inboxes.get(str(intent["target"]), deque())
+                self._inboxes[str(intent["target"])] = deque(
+                    m for m in inbox if m.message_id not in taken
+                )
 
     def _take(self, agent_id: str, max_items: int) -> EffectResult:
         inbox = self._inboxes.get(agent_id, deque())
@@ -115,11 +152,21 @@ class MessageRouter:
         return EffectResult({"messages": taken})
 
 
+def _sent_label(params: Mapping[str, Any]) -> Label:
+    """The sender's context label, as the gateway logged it, naming the sender too."""
+    raw = params["label"]
+    label = Label.from_dict(dict(raw) if isinstance(raw, Mapping) else {})
+    sender = str(params["sender"])
+    return Label(label.conf, label.integrity, label.sources | {f"agent:{sender}"})
+
+
 def attach(kernel: Kernel) -> MessageRouter:
-    """The router serving ``kernel``, installed as its ``msg`` adapter on first use."""
+    """The router serving ``kernel``, installed as its ``msg`` adapter on first use, with
+    the inboxes the log says are still unread."""
     existing = kernel.commit.adapter("msg")
     if isinstance(existing, MessageRouter):
         return existing
     router = MessageRouter(lambda agent_id: agent_id in kernel.registry.agents, kernel.clock)
+    router.replay(kernel.wal.read(kinds=("intent.prepared", "intent.committed")))
     kernel.add_adapter("msg", router)
     return router
