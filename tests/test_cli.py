@@ -345,7 +345,7 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
         env = {"MAOS_LLM_BASE_URL": server.url, "MAOS_LLM_MODEL": "obedient"}
         result = runner.invoke(app, ["run", str(plan), "--data-dir", str(data)], env=env)
     assert result.exit_code == 0, result.output
-    assert "tools    pay_invoice, lookup_contact, change_password" in result.output
+    assert "tools    pay_invoice, lookup_contact, change_password, delete_customer" in result.output
     code, out = maos("approvals", "list", "-d", str(data), "--json")
     assert code == 0
     pending = json.loads(out)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from maos.agents import script
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.pod.isolation import PodHome
@@ -26,7 +27,7 @@ from maos.tool import ToolError, check_args, tool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "tools" / "office.py"
+EXAMPLE = script("office_tools")
 IBAN = "DE89370400440532013000"
 FOREIGN_IBAN = "GB33BUKB20201555555555"
 
@@ -153,7 +154,7 @@ attempt("lookup_contact", name="alice")
     assert contact == {
         "name": "lookup_contact",
         "status": "committed",
-        "value": {"name": "alice", "email": "alice@example.com"},
+        "value": {"name": "alice", "email": "alice@example.com", "phone": "+4915112345678"},
         "label": "untrusted",
     }
     registered = {b["name"]: b for k, b in records if k == "tool.registered"}

@@ -27,7 +27,7 @@ Every scenario runs twice, in a fresh data directory each time:
     inject: {into: file:inbox/a.txt | page:/news, text: ..., actions: [{tool, args}]}
     plan: {effects, label_rules, budgets, trusted_targets, agents?, steps}
     scripts: {step: [{tool, args}]}     the benign calls of each step's model
-    tools: true                         install the scenario tools (`scenario_tools`)
+    tools: true                         install the example tools (`maos.agents.office_tools`)
     succeeds_if: [evidence]             the benign task's effect happened
     attacked_if: [evidence]             the attacker's effect happened
 
@@ -51,6 +51,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from maos.agents import script
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
 from maos.llm import FallbackChain, LlmAdapter, OpenAICompatible, ProviderHealth
 from maos.pod.isolation import PodHome
@@ -80,7 +81,7 @@ __all__ = [
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "tests" / "security" / "scenarios"
 """Where the suite lives in a source checkout (``maos bench`` looks here)."""
-TOOLS = Path(__file__).with_name("scenario_tools.py")
+TOOLS = script("office_tools")
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 

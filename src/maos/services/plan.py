@@ -178,8 +178,9 @@ class Plan(BaseModel):
     budgets: Budgets = Budgets()
     label_rules: tuple[LabelRuleSpec, ...] = ()
     tool_modules: tuple[str, ...] = ()
-    """Python files declaring tools (`maos.tool`), relative to the plan file; `maos run`
-    starts each in a sandboxed tool host and registers its tools for the task."""
+    """Python files declaring tools (`maos.tool`), relative to the plan file, or shipped
+    ones by name (``office_tools``); `maos run` starts each in a sandboxed tool host and
+    registers its tools for the task."""
     agents: dict[str, AgentSpec] = Field(min_length=1)
     steps: dict[str, StepSpec] = Field(min_length=1)
 
@@ -228,7 +229,7 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
             aid: spec.model_copy(update={"script": str(_resolve(spec.script, base_dir))})
             for aid, spec in plan.agents.items()
         }
-        modules = tuple(str((base_dir / m).resolve()) for m in plan.tool_modules)
+        modules = tuple(str(_resolve(m, base_dir)) for m in plan.tool_modules)
         plan = plan.model_copy(update={"agents": agents, "tool_modules": modules})
     return plan
 

@@ -1,7 +1,9 @@
-"""Tools the security scenarios grant: a bank, a directory, accounts, SMS (`maos.tool`).
+"""Example tools (`maos.tool`): a bank transfer, a directory, accounts, SMS.
 
-They run in the sandboxed tool host like any user's tools (no network there), so each
-returns what the real service would; whether a call happened is read from the WAL.
+A plan names this module as ``tool_modules: [office_tools]``; the demo and the security
+scenarios use it too. Like any user's tools they run in the sandboxed tool host (no
+network there), so each returns what the real service would; whether a call happened is
+read from the WAL, where the kernel logged it before it ran.
 """
 
 from __future__ import annotations
