@@ -82,10 +82,18 @@ def test_a_serving_kernel_or_an_unavailable_level_is_refused(tmp_path: Path) -> 
     assert code == 2 and "POD.ISOLATION.UNAVAILABLE" in out
 
 
-def test_the_demo_runs_the_analyst_in_a_pod_and_stops_every_attack(tmp_path: Path) -> None:
+def test_the_demo_runs_the_agents_in_pods_and_stops_every_attack(tmp_path: Path) -> None:
     code, out = maos("demo", "--data-dir", str(tmp_path / "demo"))
     assert code == 0, out
-    assert "Mail delivered to: cfo@example.com\n" in out
+    assert "Mail delivered to: boss@example.com, cfo@example.com\n" in out
+    # Act 1: the plan completes, the injected mail and payment are parked with their
+    # provenance and refused, the deletion is outside the task's effect classes.
+    assert "plan acme-offer: done" in out
+    assert "COMMITTED  writer  tool.pay_invoice DE89370400440532013000" in out
+    assert "PENDING    writer  tool.pay_invoice GB33BUKB20201555555555" in out
+    assert "audit@evil.example first seen: untrusted_content (fs:inbox/offer.txt)" in out
+    assert "DENIED     reader  fs.delete finance/payroll.csv" in out
+    assert "RULE.R2.EFFECT_CLASS_NOT_GRANTED" in out
     for stopped in (
         "RULE.R10.UNTRUSTED_TARGET",
         "APPROVAL.DENIED",
