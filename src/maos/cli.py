@@ -608,8 +608,13 @@ def agent_run(
         grants=[_parse_grant(g) for g in grant] if grant else DEFAULT_GRANTS,
         trusted=trusted or (),
     )
+
+    async def go() -> tuple[Any, str]:
+        async with _kernel_for(data_dir) as kernel:
+            return await launch(kernel, plan, typer.echo)
+
     try:
-        ended, output = asyncio.run(launch(data_dir, plan, typer.echo))
+        ended, output = asyncio.run(go())
     except MaosError as exc:
         _fail(exc)
     if output.strip():

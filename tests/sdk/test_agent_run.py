@@ -106,3 +106,24 @@ def test_the_demo_runs_the_agents_in_pods_and_stops_every_attack(tmp_path: Path)
         assert stopped in out
     assert "COMMITTED    restarted from its clean image, the analyst ends itself (R9)" in out
     assert "hash chain intact" in out
+
+
+def test_an_agent_run_from_the_console_reaches_the_configured_llm(tmp_path: Path) -> None:
+    from maos.testing import ChatReply, loopback_openai
+
+    agent = tmp_path / "thinker.py"
+    agent.write_text(
+        "from maos import sdk\n"
+        "reply = sdk.llm.complete('Say hi.', max_tokens=16).value\n"
+        "print('model says:', reply['message']['content'])\n"
+    )
+    with loopback_openai([ChatReply(content="hi from the model")]) as server:
+        result = runner.invoke(
+            app,
+            ["agent", "run", str(agent), "--grant", "llm.complete|*", "-d", str(tmp_path / "d")],
+            env={"MAOS_LLM_BASE_URL": server.url, "MAOS_LLM_MODEL": "m"},
+        )
+    assert result.exit_code == 0, result.output
+    assert "committed  llm.complete" in result.output
+    assert "model says: hi from the model" in result.output
+    assert server.requests[0][1]["messages"] == [{"role": "user", "content": "Say hi."}]

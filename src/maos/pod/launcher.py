@@ -18,7 +18,7 @@ from pathlib import Path
 
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import StateError
-from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.kernel import Kernel
 from maos.kernel.registry import check_id
 from maos.kernel.tokens import Grant
 from maos.pod.runtime import AgentExit, PodEvent, PodRuntime
@@ -57,27 +57,25 @@ def format_event(event: PodEvent) -> str | None:
 
 
 async def launch(
-    data_dir: Path, plan: AgentLaunch, echo: Callable[[str], None]
+    kernel: Kernel, plan: AgentLaunch, echo: Callable[[str], None]
 ) -> tuple[AgentExit, str]:
-    """Run ``plan`` to its end; returns how the agent ended and its output (pod log)."""
+    """Run ``plan`` to its end on ``kernel`` (booted by the caller with whatever adapters
+    its configuration names: the LLM gateway); returns how the agent ended and its
+    output (pod log)."""
     check_id("agent", plan.agent_id)
-    kernel = await Kernel.boot(KernelConfig.load(data_dir))
-    try:
-        await _admit(kernel, plan)
+    await _admit(kernel, plan)
 
-        def show(event: PodEvent) -> None:
-            line = format_event(event)
-            if line is not None:
-                echo(line)
+    def show(event: PodEvent) -> None:
+        line = format_event(event)
+        if line is not None:
+            echo(line)
 
-        token = kernel.mint(plan.agent_id, plan.task_id, list(plan.grants))
-        async with PodRuntime(kernel, level=plan.level, on_event=show) as runtime:
-            run = await runtime.start(plan.agent_id, plan.script, task_id=plan.task_id, token=token)
-            echo(f"started    {plan.agent_id} (ring {plan.ring}) at level {run.level}")
-            ended = await run.wait()
-            return ended, run.log()
-    finally:
-        await kernel.close()
+    token = kernel.mint(plan.agent_id, plan.task_id, list(plan.grants))
+    async with PodRuntime(kernel, level=plan.level, on_event=show) as runtime:
+        run = await runtime.start(plan.agent_id, plan.script, task_id=plan.task_id, token=token)
+        echo(f"started    {plan.agent_id} (ring {plan.ring}) at level {run.level}")
+        ended = await run.wait()
+        return ended, run.log()
 
 
 async def _admit(kernel: Kernel, plan: AgentLaunch) -> None:
