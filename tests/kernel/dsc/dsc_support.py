@@ -8,7 +8,7 @@ from typing import Any
 from maos.kernel.dsc.base import AgentStatus, AgentView, CheckInput, TaskView
 from maos.kernel.intents import parse_intent
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
-from maos.kernel.types import Allow, Decision
+from maos.kernel.types import Allow, Decision, EffectClass
 
 NOW = 1_750_000_000.0
 WORKSPACE = "/srv/maos/workspaces/t1"
@@ -28,6 +28,8 @@ def make_input(
     cost: Mapping[str, int] | None = None,
     expected_version: int | None = None,
     extra_targets: Iterable[str] = (),
+    target_kinds: Iterable[str] = (),
+    effect_classes: Iterable[EffectClass] | None = None,
     status: AgentStatus = AgentStatus.ACTIVE,
     workspace: str = WORKSPACE,
     trusted: Iterable[str] = (),
@@ -46,11 +48,13 @@ def make_input(
         "cost": dict(cost or {}),
         "expected_version": expected_version,
         "extra_targets": list(extra_targets),
+        "target_kinds": list(target_kinds),
     }
+    classes = None if effect_classes is None else frozenset(effect_classes)
     return CheckInput(
         intent=parse_intent(frame, agent_id=agent_id, intent_id=intent_id),
         agent=AgentView(agent_id, ring=3, status=status),
-        task=TaskView(task_id, workspace, frozenset(trusted), declassified_to),
+        task=TaskView(task_id, workspace, frozenset(trusted), declassified_to, classes),
         now=now,
         node_id="node-test",
         context=context,

@@ -1,0 +1,131 @@
+"""Grants by effect class, tool targets of several kinds, and R7 for classes a plan names.
+
+Tools are ops catalogued at registration (`tool_spec`); the checks read the catalogue
+they are given, so these tests build one with a payment tool and a password tool.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dsc_support import UNTRUSTED_WEB, code_of, make_input
+
+from maos.kernel.dsc.base import TaskView
+from maos.kernel.dsc.ifc import IfcCheck, is_trusted_target
+from maos.kernel.dsc.rules import RulesCheck
+from maos.kernel.labels import Conf
+from maos.kernel.ops import OPS, tool_spec
+from maos.kernel.types import EffectClass, Pending
+
+E = EffectClass
+CATALOGUE = {
+    **OPS,
+    "tool.pay": tool_spec("pay", E.PAY, accepts=Conf.PUBLIC, external=True),
+    "tool.set_password": tool_spec("set_password", E.CREDENTIALS, accepts=None, external=False),
+    "tool.notify": tool_spec("notify", E.SEND, accepts=Conf.PUBLIC, external=True),
+}
+rules = RulesCheck(ops=CATALOGUE)
+ifc = IfcCheck(CATALOGUE)
+IBAN = "DE89370400440532013000"
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "params", "classes", "code"),
+    [
+        ("fs.delete", "ledger.csv", {}, [E.READ, E.WRITE], "RULE.R2.EFFECT_CLASS_NOT_GRANTED"),
+        ("fs.write", "a.txt", {}, [E.READ], "RULE.R2.EFFECT_CLASS_NOT_GRANTED"),
+        ("fs.write", "a.txt", {}, [E.WRITE], "ALLOW"),
+        ("fs.read", "a.txt", {}, [], "ALLOW"),  # reading is never a class to ask for
+        ("email.send", "boss@example.com", {}, [E.READ], "RULE.R2.EFFECT_CLASS_NOT_GRANTED"),
+        ("http.request", "https://a.example/x", {"method": "GET"}, [E.READ], "ALLOW"),
+        (
+            "http.request",
+            "https://a.example/x",
+            {"method": "POST"},
+            [E.READ],
+            "RULE.R2.EFFECT_CLASS_NOT_GRANTED",
+        ),
+        ("msg.send", "a2", {}, [], "ALLOW"),  # stays inside MAOS
+        ("llm.complete", "default", {}, [], "ALLOW"),
+        ("tool.set_password", "", {}, [E.READ, E.SEND], "RULE.R2.EFFECT_CLASS_NOT_GRANTED"),
+        ("tool.pay", IBAN, {}, [E.READ, E.SEND], "RULE.R2.EFFECT_CLASS_NOT_GRANTED"),
+    ],
+)
+def test_a_task_refuses_classes_its_plan_did_not_ask_for(
+    op: str, target: str, params: dict[str, str], classes: list[EffectClass], code: str
+) -> None:
+    trusted = ["boss@example.com", "https://a.example/x", IBAN]
+    inp = make_input(op, target, params=params, effect_classes=classes, trusted=trusted)
+    assert code_of(rules(inp)) == code
+
+
+def test_without_effect_classes_high_impact_always_asks() -> None:
+    inp = make_input("tool.pay", IBAN, trusted=[IBAN], target_kinds=["account"])
+    decision = rules(inp)
+    assert isinstance(decision, Pending) and decision.code == "RULE.R7.APPROVAL_REQUIRED"
+
+
+def test_a_class_the_plan_names_asks_only_for_unnamed_targets() -> None:
+    named = make_input(
+        "tool.pay", IBAN, trusted=[IBAN], target_kinds=["account"], effect_classes=[E.PAY]
+    )
+    assert code_of(rules(named)) == "ALLOW"
+    foreign = make_input(
+        "tool.pay",
+        "GB33BUKB20201555555555",
+        trusted=[IBAN],
+        target_kinds=["account"],
+        effect_classes=[E.PAY],
+    )
+    decision = rules(foreign)
+    assert isinstance(decision, Pending)
+    assert list(decision.details["targets"]) == ["GB33BUKB20201555555555"]
+
+
+def test_each_tool_target_is_checked_by_its_own_kind() -> None:
+    # notify(to=recipient, phone=phone): the recipient is named, the phone is not.
+    inp = make_input(
+        "tool.notify",
+        "boss@example.com",
+        extra_targets=["+44 20 7946 0000"],
+        target_kinds=["recipient", "phone"],
+        trusted=["boss@example.com"],
+        context=UNTRUSTED_WEB,
+        effect_classes=[E.SEND],
+    )
+    decision = ifc(inp)
+    assert isinstance(decision, Pending) and decision.code == "RULE.R10.UNTRUSTED_TARGET"
+    assert list(decision.details["targets"]) == ["+44 20 7946 0000"]
+    named = make_input(
+        "tool.notify",
+        "boss@example.com",
+        extra_targets=["+44 20 7946 0000"],
+        target_kinds=["recipient", "phone"],
+        trusted=["boss@example.com", "+442079460000"],
+        context=UNTRUSTED_WEB,
+    )
+    assert code_of(ifc(named)) == "ALLOW"
+
+
+def test_a_tool_intent_without_kinds_matches_only_exact_names() -> None:
+    inp = make_input(
+        "tool.pay", "DE89 3704 0044 0532 0130 00", trusted=[IBAN], context=UNTRUSTED_WEB
+    )
+    assert isinstance(ifc(inp), Pending)  # no kinds: "unknown", so no spacing-free match
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "trusted"),
+    [
+        ("account", "DE89 3704 0044 0532 0130 00", True),
+        ("account", "de89370400440532013000", True),
+        ("account", "DE89370400440532013001", False),
+        ("account", "DE89-3704", False),
+        ("phone", "+44 (20) 7946-0000", True),
+        ("phone", "+44 20 7946 0001", False),
+        ("phone", "call +442079460000", False),
+        ("none", "", True),
+    ],
+)
+def test_account_and_phone_matching(kind: str, target: str, trusted: bool) -> None:
+    task = TaskView("t1", trusted_targets=frozenset({IBAN, "+442079460000"}))
+    assert is_trusted_target(kind, target, task) is trusted
