@@ -1,8 +1,11 @@
 """The ring boundaries hold: checked by import-linter's contracts in pyproject.toml."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +24,19 @@ def test_kernel_source_never_names_upper_rings() -> None:
         text = path.read_text()
         for name in upper:
             assert name not in text, f"{path} mentions {name}"
+
+
+@pytest.mark.parametrize("package", ["sdk", "tool"])
+def test_pod_packages_import_only_the_stdlib_and_themselves(package: str) -> None:
+    """`maos.sdk` (agents) and `maos.tool` (the tool host) run where nothing else is."""
+    for path in (ROOT / "src/maos" / package).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                ok = name.split(".")[0] in sys.stdlib_module_names
+                assert ok or name.startswith(f"maos.{package}"), f"{path.name} imports {name}"

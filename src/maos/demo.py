@@ -147,13 +147,7 @@ class _Commander:
 
     def __call__(self, event: PodEvent) -> None:
         if event.kind == "intent":
-            outcome = Outcome(
-                "",
-                OutcomeStatus(event.status),
-                code=event.code,
-                reason=event.detail,
-                approval_id=event.approval_id,
-            )
+            outcome = _outcome(event)
             self._row(event.op, f"{event.op} {event.target}", outcome)
             if event.approval_id is not None and event.status == "pending":
                 note = "not a recipient anyone named"
@@ -223,6 +217,17 @@ async def _act_two(kernel: Kernel, http_port: int) -> list[_Row]:
     return commander.rows
 
 
+def _outcome(event: PodEvent) -> Outcome:
+    """What the kernel answered, as the runtime reported it."""
+    return Outcome(
+        "",
+        OutcomeStatus(event.status),
+        code=event.code,
+        reason=event.detail,
+        approval_id=event.approval_id,
+    )
+
+
 @dataclass
 class _Say:
     agent: str
@@ -248,13 +253,7 @@ class _PlanCommander:
             if event.op == "llm.complete":
                 self.thoughts[event.agent_id] = self.thoughts.get(event.agent_id, 0) + 1
             return
-        outcome = Outcome(
-            "",
-            OutcomeStatus(event.status),
-            code=event.code,
-            reason=event.detail,
-            approval_id=event.approval_id,
-        )
+        outcome = _outcome(event)
         packet = ""
         if event.approval_id is not None and event.status == "pending":
             details = self.kernel.approvals.get(event.approval_id).details

@@ -127,20 +127,26 @@ def _site_handler(site: StaticSite) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def loopback_http(pages: dict[str, bytes]) -> Iterator[StaticSite]:
-    """A threaded stdlib HTTP server on 127.0.0.1 serving ``pages``."""
-    site = StaticSite(dict(pages))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _site_handler(site))
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threaded stdlib HTTP server on 127.0.0.1 for the block; yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    site.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield site
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def loopback_http(pages: dict[str, bytes]) -> Iterator[StaticSite]:
+    """A threaded stdlib HTTP server on 127.0.0.1 serving ``pages``."""
+    site = StaticSite(dict(pages))
+    with _serving(_site_handler(site)) as site.port:
+        yield site
 
 
 @dataclass(frozen=True)
@@ -305,18 +311,11 @@ def loopback_openai(
     """A real HTTP model server on 127.0.0.1 answering ``script``, or ``policy`` of each
     request (see `ChatServer`; `maos.testing.obedient` is such a policy)."""
     chat = ChatServer(list(script or ()), policy)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _chat_handler(chat))
-    server.daemon_threads = True
-    chat.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield chat
-    finally:
-        chat.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _serving(_chat_handler(chat)) as chat.port:
+        try:
+            yield chat
+        finally:
+            chat.stopping.set()  # a hanging answer returns before the server shuts down
 
 
 def intent_frame(
