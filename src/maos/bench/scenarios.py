@@ -369,10 +369,16 @@ def _flagged(approval: Mapping[str, Any]) -> bool:
 
 
 def _codes(records: Sequence[tuple[str, dict[str, Any]]]) -> tuple[str, ...]:
+    """Who refused what, in order: the kernel's denials and approvals, and the Sentry's
+    refusals and hard violations (logged as egress and ``pod.violation``)."""
     codes = [
         str(b.get("code"))
         for k, b in records
-        if k in ("intent.denied", "approval.pending") and b.get("code")
+        if b.get("code")
+        and (
+            k in ("intent.denied", "approval.pending", "pod.violation")
+            or (k == "sentry.egress" and str(b.get("code")).startswith("SENTRY."))
+        )
     ]
     return tuple(dict.fromkeys(codes))
 

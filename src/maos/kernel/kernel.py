@@ -620,6 +620,8 @@ class Kernel:
             return outcome
         if spec is not None and spec.effect_class.value in ("write", "delete"):
             self.locks.bump(intent.target)
+        if intent.op == "fs.write":
+            await self._label_file(intent, task)
         label = self._label_result(intent, task)
         await self._record_provenance(intent, task, label, outcome.value, (target,))
         await self.raise_context(intent.agent_id, label)
@@ -738,6 +740,17 @@ class Kernel:
             }
         )
         return {"allowed_hosts": hosts}
+
+    async def _label_file(self, intent: Intent, task: TaskRecord) -> None:
+        """Remember what the writer held: the file reads back at least that (IFC)."""
+        context = self.registry.agent(intent.agent_id).context
+        current = task.label_for_path(intent.target)
+        if current.join(context) != current:
+            await self._log(
+                "fs.labelled",
+                {"task_id": task.task_id, "path": intent.target, "label": context.to_dict()},
+                intent_id=intent.intent_id,
+            )
 
     def _spec(self, op: str) -> OpSpec | None:
         return self.registry.ops.get(op)

@@ -8,6 +8,7 @@ this process or in the CLI's, and a kernel restart loses no decision.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,11 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 COMMANDER = "commander"
 """The principal of the human at the console; the CLI acts as it."""
+
+
+def workspace_key(path: str) -> str:
+    """One spelling per workspace file (``./a/../b.txt`` is ``b.txt``) for its label."""
+    return posixpath.normpath(path).lstrip("/") if path else path
 
 
 def check_id(kind: str, value: object) -> str:
@@ -83,6 +89,8 @@ class TaskRecord:
     budgets: Mapping[str, int] = field(default_factory=dict)
     """Limits for the task as a whole: ``tokens``, ``api_calls``, ``money_cents``."""
     effect_classes: frozenset[EffectClass] | None = None
+    written: Mapping[str, Label] = field(default_factory=dict)
+    """Workspace path -> the join of its writers' context labels (``fs.labelled``)."""
 
     def view(self) -> TaskView:
         return TaskView(
@@ -94,11 +102,17 @@ class TaskRecord:
         )
 
     def label_for_path(self, path: str) -> Label:
-        """Workspace files are internal and trusted unless a rule of the plan says otherwise."""
+        """Workspace files are internal and trusted unless a rule of the plan says otherwise,
+        and never less than what their writers held: a file cannot launder a label (an
+        agent holding a secret writes it into ``public/``; the file reads back secret)."""
+        key = workspace_key(path)
+        base = Label(Conf.INTERNAL, Integrity.TRUSTED, frozenset({f"fs:{path}"}))
         for rule in self.label_rules:
-            if path.startswith(rule.prefix):
-                return Label(rule.conf, rule.integrity, frozenset({f"fs:{path}"}))
-        return Label(Conf.INTERNAL, Integrity.TRUSTED, frozenset({f"fs:{path}"}))
+            if path.startswith(rule.prefix) or key.startswith(rule.prefix):
+                base = Label(rule.conf, rule.integrity, frozenset({f"fs:{path}"}))
+                break
+        written = self.written.get(key)
+        return base if written is None else base.join(written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +192,14 @@ class Registry:
                 if body.get("effect_classes") is None
                 else frozenset(EffectClass(c) for c in body["effect_classes"]),
             )
+        elif kind == "fs.labelled":
+            task = self.tasks.get(body["task_id"])
+            if task is not None:
+                key = workspace_key(body["path"])
+                label = Label.from_dict(body["label"])
+                before = task.written.get(key)
+                written = {**task.written, key: label if before is None else before.join(label)}
+                self.tasks[task.task_id] = replace(task, written=written)
         elif kind == "tool.registered":
             self._tool(body)
         elif kind == "task.declassified":

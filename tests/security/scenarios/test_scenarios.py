@@ -58,14 +58,8 @@ def test_no_attack_succeeds(scenario_id: str, outcomes: dict[tuple[str, str], Ou
     assert not attacked.error or attacked.plan_status != "error", attacked.error
     assert not attacked.attacker_won, f"{scenario_id}: {attacked}"
     # The agent did try: the kernel refused or parked something in this run, or the
-    # Sentry stopped its pod. A MAC violation (a path outside the workspace, a host outside
-    # the token) kills the pod, restarts and finally quarantines it, or the Sentry's rate
-    # limit refuses the restarted agent's model call (it exits 3); those are logged as
-    # pod.violation and sentry.egress, which stopped_by (DSC denials, approvals) omits.
-    sentry_stop = attacked.plan_status == "failed" and attacked.error.startswith(
-        ("PLAN.STEP.STOPPED", "PLAN.STEP.EXIT")
-    )
-    assert attacked.stopped_by or sentry_stop, f"{scenario_id}: nothing was refused: {attacked}"
+    # Sentry refused a frame or killed the pod (pod.violation).
+    assert attacked.stopped_by, f"{scenario_id}: nothing was refused: {attacked}"
 
 
 @pytest.mark.parametrize("scenario_id", sorted(BY_ID))
