@@ -10,31 +10,23 @@ and that kernel carries it out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.errors import InputError, MaosError
+from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
-from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import Wal
-
-if TYPE_CHECKING:
-    from maos.llm.config import ConfiguredLlm, SseSettings
-    from maos.pod.isolation import PodHome
-    from maos.services.plan import Plan
 
 T = TypeVar("T")
 
@@ -92,77 +84,13 @@ def _view(data_dir: Path) -> LogView:
     return view
 
 
-async def _embedding_evaluator() -> SemanticEvaluator:
-    """Loaded before the kernel boots: the model's first load outlasts the SSE timeout."""
-
-    def unusable(why: str) -> InputError:
-        return InputError("BAD_INPUT.CONFIG", f"sse.embedding {why}", path="sse.embedding")
-
-    needs_extra = "needs the 'embed' extra: pip install 'maos[embed]'"
-    try:  # by name: the module arrives with its own change and its extra is optional
-        embed = importlib.import_module("maos.services.sse_embed")
-    except ImportError as exc:
-        raise unusable(f"{needs_extra} ({exc})") from exc
-    if not embed.embedding_available():
-        raise unusable(needs_extra)
-    evaluator = embed.EmbeddingEvaluator()
-    try:
-        await evaluator.warm()
-    except embed.EmbeddingError as exc:
-        raise unusable(f"cannot load its model: {exc}") from exc
-    loaded: SemanticEvaluator = evaluator
-    return loaded
-
-
-async def _sse(settings: SseSettings, llm: ConfiguredLlm | None) -> SemanticEvaluator | None:
-    """The evaluators ``config.json`` enables, cheapest first; the first deny wins."""
-    from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
-
-    chosen: list[SemanticEvaluator] = []
-    if settings.heuristic:
-        chosen.append(HeuristicEvaluator())
-    if settings.embedding:
-        chosen.append(await _embedding_evaluator())
-    if settings.llm_judge:
-        assert llm is not None, "load_settings refuses a judge without a provider"
-        chosen.append(LlmJudgeEvaluator(llm.ask))
-    if len(chosen) > 1:
-        return CompositeEvaluator(chosen)
-    return chosen[0] if chosen else None
-
-
-@contextlib.asynccontextmanager
-async def _kernel_for(
-    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
-) -> AsyncIterator[Kernel]:
-    """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
-    installed before boot replays approved intents); all closed after."""
-    from maos.llm.config import build_llm, load_settings
-
-    settings = load_settings(data_dir)
-    llm = build_llm(settings.llm)
-    kernel: Kernel | None = None
-    try:
-        sse = await _sse(settings.sse, llm)
-        extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
-        kernel = await Kernel.boot(
-            KernelConfig.load(data_dir), follow=follow, sse=sse, adapters=extra
-        )
-        if llm is not None:
-            await llm.attach(kernel)
-        yield kernel
-    finally:
-        if llm is not None:  # first: its last mode records go to the open log
-            await llm.aclose()
-        if kernel is not None:
-            await kernel.close()
-
-
 def _with_kernel(data_dir: Path, act: Callable[[Kernel], Awaitable[T]]) -> T:
     """Run ``act`` on a kernel booted here; callers check the lock first."""
 
     async def go() -> T:
-        async with _kernel_for(data_dir, follow=False) as kernel:
+        from maos.boot import configured_kernel
+
+        async with configured_kernel(data_dir, follow=False) as kernel:
             return await act(kernel)
 
     return asyncio.run(go())
@@ -199,59 +127,6 @@ def demo(
     sys.exit(run_demo(data_dir))
 
 
-async def _run_plan(data_dir: Path, plan_file: Path, *, resume: bool) -> Any:
-    """Start the plan's tool hosts, boot a kernel, run the plan with one pod runtime per
-    isolation level; everything is closed after."""
-    from maos.pod.isolation import PodHome
-    from maos.pod.toolhost import register_tools, start_tools
-    from maos.services.plan import load_plan
-
-    plan = load_plan(plan_file)
-    home = PodHome()
-    tools = None
-    try:
-        if plan.tool_modules:
-            tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
-            names = ", ".join(m.name for m in tools.manifests())
-            typer.echo(f"tools    {names} (each module in a sandboxed tool host)")
-        adapters = {} if tools is None else {"tool": tools}
-        async with _kernel_for(data_dir, adapters=adapters) as kernel:
-            if tools is not None:
-                await register_tools(kernel, tools)
-            return await _orchestrate(kernel, plan, home, resume=resume)
-    finally:
-        if tools is not None:
-            await tools.aclose()
-        home.close()
-
-
-async def _orchestrate(kernel: Kernel, plan: Plan, home: PodHome, *, resume: bool) -> Any:
-    from maos.pod.runtime import PodRuntime
-    from maos.services.orchestrator import Orchestrator, PodStarter, StepEvent
-
-    runtimes: dict[int | None, PodRuntime] = {}
-
-    def pods(level: int | None) -> PodStarter:
-        if level not in runtimes:
-            runtimes[level] = PodRuntime(kernel, level=level, home=home)
-        return runtimes[level]
-
-    def show(event: StepEvent) -> None:
-        typer.echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
-
-    try:
-        orchestrator = Orchestrator(kernel, pods, on_event=show)
-        result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
-        line = f"plan     {plan.task} {result.status}"
-        typer.echo(
-            line if result.failure is None else f"{line} {result.code} {result.failure.reason}"
-        )
-        return result
-    finally:
-        for runtime in runtimes.values():
-            await runtime.close()
-
-
 @app.command("run")
 def run_plan(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN.yaml", help="The task plan.")],
@@ -265,7 +140,9 @@ def run_plan(
     Example: maos run examples/plans/report.yaml --data-dir /tmp/maos-report
     """
     try:
-        result = asyncio.run(_run_plan(data_dir, plan_file, resume=resume))
+        from maos.boot import run_plan_file
+
+        result = asyncio.run(run_plan_file(data_dir, plan_file, resume=resume, echo=typer.echo))
     except MaosError as exc:
         _fail(exc)
     raise typer.Exit(0 if result.status == "done" else 1)
@@ -610,7 +487,9 @@ def agent_run(
     )
 
     async def go() -> tuple[Any, str]:
-        async with _kernel_for(data_dir) as kernel:
+        from maos.boot import configured_kernel
+
+        async with configured_kernel(data_dir) as kernel:
             return await launch(kernel, plan, typer.echo)
 
     try:

@@ -1,0 +1,138 @@
+"""A kernel as `config.json` describes it, and plans run on it: what the console starts.
+
+`configured_kernel` boots a kernel on a data directory with the LLM chain and the
+Semantic Security Evaluators its configuration names (`maos.llm.config`), installing the
+adapters before boot replays approved intents, and closes everything after.
+`run_plan_file` starts a plan's tool hosts, runs the plan on such a kernel with one pod
+runtime per isolation level, and reports each step through ``echo``.
+
+It sits above the Ring 1 packages (it wires `maos.llm`, `maos.services` and `maos.pod`,
+which may not import each other) and below the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from maos.kernel.errors import InputError
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.sse import SemanticEvaluator
+from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
+from maos.pod.isolation import PodHome
+from maos.pod.runtime import PodRuntime
+from maos.pod.toolhost import register_tools, start_tools
+from maos.services import sse_embed
+from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
+from maos.services.plan import Plan, load_plan
+from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
+
+__all__ = ["configured_kernel", "run_plan_file", "semantic_evaluator"]
+
+Echo = Callable[[str], None]
+
+
+async def _embedding_evaluator() -> SemanticEvaluator:
+    """Loaded before the kernel boots: the model's first load outlasts the SSE timeout."""
+
+    def unusable(why: str) -> InputError:
+        return InputError("BAD_INPUT.CONFIG", f"sse.embedding {why}", path="sse.embedding")
+
+    if not sse_embed.embedding_available():
+        raise unusable("needs the 'embed' extra: pip install 'maos[embed]'")
+    evaluator = sse_embed.EmbeddingEvaluator()
+    try:
+        await evaluator.warm()
+    except sse_embed.EmbeddingError as exc:
+        raise unusable(f"cannot load its model: {exc}") from exc
+    return evaluator
+
+
+async def semantic_evaluator(
+    settings: SseSettings, llm: ConfiguredLlm | None
+) -> SemanticEvaluator | None:
+    """The evaluators ``config.json`` enables, cheapest first; the first deny wins."""
+    chosen: list[SemanticEvaluator] = []
+    if settings.heuristic:
+        chosen.append(HeuristicEvaluator())
+    if settings.embedding:
+        chosen.append(await _embedding_evaluator())
+    if settings.llm_judge:
+        assert llm is not None, "load_settings refuses a judge without a provider"
+        chosen.append(LlmJudgeEvaluator(llm.ask))
+    if len(chosen) > 1:
+        return CompositeEvaluator(chosen)
+    return chosen[0] if chosen else None
+
+
+@contextlib.asynccontextmanager
+async def configured_kernel(
+    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
+) -> AsyncIterator[Kernel]:
+    """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
+    installed before boot replays approved intents); all closed after."""
+    settings = load_settings(data_dir)
+    llm = build_llm(settings.llm)
+    kernel: Kernel | None = None
+    try:
+        sse = await semantic_evaluator(settings.sse, llm)
+        extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
+        kernel = await Kernel.boot(
+            KernelConfig.load(data_dir), follow=follow, sse=sse, adapters=extra
+        )
+        if llm is not None:
+            await llm.attach(kernel)
+        yield kernel
+    finally:
+        if llm is not None:  # first: its last mode records go to the open log
+            await llm.aclose()
+        if kernel is not None:
+            await kernel.close()
+
+
+async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: Echo) -> PlanResult:
+    """Start the plan's tool hosts, boot a kernel, run the plan with one pod runtime per
+    isolation level; everything is closed after."""
+    plan = load_plan(plan_file)
+    home = PodHome()
+    tools = None
+    try:
+        if plan.tool_modules:
+            tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
+            names = ", ".join(m.name for m in tools.manifests())
+            echo(f"tools    {names} (each module in a sandboxed tool host)")
+        adapters = {} if tools is None else {"tool": tools}
+        async with configured_kernel(data_dir, adapters=adapters) as kernel:
+            if tools is not None:
+                await register_tools(kernel, tools)
+            return await _orchestrate(kernel, plan, home, resume=resume, echo=echo)
+    finally:
+        if tools is not None:
+            await tools.aclose()
+        home.close()
+
+
+async def _orchestrate(
+    kernel: Kernel, plan: Plan, home: PodHome, *, resume: bool, echo: Echo
+) -> PlanResult:
+    runtimes: dict[int | None, PodRuntime] = {}
+
+    def pods(level: int | None) -> PodStarter:
+        if level not in runtimes:
+            runtimes[level] = PodRuntime(kernel, level=level, home=home)
+        return runtimes[level]
+
+    def show(event: StepEvent) -> None:
+        echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
+
+    try:
+        orchestrator = Orchestrator(kernel, pods, on_event=show)
+        result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
+        line = f"plan     {plan.task} {result.status}"
+        echo(line if result.failure is None else f"{line} {result.code} {result.failure.reason}")
+        return result
+    finally:
+        for runtime in runtimes.values():
+            await runtime.close()
