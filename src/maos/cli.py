@@ -120,8 +120,11 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Boot a kernel on embedded defaults, run a small task with an injection attempt, and
-    print what was committed and what was refused, and why."""
+    """Boot a kernel on embedded defaults and run two acts: a reader and a writer (LLM
+    agents in sandboxed pods, on a scripted model that obeys injections) working on a task
+    whose document carries an injection; then a compromised script trying the pod's
+    limits. Prints what was committed, what was refused and why; exits 1 if an attack got
+    through."""
     from maos.demo import run_demo
 
     sys.exit(run_demo(data_dir))
