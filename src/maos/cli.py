@@ -140,7 +140,18 @@ def run_plan(
 ) -> None:
     """Run a task plan: its steps as agents in pods, in dependency order, one line per step.
 
-    Example: maos run examples/plans/report.yaml --data-dir /tmp/maos-report
+    \b
+    Each step's token holds only its grants.
+    `effects` bounds the kinds of change the task may make.
+    `tool_modules` start in sandboxed tool hosts (docs/tools.md).
+    `script: cell` steps are LLM agents: set an LLM in config.json,
+    or MAOS_LLM_BASE_URL and MAOS_LLM_MODEL (docs/cell.md).
+
+    \b
+    Examples:
+        maos run examples/plans/report.yaml --data-dir /tmp/maos-report
+        MAOS_LLM_BASE_URL=http://127.0.0.1:11434/v1 MAOS_LLM_MODEL=llama3.1 \\
+            maos run examples/plans/invoice.yaml --data-dir /tmp/maos-invoice
     """
     try:
         from maos.boot import run_plan_file
