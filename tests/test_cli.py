@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.labels import Conf, Integrity, Label
 from maos.kernel.tokens import Grant
 from maos.testing import ChatReply, ChatServer, Mailbox, intent_frame, loopback_openai
 
@@ -361,3 +362,64 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
         if json.loads(body)["op"] == "tool.pay_invoice"
     ]
     assert ops == ["DE89370400440532013000"]
+
+
+def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(
+    data_dir: Path, mailbox: Mailbox
+) -> None:
+    async def mail_confidential() -> str:
+        async with await Kernel.boot(KernelConfig.load(data_dir), follow=False) as k:
+            await k.raise_context("a1", Label(Conf.CONFIDENTIAL, Integrity.TRUSTED))
+            token = k.mint("a1", "t1", [Grant("email.send", "*")])
+            frame = intent_frame(
+                token,
+                "email.send",
+                "boss@example.com",
+                f"m{len(mailbox.messages)}-{k.wal.tail_seq()}",
+                subject="s",
+                body="P4471923",
+            )
+            return (await k.submit(frame, agent_id="a1")).code or "committed"
+
+    assert asyncio.run(mail_confidential()) == "RULE.R6.IFC_DOWNFLOW"
+    code, out = maos(
+        "task", "declassify", "t1", "--to", "secret", "--reason", "x", "-d", str(data_dir)
+    )
+    assert code == 2 and "BAD_INPUT.LEVEL" in out
+    code, out = maos(
+        "task",
+        "declassify",
+        "t1",
+        "--to",
+        "public",
+        "--reason",
+        "x",
+        "--as",
+        "a1",
+        "-d",
+        str(data_dir),
+    )
+    assert code == 2 and "STATE.NOT_COMMANDER" in out
+    code, out = maos(
+        "task", "declassify", "nope", "--to", "public", "--reason", "x", "-d", str(data_dir)
+    )
+    assert code == 2 and "STATE.UNKNOWN_TASK" in out
+    code, out = maos(
+        "task",
+        "declassify",
+        "t1",
+        "--to",
+        "public",
+        "--reason",
+        "the boss's own file",
+        "-d",
+        str(data_dir),
+    )
+    assert code == 0, out
+    assert asyncio.run(mail_confidential()) == "committed"
+    assert mailbox.recipients() == ["boss@example.com"]
+    rows = sqlite3.connect(data_dir / "wal.sqlite3").execute(
+        "SELECT body FROM records WHERE kind = 'task.declassified'"
+    )
+    [(body,)] = list(rows)
+    assert json.loads(body)["reason"] == "the boss's own file"

@@ -23,6 +23,7 @@ from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.labels import Conf
 from maos.kernel.registry import COMMANDER, check_principal
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.view import KernelLock, LogView
@@ -46,6 +47,7 @@ token_app = typer.Typer(help="Mint, inspect and revoke capability tokens.", no_a
 approvals_app = typer.Typer(
     help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True
 )
+task_app = typer.Typer(help="What the Commander says about a task.", no_args_is_help=True)
 wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
 agent_app = typer.Typer(
     help="Run agents in pods; list them; pause, quarantine or kill them (R8).",
@@ -54,6 +56,7 @@ agent_app = typer.Typer(
 app.add_typer(token_app, name="token")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(wal_app, name="wal")
+app.add_typer(task_app, name="task")
 app.add_typer(agent_app, name="agent")
 
 DataDir = Annotated[
@@ -551,6 +554,42 @@ def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: s
     except MaosError as exc:
         _fail(exc)
     typer.echo(f"{agent_id}: {status.value}")
+
+
+@task_app.command("declassify")
+def task_declassify(
+    task_id: Annotated[str, typer.Argument(help="The task whose data is released.")],
+    to: Annotated[
+        str, typer.Option("--to", help="The level released down to: public, internal, ...")
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why; it is logged with who.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Let a task's data flow down to a lower level (R6), logged with who and why.
+
+    Personal or secret data keeps its label through every agent; sending a passport even
+    to the authority the prompt named needs this.
+
+    \b
+    Example: maos task declassify visa-2026 --to public --reason "passport to the consulate"
+    """
+    try:
+        level = Conf[to.upper()]
+        if level is Conf.SECRET:
+            raise KeyError(to)
+    except KeyError:
+        typer.secho("error BAD_INPUT.LEVEL: --to is public, internal or confidential", err=True)
+        raise typer.Exit(2) from None
+    try:
+        view = _view(data_dir)
+        check_principal(principal, view.registry)
+        view.registry.task(task_id)
+        body = {"task_id": task_id, "to": to.lower(), "reason": reason, "principal": principal}
+        view.wal.append_sync("task.declassified", body)
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(f"{task_id}: data may flow down to {to.lower()} ({reason})")
 
 
 @agent_app.command("pause")

@@ -336,3 +336,28 @@ def test_maos_run_runs_the_example_plan(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "PLAN.ALREADY_STARTED" in again.output
     resumed = CliRunner().invoke(app, ["run", str(EXAMPLE), "--data-dir", data, "--resume"])
     assert resumed.exit_code == 0 and resumed.output.split() == ["plan", "q3-report", "done"]
+
+
+def test_a_plan_may_declassify_its_task_from_the_start(tmp_path: Path, home: PodHome) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"noop": 'print("MAOS_RESULT " + json.dumps(1))'},
+        {"one": {"agent": "noop", "grants": ["fs.read|x"]}},
+        declassify={"to": "public", "reason": "the passport goes to the consulate named"},
+    )
+
+    async def body(orch: Orchestrator, kernel: Kernel) -> Any:
+        await orch.run(plan)
+        return kernel.registry.task("t1"), records(tmp_path, kernel, "task.declassified")
+
+    task, logged = run(tmp_path, home, body)
+    assert task.declassified_to is Conf.PUBLIC
+    assert logged[0][1]["reason"] == "the passport goes to the consulate named"
+    with pytest.raises(MaosError) as err:
+        make_plan(
+            tmp_path,
+            {"a": ""},
+            {"s": {"agent": "a", "grants": ["fs.read|x"]}},
+            declassify={"to": "secret", "reason": "r"},
+        )
+    assert err.value.code == "PLAN.INVALID"

@@ -2,7 +2,8 @@
 
     run(plan)
       open the task   trusted targets = the plan's list + identifiers in the prompt,
-                      effect classes = the plan's ``effects`` (grants by effect class)
+                      effect classes = the plan's ``effects`` (grants by effect class),
+                      and its ``declassify``, if any (logged, R6)
       register agents with the plan's budgets (known agents keep their ring: no
                       promotion without onboarding, R5)
       plan.started    {task_id, plan, trusted_targets}
@@ -47,7 +48,7 @@ from typing import Any, Protocol
 from maos.agents import script
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
-from maos.kernel.labels import Label
+from maos.kernel.labels import Conf, Label
 from maos.kernel.registry import COMMANDER
 from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass
@@ -209,6 +210,13 @@ class Orchestrator:
             effect_classes=None if classes is None else [EffectClass(c) for c in classes],
             principal=self.principal,
         )
+        if plan.declassify is not None:
+            await self.kernel.declassify(
+                plan.task,
+                Conf[plan.declassify.to.upper()],
+                reason=plan.declassify.reason,
+                principal=self.principal,
+            )
         await self.kernel.wal.append(
             "plan.started",
             {

@@ -46,6 +46,7 @@ __all__ = [
     "AgentSpec",
     "Budgets",
     "CellSettings",
+    "Declassification",
     "LabelRuleSpec",
     "Plan",
     "PlanError",
@@ -148,6 +149,15 @@ class LabelRuleSpec(BaseModel):
     integrity: Literal["trusted", "untrusted"]
 
 
+class Declassification(BaseModel):
+    """The Commander releases the task's data down to ``to`` (R6), with the reason logged."""
+
+    model_config = _STRICT
+
+    to: Literal["public", "internal", "confidential"]
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class Budgets(BaseModel):
     model_config = _STRICT
 
@@ -177,6 +187,10 @@ class Plan(BaseModel):
     changes and code execution always ask the Commander (R7)."""
     budgets: Budgets = Budgets()
     label_rules: tuple[LabelRuleSpec, ...] = ()
+    declassify: Declassification | None = None
+    """Released from the start: personal data the task exists to send (a passport to the
+    authority the prompt names) keeps its label until a principal says so, here or with
+    `maos task declassify`."""
     tool_modules: tuple[str, ...] = ()
     """Python files declaring tools (`maos.tool`), relative to the plan file, or shipped
     ones by name (``office_tools``); `maos run` starts each in a sandboxed tool host and
