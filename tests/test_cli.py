@@ -362,6 +362,49 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
         if json.loads(body)["op"] == "tool.pay_invoice"
     ]
     assert ops == ["DE89370400440532013000"]
+    # The step's token was revoked when the step ended: approving its call now is refused.
+    code, out = maos("approvals", "approve", pending[0]["approval_id"], "-d", str(data))
+    assert "DSC.CAPABILITY.REVOKED" in out
+
+
+def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
+    tmp_path: Path,
+) -> None:
+    from maos.agents import script
+    from maos.pod.isolation import PodHome
+    from maos.pod.toolhost import install_tools
+
+    data = tmp_path / "data"
+
+    async def park() -> str:
+        home = PodHome()
+        try:
+            async with await Kernel.boot(KernelConfig(data_dir=data), follow=False) as k:
+                tools = await install_tools(k, [script("office_tools")], home=home)
+                await k.register_agent("payer", ring=3, budgets={"money_cents": 10_000})
+                await k.open_task("t1", budgets={"money_cents": 10_000}, effect_classes=["pay"])
+                token = k.mint("payer", "t1", [Grant("tool.pay_invoice", "*")])
+                frame = {
+                    "task_id": "t1",
+                    "op": "tool.pay_invoice",
+                    "target": "DE89370400440532013000",
+                    "target_kinds": ["account"],
+                    "token": token,
+                    "idempotency_key": "pay-1",
+                    "params": {"args": {"iban": "DE89370400440532013000", "amount_cents": 500}},
+                    "cost": {"money_cents": 500, "api_calls": 1},
+                }
+                parked = await k.submit(frame, agent_id="payer")
+                await tools.aclose()
+                assert parked.approval_id is not None, parked
+                return parked.approval_id
+        finally:
+            home.close()
+
+    approval_id = asyncio.run(park())
+    code, out = maos("approvals", "approve", approval_id, "-d", str(data))
+    assert code == 0, out
+    assert out.startswith(f"{approval_id}: committed"), out
 
 
 def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(

@@ -19,7 +19,10 @@ from typing import Any
 
 from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
+from maos.kernel.view import LogView
+from maos.kernel.wal import Wal
 from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
@@ -67,16 +70,47 @@ async def semantic_evaluator(
     return chosen[0] if chosen else None
 
 
+def _parked_tool_modules(data_dir: Path) -> list[Path]:
+    """The modules of the tools that parked or approved calls wait for, from the log: a
+    process deciding them (`maos approvals approve`) must be able to run them."""
+    wal_path = KernelConfig(data_dir=data_dir).wal_path
+    if not wal_path.exists():
+        return []
+    view = LogView(Wal(wal_path))
+    try:
+        view.catch_up()
+        waiting = [*view.approvals.pending(), *view.approvals.awaiting_execution()]
+        tools = view.registry.tools
+        modules = {
+            module
+            for a in waiting
+            if str(a.intent.get("op", "")).startswith(TOOL_PREFIX)
+            and (tool := tools.get(str(a.intent["op"])[len(TOOL_PREFIX) :])) is not None
+            and (module := tool.module) is not None
+        }
+    finally:
+        view.wal.close()
+    return [Path(m) for m in sorted(modules)]
+
+
 @contextlib.asynccontextmanager
 async def configured_kernel(
     data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
 ) -> AsyncIterator[Kernel]:
     """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
-    installed before boot replays approved intents); all closed after."""
+    installed before boot replays approved intents); all closed after. Without a tool
+    adapter given, the hosts of tools that parked calls wait for are started too."""
     settings = load_settings(data_dir)
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
+    home: PodHome | None = None
+    tools = None
     try:
+        modules = [] if "tool" in (adapters or {}) else _parked_tool_modules(data_dir)
+        if modules:
+            home = PodHome()
+            tools = await start_tools(modules, home=home)
+            adapters = {**(adapters or {}), "tool": tools}
         sse = await semantic_evaluator(settings.sse, llm)
         extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
         kernel = await Kernel.boot(
@@ -90,6 +124,10 @@ async def configured_kernel(
             await llm.aclose()
         if kernel is not None:
             await kernel.close()
+        if tools is not None:
+            await tools.aclose()
+        if home is not None:
+            home.close()
 
 
 async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: Echo) -> PlanResult:

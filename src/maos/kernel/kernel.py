@@ -337,6 +337,7 @@ class Kernel:
         amount_param: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         description: str = "",
+        module: str | None = None,
         principal: str = COMMANDER,
     ) -> None:
         """Catalogue a user-declared tool as op ``tool.<name>`` (its host runs it, never
@@ -367,6 +368,7 @@ class Kernel:
                 "amount_param": amount_param,
                 "parameters": dict(parameters or {}),
                 "description": description,
+                "module": module,
                 "principal": principal,
             },
         )

@@ -129,6 +129,8 @@ class ToolRecord:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """JSON schema of the arguments; a call that does not fit never reaches the log."""
     description: str = ""
+    module: str | None = None
+    """The file its host runs, so a later process can start it again (approvals)."""
 
 
 class Registry:
@@ -221,6 +223,7 @@ class Registry:
             amount_param=body.get("amount_param"),
             parameters=dict(body.get("parameters", {})),
             description=str(body.get("description", "")),
+            module=body.get("module"),
         )
         accepts = body.get("accepts")
         self.tools[tool.name] = tool

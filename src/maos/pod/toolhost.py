@@ -265,6 +265,9 @@ class ToolAdapter:
     def manifests(self) -> list[Manifest]:
         return [m for _, m in self._hosts.values()]
 
+    def served(self) -> list[tuple[ToolHost, Manifest]]:
+        return list(self._hosts.values())
+
     def manifest(self, name: str) -> Manifest | None:
         entry = self._hosts.get(name)
         return None if entry is None else entry[1]
@@ -325,7 +328,7 @@ async def register_tools(
     kernel: Kernel, adapter: ToolAdapter, *, principal: str = COMMANDER
 ) -> None:
     """Log every manifest of ``adapter`` with ``kernel`` (``tool.registered``)."""
-    for m in adapter.manifests():
+    for host, m in adapter.served():
         await kernel.register_tool(
             m.name,
             effect_class=EffectClass(m.effect_class),
@@ -336,6 +339,7 @@ async def register_tools(
             amount_param=m.amount_param,
             parameters=m.parameters,
             description=m.description,
+            module=str(host.module.resolve()),
             principal=principal,
         )
 
