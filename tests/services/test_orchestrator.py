@@ -24,6 +24,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.services.orchestrator import Orchestrator, PlanResult, PodRun, PodStarter, StepEvent
 from maos.services.plan import Plan, parse_plan
+from maos.testing import loopback_http
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
@@ -361,3 +362,47 @@ def test_a_plan_may_declassify_its_task_from_the_start(tmp_path: Path, home: Pod
             declassify={"to": "secret", "reason": "r"},
         )
     assert err.value.code == "PLAN.INVALID"
+
+
+def test_a_call_parked_in_a_step_can_still_be_approved_after_the_step(
+    tmp_path: Path, home: PodHome
+) -> None:
+    with loopback_http({"/page": b"see /other", "/other": b"the other page"}) as site:
+        inbox = tmp_path / "data" / "workspaces" / "t1" / "inbox"
+        inbox.mkdir(parents=True)
+        (inbox / "note.txt").write_text(f"Fetch {site.url('/other')} too.")
+        plan = make_plan(
+            tmp_path,
+            {
+                "fetcher": 'sdk.fs.read("inbox/note.txt")\n'
+                "try:\n"
+                f'    sdk.http.get("{site.url("/other")}")\n'
+                "except sdk.PendingApproval:\n"
+                '    print("MAOS_RESULT " + json.dumps("parked"))\n'
+            },
+            {
+                "one": {
+                    "agent": "fetcher",
+                    "grants": ["fs.read|inbox/*", f"http.request|{site.url('/')}*"],
+                }
+            },
+            label_rules=[{"prefix": "inbox/", "conf": "public", "integrity": "untrusted"}],
+        )
+
+        async def body(orch: Orchestrator, kernel: Kernel) -> Any:
+            result = await orch.run(plan)
+            [parked] = kernel.approvals.pending()
+            kept = records(tmp_path, kernel, "plan.token.kept")
+            outcome = await kernel.approve(parked.approval_id)
+            await asyncio.sleep(0)  # the deferred revocation runs once the call is decided
+            for _ in range(100):
+                if records(tmp_path, kernel, "token.revoked"):
+                    break
+                await asyncio.sleep(0.01)
+            return result, kept, outcome, records(tmp_path, kernel, "token.revoked")
+
+        result, kept, outcome, revoked = run(tmp_path, home, body)
+    assert result.done["one"].value == "parked"
+    assert kept[0][1]["step"] == "one"
+    assert outcome.status.value == "committed" and outcome.value["body"] == "the other page"
+    assert len(revoked) == 1  # revoked after the decision, not before

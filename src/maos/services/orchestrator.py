@@ -13,7 +13,7 @@
           tools the step names, and llm.complete for the Cognitive Cell), start the pod
           with MAOS_MISSION, MAOS_PROMPT, MAOS_STEP, MAOS_TOOLS,
           MAOS_INPUTS {step: {value, label}}
-        wait (timeout_s), revoke the token
+        wait (timeout_s), revoke the token (once the calls it parked are decided)
         plan.step.done {status, value, label} | plan.step.failed {code, final, ...}
       plan.done       {status, code?, step?}
 
@@ -171,6 +171,8 @@ class Orchestrator:
         self.pods = pods
         self.principal = principal
         self._on_event = on_event
+        self._deferred: set[asyncio.Task[None]] = set()
+        """Revocations waiting for the Commander's decisions (`_retire`)."""
 
     async def run(self, plan: Plan) -> PlanResult:
         """Open the plan's task, admit its agents and run every step to the plan's end."""
@@ -380,7 +382,7 @@ class Orchestrator:
                     sid, "PLAN.STEP.TIMEOUT", f"attempt {attempt} outlived {step.timeout_s}s"
                 )
         finally:
-            await self.kernel.revoke(token, principal=self.principal)
+            await self._retire(plan, sid, token)
         if ended.reason != "exited" and ended.reason != "apoptosis":
             return StepFailure(
                 sid,
@@ -400,6 +402,33 @@ class Orchestrator:
         except ValueError as exc:
             return StepFailure(sid, "PLAN.STEP.EXIT", str(exc))
         return StepValue(sid, value, self.kernel.registry.agent(agent_id).context)
+
+    async def _retire(self, plan: Plan, sid: str, token: str) -> None:
+        """Revoke the attempt's token - unless calls made with it wait for the Commander.
+
+        An approved call is checked again with its own token, so revoking now would turn
+        every later approval into ``DSC.CAPABILITY.REVOKED``. The pod that held the token
+        is gone; only those logged calls can still use it. It is revoked once they are
+        decided (while this process runs), and expires with its TTL in any case."""
+        waiting = [
+            a.approval_id
+            for a in self.kernel.approvals.pending()
+            if a.task_id == plan.task and a.intent.get("token") == token
+        ]
+        if not waiting:
+            await self.kernel.revoke(token, principal=self.principal)
+            return
+        await self.kernel.wal.append(
+            "plan.token.kept", {"task_id": plan.task, "step": sid, "approvals": waiting}
+        )
+        task = asyncio.create_task(self._revoke_when_decided(token, waiting))
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
+
+    async def _revoke_when_decided(self, token: str, approvals: list[str]) -> None:
+        for approval_id in approvals:
+            await self.kernel.wait(approval_id)
+        await self.kernel.revoke(token, principal=self.principal)
 
     def _grants(self, plan: Plan, sid: str) -> list[Grant]:
         """The step's grants, plus each registered tool it names (grants by tool name),
