@@ -362,6 +362,8 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
         if json.loads(body)["op"] == "tool.pay_invoice"
     ]
     assert ops == ["DE89370400440532013000"]
+    status = json.loads(maos("status", "-d", str(data), "--json")[1])
+    assert status["tools"]["pay_invoice"] == {"effect_class": "pay", "targets": {"iban": "account"}}
     # The step's token stays valid for its parked call: the Commander (wrongly, here)
     # approves after the run, and the call is carried out in a freshly started tool host.
     code, out = maos("approvals", "approve", pending[0]["approval_id"], "-d", str(data))

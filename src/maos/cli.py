@@ -178,7 +178,8 @@ def _llm_line(llm: Mapping[str, Any]) -> str:
 
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
-    """What the kernel knows: agents, tasks, pending approvals, in-doubt effects, the LLM."""
+    """What the kernel knows: agents, tasks, pending approvals, the LLM, registered tools,
+    in-doubt effects."""
     from maos.llm.config import llm_status
 
     view = _view(data_dir)
@@ -197,6 +198,10 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "in_doubt": in_doubt,
         "revoked_ids": len(view.revoked),
         "llm": llm_status(view.wal),
+        "tools": {
+            t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
+            for t in view.registry.tools.values()
+        },
     }
     if as_json:
         _echo_json(info)
@@ -211,6 +216,8 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
     typer.echo(f"llm           {_llm_line(info['llm'])}")
+    tools = [f"{n} ({t['effect_class']})" for n, t in sorted(info["tools"].items())]
+    typer.echo(f"tools         {', '.join(tools) or '-'}")
     typer.echo(
         f"in doubt      {len(in_doubt)}"
         + ("  <- the Commander must check these" if in_doubt else "")
