@@ -184,3 +184,24 @@ def test_cell_settings_are_validated() -> None:
         "write",
         "send",
     ]
+
+
+def test_a_long_conversation_is_elided_to_fit_and_odd_model_answers_never_kill_the_pod(
+    config: KernelConfig, home: PodHome, mailbox: Mailbox
+) -> None:
+    reads = [READ] * 20  # 20 tool answers of 8 KB each: more than one intent may carry
+    huge = Call("read_file", {"path": "inbox/offer.txt", "note": "x" * 70_000})
+    model = ObedientModel({"work": [*reads, huge, MAIL_BOSS]})
+    steps = {"work": {**WORK["work"], "cell": {"turns": 30}}}
+    plan = plan_for(steps, budgets={"tokens": 2_000_000})  # ~20k tokens a turn, reserved
+    with loopback_openai(policy=model) as server:
+        result, records = run_plan(config, home, server, plan, "y" * 60_000)
+    assert result.status == "done", result.failure
+    calls = result.done["work"].value["calls"]
+    assert [c["status"] for c in calls[:20]] == ["committed"] * 20
+    assert calls[20] == {"tool": "read_file", "status": "invalid"}  # cut arguments
+    assert calls[21] == {"tool": "send_email", "status": "committed"}
+    assert not [b for k, b in records if k == "pod.violation"]
+    last = server.requests[-1][1]
+    assert len(json.dumps(last["messages"])) + len(json.dumps(last["tools"])) <= 64 * 1024
+    assert any("[elided to fit the context]" in str(m.get("content")) for m in last["messages"])

@@ -47,12 +47,17 @@ from maos import sdk
 
 TYPE_CHECKING = False  # typing costs a pod milliseconds at start-up; mypy honours this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     Record = dict[str, Any]
 
-MAX_TOOL_TEXT = 12_000
+MAX_TOOL_TEXT = 8_000
 """What a tool result may put in front of the model; the rest is cut (and said so)."""
+PARAMS_BYTES = 60_000
+"""What one completion may carry, tool list included: the kernel's Input Sanitizer refuses
+an intent whose params encode to more than 64 KiB. Older tool output is elided to fit."""
+_ELIDED = 300
 
 BUILTINS: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "read_file": (
@@ -155,7 +160,10 @@ def call_tool(name: str, raw_args: str, wait_s: float) -> tuple[Record, Record]:
     except ValueError as exc:
         return {"error": "bad_arguments", "detail": str(exc)}, {"tool": name, "status": "invalid"}
     try:
-        result = run_builtin(name, args) if name in BUILTINS else sdk.tools.call(name, **args)
+        if name in BUILTINS:
+            result = _patiently(lambda: run_builtin(name, args))
+        else:
+            result = _patiently(lambda: sdk.tools.call(name, **args))
         return {"value": result.value}, {"tool": name, "status": "committed"}
     except sdk.PendingApproval as parked:
         if wait_s > 0:
@@ -178,12 +186,30 @@ def _refusal(name: str, exc: sdk.SdkError) -> tuple[Record, Record]:
     return answer, {"tool": name, "status": status, "code": exc.code}
 
 
+RATE_LIMITED = frozenset({"SENTRY.TRAFFIC.RATE", "DSC.RATE.EXCEEDED"})
+"""Refusals that pass: this agent asked faster than its pod's or its own limits allow."""
+
+
+def _patiently(ask: Callable[[], sdk.Result]) -> sdk.Result:
+    """``ask()``, waiting out rate limits (at most a minute): a fast model must not turn a
+    speed limit into a failed step."""
+    for _ in range(100):
+        try:
+            return ask()
+        except sdk.Denied as no:
+            if no.code not in RATE_LIMITED:
+                raise
+            time.sleep(0.6)
+    return ask()
+
+
 def complete(messages: list[Record], tools: list[Record], pause_s: float) -> Record:
     """The model's next turn; waits out Rule-Based Mode for up to ``pause_s`` seconds."""
     deadline = time.monotonic() + pause_s
     while True:
         try:
-            reply: Record = sdk.llm.complete(messages, tools=tools, max_tokens=1024).value
+            answer = _patiently(lambda: sdk.llm.complete(messages, tools=tools, max_tokens=1024))
+            reply: Record = answer.value
             return reply
         except sdk.Denied as no:
             # Typically R6: this agent now holds data the provider may not see. Thinking
@@ -196,6 +222,40 @@ def complete(messages: list[Record], tools: list[Record], pause_s: float) -> Rec
                 raise SystemExit(75) from None
             print(f"waiting: Rule-Based Mode ({down.code})", file=sys.stderr, flush=True)
             time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+
+
+def _as_calls(raw: list[Record]) -> list[Record]:
+    """The model's tool calls as the gateway accepts them back (its field limits): a model
+    answer must never make this agent send a frame the Sentry treats as an attack."""
+    return [
+        {
+            "id": str(c.get("id", ""))[:128],
+            "name": str(c.get("name", ""))[:64],
+            "arguments": str(c.get("arguments", ""))[:64_000],
+        }
+        for c in raw[:32]
+    ]
+
+
+def _fit(messages: list[Record], budget: int) -> list[Record]:
+    """Elide the oldest tool output, then the oldest answers and the arguments they gave,
+    and last the inputs of earlier steps, until the turn fits."""
+    for role in ("tool", "assistant", "user"):
+        for m in messages:
+            if len(json.dumps(messages)) <= budget:
+                return messages
+            if m["role"] != role:
+                continue
+            m["content"] = _elide(m.get("content"))
+            for call in m.get("tool_calls", ()):
+                call["arguments"] = _elide(call["arguments"])
+    return messages
+
+
+def _elide(text: str | None) -> str | None:
+    if text is None or len(text) <= _ELIDED:
+        return text
+    return text[:_ELIDED] + " ...[elided to fit the context]"
 
 
 def main() -> None:
@@ -217,10 +277,11 @@ def main() -> None:
     calls: list[Record] = []
     answer = ""
     for _ in range(turns):
-        reply = complete(messages, tools, pause_s)
+        reply = complete(_fit(messages, PARAMS_BYTES - len(json.dumps(tools))), tools, pause_s)
         message = reply.get("message") or {}
-        wished = reply.get("tool_calls") or []
-        turn: Record = {"role": "assistant", "content": message.get("content")}
+        wished = _as_calls(reply.get("tool_calls") or [])
+        content = message.get("content")
+        turn: Record = {"role": "assistant", "content": content[:50_000] if content else content}
         if wished:
             turn["tool_calls"] = wished
         messages.append(turn)
