@@ -428,39 +428,17 @@ def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(
             return (await k.submit(frame, agent_id="a1")).code or "committed"
 
     assert asyncio.run(mail_confidential()) == "RULE.R6.IFC_DOWNFLOW"
-    code, out = maos(
-        "task", "declassify", "t1", "--to", "secret", "--reason", "x", "-d", str(data_dir)
-    )
+
+    def declassify(task: str, to: str, *more: str) -> tuple[int, str]:
+        return maos("task", "declassify", task, "--to", to, "-d", str(data_dir), *more)
+
+    code, out = declassify("t1", "secret", "--reason", "x")
     assert code == 2 and "BAD_INPUT.LEVEL" in out
-    code, out = maos(
-        "task",
-        "declassify",
-        "t1",
-        "--to",
-        "public",
-        "--reason",
-        "x",
-        "--as",
-        "a1",
-        "-d",
-        str(data_dir),
-    )
+    code, out = declassify("t1", "public", "--reason", "x", "--as", "a1")
     assert code == 2 and "STATE.NOT_COMMANDER" in out
-    code, out = maos(
-        "task", "declassify", "nope", "--to", "public", "--reason", "x", "-d", str(data_dir)
-    )
+    code, out = declassify("nope", "public", "--reason", "x")
     assert code == 2 and "STATE.UNKNOWN_TASK" in out
-    code, out = maos(
-        "task",
-        "declassify",
-        "t1",
-        "--to",
-        "public",
-        "--reason",
-        "the boss's own file",
-        "-d",
-        str(data_dir),
-    )
+    code, out = declassify("t1", "public", "--reason", "the boss's own file")
     assert code == 0, out
     assert asyncio.run(mail_confidential()) == "committed"
     assert mailbox.recipients() == ["boss@example.com"]
