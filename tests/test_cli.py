@@ -447,3 +447,18 @@ def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(
     )
     [(body,)] = list(rows)
     assert json.loads(body)["reason"] == "the boss's own file"
+
+
+def test_safe_state_from_the_console(data_dir: Path) -> None:
+    code, out = maos("safe-state", "on", "--reason", "incident 7", "-d", str(data_dir))
+    assert code == 0 and "on; every agent is stopped" in out
+    code, out = maos("status", "-d", str(data_dir))
+    assert "SAFE STATE    on (incident 7)" in out
+    # A decision taken now is carried out under the safe state: the parked mail is refused.
+    code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
+    assert "RULE.R8.MINIMAL_SAFE_STATE" in out
+    assert maos("safe-state", "on", "--as", "a1", "-d", str(data_dir))[0] == 2
+    assert maos("safe-state", "maybe", "-d", str(data_dir))[0] == 2
+    code, out = maos("safe-state", "off", "-d", str(data_dir))
+    assert code == 0
+    assert json.loads(maos("status", "-d", str(data_dir), "--json")[1])["safe_state"] is None

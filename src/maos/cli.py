@@ -198,6 +198,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "in_doubt": in_doubt,
         "revoked_ids": len(view.revoked),
         "llm": llm_status(view.wal),
+        "safe_state": view.registry.safe_state,
         "tools": {
             t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
             for t in view.registry.tools.values()
@@ -210,6 +211,9 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         f"data dir      {data_dir}  (kernel {'running' if info['kernel_running'] else 'stopped'})"
     )
     typer.echo(f"log records   {info['wal_records']}")
+    if view.registry.safe_state is not None:
+        why = view.registry.safe_state.get("reason") or "no reason given"
+        typer.echo(f"SAFE STATE    on ({why}): `maos safe-state off` to leave it")
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")
@@ -561,6 +565,40 @@ def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: s
     except MaosError as exc:
         _fail(exc)
     typer.echo(f"{agent_id}: {status.value}")
+
+
+@app.command("safe-state")
+def safe_state(
+    state: Annotated[str, typer.Argument(metavar="on|off", help="Enter or leave it.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; it is logged with who.")] = "",
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Minimal Safe State (R8): every agent stops, the kernel refuses every request but
+    apoptosis, and nothing starts until `maos safe-state off`.
+
+    Works whether or not a kernel is running: the decision is a log record, and a running
+    kernel kills its pods as soon as it reads it. Agents keep their own status, so leaving
+    the state restores what each one was.
+
+    \b
+    Example: maos safe-state on --reason "odd payments at 03:00"
+    """
+    if state not in ("on", "off"):
+        typer.secho("error BAD_INPUT.STATE: say on or off", err=True)
+        raise typer.Exit(2)
+    try:
+        view = _view(data_dir)
+        check_principal(principal, view.registry)
+        body = {"on": state == "on", "reason": reason, "principal": principal}
+        view.wal.append_sync("kernel.safe_state", body)
+    except MaosError as exc:
+        _fail(exc)
+    typer.echo(
+        "Minimal Safe State: on; every agent is stopped and every request but apoptosis refused"
+        if state == "on"
+        else "Minimal Safe State: off; agents may run again"
+    )
 
 
 @task_app.command("declassify")

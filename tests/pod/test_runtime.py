@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import StateError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Conf
 from maos.kernel.tokens import Grant
@@ -350,5 +351,40 @@ def test_a_level_the_host_cannot_give_is_refused_with_its_reason(
                 await runtime.start("any", agent, task_id=TASK, token=tokens["any"])
         assert err.value.code == "POD.ISOLATION.UNAVAILABLE"
         assert err.value.fields["reason"] == detect(5).reason
+
+    boot(config, body)
+
+
+def test_minimal_safe_state_stops_every_pod_and_starts_none(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    agent = script(
+        tmp_path,
+        "waiter",
+        """
+        from maos import sdk
+
+        sdk.admin.heartbeat()
+        while True:
+            sdk.msg.receive(timeout=30)
+        """,
+    )
+
+    async def body(kernel: Kernel) -> None:
+        tokens = await setup(kernel, "waiter", "other")
+        started = asyncio.Event()
+        on_event = lambda e: started.set() if e.op == "admin.heartbeat" else None  # noqa: E731
+        async with PodRuntime(kernel, home=home, on_event=on_event) as runtime:
+            run = await runtime.start("waiter", agent, task_id=TASK, token=tokens["waiter"])
+            await started.wait()
+            with Wal(config.wal_path) as other:  # what `maos safe-state on` logs
+                other.append_sync("kernel.safe_state", {"on": True, "principal": "commander"})
+            ended = await run.wait()
+            assert ended.reason == "stopped:minimal safe state"
+            with pytest.raises(StateError) as refused:
+                await runtime.start("other", agent, task_id=TASK, token=tokens["other"])
+            assert refused.value.code == "STATE.SAFE_STATE"
+        # The agents' own statuses did not change: leaving the state restores them.
+        assert kernel.registry.agent("waiter").status is AgentStatus.ACTIVE
 
     boot(config, body)

@@ -413,6 +413,13 @@ class Kernel:
             "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
         )
 
+    async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
+        """Enter or leave Minimal Safe State (R8, seed: "all agents paused, kernel + WAL
+        only"): every intent but apoptosis is refused and pod runtimes stop their pods;
+        leaving it restores what each agent was, since no agent's own status changed."""
+        check_principal(principal, self.registry)
+        await self._log("kernel.safe_state", {"on": on, "reason": reason, "principal": principal})
+
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
     ) -> None:
@@ -507,6 +514,7 @@ class Kernel:
             node_id=self.config.node_id,
             context=agent.context,
             approved=approved,
+            safe_state=self.registry.safe_state is not None,
         )
         decision = self.pipeline.decide(inp)
         try:
@@ -809,6 +817,7 @@ class Kernel:
             "pending_approvals": [a.to_dict() for a in self.approvals.pending()],
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
+            "safe_state": self.registry.safe_state,
         }
 
 

@@ -142,6 +142,8 @@ class Registry:
         self.tools: dict[str, ToolRecord] = {}
         self.ops: dict[str, OpSpec] = dict(OPS)
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
+        self.safe_state: Mapping[str, Any] | None = None
+        """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
 
     def agent(self, agent_id: str) -> AgentRecord:
         try:
@@ -194,6 +196,8 @@ class Registry:
                 if body.get("effect_classes") is None
                 else frozenset(EffectClass(c) for c in body["effect_classes"]),
             )
+        elif kind == "kernel.safe_state":
+            self.safe_state = dict(body) if body.get("on") else None
         elif kind == "fs.labelled":
             task = self.tasks.get(body["task_id"])
             if task is not None:

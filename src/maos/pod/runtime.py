@@ -147,6 +147,10 @@ class PodRuntime:
         """Start ``script`` for a registered, active agent; the token reaches the pod only
         through its environment (``MAOS_TOKEN``), never through a file."""
         agent = self.kernel.registry.agent(agent_id)
+        if self.kernel.registry.safe_state is not None:
+            raise StateError(
+                "STATE.SAFE_STATE", f"the system is in Minimal Safe State; {agent_id} not started"
+            )
         if agent.status is not AgentStatus.ACTIVE:
             raise StateError(
                 "STATE.AGENT_NOT_ACTIVE", f"agent {agent_id} is {agent.status.value}; not started"
@@ -364,11 +368,16 @@ class PodRuntime:
             raise
 
     async def _watch_status(self) -> None:
-        """R8: the Commander's pause, quarantine or kill ends the agent's pod."""
+        """R8: the Commander's pause, quarantine or kill ends the agent's pod; Minimal Safe
+        State ends them all."""
         while True:
             await asyncio.sleep(self._poll)
+            safe = self.kernel.registry.safe_state is not None
             for run in list(self._runs):
                 if run.stop_reason is not None:
+                    continue
+                if safe:
+                    run.stop("stopped:minimal safe state")
                     continue
                 try:
                     status = self.kernel.registry.agent(run.agent_id).status

@@ -67,6 +67,9 @@ class CheckInput:
     """Join of every label the agent has received so far."""
     approved: bool = False
     """A Commander approved this very intent; satisfies R7 and R10, nothing else."""
+    safe_state: bool = False
+    """The Commander put the system in Minimal Safe State (R8): nothing runs but the
+    kernel and its log, and agents may only end themselves."""
 
 
 class Check(Protocol):

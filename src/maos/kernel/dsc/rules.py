@@ -94,6 +94,12 @@ class RulesCheck:
     def __call__(self, inp: CheckInput) -> Decision:
         if inp.agent.status is not _ACTIVE:
             return self._r8_agent_stopped(inp)
+        if inp.safe_state:
+            return self._deny(
+                "R8",
+                "MINIMAL_SAFE_STATE",
+                "the Commander put the system in Minimal Safe State: only apoptosis runs",
+            )
         op = inp.intent.op
         spec = self._ops.get(op)
         facts = self._by_op.get(op)
