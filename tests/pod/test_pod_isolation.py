@@ -23,6 +23,7 @@ from maos.pod.isolation import (
     detect,
     sandbox_for,
 )
+from maos.pod.isolation.level1 import UID_BASE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 
@@ -88,7 +89,11 @@ def test_a_pod_runs_its_agent_with_only_the_given_env_and_limits(
     assert all(f.agent_id == "agent-7" for f in frames)
     view = __import__("json").loads(frames[1].args.model_dump()["body"])
     assert view["env"] == {"GREETING": "hi"}
-    assert view["uid"] == 65534
+    # Nobody inside levels 2 and 3; at level 1 (one pid namespace) a uid of its own.
+    if level == 1:
+        assert view["uid"] >= UID_BASE
+    else:
+        assert view["uid"] == 65534
     assert view["reply"] == {
         "v": 1,
         "id": 1,
@@ -165,11 +170,14 @@ def test_a_channel_violation_kills_the_pod(level: int, home: PodHome, tmp_path: 
 
 
 def pod_processes() -> list[Path]:
-    """Processes of uid nobody running a bootstrap: every pod's, at levels 1 and 2."""
+    """Processes of a pod uid running a bootstrap: nobody at level 2, a uid of the pod's
+    own at level 1 (`Level1Sandbox.UID_BASE` and up)."""
     return [
         p
         for p in Path("/proc").iterdir()
-        if p.name.isdigit() and b"bootstrap.py" in _read(p / "cmdline") and _uid(p) == 65534
+        if p.name.isdigit()
+        and b"bootstrap.py" in _read(p / "cmdline")
+        and (_uid(p) == 65534 or _uid(p) >= UID_BASE)
     ]
 
 
@@ -313,3 +321,53 @@ def test_level2_is_nobody_on_the_host_too_and_landlock_confines_it(
     assert view["tmp_write"] == view["dev_null"] == "ok"
     # bwrap's /dev is a tmpfs owned by the pod: only Landlock stops writes there.
     assert view["dev_write"] == ("PermissionError" if landlock_abi() >= 1 else "ok")
+
+
+@pytest.mark.parametrize("level", _levels(1, 2))
+def test_one_pod_cannot_kill_or_read_another(level: int, home: PodHome, tmp_path: Path) -> None:
+    """The attacker looks for every other pod's bootstrap in /proc and sends it SIGKILL,
+    and tries to read the other pod's scratch dir through /proc/<pid>/cwd."""
+    victim_body = 'pod.request("admin", "heartbeat", {})\nimport time\ntime.sleep(600)\n'
+    attack_body = (
+        "import signal\nseen = {}\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if not p.isdigit() or int(p) == os.getpid():\n"
+        "        continue\n"
+        "    try:\n"
+        "        cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if b'bootstrap.py' not in cmd:\n"
+        "        continue\n"
+        "    try:\n"
+        "        os.kill(int(p), signal.SIGKILL)\n"
+        "        seen[p] = 'killed'\n"
+        "    except OSError as e:\n"
+        "        seen[p] = type(e).__name__\n"
+        "    try:\n"
+        "        seen[p + '/cwd'] = os.listdir(f'/proc/{p}/cwd')\n"
+        "    except OSError as e:\n"
+        "        seen[p + '/cwd'] = type(e).__name__\n" + REPORT % "seen"
+    )
+    victim_path = tmp_path / "victim"
+    victim_path.mkdir()
+    attacker_path = tmp_path / "attacker"
+    attacker_path.mkdir()
+
+    async def main() -> tuple[dict[str, object], bool]:
+        sandbox = sandbox_for(level, home)
+        victim = await sandbox.spawn(PodSpec("victim", script(victim_path, victim_body)))
+        assert victim.channel is not None
+        frame = await victim.channel.recv()  # it is up and waiting
+        await victim.channel.send(Reply(id=frame.id, ok=True, result={}))
+        attacker = await sandbox.spawn(PodSpec("attacker", script(attacker_path, attack_body)))
+        frames = await serve(attacker)
+        alive = victim.returncode is None
+        victim.kill()
+        await victim.wait()
+        return __import__("json").loads(frames[-1].args.model_dump()["body"]), alive
+
+    seen, alive = asyncio.run(main())
+    assert alive, seen
+    assert "killed" not in seen.values(), seen
+    assert not any(isinstance(v, list) for v in seen.values()), seen

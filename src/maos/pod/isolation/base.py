@@ -359,7 +359,7 @@ class ProcessSandbox:
         )
 
     def _start_process(self, workspace: Path | None) -> _Started:
-        pod_dir = self.home.make_pod_dir(workspace, self.uid)
+        pod_dir = self.home.make_pod_dir(workspace, self._uid_for_pod())
         kernel_end, pod_end = channel_pair()
         try:
             with pod_dir.log_path.open("ab") as out:
@@ -388,8 +388,15 @@ class ProcessSandbox:
     def _exit_signal(returncode: int) -> int | None:
         return -returncode if returncode < 0 else None
 
-    def _drop_privileges(self) -> dict[str, Any]:
-        """Popen arguments that make the child ``nobody`` when we are root."""
+    def _uid_for_pod(self) -> int:
+        """The host uid of the next pod; every pod of this level shares `uid` unless the
+        level needs more (a level without its own pid namespace: level 1)."""
+        return self.uid
+
+    def _drop_privileges(self, uid: int | None = None) -> dict[str, Any]:
+        """Popen arguments that make the child ``uid`` (``nobody`` by default) when we are
+        root."""
         if os.geteuid() != 0:
             return {}
-        return {"user": self.uid, "group": self.uid, "extra_groups": []}
+        uid = self.uid if uid is None else uid
+        return {"user": uid, "group": uid, "extra_groups": []}

@@ -44,6 +44,8 @@ class PodDir:
     workspace: Path
     """The agent's scratch dir: ``path/workspace`` unless the spec named one."""
     log_path: Path
+    uid: int = POD_UID
+    """The host uid the pod runs as (when the kernel is root); its workspace is its own."""
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -113,7 +115,7 @@ class PodHome:
         ws.mkdir(mode=0o700, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(ws, uid, uid)
-        return PodDir(path, ws, log_path)
+        return PodDir(path, ws, log_path, uid)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
