@@ -123,11 +123,12 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Boot a kernel on embedded defaults and run two acts: a reader and a writer (LLM
-    agents in sandboxed pods, on a scripted model that obeys injections) working on a task
-    whose document carries an injection; then a compromised script trying the pod's
-    limits. Prints what was committed, what was refused and why; exits 1 if an attack got
-    through."""
+    """The main job on embedded defaults: agents against an injection, in pods.
+
+    Act 1: a reader and a writer (LLM agents in sandboxed pods, on a scripted model that
+    obeys injections) work on a task whose document carries an injection. Act 2: a
+    compromised script tries the pod's limits. Prints what was committed, what was
+    refused and why; exits 1 if an attack got through."""
     from maos.demo import run_demo
 
     sys.exit(run_demo(data_dir))
@@ -178,8 +179,7 @@ def _llm_line(llm: Mapping[str, Any]) -> str:
 
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
-    """What the kernel knows: agents, tasks, pending approvals, the LLM, registered tools,
-    in-doubt effects."""
+    """What the kernel knows: agents, tasks, approvals, LLM, tools, in-doubt effects."""
     from maos.llm.config import llm_status
 
     view = _view(data_dir)
@@ -235,7 +235,7 @@ def bench(
     as_json: JsonOut = False,
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
-    """Measure the DSC, the durable log and the physical fsync limit in one run."""
+    """Measure the DSC, the log, pods and the security scenarios against same-run baselines."""
     from maos.bench import run_bench
 
     figures = run_bench(quick=quick, progress=not as_json)
@@ -485,8 +485,9 @@ def agent_run(
     ] = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
-    """Run an agent script in a sandboxed pod; print one line per request the kernel
-    answered; exit with the agent's exit status.
+    """Run an agent script in a sandboxed pod, one line per request the kernel answered.
+
+    The exit status is the agent's.
 
     The agent imports `maos.sdk` and nothing else of MAOS:
 
@@ -574,8 +575,9 @@ def safe_state(
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
 ) -> None:
-    """Minimal Safe State (R8): every agent stops, the kernel refuses every request but
-    apoptosis, and nothing starts until `maos safe-state off`.
+    """Minimal Safe State (R8): stop every agent, refuse everything but apoptosis.
+
+    Nothing starts again until `maos safe-state off`.
 
     Works whether or not a kernel is running: the decision is a log record, and a running
     kernel kills its pods as soon as it reads it. Agents keep their own status, so leaving
