@@ -462,3 +462,12 @@ def test_safe_state_from_the_console(data_dir: Path) -> None:
     code, out = maos("safe-state", "off", "-d", str(data_dir))
     assert code == 0
     assert json.loads(maos("status", "-d", str(data_dir), "--json")[1])["safe_state"] is None
+
+
+def test_the_decision_packet_says_where_a_flagged_target_came_from(data_dir: Path) -> None:
+    code, out = maos("approvals", "list", "-d", str(data_dir))
+    assert code == 0
+    assert "email.send -> x@evil.example" in out
+    assert "flagged x@evil.example: first seen only in untrusted content (fs:inbox/m.txt" in out
+    assert "the agent had read: fs:inbox/m.txt" in out
+    assert 'would send: {"body": "b", "subject": "s"}' in out
