@@ -428,6 +428,9 @@ def _packet(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"flagged {target}: first seen {origin}" + (f" ({sources}{by})" if sources else "")
         )
+    if "amount_cents" in details:
+        named = ", ".join(f"{c / 100:.2f}" for c in details.get("named_amounts", ()))
+        lines.append(f"amount {details['amount_cents'] / 100:.2f}; the task named {named}")
     if details.get("context_sources"):
         lines.append(f"the agent had read: {', '.join(details['context_sources'])}")
     if "effect_class" in details:

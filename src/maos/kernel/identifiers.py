@@ -21,6 +21,9 @@ could reach:
 - paths: absolute (``/srv/out/``) or workspace-relative with a file extension or a
   trailing slash (``reports/q3.md``, ``./out``); never with ``..`` or ``~``.
 
+Amounts of money (`extract_amounts`) are not targets but are named the same way: a sum
+the Commander wrote is one an agent with untrusted content in its context may pay.
+
 Each span of text is consumed by the first kind that matches it, in the order above
 (URLs first, so a URL's path or host never reads as a second target).
 
@@ -35,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["TrustedTarget", "extract_targets", "iban_valid", "target_values"]
+__all__ = ["TrustedTarget", "extract_amounts", "extract_targets", "iban_valid", "target_values"]
 
 _URL = re.compile(r"(?<![\w.+-])https?://[^\s<>\"'`\\{}|^]+", re.IGNORECASE)
 _EMAIL = re.compile(
@@ -49,6 +52,12 @@ _HOST = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 )
 _TRAILING = ".,;:!?)]}'\""
+_CURRENCY = r"(?:EUR|USD|GBP|CHF|€|\$|£)"
+_NUMBER = r"\d{1,3}(?:[,.' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
+_AMOUNT = re.compile(
+    rf"(?<![\w.,]){_CURRENCY} ?({_NUMBER})(?![\d.,]\d)"
+    rf"|(?<![\w.,'])({_NUMBER}) ?{_CURRENCY}(?![A-Za-z])"
+)
 _KINDS = ("url", "email", "iban", "phone", "path")
 
 
@@ -78,6 +87,29 @@ def extract_targets(text: str) -> tuple[TrustedTarget, ...]:
             seen.add(target)
             out.append(target)
     return tuple(out)
+
+
+def extract_amounts(text: str) -> tuple[int, ...]:
+    """Sums of money named in ``text`` with their currency (``1,250.00 EUR``, ``€1.250,00``,
+    ``$12``), in cents, deduplicated, in order. The currency is what makes a number an
+    amount; which currency is not kept (one task rarely mixes them)."""
+    out: list[int] = []
+    for m in _AMOUNT.finditer(text):
+        cents = _cents(m.group(1) or m.group(2))
+        if cents not in out:
+            out.append(cents)
+    return tuple(out)
+
+
+def _cents(number: str) -> int:
+    """``1.250,00`` and ``1,250.00`` are both 125000: a last separator followed by one or
+    two digits is the decimal mark, every other one groups thousands."""
+    parts = re.split(r"[,.' ]", number)
+    if len(parts) > 1 and len(parts[-1]) in (1, 2):
+        whole, fraction = "".join(parts[:-1]), parts[-1].ljust(2, "0")
+    else:
+        whole, fraction = "".join(parts), "00"
+    return int(whole) * 100 + int(fraction)
 
 
 def target_values(text: str) -> list[str]:

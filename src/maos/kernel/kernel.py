@@ -297,6 +297,7 @@ class Kernel:
         budgets: Mapping[str, int] | None = None,
         label_rules: Sequence[Mapping[str, str]] = (),
         effect_classes: Sequence[EffectClass] | None = None,
+        trusted_amounts: Sequence[int] = (),
         principal: str = COMMANDER,
     ) -> TaskRecord:
         """Open a task with its workspace, the targets its principal names, and budgets.
@@ -304,7 +305,9 @@ class Kernel:
         ``effect_classes`` are the kinds of change the task may make at all (grants by
         effect class): an injected "delete that file" is refused in a task that never
         asked for deletion, whatever a token says. None leaves it to the tokens, and
-        high-impact classes then always ask the Commander (R7)."""
+        high-impact classes then always ask the Commander (R7). ``trusted_amounts`` are
+        the sums (cents) the principal named: an agent that read untrusted content may
+        pay only those, when there are any (R10)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
         workspace = self.config.workspaces / task_id
@@ -320,6 +323,7 @@ class Kernel:
                 "effect_classes": None
                 if effect_classes is None
                 else sorted(EffectClass(c).value for c in effect_classes),
+                "trusted_amounts": sorted({int(c) for c in trusted_amounts}),
                 "principal": principal,
             },
         )

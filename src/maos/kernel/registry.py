@@ -89,6 +89,7 @@ class TaskRecord:
     budgets: Mapping[str, int] = field(default_factory=dict)
     """Limits for the task as a whole: ``tokens``, ``api_calls``, ``money_cents``."""
     effect_classes: frozenset[EffectClass] | None = None
+    trusted_amounts: frozenset[int] = field(default_factory=frozenset)
     written: Mapping[str, Label] = field(default_factory=dict)
     """Workspace path -> the join of its writers' context labels (``fs.labelled``)."""
 
@@ -98,7 +99,8 @@ class TaskRecord:
             self.workspace,
             self.trusted_targets,
             self.declassified_to,
-            self.effect_classes,
+            trusted_amounts=self.trusted_amounts,
+            effect_classes=self.effect_classes,
         )
 
     def label_for_path(self, path: str) -> Label:
@@ -195,6 +197,7 @@ class Registry:
                 effect_classes=None
                 if body.get("effect_classes") is None
                 else frozenset(EffectClass(c) for c in body["effect_classes"]),
+                trusted_amounts=frozenset(int(c) for c in body.get("trusted_amounts", ())),
             )
         elif kind == "kernel.safe_state":
             self.safe_state = dict(body) if body.get("on") else None

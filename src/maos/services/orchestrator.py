@@ -2,6 +2,7 @@
 
     run(plan)
       open the task   trusted targets = the plan's list + identifiers in the prompt,
+                      trusted amounts = the sums the prompt names,
                       effect classes = the plan's ``effects`` (grants by effect class),
                       and its ``declassify``, if any (logged, R6)
       register agents with the plan's budgets (known agents keep their ring: no
@@ -53,7 +54,7 @@ from maos.kernel.registry import COMMANDER
 from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass
 from maos.services.plan import Plan
-from maos.services.targets import target_values
+from maos.services.targets import extract_amounts, target_values
 
 __all__ = [
     "RESULT_PREFIX",
@@ -210,6 +211,7 @@ class Orchestrator:
             budgets=budgets,
             label_rules=[r.model_dump() for r in plan.label_rules],
             effect_classes=None if classes is None else [EffectClass(c) for c in classes],
+            trusted_amounts=extract_amounts(plan.prompt),
             principal=self.principal,
         )
         if plan.declassify is not None:

@@ -6,6 +6,12 @@ provenance; this module re-exports it for the Orchestrator and plan tooling.
 
 from __future__ import annotations
 
-from maos.kernel.identifiers import TrustedTarget, extract_targets, iban_valid, target_values
+from maos.kernel.identifiers import (
+    TrustedTarget,
+    extract_amounts,
+    extract_targets,
+    iban_valid,
+    target_values,
+)
 
-__all__ = ["TrustedTarget", "extract_targets", "iban_valid", "target_values"]
+__all__ = ["TrustedTarget", "extract_amounts", "extract_targets", "iban_valid", "target_values"]

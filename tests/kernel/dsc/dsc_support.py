@@ -30,6 +30,7 @@ def make_input(
     extra_targets: Iterable[str] = (),
     target_kinds: Iterable[str] = (),
     effect_classes: Iterable[EffectClass] | None = None,
+    amounts: Iterable[int] = (),
     status: AgentStatus = AgentStatus.ACTIVE,
     workspace: str = WORKSPACE,
     trusted: Iterable[str] = (),
@@ -54,7 +55,14 @@ def make_input(
     return CheckInput(
         intent=parse_intent(frame, agent_id=agent_id, intent_id=intent_id),
         agent=AgentView(agent_id, ring=3, status=status),
-        task=TaskView(task_id, workspace, frozenset(trusted), declassified_to, classes),
+        task=TaskView(
+            task_id,
+            workspace,
+            frozenset(trusted),
+            declassified_to,
+            trusted_amounts=frozenset(amounts),
+            effect_classes=classes,
+        ),
         now=now,
         node_id="node-test",
         context=context,

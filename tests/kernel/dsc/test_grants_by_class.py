@@ -12,6 +12,7 @@ from dsc_support import UNTRUSTED_WEB, code_of, make_input
 from maos.kernel.dsc.base import TaskView
 from maos.kernel.dsc.ifc import IfcCheck, is_trusted_target
 from maos.kernel.dsc.rules import RulesCheck
+from maos.kernel.identifiers import extract_amounts
 from maos.kernel.labels import Conf
 from maos.kernel.ops import OPS, tool_spec
 from maos.kernel.types import EffectClass, Pending
@@ -129,3 +130,41 @@ def test_a_tool_intent_without_kinds_matches_only_exact_names() -> None:
 def test_account_and_phone_matching(kind: str, target: str, trusted: bool) -> None:
     task = TaskView("t1", trusted_targets=frozenset({IBAN, "+442079460000"}))
     assert is_trusted_target(kind, target, task) is trusted
+
+
+def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None:
+    def pay(cents: int, **kw: object) -> object:
+        return ifc(
+            make_input(
+                "tool.pay",
+                IBAN,
+                target_kinds=["account"],
+                trusted=[IBAN],
+                cost={"money_cents": cents},
+                **kw,  # type: ignore[arg-type]
+            )
+        )
+
+    assert code_of(pay(125_000, context=UNTRUSTED_WEB, amounts=[125_000])) == "ALLOW"
+    inflated = pay(390_000, context=UNTRUSTED_WEB, amounts=[125_000])
+    assert isinstance(inflated, Pending) and inflated.code == "RULE.R10.UNTRUSTED_AMOUNT"
+    assert inflated.details["amount_cents"] == 390_000
+    assert code_of(pay(390_000, amounts=[125_000])) == "ALLOW"  # trusted context: its own
+    assert code_of(pay(390_000, context=UNTRUSTED_WEB)) == "ALLOW"  # no sum was named
+    assert code_of(pay(390_000, context=UNTRUSTED_WEB, amounts=[1], approved=True)) == "ALLOW"
+
+
+@pytest.mark.parametrize(
+    ("text", "cents"),
+    [
+        ("Pay 1250.00 EUR to ACME", (125_000,)),
+        ("pay €1.250,00 today", (125_000,)),
+        ("a deposit of 500.00 EUR and then EUR 3 900", (50_000, 390_000)),
+        ("12,000 EUR for 40 units", (1_200_000,)),
+        ("$12.5 or USD 12", (1_250, 1_200)),
+        ("IBAN DE89 3704 0044 0532 0130 00, ref 2026-117", ()),
+        ("version 1.2.3 EUR", ()),
+    ],
+)
+def test_amounts_named_in_text(text: str, cents: tuple[int, ...]) -> None:
+    assert extract_amounts(text) == cents

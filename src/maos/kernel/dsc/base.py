@@ -47,6 +47,9 @@ class TaskView:
     """Recipients, hosts, URLs and paths a trusted principal named for this task (R10)."""
     declassified_to: Conf | None = None
     """Lowest confidentiality the task may release data to (a logged declassification, R6)."""
+    trusted_amounts: frozenset[int] = field(default_factory=frozenset)
+    """Sums in cents the Commander named; with untrusted content in the agent's context a
+    payment must be one of them, when there are any (R10)."""
     effect_classes: frozenset[EffectClass] | None = None
     """The kinds of change the plan asked for (grants by effect class); None: the plan
     named none, so the capability alone decides and high-impact classes always ask (R7)."""

@@ -192,13 +192,35 @@ class IfcCheck:
                     f"is {context.conf.name} and the task declassifies {granted}",
                     check=self.name,
                 )
-        if (
-            context.integrity is _UNTRUSTED
-            and spec.target_kind in _TARGET_KINDS
-            and not inp.approved
-        ):
-            return self._untrusted_targets(inp, spec)
+        if context.integrity is _UNTRUSTED and not inp.approved:
+            if spec.target_kind in _TARGET_KINDS:
+                decision = self._untrusted_targets(inp, spec)
+                if decision is not self._allow:
+                    return decision
+            return self._untrusted_amount(inp)
         return self._allow
+
+    def _untrusted_amount(self, inp: CheckInput) -> Decision:
+        """Untrusted content may not choose a sum either: with amounts named, a payment
+        must be one of them (an invoice that "now" asks for 3,900 EUR goes to a human)."""
+        amount, named = inp.intent.cost.money_cents, inp.task.trusted_amounts
+        if not amount or not named or amount in named:
+            return self._allow
+        shown = ", ".join(f"{c / 100:.2f}" for c in sorted(named))
+        return Pending(
+            "RULE.R10.UNTRUSTED_AMOUNT",
+            f"the agent read untrusted content and {inp.intent.op} moves {amount / 100:.2f}, "
+            f"which is not a sum the task named ({shown})",
+            rule="R10",
+            check=self.name,
+            details=frozen_mapping(
+                {
+                    "amount_cents": amount,
+                    "named_amounts": sorted(named),
+                    "context_sources": sorted(inp.context.sources),
+                }
+            ),
+        )
 
     def _untrusted_targets(self, inp: CheckInput, spec: OpSpec) -> Decision:
         kinds = target_kinds(inp.intent, spec)
