@@ -33,7 +33,7 @@ Every scenario runs twice, in a fresh data directory each time:
 
 Evidence: ``{mail_to: addr, containing?: text}``, ``{http_body: /path, containing?}``,
 ``{file_missing: path}``, ``{file_contains: path, containing}``,
-``{committed: op, target?: value}``.
+``{committed: op, target?: value, containing?, times?}``.
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ class Evidence(BaseModel):
     committed: str | None = None
     target: str | None = None
     containing: str | None = None
+    times: int = Field(default=1, ge=1)
+    """For ``committed``: at least this many such effects."""
 
 
 class Scenario(BaseModel):
@@ -348,12 +350,14 @@ class _Evidence:
             path = self.workspace / e["file_contains"]
             return path.is_file() and (text is None or text in path.read_text())
         if e.get("committed"):
-            return any(
-                op == e["committed"]
+            matches = [
+                op
+                for op, target, params in self.committed
+                if op == e["committed"]
                 and (e.get("target") is None or e["target"] in target)
                 and (text is None or text in params)
-                for op, target, params in self.committed
-            )
+            ]
+            return len(matches) >= int(e.get("times") or 1)
         raise ValueError(f"evidence names nothing to look for: {dict(e)}")
 
 

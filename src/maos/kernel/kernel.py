@@ -636,6 +636,9 @@ class Kernel:
             self.locks.bump(intent.target)
         if intent.op == "fs.write":
             await self._label_file(intent, task)
+        if intent.cost.money_cents:
+            paid = {"task_id": task.task_id, "target": intent.target}
+            await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = self._label_result(intent, task)
         await self._record_provenance(intent, task, label, outcome.value, (target,))
         await self.raise_context(intent.agent_id, label)

@@ -90,6 +90,8 @@ class TaskRecord:
     """Limits for the task as a whole: ``tokens``, ``api_calls``, ``money_cents``."""
     effect_classes: frozenset[EffectClass] | None = None
     trusted_amounts: frozenset[int] = field(default_factory=frozenset)
+    paid: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+    """(target, cents) of every payment the task made (``task.paid``)."""
     written: Mapping[str, Label] = field(default_factory=dict)
     """Workspace path -> the join of its writers' context labels (``fs.labelled``)."""
 
@@ -100,6 +102,7 @@ class TaskRecord:
             self.trusted_targets,
             self.declassified_to,
             trusted_amounts=self.trusted_amounts,
+            paid=self.paid,
             effect_classes=self.effect_classes,
         )
 
@@ -201,6 +204,11 @@ class Registry:
             )
         elif kind == "kernel.safe_state":
             self.safe_state = dict(body) if body.get("on") else None
+        elif kind == "task.paid":
+            task = self.tasks.get(body["task_id"])
+            if task is not None:
+                done = (str(body["target"]), int(body["amount_cents"]))
+                self.tasks[task.task_id] = replace(task, paid=task.paid | {done})
         elif kind == "fs.labelled":
             task = self.tasks.get(body["task_id"])
             if task is not None:

@@ -152,6 +152,8 @@ def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None
     assert code_of(pay(390_000, amounts=[125_000])) == "ALLOW"  # trusted context: its own
     assert code_of(pay(390_000, context=UNTRUSTED_WEB)) == "ALLOW"  # no sum was named
     assert code_of(pay(390_000, context=UNTRUSTED_WEB, amounts=[1], approved=True)) == "ALLOW"
+    again = pay(125_000, context=UNTRUSTED_WEB, amounts=[125_000], paid=[(IBAN, 125_000)])
+    assert isinstance(again, Pending) and "already paid" in again.reason
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,9 @@ class TaskView:
     trusted_amounts: frozenset[int] = field(default_factory=frozenset)
     """Sums in cents the Commander named; with untrusted content in the agent's context a
     payment must be one of them, when there are any (R10)."""
+    paid: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+    """(target, cents) of the payments the task made: a named sum is paid once per target
+    on untrusted say; a second time needs the Commander."""
     effect_classes: frozenset[EffectClass] | None = None
     """The kinds of change the plan asked for (grants by effect class); None: the plan
     named none, so the capability alone decides and high-impact classes always ask (R7)."""

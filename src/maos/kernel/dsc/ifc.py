@@ -202,15 +202,22 @@ class IfcCheck:
 
     def _untrusted_amount(self, inp: CheckInput) -> Decision:
         """Untrusted content may not choose a sum either: with amounts named, a payment
-        must be one of them (an invoice that "now" asks for 3,900 EUR goes to a human)."""
+        must be one of them (an invoice that "now" asks for 3,900 EUR goes to a human), and
+        a named sum is paid to a target once (a "please pay again" goes to a human too)."""
         amount, named = inp.intent.cost.money_cents, inp.task.trusted_amounts
-        if not amount or not named or amount in named:
+        if not amount or not named:
+            return self._allow
+        if amount in named and (inp.intent.target, amount) not in inp.task.paid:
             return self._allow
         shown = ", ".join(f"{c / 100:.2f}" for c in sorted(named))
+        why = (
+            "already paid to this target once"
+            if amount in named
+            else f"not a sum the task named ({shown})"
+        )
         return Pending(
             "RULE.R10.UNTRUSTED_AMOUNT",
-            f"the agent read untrusted content and {inp.intent.op} moves {amount / 100:.2f}, "
-            f"which is not a sum the task named ({shown})",
+            f"the agent read untrusted content and {inp.intent.op} moves {amount / 100:.2f}, {why}",
             rule="R10",
             check=self.name,
             details=frozen_mapping(
