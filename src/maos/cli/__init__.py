@@ -1,0 +1,24 @@
+"""The `maos` command line: the Commander's console.
+
+Every command takes ``--data-dir`` (default ``./.maos`` or ``$MAOS_DATA_DIR``). Reading
+commands fold the log without starting a kernel. Deciding commands (approve, deny,
+revoke, kill) start a kernel in this process when none is serving the data directory,
+so the decision is carried out now; when a kernel is serving, they log the decision
+and that kernel carries it out.
+
+One module per group of commands; importing them registers their commands on `app`.
+"""
+
+from __future__ import annotations
+
+from maos.cli import agents, console, decisions, log, tokens
+from maos.cli._common import app
+
+__all__ = ["app", "main"]
+
+_COMMANDS = (console, agents, decisions, tokens, log)
+"""Imported for their commands (typer registers them on import)."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,166 @@
+"""Agents: run one in a pod, list them, and the Commander's R8 powers over each."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from maos.cli._common import (
+    DEFAULT_DIR,
+    AsPrincipal,
+    DataDir,
+    JsonOut,
+    agent_app,
+    echo_json,
+    fail,
+    grant_option,
+    view_of,
+)
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import MaosError
+from maos.kernel.registry import COMMANDER, check_principal
+
+
+@agent_app.command("run")
+def agent_run(
+    script: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="The agent: a Python file.")
+    ],
+    ring: Annotated[int, typer.Option(help="2 (verified) or 3 (untrusted).")] = 3,
+    level: Annotated[
+        int | None,
+        typer.Option(help="Isolation level 1-5; default by ring: ring 2 -> 1, ring 3 -> 2."),
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Agent id; default: the script's name.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Task id; default: run-<agent>.")] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="OP|RESOURCE[|MAX_CENTS], repeatable; default: read and write the task "
+            "workspace (fs.read|*, fs.write|*, fs.list|*)."
+        ),
+    ] = None,
+    trusted: Annotated[
+        list[str] | None,
+        typer.Option(help="A target the task names (recipient, URL prefix), repeatable."),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DIR,
+) -> None:
+    """Run an agent script in a sandboxed pod, one line per request the kernel answered.
+
+    The exit status is the agent's.
+
+    The agent imports `maos.sdk` and nothing else of MAOS:
+
+    \b
+        from maos import sdk
+        sdk.fs.write("hello.txt", "hi")
+        sdk.email.send("alice@example.com", "hi", "from my agent")
+
+    Example (examples ship in the package's maos/agents/ directory):
+
+    \b
+        maos agent run my_agent.py --ring 3 --grant 'fs.write|*' \\
+            --grant 'email.send|alice@example.com' --trusted alice@example.com
+    """
+    from maos.pod.launcher import DEFAULT_GRANTS, AgentLaunch, launch
+
+    agent_id = agent or script.stem.replace("_", "-")
+    plan = AgentLaunch(
+        script=script,
+        agent_id=agent_id,
+        task_id=task or f"run-{agent_id}",
+        ring=ring,
+        level=level,
+        grants=[grant_option(g) for g in grant] if grant else DEFAULT_GRANTS,
+        trusted=trusted or (),
+    )
+
+    async def go() -> tuple[Any, str]:
+        from maos.boot import configured_kernel
+
+        async with configured_kernel(data_dir) as kernel:
+            return await launch(kernel, plan, typer.echo)
+
+    try:
+        ended, output = asyncio.run(go())
+    except MaosError as exc:
+        fail(exc)
+    if output.strip():
+        typer.echo("--- agent output ---")
+        typer.echo(output.rstrip())
+    raise typer.Exit(ended.exit_code)
+
+
+@agent_app.command("list")
+def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """Registered agents with ring, status and context label."""
+    view = view_of(data_dir)
+    rows: list[dict[str, Any]] = [
+        {
+            "agent_id": a.agent_id,
+            "ring": a.ring,
+            "status": a.status.value,
+            "context": a.context.to_dict(),
+        }
+        for a in view.registry.agents.values()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        ctx = r["context"]
+        typer.echo(
+            f"{r['agent_id']:<20} ring {r['ring']}  {r['status']:<12}"
+            f" context {ctx['conf']}/{ctx['integrity']}"
+        )
+
+
+def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: str) -> None:
+    try:
+        view = view_of(data_dir)
+        check_principal(principal, view.registry)
+        view.registry.agent(agent_id)
+        view.wal.append_sync(
+            "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
+        )
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(f"{agent_id}: {status.value}")
+
+
+@agent_app.command("pause")
+def agent_pause(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Pause: every intent of the agent is denied until it is resumed (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.PAUSED, principal)
+
+
+@agent_app.command("resume")
+def agent_resume(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Resume a paused or quarantined agent."""
+    _set_status(data_dir, agent_id, AgentStatus.ACTIVE, principal)
+
+
+@agent_app.command("quarantine")
+def agent_quarantine(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Quarantine: all gateways closed, the agent frozen (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.QUARANTINED, principal)
+
+
+@agent_app.command("kill")
+def agent_kill(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Kill: the agent can do nothing more, ever (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.KILLED, principal)

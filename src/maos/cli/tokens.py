@@ -1,0 +1,115 @@
+"""Capability tokens: mint, inspect, revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from maos.cli._common import (
+    DEFAULT_DIR,
+    AsPrincipal,
+    DataDir,
+    echo_json,
+    fail,
+    grant_option,
+    token_app,
+    view_of,
+)
+from maos.kernel.errors import MaosError
+from maos.kernel.kernel import KernelConfig
+from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.tokens import Grant, TokenAuthority
+
+
+def _grant_dict(g: Grant) -> dict[str, Any]:
+    return {"op": g.op, "resource": g.resource, "max_amount_cents": g.max_amount_cents}
+
+
+@token_app.command("mint")
+def token_mint(
+    agent: Annotated[str, typer.Option(help="Agent the token is bound to.")],
+    task: Annotated[str, typer.Option(help="Task the token is scoped to.")],
+    grant: Annotated[
+        list[str],
+        typer.Option(
+            help="OP|RESOURCE[|MAX_CENTS], repeatable; RESOURCE may end in '*'. "
+            "Example: --grant 'fs.write|reports/*' --grant 'email.send|alice@example.com'"
+        ),
+    ],
+    ttl: Annotated[
+        float | None, typer.Option(help="Seconds; default depends on the node type.")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DIR,
+) -> None:
+    """Mint a token for a registered agent on an open task (prints it on stdout)."""
+    import time
+
+    view = view_of(data_dir)
+    try:
+        view.registry.agent(agent)
+        view.registry.task(task)
+        cfg = KernelConfig.load(data_dir)
+        authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
+        tok = authority.mint(
+            agent_id=agent,
+            task_id=task,
+            grants=[grant_option(g) for g in grant],
+            now=time.time(),
+            ttl=ttl,
+        )
+        info = authority.inspect(tok)
+        view.wal.append_sync(
+            "token.minted",
+            {
+                "agent_id": agent,
+                "task_id": task,
+                "grants": [_grant_dict(g) for g in info.grants],
+                "revocation_ids": list(info.revocation_ids),
+                "expires_at": info.expires_at,
+                "principal": COMMANDER,
+            },
+        )
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(tok)
+
+
+@token_app.command("inspect")
+def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
+    """Verify a token's signatures and show what it allows."""
+    cfg = KernelConfig.load(data_dir)
+    try:
+        info = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).inspect(token)
+    except MaosError as exc:
+        fail(exc)
+    echo_json(
+        {
+            "agent_id": info.agent_id,
+            "task_id": info.task_id,
+            "audience": info.audience,
+            "expires_at": info.expires_at,
+            "blocks": info.blocks,
+            "grants": [_grant_dict(g) for g in info.grants],
+            "revocation_ids": list(info.revocation_ids),
+        }
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Revoke a token (and every token attenuated from it) for good."""
+    cfg = KernelConfig.load(data_dir)
+    view = view_of(data_dir)
+    try:
+        check_principal(principal, view.registry)
+        ids = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).revoke(token)
+        view.wal.append_sync("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(f"revoked {len(ids)} block id(s); running kernels pick it up within a second")
+
+
+# -- approvals ----------------------------------------------------------------------------
