@@ -264,21 +264,21 @@ def test_a_restarted_agent_starts_from_a_clean_image(
     boot(config, body)
 
 
+WAITER = """
+from maos import sdk
+
+sdk.admin.heartbeat()
+while True:
+    sdk.msg.receive(timeout=30)  # blocks in the kernel until a message comes
+"""
+"""An agent that says it is up, then waits in the kernel until its pod is stopped."""
+
+
 @pytest.mark.parametrize("how", ["paused here", "killed by another process"])
 def test_the_commanders_status_change_stops_a_running_pod(
     tmp_path: Path, config: KernelConfig, home: PodHome, how: str
 ) -> None:
-    agent = script(
-        tmp_path,
-        "waiter",
-        """
-        from maos import sdk
-
-        sdk.admin.heartbeat()
-        while True:
-            sdk.msg.receive(timeout=30)  # blocks in the kernel until a message comes
-        """,
-    )
+    agent = script(tmp_path, "waiter", WAITER)
 
     async def body(kernel: Kernel) -> None:
         tokens = await setup(kernel, "waiter")
@@ -358,17 +358,7 @@ def test_a_level_the_host_cannot_give_is_refused_with_its_reason(
 def test_minimal_safe_state_stops_every_pod_and_starts_none(
     tmp_path: Path, config: KernelConfig, home: PodHome
 ) -> None:
-    agent = script(
-        tmp_path,
-        "waiter",
-        """
-        from maos import sdk
-
-        sdk.admin.heartbeat()
-        while True:
-            sdk.msg.receive(timeout=30)
-        """,
-    )
+    agent = script(tmp_path, "waiter", WAITER)
 
     async def body(kernel: Kernel) -> None:
         tokens = await setup(kernel, "waiter", "other")
