@@ -1,0 +1,33 @@
+"""`maos bench --quick`: every section runs and reports its stable keys (never its times)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from maos.bench import render
+from maos.cli import app
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
+
+
+def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert set(figures) == {"dsc", "durability", "pods", "scenarios", "meta"}
+    dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
+    # Each figure stands beside the baseline it is read against, measured in the same run.
+    assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
+    assert log["ratio_100_submitters_vs_group_commit_limit"] > 0
+    assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
+    assert figures["meta"]["quick"] is True
+    # The quick run plays five scenarios, both ways, for real.
+    assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10
+    assert scenarios["attacker_success_rate"] == 0.0
+    assert {r["attack"] for r in scenarios["rows"]} == {"blocked"}
+    table = render(figures)
+    assert "attacker success (5 scenarios)" in table and "stopped by" in table
