@@ -27,11 +27,11 @@ one interrupted by a crash goes ``in_doubt`` and is not asked again.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
+from maos.kernel.dsc import budget
 from maos.llm import errors
 from maos.llm.chain import FallbackChain
 from maos.llm.errors import LlmError
@@ -41,27 +41,19 @@ from maos.llm.types import ChatRequest, Message, Tool, ToolCall
 __all__ = ["LlmAdapter", "estimate_prompt_tokens", "parse_request", "reserve_tokens"]
 
 _ROLES = ("system", "user", "assistant", "tool")
-_PER_MESSAGE = 4
-"""Chat formats wrap every turn in a few tokens of role markers."""
-_CHARS_PER_TOKEN = 3
-"""Conservative for English under BPE tokenizers (about 4); denser scripts cost more."""
 
 
 def estimate_prompt_tokens(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
 ) -> int:
-    """A deterministic, tokenizer-free estimate of a prompt's size in tokens."""
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
-    chars += sum(len(str(c)) for m in messages for c in m.get("tool_calls") or ())
-    chars += sum(len(str(t)) for t in tools)
-    return math.ceil(chars / _CHARS_PER_TOKEN) + _PER_MESSAGE * len(messages)
+    """A deterministic, tokenizer-free estimate of a prompt's size in tokens (the kernel's
+    rule, `maos.kernel.dsc.budget`, which pods' LLM gateways reserve by too)."""
+    return budget.estimate_prompt_tokens(messages, tools)
 
 
 def reserve_tokens(params: Mapping[str, Any]) -> int:
     """What an ``llm.complete`` intent declares as ``cost.tokens``: cap + prompt estimate."""
-    return int(params.get("max_tokens", 0)) + estimate_prompt_tokens(
-        params.get("messages") or (), params.get("tools") or ()
-    )
+    return budget.reserve_tokens(params)
 
 
 def _bad(why: str) -> EffectError:

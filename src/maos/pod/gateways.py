@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from maos.kernel.dsc.budget import reserve_tokens
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import BOTTOM, Label
@@ -357,12 +358,8 @@ class Gateways:
         params: dict[str, Any] = {"messages": messages, "max_tokens": args.max_tokens}
         if args.tools:
             params["tools"] = [t.model_dump() for t in args.tools]
-        # The budget reserves the cap plus an estimate of the prompt before anything is
-        # spent; the same figure as `maos.llm.reserve_tokens` (a sibling ring, not imported).
-        chars = sum(len(m.content or "") for m in args.messages)
-        chars += sum(len(str(c.model_dump())) for m in args.messages for c in m.tool_calls)
-        chars += sum(len(str(t.model_dump())) for t in args.tools)
-        tokens = args.max_tokens + -(-chars // 3) + 4 * len(args.messages)
+        # The budget reserves the cap plus an estimate of the prompt before anything is spent.
+        tokens = reserve_tokens(params)
         answer = await self._submit(
             frame, "llm.complete", "default", params, api_calls=1, tokens=tokens
         )

@@ -11,14 +11,49 @@ R11: an agent or task without a configured budget is denied, never unlimited.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from maos.kernel.dsc.base import CheckInput
 from maos.kernel.types import Allow, Cost, Decision, Deny
 
-__all__ = ["Budget", "BudgetCheck", "BudgetLedger", "Usage"]
+__all__ = [
+    "Budget",
+    "BudgetCheck",
+    "BudgetLedger",
+    "Usage",
+    "estimate_prompt_tokens",
+    "reserve_tokens",
+]
 
 _FIELDS = ("tokens", "api_calls", "money_cents")
+
+_PER_MESSAGE = 4
+"""Chat formats wrap every turn in a few tokens of role markers."""
+_CHARS_PER_TOKEN = 3
+"""Conservative for English under BPE tokenizers (about 4); denser scripts cost more."""
+
+
+def estimate_prompt_tokens(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
+) -> int:
+    """A deterministic, tokenizer-free estimate of a prompt's size in tokens."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    chars += sum(len(str(c)) for m in messages for c in m.get("tool_calls") or ())
+    chars += sum(len(str(t)) for t in tools)
+    return math.ceil(chars / _CHARS_PER_TOKEN) + _PER_MESSAGE * len(messages)
+
+
+def reserve_tokens(params: Mapping[str, Any]) -> int:
+    """What an ``llm.complete`` intent declares as ``cost.tokens``: cap + prompt estimate.
+
+    Here, below both, so the LLM gateway of a pod and the ``llm`` adapter's callers
+    reserve by one rule (`maos.llm` re-exports it)."""
+    return int(params.get("max_tokens", 0)) + estimate_prompt_tokens(
+        params.get("messages") or (), params.get("tools") or ()
+    )
 
 
 @dataclass(frozen=True, slots=True)
