@@ -21,12 +21,10 @@ from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
-from maos.kernel.view import LogView
-from maos.kernel.wal import Wal
 from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
-from maos.pod.toolhost import register_tools, start_tools
+from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
@@ -70,26 +68,18 @@ async def semantic_evaluator(
     return chosen[0] if chosen else None
 
 
-def _parked_tool_modules(data_dir: Path) -> list[Path]:
-    """The modules of the tools that parked or approved calls wait for, from the log: a
-    process deciding them (`maos approvals approve`) must be able to run them."""
-    wal_path = KernelConfig(data_dir=data_dir).wal_path
-    if not wal_path.exists():
-        return []
-    view = LogView(Wal(wal_path))
-    try:
-        view.catch_up()
-        waiting = [*view.approvals.pending(), *view.approvals.awaiting_execution()]
-        tools = view.registry.tools
-        modules = {
-            module
-            for a in waiting
-            if str(a.intent.get("op", "")).startswith(TOOL_PREFIX)
-            and (tool := tools.get(str(a.intent["op"])[len(TOOL_PREFIX) :])) is not None
-            and (module := tool.module) is not None
-        }
-    finally:
-        view.wal.close()
+def _parked_tool_modules(kernel: Kernel) -> list[Path]:
+    """The modules of the tools that parked or approved calls wait for: a process deciding
+    them (`maos approvals approve`) must be able to run them."""
+    waiting = [*kernel.approvals.pending(), *kernel.approvals.awaiting_execution()]
+    tools = kernel.registry.tools
+    modules = {
+        module
+        for a in waiting
+        if str(a.intent.get("op", "")).startswith(TOOL_PREFIX)
+        and (tool := tools.get(str(a.intent["op"])[len(TOOL_PREFIX) :])) is not None
+        and (module := tool.module) is not None
+    }
     return [Path(m) for m in sorted(modules)]
 
 
@@ -99,22 +89,31 @@ async def configured_kernel(
 ) -> AsyncIterator[Kernel]:
     """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
     installed before boot replays approved intents); all closed after. Without a tool
-    adapter given, the hosts of tools that parked calls wait for are started too."""
+    adapter given, the hosts of tools that parked calls wait for are started too, once
+    the kernel has folded its log and before it replays approved intents."""
     settings = load_settings(data_dir)
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     home: PodHome | None = None
-    tools = None
-    try:
-        modules = [] if "tool" in (adapters or {}) else _parked_tool_modules(data_dir)
+    tools: ToolAdapter | None = None
+
+    async def start_parked_tools(booting: Kernel) -> None:
+        nonlocal home, tools
+        modules = _parked_tool_modules(booting)
         if modules:
             home = PodHome()
             tools = await start_tools(modules, home=home)
-            adapters = {**(adapters or {}), "tool": tools}
+            booting.add_adapter("tool", tools)
+
+    try:
         sse = await semantic_evaluator(settings.sse, llm)
         extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
         kernel = await Kernel.boot(
-            KernelConfig.load(data_dir), follow=follow, sse=sse, adapters=extra
+            KernelConfig.load(data_dir),
+            follow=follow,
+            sse=sse,
+            adapters=extra,
+            prepare=None if "tool" in extra else start_parked_tools,
         )
         if llm is not None:
             await llm.attach(kernel)

@@ -20,7 +20,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -184,16 +184,24 @@ class Kernel:
         follow: bool = True,
         sse: SemanticEvaluator | None = None,
         adapters: Mapping[str, Adapter] | None = None,
+        prepare: Callable[[Kernel], Awaitable[None]] | None = None,
     ) -> Kernel:
         """Replay the log, recover interrupted effects, run approved intents, then serve.
 
         ``adapters`` (the LLM gateway, the tool host) are installed before recovery and
         before approved intents run, so an approved completion or tool call made before
-        a restart finds who performs it."""
+        a restart finds who performs it. ``prepare`` runs at the same point with the log
+        folded, for adapters that depend on what it holds (the hosts of parked tools)."""
         kernel = cls(config, sse=sse)
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
+        if prepare is not None:
+            try:
+                await prepare(kernel)
+            except BaseException:
+                await kernel.close()
+                raise
         await kernel.commit.recover()
         await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
         for item in kernel.approvals.awaiting_execution():
