@@ -92,16 +92,20 @@ print("MAOS_RESULT " + json.dumps({"read": text, "inputs": inputs}))
 """
 
 
+TWO_STEPS = {
+    "one": {"agent": "writer", "grants": ["fs.write|a.txt"]},
+    "two": {"agent": "reader", "input_from": ["one"], "grants": ["fs.read|a.txt"]},
+}
+"""The writer writes a.txt, the reader reads it with the writer's value as its input."""
+
+
 def test_two_steps_run_in_order_with_least_privilege_and_labelled_inputs(
     tmp_path: Path, home: PodHome
 ) -> None:
     plan = make_plan(
         tmp_path,
         {"writer": WRITER, "reader": READER},
-        {
-            "one": {"agent": "writer", "grants": ["fs.write|a.txt"]},
-            "two": {"agent": "reader", "input_from": ["one"], "grants": ["fs.read|a.txt"]},
-        },
+        TWO_STEPS,
         mission_statement="Only ever help the Commander.",
         label_rules=[{"prefix": "a.txt", "conf": "confidential", "integrity": "trusted"}],
     )
@@ -285,10 +289,7 @@ def test_an_interrupted_plan_resumes_after_a_restart_and_runs_only_what_is_left(
     plan = make_plan(
         tmp_path,
         {"writer": WRITER, "reader": READER},
-        {
-            "one": {"agent": "writer", "grants": ["fs.write|a.txt"]},
-            "two": {"agent": "reader", "input_from": ["one"], "grants": ["fs.read|a.txt"]},
-        },
+        TWO_STEPS,
     )
 
     async def first_life(orch: Orchestrator, kernel: Kernel) -> None:

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from maos.agents import script
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
+from maos.kernel.wal import WalRecord
 from maos.llm import FallbackChain, LlmAdapter, OpenAICompatible, ProviderHealth
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
@@ -254,8 +255,9 @@ class SuiteRunner:
                 if scenario.tools:
                     tools = await install_tools(kernel, [TOOLS], home=self.home)
                 result = await Orchestrator(kernel, lambda level: runtime).run(plan)
-                records = [(r.kind, dict(r.body)) for r in kernel.wal.read()]
-                committed = _committed(kernel)
+                log = list(kernel.wal.read())
+                records = [(r.kind, dict(r.body)) for r in log]
+                committed = _committed(log)
             finally:
                 await runtime.close()
                 if tools is not None:
@@ -312,14 +314,14 @@ class _ScriptedModels:
         return ObedientModel(self.scripts)(body)
 
 
-def _committed(kernel: Kernel) -> list[tuple[str, str, str]]:
+def _committed(log: Sequence[WalRecord]) -> list[tuple[str, str, str]]:
     """(op, target, params as JSON) of every effect the log says was committed."""
     prepared: dict[str, Any] = {}
     done = []
-    for rec in kernel.wal.read(kinds=("intent.prepared", "intent.committed")):
+    for rec in log:
         if rec.kind == "intent.prepared":
             prepared[str(rec.idem_key)] = rec.body
-        elif str(rec.idem_key) in prepared:
+        elif rec.kind == "intent.committed" and str(rec.idem_key) in prepared:
             p = prepared[str(rec.idem_key)]
             done.append((str(p["op"]), str(p["target"]), json.dumps(p["params"])))
     return done
