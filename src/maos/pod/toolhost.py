@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 from maos.kernel.errors import MaosError
+from maos.kernel.intents import thaw
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf, Integrity, Label
 from maos.kernel.registry import COMMANDER
@@ -202,7 +203,7 @@ class ToolHost:
             pod = self._pod
             assert pod is not None and pod.channel is not None and self._waiting is not None
             call_id = next(self._ids)
-            call: dict[str, JsonValue] = {"id": call_id, "name": name, "args": _plain(args)}
+            call: dict[str, JsonValue] = {"id": call_id, "name": name, "args": thaw(args)}
             try:
                 reply = Reply(id=self._waiting, ok=True, result={"call": call})
                 await pod.channel.send(reply)
@@ -291,15 +292,6 @@ class ToolAdapter:
     async def aclose(self) -> None:
         for host in {id(h): h for h, _ in self._hosts.values()}.values():
             await host.aclose()
-
-
-def _plain(value: Any) -> Any:
-    """The kernel's frozen params as plain JSON values for the channel."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 async def start_tools(modules: Sequence[Path], *, home: PodHome, level: int = 2) -> ToolAdapter:
