@@ -49,8 +49,8 @@ def estimate_prompt_tokens(
 def reserve_tokens(params: Mapping[str, Any]) -> int:
     """What an ``llm.complete`` intent declares as ``cost.tokens``: cap + prompt estimate.
 
-    Here, below both, so the LLM gateway of a pod and the ``llm`` adapter's callers
-    reserve by one rule (`maos.llm` re-exports it)."""
+    Here, below both, so a pod's LLM gateway and the callers of the ``llm`` adapter
+    reserve by one rule."""
     return int(params.get("max_tokens", 0)) + estimate_prompt_tokens(
         params.get("messages") or (), params.get("tools") or ()
     )
