@@ -371,3 +371,28 @@ def test_one_pod_cannot_kill_or_read_another(level: int, home: PodHome, tmp_path
     assert alive, seen
     assert "killed" not in seen.values(), seen
     assert not any(isinstance(v, list) for v in seen.values()), seen
+
+
+@pytest.mark.parametrize("level", _levels(1, 2))
+def test_a_child_that_leaves_the_pods_session_dies_with_the_pod(
+    level: int, home: PodHome, tmp_path: Path
+) -> None:
+    """A daemonising child (fork, setsid, fork) is outside the pod's process group."""
+    body = (
+        "import time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        time.sleep(600)\n    os._exit(0)\n"
+        "time.sleep(0.5)\n"
+        'pod.request("admin", "heartbeat", {})\ntime.sleep(600)\n'
+    )
+
+    async def main() -> int:
+        pod = await sandbox_for(level, home).spawn(PodSpec("agent-d", script(tmp_path, body)))
+        assert pod.channel is not None
+        await pod.channel.recv()
+        running = len(pod_processes())
+        pod.kill()
+        await pod.wait()
+        return running
+
+    assert asyncio.run(main()) >= 2  # the agent and its daemon
+    assert pod_processes() == []

@@ -10,7 +10,7 @@ import pytest
 
 from maos.pod.frames import Reply
 from maos.pod.isolation import Level1Sandbox, PodDir, PodHome, PodSpec, SandboxError, detect
-from maos.pod.isolation.base import Launch, Popen
+from maos.pod.isolation.base import Launch, Started
 from maos.pod.isolation.pool import WarmPool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
@@ -82,11 +82,31 @@ def test_a_spec_with_its_own_workspace_or_an_empty_pool_starts_cold(
 class BrokenSandbox(Level1Sandbox):
     """A level whose interpreter never says READY."""
 
-    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
         import subprocess
 
         proc = subprocess.Popen(["/bin/false"], start_new_session=True, stdout=log_fd)
-        return proc, Launch(cwd="/")
+        return Started(proc, Launch(cwd="/"))
+
+
+class BuggySandbox(Level1Sandbox):
+    """A level whose start fails with an error that is not a SandboxError (a bug)."""
+
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
+        raise LookupError("no such launcher")
+
+
+def test_a_start_that_fails_with_a_bug_still_ends_wait_full_with_a_coded_error(
+    home: PodHome, agent: Path
+) -> None:
+    async def main() -> None:
+        async with WarmPool(BuggySandbox(home), size=2) as pool:
+            await pool.wait_full()
+            assert pool.idle == 0 and pool.stats.failed_starts == 1
+            assert pool.last_error is not None and pool.last_error.code == "POD.SPAWN.FAILED"
+            assert "no such launcher" in str(pool.last_error)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_a_host_that_cannot_start_pods_stops_refilling_and_callers_see_the_error(

@@ -37,6 +37,7 @@ __all__ = [
     "PodSpec",
     "ProcessSandbox",
     "Sandbox",
+    "Started",
     "Support",
     "ViolationSink",
 ]
@@ -132,6 +133,27 @@ class Launch:
     """Where the pod finds `maos.sdk` (the home's ``pylib`` as the pod sees it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a level's `_popen` started."""
+
+    proc: Popen
+    launch: Launch
+    reaper: int | None = None
+    """A pidfd of the init of the pod's own pid namespace, where the level has one.
+
+    Killing the launcher (bwrap) only orphans that init, which dies later and takes the
+    namespace's processes with it after the launcher was already reaped. Killing the init
+    instead makes the kernel kill and reap every process of the namespace before the init
+    exits, and the launcher exits only after its init: so a reaped launcher means nothing
+    of the pod runs any more.
+    """
+    sweep: Callable[[], None] | None = None
+    """Kills what outlived the pod's first process where no namespace does (level 1 as
+    root: every process of the pod's own uid, daemons that left its session included).
+    Blocking; it runs in a worker thread before `PodProcess.wait` returns."""
+
+
 class PodProcess:
     """The kernel's handle on one running pod. Needs a running event loop."""
 
@@ -139,10 +161,9 @@ class PodProcess:
         self,
         *,
         level: int,
-        proc: Popen,
+        started: Started,
         sock: socket.socket,
         pod_dir: PodDir,
-        launch: Launch,
         ops: OpTable,
         sink: ViolationSink | None,
         exit_signal: Callable[[int], int | None],
@@ -156,9 +177,11 @@ class PodProcess:
         self.channel: PodChannel | None = None
         """Set by `launch`; before that the pod runs no agent code."""
         self.violation: HardViolation | None = None
-        self._proc = proc
+        self._proc = started.proc
+        self._reaper = started.reaper
+        self._sweep = started.sweep
         self._sock = sock
-        self._launch = launch
+        self._launch = started.launch
         self._ops = ops
         self._sink = sink
         self._exit_signal = exit_signal
@@ -170,7 +193,7 @@ class PodProcess:
         self._log_tail: str | None = None
         loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = loop.create_future()
-        self._pidfd = os.pidfd_open(proc.pid)
+        self._pidfd = os.pidfd_open(self._proc.pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
     @property
@@ -235,9 +258,14 @@ class PodProcess:
         await asyncio.get_running_loop().sock_sendall(self._sock, frame)
 
     def kill(self) -> None:
-        """SIGKILL the pod's whole process group (at level 2: its namespaces with it)."""
-        if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+        """SIGKILL the pod: its pid namespace's init where it has one, else its whole
+        process group."""
+        if self._proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self._reaper is not None:
+                signal.pidfd_send_signal(self._reaper, signal.SIGKILL)
+            else:
                 os.killpg(self._proc.pid, signal.SIGKILL)
 
     async def wait(self) -> int:
@@ -272,10 +300,19 @@ class PodProcess:
         loop = asyncio.get_running_loop()
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
+        if self._reaper is not None:
+            os.close(self._reaper)
         # Stragglers left in the pod's process group (level 1 has no pid namespace). The
         # leader is a zombie until reaped below, so its pid - the group id - is not reused.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._sweep is None:
+            self._reaped()
+        else:
+            swept = loop.run_in_executor(None, self._sweep)
+            swept.add_done_callback(lambda _: self._reaped())
+
+    def _reaped(self) -> None:
         rc = self._proc.wait()
         if self._filtered and self._exit_signal(rc) == signal.SIGSYS:
             self._report("POD.SECCOMP.KILLED", "the pod made a forbidden system call")
@@ -288,17 +325,21 @@ class PodProcess:
         self._exited.set_result(rc)
 
 
-_Started = tuple[PodDir, Popen, Launch, socket.socket]
+_Started = tuple[PodDir, Started, socket.socket]
 
 
 def _abandon(future: asyncio.Future[_Started]) -> None:
     """Undo a start whose caller was cancelled while the worker thread ran."""
     if future.cancelled() or future.exception() is not None:
         return
-    pod_dir, proc, _, kernel_end = future.result()
+    pod_dir, started, kernel_end = future.result()
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        os.killpg(started.proc.pid, signal.SIGKILL)
+    started.proc.wait()
+    if started.reaper is not None:
+        os.close(started.reaper)
+    if started.sweep is not None:
+        started.sweep()
     kernel_end.close()
     pod_dir.remove()
 
@@ -342,16 +383,15 @@ class ProcessSandbox:
             )
         future = asyncio.get_running_loop().run_in_executor(None, self._start_process, workspace)
         try:
-            pod_dir, proc, launch, kernel_end = await asyncio.shield(future)
+            pod_dir, started, kernel_end = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(_abandon)
             raise
         return PodProcess(
             level=self.level,
-            proc=proc,
+            started=started,
             sock=kernel_end,
             pod_dir=pod_dir,
-            launch=launch,
             ops=self._ops,
             sink=self._sink,
             exit_signal=self._exit_signal,
@@ -363,14 +403,16 @@ class ProcessSandbox:
         kernel_end, pod_end = channel_pair()
         try:
             with pod_dir.log_path.open("ab") as out:
-                proc, launch = self._popen(pod_dir, out.fileno(), pod_end.fileno())
-        except OSError as exc:
+                started = self._popen(pod_dir, out.fileno(), pod_end.fileno())
+        except BaseException as exc:
             kernel_end.close()
             pod_dir.remove()
-            raise SandboxError("POD.SPAWN.FAILED", f"cannot start the pod: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise SandboxError("POD.SPAWN.FAILED", f"cannot start the pod: {exc}") from exc
+            raise
         finally:
             pod_end.close()
-        return pod_dir, proc, launch, kernel_end
+        return pod_dir, started, kernel_end
 
     async def spawn(self, spec: PodSpec) -> PodProcess:
         pod = await self.start(spec.workspace)
@@ -381,7 +423,7 @@ class ProcessSandbox:
             raise
         return pod
 
-    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
         raise NotImplementedError
 
     @staticmethod

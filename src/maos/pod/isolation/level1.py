@@ -14,16 +14,19 @@ per uid).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
+import signal
 import subprocess
+import time
 from functools import cache
 
-from maos.pod.isolation.base import Launch, Popen, ProcessSandbox, Support
+from maos.pod.isolation.base import Launch, ProcessSandbox, Started, Support
 from maos.pod.isolation.home import PodDir
 
-__all__ = ["PYTHON", "Level1Sandbox", "support"]
+__all__ = ["PYTHON", "Level1Sandbox", "kill_uid", "support"]
 
 PYTHON = "/usr/bin/python3"
 """Debian's interpreter: world-readable, unlike a pyenv build in root's home."""
@@ -37,6 +40,66 @@ def support() -> Support:
         return Support(False, f"{PYTHON} is missing (apt-get install python3)")
     who = "as a uid of its own" if os.geteuid() == 0 else f"as the kernel's own uid {os.geteuid()}"
     return Support(True, f"plain process {who}, rlimits, clean environment and fds")
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every live process whose real, effective or saved uid is ``uid``.
+
+    A pod's processes may leave its process group (``setsid``), but not its uid. This
+    runs in the kernel's process, which holds CAP_KILL, rather than in a helper that
+    switches to ``uid``: such a helper could be killed first by the very processes it
+    hunts (they may signal anything running as their uid), and one that kept root as its
+    real uid would reach every root process with ``kill(-1)``. Rounds repeat until a scan
+    finds nobody alive, because a process may fork between the scan and its kill; killed
+    processes cannot fork, so the rounds end (bounded all the same).
+    """
+    if uid in (0, os.geteuid()):
+        raise ValueError(f"refusing to kill every process of uid {uid}")
+    deadline = time.monotonic() + SWEEP_SECONDS
+    while _kill_round(uid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+SWEEP_SECONDS = 5.0
+"""How long `kill_uid` keeps sweeping when processes keep appearing (a safety net)."""
+
+
+def _kill_round(uid: int) -> bool:
+    """One scan of /proc; whether it found a live process of ``uid``."""
+    found = False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not _alive_as(entry, uid):
+            continue
+        found = True
+        try:
+            pidfd = os.pidfd_open(int(entry))
+        except OSError:
+            continue
+        try:
+            if _alive_as(entry, uid):  # the pid still names a process of uid's
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    return found
+
+
+def _alive_as(pid: str, uid: int) -> bool:
+    """From ``status``, not the owner of ``/proc/<pid>``: a process that makes itself
+    non-dumpable shows that directory as root's."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return False
+    uids = state = b""
+    for line in status.splitlines():
+        if line.startswith(b"Uid:"):
+            uids = line
+        elif line.startswith(b"State:"):
+            state = line
+    return state.split()[1:2] not in ([b"Z"], [b"X"]) and str(uid).encode() in uids.split()[1:4]
 
 
 UID_BASE = 3_000_000
@@ -57,7 +120,7 @@ class Level1Sandbox(ProcessSandbox):
             return os.geteuid()  # not root: every pod is the kernel's own uid (said in support)
         return UID_BASE + next(self._next) % UID_SPAN
 
-    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
         argv = [PYTHON, "-I", "-S", "-B", str(self.home.bootstrap), str(channel_fd)]
         proc = subprocess.Popen(
             argv,
@@ -71,4 +134,8 @@ class Level1Sandbox(ProcessSandbox):
             start_new_session=True,
             **self._drop_privileges(pod_dir.uid),
         )
-        return proc, Launch(cwd=str(pod_dir.workspace), sys_path=(str(self.home.pylib),))
+        launch = Launch(cwd=str(pod_dir.workspace), sys_path=(str(self.home.pylib),))
+        own_uid = os.geteuid() == 0
+        return Started(
+            proc, launch, sweep=functools.partial(kill_uid, pod_dir.uid) if own_uid else None
+        )

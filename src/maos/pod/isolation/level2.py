@@ -14,13 +14,15 @@ The network namespace has only a loopback that is down.
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shutil
 import subprocess
 from functools import cache
 
 from maos.pod.isolation import seccomp
-from maos.pod.isolation.base import Launch, Popen, ProcessSandbox, Support
+from maos.pod.isolation.base import START_TIMEOUT, Launch, ProcessSandbox, Started, Support
 from maos.pod.isolation.home import PodDir
 from maos.pod.isolation.level1 import BASE_ENV, PYTHON
 
@@ -90,6 +92,31 @@ def _namespace_args() -> list[str]:
     ]
 
 
+def _namespace_init(info_fd: int) -> int:
+    """A pidfd of the pod's pid-namespace init, from what ``bwrap --info-fd`` reports.
+
+    bwrap writes ``child-pid`` and closes the pipe before it lets that child run, and
+    reaps it only when it exits, so the pid cannot be reused before the pidfd is open.
+    """
+    data = b""
+    while chunk := _read_within(info_fd, START_TIMEOUT):
+        data += chunk
+    try:
+        pid = json.loads(data)["child-pid"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"bwrap reported no child pid: {data[:200]!r}") from exc
+    if type(pid) is not int or pid < 2:
+        raise OSError(f"bwrap reported a bad child pid: {pid!r}")
+    return os.pidfd_open(pid)
+
+
+def _read_within(fd: int, timeout: float) -> bytes:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        raise OSError("bwrap did not report its child within the start timeout")
+    return os.read(fd, 4096)
+
+
 def _interpreter_binds() -> list[str]:
     stdlib = stdlib_dir()
     args = ["--ro-bind", os.path.realpath(PYTHON), PYTHON, "--ro-bind", stdlib, stdlib]
@@ -106,9 +133,10 @@ class Level2Sandbox(ProcessSandbox):
     def support(self) -> Support:
         return support()
 
-    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
         env_args = [a for k, v in BASE_ENV.items() for a in ("--setenv", k, v)]
         filter_fd = seccomp.seccomp_fd()
+        info_r, info_w = os.pipe()
         argv = [
             "bwrap",
             *_namespace_args(),
@@ -133,6 +161,8 @@ class Level2Sandbox(ProcessSandbox):
             "/work",
             "--seccomp",
             str(filter_fd),
+            "--info-fd",
+            str(info_w),
             "--",
             PYTHON,
             "-I",
@@ -149,12 +179,24 @@ class Level2Sandbox(ProcessSandbox):
                 stderr=log_fd,
                 env=BASE_ENV,
                 close_fds=True,
-                pass_fds=(channel_fd, filter_fd),
+                pass_fds=(channel_fd, filter_fd, info_w),
                 start_new_session=True,
                 **self._drop_privileges(),
             )
+        except BaseException:
+            os.close(info_r)
+            raise
         finally:
             os.close(filter_fd)
+            os.close(info_w)
+        try:
+            reaper = _namespace_init(info_r)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            os.close(info_r)
         landlock = None
         if landlock_abi() >= 1:
             landlock = {
@@ -162,7 +204,9 @@ class Level2Sandbox(ProcessSandbox):
                 "rw": ["/work", "/tmp"],
                 "rw_files": ["/dev/null"],
             }
-        return proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",))
+        return Started(
+            proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",)), reaper
+        )
 
     @staticmethod
     def _exit_signal(returncode: int) -> int | None:

@@ -22,7 +22,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from maos.pod.isolation.base import Launch, PodProcess, Popen, ProcessSandbox, Support
+from maos.pod.isolation.base import Launch, PodProcess, ProcessSandbox, Started, Support
 from maos.pod.isolation.errors import SandboxError
 from maos.pod.isolation.home import PodDir, PodHome
 from maos.pod.isolation.level1 import BASE_ENV, PYTHON
@@ -115,7 +115,7 @@ class Level3Sandbox(ProcessSandbox):
     def support(self) -> Support:
         return support()
 
-    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> tuple[Popen, Launch]:
+    def _popen(self, pod_dir: PodDir, log_fd: int, channel_fd: int) -> Started:
         rootfs = build_rootfs(self.home, self.uid)
         state = pod_dir.path / "runsc"
         state.mkdir(mode=0o700)
@@ -146,7 +146,7 @@ class Level3Sandbox(ProcessSandbox):
             close_fds=True,
             start_new_session=True,
         )
-        return proc, Launch(cwd="/work", uid=self.uid, sys_path=("/maos/pylib",))
+        return Started(proc, Launch(cwd="/work", uid=self.uid, sys_path=("/maos/pylib",)))
 
     @staticmethod
     def _exit_signal(returncode: int) -> int | None:

@@ -104,12 +104,13 @@ class WarmPool:
             while not self._closed and len(self._idle) < self.size:
                 try:
                     pod = await self.sandbox.start()
-                except SandboxError as exc:
+                except Exception as exc:
                     self._failed(exc)
                     break
                 try:
                     await pod.ready()
-                except SandboxError as exc:
+                except Exception as exc:
+                    pod.kill()
                     self._failed(exc)
                     break
                 except asyncio.CancelledError:
@@ -120,10 +121,14 @@ class WarmPool:
                 self._idle.append(pod)
                 self._progress.set()
 
-    def _failed(self, exc: SandboxError) -> None:
+    def _failed(self, exc: Exception) -> None:
         # Stop until the next acquisition: a host that cannot start pods must not turn
-        # this task into a busy loop. Callers fall back to cold starts meanwhile.
+        # this task into a busy loop. Callers fall back to cold starts meanwhile. An error
+        # that is not a SandboxError is a bug, but it must not end this task silently and
+        # leave `wait_full` waiting forever.
         self.stats.failed_starts += 1
+        if not isinstance(exc, SandboxError):
+            exc = SandboxError("POD.SPAWN.FAILED", f"starting a pooled pod failed: {exc!r}")
         self.last_error = exc
         self._progress.set()
 
