@@ -379,9 +379,9 @@ def test_a_child_that_leaves_the_pods_session_dies_with_the_pod(
 ) -> None:
     """A daemonising child (fork, setsid, fork) is outside the pod's process group."""
     body = (
-        "import time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "import time\nchild = os.fork()\nif child == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
         "        time.sleep(600)\n    os._exit(0)\n"
-        "time.sleep(0.5)\n"
+        "os.waitpid(child, 0)  # the daemon exists once its parent is gone\n"
         'pod.request("admin", "heartbeat", {})\ntime.sleep(600)\n'
     )
 
