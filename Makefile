@@ -37,7 +37,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup $(EMBED_STAMP) sysdeps lint
+test: setup $(EMBED_STAMP) lint
+	@./scripts/sysdeps.sh test
 	$(BIN)/pytest -q
 
 bench: setup

@@ -5,11 +5,16 @@
 #             interpreter a non-root sandbox can read)
 #   optional: runsc (gVisor, isolation level 3); without it level 3 is refused and its
 #             tests say why
+#   `sysdeps.sh test` also needs chromium: the dashboard's browser tests drive Debian's
+#             build through Playwright (`playwright install` cannot download here)
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need+=(libseccomp2)
 [ -x /usr/bin/python3 ] || need+=(python3)
+if [ "${1:-}" = test ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
 want=()
 command -v runsc >/dev/null 2>&1 || want+=(runsc)
 if [ ${#need[@]} -eq 0 ] && [ ${#want[@]} -eq 0 ]; then exit 0; fi

@@ -30,7 +30,7 @@ from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, Ste
 from maos.services.plan import Plan, load_plan
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
-__all__ = ["configured_kernel", "run_plan_file", "semantic_evaluator"]
+__all__ = ["configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
 
 Echo = Callable[[str], None]
 
@@ -136,10 +136,7 @@ async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: 
     home = PodHome()
     tools = None
     try:
-        if plan.tool_modules:
-            tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
-            names = ", ".join(m.name for m in tools.manifests())
-            echo(f"tools    {names} (each module in a sandboxed tool host)")
+        tools = await _plan_tools(plan, home, echo)
         adapters = {} if tools is None else {"tool": tools}
         async with configured_kernel(data_dir, adapters=adapters) as kernel:
             if tools is not None:
@@ -149,6 +146,33 @@ async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: 
         if tools is not None:
             await tools.aclose()
         home.close()
+
+
+async def run_plan_on(kernel: Kernel, plan_file: Path, *, echo: Echo) -> PlanResult:
+    """Run a plan on a kernel that is already serving (`maos up`); its tool hosts, if it
+    names any, become the kernel's tool adapter for as long as the plan runs."""
+    plan = load_plan(plan_file)
+    home = PodHome()
+    tools = None
+    try:
+        tools = await _plan_tools(plan, home, echo)
+        if tools is not None:
+            kernel.add_adapter("tool", tools)
+            await register_tools(kernel, tools)
+        return await _orchestrate(kernel, plan, home, resume=False, echo=echo)
+    finally:
+        if tools is not None:
+            await tools.aclose()
+        home.close()
+
+
+async def _plan_tools(plan: Plan, home: PodHome, echo: Echo) -> ToolAdapter | None:
+    if not plan.tool_modules:
+        return None
+    tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
+    names = ", ".join(m.name for m in tools.manifests())
+    echo(f"tools    {names} (each module in a sandboxed tool host)")
+    return tools
 
 
 async def _orchestrate(

@@ -354,6 +354,7 @@ def run_demo(data_dir: Path | None = None) -> int:
         print(f"WAL: {report.records} records, hash chain {'intact' if report.ok else 'BROKEN'}")
         if data_dir is not None:
             print(f"Look around: maos status -d {root}   maos wal show -d {root}")
+            print(f"In a browser: maos up -d {root}")
         else:
             print(
                 "Keep the state to look around: maos demo --data-dir DIR, then maos status -d DIR"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +20,7 @@ from maos.cli._common import (
     view_of,
     with_kernel,
 )
+from maos.commander.packets import packet_lines
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
@@ -49,39 +48,8 @@ def approvals_list(
         )
         typer.echo(f"    {intent.get('op')} -> {intent.get('target')}")
         typer.echo(f"    why: {a.reason}")
-        for line in _packet(a.details, intent):
+        for line in packet_lines(a.details, intent):
             typer.echo(f"    {line}")
-
-
-_ORIGINS = {
-    "commander": "in the Commander's own words",
-    "trusted_source": "in a trusted source",
-    "untrusted_content": "only in untrusted content",
-    "never_seen": "nowhere: the agent produced it itself",
-}
-
-
-def _packet(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[str]:
-    """The decision packet, as built by the kernel: where each flagged target first
-    appeared, what the agent had read, and what exactly would be done."""
-    lines = []
-    for target, seen in (details.get("first_seen") or {}).items():
-        origin = _ORIGINS.get(seen.get("first_seen"), str(seen.get("first_seen")))
-        sources = ", ".join(seen.get("sources") or ())
-        by = f", handed to {seen['agent_id']}" if seen.get("agent_id") else ""
-        lines.append(
-            f"flagged {target}: first seen {origin}" + (f" ({sources}{by})" if sources else "")
-        )
-    if "amount_cents" in details:
-        named = ", ".join(f"{c / 100:.2f}" for c in details.get("named_amounts", ()))
-        lines.append(f"amount {details['amount_cents'] / 100:.2f}; the task named {named}")
-    if details.get("context_sources"):
-        lines.append(f"the agent had read: {', '.join(details['context_sources'])}")
-    if "effect_class" in details:
-        lines.append(f"effect class: {details['effect_class']}")
-    params = json.dumps(intent.get("params") or {}, sort_keys=True)
-    lines.append(f"would send: {params if len(params) <= 300 else params[:300] + ' ...'}")
-    return lines
 
 
 def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, note: str) -> None:

@@ -1,0 +1,48 @@
+"""Decision packets: what a person needs to decide a parked intent, in words.
+
+The facts come from the kernel (the approval's ``details``: where each flagged target
+first appeared, what the agent had read, the sum and what the task named), never from
+the agent; the console and the dashboard both show these lines, so the two cannot tell a
+person different things about the same intent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["packet_lines"]
+
+_ORIGINS = {
+    "commander": "in the Commander's own words",
+    "trusted_source": "in a trusted source",
+    "untrusted_content": "only in untrusted content",
+    "never_seen": "nowhere: the agent produced it itself",
+}
+PARAMS_SHOWN = 300
+"""Characters of the intent's parameters a packet shows before it cuts them."""
+
+
+def packet_lines(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[str]:
+    """Each flagged target and where it first appeared, the sum against the sums the task
+    named, what the agent had read, and exactly what would be sent."""
+    lines = []
+    for target, seen in (details.get("first_seen") or {}).items():
+        origin = _ORIGINS.get(seen.get("first_seen"), str(seen.get("first_seen")))
+        sources = ", ".join(seen.get("sources") or ())
+        by = f", handed to {seen['agent_id']}" if seen.get("agent_id") else ""
+        lines.append(
+            f"flagged {target}: first seen {origin}" + (f" ({sources}{by})" if sources else "")
+        )
+    if "amount_cents" in details:
+        named = ", ".join(f"{c / 100:.2f}" for c in details.get("named_amounts", ()))
+        lines.append(f"amount {details['amount_cents'] / 100:.2f}; the task named {named}")
+    if details.get("context_sources"):
+        lines.append(f"the agent had read: {', '.join(details['context_sources'])}")
+    if "effect_class" in details:
+        lines.append(f"effect class: {details['effect_class']}")
+    params = json.dumps(intent.get("params") or {}, sort_keys=True)
+    cut = params if len(params) <= PARAMS_SHOWN else params[:PARAMS_SHOWN] + " ..."
+    lines.append(f"would send: {cut}")
+    return lines

@@ -1,0 +1,303 @@
+"""The Commander's dashboard and HTTP API, served on loopback by the process whose kernel
+they act on (`maos up`).
+
+Who may use it: whoever holds the bearer token `maos up` prints (also kept, mode 0600,
+in ``<data-dir>/commander.token``). A header rather than a cookie, because a browser never
+adds a header on its own: another site open in the Commander's browser cannot make it
+approve anything (no CSRF). The page itself holds no data; it takes the token from the
+URL's fragment, which browsers never send to a server, and keeps it for the tab only.
+
+A request whose ``Host`` is not the address and port served here is refused before
+anything else: a hostile page that rebinds its own name to 127.0.0.1 cannot reach the API
+under that name (DNS rebinding).
+
+The trusted display path: every string on the page that an agent could have influenced
+(targets, parameters, reasons, notes) is put there as text, never as markup, and the
+Content-Security-Policy allows no inline script, so markup an injection smuggles into an
+intent is shown, not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn import Config, Server
+
+from maos.commander.packets import packet_lines
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
+from maos.kernel.kernel import Kernel
+from maos.kernel.registry import COMMANDER
+
+__all__ = ["TOKEN_FILE", "Dashboard", "dashboard_app", "load_or_create_token", "snapshot"]
+
+TOKEN_FILE = "commander.token"
+RECENT = 60
+"""Log records the dashboard shows, newest first."""
+_QUIET_KINDS = frozenset({"lock.acquired", "lock.released", "intent.prepared", "provenance.seen"})
+"""Bookkeeping a person does not need to watch; `maos wal show` has every record."""
+_STATIC = {
+    "/": ("dashboard.html", "text/html; charset=utf-8"),
+    "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """The dashboard's bearer token: one per data dir, readable by its owner only."""
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if len(token) >= 32:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.write_text(token + "\n")
+    tmp.replace(path)
+    return token
+
+
+def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the dashboard draws: the kernel's status, each pending approval with its
+    decision packet, and the latest records worth a look."""
+    state = kernel.status()
+    state["pending_approvals"] = [
+        {**a.to_dict(), "packet": packet_lines(a.details, a.intent)}
+        for a in kernel.approvals.pending()
+    ]
+    state["tools"] = {
+        t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
+        for t in kernel.registry.tools.values()
+    }
+    first = max(0, kernel.wal.tail_seq() - 4 * RECENT)
+    recent = [
+        {"seq": r.seq, "ts": r.ts, "kind": r.kind, "body": r.body}
+        for r in kernel.wal.read(since_seq=first)
+        if r.kind not in _QUIET_KINDS
+    ]
+    state["recent"] = recent[::-1][:RECENT]
+    state.update(extra or {})
+    return state
+
+
+class _Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    note: str = Field(default="", max_length=2000)
+
+
+class _AgentStatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    status: AgentStatus
+
+
+class _SafeState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    on: bool
+    reason: str = Field(default="", max_length=2000)
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    """Log bodies hold read-only mappings; they go out as plain JSON objects."""
+    return Response(orjson.dumps(obj, default=_plain), status, media_type="application/json")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(type(value).__name__)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"error": code, "message": message}, status)
+
+
+def _status_of(exc: MaosError) -> int:
+    if exc.code.endswith(("NOT_FOUND", "UNKNOWN_AGENT", "UNKNOWN_TASK")):
+        return 404
+    if isinstance(exc, InputError):
+        return 400
+    if isinstance(exc, (ApprovalError, StateError)):
+        return 409
+    return 403 if exc.code.startswith(("AUTH.", "PRINCIPAL.")) else 500
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A JSON endpoint: its result as JSON, a MaosError as its code, bad bodies as 400."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return _json(await handler(request))
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            return _error(400, "BAD_INPUT.BODY", detail or "invalid body")
+        except MaosError as exc:
+            return _error(_status_of(exc), exc.code, exc.message)
+
+    return endpoint
+
+
+async def _body(request: Request) -> bytes:
+    raw = await request.body()
+    return raw or b"{}"
+
+
+def dashboard_app(
+    kernel: Kernel, token: str, *, host: str, port: int, extra: Callable[[], Mapping[str, Any]]
+) -> ASGIApp:
+    """The ASGI app: the page, its script and style, and the API under ``/api``.
+
+    ``extra`` adds to each snapshot what the serving process knows beyond the kernel (the
+    plans it runs)."""
+
+    async def state(request: Request) -> Any:
+        return snapshot(kernel, extra())
+
+    async def approve(request: Request) -> Any:
+        _Decision.model_validate_json(await _body(request))
+        outcome = await kernel.approve(request.path_params["approval_id"], principal=COMMANDER)
+        return outcome.to_dict()
+
+    async def deny(request: Request) -> Any:
+        body = _Decision.model_validate_json(await _body(request))
+        outcome = await kernel.deny(
+            request.path_params["approval_id"], principal=COMMANDER, note=body.note
+        )
+        return outcome.to_dict()
+
+    async def agent_status(request: Request) -> Any:
+        body = _AgentStatusChange.model_validate_json(await _body(request))
+        agent_id = request.path_params["agent_id"]
+        await kernel.set_agent_status(agent_id, body.status, principal=COMMANDER)
+        return {"agent_id": agent_id, "status": body.status.value}
+
+    async def safe_state(request: Request) -> Any:
+        body = _SafeState.model_validate_json(await _body(request))
+        await kernel.set_safe_state(body.on, reason=body.reason, principal=COMMANDER)
+        return {"safe_state": kernel.registry.safe_state}
+
+    async def page(request: Request) -> Response:
+        name, media = _STATIC[request.url.path]
+        content = resources.files("maos.commander").joinpath("static", name).read_bytes()
+        return Response(content, media_type=media)
+
+    routes = [Route(path, page) for path in _STATIC]
+    routes += [
+        Route("/api/state", _api(state)),
+        Route("/api/approvals/{approval_id}/approve", _api(approve), methods=["POST"]),
+        Route("/api/approvals/{approval_id}/deny", _api(deny), methods=["POST"]),
+        Route("/api/agents/{agent_id}/status", _api(agent_status), methods=["POST"]),
+        Route("/api/safe-state", _api(safe_state), methods=["POST"]),
+    ]
+    return _Guard(Starlette(routes=routes), token, host=host, port=port)
+
+
+class _Guard:
+    """Refuses a foreign Host and an API call without the token; adds the security
+    headers to every response."""
+
+    def __init__(self, app: ASGIApp, token: str, *, host: str, port: int) -> None:
+        self._app = app
+        self._token = token.encode()
+        names = {host, "localhost"} if host in ("127.0.0.1", "::1") else {host}
+        self._hosts = {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in _HEADERS.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        if refusal is not None:
+            await refusal(scope, receive, send_with_headers)
+            return
+        await self._app(scope, receive, send_with_headers)
+
+    def _refusal(self, scope: Scope, headers: Mapping[str, bytes]) -> Response | None:
+        if headers.get("host", b"").decode("latin-1").lower() not in self._hosts:
+            return _error(421, "AUTH.BAD_HOST", "this server answers only to its loopback address")
+        if not str(scope["path"]).startswith("/api/"):
+            return None
+        given = headers.get("authorization", b"")
+        scheme, _, value = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
+            return _error(401, "AUTH.TOKEN_REQUIRED", "send the token `maos up` printed")
+        return None
+
+
+class Dashboard:
+    """The dashboard served from a socket bound now, so the caller knows its port (0 picks
+    a free one) before serving starts. Serve with `serve`; `stop` ends it."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        token: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        extra: Callable[[], Mapping[str, Any]] = dict,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host = host
+        self.port: int = self._sock.getsockname()[1]
+        app = dashboard_app(kernel, token, host=host, port=self.port, extra=extra)
+        config = Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = Server(config)
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        self.login_url = f"{self.url}#token={token}"
+        """The page with the token in its fragment: what a person opens."""
+
+    async def serve(self) -> None:
+        try:
+            await self._server.serve(sockets=[self._sock])
+        finally:
+            self._sock.close()
+
+    async def started(self) -> None:
+        """Until the server accepts connections (for callers that serve in a task)."""
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
