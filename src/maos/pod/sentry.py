@@ -359,6 +359,7 @@ class Sentry:
         "_fingerprint",
         "_prefilter",
         "_profile",
+        "_sized",
         "_wal",
     )
 
@@ -382,6 +383,9 @@ class Sentry:
             threshold=profile.anomaly_threshold,
         )
         self._prefilter = PrefilterCheck()
+        self._sized: tuple[Frame, int] | None = None
+        """The last admitted frame and its encoded size: `record` of the same frame (the
+        runtime's next call on it) reuses it instead of encoding the args again."""
 
     @property
     def agent_id(self) -> str:
@@ -429,7 +433,8 @@ class Sentry:
         """The kernel answered ``frame`` (``status`` is the `OutcomeStatus` value): log the
         egress and let the fingerprint learn. Raises `WalError` if the egress record cannot
         be made durable - an unlogged egress must stop the pod like any log failure."""
-        size = _args_bytes(frame)
+        sized, self._sized = self._sized, None
+        size = sized[1] if sized is not None and sized[0] is frame else _args_bytes(frame)
         target = _target(frame)
         if frame.gw != "admin" and status != OutcomeStatus.DENIED:
             keys = frozenset(frame.args.model_fields_set)
@@ -452,6 +457,7 @@ class Sentry:
         if frame.agent_id != self._agent_id:
             return SentryDeny(SentryCode.INTERNAL, "the frame is bound to another agent")
         size = _args_bytes(frame)
+        self._sized = (frame, size)
         counters.bytes += size
         violation = self._enforce(frame)
         if violation is not None:
