@@ -19,9 +19,10 @@ from maos.cli._common import (
     grant_option,
     view_of,
 )
+from maos.kernel import orders
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
-from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.registry import COMMANDER
 
 
 @agent_app.command("run")
@@ -124,11 +125,8 @@ def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> Non
 def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: str) -> None:
     try:
         view = view_of(data_dir)
-        check_principal(principal, view.registry)
-        view.registry.agent(agent_id)
-        view.wal.append_sync(
-            "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
-        )
+        order = orders.agent_status(view.registry, agent_id, status, principal)
+        view.wal.append_sync(order.kind, order.body)
     except MaosError as exc:
         fail(exc)
     typer.echo(f"{agent_id}: {status.value}")

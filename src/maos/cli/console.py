@@ -22,9 +22,10 @@ from maos.cli._common import (
     kernel_running,
     view_of,
 )
+from maos.kernel import orders
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
-from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.registry import COMMANDER
 
 
 @app.command()
@@ -186,9 +187,8 @@ def safe_state(
         raise typer.Exit(2)
     try:
         view = view_of(data_dir)
-        check_principal(principal, view.registry)
-        body = {"on": state == "on", "reason": reason, "principal": principal}
-        view.wal.append_sync("kernel.safe_state", body)
+        order = orders.safe_state(view.registry, state == "on", reason, principal)
+        view.wal.append_sync(order.kind, order.body)
     except MaosError as exc:
         fail(exc)
     typer.echo(

@@ -21,10 +21,11 @@ from maos.cli._common import (
     with_kernel,
 )
 from maos.commander.packets import packet_lines
+from maos.kernel import orders
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
-from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.registry import COMMANDER
 
 
 @approvals_app.command("list")
@@ -56,12 +57,15 @@ def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, not
     try:
         if kernel_running(data_dir):
             view = view_of(data_dir)
-            check_principal(principal, view.registry)
-            view.approvals.require_pending(approval_id, principal)
-            kind = "approval.approved" if approve else "approval.denied"
-            view.wal.append_sync(
-                kind, {"approval_id": approval_id, "principal": principal, "note": note}
+            order = orders.decision(
+                view.registry,
+                view.approvals,
+                approval_id,
+                approve=approve,
+                principal=principal,
+                note=note,
             )
+            view.wal.append_sync(order.kind, order.body)
             typer.echo(
                 f"{approval_id}: {'approved' if approve else 'denied'};"
                 " the running kernel carries it out"
@@ -128,10 +132,8 @@ def task_declassify(
         raise typer.Exit(2) from None
     try:
         view = view_of(data_dir)
-        check_principal(principal, view.registry)
-        view.registry.task(task_id)
-        body = {"task_id": task_id, "to": to.lower(), "reason": reason, "principal": principal}
-        view.wal.append_sync("task.declassified", body)
+        order = orders.declassify(view.registry, task_id, level, reason, principal)
+        view.wal.append_sync(order.kind, order.body)
     except MaosError as exc:
         fail(exc)
     typer.echo(f"{task_id}: data may flow down to {to.lower()} ({reason})")

@@ -16,6 +16,7 @@ from maos.cli._common import (
     token_app,
     view_of,
 )
+from maos.kernel import orders
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
@@ -106,7 +107,8 @@ def token_revoke(
     try:
         check_principal(principal, view.registry)
         ids = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).revoke(token)
-        view.wal.append_sync("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+        order = orders.revocation(view.registry, ids, principal)
+        view.wal.append_sync(order.kind, order.body)
     except MaosError as exc:
         fail(exc)
     typer.echo(f"revoked {len(ids)} block id(s); running kernels pick it up within a second")

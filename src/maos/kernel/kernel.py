@@ -30,6 +30,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
+from maos.kernel import orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
@@ -257,6 +258,9 @@ class Kernel:
         self._catch_up()
         return rec.seq
 
+    async def _order(self, order: orders.Order) -> None:
+        await self._log(order.kind, order.body)
+
     # -- the Commander's operations (each one a log record first) ------------------------
 
     async def register_agent(
@@ -412,52 +416,47 @@ class Kernel:
     async def revoke(self, token: str, *, principal: str = COMMANDER) -> tuple[str, ...]:
         check_principal(principal, self.registry)
         ids = self.tokens.revoke(token)
-        await self._log("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+        await self._order(orders.revocation(self.registry, ids, principal))
         return ids
 
     async def set_agent_status(
         self, agent_id: str, status: AgentStatus, *, principal: str = COMMANDER
     ) -> None:
         """Pause, quarantine or kill an agent (R8); nothing an agent does can prevent it."""
-        check_principal(principal, self.registry)
-        self.registry.agent(agent_id)
-        await self._log(
-            "agent.status", {"agent_id": agent_id, "status": status.value, "principal": principal}
-        )
+        await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
         """Enter or leave Minimal Safe State (R8, seed: "all agents paused, kernel + WAL
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
-        check_principal(principal, self.registry)
-        await self._log("kernel.safe_state", {"on": on, "reason": reason, "principal": principal})
+        await self._order(orders.safe_state(self.registry, on, reason, principal))
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
     ) -> None:
         """Let the task release its data down to ``to``; logged with who and why (R6)."""
-        check_principal(principal, self.registry)
-        self.registry.task(task_id)
-        await self._log(
-            "task.declassified",
-            {"task_id": task_id, "to": to.name.lower(), "reason": reason, "principal": principal},
-        )
+        await self._order(orders.declassify(self.registry, task_id, to, reason, principal))
 
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
-        check_principal(principal, self.registry)
-        self.approvals.require_pending(approval_id, principal)
-        await self._log("approval.approved", {"approval_id": approval_id, "principal": principal})
+        order = orders.decision(
+            self.registry, self.approvals, approval_id, approve=True, principal=principal
+        )
+        await self._order(order)
         return await self._execute_approved(self.approvals.get(approval_id))
 
     async def deny(
         self, approval_id: str, *, principal: str = COMMANDER, note: str = ""
     ) -> Outcome:
-        check_principal(principal, self.registry)
-        self.approvals.require_pending(approval_id, principal)
-        await self._log(
-            "approval.denied", {"approval_id": approval_id, "principal": principal, "note": note}
+        order = orders.decision(
+            self.registry,
+            self.approvals,
+            approval_id,
+            approve=False,
+            principal=principal,
+            note=note,
         )
+        await self._order(order)
         return self._executed[approval_id]
 
     async def wait(self, approval_id: str) -> Outcome:

@@ -1,0 +1,74 @@
+"""The Commander's orders as log records, each checked and built in one place.
+
+An order is a record first (R8: nothing an agent does can prevent it). The kernel's own
+methods log it and carry it out. When another process's kernel serves the data dir, the
+console logs the same record and that kernel carries it out as it follows the log. Both
+paths go through these builders, so they cannot check or write an order differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from maos.kernel.approvals import ApprovalBook
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.labels import Conf
+from maos.kernel.registry import Registry, check_principal
+
+__all__ = ["Order", "agent_status", "decision", "declassify", "revocation", "safe_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One record to append: its kind and body."""
+
+    kind: str
+    body: Mapping[str, Any]
+
+
+def agent_status(registry: Registry, agent_id: str, status: AgentStatus, principal: str) -> Order:
+    """Pause, resume, quarantine or kill a registered agent."""
+    check_principal(principal, registry)
+    registry.agent(agent_id)
+    body = {"agent_id": agent_id, "status": status.value, "principal": principal}
+    return Order("agent.status", body)
+
+
+def safe_state(registry: Registry, on: bool, reason: str, principal: str) -> Order:
+    """Enter or leave Minimal Safe State."""
+    check_principal(principal, registry)
+    return Order("kernel.safe_state", {"on": on, "reason": reason, "principal": principal})
+
+
+def declassify(registry: Registry, task_id: str, to: Conf, reason: str, principal: str) -> Order:
+    """Let an open task's data flow down to ``to`` (R6), with who and why."""
+    check_principal(principal, registry)
+    registry.task(task_id)
+    body = {"task_id": task_id, "to": to.name.lower(), "reason": reason, "principal": principal}
+    return Order("task.declassified", body)
+
+
+def decision(
+    registry: Registry,
+    approvals: ApprovalBook,
+    approval_id: str,
+    *,
+    approve: bool,
+    principal: str,
+    note: str = "",
+) -> Order:
+    """Approve or deny an intent that still waits; an agent never decides its own."""
+    check_principal(principal, registry)
+    approvals.require_pending(approval_id, principal)
+    if approve:
+        return Order("approval.approved", {"approval_id": approval_id, "principal": principal})
+    body = {"approval_id": approval_id, "principal": principal, "note": note}
+    return Order("approval.denied", body)
+
+
+def revocation(registry: Registry, ids: Sequence[str], principal: str) -> Order:
+    """Tokens revoked for good (the ids the authority just revoked)."""
+    check_principal(principal, registry)
+    return Order("token.revoked", {"revocation_ids": list(ids), "principal": principal})
