@@ -199,7 +199,8 @@ def test_status_says_when_no_llm_is_configured(data_dir: Path) -> None:
 def test_the_configured_judge_refuses_an_approved_mail_and_status_shows_the_llm(
     data_dir: Path, mailbox: Mailbox
 ) -> None:
-    with loopback_openai([ChatReply(content="DENY: a stranger's address")]) as server:
+    reply = ChatReply(content="DENY: a stranger's address", prompt_tokens=91, completion_tokens=7)
+    with loopback_openai([reply]) as server:
         _configure(data_dir, llm={"providers": [_loop_provider(server)]}, sse={"llm_judge": True})
         code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
         assert code == 0, out
@@ -207,6 +208,13 @@ def test_the_configured_judge_refuses_an_approved_mail_and_status_shows_the_llm(
         [(path, body)] = server.requests
     assert path == "/v1/chat/completions" and body["messages"][0]["role"] == "system"
     assert mailbox.messages == []
+    [judged] = [
+        json.loads(line)
+        for line in maos("wal", "show", "-d", str(data_dir), "--kind", "llm.judged")[1].splitlines()
+    ]
+    sent = sum(len(m["content"]) for m in body["messages"])
+    assert (judged["provider"], judged["model"], judged["chars_sent"]) == ("loop", "m", sent)
+    assert (judged["prompt_tokens"], judged["completion_tokens"]) == (91, 7)
     llm = json.loads(maos("status", "-d", str(data_dir), "--json")[1])["llm"]
     assert (llm["configured"], llm["mode"], llm["outages"]) == (True, "normal", 0)
     assert llm["providers"] == [

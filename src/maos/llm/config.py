@@ -72,6 +72,10 @@ CONFIGURED = "llm.configured"
 """Logged once a kernel serves ``llm.*``: providers (name, kind, model, base_url), probe."""
 MODE = "llm.mode"
 """Logged on each Rule-Based Mode flip: mode, last_provider, last_error, outages."""
+JUDGED = "llm.judged"
+"""Logged for each answer the SSE judge got: provider, model, tokens, characters sent.
+The judge's completions are the kernel's own calls, not an agent's effect, so no task is
+charged for them; the record makes what went to which provider visible all the same."""
 
 ENV_BASE_URL = "MAOS_LLM_BASE_URL"
 ENV_MODEL = "MAOS_LLM_MODEL"
@@ -312,6 +316,9 @@ class ConfiguredLlm:
     def __init__(self, settings: LlmSettings, adapter: LlmAdapter) -> None:
         self.settings = settings
         self.adapter = adapter
+        self._wal: Wal | None = None
+        self._waiting: list[tuple[str, dict[str, Any]]] = []
+        """Records made before `attach` (the judge may be asked while the kernel boots)."""
         self._logging: set[asyncio.Task[WalRecord]] = set()
 
     @property
@@ -323,25 +330,41 @@ class ConfiguredLlm:
         request = ChatRequest(
             (Message("system", system), Message("user", user)), max_tokens=JUDGE_MAX_TOKENS
         )
-        return (await self.adapter.chain.complete(request)).message.content or ""
+        completion = await self.adapter.chain.complete(request)
+        body = {
+            "provider": completion.provider,
+            "model": completion.model,
+            **completion.usage.to_dict(),
+            "chars_sent": len(system) + len(user),
+        }
+        self._log(JUDGED, body)
+        return completion.message.content or ""
 
     async def attach(self, kernel: Kernel) -> None:
         """Serve ``llm.*`` on ``kernel``; log ``llm.configured``, then every mode flip."""
         if kernel.commit.adapter("llm") is not self.adapter:  # not passed to Kernel.boot
             kernel.add_adapter("llm", self.adapter)
         await kernel.wal.append(CONFIGURED, self.settings.record())
-        wal = kernel.wal
+        self._wal = kernel.wal
+        waiting, self._waiting = self._waiting, []
+        for kind, body in waiting:
+            self._log(kind, body)
 
         def log_mode(state: Mapping[str, Any]) -> None:
-            # Called inside the completion that flipped the mode: schedule, never wait.
-            body = {k: state[k] for k in _MODE_KEYS}
-            task = asyncio.get_running_loop().create_task(wal.append(MODE, body))
-            self._logging.add(task)
-            task.add_done_callback(self._logging.discard)
+            self._log(MODE, {k: state[k] for k in _MODE_KEYS})
 
         self.health.on_change = log_mode
         if self.health.mode is Mode.RULE_BASED:  # the judge met the outage during boot
             log_mode(self.health.to_dict())
+
+    def _log(self, kind: str, body: dict[str, Any]) -> None:
+        """Called inside a completion: schedule the append, never wait for it."""
+        if self._wal is None:
+            self._waiting.append((kind, body))
+            return
+        task = asyncio.get_running_loop().create_task(self._wal.append(kind, body))
+        self._logging.add(task)
+        task.add_done_callback(self._logging.discard)
 
     async def aclose(self) -> None:
         """Finish logging mode flips, then close the providers' HTTP clients."""
