@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import time
 import uuid
@@ -171,6 +172,7 @@ class Kernel:
         if config.smtp is not None:
             adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
         self.commit = CommitLayer(self.wal, adapters)
+        self._workspaces = str(config.workspaces)
         self._executed: dict[str, Outcome] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
         self._follower: asyncio.Task[None] | None = None
@@ -502,7 +504,7 @@ class Kernel:
 
     async def submit(self, raw: object, *, agent_id: str) -> Outcome:
         """Mediate one intent from an authenticated agent; never raises for bad input."""
-        intent_id = uuid.uuid4().hex
+        intent_id = os.urandom(16).hex()
         try:
             intent = parse_intent(raw, agent_id=agent_id, intent_id=intent_id)
         except InputError as exc:
@@ -520,7 +522,7 @@ class Kernel:
         inp = CheckInput(
             intent=intent,
             agent=agent.view(),
-            task=replace(task.view(), workspace=str(self.config.workspaces / task.workspace)),
+            task=task.view(self._workspaces),
             now=self.clock(),
             node_id=self.config.node_id,
             context=agent.context,

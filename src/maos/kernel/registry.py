@@ -95,10 +95,11 @@ class TaskRecord:
     written: Mapping[str, Label] = field(default_factory=dict)
     """Workspace path -> the join of its writers' context labels (``fs.labelled``)."""
 
-    def view(self) -> TaskView:
+    def view(self, root: str) -> TaskView:
+        """What the checks see; ``root`` is the directory holding every task's workspace."""
         return TaskView(
             self.task_id,
-            self.workspace,
+            f"{root}/{self.workspace}",
             self.trusted_targets,
             self.declassified_to,
             trusted_amounts=self.trusted_amounts,
