@@ -366,20 +366,25 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
     assert out.startswith(f"{pending[0]['approval_id']}: committed"), out
 
 
+@pytest.mark.parametrize("edited", [False, True])
 def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
-    tmp_path: Path,
+    tmp_path: Path, edited: bool
 ) -> None:
+    """The host is started for the call, from the registered code only: a module edited
+    after the call parked (same tools, other code) is refused and the call waits on."""
     from maos.agents import script
     from maos.pod.isolation import PodHome
     from maos.pod.toolhost import install_tools
 
     data = tmp_path / "data"
+    module = tmp_path / "office_tools.py"
+    module.write_bytes(script("office_tools").read_bytes())
 
     async def park() -> str:
         home = PodHome()
         try:
             async with await Kernel.boot(KernelConfig(data_dir=data), follow=False) as k:
-                tools = await install_tools(k, [script("office_tools")], home=home)
+                tools = await install_tools(k, [module], home=home)
                 await k.register_agent("payer", ring=3, budgets={"money_cents": 10_000})
                 await k.open_task("t1", budgets={"money_cents": 10_000}, effect_classes=["pay"])
                 token = k.mint("payer", "t1", [Grant("tool.pay_invoice", "*")])
@@ -401,9 +406,17 @@ def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
             home.close()
 
     approval_id = asyncio.run(park())
+    if edited:
+        with module.open("a") as f:
+            f.write("\n_original_pay = pay_invoice  # a swapped body, the same manifest\n")
     code, out = maos("approvals", "approve", approval_id, "-d", str(data))
-    assert code == 0, out
-    assert out.startswith(f"{approval_id}: committed"), out
+    if not edited:
+        assert code == 0, out
+        assert out.startswith(f"{approval_id}: committed"), out
+        return
+    assert code == 2 and "error TOOL.MODULE_CHANGED: office_tools.py is not the code" in out
+    [pending] = json.loads(maos("approvals", "list", "-d", str(data), "--json")[1])
+    assert pending["approval_id"] == approval_id and pending["status"] == "pending"
 
 
 def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(

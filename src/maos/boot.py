@@ -68,19 +68,20 @@ async def semantic_evaluator(
     return chosen[0] if chosen else None
 
 
-def _parked_tool_modules(kernel: Kernel) -> list[Path]:
-    """The modules of the tools that parked or approved calls wait for: a process deciding
-    them (`maos approvals approve`) must be able to run them."""
+def _parked_tool_modules(kernel: Kernel) -> dict[Path, str | None]:
+    """The modules of the tools that parked or approved calls wait for, with the SHA-256
+    of their code when registered: a process deciding them (`maos approvals approve`)
+    must be able to run them, and run that code."""
     waiting = [*kernel.approvals.pending(), *kernel.approvals.awaiting_execution()]
     tools = kernel.registry.tools
     modules = {
-        module
+        Path(tool.module): tool.module_sha256
         for a in waiting
         if str(a.intent.get("op", "")).startswith(TOOL_PREFIX)
         and (tool := tools.get(str(a.intent["op"])[len(TOOL_PREFIX) :])) is not None
-        and (module := tool.module) is not None
+        and tool.module is not None
     }
-    return [Path(m) for m in sorted(modules)]
+    return dict(sorted(modules.items()))
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +103,8 @@ async def configured_kernel(
         modules = _parked_tool_modules(booting)
         if modules:
             home = PodHome()
-            tools = await start_tools(modules, home=home)
+            pinned = {m: digest for m, digest in modules.items() if digest is not None}
+            tools = await start_tools(list(modules), home=home, pinned=pinned)
             booting.add_adapter("tool", tools)
 
     try:

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from maos.agents import script
+from maos.effects.base import EffectError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
-from maos.pod.toolhost import ToolHostError, install_tools
+from maos.pod.toolhost import ToolHostError, install_tools, start_tools
 from maos.tool import ToolError, check_args, tool
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
@@ -284,6 +285,33 @@ attempt("not_json")
         "label": "untrusted",
     }
     assert by_name["not_json"]["code"] == "TOOL.BAD_RESULT"
+
+
+def test_a_host_restarted_after_its_module_was_edited_refuses_the_new_code(
+    tmp_path: Path, home: PodHome
+) -> None:
+    """The same manifest over other code: the restart after a timeout runs nothing."""
+    module = tmp_path / "hostile.py"
+    module.write_text(HOSTILE)
+
+    async def go() -> list[str]:
+        adapter = await start_tools([module], home=home)
+        [(host, _), *_] = adapter.served()
+        codes = []
+        try:
+            assert await host.call("echo", {"text": "first"}, 5) == "first"
+            for name in ("stall", "echo"):
+                if name == "echo":  # the host is dead; its module is swapped meanwhile
+                    module.write_text(HOSTILE.replace("return text", "return 'tampered'"))
+                try:
+                    await host.call(name, {"text": "second"} if name == "echo" else {}, 5)
+                except EffectError as exc:
+                    codes.append(exc.code)
+            return codes
+        finally:
+            await adapter.aclose()
+
+    assert asyncio.run(go()) == ["TOOL.TIMEOUT", "TOOL.MODULE_CHANGED"]
 
 
 def test_a_module_that_does_not_declare_tools_properly_is_refused(

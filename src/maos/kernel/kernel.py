@@ -356,6 +356,7 @@ class Kernel:
         parameters: Mapping[str, Any] | None = None,
         description: str = "",
         module: str | None = None,
+        module_sha256: str | None = None,
         principal: str = COMMANDER,
     ) -> None:
         """Catalogue a user-declared tool as op ``tool.<name>`` (its host runs it, never
@@ -387,6 +388,7 @@ class Kernel:
                 "parameters": dict(parameters or {}),
                 "description": description,
                 "module": module,
+                "module_sha256": module_sha256,
                 "principal": principal,
             },
         )

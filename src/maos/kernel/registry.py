@@ -137,6 +137,8 @@ class ToolRecord:
     description: str = ""
     module: str | None = None
     """The file its host runs, so a later process can start it again (approvals)."""
+    module_sha256: str | None = None
+    """The SHA-256 of that file's code when it was registered: a later host must run it."""
 
 
 class Registry:
@@ -240,6 +242,7 @@ class Registry:
             parameters=dict(body.get("parameters", {})),
             description=str(body.get("description", "")),
             module=body.get("module"),
+            module_sha256=body.get("module_sha256"),
         )
         accepts = body.get("accepts")
         self.tools[tool.name] = tool

@@ -24,16 +24,24 @@ serves one call at a time. A call that outlives its tool's ``timeout_s`` kills t
 (``TOOL.MANIFEST_CHANGED`` otherwise: a module edited under a running kernel is not
 silently trusted).
 
+The code itself is pinned too: the host keeps the SHA-256 of the source it first ran,
+``tool.registered`` records it, and a host started later for a call the Commander
+approved (`start_tools(pinned=...)`) must run the same bytes. A module edited since -
+even with the same manifest - is refused with ``TOOL.MODULE_CHANGED``: an approval is of
+a call to the code that was registered, not to whatever the file holds by then.
+
 Errors (`EffectError`, so the agent sees a failed outcome with the code): ``TOOL.TIMEOUT``,
 ``TOOL.HOST_DIED``, ``TOOL.RAISED`` (the function raised; its traceback tail is the
 message), ``TOOL.BAD_ARGS``, ``TOOL.BAD_RESULT``, ``TOOL.UNKNOWN``; at start
-``TOOL.BAD_MANIFEST``, ``TOOL.IMPORT`` and ``TOOL.START`` as `ToolHostError`.
+``TOOL.BAD_MANIFEST``, ``TOOL.IMPORT``, ``TOOL.START``, ``TOOL.MODULE_CHANGED`` and
+``TOOL.MANIFEST_CHANGED`` as `ToolHostError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import tempfile
@@ -128,8 +136,12 @@ class ToolHost:
         sandbox: ProcessSandbox,
         *,
         limits: Limits | None = None,
+        pinned: str | None = None,
     ) -> None:
         self.module = module
+        self.digest = pinned
+        """SHA-256 of the source this host runs: given (the registered code), or taken at
+        the first start; every later start must find the same."""
         self.sandbox = sandbox
         self.limits = limits or Limits(cpu_seconds=60)
         self.manifests: tuple[Manifest, ...] = ()
@@ -145,9 +157,19 @@ class ToolHost:
         if self._pod is not None and self._pod.returncode is None:
             return self.manifests
         try:
-            source = self.module.read_text(encoding="utf-8")
-        except OSError as exc:
+            raw = self.module.read_bytes()
+            source = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise ToolHostError("TOOL.START", f"cannot read {self.module}: {exc}") from exc
+        digest = hashlib.sha256(raw).hexdigest()
+        if self.digest is not None and digest != self.digest:
+            raise ToolHostError(
+                "TOOL.MODULE_CHANGED",
+                f"{self.module.name} is not the code that was registered (sha256 {digest[:12]}"
+                f" now, {self.digest[:12]} then): restore it, or register the new code"
+                " (maos run its plan)",
+            )
+        self.digest = digest
         self._script.write_text(_LAUNCHER.format(source=source, filename=self.module.name))
         spec = PodSpec(
             f"toolhost-{self.module.stem}"[:64],
@@ -294,16 +316,23 @@ class ToolAdapter:
             await host.aclose()
 
 
-async def start_tools(modules: Sequence[Path], *, home: PodHome, level: int = 2) -> ToolAdapter:
+async def start_tools(
+    modules: Sequence[Path],
+    *,
+    home: PodHome,
+    level: int = 2,
+    pinned: Mapping[Path, str] | None = None,
+) -> ToolAdapter:
     """Start a host per module and learn their manifests; no kernel is involved yet, so
-    the adapter can be handed to `Kernel.boot` (``adapters={"tool": ...}``).
+    the adapter can be handed to `Kernel.boot` (``adapters={"tool": ...}``). ``pinned``
+    holds the registered SHA-256 of modules whose code must not have changed.
 
     `ToolHostError` (or `IsolationUnavailable`) if any module fails: none is kept."""
     sandbox = sandbox_for(level, home, ops=TOOLHOST_OPS)
     adapter = ToolAdapter()
     try:
         for module in modules:
-            host = ToolHost(module, sandbox)
+            host = ToolHost(module, sandbox, pinned=(pinned or {}).get(module))
             try:
                 await host.start()
                 adapter.add(host)
@@ -332,6 +361,7 @@ async def register_tools(
             parameters=m.parameters,
             description=m.description,
             module=str(host.module.resolve()),
+            module_sha256=host.digest,
             principal=principal,
         )
 
