@@ -12,12 +12,13 @@ which may not import each other) and below the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from maos.kernel.errors import InputError
+from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
@@ -30,7 +31,7 @@ from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, Ste
 from maos.services.plan import Plan, load_plan
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
-__all__ = ["configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
+__all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
 
 Echo = Callable[[str], None]
 
@@ -150,10 +151,9 @@ async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: 
         home.close()
 
 
-async def run_plan_on(kernel: Kernel, plan_file: Path, *, echo: Echo) -> PlanResult:
+async def run_plan_on(kernel: Kernel, plan: Plan, *, echo: Echo) -> PlanResult:
     """Run a plan on a kernel that is already serving (`maos up`); its tool hosts, if it
     names any, become the kernel's tool adapter for as long as the plan runs."""
-    plan = load_plan(plan_file)
     home = PodHome()
     tools = None
     try:
@@ -166,6 +166,59 @@ async def run_plan_on(kernel: Kernel, plan_file: Path, *, echo: Echo) -> PlanRes
         if tools is not None:
             await tools.aclose()
         home.close()
+
+
+class PlanQueue:
+    """Plans run one after another on a serving kernel (`maos up`): what the dashboard
+    and `maos run` submit to, and what they show. One at a time, because a plan's tool
+    hosts are the kernel's one ``tool`` adapter while it runs."""
+
+    LOG_LINES = 500
+    """Progress lines kept per run (the oldest go first)."""
+
+    def __init__(self, kernel: Kernel, echo: Echo) -> None:
+        self._kernel = kernel
+        self._echo = echo
+        self._runs: list[dict[str, Any]] = []
+        self._queue: asyncio.Queue[tuple[Plan, dict[str, Any]]] = asyncio.Queue()
+
+    def submit(self, plan_file: Path) -> dict[str, Any]:
+        """Queue a plan file, validated now (`PlanError` with the field otherwise)."""
+        plan = load_plan(plan_file)
+        run: dict[str, Any] = {
+            "run": len(self._runs) + 1,
+            "plan": str(plan_file),
+            "task": plan.task,
+            "status": "queued",
+            "detail": "",
+            "log": [],
+        }
+        self._runs.append(run)
+        self._queue.put_nowait((plan, run))
+        return dict(run)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [{**r, "log": list(r["log"])} for r in self._runs]
+
+    async def serve(self) -> None:
+        """Run queued plans until cancelled."""
+        while True:
+            plan, run = await self._queue.get()
+            run["status"] = "running"
+
+            def echo(line: str, log: list[str] = run["log"]) -> None:
+                log.append(line)
+                del log[: -self.LOG_LINES]
+                self._echo(line)
+
+            try:
+                result = await run_plan_on(self._kernel, plan, echo=echo)
+            except MaosError as exc:
+                run.update(status="failed", detail=f"{exc.code}: {exc.message}")
+                echo(f"plan     {plan.task} failed {exc.code}: {exc.message}")
+                continue
+            detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
+            run.update(status=result.status, detail=detail)
 
 
 async def _plan_tools(plan: Plan, home: PodHome, echo: Echo) -> ToolAdapter | None:

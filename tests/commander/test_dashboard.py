@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
+from maos.boot import PlanQueue
 from maos.commander.web import Dashboard, load_or_create_token
 from maos.kernel.approvals import ApprovalStatus
 from maos.kernel.dsc.base import AgentStatus
@@ -30,6 +31,7 @@ from maos.kernel.types import OutcomeStatus
 from maos.testing import Mailbox, intent_frame
 
 TASK = "t1"
+EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
 MARKUP = "<img src=x onerror=\"document.title='pwned'\">"
 """What an injection might put in an intent, hoping the dashboard renders it."""
 
@@ -60,14 +62,21 @@ async def _park_stranger_mail(k: Kernel) -> tuple[str, str]:
 async def _served(config: KernelConfig) -> AsyncIterator[tuple[Kernel, Dashboard, str]]:
     kernel = await Kernel.boot(config)
     token = load_or_create_token(config.data_dir)
-    dashboard = Dashboard(kernel, token)
+    plans = PlanQueue(kernel, echo=lambda line: None)
+    dashboard = Dashboard(
+        kernel, token, extra=lambda: {"plans": plans.runs()}, submit_plan=plans.submit
+    )
     server = asyncio.create_task(dashboard.serve())
+    worker = asyncio.create_task(plans.serve())
     try:
         await asyncio.wait_for(dashboard.started(), 30)
         yield kernel, dashboard, token
     finally:
+        worker.cancel()
         dashboard.stop()
         await server
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
         await kernel.close()
 
 
@@ -188,10 +197,15 @@ def test_bad_requests_get_a_stable_code_and_change_nothing(
     _run(config, run)
 
 
-def test_maos_up_serves_until_interrupted(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    argv = [str(Path(sys.executable).with_name("maos")), "up", "-d", str(data_dir), "--port", "0"]
+def _maos(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("maos")), *args]
+
+
+@contextlib.contextmanager
+def _maos_up(data_dir: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """`maos up` as a process: its base URL and token; stopped with SIGINT after."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = _maos("up", "-d", str(data_dir), "--port", "0")
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
@@ -200,15 +214,47 @@ def test_maos_up_serves_until_interrupted(tmp_path: Path) -> None:
             line = proc.stdout.readline()
             assert line.startswith("MAOS Commander on http://127.0.0.1:"), line + proc.stderr.read()
             url, _, token = line.split()[-1].partition("#token=")
-            assert token == (data_dir / "commander.token").read_text().strip()
-            state = httpx.get(url + "api/state", headers={"Authorization": f"Bearer {token}"})
-            assert state.status_code == 200 and state.json()["data_dir"] == str(data_dir)
+            yield url, token, proc
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=60) == 0
         finally:
             proc.kill()
+
+
+def test_maos_up_serves_until_interrupted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with _maos_up(data_dir) as (url, token, _):
+        assert token == (data_dir / "commander.token").read_text().strip()
+        assert (data_dir / "commander.url").read_text().strip() == url
+        state = httpx.get(url + "api/state", headers={"Authorization": f"Bearer {token}"})
+        assert state.status_code == 200 and state.json()["data_dir"] == str(data_dir)
+    assert not (data_dir / "commander.url").exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "api/state")
+
+
+def test_maos_run_hands_its_plan_to_the_serving_maos_up(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: x\nsteps: {}\nbogus: 1\n")
+    with _maos_up(data_dir) as (url, token, _):
+        run = subprocess.run(
+            _maos("run", str(EXAMPLE_PLAN), "-d", str(data_dir)),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "run 1 of q3-report on the kernel `maos up` serves" in run.stdout
+        assert "plan     q3-report done" in run.stdout
+        headers = {"Authorization": f"Bearer {token}"}
+        bad = httpx.post(url + "api/plans", json={"path": str(broken)}, headers=headers)
+        assert (bad.status_code, bad.json()["error"]) == (400, "PLAN.INVALID")
+        [plan] = httpx.get(url + "api/state", headers=headers).json()["plans"]
+        assert (plan["task"], plan["status"]) == ("q3-report", "done")
+    final = data_dir / "workspaces" / "q3-report" / "reports" / "final.md"
+    assert final.read_text().strip(), "the publisher wrote the report"
 
 
 # -- in a browser ----------------------------------------------------------------------
@@ -284,3 +330,18 @@ def test_killing_an_agent_from_the_page(config: KernelConfig) -> None:
         assert kernel.registry.agent("a1").status.value == "killed"
 
     _run(config, body)
+
+
+def test_running_a_plan_from_the_page(config: KernelConfig) -> None:
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        async def act(page: Any) -> None:
+            await page.locator("#plan-path").fill(str(EXAMPLE_PLAN))
+            await page.locator("#plan-run").click()
+            done = page.locator("#plans li", has_text="q3-report: done")
+            await done.wait_for(timeout=180_000)
+
+        await _in_browser(dashboard, act)
+
+    _run(config, body)
+    final = config.data_dir / "workspaces" / "q3-report" / "reports" / "final.md"
+    assert final.read_text().strip()

@@ -88,6 +88,8 @@ def with_kernel(data_dir: Path, act: Callable[[Kernel], Awaitable[T]]) -> T:
 
 
 def kernel_running(data_dir: Path) -> bool:
+    if not data_dir.is_dir():
+        return False
     lock = KernelLock(data_dir)
     if lock.try_acquire():
         lock.release()

@@ -64,6 +64,7 @@ def run_plan(
     `tool_modules` start in sandboxed tool hosts (docs/tools.md).
     `script: cell` steps are LLM agents: set an LLM in config.json,
     or MAOS_LLM_BASE_URL and MAOS_LLM_MODEL (docs/cell.md).
+    With `maos up` serving the data dir, the plan runs there (the dashboard shows it).
 
     \b
     Examples:
@@ -71,6 +72,12 @@ def run_plan(
         MAOS_LLM_BASE_URL=http://127.0.0.1:11434/v1 MAOS_LLM_MODEL=llama3.1 \\
             maos run examples/plans/invoice.yaml --data-dir /tmp/maos-invoice
     """
+    if not resume and kernel_running(data_dir):
+        from maos.cli.up import run_on_serving_kernel
+
+        status = run_on_serving_kernel(data_dir, plan_file)
+        if status is not None:
+            raise typer.Exit(status)
     try:
         from maos.boot import run_plan_file
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+import httpx
 import typer
 
 from maos.cli._common import DEFAULT_DIR, DataDir, app, fail
@@ -32,8 +34,9 @@ def up(
     it; it pauses, quarantines or kills agents and enters Minimal Safe State. It and
     the API take the token in <data-dir>/commander.token (docs/dashboard.md).
 
-    While it runs, the console's deciding commands (`maos approvals approve`, `maos agent
-    kill`) still work: they log the decision and this kernel carries it out.
+    While it runs, `maos run PLAN.yaml` on the same --data-dir hands the plan to it (plans
+    run one after another; the page shows them), and the console's deciding commands
+    (`maos approvals approve`, `maos agent kill`) log the decision for it to carry out.
 
     \b
     Example:
@@ -55,36 +58,72 @@ def up(
 
 
 async def _serve(data_dir: Path, host: str, port: int, plans: list[Path] | None) -> None:
-    from maos.boot import configured_kernel, run_plan_on
-    from maos.commander.web import Dashboard, load_or_create_token
-
-    runs: list[dict[str, Any]] = [{"task": str(p), "status": "queued"} for p in plans or ()]
-
-    async def run_plans() -> None:
-        for path, run in zip(plans or (), runs, strict=True):
-            run["status"] = "running"
-            try:
-                result = await run_plan_on(kernel, path, echo=typer.echo)
-            except MaosError as exc:
-                run.update(status="failed", detail=f"{exc.code}: {exc.message}")
-                typer.secho(f"plan     {path} failed {exc.code}: {exc.message}", err=True)
-                continue
-            run.update(task=result.task_id, status=result.status, detail=result.code or "")
+    from maos.boot import PlanQueue, configured_kernel
+    from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     async with configured_kernel(data_dir) as kernel:
+        queue = PlanQueue(kernel, typer.echo)
+        for plan_file in plans or ():
+            queue.submit(plan_file)
         dashboard = Dashboard(
             kernel,
             load_or_create_token(data_dir),
             host=host,
             port=port,
-            extra=lambda: {"plans": [dict(r) for r in runs]},
+            extra=lambda: {"plans": queue.runs()},
+            submit_plan=queue.submit,
         )
+        url_file = data_dir / URL_FILE
+        url_file.write_text(dashboard.url + "\n")
         typer.echo(f"MAOS Commander on {dashboard.login_url}")
-        typer.echo(f"  kernel on {data_dir}; Ctrl-C stops both")
-        worker = asyncio.create_task(run_plans())
+        typer.echo(f"  kernel on {data_dir}; `maos run PLAN -d {data_dir}` runs here; Ctrl-C stops")
+        worker = asyncio.create_task(queue.serve())
         try:
             await dashboard.serve()
         finally:
+            url_file.unlink(missing_ok=True)
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+
+
+POLL_S = 0.5
+
+
+def run_on_serving_kernel(data_dir: Path, plan_file: Path) -> int | None:
+    """Hand ``plan_file`` to the `maos up` serving ``data_dir`` and follow its run: the
+    exit status, or None when no `maos up` serves there."""
+    from maos.commander.web import TOKEN_FILE, URL_FILE
+
+    try:
+        url = (data_dir / URL_FILE).read_text().strip()
+        token = (data_dir / TOKEN_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return _follow(url, token, plan_file)
+    except httpx.HTTPError as exc:
+        typer.secho(f"error STATE.UNREACHABLE: `maos up` at {url} does not answer: {exc}", err=True)
+        return 2
+
+
+def _follow(url: str, token: str, plan_file: Path) -> int:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        answer = client.post("api/plans", json={"path": str(plan_file.resolve())})
+        body = answer.json()
+        if answer.status_code != 200:
+            typer.secho(f"error {body['error']}: {body['message']}", err=True)
+            return 2
+        typer.echo(f"run {body['run']} of {body['task']} on the kernel `maos up` serves ({url})")
+        shown = 0
+        while True:
+            runs = client.get("api/state").json()["plans"]
+            [run] = [r for r in runs if r["run"] == body["run"]]
+            for line in run["log"][shown:]:
+                typer.echo(line)
+            shown = len(run["log"])
+            if run["status"] not in ("queued", "running"):
+                return 0 if run["status"] == "done" else 1
+            time.sleep(POLL_S)

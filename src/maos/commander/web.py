@@ -43,9 +43,18 @@ from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import COMMANDER
 
-__all__ = ["TOKEN_FILE", "Dashboard", "dashboard_app", "load_or_create_token", "snapshot"]
+__all__ = [
+    "TOKEN_FILE",
+    "URL_FILE",
+    "Dashboard",
+    "dashboard_app",
+    "load_or_create_token",
+    "snapshot",
+]
 
 TOKEN_FILE = "commander.token"
+URL_FILE = "commander.url"
+"""Where `maos up` says it serves, while it does: how `maos run` finds it."""
 RECENT = 60
 """Log records the dashboard shows, newest first."""
 _QUIET_KINDS = frozenset({"lock.acquired", "lock.released", "intent.prepared", "provenance.seen"})
@@ -118,6 +127,11 @@ class _AgentStatusChange(BaseModel):
     status: AgentStatus
 
 
+class _PlanSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(min_length=1, max_length=4096)
+
+
 class _SafeState(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     on: bool
@@ -142,7 +156,7 @@ def _error(status: int, code: str, message: str) -> Response:
 def _status_of(exc: MaosError) -> int:
     if exc.code.endswith(("NOT_FOUND", "UNKNOWN_AGENT", "UNKNOWN_TASK")):
         return 404
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError) or exc.code.startswith("PLAN."):
         return 400
     if isinstance(exc, (ApprovalError, StateError)):
         return 409
@@ -172,13 +186,22 @@ async def _body(request: Request) -> bytes:
     return raw or b"{}"
 
 
+SubmitPlan = Callable[[Path], Mapping[str, Any]]
+
+
 def dashboard_app(
-    kernel: Kernel, token: str, *, host: str, port: int, extra: Callable[[], Mapping[str, Any]]
+    kernel: Kernel,
+    token: str,
+    *,
+    host: str,
+    port: int,
+    extra: Callable[[], Mapping[str, Any]],
+    submit_plan: SubmitPlan | None = None,
 ) -> ASGIApp:
     """The ASGI app: the page, its script and style, and the API under ``/api``.
 
     ``extra`` adds to each snapshot what the serving process knows beyond the kernel (the
-    plans it runs)."""
+    plans it runs); ``submit_plan`` queues a plan file there."""
 
     async def state(request: Request) -> Any:
         return snapshot(kernel, extra())
@@ -206,6 +229,12 @@ def dashboard_app(
         await kernel.set_safe_state(body.on, reason=body.reason, principal=COMMANDER)
         return {"safe_state": kernel.registry.safe_state}
 
+    async def plan(request: Request) -> Any:
+        body = _PlanSubmission.model_validate_json(await _body(request))
+        if submit_plan is None:
+            raise StateError("STATE.NO_PLAN_QUEUE", "this server runs no plans")
+        return submit_plan(Path(body.path))
+
     async def page(request: Request) -> Response:
         name, media = _STATIC[request.url.path]
         content = resources.files("maos.commander").joinpath("static", name).read_bytes()
@@ -218,6 +247,7 @@ def dashboard_app(
         Route("/api/approvals/{approval_id}/deny", _api(deny), methods=["POST"]),
         Route("/api/agents/{agent_id}/status", _api(agent_status), methods=["POST"]),
         Route("/api/safe-state", _api(safe_state), methods=["POST"]),
+        Route("/api/plans", _api(plan), methods=["POST"]),
     ]
     return _Guard(Starlette(routes=routes), token, host=host, port=port)
 
@@ -274,14 +304,18 @@ class Dashboard:
         host: str = "127.0.0.1",
         port: int = 0,
         extra: Callable[[], Mapping[str, Any]] = dict,
+        submit_plan: SubmitPlan | None = None,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
+        self._sock.listen(128)  # connections wait in the backlog until `serve` accepts
         self.host = host
         self.port: int = self._sock.getsockname()[1]
-        app = dashboard_app(kernel, token, host=host, port=self.port, extra=extra)
+        app = dashboard_app(
+            kernel, token, host=host, port=self.port, extra=extra, submit_plan=submit_plan
+        )
         config = Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = Server(config)
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"

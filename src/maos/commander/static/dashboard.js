@@ -128,7 +128,12 @@ function draw(state) {
   replace(document.querySelector("#agents tbody"),
     Object.entries(state.agents).map(([id, agent]) => agentRow(id, agent)));
   replace(document.getElementById("tasks"), state.tasks.map((t) => el("li", t)));
-  replace(document.getElementById("plans"), (state.plans || []).map((p) => el("li", p.task + ": " + p.status + (p.detail ? " (" + p.detail + ")" : ""))));
+  replace(document.getElementById("plans"), (state.plans || []).map((p) => {
+    const item = el("li", p.task + ": " + p.status + (p.detail ? " (" + p.detail + ")" : ""));
+    item.title = p.plan;
+    if (p.log.length) item.append(el("div", p.log[p.log.length - 1], "muted"));
+    return item;
+  }));
   replace(document.getElementById("in-doubt"), state.in_doubt.map((d) => el("li", d.idem_key + "  " + d.op + " → " + d.target, "flagged")));
   replace(document.getElementById("recent"), state.recent.map((r) => el("li", summary(r), "kind-" + r.kind.replace(/\./g, "-"))));
   const safe = document.getElementById("safe-state");
@@ -159,6 +164,17 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       await api("safe-state", { on, reason });
       if (!on) document.getElementById("banner").hidden = true;
+    } catch (err) {
+      flash(String(err.message), true);
+    }
+    refresh();
+  });
+  document.getElementById("plan-run").addEventListener("click", async () => {
+    const path = document.getElementById("plan-path");
+    try {
+      const run = await api("plans", { path: path.value });
+      flash("queued " + run.task + " (run " + run.run + ")");
+      path.value = "";
     } catch (err) {
       flash(String(err.message), true);
     }
