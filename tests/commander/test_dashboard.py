@@ -228,6 +228,10 @@ def test_maos_up_serves_until_interrupted(tmp_path: Path) -> None:
         assert (data_dir / "commander.url").read_text().strip() == url
         state = httpx.get(url + "api/state", headers={"Authorization": f"Bearer {token}"})
         assert state.status_code == 200 and state.json()["data_dir"] == str(data_dir)
+        status = subprocess.run(
+            _maos("status", "-d", str(data_dir)), capture_output=True, text=True, check=True
+        )
+        assert f"dashboard     {url}  (maos up" in status.stdout
     assert not (data_dir / "commander.url").exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "api/state")

@@ -109,6 +109,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     info: dict[str, Any] = {
         "data_dir": str(data_dir),
         "kernel_running": kernel_running(data_dir),
+        "dashboard": _dashboard_url(data_dir),
         "wal_records": view.seen_seq,
         "agents": {
             a.agent_id: {"ring": a.ring, "status": a.status.value}
@@ -131,6 +132,8 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     typer.echo(
         f"data dir      {data_dir}  (kernel {'running' if info['kernel_running'] else 'stopped'})"
     )
+    if info["dashboard"]:
+        typer.echo(f"dashboard     {info['dashboard']}  (maos up; token in commander.token)")
     typer.echo(f"log records   {info['wal_records']}")
     if view.registry.safe_state is not None:
         why = view.registry.safe_state.get("reason") or "no reason given"
@@ -149,6 +152,16 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     )
     for d in in_doubt:
         typer.echo(f"  {d['idem_key']}  {d['op']} -> {d['target']}")
+
+
+def _dashboard_url(data_dir: Path) -> str | None:
+    """Where `maos up` serves this data dir, if it is up (its kernel holds the lock)."""
+    from maos.commander.web import URL_FILE
+
+    url_file = data_dir / URL_FILE
+    if not url_file.exists() or not kernel_running(data_dir):
+        return None
+    return url_file.read_text().strip()
 
 
 @app.command()
