@@ -136,32 +136,35 @@ async def run_plan_file(data_dir: Path, plan_file: Path, *, resume: bool, echo: 
     """Start the plan's tool hosts, boot a kernel, run the plan with one pod runtime per
     isolation level; everything is closed after."""
     plan = load_plan(plan_file)
-    home = PodHome()
-    tools = None
-    try:
-        tools = await _plan_tools(plan, home, echo)
+    async with _plan_tools(plan, echo) as (home, tools):
         adapters = {} if tools is None else {"tool": tools}
         async with configured_kernel(data_dir, adapters=adapters) as kernel:
             if tools is not None:
                 await register_tools(kernel, tools)
             return await _orchestrate(kernel, plan, home, resume=resume, echo=echo)
-    finally:
-        if tools is not None:
-            await tools.aclose()
-        home.close()
 
 
 async def run_plan_on(kernel: Kernel, plan: Plan, *, echo: Echo) -> PlanResult:
     """Run a plan on a kernel that is already serving (`maos up`); its tool hosts, if it
     names any, become the kernel's tool adapter for as long as the plan runs."""
-    home = PodHome()
-    tools = None
-    try:
-        tools = await _plan_tools(plan, home, echo)
+    async with _plan_tools(plan, echo) as (home, tools):
         if tools is not None:
             kernel.add_adapter("tool", tools)
             await register_tools(kernel, tools)
         return await _orchestrate(kernel, plan, home, resume=False, echo=echo)
+
+
+@contextlib.asynccontextmanager
+async def _plan_tools(plan: Plan, echo: Echo) -> AsyncIterator[tuple[PodHome, ToolAdapter | None]]:
+    """A pod home for the plan, and the hosts of its tool modules (if it names any)."""
+    home = PodHome()
+    tools = None
+    try:
+        if plan.tool_modules:
+            tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
+            names = ", ".join(m.name for m in tools.manifests())
+            echo(f"tools    {names} (each module in a sandboxed tool host)")
+        yield home, tools
     finally:
         if tools is not None:
             await tools.aclose()
@@ -219,15 +222,6 @@ class PlanQueue:
                 continue
             detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
             run.update(status=result.status, detail=detail)
-
-
-async def _plan_tools(plan: Plan, home: PodHome, echo: Echo) -> ToolAdapter | None:
-    if not plan.tool_modules:
-        return None
-    tools = await start_tools([Path(m) for m in plan.tool_modules], home=home)
-    names = ", ".join(m.name for m in tools.manifests())
-    echo(f"tools    {names} (each module in a sandboxed tool host)")
-    return tools
 
 
 async def _orchestrate(

@@ -181,13 +181,31 @@ def pod_processes() -> list[Path]:
     ]
 
 
-@pytest.mark.parametrize("level", _levels(1, 2))
-def test_kill_takes_the_pods_children_with_it(level: int, home: PodHome, tmp_path: Path) -> None:
-    body = (
+STRAYS = {
+    "children": (
         "import time\nfor _ in range(3):\n    if os.fork() == 0:\n"
-        "        time.sleep(600)\n        os._exit(0)\n"
-        'pod.request("admin", "heartbeat", {})\ntime.sleep(600)\n'
-    )
+        "        time.sleep(600)\n        os._exit(0)\n",
+        4,  # the agent and its three children
+    ),
+    # A daemon (fork, setsid, fork) is outside the pod's process group: level 1 finds it
+    # by its uid, level 2 by its pid namespace.
+    "daemon": (
+        "import time\nchild = os.fork()\nif child == 0:\n    os.setsid()\n"
+        "    if os.fork() == 0:\n        time.sleep(600)\n    os._exit(0)\n"
+        "os.waitpid(child, 0)  # the daemon exists once its parent is gone\n",
+        2,  # the agent and its daemon
+    ),
+}
+
+
+@pytest.mark.parametrize("strays", sorted(STRAYS))
+@pytest.mark.parametrize("level", _levels(1, 2))
+def test_kill_takes_every_process_of_the_pod_with_it(
+    level: int, strays: str, home: PodHome, tmp_path: Path
+) -> None:
+    """When `wait()` returns after `kill()`, nothing of the pod runs any more."""
+    spawn, least = STRAYS[strays]
+    body = spawn + 'pod.request("admin", "heartbeat", {})\ntime.sleep(600)\n'
 
     async def main() -> int:
         pod = await sandbox_for(level, home).spawn(PodSpec("agent-z", script(tmp_path, body)))
@@ -198,7 +216,7 @@ def test_kill_takes_the_pods_children_with_it(level: int, home: PodHome, tmp_pat
         await pod.wait()
         return running
 
-    assert asyncio.run(main()) >= 4  # the agent and its three children
+    assert asyncio.run(main()) >= least
     assert pod_processes() == []
 
 
@@ -371,28 +389,3 @@ def test_one_pod_cannot_kill_or_read_another(level: int, home: PodHome, tmp_path
     assert alive, seen
     assert "killed" not in seen.values(), seen
     assert not any(isinstance(v, list) for v in seen.values()), seen
-
-
-@pytest.mark.parametrize("level", _levels(1, 2))
-def test_a_child_that_leaves_the_pods_session_dies_with_the_pod(
-    level: int, home: PodHome, tmp_path: Path
-) -> None:
-    """A daemonising child (fork, setsid, fork) is outside the pod's process group."""
-    body = (
-        "import time\nchild = os.fork()\nif child == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        "        time.sleep(600)\n    os._exit(0)\n"
-        "os.waitpid(child, 0)  # the daemon exists once its parent is gone\n"
-        'pod.request("admin", "heartbeat", {})\ntime.sleep(600)\n'
-    )
-
-    async def main() -> int:
-        pod = await sandbox_for(level, home).spawn(PodSpec("agent-d", script(tmp_path, body)))
-        assert pod.channel is not None
-        await pod.channel.recv()
-        running = len(pod_processes())
-        pod.kill()
-        await pod.wait()
-        return running
-
-    assert asyncio.run(main()) >= 2  # the agent and its daemon
-    assert pod_processes() == []
