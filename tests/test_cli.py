@@ -17,7 +17,16 @@ from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
 from maos.kernel.labels import Conf, Integrity, Label
 from maos.kernel.tokens import Grant
-from maos.testing import ChatReply, ChatServer, Mailbox, intent_frame, loopback_openai
+from maos.kernel.types import Intent
+from maos.kernel.wal import Wal
+from maos.testing import (
+    ChatReply,
+    ChatServer,
+    Mailbox,
+    crash_after_prepare,
+    intent_frame,
+    loopback_openai,
+)
 
 runner = CliRunner()
 EXAMPLE_PLAN = Path(__file__).resolve().parents[1] / "examples" / "plans" / "report.yaml"
@@ -480,3 +489,41 @@ def test_the_decision_packet_says_where_a_flagged_target_came_from(data_dir: Pat
     assert "flagged x@evil.example: first seen only in untrusted content (fs:inbox/m.txt" in out
     assert "the agent had read: fs:inbox/m.txt" in out
     assert 'would send: {"body": "b", "subject": "s"}' in out
+
+
+def test_the_commander_judges_a_mail_a_crash_left_in_doubt(
+    data_dir: Path, mailbox: Mailbox
+) -> None:
+    """A kernel died between logging a mail as prepared and learning its fate: the next
+    boot puts it in doubt (never resent), and the Commander's verdict settles it."""
+    mail = Intent("i9", "a1", "t1", "email.send", "boss@example.com", "a1/m9", {"body": "x"})
+    with Wal(data_dir / "wal.sqlite3") as wal:
+        crash_after_prepare(wal, mail, idempotent=False)
+    code, out = maos("in-doubt", "list", "-d", str(data_dir))  # no kernel has recovered yet
+    assert (code, out.strip()) == (0, "nothing is in doubt")
+
+    async def boot() -> None:
+        async with await Kernel.boot(KernelConfig.load(data_dir), follow=False):
+            pass
+
+    asyncio.run(boot())
+    assert mailbox.messages == []
+    status = maos("status", "-d", str(data_dir))[1]
+    assert "maos in-doubt resolve KEY happened|not-happened" in status
+    [doubt] = json.loads(maos("in-doubt", "list", "-d", str(data_dir), "--json")[1])
+    assert (doubt["idem_key"], doubt["op"], doubt["target"]) == (
+        "a1/m9",
+        "email.send",
+        "boss@example.com",
+    )
+    code, out = maos("in-doubt", "resolve", "a1/m9", "maybe", "-d", str(data_dir))
+    assert code == 2 and "BAD_INPUT.VERDICT" in out
+    code, out = maos("in-doubt", "resolve", "a1/m9", "not-happened", "-d", str(data_dir))
+    assert code == 0, out
+    assert json.loads(maos("in-doubt", "list", "-d", str(data_dir), "--json")[1]) == []
+    code, out = maos("in-doubt", "resolve", "a1/m9", "happened", "-d", str(data_dir))
+    assert code == 2 and "STATE.NOT_IN_DOUBT" in out
+    with Wal(data_dir / "wal.sqlite3") as wal:
+        [verdict] = wal.read(kinds=["intent.resolved"])
+    assert (verdict.body["happened"], verdict.body["principal"]) == (False, "commander")
+    assert mailbox.messages == []

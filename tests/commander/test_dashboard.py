@@ -27,8 +27,9 @@ from maos.kernel.approvals import ApprovalStatus
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
-from maos.kernel.types import OutcomeStatus
-from maos.testing import Mailbox, intent_frame, task_with_untrusted_mail
+from maos.kernel.types import Intent, OutcomeStatus
+from maos.kernel.wal import Wal
+from maos.testing import Mailbox, crash_after_prepare, intent_frame, task_with_untrusted_mail
 
 EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
 MARKUP = "<img src=x onerror=\"document.title='pwned'\">"
@@ -169,6 +170,8 @@ def test_deny_kill_and_safe_state_through_the_api(config: KernelConfig, mailbox:
         ("api/agents/nobody/status", b'{"status": "killed"}', 404, "STATE.UNKNOWN_AGENT"),
         ("api/approvals/nope/approve", b"{}", 404, "APPROVAL.NOT_FOUND"),
         ("api/safe-state", b'{"on": true, "extra": 1}', 400, "BAD_INPUT.BODY"),
+        ("api/in-doubt/a1%2Fnope/resolve", b'{"happened": true}', 409, "STATE.NOT_IN_DOUBT"),
+        ("api/in-doubt/a1%2Fnope/resolve", b'{"happened": "yes"}', 400, "BAD_INPUT.BODY"),
     ],
 )
 def test_bad_requests_get_a_stable_code_and_change_nothing(
@@ -338,3 +341,28 @@ def test_running_a_plan_from_the_page(config: KernelConfig) -> None:
     _run(config, body)
     final = config.data_dir / "workspaces" / "q3-report" / "reports" / "final.md"
     assert final.read_text().strip()
+
+
+def test_judging_an_effect_in_doubt_from_the_page(config: KernelConfig, mailbox: Mailbox) -> None:
+    """A crash left a mail prepared with no outcome; the boot puts it in doubt, and the
+    person says it did not happen: the key answers so, and nothing is sent."""
+    config.data_dir.mkdir(parents=True)
+    mail = Intent("i9", "a1", "t1", "email.send", "boss@example.com", "a1/m9", {"body": "x"})
+    with Wal(config.wal_path) as wal:
+        crash_after_prepare(wal, mail, idempotent=False)
+
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        [doubt] = kernel.commit.in_doubt()
+
+        async def act(page: Any) -> None:
+            item = page.locator(f'#in-doubt li[data-idem-key="{doubt.idem_key}"]')
+            await item.locator("button.not-happened").click()
+            await item.wait_for(state="detached")
+
+        await _in_browser(dashboard, act)
+        assert kernel.commit.in_doubt() == []
+        retry = await kernel.commit.run(mail)
+        assert (retry.status, retry.code) == (OutcomeStatus.FAILED, "EFFECT.NOT_HAPPENED")
+
+    _run(config, body)
+    assert mailbox.messages == []

@@ -21,7 +21,7 @@ from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import StateError
 from maos.kernel.types import Cost, Intent, Outcome, OutcomeStatus
 from maos.kernel.wal import Wal
-from maos.testing import EphemeralController, loopback_http
+from maos.testing import EphemeralController, crash_after_prepare, loopback_http
 
 SENDER = "kernel@maos.example"
 
@@ -242,24 +242,6 @@ def test_params_that_cannot_be_logged_are_refused_before_running(wal: Wal, works
 
 
 # -- recovery (the log as a crash leaves it: prepared, no outcome) ---------------------------
-
-
-def crash_after_prepare(
-    wal: Wal, it: Intent, idempotent: bool, constraints: dict[str, Any] | None = None
-) -> None:
-    """Appends exactly what `run` logs before calling the adapter, then 'dies'."""
-    body = {
-        "op": it.op,
-        "target": it.target,
-        "params": dict(it.params),
-        "constraints": constraints or {},
-        "agent_id": it.agent_id,
-        "task_id": it.task_id,
-        "intent_id": it.intent_id,
-        "cost": {"tokens": 0, "api_calls": 1, "money_cents": 0},
-        "idempotent": idempotent,
-    }
-    wal.append_sync("intent.prepared", body, intent_id=it.intent_id, idem_key=it.idempotency_key)
 
 
 def test_recover_redoes_a_missing_write_and_confirms_a_present_one(

@@ -41,7 +41,12 @@ agent_app = typer.Typer(
     help="Run agents in pods; list them; pause, quarantine or kill them (R8).",
     no_args_is_help=True,
 )
+doubt_app = typer.Typer(
+    help="Effects a crash left in doubt (a mail whose server never answered): judge them.",
+    no_args_is_help=True,
+)
 app.add_typer(token_app, name="token")
+app.add_typer(doubt_app, name="in-doubt")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(wal_app, name="wal")
 app.add_typer(task_app, name="task")

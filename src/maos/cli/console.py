@@ -148,7 +148,11 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     typer.echo(f"tools         {', '.join(tools) or '-'}")
     typer.echo(
         f"in doubt      {len(in_doubt)}"
-        + ("  <- the Commander must check these" if in_doubt else "")
+        + (
+            "  <- check each, then `maos in-doubt resolve KEY happened|not-happened`"
+            if in_doubt
+            else ""
+        )
     )
     for d in in_doubt:
         typer.echo(f"  {d['idem_key']}  {d['op']} -> {d['target']}")

@@ -13,6 +13,7 @@ from maos.cli._common import (
     DataDir,
     JsonOut,
     approvals_app,
+    doubt_app,
     echo_json,
     fail,
     kernel_running,
@@ -22,10 +23,11 @@ from maos.cli._common import (
 )
 from maos.commander.packets import packet_lines
 from maos.kernel import orders
+from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
-from maos.kernel.registry import COMMANDER
+from maos.kernel.registry import COMMANDER, check_principal
 
 
 @approvals_app.command("list")
@@ -137,3 +139,50 @@ def task_declassify(
     except MaosError as exc:
         fail(exc)
     typer.echo(f"{task_id}: data may flow down to {to.lower()} ({reason})")
+
+
+# -- effects in doubt -----------------------------------------------------------------------
+
+
+@doubt_app.command("list")
+def in_doubt_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """Effects recovery could not settle on its own, oldest first."""
+    items = [d.to_dict() for d in CommitLayer(view_of(data_dir).wal, {}).in_doubt()]
+    if as_json:
+        echo_json(items)
+        return
+    if not items:
+        typer.echo("nothing is in doubt")
+    for d in items:
+        typer.echo(f"{d['idem_key']}  {d['op']} -> {d['target']}  agent={d['agent_id']}")
+        typer.echo(f"    why: {d['reason']}")
+
+
+@doubt_app.command("resolve")
+def in_doubt_resolve(
+    idem_key: Annotated[str, typer.Argument(help="The key `maos in-doubt list` shows.")],
+    verdict: Annotated[
+        str, typer.Argument(metavar="happened|not-happened", help="What you found out.")
+    ],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Say whether an effect in doubt took place; its key answers so from then on.
+
+    Check the world first (the recipient's mailbox, the bank statement): MAOS never
+    repeats an effect it cannot prove undone, so this verdict is what the agent learns.
+
+    \b
+    Example: maos in-doubt resolve writer/mail-1 not-happened
+    """
+    if verdict not in ("happened", "not-happened"):
+        typer.secho("error BAD_INPUT.VERDICT: say happened or not-happened", err=True)
+        raise typer.Exit(2)
+    try:
+        view = view_of(data_dir)
+        check_principal(principal, view.registry)
+        happened = verdict == "happened"
+        CommitLayer(view.wal, {}).resolve_in_doubt(idem_key, happened=happened, principal=principal)
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(f"{idem_key}: {verdict}, logged; the key answers so from now on")

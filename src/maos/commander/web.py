@@ -117,23 +117,32 @@ def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str
     return state
 
 
+_BODY = ConfigDict(extra="forbid", frozen=True, strict=True)
+"""Request bodies: no unknown fields, and no coercion ("yes" is not a boolean)."""
+
+
 class _Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _BODY
     note: str = Field(default="", max_length=2000)
 
 
 class _AgentStatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _BODY
     status: AgentStatus
 
 
 class _PlanSubmission(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _BODY
     path: str = Field(min_length=1, max_length=4096)
 
 
+class _Verdict(BaseModel):
+    model_config = _BODY
+    happened: bool
+
+
 class _SafeState(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _BODY
     on: bool
     reason: str = Field(default="", max_length=2000)
 
@@ -229,6 +238,12 @@ def dashboard_app(
         await kernel.set_safe_state(body.on, reason=body.reason, principal=COMMANDER)
         return {"safe_state": kernel.registry.safe_state}
 
+    async def resolve(request: Request) -> Any:
+        body = _Verdict.model_validate_json(await _body(request))
+        key = request.path_params["idem_key"]
+        await kernel.resolve_in_doubt(key, happened=body.happened, principal=COMMANDER)
+        return {"idem_key": key, "happened": body.happened}
+
     async def plan(request: Request) -> Any:
         body = _PlanSubmission.model_validate_json(await _body(request))
         if submit_plan is None:
@@ -248,6 +263,7 @@ def dashboard_app(
         Route("/api/agents/{agent_id}/status", _api(agent_status), methods=["POST"]),
         Route("/api/safe-state", _api(safe_state), methods=["POST"]),
         Route("/api/plans", _api(plan), methods=["POST"]),
+        Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=["POST"]),
     ]
     return _Guard(Starlette(routes=routes), token, host=host, port=port)
 

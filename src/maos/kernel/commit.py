@@ -390,14 +390,21 @@ class CommitLayer:
     def resolve_in_doubt(self, idem_key: str, *, happened: bool, principal: str) -> WalRecord:
         """Logs the Commander's verdict; from then on the key answers with it.
 
-        Blocks for one durable commit (it serves the CLI and the dashboard, not agents).
+        Blocks for one durable commit (it serves the console, not agents; a running
+        kernel appends `verdict` through its own writer instead).
         """
+        body, intent_id = self.verdict(idem_key, happened=happened, principal=principal)
+        return self._wal.append_sync(RESOLVED, body, intent_id=intent_id, idem_key=idem_key)
+
+    def verdict(
+        self, idem_key: str, *, happened: bool, principal: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """The ``intent.resolved`` body for ``idem_key`` and its intent id; `StateError`
+        unless the key is in doubt and not yet judged."""
         if not isinstance(principal, str) or not principal:
             raise InputError("BAD_INPUT.PRINCIPAL", "a verdict needs the principal who gave it")
         state = _KeyState.of(self._wal.by_idem_key(idem_key))
         if state.in_doubt is None or state.outcome is not None:
             raise StateError("STATE.NOT_IN_DOUBT", "no unresolved in-doubt effect", key=idem_key)
         body = {**_who(state.in_doubt.body), "happened": bool(happened), "principal": principal}
-        return self._wal.append_sync(
-            RESOLVED, body, intent_id=state.in_doubt.intent_id, idem_key=idem_key
-        )
+        return body, state.in_doubt.intent_id

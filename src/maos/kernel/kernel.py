@@ -33,7 +33,7 @@ from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
 from maos.kernel import orders
 from maos.kernel.approvals import Approval, ApprovalStatus
-from maos.kernel.commit import CommitLayer
+from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
 from maos.kernel.dsc.capability import CapabilityCheck
@@ -440,6 +440,16 @@ class Kernel:
     ) -> None:
         """Let the task release its data down to ``to``; logged with who and why (R6)."""
         await self._order(orders.declassify(self.registry, task_id, to, reason, principal))
+
+    async def resolve_in_doubt(
+        self, idem_key: str, *, happened: bool, principal: str = COMMANDER
+    ) -> None:
+        """The Commander's verdict on an effect recovery could not settle (a mail whose
+        server never answered): it happened, or it did not; its key answers so from now."""
+        check_principal(principal, self.registry)
+        body, intent_id = self.commit.verdict(idem_key, happened=happened, principal=principal)
+        await self.wal.append(RESOLVED, body, intent_id=intent_id, idem_key=idem_key)
+        self._catch_up()
 
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""

@@ -23,6 +23,8 @@ from aiosmtpd.controller import Controller
 
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
+from maos.kernel.types import Intent
+from maos.kernel.wal import Wal
 
 T = TypeVar("T")
 
@@ -33,6 +35,7 @@ __all__ = [
     "Mailbox",
     "Received",
     "StaticSite",
+    "crash_after_prepare",
     "intent_frame",
     "loopback_http",
     "loopback_openai",
@@ -335,6 +338,25 @@ def intent_frame(
         "params": params,
         "cost": {"api_calls": 1 if op.startswith(("email.", "http.")) else 0},
     }
+
+
+def crash_after_prepare(
+    wal: Wal, it: Intent, idempotent: bool, constraints: dict[str, Any] | None = None
+) -> None:
+    """Append exactly what the Commit Layer logs before it calls the adapter, then 'die':
+    the state a crash between ``prepared`` and the outcome leaves behind."""
+    body = {
+        "op": it.op,
+        "target": it.target,
+        "params": dict(it.params),
+        "constraints": constraints or {},
+        "agent_id": it.agent_id,
+        "task_id": it.task_id,
+        "intent_id": it.intent_id,
+        "cost": {"tokens": 0, "api_calls": 1, "money_cents": 0},
+        "idempotent": idempotent,
+    }
+    wal.append_sync("intent.prepared", body, intent_id=it.intent_id, idem_key=it.idempotency_key)
 
 
 async def task_with_untrusted_mail(kernel: Kernel, grants: Sequence[Grant]) -> str:

@@ -102,6 +102,26 @@ function agentRow(id, agent) {
   return row;
 }
 
+// An effect a crash left in doubt: the person checks the world, then says what happened.
+function doubtItem(d) {
+  const item = el("li", d.idem_key + "  " + d.op + " → " + d.target + "  (" + d.reason + ")", "flagged");
+  item.dataset.idemKey = d.idem_key;
+  for (const [label, happened] of [["It happened", true], ["It did not", false]]) {
+    const button = el("button", label, happened ? "happened" : "not-happened");
+    button.type = "button";
+    button.addEventListener("click", async () => {
+      try {
+        await api("in-doubt/" + encodeURIComponent(d.idem_key) + "/resolve", { happened });
+      } catch (err) {
+        flash(String(err.message), true);
+      }
+      refresh();
+    });
+    item.append(" ", button);
+  }
+  return item;
+}
+
 function summary(record) {
   const b = record.body || {};
   const parts = [record.seq, record.kind];
@@ -134,7 +154,7 @@ function draw(state) {
     if (p.log.length) item.append(el("div", p.log[p.log.length - 1], "muted"));
     return item;
   }));
-  replace(document.getElementById("in-doubt"), state.in_doubt.map((d) => el("li", d.idem_key + "  " + d.op + " → " + d.target, "flagged")));
+  replace(document.getElementById("in-doubt"), state.in_doubt.map(doubtItem));
   replace(document.getElementById("recent"), state.recent.map((r) => el("li", summary(r), "kind-" + r.kind.replace(/\./g, "-"))));
   const safe = document.getElementById("safe-state");
   safe.disabled = false;
