@@ -30,6 +30,9 @@ app = typer.Typer(
     "provider. No provider: Rule-Based Mode, agents that need a model pause.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's own formatter: it reflows each paragraph to the terminal and keeps \b
+    # blocks (examples) as written; Rich's keeps the docstrings' line breaks mid-sentence.
+    rich_markup_mode=None,
 )
 token_app = typer.Typer(help="Mint, inspect and revoke capability tokens.", no_args_is_help=True)
 approvals_app = typer.Typer(
