@@ -527,3 +527,20 @@ def test_the_commander_judges_a_mail_a_crash_left_in_doubt(
         [verdict] = wal.read(kinds=["intent.resolved"])
     assert (verdict.body["happened"], verdict.body["principal"]) == (False, "commander")
     assert mailbox.messages == []
+
+
+def test_status_shows_the_fever_two_quarantines_start(data_dir: Path) -> None:
+    async def second_agent() -> None:
+        async with await Kernel.boot(KernelConfig.load(data_dir), follow=False) as k:
+            await k.register_agent("a2", ring=3)
+
+    asyncio.run(second_agent())
+    for agent in ("a1", "a2"):
+        assert "FEVER" not in maos("status", "-d", str(data_dir))[1]
+        assert maos("agent", "quarantine", agent, "-d", str(data_dir))[0] == 0
+    out = maos("status", "-d", str(data_dir))[1]
+    assert "FEVER         on: a1, a2 quarantined; rate limits halved, Ring 3 to the SSE" in out
+    fever = json.loads(maos("status", "-d", str(data_dir), "--json")[1])["fever"]
+    assert fever == {"on": True, "quarantined": ["a1", "a2"]}
+    assert maos("agent", "resume", "a2", "-d", str(data_dir))[0] == 0
+    assert "FEVER" not in maos("status", "-d", str(data_dir))[1]

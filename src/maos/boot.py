@@ -115,6 +115,7 @@ async def configured_kernel(
             KernelConfig.load(data_dir),
             follow=follow,
             sse=sse,
+            fever_sse=HeuristicEvaluator() if sse is None else None,
             adapters=extra,
             prepare=None if "tool" in extra else start_parked_tools,
         )

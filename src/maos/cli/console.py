@@ -121,6 +121,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "revoked_ids": len(view.revoked),
         "llm": llm_status(view.wal),
         "safe_state": view.registry.safe_state,
+        "fever": {"on": view.registry.fever, "quarantined": sorted(view.registry.quarantined)},
         "tools": {
             t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
             for t in view.registry.tools.values()
@@ -138,6 +139,9 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     if view.registry.safe_state is not None:
         why = view.registry.safe_state.get("reason") or "no reason given"
         typer.echo(f"SAFE STATE    on ({why}): `maos safe-state off` to leave it")
+    if view.registry.fever:
+        who = ", ".join(sorted(view.registry.quarantined))
+        typer.echo(f"FEVER         on: {who} quarantined; rate limits halved, Ring 3 to the SSE")
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")

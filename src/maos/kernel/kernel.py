@@ -139,10 +139,19 @@ class KernelConfig:
 class Kernel:
     """Ring 0. Construct with `Kernel.boot`; always `close()` (or use ``async with``)."""
 
-    def __init__(self, config: KernelConfig, *, sse: SemanticEvaluator | None = None) -> None:
+    def __init__(
+        self,
+        config: KernelConfig,
+        *,
+        sse: SemanticEvaluator | None = None,
+        fever_sse: SemanticEvaluator | None = None,
+    ) -> None:
         self.config = config
         self.sse = sse
         """The Semantic Security Evaluator: may deny what the DSC let through, never more."""
+        self.fever_sse = fever_sse
+        """Asked about Ring 3 agents' effects during Security Fever when ``sse`` is not set
+        (the seed: in fever "all Ring 3 agents receive SSE evaluation")."""
         self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -186,6 +195,7 @@ class Kernel:
         *,
         follow: bool = True,
         sse: SemanticEvaluator | None = None,
+        fever_sse: SemanticEvaluator | None = None,
         adapters: Mapping[str, Adapter] | None = None,
         prepare: Callable[[Kernel], Awaitable[None]] | None = None,
     ) -> Kernel:
@@ -195,7 +205,7 @@ class Kernel:
         before approved intents run, so an approved completion or tool call made before
         a restart finds who performs it. ``prepare`` runs at the same point with the log
         folded, for adapters that depend on what it holds (the hosts of parked tools)."""
-        kernel = cls(config, sse=sse)
+        kernel = cls(config, sse=sse, fever_sse=fever_sse)
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
@@ -540,6 +550,7 @@ class Kernel:
             context=agent.context,
             approved=approved,
             safe_state=self.registry.safe_state is not None,
+            fever=self.registry.fever,
         )
         decision = self.pipeline.decide(inp)
         try:
@@ -547,7 +558,10 @@ class Kernel:
                 return await self._refuse(
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
-            veto = await self._sse_veto(intent, agent.context)  # only after Allow or Pending
+            sse = self.sse
+            if sse is None and agent.ring == 3 and inp.fever:
+                sse = self.fever_sse
+            veto = await self._sse_veto(sse, intent, agent.context)  # after Allow or Pending
             if veto is not None:
                 return await self._refuse(
                     intent.intent_id, intent.agent_id, veto.code, veto.reason, intent.op
@@ -561,15 +575,17 @@ class Kernel:
             # the check's reservation is only ever released here, never spent twice.
             self.ledger.settle(intent.intent_id, committed=False)
 
-    async def _sse_veto(self, intent: Intent, context: Label) -> SseDeny | None:
-        """Ask the SSE about an effect the DSC let through; any failure of it is a deny."""
+    async def _sse_veto(
+        self, sse: SemanticEvaluator | None, intent: Intent, context: Label
+    ) -> SseDeny | None:
+        """Ask ``sse`` about an effect the DSC let through; any failure of it is a deny."""
         spec = self._spec(intent.op)
-        if self.sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
+        if sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
-        name = getattr(self.sse, "name", "sse")
+        name = getattr(sse, "name", "sse")
         try:
             verdict: object = await asyncio.wait_for(
-                self.sse.evaluate(intent, context), self.sse_timeout
+                sse.evaluate(intent, context), self.sse_timeout
             )
         except TimeoutError:
             return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
@@ -846,6 +862,7 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
             "safe_state": self.registry.safe_state,
+            "fever": {"on": self.registry.fever, "quarantined": sorted(self.registry.quarantined)},
         }
 
 

@@ -55,6 +55,10 @@ def check_principal(principal: str, registry: Registry) -> str:
     return principal
 
 
+FEVER_QUARANTINED = 2
+"""Quarantined agents at which Security Fever begins."""
+
+
 @dataclass(frozen=True, slots=True)
 class LabelRule:
     """Files matching ``prefix`` (workspace-relative) read back with this label."""
@@ -151,6 +155,8 @@ class Registry:
         self.ops: dict[str, OpSpec] = dict(OPS)
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
         self.safe_state: Mapping[str, Any] | None = None
+        self.quarantined: set[str] = set()
+        """Agents in quarantine now: two or more make Security Fever (`fever`)."""
         """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
 
     def agent(self, agent_id: str) -> AgentRecord:
@@ -166,6 +172,11 @@ class Registry:
             return self.tasks[task_id]
         except KeyError:
             raise StateError("STATE.UNKNOWN_TASK", f"no task {task_id!r} is open") from None
+
+    @property
+    def fever(self) -> bool:
+        """Security Fever (seed: "2+ agents in quarantine"): the system is stricter."""
+        return len(self.quarantined) >= FEVER_QUARANTINED
 
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
         """Fold one log record into the state; unknown kinds belong to other owners."""
@@ -183,7 +194,12 @@ class Registry:
         elif kind == "agent.status":
             rec = self.agents.get(body["agent_id"])
             if rec is not None:
-                self.agents[rec.agent_id] = replace(rec, status=AgentStatus(body["status"]))
+                status = AgentStatus(body["status"])
+                self.agents[rec.agent_id] = replace(rec, status=status)
+                if status is AgentStatus.QUARANTINED:
+                    self.quarantined.add(rec.agent_id)
+                else:
+                    self.quarantined.discard(rec.agent_id)
         elif kind == "agent.context":
             rec = self.agents.get(body["agent_id"])
             if rec is not None:

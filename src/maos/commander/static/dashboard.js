@@ -160,6 +160,7 @@ function draw(state) {
   safe.disabled = false;
   safe.dataset.on = state.safe_state ? "1" : "";
   safe.textContent = state.safe_state ? "Leave Minimal Safe State" : "Enter Minimal Safe State";
+  if (state.fever.on && !state.safe_state) flash("SECURITY FEVER: " + state.fever.quarantined.join(", ") + " quarantined; rate limits halved, Ring 3 effects to the SSE", true);
   if (state.safe_state) flash("MINIMAL SAFE STATE: every agent stopped (" + (state.safe_state.reason || "no reason given") + ")", true);
 }
 

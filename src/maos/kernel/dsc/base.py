@@ -76,6 +76,9 @@ class CheckInput:
     safe_state: bool = False
     """The Commander put the system in Minimal Safe State (R8): nothing runs but the
     kernel and its log, and agents may only end themselves."""
+    fever: bool = False
+    """Security Fever: two or more agents are quarantined, so every rate limit is halved
+    (check 2) and Ring 3 agents' effects all go to the SSE."""
 
 
 class Check(Protocol):

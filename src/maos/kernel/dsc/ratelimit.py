@@ -4,7 +4,8 @@ R11 makes limits mandatory: an agent the kernel never configured is denied, not 
 generous default, so a registration bug fails closed. Time comes only from
 ``CheckInput.now``; a clock that steps backwards refills nothing. Every attempt costs a
 token, even one a later check denies: the bucket bounds how hard an agent can push on the
-kernel, not how much it gets done.
+kernel, not how much it gets done. In Security Fever (``CheckInput.fever``) an attempt
+costs two: every limit, sustained and burst, is halved without touching a bucket.
 """
 
 from __future__ import annotations
@@ -124,23 +125,25 @@ class RateLimitCheck:
             tokens = overall.tokens + elapsed * overall.rate
             overall.tokens = tokens if tokens < overall.burst else overall.burst
             overall.stamp = now
-        if overall.tokens < 1:
-            return self._exceeded(intent.agent_id, "all ops", overall)
+        cost = 2 if inp.fever else 1
+        if overall.tokens < cost:
+            return self._exceeded(intent.agent_id, "all ops", overall, cost)
         elapsed = now - bucket.stamp
         if elapsed > 0:
             tokens = bucket.tokens + elapsed * bucket.rate
             bucket.tokens = tokens if tokens < bucket.burst else bucket.burst
             bucket.stamp = now
-        if bucket.tokens < 1:
-            return self._exceeded(intent.agent_id, intent.op, bucket)
-        overall.tokens -= 1
-        bucket.tokens -= 1
+        if bucket.tokens < cost:
+            return self._exceeded(intent.agent_id, intent.op, bucket, cost)
+        overall.tokens -= cost
+        bucket.tokens -= cost
         return self._allow
 
-    def _exceeded(self, agent_id: str, scope: str, bucket: _Bucket) -> Deny:
+    def _exceeded(self, agent_id: str, scope: str, bucket: _Bucket, cost: int) -> Deny:
+        fever = "; halved in Security Fever" if cost > 1 else ""
         return Deny(
             "DSC.RATE.EXCEEDED",
             f"agent {agent_id} exceeded its rate limit for {scope} "
-            f"({bucket.rate:g}/s, burst {bucket.burst:g})",
+            f"({bucket.rate / cost:g}/s, burst {bucket.burst / cost:g}{fever})",
             check=self.name,
         )
