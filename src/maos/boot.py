@@ -2,7 +2,8 @@
 
 `configured_kernel` boots a kernel on a data directory with the LLM chain and the
 Semantic Security Evaluators its configuration names (`maos.llm.config`), installing the
-adapters before boot replays approved intents, and closes everything after.
+adapters before boot replays approved intents, runs the Security Agent's aggregate
+monitoring beside it (`maos.services.security`), and closes everything after.
 `run_plan_file` starts a plan's tool hosts, runs the plan on such a kernel with one pod
 runtime per isolation level, and reports each step through ``echo``.
 
@@ -29,6 +30,7 @@ from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
+from maos.services.security import SecurityAgent
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
 __all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
@@ -96,6 +98,7 @@ async def configured_kernel(
     settings = load_settings(data_dir)
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
+    security: SecurityAgent | None = None
     home: PodHome | None = None
     tools: ToolAdapter | None = None
 
@@ -121,8 +124,12 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
+        security = SecurityAgent(kernel)
+        security.start()
         yield kernel
     finally:
+        if security is not None:
+            await security.stop()
         if llm is not None:  # first: its last mode records go to the open log
             await llm.aclose()
         if kernel is not None:
