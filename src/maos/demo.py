@@ -358,6 +358,7 @@ def run_demo(data_dir: Path | None = None) -> int:
         else:
             print(
                 "Keep the state to look around: maos demo --data-dir DIR, then maos status -d DIR"
+                " (or maos up -d DIR, in a browser)"
             )
         leaked = [r for r in delivered if r.endswith("evil.example")]
         if leaked or not report.ok or result.status != "done":
