@@ -539,7 +539,7 @@ def test_status_shows_the_fever_two_quarantines_start(data_dir: Path) -> None:
         assert "FEVER" not in maos("status", "-d", str(data_dir))[1]
         assert maos("agent", "quarantine", agent, "-d", str(data_dir))[0] == 0
     out = maos("status", "-d", str(data_dir))[1]
-    assert "FEVER         on: a1, a2 quarantined; rate limits halved, Ring 3 to the SSE" in out
+    assert "FEVER         on: a1, a2 in quarantine; rate limits halved, Ring 3 to the SSE" in out
     fever = json.loads(maos("status", "-d", str(data_dir), "--json")[1])["fever"]
     assert fever == {"on": True, "quarantined": ["a1", "a2"]}
     assert maos("agent", "resume", "a2", "-d", str(data_dir))[0] == 0

@@ -301,6 +301,44 @@ def test_the_commanders_status_change_stops_a_running_pod(
     boot(config, body)
 
 
+def test_an_isolated_agents_pod_keeps_running_and_only_its_outbound_is_refused(
+    tmp_path: Path, config: KernelConfig, mailbox: Mailbox, home: PodHome
+) -> None:
+    """Soft isolation (stage 2): the Commander isolates the agent while its pod runs; the
+    pod is not stopped, its reads and writes go on, its mail is refused."""
+    agent = script(
+        tmp_path,
+        "isolated",
+        """
+        from maos import sdk
+        sdk.admin.heartbeat()
+        while sdk.admin.status().value["status"] != "isolated":
+            pass
+        try:
+            sdk.email.send("boss@example.com", "report", "leak")
+        except sdk.Denied as no:
+            print("denied", no.code)
+        sdk.fs.write("notes.md", "still working")
+        print("read", sdk.fs.read("notes.md").value["content"])
+        """,
+    )
+
+    async def body(kernel: Kernel) -> Any:
+        tokens = await setup(kernel, "isolated")
+        started = asyncio.Event()
+        on_event = lambda e: started.set() if e.op == "admin.heartbeat" else None  # noqa: E731
+        async with PodRuntime(kernel, home=home, on_event=on_event) as runtime:
+            run = await runtime.start("isolated", agent, task_id=TASK, token=tokens["isolated"])
+            await started.wait()
+            await kernel.set_agent_status("isolated", AgentStatus.ISOLATED)
+            return await run.wait(), run.log()
+
+    ended, log = boot(config, body)
+    assert ended.exit_code == 0 and ended.restarts == 0, log
+    assert "read still working" in log and "denied RULE.R8.AGENT_ISOLATED" in log
+    assert mailbox.messages == []
+
+
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_pods_import_the_sdk_but_not_the_kernel(
     tmp_path: Path, config: KernelConfig, home: PodHome, level: int

@@ -1,7 +1,8 @@
 """Aggregate monitoring (seed §49.11): a real kernel mails through a real SMTP server on
-loopback; the Security Agent reads the log those effects left and quarantines an agent
-whose figures pass a threshold. Thresholds are small so a test can cross them; the
-kernel's clock is a variable, so windows slide exactly as the test says."""
+loopback; the Security Agent reads the log those effects left and isolates an agent whose
+figures pass a threshold (soft isolation: nothing outbound). Thresholds are small so a
+test can cross them; the kernel's clock is a variable, so windows slide exactly as the
+test says."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ async def _mail(k: Kernel, token: str, to: str, key: str, body: str = "hi") -> s
     return out.status.value if out.status is OutcomeStatus.COMMITTED else out.code
 
 
-def test_a_third_new_recipient_in_the_window_quarantines_the_agent(
+def test_a_third_new_recipient_in_the_window_isolates_the_agent(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
     clock = Clock()
@@ -55,7 +56,8 @@ def test_a_third_new_recipient_in_the_window_quarantines_the_agent(
             await security.stop()
         breaches = [dict(r.body) for r in k.wal.read(kinds=[BREACH])]
         status = [dict(r.body) for r in k.wal.read(kinds=["agent.status"])]
-        assert status == [{"agent_id": "mailer", "status": "quarantined", "principal": PRINCIPAL}]
+        assert status == [{"agent_id": "mailer", "status": "isolated", "principal": PRINCIPAL}]
+        assert k.registry.agent("mailer").status is AgentStatus.ISOLATED
         return seen, breaches
 
     seen, [breach] = with_kernel(replace(config, clock=clock), body)
@@ -66,7 +68,7 @@ def test_a_third_new_recipient_in_the_window_quarantines_the_agent(
         "0",
         "committed",
         "1",
-        "RULE.R8.AGENT_QUARANTINED",
+        "RULE.R8.AGENT_ISOLATED",
     ]
     assert (breach["agent_id"], breach["metric"], breach["value"]) == (
         "mailer",

@@ -41,7 +41,7 @@ approvals_app = typer.Typer(
 task_app = typer.Typer(help="What the Commander says about a task.", no_args_is_help=True)
 wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
 agent_app = typer.Typer(
-    help="Run agents in pods; list them; pause, quarantine or kill them (R8).",
+    help="Run agents in pods; list them; pause, isolate, quarantine or kill them (R8).",
     no_args_is_help=True,
 )
 doubt_app = typer.Typer(

@@ -148,6 +148,15 @@ def agent_resume(
     _set_status(data_dir, agent_id, AgentStatus.ACTIVE, principal)
 
 
+@agent_app.command("isolate")
+def agent_isolate(
+    agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+) -> None:
+    """Soft isolation: nothing outbound (mail, HTTP, external tools, messages to agents);
+    reads, the LLM and internal tools stay open and the pod keeps running (R8)."""
+    _set_status(data_dir, agent_id, AgentStatus.ISOLATED, principal)
+
+
 @agent_app.command("quarantine")
 def agent_quarantine(
     agent_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER

@@ -141,7 +141,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         typer.echo(f"SAFE STATE    on ({why}): `maos safe-state off` to leave it")
     if view.registry.fever:
         who = ", ".join(sorted(view.registry.quarantined))
-        typer.echo(f"FEVER         on: {who} quarantined; rate limits halved, Ring 3 to the SSE")
+        typer.echo(f"FEVER         on: {who} in quarantine; rate limits halved, Ring 3 to the SSE")
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")

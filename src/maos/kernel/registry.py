@@ -156,7 +156,8 @@ class Registry:
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
         self.safe_state: Mapping[str, Any] | None = None
         self.quarantined: set[str] = set()
-        """Agents in quarantine now: two or more make Security Fever (`fever`)."""
+        """Agents in quarantine now (soft or hard isolation): two or more make Security
+        Fever (`fever`)."""
         """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
 
     def agent(self, agent_id: str) -> AgentRecord:
@@ -196,7 +197,7 @@ class Registry:
             if rec is not None:
                 status = AgentStatus(body["status"])
                 self.agents[rec.agent_id] = replace(rec, status=status)
-                if status is AgentStatus.QUARANTINED:
+                if status in (AgentStatus.ISOLATED, AgentStatus.QUARANTINED):
                     self.quarantined.add(rec.agent_id)
                 else:
                     self.quarantined.discard(rec.agent_id)

@@ -151,7 +151,7 @@ class PodRuntime:
             raise StateError(
                 "STATE.SAFE_STATE", f"the system is in Minimal Safe State; {agent_id} not started"
             )
-        if agent.status is not AgentStatus.ACTIVE:
+        if not agent.status.runs:
             raise StateError(
                 "STATE.AGENT_NOT_ACTIVE", f"agent {agent_id} is {agent.status.value}; not started"
             )
@@ -383,7 +383,7 @@ class PodRuntime:
                     status = self.kernel.registry.agent(run.agent_id).status
                 except StateError:
                     continue
-                if status is not AgentStatus.ACTIVE:
+                if not status.runs:
                     run.stop(f"stopped:{status.value}")
                     self._emit(PodEvent(run.agent_id, "stopped", status=status.value))
 

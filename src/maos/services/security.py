@@ -4,9 +4,10 @@ sees.
 Each effect may pass the DSC on its own while together they form an exfiltration: a
 thousand small mails, a new recipient every minute. The monitor sums, per agent and over
 a sliding window, what the log says each agent's committed effects sent out, and when a
-figure passes its threshold the Security Agent quarantines the agent (as
-``commander:security``) and logs why (``security.breach``). The Commander sees it, and
-may resume the agent; its count for that figure starts again from zero.
+figure passes its threshold the Security Agent isolates the agent (as
+``commander:security``; soft isolation, the cascade's stage 2: nothing outbound, the
+rest of its work goes on) and logs why (``security.breach``). The Commander sees it and
+quarantines, kills or resumes the agent; on resume its count starts again from zero.
 
     metric                      default     window   counted from
     outbound_bytes              100 MB      24 h     params of committed external effects
@@ -198,7 +199,7 @@ def _destination(target: str) -> str:
 
 
 class SecurityAgent:
-    """Follows a kernel's log with an `AggregateMonitor` and quarantines on a breach.
+    """Follows a kernel's log with an `AggregateMonitor` and isolates on a breach.
 
     History is folded at `start` (the windows need the last days) but only records that
     arrive after it are acted on: an old breach was the Commander's to see then.
@@ -247,11 +248,11 @@ class SecurityAgent:
     async def _act(self, breach: Breach) -> None:
         await self._kernel.wal.append(BREACH, breach.record())
         agent = self._kernel.registry.agents.get(breach.agent_id or "")
-        if agent is None or agent.status in (AgentStatus.QUARANTINED, AgentStatus.KILLED):
-            return
+        if agent is None or agent.status is not AgentStatus.ACTIVE:
+            return  # already contained, or paused by the Commander: theirs to judge
         self.monitor.forget(agent.agent_id, breach.metric)
         await self._kernel.set_agent_status(
-            agent.agent_id, AgentStatus.QUARANTINED, principal=PRINCIPAL
+            agent.agent_id, AgentStatus.ISOLATED, principal=PRINCIPAL
         )
 
     async def _follow(self) -> None:

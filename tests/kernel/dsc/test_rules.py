@@ -116,6 +116,38 @@ def test_r8_stopped_agent_is_denied_everything(status: AgentStatus) -> None:
         assert code_of(decision) == f"RULE.R8.AGENT_{status.name}"
 
 
+@pytest.mark.parametrize(
+    ("op", "target", "expected"),
+    [
+        ("email.send", "boss@example.com", "RULE.R8.AGENT_ISOLATED"),
+        ("http.request", "https://api.example.com/x", "RULE.R8.AGENT_ISOLATED"),
+        ("msg.send", "other-agent", "RULE.R8.AGENT_ISOLATED"),
+        ("shell.exec", "ls", "RULE.R8.AGENT_ISOLATED"),  # uncatalogued: outbound, fail closed
+        ("fs.read", "a.txt", "ALLOW"),
+        ("fs.write", "notes.txt", "ALLOW"),
+        ("llm.complete", "", "ALLOW"),
+        ("admin.heartbeat", "", "ALLOW"),
+    ],
+)
+def test_r8_an_isolated_agent_keeps_working_but_nothing_goes_out(
+    op: str, target: str, expected: str
+) -> None:
+    decision = rules(make_input(op, target, status=AgentStatus.ISOLATED, approved=True))
+    assert code_of(decision) == expected
+
+
+def test_r8_an_isolated_agents_external_tool_is_outbound_its_internal_one_is_not() -> None:
+    ops = dict(OPS)
+    ops["tool.lookup"] = OpSpec("tool.lookup", EffectClass.READ, None, True, "mixed")
+    ops["tool.tidy"] = OpSpec("tool.tidy", EffectClass.WRITE, None, False, "mixed")
+    check = RulesCheck(ops=ops)
+    isolated = AgentStatus.ISOLATED
+    assert code_of(check(make_input("tool.lookup", "q", status=isolated))) == (
+        "RULE.R8.AGENT_ISOLATED"
+    )
+    assert code_of(check(make_input("tool.tidy", "x", status=isolated))) == "ALLOW"
+
+
 def test_r8_outranks_the_other_rules() -> None:
     decision = rules(make_input("admin.promote", "", status=AgentStatus.QUARANTINED))
     assert code_of(decision) == "RULE.R8.AGENT_QUARANTINED"

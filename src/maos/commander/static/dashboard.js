@@ -82,7 +82,7 @@ function agentRow(id, agent) {
   const actions = el("td");
   const verbs = agent.status === "killed" ? [] :
     [agent.status === "active" ? ["pause", "paused"] : ["resume", "active"],
-     ["quarantine", "quarantined"], ["kill", "killed"]];
+     ["isolate", "isolated"], ["quarantine", "quarantined"], ["kill", "killed"]];
   for (const [label, status] of verbs) {
     if (status === agent.status) continue;
     const button = el("button", label, label);
@@ -160,7 +160,7 @@ function draw(state) {
   safe.disabled = false;
   safe.dataset.on = state.safe_state ? "1" : "";
   safe.textContent = state.safe_state ? "Leave Minimal Safe State" : "Enter Minimal Safe State";
-  if (state.fever.on && !state.safe_state) flash("SECURITY FEVER: " + state.fever.quarantined.join(", ") + " quarantined; rate limits halved, Ring 3 effects to the SSE", true);
+  if (state.fever.on && !state.safe_state) flash("SECURITY FEVER: " + state.fever.quarantined.join(", ") + " in quarantine; rate limits halved, Ring 3 effects to the SSE", true);
   if (state.safe_state) flash("MINIMAL SAFE STATE: every agent stopped (" + (state.safe_state.reason || "no reason given") + ")", true);
 }
 

@@ -21,9 +21,19 @@ class AgentStatus(StrEnum):
     """Set only by the Commander or the kernel (R8); an agent cannot change its own."""
 
     ACTIVE = "active"
+    ISOLATED = "isolated"
+    """Soft isolation (stage 2 of the seed's quarantine cascade): every outbound effect -
+    anything that leaves the machine, and messages to other agents - is refused; reads,
+    workspace writes, the LLM and internal tools stay open, and its pod keeps running."""
     PAUSED = "paused"
     QUARANTINED = "quarantined"
+    """Hard isolation (stage 3): every gateway closed, the pod stopped."""
     KILLED = "killed"
+
+    @property
+    def runs(self) -> bool:
+        """Whether the agent's pod may run (its requests are still checked)."""
+        return self in (AgentStatus.ACTIVE, AgentStatus.ISOLATED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ DEFAULT_PROTECTED_NAMES = (".maos",)
 _PROMOTION_NAMESPACES = frozenset({"ring", "onboarding"})
 _PROMOTION_VERBS = frozenset({"set_ring", "change_ring", "elevate", "escalate"})
 _ACTIVE = AgentStatus.ACTIVE
+_ISOLATED = AgentStatus.ISOLATED
 """Bound once: reading an enum member off its class costs ~0.2 µs in CPython 3.11."""
 _UNGRANTED = frozenset({EffectClass.READ, EffectClass.KERNEL})
 """Classes a task never has to ask for: reading (the token still scopes it) and the
@@ -92,7 +93,8 @@ class RulesCheck:
         self._by_op = {op: self._facts(op, spec) for op, spec in ops.items()}
 
     def __call__(self, inp: CheckInput) -> Decision:
-        if inp.agent.status is not _ACTIVE:
+        status = inp.agent.status
+        if status is not _ACTIVE and (status is not _ISOLATED or self._outbound(inp.intent.op)):
             return self._r8_agent_stopped(inp)
         if inp.safe_state:
             return self._deny(
@@ -146,11 +148,19 @@ class RulesCheck:
 
     def _r8_agent_stopped(self, inp: CheckInput) -> Deny:
         status = inp.agent.status
-        return self._deny(
-            "R8",
-            f"AGENT_{status.name}",
-            f"agent {inp.agent.agent_id} is {status.value}; only apoptosis is accepted",
+        allowed = (
+            "nothing outbound (mail, HTTP, external tools, messages to agents) is accepted"
+            if status is _ISOLATED
+            else "only apoptosis is accepted"
         )
+        return self._deny(
+            "R8", f"AGENT_{status.name}", f"agent {inp.agent.agent_id} is {status.value}; {allowed}"
+        )
+
+    def _outbound(self, op: str) -> bool:
+        """What soft isolation blocks; an op outside the catalogue counts (fail closed)."""
+        spec = self._ops.get(op)
+        return spec is None or spec.external or op == "msg.send"
 
     def _r5_no_self_promotion(self, op: str) -> Deny | None:
         namespace, _, verb = op.partition(".")
