@@ -30,7 +30,7 @@ from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import SecurityAgent
+from maos.services.security import SecurityAgent, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
 __all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
@@ -124,7 +124,7 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
-        security = SecurityAgent(kernel)
+        security = SecurityAgent(kernel, thresholds(**settings.security.model_dump()))
         security.start()
         yield kernel
     finally:

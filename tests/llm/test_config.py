@@ -386,6 +386,8 @@ BAD = "http://127.0.0.1:9/v1"
         ({"sse": {"heuristic": "yes"}}, "sse.heuristic", "boolean"),
         ({"sse": {"judge": True}}, "sse.judge", "not a known setting"),
         ({"sse": {"llm_judge": True}}, "sse.llm_judge", "needs a provider"),
+        ({"security": {"outbound_bytes_per_day": 0}}, "security.outbound_bytes_per_day", "greater"),
+        ({"security": {"limit": 5}}, "security.limit", "not a known setting"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(
@@ -443,6 +445,7 @@ def test_all_is_the_documented_api() -> None:
             "LlmSettings",
             "OpenAIProviderConfig",
             "ProviderConfig",
+            "SecuritySettings",
             "Settings",
             "SseSettings",
             "build_llm",

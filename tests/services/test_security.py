@@ -6,8 +6,11 @@ test says."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import replace
 
+from maos.boot import configured_kernel
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
@@ -138,3 +141,31 @@ def test_breaches_in_the_history_are_folded_not_acted_on(
 
     before, acted = with_kernel(config, body)
     assert (before, acted) == ("active", ["external_destinations"])
+
+
+def test_every_maos_kernel_runs_the_monitor_with_the_configured_thresholds(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """`configured_kernel` (maos up, run, agent run, the console's decisions) starts the
+    Security Agent with the ``security`` section of config.json."""
+    config.save()
+    path = config.data_dir / "config.json"
+    path.write_text(
+        json.dumps(
+            {**json.loads(path.read_text()), "security": {"external_destinations_per_week": 1}}
+        )
+    )
+
+    async def main() -> AgentStatus:
+        async with configured_kernel(config.data_dir) as k:
+            token = await _mailer(k)
+            assert await _mail(k, token, RECIPIENTS[0], "m0") == "committed"
+            assert await _mail(k, token, RECIPIENTS[1], "m1") == "committed"
+            for _ in range(600):  # it follows the log every 0.2 s; wait for it, not a time
+                if k.registry.agent("mailer").status is not AgentStatus.ACTIVE:
+                    break
+                await asyncio.sleep(0.05)
+            return k.registry.agent("mailer").status
+
+    assert asyncio.run(main()) is AgentStatus.ISOLATED
+    assert len(mailbox.messages) == 2

@@ -60,6 +60,7 @@ __all__ = [
     "LlmSettings",
     "OpenAIProviderConfig",
     "ProviderConfig",
+    "SecuritySettings",
     "Settings",
     "SseSettings",
     "build_llm",
@@ -210,6 +211,18 @@ class SseSettings(_Section):
     """Needs the ``embed`` extra."""
 
 
+class SecuritySettings(_Section):
+    """The ``security`` section: the Security Agent's aggregate thresholds, per agent
+    (the seed's defaults; it advises 3x the 95th percentile of a month of monitoring)."""
+
+    outbound_bytes_per_day: int = Field(default=100 * 1024 * 1024, gt=0)
+    external_destinations_per_week: int = Field(default=50, gt=0)
+    external_api_calls_per_day: int = Field(default=500, gt=0)
+    bytes_to_one_agent_per_day: int = Field(default=50 * 1024 * 1024, gt=0)
+    declassifications_per_day: int = Field(default=10, gt=0)
+    """System-wide: only the Commander declassifies, so a breach is an alert, no more."""
+
+
 class Settings(BaseModel):
     """The sections of ``config.json`` this module owns, with the environment's provider."""
 
@@ -217,6 +230,7 @@ class Settings(BaseModel):
 
     llm: LlmSettings = LlmSettings()
     sse: SseSettings = SseSettings()
+    security: SecuritySettings = SecuritySettings()
 
 
 def _path(loc: Sequence[int | str]) -> str:

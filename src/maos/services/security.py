@@ -47,6 +47,7 @@ __all__ = [
     "Breach",
     "SecurityAgent",
     "Threshold",
+    "thresholds",
 ]
 
 BREACH = "security.breach"
@@ -62,14 +63,26 @@ class Threshold:
     window_s: float
 
 
-DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
-    Threshold("outbound_bytes", 100 * 1024 * 1024, _DAY),
-    Threshold("external_destinations", 50, 7 * _DAY),
-    Threshold("external_api_calls", 500, _DAY),
-    Threshold("a2a_bytes_to_one_agent", 50 * 1024 * 1024, _DAY),
-    Threshold("declassifications", 10, _DAY),
-)
-"""The seed's defaults; it advises calibrating at 3x the 95th percentile of a month."""
+def thresholds(
+    *,
+    outbound_bytes_per_day: float = 100 * 1024 * 1024,
+    external_destinations_per_week: float = 50,
+    external_api_calls_per_day: float = 500,
+    bytes_to_one_agent_per_day: float = 50 * 1024 * 1024,
+    declassifications_per_day: float = 10,
+) -> tuple[Threshold, ...]:
+    """The seed's table with its windows; the limits default to its figures (the
+    ``security`` section of ``config.json`` sets them)."""
+    return (
+        Threshold("outbound_bytes", outbound_bytes_per_day, _DAY),
+        Threshold("external_destinations", external_destinations_per_week, 7 * _DAY),
+        Threshold("external_api_calls", external_api_calls_per_day, _DAY),
+        Threshold("a2a_bytes_to_one_agent", bytes_to_one_agent_per_day, _DAY),
+        Threshold("declassifications", declassifications_per_day, _DAY),
+    )
+
+
+DEFAULT_THRESHOLDS = thresholds()
 
 
 @dataclass(frozen=True, slots=True)
