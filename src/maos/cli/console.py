@@ -121,7 +121,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "revoked_ids": len(view.revoked),
         "llm": llm_status(view.wal),
         "safe_state": view.registry.safe_state,
-        "fever": {"on": view.registry.fever, "quarantined": sorted(view.registry.quarantined)},
+        "fever": view.registry.fever_report(),
         "tools": {
             t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
             for t in view.registry.tools.values()

@@ -862,7 +862,7 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
             "safe_state": self.registry.safe_state,
-            "fever": {"on": self.registry.fever, "quarantined": sorted(self.registry.quarantined)},
+            "fever": self.registry.fever_report(),
         }
 
 

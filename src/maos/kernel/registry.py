@@ -179,6 +179,10 @@ class Registry:
         """Security Fever (seed: "2+ agents in quarantine"): the system is stricter."""
         return len(self.quarantined) >= FEVER_QUARANTINED
 
+    def fever_report(self) -> dict[str, Any]:
+        """The fever as status reports show it: on or off, and who is in quarantine."""
+        return {"on": self.fever, "quarantined": sorted(self.quarantined)}
+
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
         """Fold one log record into the state; unknown kinds belong to other owners."""
         if kind == "agent.registered":

@@ -146,6 +146,15 @@ class AggregateMonitor:
         self._windows: dict[tuple[str | None, str], _Window] = {}
         self._prepared: dict[str, Mapping[str, object]] = {}
 
+    KINDS = (
+        "intent.prepared",
+        "intent.committed",
+        "intent.failed",
+        "intent.resolved",
+        "task.declassified",
+    )
+    """The only records `observe` reads: the log is asked for these alone."""
+
     def observe(self, rec: WalRecord) -> list[Breach]:
         if rec.kind == "intent.prepared" and rec.idem_key is not None:
             self._prepared[rec.idem_key] = rec.body
@@ -232,7 +241,7 @@ class SecurityAgent:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        for rec in self._kernel.wal.read():
+        for rec in self._kernel.wal.read(kinds=AggregateMonitor.KINDS):
             self.monitor.observe(rec)
             self._seen = rec.seq
         self._task = asyncio.get_running_loop().create_task(self._follow())
@@ -246,7 +255,8 @@ class SecurityAgent:
     async def poll(self) -> list[Breach]:
         """Fold the records written since the last poll and act on what they breached."""
         acted = []
-        for breach in self._breaches(self._kernel.wal.read(since_seq=self._seen)):
+        records = self._kernel.wal.read(since_seq=self._seen, kinds=AggregateMonitor.KINDS)
+        for breach in self._breaches(records):
             await self._act(breach)
             acted.append(breach)
         return acted
