@@ -51,7 +51,7 @@ from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDen
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.wal import CHECKPOINT_EVERY, Wal, anchored_wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -92,6 +92,10 @@ class KernelConfig:
     clock: Callable[[], float] = time.time
     follow_interval: float = 0.2
     """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
+    wal_witness: Path | None = None
+    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
+    wal_checkpoint_every: int = CHECKPOINT_EVERY
+    """Records between two checkpoints: at most about this many are re-hashed at boot."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -104,6 +108,12 @@ class KernelConfig:
             except (OSError, ValueError) as exc:
                 raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
         smtp = raw.get("smtp")
+        wal = raw.get("wal", {})
+        if not isinstance(wal, dict) or not isinstance(wal.get("witness", ""), str):
+            raise InputError("BAD_INPUT.CONFIG", f"{path}: wal must be {{witness: PATH}}")
+        every = wal.get("checkpoint_every", CHECKPOINT_EVERY)
+        if type(every) is not int or every < 1:
+            raise InputError("BAD_INPUT.CONFIG", f"{path}: wal.checkpoint_every must be >= 1")
         cfg = cls(
             data_dir=data_dir,
             node_id=str(raw.get("node_id", "local")),
@@ -113,6 +123,8 @@ class KernelConfig:
             )
             if isinstance(smtp, dict)
             else None,
+            wal_witness=data_dir / wal["witness"] if wal.get("witness") else None,
+            wal_checkpoint_every=every,
         )
         return replace(cfg, **overrides)
 
@@ -125,6 +137,10 @@ class KernelConfig:
                 "port": self.smtp.port,
                 "sender": self.smtp.sender,
             }
+        if self.wal_witness is not None or self.wal_checkpoint_every != CHECKPOINT_EVERY:
+            raw["wal"] = {"checkpoint_every": self.wal_checkpoint_every}
+            if self.wal_witness is not None:
+                raw["wal"]["witness"] = str(self.wal_witness)
         (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
 
     @property
@@ -158,7 +174,7 @@ class Kernel:
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
-        self.wal = Wal(config.wal_path, clock=config.clock)
+        self.wal: Wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)
         self.registry = self.view.registry
@@ -206,6 +222,11 @@ class Kernel:
         a restart finds who performs it. ``prepare`` runs at the same point with the log
         folded, for adapters that depend on what it holds (the hosts of parked tools)."""
         kernel = cls(config, sse=sse, fever_sse=fever_sse)
+        try:
+            checked = kernel.wal.check_head()  # refuses a truncated or rewritten log
+        except BaseException:
+            await kernel.close()
+            raise
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
@@ -216,7 +237,9 @@ class Kernel:
                 await kernel.close()
                 raise
         await kernel.commit.recover()
-        await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
+        await kernel.wal.append(
+            "kernel.boot", {"node_id": config.node_id, "wal": checked.summary()}
+        )
         for item in kernel.approvals.awaiting_execution():
             await kernel._execute_approved(item)
         if follow:
