@@ -15,7 +15,7 @@ from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.wal import anchored_wal
 
 T = TypeVar("T")
 
@@ -78,7 +78,12 @@ def view_of(data_dir: Path) -> LogView:
     if not wal_path.exists():
         typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {wal_path}", err=True, fg="red")
         raise typer.Exit(2)
-    view = LogView(Wal(wal_path))
+    try:
+        config = KernelConfig.load(data_dir)
+    except MaosError as exc:
+        fail(exc)
+    # Anchored: a deciding command's append advances the anchor like the kernel's do.
+    view = LogView(anchored_wal(config))
     view.catch_up()
     return view
 

@@ -35,10 +35,26 @@ from maos.kernel.anchor import AnchorState, HeadAnchor
 from maos.kernel.chain import COLUMNS, GENESIS, MAX_BATCH, STORED_TYPES, check_row
 from maos.kernel.errors import WalError
 
-__all__ = ["CHECKPOINT", "VerifyReport", "check", "open_readonly", "rehash", "require"]
+__all__ = [
+    "ADOPTED",
+    "CHECKPOINT",
+    "LOSS_ACCEPTED",
+    "VerifyReport",
+    "check",
+    "open_readonly",
+    "rehash",
+    "require",
+]
 
 CHECKPOINT = "wal.checkpoint"
 """The record kind of a checkpoint: ``{seq, hash, log, mac}``, the seal of what it vouches."""
+ADOPTED = "wal.adopted"
+"""``maos wal adopt`` anchored the log as it was (`maos.kernel.reanchor`)."""
+LOSS_ACCEPTED = "wal.loss_accepted"
+"""``maos wal accept-loss``: the Commander accepted that records were lost."""
+_REANCHORED = (ADOPTED, LOSS_ACCEPTED)
+_SEALED = (CHECKPOINT, *_REANCHORED)
+"""Kinds whose body seals what the log held before them: a boot re-hashes from the last."""
 ADOPT_HINT = "check the log with `maos wal verify`, then `maos wal adopt` to anchor it"
 LOSS_HINT = (
     "nothing is redone or resent while records are missing; if the loss is real, "
@@ -190,7 +206,7 @@ class _Check:
             raise _Refused("WAL.UNREADABLE", "the database holds no MAOS log (no records table)")
         tail = self._row("SELECT max(seq) FROM records") if tables else None
         self.head = 0 if tail is None else int(tail[0] or 0)
-        anchored = self._anchor() if self.anchor is not None else None
+        anchors = self._read_anchors() if self.anchor is not None else None
         start, prev = (0, GENESIS) if self.full or not tables else self._checkpoint()
         self.start = start
         if tables and not self.full:
@@ -201,6 +217,8 @@ class _Check:
             self.good += 1
         if self.full and tables:
             self._count()
+        anchored = None if anchors is None else self._compare(*anchors)
+        if self.full and tables:
             self._all_checkpoints()
         beyond = 0
         if anchored is not None:
@@ -234,13 +252,19 @@ class _Check:
 
     # -- the anchor and the witness ------------------------------------------------------
 
-    def _anchor(self) -> AnchorState | None:
+    def _read_anchors(self) -> tuple[AnchorState | None, AnchorState | None]:
+        """The local anchor and the witness's last entry; both must authenticate."""
         assert self.anchor is not None
         try:
-            local = self.anchor.read()
-            witness = self.anchor.read_witness()
+            return self.anchor.read(), self.anchor.read_witness()
         except WalError as exc:
             raise _Refused(exc.code, f"{exc.message}; {ADOPT_HINT}") from exc
+
+    def _compare(
+        self, local: AnchorState | None, witness: AnchorState | None
+    ) -> AnchorState | None:
+        """What the anchors vouch for is what the (already re-hashed) log holds."""
+        assert self.anchor is not None
         if witness is not None and (local is None or witness.seq > local.seq):
             self._against(witness, "the witness")
             why = (
@@ -273,7 +297,11 @@ class _Check:
             raise _Refused("WAL.TRUNCATED", f"{why}; {LOSS_HINT}", self.head + 1)
         if state.seq == 0:
             return
-        if self._hash_at(1) != state.log_id:
+        first = self._hash_at(1)
+        if first is None:
+            why = "record 1 is missing: records were deleted from the start of the log"
+            raise _Refused("WAL.CHAIN_BROKEN", f"{why}; {LOSS_HINT}", 1)
+        if first != state.log_id:
             why = f"{name} belongs to another log (its record 1 differs from this log's)"
             raise _Refused("WAL.ANCHOR_FOREIGN", f"{why}; {ADOPT_HINT}", 1)
         stored = self._hash_at(state.seq)
@@ -307,8 +335,8 @@ class _Check:
     def _checkpoint(self) -> tuple[int, bytes]:
         """Where a boot starts re-hashing: the last checkpoint, if its seal holds."""
         row = self._row(
-            "SELECT seq, body FROM records WHERE kind = ? ORDER BY seq DESC LIMIT 1",
-            (CHECKPOINT,),
+            "SELECT seq, body FROM records WHERE kind IN (?, ?, ?) ORDER BY seq DESC LIMIT 1",
+            _SEALED,
         )
         if row is None:
             return 0, GENESIS
@@ -332,18 +360,28 @@ class _Check:
             sealed = self.anchor.seal_ok(state, mac)
         except WalError as exc:
             raise _Refused(exc.code, exc.message, at) from exc
-        if not sealed or not 0 < state.seq < at:
+        if not sealed:
             raise _Refused("WAL.CHECKPOINT_INVALID", f"{bad}: its seal is not the kernel's", at)
+        if not 0 <= state.seq < at:
+            why = f"{bad}: it vouches for record {state.seq}, not one before it (renumbered)"
+            raise _Refused("WAL.CHECKPOINT_INVALID", why, at)
+        if state.seq == 0:  # accepted the loss of every record: nothing before it to match
+            return state
         if self._hash_at(1) != state.log_id or self._hash_at(state.seq) != state.hash:
             why = f"record {state.seq} is not the record checkpoint {at} vouches for"
             raise _Refused("WAL.CHECKPOINT_INVALID", f"{why}: the log was rewritten", state.seq)
         return state
 
     def _all_checkpoints(self) -> None:
-        sql = "SELECT seq, body FROM records WHERE kind = ? ORDER BY seq"
-        for at, body in self.conn.execute(sql, (CHECKPOINT,)).fetchall():
-            if self.anchor is not None:
-                self._sealed(int(at), bytes(body))
+        """Every seal since the Commander last re-anchored (those before it vouched for
+        what the Commander accepted as lost)."""
+        if self.anchor is None:
+            return
+        row = self._row("SELECT max(seq) FROM records WHERE kind IN (?, ?)", _REANCHORED)
+        since = 0 if row is None or row[0] is None else int(row[0]) - 1
+        sql = "SELECT seq, body FROM records WHERE kind IN (?, ?, ?) AND seq > ? ORDER BY seq"
+        for at, body in self.conn.execute(sql, (*_SEALED, since)).fetchall():
+            self._sealed(int(at), bytes(body))
 
     def _count(self) -> None:
         """Deletions before the checkpoint show in the count without re-hashing them (and a
