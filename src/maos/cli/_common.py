@@ -39,7 +39,13 @@ approvals_app = typer.Typer(
     help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True
 )
 task_app = typer.Typer(help="What the Commander says about a task.", no_args_is_help=True)
-wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
+wal_app = typer.Typer(
+    help="Inspect and verify the write-ahead log and its anchor; adopt a log written before "
+    "anchors existed; accept, on the record, that records were lost. The anchor "
+    "(<data-dir>/wal.anchor, and config.json's wal.witness if set) vouches for the log's head: "
+    "a boot refuses a log it does not vouch for (docs/wal.md).",
+    no_args_is_help=True,
+)
 agent_app = typer.Typer(
     help="Run agents in pods; list them; pause, isolate, quarantine or kill them (R8).",
     no_args_is_help=True,
