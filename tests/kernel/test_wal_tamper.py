@@ -349,21 +349,27 @@ def test_the_witness_finds_a_truncation_the_local_anchor_was_rolled_back_over_is
     assert verify(data)[0] == 0  # the local anchor alone cannot tell (docs/wal.md)
 
 
-def test_one_unanchored_group_commit_is_accepted_two_are_not_issue_9(tmp_path: Path) -> None:
-    """A writer that stopped between COMMIT and its anchor write leaves one group commit
-    beyond the anchor (never acknowledged): accepted. Two commits are not a crash."""
+def test_two_unanchored_group_commits_are_accepted_three_are_not_issue_9(
+    tmp_path: Path,
+) -> None:
+    """A writer that stopped between COMMIT and its anchor write leaves at most two group
+    commits beyond the anchor (one being anchored, one committed meanwhile), never
+    acknowledged: accepted. Three commits are not a crash."""
     data = tmp_path / "data"
     config = build(data, notes=3)
-    with Wal(config.wal_path) as unanchored:
-        unanchored.append_sync("test.unacked", {"n": 1})
+
+    def unanchored_commits(n: int) -> None:
+        with Wal(config.wal_path) as unanchored:
+            for i in range(n):
+                time.sleep(0.002)  # a commit's records share one ts; make these distinct
+                unanchored.append_sync("test.unacked", {"n": i})
+
+    unanchored_commits(2)
     exit_code, out = verify(data)
     assert exit_code == 0 and "never acknowledged" in out, out
-    assert boot_refusal(data) is None  # and the boot anchored it
+    assert boot_refusal(data) is None  # and the boot anchored them
     assert "never acknowledged" not in verify(data)[1]
-    with Wal(config.wal_path) as unanchored:
-        unanchored.append_sync("test.unacked", {"n": 2})
-        time.sleep(0.01)
-        unanchored.append_sync("test.unacked", {"n": 3})
+    unanchored_commits(3)
     exit_code, out = verify(data)
     assert exit_code == 1 and out.startswith("error WAL.UNANCHORED: "), out
     assert boot_refusal(data) == "WAL.UNANCHORED"

@@ -19,7 +19,7 @@ acknowledged, and a verifier compares the log with it (`maos.kernel.walcheck`).
 Invariants:
 
 - *Never ahead.* The anchor is written after the records' COMMIT, so it never names a
-  record the database could lose; a crash in between leaves the last group commit beyond
+  record the database could lose; a crash in between leaves the last group commits beyond
   the anchor, never acknowledged (docs/wal.md: what a boot accepts).
 - *Never backwards.* Advancing takes an exclusive ``flock`` on the anchor, re-reads it
   and writes only a higher seq; a writer checks that the chain extends the anchor before
@@ -126,6 +126,7 @@ class HeadAnchor:
         authenticate (edited, torn, or made with another data dir's key)."""
         try:
             with open(self.path, "rb") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # never half of a concurrent write
                 raw = handle.read(_SIZE + 1)
         except FileNotFoundError:
             return None

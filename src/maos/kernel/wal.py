@@ -276,6 +276,9 @@ class Wal:
         """Record 1's hash, once this writer has checked the anchor names this log."""
         self._checkpointed: int | None = None
         """The seq the last checkpoint vouches for, as this writer knows it."""
+        self._tail: tuple[int, bytes] | None = None
+        """Seq and hash of this writer's last commit, set only with an anchor."""
+        self._anchorer: _Anchorer | None = None
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -429,21 +432,29 @@ class Wal:
         try:
             if conn is None:
                 conn = _connect(self._path, writer=True)
-            self._insert(conn, batch, release)
+            if self._anchorer is not None:
+                self._anchorer.wait_behind(1)  # a crash leaves at most two batches unanchored
+            state = self._insert(conn, batch, release)
         except Exception as exc:
             release()
             conn = _rollback(conn)
             _deliver(batch, f"committing {len(batch)} records failed: {exc}", path)
             return conn, []
         self._commits += 1
+        if state is not None:  # its callers are woken once the anchor vouches for it
+            if self._anchorer is None:
+                assert self.anchor is not None
+                self._anchorer = _Anchorer(self.anchor, self._path)
+            self._anchorer.hand(state, batch)
+            return conn, []
         return conn, batch
 
     def _insert(
         self, conn: sqlite3.Connection, batch: list[_Pending], release: Callable[[], None]
-    ) -> None:
+    ) -> AnchorState | None:
         """Chains and stores the batch in one transaction, noting each one's position; with
-        an anchor, checks that the chain extends it first and advances it after COMMIT,
-        before anyone is told (the batch is delivered by the next `_commit`)."""
+        an anchor, checks that the chain extends it first, and returns what the anchor
+        must vouch for before the batch's callers are told."""
         _begin_immediate(conn, release)
         tail = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (0, GENESIS) if tail is None else (int(tail[0]), bytes(tail[1]))
@@ -469,15 +480,24 @@ class Wal:
             conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
         release()
         conn.execute("COMMIT")
-        if anchor is not None:
-            assert self._log_id is not None
-            anchor.advance(AnchorState(seq, prev, self._log_id))
+        if anchor is None:
+            return None
+        self._tail = (seq, prev)
+        assert self._log_id is not None
+        return AnchorState(seq, prev, self._log_id)
 
     def _vouch(self, conn: sqlite3.Connection, anchor: HeadAnchor, seq: int, prev: bytes) -> None:
         """Inside the transaction, before writing on top: the log still holds what the
         anchor vouches for, and every record after it (other writers' batches not yet
         anchored, a stopped writer's last one) chains from it. Otherwise the batch fails
-        and nothing is written over a truncated or rewritten log."""
+        and nothing is written over a truncated or rewritten log.
+
+        When the tail is still this writer's own last commit, everything from the anchor
+        to it was checked or written here, and the anchor file (maybe being advanced by
+        `_Anchorer` right now) is not read: rolling it back shows at its next advance.
+        """
+        if self._tail == (seq, prev):
+            return
         current = anchor.read()
         if current is None:
             if seq:
@@ -609,6 +629,8 @@ class Wal:
             writer = self._writer
         if writer is not None:
             writer.join()
+        if self._anchorer is not None:
+            self._anchorer.close()
         with self._read_lock:
             if self._reader is not None:
                 self._reader.close()
@@ -621,6 +643,65 @@ class Wal:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Anchorer:
+    """Advances the anchor after each commit, then wakes that batch's callers: its
+    fdatasync runs while the writer commits the next batch, instead of after it.
+
+    Batches handed in while it syncs are anchored together (the highest state covers
+    them). The writer waits before committing while two batches are unanchored, so a
+    crash leaves at most two group commits beyond the anchor (docs/wal.md).
+    """
+
+    def __init__(self, anchor: HeadAnchor, path: Path) -> None:
+        self._anchor = anchor
+        self._path = str(path)
+        self._cond = threading.Condition()
+        self._work: list[tuple[AnchorState, list[_Pending]]] = []
+        self._handed = 0
+        self._done = 0
+        self._closing = False
+        self._thread = threading.Thread(
+            target=self._loop, name=f"wal-anchor:{path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def hand(self, state: AnchorState, batch: list[_Pending]) -> None:
+        with self._cond:
+            self._work.append((state, batch))
+            self._handed += 1
+            self._cond.notify_all()
+
+    def wait_behind(self, at_most: int) -> None:
+        """Blocks until at most ``at_most`` handed batches still wait for the anchor."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._handed - self._done <= at_most)
+
+    def close(self) -> None:
+        """Anchors and delivers whatever was handed in, then stops."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._work) or self._closing)
+                if not self._work:
+                    return
+                work, self._work = self._work, []
+            error = None
+            try:
+                self._anchor.advance(work[-1][0])
+            except Exception as exc:
+                error = f"committed, but the anchor cannot vouch for it: {exc}"
+            for _, batch in work:
+                _deliver(batch, error, self._path)
+            with self._cond:
+                self._done += len(work)
+                self._cond.notify_all()
 
 
 def _deliver(batch: list[_Pending], error: str | None, path: str) -> None:

@@ -8,9 +8,10 @@ be trusted (docs/wal.md has the reasoning):
 - The anchor (and the witness, if configured) authenticates, belongs to this log (its
   ``log_id`` is record 1's hash) and names a record the log still holds with that hash.
   Fewer records than anchored: ``WAL.TRUNCATED``; another hash there: ``WAL.ANCHOR_MISMATCH``.
-- Records beyond the anchor are accepted only as ONE group commit (one ``ts``, at most
-  `MAX_BATCH` records plus a checkpoint): what a writer that stopped between COMMIT and
-  the anchor write leaves, never acknowledged. More is ``WAL.UNANCHORED``.
+- Records beyond the anchor are accepted only as at most `UNANCHORED_COMMITS` group
+  commits (one ``ts`` each, at most `MAX_BATCH` records plus a checkpoint each): what a
+  writer that stopped between COMMIT and the anchor write leaves, never acknowledged.
+  More is ``WAL.UNANCHORED``.
 - ``full=False`` (boot) re-hashes from the last checkpoint whose seal verifies and whose
   vouched hash is still stored; ``full=True`` (``maos wal verify``) re-hashes everything
   and checks every checkpoint.
@@ -60,6 +61,9 @@ LOSS_HINT = (
     "nothing is redone or resent while records are missing; if the loss is real, "
     "`maos wal accept-loss --reason TEXT` records it and re-anchors"
 )
+UNANCHORED_COMMITS = 2
+"""Group commits a crash can leave beyond the anchor: the one being anchored and the one
+being committed meanwhile (`maos.kernel.wal`); never acknowledged, so accepted."""
 _BUSY_MS = 30_000
 _PAGE = 4096
 
@@ -226,7 +230,7 @@ class _Check:
         what = "hash chain intact" if self.full else f"re-hashed from seq {start}"
         where = "" if anchored is None else f"; anchored at seq {anchored.seq}"
         extra = (
-            f" ({beyond} records after it are one group commit never acknowledged; "
+            f" ({beyond} records after it were committed but never acknowledged; "
             "the next write anchors them)"
             if beyond
             else ""
@@ -321,11 +325,11 @@ class _Check:
         )
         assert row is not None
         count, commits = int(row[0]), int(row[1])
-        if count and (commits > 1 or count > MAX_BATCH + 1):
+        if count and (commits > UNANCHORED_COMMITS or count > UNANCHORED_COMMITS * (MAX_BATCH + 1)):
             why = (
                 f"{count} records after seq {anchored.seq} are not anchored and come from "
-                f"{commits} commits; a crash leaves at most one: the anchor was replaced by an "
-                "older one, or a writer without the key wrote the log"
+                f"{commits} commits; a crash leaves at most {UNANCHORED_COMMITS}: the anchor "
+                "was replaced by an older one, or a writer without the key wrote the log"
             )
             raise _Refused("WAL.UNANCHORED", f"{why}; {ADOPT_HINT}", anchored.seq + 1)
         return count
