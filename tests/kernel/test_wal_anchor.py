@@ -206,3 +206,17 @@ def test_writers_in_several_processes_keep_one_anchor_at_the_head_issue_9(
     code, out = maos("wal", "verify", "-d", str(config.data_dir))
     assert code == 0, out
     assert boot_refusal(config) is None
+
+
+def test_an_append_returns_only_once_the_anchor_vouches_for_it_issue_9(
+    config: KernelConfig,
+) -> None:
+    """The promise the anchor keeps: no caller hears of a record the anchor does not yet
+    vouch for, so losing an acknowledged record is always a detectable truncation."""
+    config.data_dir.mkdir(parents=True)
+    anchor = HeadAnchor(config.data_dir)
+    with Wal(config.wal_path, anchor=anchor) as wal:
+        for i in range(50):
+            rec = wal.append_sync("test.note", {"i": i})
+            state = HeadAnchor(config.data_dir).read()
+            assert state is not None and state.seq >= rec.seq, (i, state, rec.seq)
