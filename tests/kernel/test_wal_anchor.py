@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from typer.testing import CliRunner
 
 from maos.cli import app
@@ -220,3 +221,24 @@ def test_an_append_returns_only_once_the_anchor_vouches_for_it_issue_9(
             rec = wal.append_sync("test.note", {"i": i})
             state = HeadAnchor(config.data_dir).read()
             assert state is not None and state.seq >= rec.seq, (i, state, rec.seq)
+
+
+def test_an_anchor_replaced_under_a_running_writer_fails_its_next_commit_issue_9(
+    config: KernelConfig,
+) -> None:
+    """Deleting the anchor, or putting an older one back, while a writer runs is not
+    papered over by the writer's next advance: that commit's callers hear of it."""
+    config.data_dir.mkdir(parents=True)
+    path = config.data_dir / ANCHOR_FILE
+    with Wal(config.wal_path, anchor=HeadAnchor(config.data_dir)) as wal:
+        wal.append_sync("test.note", {"i": 0})
+        older = path.read_bytes()
+        wal.append_sync("test.note", {"i": 1})
+        path.write_bytes(older)
+        with pytest.raises(WalError, match="went back") as put_back:
+            wal.append_sync("test.note", {"i": 2})
+        assert put_back.value.code == "WAL.WRITE_FAILED"
+        path.unlink()
+        with pytest.raises(WalError, match="disappeared") as deleted:
+            wal.append_sync("test.note", {"i": 3})
+        assert deleted.value.code == "WAL.WRITE_FAILED"

@@ -208,6 +208,12 @@ class HeadAnchor:
         """
         with self._locked() as fd:
             current = self._parse(os.pread(fd, _SIZE + 1, 0)) if os.fstat(fd).st_size else None
+            if current is None and self._high >= 0:
+                raise WalError(
+                    "WAL.ANCHOR_MISMATCH",
+                    f"the anchor {self.path} disappeared while this process wrote the log",
+                    path=str(self.path),
+                )
             if current is not None:
                 if current.seq < self._high:
                     raise WalError(
