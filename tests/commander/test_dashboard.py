@@ -28,7 +28,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Intent, OutcomeStatus
-from maos.kernel.wal import anchored_wal
+from maos.kernel.walconfig import anchored_wal
 from maos.testing import Mailbox, crash_after_prepare, intent_frame, task_with_untrusted_mail
 
 EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"

@@ -180,7 +180,7 @@ _WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from maos.kernel.kernel import KernelConfig
-    from maos.kernel.wal import anchored_wal
+    from maos.kernel.walconfig import anchored_wal
 
     with anchored_wal(KernelConfig(data_dir=Path(sys.argv[1]), wal_checkpoint_every=50)) as wal:
         for i in range(150):

@@ -15,7 +15,7 @@ from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import anchored_wal
+from maos.kernel.walconfig import anchored_wal
 
 T = TypeVar("T")
 

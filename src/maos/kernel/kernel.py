@@ -51,7 +51,8 @@ from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDen
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import CHECKPOINT_EVERY, Wal, anchored_wal
+from maos.kernel.wal import CHECKPOINT_EVERY
+from maos.kernel.walconfig import anchored_wal, log_section, log_settings
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -99,12 +100,7 @@ class KernelConfig:
             except (OSError, ValueError) as exc:
                 raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
         smtp = raw.get("smtp")
-        wal = raw.get("wal", {})
-        if not isinstance(wal, dict) or not isinstance(wal.get("witness", ""), str):
-            raise InputError("BAD_INPUT.CONFIG", f"{path}: wal must be {{witness: PATH}}")
-        every = wal.get("checkpoint_every", CHECKPOINT_EVERY)
-        if type(every) is not int or every < 1:
-            raise InputError("BAD_INPUT.CONFIG", f"{path}: wal.checkpoint_every must be >= 1")
+        witness, every = log_settings(raw.get("wal", {}), data_dir, path)
         cfg = cls(
             data_dir=data_dir,
             node_id=str(raw.get("node_id", "local")),
@@ -114,7 +110,7 @@ class KernelConfig:
             )
             if isinstance(smtp, dict)
             else None,
-            wal_witness=data_dir / wal["witness"] if wal.get("witness") else None,
+            wal_witness=witness,
             wal_checkpoint_every=every,
         )
         return replace(cfg, **overrides)
@@ -128,10 +124,7 @@ class KernelConfig:
                 "port": self.smtp.port,
                 "sender": self.smtp.sender,
             }
-        if self.wal_witness is not None or self.wal_checkpoint_every != CHECKPOINT_EVERY:
-            raw["wal"] = {"checkpoint_every": self.wal_checkpoint_every}
-            if self.wal_witness is not None:
-                raw["wal"]["witness"] = str(self.wal_witness)
+        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
         (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
 
     @property
@@ -165,7 +158,7 @@ class Kernel:
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
-        self.wal: Wal = anchored_wal(config)
+        self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)
         self.registry = self.view.registry

@@ -9,7 +9,15 @@ Invariants:
   the hash of record ``n-1`` (32 zero bytes for record 1), and
   ``hash = sha256(prev_hash || encode(seq, ts, kind, intent_id, idem_key, body))`` where
   every field is typed and length-prefixed, so no byte can move across a field boundary
-  unnoticed. `Wal.verify` re-derives all of it and names the first record that breaks it.
+  unnoticed (`maos.kernel.chain`). `Wal.verify` re-derives all of it, read-only, through
+  `maos.kernel.walcheck`, and names what is wrong with a stable code.
+- **Anchored head** (with ``anchor=``, as every writer holding the root key opens it,
+  `maos.kernel.walconfig.anchored_wal`). Before writing on top, a transaction checks
+  that the log still holds what the anchor vouches for; after COMMIT, `_Anchorer`
+  advances the anchor and only then wakes the batch's callers, so an acknowledged record
+  is never beyond the anchor and losing it is a detectable truncation
+  (`maos.kernel.anchor`, docs/wal.md). Every ``checkpoint_every`` records, a sealed
+  ``wal.checkpoint`` record lets a boot re-hash only from there.
 - **Append-only.** Nothing in MAOS updates or deletes a row.
 - **Many writers, one chain.** Each batch reads the tail inside ``BEGIN IMMEDIATE``, so
   other `Wal` objects and other processes (the CLI approving while a kernel runs) extend
@@ -53,7 +61,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -78,7 +86,6 @@ __all__ = [
     "VerifyReport",
     "Wal",
     "WalRecord",
-    "anchored_wal",
 ]
 
 _BUSY_TIMEOUT_S = 30.0
@@ -730,29 +737,3 @@ def _rollback(conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
         conn.close()
         return None
     return conn
-
-
-class LogConfig(Protocol):
-    """What `anchored_wal` needs of a kernel's configuration."""
-
-    @property
-    def data_dir(self) -> Path: ...
-    @property
-    def wal_path(self) -> Path: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
-    @property
-    def wal_witness(self) -> Path | None: ...
-    @property
-    def wal_checkpoint_every(self) -> int: ...
-
-
-def anchored_wal(config: LogConfig) -> Wal:
-    """A data directory's log as every writer holding its root key opens it: anchored,
-    witnessed if configured, checkpointed."""
-    return Wal(
-        config.wal_path,
-        clock=config.clock,
-        anchor=HeadAnchor(config.data_dir, witness=config.wal_witness),
-        checkpoint_every=config.wal_checkpoint_every,
-    )
