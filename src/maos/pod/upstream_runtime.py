@@ -1,0 +1,125 @@
+"""A read-only runtime for upstream servers: a virtualenv on Debian's python3, and node.
+
+Real MCP servers need packages (the ``mcp`` SDK, httpx, ...) and often Node.js. A pod
+must not get the kernel's own environment (its venv holds the kernel's code and
+secrets' handlers, and the pyenv interpreter in root's home is unreadable to uid
+nobody), so upstreams get a runtime of their own: a virtualenv built on
+``/usr/bin/python3`` (world-readable), with the packages pip installs into it, made
+world-readable and mounted read-only at the same path inside the sandbox (scripts'
+shebangs and ``pyvenv.cfg`` name absolute paths). Node is Debian's ``/usr/bin/node``,
+bound read-only when the runtime asks for it.
+
+Builds are cached: the directory's name is a digest of the interpreter's version and the
+sorted requirements, and a ``.complete`` marker is written last, so a half-built runtime
+(a killed build) is rebuilt rather than used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from maos.pod.isolation.errors import SandboxError
+from maos.pod.isolation.home import pod_uid, reachable
+from maos.pod.isolation.level1 import PYTHON
+
+__all__ = ["NODE", "Runtime", "build_runtime", "runtime_key"]
+
+NODE = "/usr/bin/node"
+_MARKER = ".complete"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """A built runtime; `maos.pod.upstream.sandboxed_command` binds it read-only."""
+
+    root: Path
+    """The virtualenv, bound at this same path inside the sandbox."""
+    node: bool = False
+    """Whether the sandbox also gets Debian's ``node``."""
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    def binds(self) -> list[str]:
+        """bwrap arguments that mount this runtime read-only."""
+        args = ["--ro-bind", str(self.root), str(self.root)]
+        if self.node:
+            args += ["--ro-bind", os.path.realpath(NODE), NODE]
+        return args
+
+
+def runtime_key(packages: Sequence[str]) -> str:
+    """The cache key: Debian python's version and the sorted requirements."""
+    version = os.path.basename(os.path.realpath(PYTHON))
+    text = "\n".join([version, *sorted(packages)])
+    return f"{version}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def build_runtime(
+    packages: Sequence[str],
+    cache: Path,
+    *,
+    node: bool = False,
+    constraints: Path | None = None,
+) -> Runtime:
+    """The runtime for ``packages`` under ``cache``, built on first use (blocking: pip).
+
+    ``cache`` and its parents must be traversable by the pod's uid: bwrap, started as
+    nobody, must reach the directory to mount it (a data dir under ``/root`` is not).
+    """
+    if node and not os.access(NODE, os.X_OK):
+        raise SandboxError(
+            "POD.RUNTIME.NO_NODE", f"{NODE} is missing: apt-get install nodejs", path=NODE
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o755)
+    if not reachable(cache, pod_uid()):
+        raise SandboxError(
+            "POD.RUNTIME.UNREACHABLE",
+            "upstream pods run as nobody and must traverse to the runtime; "
+            "build it under a world-traversable directory (--out)",
+            path=str(cache),
+        )
+    root = cache / runtime_key(packages)
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / _MARKER).exists():
+            _build(root, packages, constraints)
+    return Runtime(root, node=node)
+
+
+def _build(root: Path, packages: Sequence[str], constraints: Path | None) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    _run([PYTHON, "-m", "venv", "--without-pip", str(root)], root)
+    if packages:
+        # The kernel's pip, run for the runtime's interpreter: Debian's python3 has no pip.
+        pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python")]
+        pip += ["install", "--no-input", "--disable-pip-version-check"]
+        if constraints is not None:
+            pip += ["--constraint", str(constraints)]
+        _run([*pip, "--", *packages], root)
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    (root / _MARKER).write_text("\n".join(packages) + "\n")
+
+
+def _run(argv: list[str], root: Path) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise SandboxError(
+            "POD.RUNTIME.BUILD_FAILED",
+            "the runtime could not be built; check the package names and that PyPI is reachable",
+            command=" ".join(argv[:6]),
+            output=(done.stdout + done.stderr)[-2000:],
+        )
