@@ -1,0 +1,253 @@
+"""The egress relay (issue 13, item 2): real listeners on loopback, real tunnels.
+
+A listener counts the connections it accepts, so "refused" means the destination never
+saw a connection, not only that the client got an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maos.pod.egress import EgressError, EgressEvent, EgressRelay, parse_destination
+from maos.pod.isolation import PodHome, detect
+from maos.pod.isolation.level1 import PYTHON
+from maos.pod.isolation.level2 import landlock_abi
+from maos.pod.upstream import upstream_pod
+
+
+class Listener:
+    """A real TCP server on 127.0.0.1 that answers 'hi' and counts what it accepts."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.sendall(b"hi")
+            conn.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def listeners() -> Iterator[tuple[Listener, Listener]]:
+    """Two listeners: one the allowlist names, one it does not."""
+    pair = Listener(), Listener()
+    yield pair
+    for listener in pair:
+        listener.close()
+
+
+def _direct(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+        return conn.recv(2)
+
+
+async def _through(relay: EgressRelay, target: str, request: str | None = None) -> bytes:
+    """What a client gets back from the relay for one CONNECT (or a raw request)."""
+    reader, writer = await asyncio.open_unix_connection(str(relay.socket_path))
+    writer.write((request or f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return data
+
+
+def test_parse_destination_normalises_and_refuses_ambiguous_hosts() -> None:
+    assert str(parse_destination("API.Example.com.:443")) == "api.example.com:443"
+    assert str(parse_destination("[::ffff:127.0.0.1]:80")) == "127.0.0.1:80"
+    assert str(parse_destination("[0:0::1]:80")) == "[::1]:80"
+    for bad in (
+        "127.1:80",  # inet_aton reads it as 127.0.0.1
+        "2130706433:80",
+        "0x7f.1:80",
+        "example.com",
+        "example.com:0",
+        "example.com:65536",
+        "example.com:+80",
+        "::1:80",
+        "[example.com]:80",
+        "a..b:80",
+        "-a.com:80",
+        "a_b.com:80",
+    ):
+        with pytest.raises(EgressError) as err:
+            parse_destination(bad)
+        assert err.value.code == "EGRESS.BAD_DESTINATION", bad
+
+
+def test_relay_tunnels_only_to_its_allowlist_and_logs_each_connection_issue_13(
+    tmp_path: Path, listeners: tuple[Listener, Listener]
+) -> None:
+    allowed, other = listeners
+    assert _direct(other.port) == b"hi"  # control: both are really reachable
+    assert _direct(allowed.port) == b"hi"
+    before = allowed.accepted, other.accepted
+    events: list[EgressEvent] = []
+
+    async def go() -> list[bytes]:
+        relay = EgressRelay(
+            [f"127.0.0.1:{allowed.port}"], tmp_path / "e.sock", on_connect=events.append
+        )
+        async with relay:
+            return [
+                await _through(relay, f"127.0.0.1:{allowed.port}"),
+                await _through(relay, f"127.0.0.1:{other.port}"),
+                await _through(relay, f"[::ffff:127.0.0.1]:{allowed.port}"),
+                await _through(relay, f"127.1:{allowed.port}"),
+                await _through(relay, "", f"GET http://127.0.0.1:{allowed.port}/ HTTP/1.1\r\n\r\n"),
+            ]
+
+    ok, refused, mapped, ambiguous, plain = asyncio.run(go())
+    assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"\r\n\r\nhi")
+    assert b"X-Maos-Code: EGRESS.NOT_ALLOWED" in refused
+    assert mapped.endswith(b"hi")  # the same address written another way
+    assert b"EGRESS.BAD_DESTINATION" in ambiguous
+    assert b" 405 " in plain
+    assert (allowed.accepted - before[0], other.accepted - before[1]) == (2, 0)
+    assert [(e.destination, e.allowed, e.code) for e in events] == [
+        (f"127.0.0.1:{allowed.port}", True, None),
+        (f"127.0.0.1:{other.port}", False, "EGRESS.NOT_ALLOWED"),
+        (f"127.0.0.1:{allowed.port}", True, None),
+        (f"127.1:{allowed.port}", False, "EGRESS.BAD_DESTINATION"),
+        (f"GET http://127.0.0.1:{allowed.port}/ HTTP/1.1", False, "EGRESS.BAD_REQUEST"),
+    ]
+    assert events[0].address == f"127.0.0.1:{allowed.port}"
+
+
+def test_relay_refuses_a_name_that_resolves_to_an_internal_address_issue_13(
+    tmp_path: Path, listeners: tuple[Listener, Listener]
+) -> None:
+    """DNS rebinding: an allowed *name* pointing at loopback is not an allowed address."""
+    target, _ = listeners
+    events: list[EgressEvent] = []
+
+    async def go() -> bytes:
+        allow = [f"localhost:{target.port}"]
+        async with EgressRelay(allow, tmp_path / "e.sock", on_connect=events.append) as relay:
+            return await _through(relay, f"localhost:{target.port}")
+
+    before = target.accepted
+    assert b"EGRESS.INTERNAL_ADDRESS" in asyncio.run(go())
+    assert target.accepted == before
+    assert [(e.allowed, e.code) for e in events] == [(False, "EGRESS.INTERNAL_ADDRESS")]
+
+
+def test_relay_refuses_a_connection_it_cannot_log_issue_13(
+    tmp_path: Path, listeners: tuple[Listener, Listener]
+) -> None:
+    target, _ = listeners
+
+    def broken_log(event: EgressEvent) -> None:
+        raise OSError("the log is gone")
+
+    async def go() -> bytes:
+        allow = [f"127.0.0.1:{target.port}"]
+        async with EgressRelay(allow, tmp_path / "e.sock", on_connect=broken_log) as relay:
+            return await _through(relay, f"127.0.0.1:{target.port}")
+
+    before = target.accepted
+    assert b"EGRESS.LOG_FAILED" in asyncio.run(go())
+    assert target.accepted == before
+
+
+def test_relay_refuses_a_bad_allowlist_entry() -> None:
+    with pytest.raises(EgressError) as err:
+        EgressRelay(["10.0.0.1"], Path("/nonexistent"), on_connect=print)
+    assert err.value.code == "EGRESS.BAD_DESTINATION"
+
+
+PROBE = r"""
+import json, os, socket, sys
+from urllib.parse import urlsplit
+
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+out = {"tcp": open("/proc/net/tcp").read()}
+for family in (5, 16, 38):  # appletalk, netlink, alg: only unix/inet/inet6 pass the filter
+    try:
+        socket.socket(family, socket.SOCK_DGRAM if family == 5 else socket.SOCK_RAW).close()
+        out[f"family:{family}"] = "opened"
+    except OSError as exc:
+        out[f"family:{family}"] = exc.errno
+for port in sys.argv[1:]:
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=3).close()
+        out["direct:" + port] = "connected"
+    except OSError as exc:
+        out["direct:" + port] = exc.errno
+    with socket.create_connection((proxy.hostname, proxy.port), timeout=5) as conn:
+        conn.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+    out["proxy:" + port] = data.decode()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="upstream pods run as nobody: needs root")
+@pytest.mark.skipif(not detect(2).available, reason=detect(2).reason)
+def test_sandboxed_upstream_reaches_only_its_allowlist_issue_13(
+    home: PodHome, listeners: tuple[Listener, Listener]
+) -> None:
+    allowed, other = listeners
+    assert _direct(other.port) == b"hi"  # control
+    directory = home.root / "egress-probe"
+    directory.mkdir(mode=0o755)
+    probe = directory / "probe.py"
+    probe.write_text(PROBE)
+    probe.chmod(0o444)
+    events: list[EgressEvent] = []
+    before = allowed.accepted, other.accepted
+
+    async def go() -> dict[str, Any]:
+        async with upstream_pod(
+            PYTHON,
+            [str(probe), str(allowed.port), str(other.port)],
+            env={},
+            home=home,
+            files=[probe],
+            egress=[f"127.0.0.1:{allowed.port}"],
+            on_connect=events.append,
+        ) as cmd:
+            proc = await asyncio.create_subprocess_exec(
+                cmd.command, *cmd.args, env=dict(cmd.env), stdout=subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        seen: dict[str, Any] = json.loads(out)
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen[f"proxy:{allowed.port}"].endswith("\r\n\r\nhi")
+    assert "EGRESS.NOT_ALLOWED" in seen[f"proxy:{other.port}"]
+    for port in (allowed.port, other.port):
+        assert seen[f"direct:{port}"] != "connected"
+        assert f":{port:04X} " not in seen["tcp"]  # a network namespace of its own
+        if landlock_abi() >= 4:
+            assert seen[f"direct:{port}"] == 13  # EACCES: Landlock allows the proxy port only
+    assert [seen[f"family:{n}"] for n in (5, 16, 38)] == [1, 1, 1]  # EPERM from seccomp
+    assert (allowed.accepted - before[0], other.accepted - before[1]) == (1, 0)
+    assert [(e.destination, e.allowed) for e in events] == [
+        (f"127.0.0.1:{allowed.port}", True),
+        (f"127.0.0.1:{other.port}", False),
+    ]
