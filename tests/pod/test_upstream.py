@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from maos.pod.egress import EgressEvent
 from maos.pod.isolation import IsolationUnavailable, PodHome, SandboxError, detect
 from maos.pod.isolation.level1 import PYTHON
 from maos.pod.upstream import upstream_pod
+from maos.pod.upstream_runtime import Runtime
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="upstream pods run as nobody: needs root"),
@@ -178,3 +180,109 @@ def test_upstream_refuses_what_it_cannot_sandbox(home: PodHome, served: Path) ->
     assert err.value.code == "POD.UPSTREAM.UNLOGGED"
     with pytest.raises(IsolationUnavailable):
         asyncio.run(start(PYTHON, env={}, level=1))
+
+
+MCP_SERVER = r'''
+import os, socket
+from urllib.parse import urlsplit
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("probe")
+
+
+@server.tool()
+def fetch(port: int) -> str:
+    """Connect to 127.0.0.1:port through the egress proxy and return what comes back."""
+    proxy = urlsplit(os.environ["HTTPS_PROXY"])
+    with socket.create_connection((proxy.hostname, proxy.port), timeout=5) as conn:
+        conn.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+    return data.decode()
+
+
+@server.tool()
+def read(path: str) -> str:
+    try:
+        return open(path).read()
+    except OSError as exc:
+        return f"errno {exc.errno}"
+
+
+@server.tool()
+def env(name: str) -> str:
+    return os.environ.get(name, "<unset>")
+
+
+server.run("stdio")
+'''
+
+
+def test_real_mcp_server_in_a_pod_spoken_to_with_the_sdk_issue_13(
+    home: PodHome,
+    listener: int,
+    mcp_runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK's own stdio client drives a real MCP server (the pinned SDK, from the
+    read-only runtime) sandboxed with one allowed destination."""
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    closed = socket.create_server(("127.0.0.1", 0))  # a second real listener, not allowed
+    closed_port = closed.getsockname()[1]
+    monkeypatch.setenv("MAOS_KERNEL_SECRET", "s3cr3t-of-the-kernel")
+    directory = home.root / "mcp-server"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    script = directory / "server.py"
+    script.write_text(MCP_SERVER)
+    script.chmod(0o444)
+    secret = home.root / "kernel-data.txt"
+    secret.write_text("kernel-only")
+    secret.chmod(0o644)
+    events: list[EgressEvent] = []
+
+    async def go() -> dict[str, str]:
+        async with upstream_pod(
+            str(mcp_runtime.python),
+            [str(script)],
+            env={"UPSTREAM_API_KEY": "k-123"},
+            home=home,
+            runtime=mcp_runtime,
+            files=[script],
+            egress=[f"127.0.0.1:{listener}"],
+            on_connect=events.append,
+        ) as cmd:
+            params = StdioServerParameters(
+                command=cmd.command, args=list(cmd.args), env=dict(cmd.env)
+            )
+            async with (
+                stdio_client(params) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                calls = {
+                    "allowed": ("fetch", {"port": listener}),
+                    "other": ("fetch", {"port": closed_port}),
+                    "secret": ("read", {"path": str(secret)}),
+                    "key": ("env", {"name": "UPSTREAM_API_KEY"}),
+                    "kernel": ("env", {"name": "MAOS_KERNEL_SECRET"}),
+                }
+                out = {}
+                for label, (tool, arguments) in calls.items():
+                    result = await session.call_tool(tool, arguments)
+                    out[label] = result.content[0].text  # type: ignore[union-attr]
+                return out
+
+    seen = asyncio.run(go())
+    closed.close()
+    assert seen["allowed"].endswith("\r\n\r\nhi")
+    assert "EGRESS.NOT_ALLOWED" in seen["other"]
+    assert seen["secret"].startswith("errno")
+    assert seen["key"] == "k-123"
+    assert seen["kernel"] == "<unset>"
+    assert [(e.destination, e.allowed) for e in events] == [
+        (f"127.0.0.1:{listener}", True),
+        (f"127.0.0.1:{closed_port}", False),
+    ]

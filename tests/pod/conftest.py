@@ -1,0 +1,34 @@
+"""Fixtures for pod tests that need more than the stdlib inside the sandbox."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maos.pod.isolation.home import pod_uid, reachable
+from maos.pod.upstream_runtime import Runtime, build_runtime
+
+LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+
+
+@pytest.fixture(scope="session")
+def mcp_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """A real read-only runtime with the pinned ``mcp`` SDK, built once and cached.
+
+    Cached in pytest's cache dir when uid nobody can traverse to it (a checkout under
+    ``/root`` cannot be mounted by bwrap running as nobody); otherwise built in a fresh
+    world-traversable temporary dir and removed afterwards.
+    """
+    cache = request.config.cache.mkdir("mcp-runtime") if request.config.cache else None
+    if cache is not None and reachable(cache.parent, pod_uid()):
+        yield build_runtime(["mcp==2.3.0"], cache, constraints=LOCK)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="maos-runtime-"))
+    try:
+        yield build_runtime(["mcp==2.3.0"], scratch, constraints=LOCK)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
