@@ -8,6 +8,7 @@ do against a host-side control showing the thing really exists and is reachable.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -286,3 +287,57 @@ def test_real_mcp_server_in_a_pod_spoken_to_with_the_sdk_issue_13(
         (f"127.0.0.1:{listener}", True),
         (f"127.0.0.1:{closed_port}", False),
     ]
+
+
+NODE_CLIENT = r"""
+const net = require("net");
+const port = Number(process.argv[1]);
+const out = { uid: process.getuid(), env: Object.keys(process.env).sort() };
+try { require("fs").readFileSync(process.argv[2]); out.read = "read"; }
+catch (e) { out.read = e.code; }
+const direct = net.connect(port, "127.0.0.1");
+direct.on("error", (e) => { out.direct = e.code; proxied(); });
+direct.on("connect", () => { out.direct = "connected"; direct.destroy(); proxied(); });
+function proxied() {
+  const s = net.connect(3128, "127.0.0.1", () =>
+    s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\n\r\n`));
+  let data = "";
+  s.on("data", (d) => { data += d; });
+  s.on("end", () => { out.proxy = data; console.log(JSON.stringify(out)); });
+}
+"""
+
+
+@pytest.mark.skipif(not os.access("/usr/bin/node", os.X_OK), reason="apt-get install nodejs")
+def test_node_upstream_runs_sandboxed_with_its_allowlist_issue_13(
+    home: PodHome, listener: int, mcp_runtime: Runtime
+) -> None:
+    """Debian's node from the runtime: nobody, no kernel env, only the allowed listener."""
+    secret = home.root / "node-secret.txt"
+    secret.write_text("kernel-only")
+    secret.chmod(0o644)
+    runtime = dataclasses.replace(mcp_runtime, node=True)
+
+    async def go() -> dict[str, Any]:
+        async with upstream_pod(
+            "/usr/bin/node",
+            ["-e", NODE_CLIENT, str(listener), str(secret)],
+            env={},
+            home=home,
+            runtime=runtime,
+            egress=[f"127.0.0.1:{listener}"],
+            on_connect=lambda event: None,
+        ) as cmd:
+            proc = await asyncio.create_subprocess_exec(
+                cmd.command, *cmd.args, env={**os.environ, **cmd.env}, stdout=subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    seen = asyncio.run(go())
+    assert seen["uid"] == 65534
+    assert seen["read"] == "ENOENT"
+    assert seen["direct"] != "connected"
+    assert seen["proxy"].endswith("\r\n\r\nhi")
+    assert "SECRET" not in " ".join(seen["env"]) and "USER" not in seen["env"]
