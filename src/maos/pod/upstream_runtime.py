@@ -110,7 +110,9 @@ def _build(root: Path, packages: Sequence[str], constraints: Path | None) -> Non
     for path in [root, *root.rglob("*")]:
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
-    (root / _MARKER).write_text("\n".join(packages) + "\n")
+    marker = root / _MARKER
+    marker.write_text("\n".join(packages) + "\n")
+    marker.chmod(0o644)
 
 
 def _run(argv: list[str], root: Path) -> None:
