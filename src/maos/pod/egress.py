@@ -201,6 +201,10 @@ class EgressRelay:
             await self._tunnel(reader, writer)
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # `close` cut this tunnel. Ending normally keeps asyncio's stream callback
+            # from reporting the cancellation of a task only we ever await.
+            pass
         finally:
             self._open -= 1
             self._tasks.discard(task)
