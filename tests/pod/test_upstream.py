@@ -341,3 +341,64 @@ def test_node_upstream_runs_sandboxed_with_its_allowlist_issue_13(
     assert seen["direct"] != "connected"
     assert seen["proxy"].endswith("\r\n\r\nhi")
     assert "SECRET" not in " ".join(seen["env"]) and "USER" not in seen["env"]
+
+
+STUBBORN = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()  # leaves the server's session and process group
+    os.execv("/usr/bin/python3", ["/usr/bin/python3", "-c", "import time; time.sleep(600)",
+                                  sys.argv[1]])
+print("up", flush=True)
+while True:  # ignores stdin's EOF too
+    time.sleep(1)
+"""
+
+
+def _alive_with(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_an_upstream_that_ignores_its_client_dies_with_all_its_children_issue_13(
+    home: PodHome,
+) -> None:
+    """The SDK closes stdin, SIGTERMs bwrap's group, then SIGKILLs it; the sandbox's own
+    pid namespace takes the server and a child that left its session with it."""
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    marker = f"maos-stubborn-{os.getpid()}-{id(home)}"
+    directory = home.root / "stubborn"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    script = directory / "server.py"
+    script.write_text(STUBBORN)
+    script.chmod(0o444)
+
+    async def go() -> list[int]:
+        async with upstream_pod(
+            PYTHON, [str(script), marker], env={}, home=home, files=[script]
+        ) as cmd:
+            params = StdioServerParameters(
+                command=cmd.command, args=list(cmd.args), env=dict(cmd.env)
+            )
+            async with stdio_client(params) as (read, _write):
+                await read.receive()  # "up" (not JSON-RPC: an error item, still a sign of life)
+                while not _alive_with(marker):
+                    await asyncio.sleep(0.05)
+                during = _alive_with(marker)
+        for _ in range(100):  # the namespace is torn down as its init dies
+            if not _alive_with(marker):
+                break
+            await asyncio.sleep(0.05)
+        return during
+
+    during = asyncio.run(go())
+    assert during  # control: the escaped child really ran
+    assert _alive_with(marker) == []

@@ -123,13 +123,18 @@ def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
     ]
     if "sandboxed_us_p50" in e:
-        rows.append(
+        rows += [
             (
                 "from an upstream pod (forwarder + relay) p50",
                 f"{e['sandboxed_us_p50']} µs",
                 f"{e['ratio_sandboxed_vs_direct_p50']} × direct",
-            )
-        )
+            ),
+            (
+                "upstream pod cold start p50",
+                f"{e['upstream_cold_start_ms_p50']} ms",
+                f"{e['ratio_upstream_start_vs_plain']} × plain python3",
+            ),
+        ]
     return rows
 
 

@@ -11,6 +11,10 @@ server on 127.0.0.1, measured in one event loop and one run:
   upstream pod - its loopback forwarder, the bind-mounted Unix socket, the relay - when
   the host can give level 2 and the kernel is root.
 
+Beside them, an upstream pod's cold start: `upstream_pod` entered, ``python3 -I -S -c
+pass`` spawned through its command line and reaped, against the same interpreter started
+plainly (there is no warm pool for upstreams: an MCP client owns the process).
+
 Ratios are p50 against the direct p50 of the same run.
 """
 
@@ -107,13 +111,34 @@ async def _sandboxed(port: int, rounds: int, direct_p50: float) -> dict[str, Any
             )
             out, _ = await proc.communicate()
         p50, p99 = (float(x) for x in out.split())
+        starts = 5 if rounds < 100 else 30
+        plain = [await _start(None) for _ in range(starts)]
+        boxed = [await _start(home) for _ in range(starts)]
     finally:
         home.close()
+    plain_ms, boxed_ms = statistics.median(plain), statistics.median(boxed)
     return {
         "sandboxed_us_p50": round(p50, 1),
         "sandboxed_us_p99": round(p99, 1),
         "ratio_sandboxed_vs_direct_p50": round(p50 / direct_p50, 2),
+        "upstream_cold_start_ms_p50": round(boxed_ms, 1),
+        "python_start_ms_p50": round(plain_ms, 1),
+        "ratio_upstream_start_vs_plain": round(boxed_ms / plain_ms, 2),
     }
+
+
+async def _start(home: PodHome | None) -> float:
+    """Milliseconds from nothing to a reaped ``python3 -I -S -c pass`` (sandboxed in a pod
+    of ``home``, or plainly)."""
+    t = time.perf_counter()
+    if home is None:
+        proc = await asyncio.create_subprocess_exec(PYTHON, "-I", "-S", "-c", "pass")
+        await proc.wait()
+    else:
+        async with upstream_pod(PYTHON, ["-I", "-S", "-c", "pass"], env={}, home=home) as cmd:
+            proc = await asyncio.create_subprocess_exec(cmd.command, *cmd.args, env=dict(cmd.env))
+            await proc.wait()
+    return (time.perf_counter() - t) * 1e3
 
 
 async def _direct(port: int) -> None:
