@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from maos.pod.egress import EgressError, EgressEvent, EgressRelay, parse_destination
+from maos.pod.egress import (
+    MAX_CONNECTIONS,
+    EgressError,
+    EgressEvent,
+    EgressRelay,
+    parse_destination,
+)
 from maos.pod.isolation import PodHome, detect
 from maos.pod.isolation.level1 import PYTHON
 from maos.pod.isolation.level2 import landlock_abi
@@ -251,3 +257,53 @@ def test_sandboxed_upstream_reaches_only_its_allowlist_issue_13(
         (f"127.0.0.1:{allowed.port}", True),
         (f"127.0.0.1:{other.port}", False),
     ]
+
+
+def test_relay_answers_hostile_requests_and_keeps_serving_issue_13(
+    tmp_path: Path, listeners: tuple[Listener, Listener]
+) -> None:
+    """An oversized header, binary garbage, a client that hangs up mid-request, and more
+    tunnels than the cap: each gets a clear refusal (or nothing), and the relay still
+    serves the allowed destination afterwards."""
+    target, _ = listeners
+    events: list[EgressEvent] = []
+
+    async def held() -> tuple[asyncio.Server, int]:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # keeps the tunnel open until the client leaves
+            writer.close()
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        return server, server.sockets[0].getsockname()[1]
+
+    async def go() -> dict[str, bytes]:
+        holder, hold_port = await held()
+        allow = [f"127.0.0.1:{target.port}", f"127.0.0.1:{hold_port}"]
+        out = {}
+        async with EgressRelay(allow, tmp_path / "e.sock", on_connect=events.append) as relay:
+            path = str(relay.socket_path)
+            out["huge"] = await _through(relay, "", "CONNECT " + "a" * 20_000 + "\r\n\r\n")
+            out["garbage"] = await _through(relay, "", "\x00\xff\x16\x03\x01 binary\r\n\r\n")
+            _, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"CONNECT 127.0.0.1:")  # and hangs up
+            writer.close()
+            tunnels = []
+            for _ in range(MAX_CONNECTIONS):
+                reader, writer = await asyncio.open_unix_connection(path)
+                writer.write(f"CONNECT 127.0.0.1:{hold_port} HTTP/1.1\r\n\r\n".encode())
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+                tunnels.append(writer)
+            out["over_cap"] = await _through(relay, f"127.0.0.1:{target.port}")
+            for writer in tunnels:
+                writer.close()
+            await asyncio.sleep(0.2)
+            out["after"] = await _through(relay, f"127.0.0.1:{target.port}")
+        holder.close()
+        return out
+
+    out = asyncio.run(go())
+    assert b" 400 " in out["huge"] and b"EGRESS.BAD_REQUEST" in out["huge"]
+    assert b" 405 " in out["garbage"]
+    assert b"EGRESS.TOO_MANY" in out["over_cap"]
+    assert out["after"].endswith(b"\r\n\r\nhi")
+    assert all(not e.allowed for e in events if e.code is not None)
