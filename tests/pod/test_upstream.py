@@ -85,8 +85,11 @@ def listener() -> Iterator[int]:
     server.close()
 
 
-def run_sandboxed(home: PodHome, probe: Path, *args: str, **kwargs: Any) -> dict[str, Any]:
-    """Spawn the probe sandboxed, as a client that passes its *whole* environment would."""
+def run_sandboxed(
+    home: PodHome, probe: Path, *args: str, inherit_only: bool = False, **kwargs: Any
+) -> dict[str, Any]:
+    """Spawn the probe sandboxed, as a client that passes its *whole* environment would
+    (``inherit_only``: and none of the command's own)."""
 
     async def go() -> dict[str, Any]:
         files = [probe, *kwargs.pop("files", [])]
@@ -94,7 +97,7 @@ def run_sandboxed(home: PodHome, probe: Path, *args: str, **kwargs: Any) -> dict
             proc = await asyncio.create_subprocess_exec(
                 c.command,
                 *c.args,
-                env={**os.environ, **c.env},
+                env=dict(os.environ) if inherit_only else {**os.environ, **c.env},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -160,6 +163,10 @@ def test_upstream_sees_only_the_environment_it_is_given_issue_13(
     assert "MAOS_KERNEL_SECRET" not in seen["env"]
     assert "s3cr3t-of-the-kernel" not in json.dumps(seen)  # nor in bwrap's init's environ
     assert seen["env"]["HOME"] == "/work"
+    # A client that passes only what it inherited: the base is still the sandbox's own.
+    seen = run_sandboxed(home, served, "1", env={"UPSTREAM_API_KEY": "k"}, inherit_only=True)
+    assert "MAOS_KERNEL_SECRET" not in seen["env"] and "UPSTREAM_API_KEY" not in seen["env"]
+    assert (seen["env"]["HOME"], seen["env"]["PATH"]) == ("/work", "/usr/bin:/bin")
 
 
 def test_upstream_refuses_what_it_cannot_sandbox(home: PodHome, served: Path) -> None:

@@ -119,7 +119,7 @@ def sandboxed_command(
             level=2,
             reason=support.reason,
         )
-    final_env = _environment(env, runtime, egress=relay is not None)
+    given, base = _environment(env, runtime, egress=relay is not None)
     binds = _binds(command, files, runtime)
     init = _install_init(home)
     inner = {
@@ -159,14 +159,15 @@ def sandboxed_command(
     argv += [PYTHON, "-I", "-S", "-B", "/maos/upstream_init.py", "inner", json.dumps(inner)]
     outer = {
         "bwrap": argv,
-        "keep_env": sorted(final_env),
+        "keep_env": sorted(given),
+        "base_env": base,
         "seccomp": base64.b64encode(seccomp.filter_bpf(relay is not None)).decode(),
         "uid": POD_UID,
     }
     return UpstreamCommand(
         command=PYTHON,
         args=("-I", "-S", "-B", str(init), "outer", json.dumps(outer)),
-        env=MappingProxyType(final_env),
+        env=MappingProxyType({**given, **base}),
         workspace=pod_dir.workspace,
     )
 
@@ -229,7 +230,9 @@ async def upstream_pod(
 
 def _environment(
     env: Mapping[str, str], runtime: Runtime | None, *, egress: bool
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The caller's variables (secrets: they travel only in the environment) and the base
+    (no secrets: it travels in the launcher's spec, so no inherited value replaces it)."""
     for name, value in env.items():
         if not _ENV_NAME.match(name) or name in _RESERVED:
             raise SandboxError(
@@ -242,7 +245,7 @@ def _environment(
     if egress:
         for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
             base[name] = _PROXY
-    return {**env, **base}
+    return dict(env), base
 
 
 def _binds(command: str, files: Sequence[Path], runtime: Runtime | None) -> list[str]:

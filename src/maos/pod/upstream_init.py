@@ -6,8 +6,9 @@ SDK's ``stdio_client``) spawns like any other; that command is this file, run by
 
 * ``outer SPEC`` on the host, as the kernel's uid: keeps only the environment names the
   spec lists (the SDK adds the kernel's ``HOME``, ``PATH`` ... and a careless caller may
-  pass everything), turns the seccomp filter from the spec into a memfd, drops to uid
-  65534 when it is root and execs bubblewrap. Filtering *before* bwrap matters: bwrap's
+  pass everything) and sets the spec's base (``PATH``, ``HOME``, the proxy) over them,
+  turns the seccomp filter from the spec into a memfd, drops to uid 65534 when it is
+  root and execs bubblewrap. Filtering *before* bwrap matters: bwrap's
   init inside the sandbox keeps the environment it was started with, and the server can
   read ``/proc/1/environ``.
 * ``inner SPEC`` inside the sandbox: applies the rlimits and Landlock with the
@@ -50,6 +51,7 @@ def _bootstrap() -> ModuleType:
 
 def outer(spec: dict[str, Any]) -> None:
     env = {name: os.environ[name] for name in spec["keep_env"] if name in os.environ}
+    env.update(spec["base_env"])  # PATH, HOME ...: never the values the client inherited
     fd = os.memfd_create("maos-seccomp", 0)
     os.write(fd, base64.b64decode(spec["seccomp"]))
     os.lseek(fd, 0, os.SEEK_SET)
