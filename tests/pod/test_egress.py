@@ -307,3 +307,127 @@ def test_relay_answers_hostile_requests_and_keeps_serving_issue_13(
     assert b"EGRESS.TOO_MANY" in out["over_cap"]
     assert out["after"].endswith(b"\r\n\r\nhi")
     assert all(not e.allowed for e in events if e.code is not None)
+
+
+HTTPS_PROBE = r"""
+import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for url in sys.argv[1], sys.argv[3]:
+    try:  # urllib honours https_proxy from the environment: a CONNECT tunnel
+        print(urllib.request.urlopen(url, context=ctx, timeout=10).read().decode())
+    except OSError as exc:
+        print("refused", exc)
+"""
+
+
+def _tls_server(directory: Path) -> tuple[Any, int, Path]:
+    """A real HTTPS server on 127.0.0.1 with a fresh self-signed certificate."""
+    import datetime
+    import http.server
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    loopback = ipaddress.ip_address("127.0.0.1")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(loopback)]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.chmod(0o444)
+    key_path = directory / "key.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"hello over tls"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1], cert_path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="upstream pods run as nobody: needs root")
+@pytest.mark.skipif(not detect(2).available, reason=detect(2).reason)
+def test_a_stock_https_client_in_a_pod_goes_through_the_relay_issue_13(
+    home: PodHome, listeners: tuple[Listener, Listener]
+) -> None:
+    """urllib, unmodified, reaches an allowed real HTTPS server through HTTPS_PROXY and the
+    relay (TLS end to end: the relay sees only the tunnel); a URL off the list fails."""
+    _, other = listeners
+    directory = home.root / "tls"
+    directory.mkdir(mode=0o755)
+    server, port, cert = _tls_server(directory)
+    probe = directory / "probe.py"
+    probe.write_text(HTTPS_PROBE)
+    probe.chmod(0o444)
+    events: list[EgressEvent] = []
+
+    async def go() -> str:
+        async with upstream_pod(
+            PYTHON,
+            [
+                str(probe),
+                f"https://127.0.0.1:{port}/",
+                str(cert),
+                f"https://127.0.0.1:{other.port}/",
+            ],
+            env={},
+            home=home,
+            files=[probe, cert],
+            egress=[f"127.0.0.1:{port}"],
+            on_connect=events.append,
+        ) as cmd:
+            proc = await asyncio.create_subprocess_exec(
+                cmd.command, *cmd.args, env=dict(cmd.env), stdout=subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+        return out.decode()
+
+    try:
+        out = asyncio.run(go())
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = out.splitlines()
+    assert lines[0] == "hello over tls"
+    assert lines[1].startswith("refused") and "403" in lines[1]
+    assert [(e.destination, e.allowed) for e in events] == [
+        (f"127.0.0.1:{port}", True),
+        (f"127.0.0.1:{other.port}", False),
+    ]
