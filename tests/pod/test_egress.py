@@ -431,3 +431,57 @@ def test_a_stock_https_client_in_a_pod_goes_through_the_relay_issue_13(
         (f"127.0.0.1:{port}", True),
         (f"127.0.0.1:{other.port}", False),
     ]
+
+
+UNIX_PROBE = r"""
+import socket, sys
+for name in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(b"\0" + name.encode())
+        print("connected")
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="upstream pods run as nobody: needs root")
+@pytest.mark.skipif(not detect(2).available, reason=detect(2).reason)
+def test_an_upstream_with_egress_cannot_reach_host_abstract_sockets_issue_13(
+    home: PodHome, listeners: tuple[Listener, Listener]
+) -> None:
+    """socket() is open to an upstream with egress; the host's abstract Unix sockets
+    (a per-network-namespace name space) still are not."""
+    target, _ = listeners
+    name = f"maos-egress-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(b"\0" + name.encode())
+    server.listen()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+        control.connect(b"\0" + name.encode())  # control: it is there on the host
+    directory = home.root / "unix-probe"
+    directory.mkdir(mode=0o755)
+    probe = directory / "probe.py"
+    probe.write_text(UNIX_PROBE)
+    probe.chmod(0o444)
+
+    async def go() -> str:
+        async with upstream_pod(
+            PYTHON,
+            [str(probe), name],
+            env={},
+            home=home,
+            files=[probe],
+            egress=[f"127.0.0.1:{target.port}"],
+            on_connect=lambda event: None,
+        ) as cmd:
+            proc = await asyncio.create_subprocess_exec(
+                cmd.command, *cmd.args, env=dict(cmd.env), stdout=subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+        return out.decode().strip()
+
+    try:
+        assert asyncio.run(go()) != "connected"
+    finally:
+        server.close()
