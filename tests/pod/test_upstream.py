@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -409,3 +410,56 @@ def test_an_upstream_that_ignores_its_client_dies_with_all_its_children_issue_13
     during = asyncio.run(go())
     assert during  # control: the escaped child really ran
     assert _alive_with(marker) == []
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="apt-get install npm")
+def test_the_npm_filesystem_server_in_a_pod_sees_only_its_mounts_issue_13(
+    home: PodHome, npm_runtime: Runtime
+) -> None:
+    """The reference MCP filesystem server from npm, allowed ``/work`` and ``/tmp``: the
+    kernel's file under the host's ``/tmp`` is inside what the server would serve, and
+    does not exist for it (its ``/tmp`` is its own). Driven by the Python SDK's client."""
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    secret = home.root / "kernel-secret.txt"
+    secret.write_text("kernel-only")
+    secret.chmod(0o644)
+    assert secret.is_relative_to("/tmp")  # the pod home is under the host's /tmp
+    script = npm_runtime.node_script("mcp-server-filesystem")
+
+    async def go() -> tuple[set[str], str, str]:
+        async with upstream_pod(
+            "/usr/bin/node",
+            [str(script), "/work", "/tmp"],
+            env={},
+            home=home,
+            runtime=npm_runtime,
+        ) as cmd:
+            params = StdioServerParameters(
+                command=cmd.command, args=list(cmd.args), env=dict(cmd.env)
+            )
+            async with (
+                stdio_client(params) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                tools = {tool.name for tool in (await session.list_tools()).tools}
+                await session.call_tool(
+                    "write_file", {"path": "/work/note.txt", "content": "from the pod"}
+                )
+                mine = await session.call_tool("read_text_file", {"path": "/work/note.txt"})
+                theirs = await session.call_tool("read_text_file", {"path": str(secret)})
+                return (
+                    tools,
+                    mine.content[0].text,  # type: ignore[union-attr]
+                    theirs.content[0].text,  # type: ignore[union-attr]
+                )
+
+    tools, mine, theirs = asyncio.run(go())
+    assert {"read_text_file", "write_file"} <= tools
+    assert mine == "from the pod"
+    assert "kernel-only" not in theirs and "ENOENT" in theirs
+    with pytest.raises(SandboxError) as err:
+        npm_runtime.node_script("../../../bin/sh")
+    assert err.value.code == "POD.RUNTIME.NO_COMMAND"

@@ -35,6 +35,15 @@ def build(
             "--python-packages", "-p", help="A pip requirement, e.g. mcp==2.3.0 (repeatable)."
         ),
     ] = None,
+    npm_packages: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--npm-packages",
+            "-n",
+            help="An npm package, e.g. @modelcontextprotocol/server-filesystem@2026.8.31 "
+            "(repeatable; implies --node; install scripts are not run).",
+        ),
+    ] = None,
     node: Annotated[bool, typer.Option("--node", help="Also give pods Debian's node.")] = False,
     out: Annotated[
         Path | None,
@@ -55,17 +64,28 @@ def build(
     \b
     Example:
       maos mcp-runtime build -p mcp==2.3.0 -p httpx==0.28.1 --node --out /srv/maos-runtime
+      maos mcp-runtime build -n @modelcontextprotocol/server-filesystem@2026.8.31 \
+          --out /srv/maos-runtime
     """
     cache = out if out is not None else data_dir / "mcp-runtime"
     try:
         runtime = build_runtime(
-            python_packages or [], cache.resolve(), node=node, constraints=constraint
+            python_packages or [],
+            cache.resolve(),
+            npm_packages=npm_packages or [],
+            node=node,
+            constraints=constraint,
         )
     except MaosError as exc:
         fail(exc)
         return
     if as_json:
-        info = {"root": str(runtime.root), "python": str(runtime.python), "node": runtime.node}
+        info = {
+            "root": str(runtime.root),
+            "python": str(runtime.python),
+            "node": runtime.node,
+            "node_modules": str(runtime.node_modules),
+        }
         typer.echo(json.dumps(info))
     else:
         typer.echo(f"runtime {runtime.root}\npython  {runtime.python}")

@@ -49,6 +49,27 @@ class Runtime:
     def python(self) -> Path:
         return self.root / "bin" / "python"
 
+    @property
+    def node_modules(self) -> Path:
+        """Where ``--npm-packages`` are installed (read-only inside, like the rest)."""
+        return self.root / "node" / "node_modules"
+
+    def node_script(self, command: str) -> Path:
+        """The JavaScript file behind an npm package's command (``node_modules/.bin``).
+
+        Run it as ``/usr/bin/node <script>``: the ``.bin`` entries start with
+        ``#!/usr/bin/env node``, and there is no ``/usr/bin/env`` inside the sandbox.
+        """
+        link = self.node_modules / ".bin" / command
+        script = link.resolve()
+        if not link.is_symlink() or not script.is_relative_to(self.node_modules):
+            raise SandboxError(
+                "POD.RUNTIME.NO_COMMAND",
+                "no such npm command in this runtime; build it with --npm-packages",
+                command=command,
+            )
+        return script
+
     def binds(self) -> list[str]:
         """bwrap arguments that mount this runtime read-only."""
         args = ["--ro-bind", str(self.root), str(self.root)]
@@ -57,10 +78,10 @@ class Runtime:
         return args
 
 
-def runtime_key(packages: Sequence[str]) -> str:
+def runtime_key(packages: Sequence[str], npm_packages: Sequence[str] = ()) -> str:
     """The cache key: Debian python's version and the sorted requirements."""
     version = os.path.basename(os.path.realpath(PYTHON))
-    text = "\n".join([version, *sorted(packages)])
+    text = "\n".join([version, *sorted(packages), *sorted(f"npm:{p}" for p in npm_packages)])
     return f"{version}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
@@ -68,14 +89,21 @@ def build_runtime(
     packages: Sequence[str],
     cache: Path,
     *,
+    npm_packages: Sequence[str] = (),
     node: bool = False,
     constraints: Path | None = None,
 ) -> Runtime:
     """The runtime for ``packages`` under ``cache``, built on first use (blocking: pip).
 
+    ``npm_packages`` (``name@version``) go under ``node_modules`` with npm's install
+    scripts off (they would run as the kernel's uid at build time); they imply ``node``.
+
     ``cache`` and its parents must be traversable by the pod's uid: bwrap, started as
     nobody, must reach the directory to mount it (a data dir under ``/root`` is not).
     """
+    node = node or bool(npm_packages)
+    if npm_packages and shutil.which("npm") is None:
+        raise SandboxError("POD.RUNTIME.NO_NODE", "npm is missing: apt-get install npm")
     if node and not os.access(NODE, os.X_OK):
         raise SandboxError(
             "POD.RUNTIME.NO_NODE", f"{NODE} is missing: apt-get install nodejs", path=NODE
@@ -89,15 +117,20 @@ def build_runtime(
             "build it under a world-traversable directory (--out)",
             path=str(cache),
         )
-    root = cache / runtime_key(packages)
+    root = cache / runtime_key(packages, npm_packages)
     with (cache / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / _MARKER).exists():
-            _build(root, packages, constraints)
+            _build(root, packages, npm_packages, constraints)
     return Runtime(root, node=node)
 
 
-def _build(root: Path, packages: Sequence[str], constraints: Path | None) -> None:
+def _build(
+    root: Path,
+    packages: Sequence[str],
+    npm_packages: Sequence[str],
+    constraints: Path | None,
+) -> None:
     shutil.rmtree(root, ignore_errors=True)
     _run([PYTHON, "-m", "venv", "--without-pip", str(root)], root)
     if packages:
@@ -107,6 +140,10 @@ def _build(root: Path, packages: Sequence[str], constraints: Path | None) -> Non
         if constraints is not None:
             pip += ["--constraint", str(constraints)]
         _run([*pip, "--", *packages], root)
+    if npm_packages:
+        npm = ["npm", "install", "--prefix", str(root / "node"), "--no-audit", "--no-fund"]
+        npm += ["--omit=dev", "--ignore-scripts", "--no-update-notifier"]
+        _run([*npm, "--", *npm_packages], root)
     for path in [root, *root.rglob("*")]:
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
