@@ -26,6 +26,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
+    assert egress["ratio_relay_vs_direct_cpu"] > 0
     assert egress["ratio_sandboxed_vs_direct_p50"] > 0
     assert egress["ratio_upstream_start_vs_plain"] > 0
     assert egress["relay_logged"] >= egress["connections"]  # every connection was logged

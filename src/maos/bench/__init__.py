@@ -121,6 +121,11 @@ def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{e['relay_us_p50']} µs",
             f"{e['ratio_relay_vs_direct_p50']} × direct",
         ),
+        (
+            "egress relay CPU per connection",
+            f"{e['relay_cpu_us_per_connection']} µs",
+            f"{e['ratio_relay_vs_direct_cpu']} × direct",
+        ),
     ]
     if "sandboxed_us_p50" in e:
         rows += [

@@ -15,7 +15,9 @@ Beside them, an upstream pod's cold start: `upstream_pod` entered, ``python3 -I 
 pass`` spawned through its command line and reaped, against the same interpreter started
 plainly (there is no warm pool for upstreams: an MCP client owns the process).
 
-Ratios are p50 against the direct p50 of the same run.
+Ratios are p50 against the direct p50 of the same run; beside them the CPU time this
+process spends per connection (client, relay and echo server together), which a loaded
+machine inflates far less than wall-clock time.
 """
 
 from __future__ import annotations
@@ -75,12 +77,15 @@ async def _measure(rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="maos-bench-egress-") as tmp:
         relay = EgressRelay([f"127.0.0.1:{port}"], Path(tmp) / "e.sock", on_connect=events.append)
         async with relay:
-            direct = await _time(rounds, lambda: _direct(port))
-            relayed = await _time(rounds, lambda: _relayed(relay.socket_path, port))
+            direct, direct_cpu = await _time(rounds, lambda: _direct(port))
+            relayed, relay_cpu = await _time(rounds, lambda: _relayed(relay.socket_path, port))
             figures |= _figures("direct", direct) | _figures("relay", relayed)
             figures["ratio_relay_vs_direct_p50"] = round(
                 figures["relay_us_p50"] / figures["direct_us_p50"], 2
             )
+            figures["direct_cpu_us_per_connection"] = round(direct_cpu, 1)
+            figures["relay_cpu_us_per_connection"] = round(relay_cpu, 1)
+            figures["ratio_relay_vs_direct_cpu"] = round(relay_cpu / direct_cpu, 2)
             figures |= await _sandboxed(port, rounds, figures["direct_us_p50"])
     server.close()
     await server.wait_closed()
@@ -163,15 +168,19 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     await writer.wait_closed()
 
 
-async def _time(rounds: int, once: Callable[[], Awaitable[None]]) -> list[float]:
+async def _time(rounds: int, once: Callable[[], Awaitable[None]]) -> tuple[list[float], float]:
+    """Wall-clock µs per connection, and this process's CPU µs per connection (client,
+    relay and echo server all run here): the CPU figure is what load does not inflate
+    with waiting for a time slice."""
     for _ in range(min(rounds, 20)):
         await once()
     samples = []
+    cpu = time.process_time()
     for _ in range(rounds):
         t = time.perf_counter()
         await once()
         samples.append((time.perf_counter() - t) * 1e6)
-    return samples
+    return samples, (time.process_time() - cpu) / rounds * 1e6
 
 
 def _figures(name: str, samples: list[float]) -> dict[str, float]:
