@@ -15,9 +15,11 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,6 +33,7 @@ __all__ = [
     "ROLES",
     "NodeIdentity",
     "NodeSpec",
+    "NodeTls",
     "PkiFiles",
     "issue_pki",
     "verify_node_cert",
@@ -60,6 +63,33 @@ class NodeIdentity:
 
 
 @dataclass(frozen=True)
+class NodeTls:
+    """A node's certificate, key and the federation's CA bundle (`maos node certs`)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def block(self, *, verify: bool) -> dict[str, Any]:
+        """The server's ``tls {}`` block for a listener (verify) or a leaf remote."""
+        out: dict[str, Any] = {
+            "cert_file": str(self.cert),
+            "key_file": str(self.key),
+            "ca_file": str(self.ca),
+            "timeout": 5,
+        }
+        if verify:
+            out["verify"] = True
+        return out
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that presents this node's certificate and trusts only the CA."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        return ctx
+
+
+@dataclass(frozen=True)
 class PkiFiles:
     """Where `issue_pki` wrote the CA and each node's certificate and key."""
 
@@ -72,6 +102,10 @@ class PkiFiles:
 
     def key(self, name: str) -> Path:
         return self._node(name)[2]
+
+    def tls(self, name: str) -> NodeTls:
+        """What node ``name`` presents and trusts on its links."""
+        return NodeTls(cert=self.cert(name), key=self.key(name), ca=self.ca_cert)
 
     def _node(self, name: str) -> tuple[NodeSpec, Path, Path]:
         for entry in self.nodes:
