@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from maos.kernel.config import KernelConfig, read_config
 from maos.kernel.errors import InputError, MaosError
-from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.kernel import Kernel
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
 from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
@@ -95,7 +96,8 @@ async def configured_kernel(
     installed before boot replays approved intents); all closed after. Without a tool
     adapter given, the hosts of tools that parked calls wait for are started too, once
     the kernel has folded its log and before it replays approved intents."""
-    settings = load_settings(data_dir)
+    config = read_config(data_dir)  # the one reading: the kernel's keys and the services'
+    settings = load_settings(data_dir, config=config)
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
@@ -115,7 +117,7 @@ async def configured_kernel(
         sse = await semantic_evaluator(settings.sse, llm)
         extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
         kernel = await Kernel.boot(
-            KernelConfig.load(data_dir),
+            KernelConfig.of(config, data_dir),
             follow=follow,
             sse=sse,
             fever_sse=HeuristicEvaluator() if sse is None else None,

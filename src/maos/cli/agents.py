@@ -101,7 +101,7 @@ def agent_run(
 @agent_app.command("list")
 def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """Registered agents with ring, status and context label."""
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     rows: list[dict[str, Any]] = [
         {
             "agent_id": a.agent_id,

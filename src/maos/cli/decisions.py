@@ -37,7 +37,7 @@ def approvals_list(
     as_json: JsonOut = False,
 ) -> None:
     """Intents waiting for a human, with the rule that asked and the flagged targets."""
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     items = view.approvals.all() if all_ else view.approvals.pending()
     if as_json:
         echo_json([a.to_dict() for a in items])
@@ -147,7 +147,7 @@ def task_declassify(
 @doubt_app.command("list")
 def in_doubt_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """Effects recovery could not settle on its own, oldest first."""
-    items = [d.to_dict() for d in CommitLayer(view_of(data_dir).wal, {}).in_doubt()]
+    items = [d.to_dict() for d in CommitLayer(view_of(data_dir, write=False).wal, {}).in_doubt()]
     if as_json:
         echo_json(items)
         return

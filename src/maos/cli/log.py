@@ -10,20 +10,15 @@ import typer
 from maos.cli._common import (
     DEFAULT_DIR,
     DataDir,
+    log_of,
     wal_app,
 )
-from maos.kernel.kernel import KernelConfig
-from maos.kernel.wal import Wal
 
 
 @wal_app.command("verify")
 def wal_verify(data_dir: DataDir = DEFAULT_DIR) -> None:
     """Re-check the hash chain; exit 1 naming the first bad record."""
-    path = KernelConfig(data_dir=data_dir).wal_path
-    if not path.exists():
-        typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {path}", err=True, fg="red")
-        raise typer.Exit(2)
-    report = Wal(path).verify()
+    report = log_of(data_dir, write=False).verify()
     if report.ok:
         typer.echo(f"ok: {report.records} records, hash chain intact")
         return
@@ -38,9 +33,7 @@ def wal_show(
     kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds.")] = None,
 ) -> None:
     """Print log records, one JSON object per line."""
-    for rec in Wal(KernelConfig(data_dir=data_dir).wal_path).read(
-        since_seq=since, kinds=kind or None
-    ):
+    for rec in log_of(data_dir, write=False).read(since_seq=since, kinds=kind or None):
         typer.echo(
             json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str)
         )

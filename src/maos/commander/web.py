@@ -47,6 +47,7 @@ __all__ = [
     "TOKEN_FILE",
     "URL_FILE",
     "Dashboard",
+    "bind_loopback",
     "dashboard_app",
     "load_or_create_token",
     "snapshot",
@@ -308,9 +309,30 @@ class _Guard:
         return None
 
 
+def bind_loopback(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0 picks a free port); `StateError`
+    ``STATE.PORT_UNAVAILABLE`` when it cannot be had. `maos up` binds before the kernel
+    boots, so a refusal has written nothing."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)  # connections wait in the backlog until `serve` accepts
+    except OSError as exc:
+        sock.close()
+        raise StateError(
+            "STATE.PORT_UNAVAILABLE",
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port (0 picks a free one) or stop what listens there",
+        ) from None
+    return sock
+
+
 class Dashboard:
-    """The dashboard served from a socket bound now, so the caller knows its port (0 picks
-    a free one) before serving starts. Serve with `serve`; `stop` ends it."""
+    """The dashboard served from a socket bound now (or given as ``listening``), so the
+    caller knows its port (0 picks a free one) before serving starts. Serve with `serve`;
+    `stop` ends it."""
 
     def __init__(
         self,
@@ -321,12 +343,9 @@ class Dashboard:
         port: int = 0,
         extra: Callable[[], Mapping[str, Any]] = dict,
         submit_plan: SubmitPlan | None = None,
+        listening: socket.socket | None = None,
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(128)  # connections wait in the backlog until `serve` accepts
+        self._sock = listening or bind_loopback(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         app = dashboard_app(

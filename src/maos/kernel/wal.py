@@ -293,6 +293,33 @@ def _connect(path: Path, *, writer: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that creates and writes nothing. While a writer has the log open its
+    ``-shm`` file exists and ``mode=ro`` shares its locks; with neither ``-shm`` nor
+    ``-wal`` beside it nobody has it open, and ``immutable=1`` reads the file as it is
+    (``mode=ro`` would leave a ``-shm`` behind, or fail in a read-only directory)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    live = any(Path(f"{path}{suffix}").exists() for suffix in ("-shm", "-wal"))
+    attempts = (uri, f"{uri}&immutable=1") if live else (f"{uri}&immutable=1",)
+    for i, attempt in enumerate(attempts, 1):
+        conn = sqlite3.connect(
+            attempt,
+            uri=True,
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if i == len(attempts):
+                raise
+            continue
+        return conn
+    raise AssertionError("unreachable")
+
+
 def _begin_immediate(conn: sqlite3.Connection, before_waiting: Callable[[], None]) -> None:
     """Takes the write lock on the writer's connection (whose busy timeout is 0). If another
     writer holds it, runs ``before_waiting`` first (so a held batch's callers never wait on
@@ -314,11 +341,17 @@ def _begin_immediate(conn: sqlite3.Connection, before_waiting: Callable[[], None
 class Wal:
     """The log of one data directory; safe to share between threads and coroutines."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, *, readonly: bool = False
+    ) -> None:
         self._path = path
         self._clock = clock
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._readonly = readonly
+        """Opened only to read (``maos status`` and the like): creates and writes nothing."""
         try:
+            if readonly:
+                raise FileExistsError
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             pass
@@ -387,6 +420,8 @@ class Wal:
         loop: asyncio.AbstractEventLoop | None,
         future: asyncio.Future[WalRecord] | Future[WalRecord],
     ) -> None:
+        if self._readonly:
+            raise WalError("WAL.READ_ONLY", "this log was opened read-only", path=str(self._path))
         # Validation and encoding happen here, in the caller: a bad record fails only its
         # caller, and the writer is left with nothing but the chain step.
         kind_b = _text("kind", kind, optional=False)
@@ -547,7 +582,7 @@ class Wal:
         if self._closing:
             raise WalError("WAL.CLOSED", "the log is closed", path=str(self._path))
         if self._reader is None:
-            self._reader = _connect(self._path)
+            self._reader = _connect_readonly(self._path) if self._readonly else _connect(self._path)
         return self._reader
 
     # -- verifying -------------------------------------------------------------------------
@@ -556,7 +591,7 @@ class Wal:
         """Re-derives the whole chain from the stored bytes; works on a closed log too."""
         good = 0
         try:
-            conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            conn = _connect_readonly(self._path)
         except sqlite3.Error as exc:
             return VerifyReport(False, 0, None, f"SQLite cannot open the log: {exc}")
         conn.text_factory = bytes
