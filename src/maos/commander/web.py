@@ -38,12 +38,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
 from maos.commander.packets import packet_lines
+from maos.kernel import strictjson
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import COMMANDER
+from maos.kernel.strictjson import TOO_LARGE, check_size
 
 __all__ = [
+    "MAX_BODY",
     "TOKEN_FILE",
     "URL_FILE",
     "Dashboard",
@@ -164,9 +167,11 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _status_of(exc: MaosError) -> int:
+    if exc.code == TOO_LARGE:
+        return 413
     if exc.code.endswith(("NOT_FOUND", "UNKNOWN_AGENT", "UNKNOWN_TASK")):
         return 404
-    if isinstance(exc, InputError) or exc.code.startswith("PLAN."):
+    if isinstance(exc, InputError) or exc.code.startswith(("PLAN.", "BAD_INPUT.")):
         return 400
     if isinstance(exc, (ApprovalError, StateError)):
         return 409
@@ -191,9 +196,34 @@ def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+MAX_BODY = 64 * 1024
+"""The largest request body: the API's bodies are a note, a status, a path. Checked
+against Content-Length before anything is read, and counted while a chunked body
+streams in, so an oversized body is refused without being held whole."""
+
+
 async def _body(request: Request) -> bytes:
-    raw = await request.body()
-    return raw or b"{}"
+    """The request's JSON body, at most `MAX_BODY` bytes, no key given twice (checked
+    here; each endpoint's model checks the rest)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError("BAD_INPUT.BODY", "Content-Length is not a number")
+        check_size(int(declared), MAX_BODY, "the request body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        check_size(size, MAX_BODY, "the request body")
+        chunks.append(chunk)
+    raw = b"".join(chunks) or b"{}"
+    try:
+        strictjson.loads(raw, limit=MAX_BODY, what="the request body")
+    except InputError as exc:
+        if exc.code != strictjson.NOT_JSON:
+            raise
+        raise InputError("BAD_INPUT.BODY", exc.message) from None
+    return raw
 
 
 SubmitPlan = Callable[[Path], Mapping[str, Any]]

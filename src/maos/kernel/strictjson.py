@@ -50,7 +50,11 @@ def loads(data: bytes | str, *, limit: int, what: str) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InputError(NOT_JSON, f"{what} is not valid JSON ({exc})") from None
-    if orjson.dumps(value) != raw:
+    try:
+        canonical = orjson.dumps(value) == raw
+    except TypeError:  # nested deeper than orjson encodes: take the long way
+        canonical = False
+    if not canonical:
         _refuse_duplicates(raw, what)
     return value
 
@@ -71,4 +75,7 @@ def _refuse_duplicates(raw: bytes, what: str) -> None:
         return obj
 
     # orjson accepted it, so it is valid UTF-8 JSON; this pass only looks at the keys.
-    json.loads(raw, object_pairs_hook=unique)
+    try:
+        json.loads(raw, object_pairs_hook=unique)
+    except RecursionError:
+        raise InputError(NOT_JSON, f"{what} nests too deeply") from None
