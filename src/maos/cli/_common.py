@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from maos.kernel.config import KernelConfig
+from maos.kernel.config import KernelConfig, read_config
 from maos.kernel.errors import InputError, MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.tokens import Grant
@@ -135,12 +135,23 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 DEFAULT_DIR = Path(".maos")
 
 
+_HINTS = (
+    ("PLAN.", "fix the plan file: docs/orchestrator.md describes its fields"),
+    ("BAD_INPUT.YAML_ALIASES", "fix the plan file: docs/orchestrator.md describes its fields"),
+    ("WAL.", "`maos wal verify -d DIR` checks the log and names what is wrong"),
+    ("TOKEN.", "`maos token --help` shows how tokens are minted and inspected"),
+)
+"""What to do, by code prefix, for errors raised without a ``hint`` of their own."""
+
+
 def fail(exc: MaosError) -> NoReturn:
-    """Print ``error CODE: sentence`` (and the error's hint) on stderr; exit 2."""
+    """Print ``error CODE: sentence`` and what to do on stderr; exit 2."""
     typer.secho(f"error {exc.code}: {exc.message}", err=True, fg=typer.colors.RED)
-    hint = exc.fields.get("hint")
-    if hint:
-        typer.secho(f"  {hint}", err=True)
+    hint = exc.fields.get("hint") or next(
+        (h for prefix, h in _HINTS if exc.code.startswith(prefix)),
+        "`maos COMMAND --help` shows what a command takes",
+    )
+    typer.secho(f"  {hint}", err=True)
     raise typer.Exit(2)
 
 
@@ -151,11 +162,21 @@ def os_error(exc: OSError) -> StateError:
     return StateError(code, f"{where}{exc.strerror or exc}", hint=hint)
 
 
+def config_of(data_dir: Path) -> KernelConfig:
+    """``config.json`` validated whole, the same way for every command: the kernel's keys
+    (`read_config`) and, on the same reading, the services' sections (`load_settings`)."""
+    from maos.llm.config import load_settings
+
+    config = read_config(data_dir)
+    load_settings(data_dir, config=config)
+    return KernelConfig.of(config, data_dir)
+
+
 def log_of(data_dir: Path, *, write: bool) -> Wal:
     """The data dir's log, its config.json validated first: for a command that appends a
     decision to it, or (``write=False``) only reads it - opened read-only then, so it
     works on a read-only copy and changes nothing."""
-    wal_path = KernelConfig.load(data_dir).wal_path
+    wal_path = config_of(data_dir).wal_path
     if not wal_path.exists():
         raise StateError(
             "STATE.NO_DATA_DIR",

@@ -165,13 +165,15 @@ def read_config(data_dir: Path) -> ConfigFile:
         return ConfigFile()
     except NotADirectoryError:
         raise config_error(str(data_dir), "is not a directory") from None
+    except InputError as exc:  # over MAX_CONFIG_BYTES
+        raise InputError(exc.code, exc.message, **{**exc.fields, "hint": HINT}) from None
     except OSError as exc:
         raise config_error(str(path), f"cannot be read ({exc.strerror})") from None
     try:
         value = strictjson.loads(raw, limit=MAX_CONFIG_BYTES, what=str(path))
     except InputError as exc:
         if exc.code != strictjson.NOT_JSON:
-            raise
+            raise InputError(exc.code, exc.message, **{**exc.fields, "hint": HINT}) from None
         raise config_error(str(path), exc.message.removeprefix(f"{path} is ")) from None
     if not isinstance(value, dict):
         raise config_error(str(path), "must be a JSON object")
@@ -181,8 +183,14 @@ def read_config(data_dir: Path) -> ConfigFile:
         raise validation_error(exc) from None
 
 
+HINT = (
+    "fix config.json in the data dir: its keys are node_id, node_type, smtp, wal, llm, sse "
+    "and security (docs/kernel.md)"
+)
+
+
 def config_error(where: str, sentence: str) -> InputError:
-    return InputError(CONFIG_CODE, f"{where}: {sentence}", path=where)
+    return InputError(CONFIG_CODE, f"{where}: {sentence}", path=where, hint=HINT)
 
 
 def validation_error(exc: ValidationError, prefix: Sequence[str] = ()) -> InputError:
