@@ -25,6 +25,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.tokens import Grant
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import Wal
+from maos.kernel.walconfig import anchored_wal
 
 T = TypeVar("T")
 
@@ -90,7 +91,13 @@ approvals_app = typer.Typer(
     help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True
 )
 task_app = typer.Typer(help="What the Commander says about a task.", no_args_is_help=True)
-wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
+wal_app = typer.Typer(
+    help="Inspect and verify the write-ahead log and its anchor; adopt a log written before "
+    "anchors existed; accept, on the record, that records were lost. The anchor "
+    "(<data-dir>/wal.anchor, and config.json's wal.witness if set) vouches for the log's head: "
+    "a boot refuses a log it does not vouch for (docs/wal.md).",
+    no_args_is_help=True,
+)
 agent_app = typer.Typer(
     help="Run agents in pods; list them; pause, isolate, quarantine or kill them (R8).",
     no_args_is_help=True,
@@ -176,20 +183,24 @@ def log_of(data_dir: Path, *, write: bool) -> Wal:
     """The data dir's log, its config.json validated first: for a command that appends a
     decision to it, or (``write=False``) only reads it - opened read-only then, so it
     works on a read-only copy and changes nothing."""
-    wal_path = config_of(data_dir).wal_path
+    config = config_of(data_dir)
+    wal_path = config.wal_path
     if not wal_path.exists():
         raise StateError(
             "STATE.NO_DATA_DIR",
             f"no MAOS log at {wal_path}",
             hint="start one with `maos demo -d DIR`, `maos run PLAN -d DIR` or `maos up -d DIR`",
         )
-    if write and not (os.access(data_dir, os.W_OK) and os.access(wal_path, os.W_OK)):
+    if not write:
+        return Wal(wal_path, readonly=True)
+    if not (os.access(data_dir, os.W_OK) and os.access(wal_path, os.W_OK)):
         raise StateError(
             "STATE.READ_ONLY",
             f"{data_dir} is read-only and this command logs a decision",
             hint=READ_ONLY_HINT,
         )
-    return Wal(wal_path, readonly=not write)
+    # Anchored: a deciding command's append advances the anchor like the kernel's do.
+    return anchored_wal(config)
 
 
 def view_of(data_dir: Path, *, write: bool = True) -> LogView:

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
 from maos.kernel.tokens import DEFAULT_TTL
+from maos.kernel.wal import CHECKPOINT_EVERY
+from maos.kernel.walconfig import log_section, log_settings
 
 __all__ = [
     "CONFIG_CODE",
@@ -111,7 +113,9 @@ class KernelConfig:
     follow_interval: float = 0.2
     """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
     wal_witness: Path | None = None
-    """config.json's ``wal.witness``: the log's external anchor, if one is configured."""
+    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
+    wal_checkpoint_every: int = CHECKPOINT_EVERY
+    """Records between two checkpoints: at most about this many are re-hashed at boot."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -122,13 +126,15 @@ class KernelConfig:
     def of(cls, config: ConfigFile, data_dir: Path) -> KernelConfig:
         """The kernel's part of a file `read_config` validated."""
         smtp = config.smtp
-        witness = config.wal.witness if config.wal is not None else None
+        wal = {} if config.wal is None else config.wal.model_dump(exclude_unset=True)
+        witness, every = log_settings(wal, data_dir, data_dir / CONFIG_FILE)
         return cls(
             data_dir=data_dir,
             node_id=config.node_id,
             node_type=config.node_type,
             smtp=None if smtp is None else SmtpConfig(smtp.host, smtp.port, smtp.sender),
-            wal_witness=None if witness is None else Path(witness),
+            wal_witness=witness,
+            wal_checkpoint_every=every,
         )
 
     def save(self) -> None:
@@ -141,8 +147,7 @@ class KernelConfig:
                 "port": self.smtp.port,
                 "sender": self.smtp.sender,
             }
-        if self.wal_witness is not None:
-            raw["wal"] = {"witness": str(self.wal_witness)}
+        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
         (self.data_dir / CONFIG_FILE).write_text(json.dumps(raw, indent=2) + "\n")
 
     @property

@@ -49,7 +49,7 @@ from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDen
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.walconfig import anchored_wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -85,7 +85,7 @@ class Kernel:
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
-        self.wal = Wal(config.wal_path, clock=config.clock)
+        self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)
         self.registry = self.view.registry
@@ -134,6 +134,11 @@ class Kernel:
         a restart finds who performs it. ``prepare`` runs at the same point with the log
         folded, for adapters that depend on what it holds (the hosts of parked tools)."""
         kernel = cls(config, sse=sse, fever_sse=fever_sse)
+        try:
+            checked = kernel.wal.check_head()  # refuses a truncated or rewritten log
+        except BaseException:
+            await kernel.close()
+            raise
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
@@ -144,7 +149,9 @@ class Kernel:
                 await kernel.close()
                 raise
         await kernel.commit.recover()
-        await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
+        await kernel.wal.append(
+            "kernel.boot", {"node_id": config.node_id, "wal": checked.summary()}
+        )
         for item in kernel.approvals.awaiting_execution():
             await kernel._execute_approved(item)
         if follow:
