@@ -171,6 +171,7 @@ COMMANDS = [
     ["wal", "show"],
     ["approvals", "list"],
     ["agent", "list"],
+    ["token", "inspect", "not-a-token"],
     ["up", "--port", "0"],
     ["run", str(EXAMPLES / "plans" / "report.yaml")],
 ]

@@ -10,6 +10,7 @@ from maos.cli._common import (
     DEFAULT_DIR,
     AsPrincipal,
     DataDir,
+    config_of,
     echo_json,
     fail,
     grant_option,
@@ -18,7 +19,6 @@ from maos.cli._common import (
 )
 from maos.kernel import orders
 from maos.kernel.errors import MaosError
-from maos.kernel.kernel import KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
 from maos.kernel.tokens import Grant, TokenAuthority
 
@@ -50,7 +50,7 @@ def token_mint(
     try:
         view.registry.agent(agent)
         view.registry.task(task)
-        cfg = KernelConfig.load(data_dir)
+        cfg = config_of(data_dir)
         authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
         tok = authority.mint(
             agent_id=agent,
@@ -79,7 +79,7 @@ def token_mint(
 @token_app.command("inspect")
 def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
     """Verify a token's signatures and show what it allows."""
-    cfg = KernelConfig.load(data_dir)
+    cfg = config_of(data_dir)
     try:
         info = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).inspect(token)
     except MaosError as exc:
@@ -102,7 +102,7 @@ def token_revoke(
     token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
 ) -> None:
     """Revoke a token (and every token attenuated from it) for good."""
-    cfg = KernelConfig.load(data_dir)
+    cfg = config_of(data_dir)
     view = view_of(data_dir)
     try:
         check_principal(principal, view.registry)
