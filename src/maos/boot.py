@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
+from maos.kernel.types import iso_time
 from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
@@ -229,7 +231,23 @@ class PlanQueue:
                 echo(f"plan     {plan.task} failed {exc.code}: {exc.message}")
                 continue
             detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
-            run.update(status=result.status, detail=detail)
+            waiting = [a.approval_id for a in result.waiting]
+            run.update(status=result.status, detail=detail, waiting=waiting)
+
+
+def approval_lines(approvals: Sequence[Approval]) -> list[str]:
+    """How a plan's end names each decision it leaves: still waiting (until when, and
+    the commands that decide it) or expired."""
+    lines = []
+    for a in approvals:
+        what = f"{a.approval_id} {a.rule} {a.intent.get('op')} -> {a.intent.get('target')}"
+        if a.status is ApprovalStatus.PENDING:
+            until = "" if a.expires_at is None else f" until {iso_time(a.expires_at)}"
+            lines.append(f"waiting  {what} (agent {a.agent_id}){until}")
+            lines.append(f"         decide: maos approvals approve|deny {a.approval_id}")
+        else:
+            lines.append(f"{a.status.value:<8} {what} ({a.code}: never runs)")
+    return lines
 
 
 async def _orchestrate(
@@ -250,6 +268,8 @@ async def _orchestrate(
         result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
         line = f"plan     {plan.task} {result.status}"
         echo(line if result.failure is None else f"{line} {result.code} {result.failure.reason}")
+        for line in approval_lines(result.approvals):
+            echo(line)
         return result
     finally:
         for runtime in runtimes.values():

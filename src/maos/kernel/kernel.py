@@ -32,7 +32,7 @@ from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
 from maos.kernel import orders
-from maos.kernel.approvals import Approval, ApprovalStatus
+from maos.kernel.approvals import EXPIRED, Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
@@ -262,6 +262,7 @@ class Kernel:
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self.config.follow_interval)
+            await self._expire_due()
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -444,6 +445,31 @@ class Kernel:
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
         await self._order(orders.safe_state(self.registry, on, reason, principal))
+        if on:
+            why = f"Minimal Safe State engaged: {reason}"
+            await self.settle_approvals(None, keep_until=None, reason=why, principal=principal)
+
+    async def settle_approvals(
+        self, task_id: str | None, *, keep_until: float | None, reason: str, principal: str
+    ) -> list[Approval]:
+        """Expire every approval still waiting in ``task_id`` (all tasks: None), or keep
+        them until ``keep_until``: an approval never outlives its task silently. Returns
+        the approvals concerned, as they now stand."""
+        ids = [a.approval_id for a in self.approvals.pending(task_id)]
+        if keep_until is None:
+            order = orders.expiry(self.approvals, ids, reason, principal)
+        else:
+            order = orders.keep(self.approvals, ids, keep_until, reason, principal)
+        if order is not None:
+            await self._order(order)
+        return [self.approvals.get(aid) for aid in ids]
+
+    async def _expire_due(self) -> None:
+        """Kept approvals whose time ran out are expired, logged (a serving kernel)."""
+        due = [a.approval_id for a in self.approvals.due(self.clock())]
+        order = orders.expiry(self.approvals, due, "its time ran out", "kernel")
+        if order is not None:
+            await self._order(order)
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
@@ -464,7 +490,12 @@ class Kernel:
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
         order = orders.decision(
-            self.registry, self.approvals, approval_id, approve=True, principal=principal
+            self.registry,
+            self.approvals,
+            approval_id,
+            approve=True,
+            principal=principal,
+            now=self.clock(),
         )
         await self._order(order)
         return await self._execute_approved(self.approvals.get(approval_id))
@@ -478,6 +509,7 @@ class Kernel:
             approval_id,
             approve=False,
             principal=principal,
+            now=self.clock(),
             note=note,
         )
         await self._order(order)
@@ -501,17 +533,24 @@ class Kernel:
         return self._executed[approval_id]
 
     def _denied_by_commander(self, item: Approval) -> Outcome:
+        if item.status is ApprovalStatus.EXPIRED:
+            code, reason = EXPIRED, f"the approval expired: {item.note}"
+        else:
+            code = "APPROVAL.DENIED"
+            reason = f"the Commander ({item.decided_by}) refused: {item.note or item.reason}"
         return Outcome(
             intent_id=str(item.intent.get("intent_id", "")),
             status=OutcomeStatus.DENIED,
-            code="APPROVAL.DENIED",
-            reason=f"the Commander ({item.decided_by}) refused: {item.note or item.reason}",
+            code=code,
+            reason=reason,
             approval_id=item.approval_id,
         )
 
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
+        if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
+            return self._finish(item.approval_id, self._denied_by_commander(item))
         wire = dict(item.intent)
         intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
         outcome = replace(

@@ -17,6 +17,11 @@
         wait (timeout_s), revoke the token (once the calls it parked are decided)
         plan.step.done {status, value, label} | plan.step.failed {code, final, ...}
       plan.done       {status, code?, step?}
+      approvals still waiting in the task: a done plan keeps them for the Commander
+                      until ``keep_approvals_s`` from now (approval.kept, the time shown
+                      by `maos run`, `maos approvals list` and the dashboard); a failed
+                      or stopped plan expires them (approval.expired: the denial
+                      APPROVAL.EXPIRED, they never run)
 
 Progress lives only in those WAL records: `resume(task_id)` folds them and runs the steps
 not done, after a kernel restart or in another process. A step's value is what its
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from maos.agents import script
+from maos.kernel.approvals import Approval
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf, Label
@@ -73,6 +79,8 @@ RESULT_PREFIX = "MAOS_RESULT "
 """An agent reports its step's value as one output line: this prefix, then JSON."""
 MAX_VALUE_BYTES = 64 * 1024
 """A value larger than this (as JSON) fails its step: values travel in the environment."""
+KEEP_APPROVALS_S = 24 * 3600.0
+"""How long a done plan's undecided approvals wait for the Commander before they expire."""
 
 
 class PodExit(Protocol):
@@ -142,6 +150,14 @@ class PlanResult:
     """``done`` or ``failed``."""
     done: Mapping[str, StepValue] = field(default_factory=dict)
     failure: StepFailure | None = None
+    approvals: tuple[Approval, ...] = ()
+    """The approvals still undecided when the plan ended, as settled then: kept until
+    their ``expires_at`` (a done plan) or expired (a failed one)."""
+
+    @property
+    def waiting(self) -> tuple[Approval, ...]:
+        """The kept ones: decisions the Commander still has to make."""
+        return tuple(a for a in self.approvals if a.status.value == "pending")
 
     @property
     def code(self) -> str | None:
@@ -167,8 +183,10 @@ class Orchestrator:
         *,
         principal: str = COMMANDER,
         on_event: Callable[[StepEvent], None] | None = None,
+        keep_approvals_s: float = KEEP_APPROVALS_S,
     ) -> None:
         self.kernel = kernel
+        self.keep_approvals_s = keep_approvals_s
         self.pods = pods
         self.principal = principal
         self._on_event = on_event
@@ -265,7 +283,22 @@ class Orchestrator:
             body |= {"step": failure.step, "code": failure.code, "reason": failure.reason}
             body["cause"] = failure.cause
         await self.kernel.wal.append("plan.done", body)
-        return PlanResult(plan.task, status, dict(done), failure)
+        return PlanResult(plan.task, status, dict(done), failure, await self._settle(plan, failure))
+
+    async def _settle(self, plan: Plan, failure: StepFailure | None) -> tuple[Approval, ...]:
+        """An approval belongs to its task: kept for a while once the plan is done, so the
+        Commander can still let a flagged effect through; expired when the plan failed or
+        was stopped (nothing of that run may still act)."""
+        if failure is None:
+            keep_until = self.kernel.clock() + self.keep_approvals_s
+            reason = f"plan {plan.task} is done; kept for the Commander"
+        else:
+            keep_until = None
+            reason = f"plan {plan.task} failed ({failure.code})"
+        settled = await self.kernel.settle_approvals(
+            plan.task, keep_until=keep_until, reason=reason, principal=self.principal
+        )
+        return tuple(settled)
 
     async def _schedule(
         self,
