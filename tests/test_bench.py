@@ -24,6 +24,8 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
     assert log["ratio_100_submitters_vs_group_commit_limit"] > 0
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
+    own = pods["level1_own_network"]  # issue 9: level 1 against the one before it
+    assert own["ratio"] > 0 and own["shared_host_cold_start_ms_p50"] > 0
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.
     assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10
