@@ -37,16 +37,16 @@ from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
 from maos.kernel.dsc.capability import CapabilityCheck
-from maos.kernel.dsc.ifc import target_kinds
 from maos.kernel.dsc.locks import LockTable
 from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
 from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.errors import InputError, StateError
-from maos.kernel.identifiers import extract_targets
 from maos.kernel.intents import intent_to_wire, parse_intent
-from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
-from maos.kernel.ops import TARGET_KINDS, TOOL_PREFIX, OpSpec
+from maos.kernel.labels import Conf, Label
+from maos.kernel.ops import TARGET_KINDS, OpSpec
+from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
+from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
@@ -55,15 +55,6 @@ from maos.kernel.wal import Wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
-PROVENANCE_SCAN_CHARS = 64 * 1024
-"""How much of a result's text the kernel scans for identifiers (provenance)."""
-_TARGET_KIND_TO_IDENTIFIER = {
-    "recipient": "email",
-    "url": "url",
-    "path": "path",
-    "account": "iban",
-    "phone": "phone",
-}
 _TOOL_NAME = re.compile(r"^[a-z][a-z_]{0,47}$")
 """Tool names become op names (``tool.<name>``), which the sanitizer keeps to [a-z_]."""
 
@@ -163,6 +154,7 @@ class Kernel:
         self.view = LogView(self.wal)
         self.registry = self.view.registry
         self.approvals = self.view.approvals
+        self.provenance = ProvenanceRecorder(self.view.provenance, self.registry, self._log)
         self.ledger = BudgetLedger()
         self.locks = LockTable()
         self.rates = RateLimitCheck()
@@ -411,7 +403,7 @@ class Kernel:
         step's input): the agent's context takes its label, and identifiers in it are
         recorded with that label, as for any result (provenance)."""
         task = self.registry.task(task_id)
-        await self._note_identifiers(task, agent_id, label, value, own=(), intent_id=None)
+        await self.provenance.note(task, agent_id, label, value, own=(), intent_id=None)
         await self.raise_context(agent_id, label)
         await self._log(
             "agent.handed",
@@ -657,7 +649,9 @@ class Kernel:
         details = {**decision.details, "op": intent.op, "targets": list(intent.targets)}
         flagged = decision.details.get("targets")
         if flagged:
-            details["first_seen"] = self._first_seen(intent, [str(t) for t in flagged])
+            details["first_seen"] = self.provenance.first_seen(
+                intent, self._spec(intent.op), [str(t) for t in flagged]
+            )
         seq = await self._log(
             "approval.pending",
             {
@@ -715,83 +709,10 @@ class Kernel:
         if intent.cost.money_cents:
             paid = {"task_id": task.task_id, "target": intent.target}
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
-        label = self._label_result(intent, task)
-        await self._record_provenance(intent, task, label, outcome.value, (target,))
+        label = result_label(self.registry, intent, task)
+        await self.provenance.record(intent, task, label, outcome.value, (target,))
         await self.raise_context(intent.agent_id, label)
         return replace(outcome, label=label)
-
-    # -- provenance of values (DESIGN.md): where a target first reached the task ---------
-
-    async def _record_provenance(
-        self,
-        intent: Intent,
-        task: TaskRecord,
-        label: Label,
-        value: object,
-        extra: Sequence[str] = (),
-    ) -> None:
-        """Log the identifiers in ``value`` the task has not seen before, with ``label``.
-
-        Identifiers the agent wrote into the intent itself are its own, not received (a
-        mail's result echoes its recipient; a read echoes its path), so they are left out.
-        No record for a result that names nothing new: the common case costs one scan.
-        """
-        spec = self._spec(intent.op)
-        carries_content = intent.op.startswith(("http.", "llm.", TOOL_PREFIX)) or (
-            spec is not None and spec.effect_class is EffectClass.READ
-        )
-        if not carries_content:
-            return  # a receipt (a write's digest, a mail's message id) names nothing received
-        own = [intent.target, *extra, intent.params]
-        await self._note_identifiers(
-            task, intent.agent_id, label, value, own=own, intent_id=intent.intent_id
-        )
-
-    async def _note_identifiers(
-        self,
-        task: TaskRecord,
-        agent_id: str,
-        label: Label,
-        value: object,
-        *,
-        own: Sequence[object],
-        intent_id: str | None,
-    ) -> None:
-        text = _bounded_text(value)
-        if not text:
-            return
-        known = self.view.provenance.known(task.task_id)
-        fresh = [t for t in extract_targets(text) if t.value not in known]
-        if not fresh:
-            return
-        own_text = _bounded_text(list(own))
-        mine = {t.value for t in extract_targets(own_text)} if own_text else set()
-        fresh = [t for t in fresh if t.value not in mine]
-        if not fresh:
-            return
-        await self._log(
-            "provenance.seen",
-            {
-                "task_id": task.task_id,
-                "agent_id": agent_id,
-                "identifiers": [{"kind": t.kind, "value": t.value} for t in fresh],
-                "label": label.to_dict(),
-            },
-            intent_id=intent_id,
-        )
-
-    def _first_seen(self, intent: Intent, flagged: Sequence[str]) -> dict[str, Any]:
-        """For each flagged target, where it first reached the task (for the approval)."""
-        task = self.registry.task(intent.task_id)
-        spec = self._spec(intent.op)
-        kinds = dict(zip(intent.targets, target_kinds(intent, spec), strict=True)) if spec else {}
-        out: dict[str, Any] = {}
-        for target in flagged:
-            kind = _TARGET_KIND_TO_IDENTIFIER.get(kinds.get(target, ""))
-            forms = [target]
-            forms.extend(t.value for t in extract_targets(target[:4096]) if t.kind == kind)
-            out[target] = self.view.provenance.first_seen(task, tuple(forms))
-        return out
 
     async def _lock(self, intent: Intent) -> Outcome:
         lease = float(intent.params.get("lease_s", 30.0))
@@ -848,24 +769,6 @@ class Kernel:
     def _spec(self, op: str) -> OpSpec | None:
         return self.registry.ops.get(op)
 
-    def _label_result(self, intent: Intent, task: TaskRecord) -> Label:
-        if intent.op.startswith(TOOL_PREFIX):
-            tool = self.registry.tools.get(intent.op[len(TOOL_PREFIX) :])
-            if tool is None:  # unreachable: R1 refuses uncatalogued ops; label it as foreign
-                return Label(Conf.SECRET, Integrity.UNTRUSTED, frozenset({intent.op}))
-            declared = tool.result_label
-            return Label(declared.conf, declared.integrity, frozenset({f"tool:{tool.name}"}))
-        if intent.op in ("fs.read", "fs.list"):
-            return task.label_for_path(intent.target)
-        if intent.op.startswith("http."):
-            return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"url:{intent.target}"}))
-        if intent.op == "llm.complete":
-            # A reply is a function of its prompt, and the prompt is drawn from what the
-            # agent holds: it inherits the agent's context label (injected text in, tainted
-            # text out), so the reply can never launder a label.
-            return self.registry.agent(intent.agent_id).context
-        return BOTTOM
-
     def add_adapter(self, family: str, adapter: Adapter) -> None:
         """Serve ``<family>.*`` ops with ``adapter`` (a Ring 1 service: the message router)."""
         self.commit.add_adapter(family, adapter)
@@ -903,24 +806,6 @@ class Kernel:
             "safe_state": self.registry.safe_state,
             "fever": self.registry.fever_report(),
         }
-
-
-def _bounded_text(value: object, limit: int = PROVENANCE_SCAN_CHARS) -> str:
-    """The strings in ``value`` (keys too), newline-joined, at most ``limit`` characters."""
-    parts: list[str] = []
-    size = 0
-    stack: list[object] = [value]
-    while stack and size < limit:
-        item = stack.pop()
-        if isinstance(item, str):
-            parts.append(item[: limit - size])
-            size += len(parts[-1]) + 1
-        elif isinstance(item, Mapping):
-            for key, val in reversed(list(item.items())):
-                stack.extend((val, key))
-        elif isinstance(item, (list, tuple)):
-            stack.extend(reversed(item))
-    return "\n".join(parts)
 
 
 def _budget(raw: Mapping[str, int]) -> Budget:

@@ -17,12 +17,12 @@ from typing import Any
 
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
-from maos.kernel.labels import Label
-from maos.kernel.registry import Registry, TaskRecord
+from maos.kernel.provenance import Provenance
+from maos.kernel.registry import Registry
 from maos.kernel.types import Cost
 from maos.kernel.wal import Wal, WalRecord
 
-__all__ = ["Charge", "KernelLock", "LogView", "Provenance", "Sighting"]
+__all__ = ["Charge", "KernelLock", "LogView"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,61 +42,6 @@ class Folded:
     revoked: list[str] = field(default_factory=list)
     charges: list[Charge] = field(default_factory=list)
     records: list[WalRecord] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """Where an identifier was first handed to an agent of a task."""
-
-    kind: str
-    agent_id: str
-    label: Label
-    """The label of the result it came in."""
-
-
-class Provenance:
-    """First sighting of each identifier per task, folded from ``provenance.seen`` records.
-
-    The kernel logs a record when a result it hands an agent names identifiers the task
-    has not seen yet; the first record wins, so replaying the log gives the same answer.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[str, dict[str, Sighting]] = {}
-
-    def apply(self, kind: str, body: Mapping[str, Any]) -> None:
-        if kind != "provenance.seen":
-            return
-        seen = self._seen.setdefault(str(body["task_id"]), {})
-        label = Label.from_dict(body["label"])
-        for ident in body["identifiers"]:
-            seen.setdefault(
-                str(ident["value"]), Sighting(str(ident["kind"]), str(body["agent_id"]), label)
-            )
-
-    def known(self, task_id: str) -> Mapping[str, Sighting]:
-        return self._seen.get(task_id, {})
-
-    def first_seen(self, task: TaskRecord, values: tuple[str, ...]) -> dict[str, Any]:
-        """Where the target written as any of ``values`` first appeared, for a human.
-
-        ``commander`` (the task names it), ``trusted_source`` or ``untrusted_content``
-        (with the sources of the result it came in), or ``never_seen``: no result the
-        kernel handed the task's agents contained it, so an agent produced it itself.
-        """
-        if any(v in task.trusted_targets for v in values):
-            return {"first_seen": "commander"}
-        seen = self.known(task.task_id)
-        for value in values:
-            hit = seen.get(value)
-            if hit is not None:
-                origin = "trusted_source" if hit.label.trusted else "untrusted_content"
-                return {
-                    "first_seen": origin,
-                    "sources": sorted(hit.label.sources),
-                    "agent_id": hit.agent_id,
-                }
-        return {"first_seen": "never_seen"}
 
 
 class LogView:
