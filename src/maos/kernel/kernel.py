@@ -48,7 +48,7 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
-from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import Wal
@@ -413,9 +413,11 @@ class Kernel:
     def mint(
         self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
     ) -> str:
-        """A token for one agent on one task; least privilege is the caller's plan."""
+        """A token for one agent on one task; least privilege is the caller's plan. Every
+        grant must name an op this kernel knows (``TOKEN.UNKNOWN_OP``)."""
         self.registry.agent(agent_id)
         self.registry.task(task_id)
+        check_grant_ops(grants, self.registry.ops)
         return self.tokens.mint(
             agent_id=agent_id, task_id=task_id, grants=grants, now=self.clock(), ttl=ttl
         )

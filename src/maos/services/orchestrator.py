@@ -33,7 +33,8 @@ Codes (as `StepFailure.code` / `PlanResult.code`, and errors raised before anyth
     PLAN.STEP.EXIT       the agent exited non-zero (``cause``: its last denial's code, if any)
     PLAN.STEP.TIMEOUT    an attempt outlived ``timeout_s``; its pod was killed
     PLAN.STEP.STOPPED    the pod ended for the runtime (quarantine, the Commander, R8)
-    PLAN.STEP.START      the pod could not start (``cause``: the runtime's code)
+    PLAN.STEP.START      the pod could not start (``cause``: the runtime's code, or
+                         TOKEN.UNKNOWN_OP for a grant of an op that does not exist)
     PLAN.ALREADY_STARTED `run` on a task that has a plan (use `resume`)
     PLAN.NOT_STARTED     `resume` of a task without a plan
     STATE.TASK_OPEN / STATE.RING_MISMATCH   the kernel already knows the task / the agent
@@ -397,7 +398,10 @@ class Orchestrator:
             **step.cell.env(),
         }
         since = self.kernel.wal.tail_seq()
-        token = self.kernel.mint(agent_id, plan.task, self._grants(plan, sid))
+        try:
+            token = self.kernel.mint(agent_id, plan.task, self._grants(plan, sid))
+        except MaosError as exc:  # a grant for an op that does not exist
+            return StepFailure(sid, "PLAN.STEP.START", exc.message, exc.code)
         try:
             try:
                 run = await self.pods(spec.level).start(
