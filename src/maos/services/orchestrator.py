@@ -33,6 +33,8 @@ Codes (as `StepFailure.code` / `PlanResult.code`, and errors raised before anyth
     PLAN.STEP.EXIT       the agent exited non-zero (``cause``: its last denial's code, if any)
     PLAN.STEP.TIMEOUT    an attempt outlived ``timeout_s``; its pod was killed
     PLAN.STEP.STOPPED    the pod ended for the runtime (quarantine, the Commander, R8)
+    PLAN.STEP.NO_MODEL   the step's agent is the Cognitive Cell and no model is configured or
+                         reachable (said before the step starts, with what to set)
     PLAN.STEP.START      the pod could not start (``cause``: the runtime's code, or
                          TOKEN.UNKNOWN_OP for a grant of an op that does not exist)
     PLAN.ALREADY_STARTED `run` on a task that has a plan (use `resume`)
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,6 +115,8 @@ class PodStarter(Protocol):
 
 PodFactory = Callable[[int | None], PodStarter]
 """The runtime for a pod isolation level (None: the ring's default)."""
+ModelCheck = Callable[[], Awaitable[str | None]]
+"""Why no model can serve a step now (what to configure), or None when one can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +189,12 @@ class Orchestrator:
         principal: str = COMMANDER,
         on_event: Callable[[StepEvent], None] | None = None,
         keep_approvals_s: float = KEEP_APPROVALS_S,
+        model_check: ModelCheck | None = None,
     ) -> None:
         self.kernel = kernel
+        self.model_check = model_check
+        """Asked before each attempt of a Cognitive Cell step: a cell without a model
+        would only wait out its pauses and exit (LLM_DOWN), saying nothing for minutes."""
         self.keep_approvals_s = keep_approvals_s
         self.pods = pods
         self.principal = principal
@@ -375,6 +383,10 @@ class Orchestrator:
         step = plan.steps[sid]
         agent_id = step.agent
         spec = plan.agents[agent_id]
+        if self.model_check is not None and Path(spec.script) == COGNITIVE_CELL:
+            missing = await self.model_check()
+            if missing is not None:
+                return StepFailure(sid, "PLAN.STEP.NO_MODEL", missing)
         await self.kernel.wal.append(
             "plan.step.started",
             {"task_id": plan.task, "step": sid, "agent_id": agent_id, "attempt": attempt},
