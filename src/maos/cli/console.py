@@ -231,8 +231,8 @@ def safe_state(
         order = orders.safe_state(view.registry, state == "on", reason, principal)
         view.wal.append_sync(order.kind, order.body)
         waiting = [a.approval_id for a in view.approvals.pending()]
-        expired = orders.expiry(
-            view.approvals, waiting, f"Minimal Safe State engaged: {reason}", principal
+        expired = orders.settlement(
+            view.approvals, waiting, None, f"Minimal Safe State engaged: {reason}", principal
         )
         if state == "on" and expired is not None:
             view.wal.append_sync(expired.kind, expired.body)

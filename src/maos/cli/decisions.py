@@ -24,7 +24,7 @@ from maos.cli._common import (
 )
 from maos.commander.packets import packet_lines
 from maos.kernel import orders
-from maos.kernel.approvals import EXPIRED, Approval, ApprovalStatus
+from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
@@ -122,7 +122,7 @@ def _decide_served(
         view.catch_up()
         item = view.approvals.get(approval_id)
         if item.status is not ApprovalStatus.APPROVED:
-            return _refusal(item)
+            return item.refusal()
         if item.outcome is not None:
             return Outcome.from_dict(item.outcome)
         if time.monotonic() >= deadline:
@@ -137,18 +137,6 @@ def _decide_served(
 
 FOLLOW_S = 0.1
 """How often the CLI looks for the serving kernel's outcome record."""
-
-
-def _refusal(item: Approval) -> Outcome:
-    """A decided approval that will not run, as the outcome the agent got."""
-    code = EXPIRED if item.status is ApprovalStatus.EXPIRED else "APPROVAL.DENIED"
-    return Outcome(
-        str(item.intent.get("intent_id", "")),
-        OutcomeStatus.DENIED,
-        code=code,
-        reason=item.note or item.reason,
-        approval_id=item.approval_id,
-    )
 
 
 WaitFor = Annotated[

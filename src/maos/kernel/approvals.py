@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from maos.kernel.errors import ApprovalError
+from maos.kernel.types import Outcome, OutcomeStatus
 
 __all__ = ["EXPIRED", "Approval", "ApprovalBook", "ApprovalStatus"]
 
@@ -59,6 +60,18 @@ class Approval:
     def expired_by(self, now: float) -> bool:
         """Whether a decision made at ``now`` comes too late."""
         return self.expires_at is not None and now > self.expires_at
+
+    def refusal(self) -> Outcome:
+        """The outcome of a decided approval that will not run: what its agent gets."""
+        if self.status is ApprovalStatus.EXPIRED:
+            code, reason = EXPIRED, f"the approval expired: {self.note}"
+        else:
+            code = "APPROVAL.DENIED"
+            reason = f"the Commander ({self.decided_by}) refused: {self.note or self.reason}"
+        intent_id = str(self.intent.get("intent_id", ""))
+        return Outcome(
+            intent_id, OutcomeStatus.DENIED, code=code, reason=reason, approval_id=self.approval_id
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -32,7 +32,7 @@ from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
 from maos.kernel import orders
-from maos.kernel.approvals import EXPIRED, Approval, ApprovalStatus
+from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
@@ -248,13 +248,16 @@ class Kernel:
             if item.status is ApprovalStatus.APPROVED:
                 approved.append(item)
             else:
-                self._finish(item.approval_id, self._denied_by_commander(item))
+                self._finish(item.approval_id, item.refusal())
         return approved
 
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self.config.follow_interval)
-            await self._expire_due()
+            due = [a.approval_id for a in self.approvals.due(self.clock())]
+            await self.settle_approvals(
+                due, keep_until=None, reason="time ran out", principal="kernel"
+            )
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -439,31 +442,20 @@ class Kernel:
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
         await self._order(orders.safe_state(self.registry, on, reason, principal))
-        if on:
+        if on:  # nothing parked before an incident may run after it (issue 9)
+            waiting = [a.approval_id for a in self.approvals.pending()]
             why = f"Minimal Safe State engaged: {reason}"
-            await self.settle_approvals(None, keep_until=None, reason=why, principal=principal)
+            await self.settle_approvals(waiting, keep_until=None, reason=why, principal=principal)
 
     async def settle_approvals(
-        self, task_id: str | None, *, keep_until: float | None, reason: str, principal: str
+        self, ids: Sequence[str], *, keep_until: float | None, reason: str, principal: str
     ) -> list[Approval]:
-        """Expire every approval still waiting in ``task_id`` (all tasks: None), or keep
-        them until ``keep_until``: an approval never outlives its task silently. Returns
-        the approvals concerned, as they now stand."""
-        ids = [a.approval_id for a in self.approvals.pending(task_id)]
-        if keep_until is None:
-            order = orders.expiry(self.approvals, ids, reason, principal)
-        else:
-            order = orders.keep(self.approvals, ids, keep_until, reason, principal)
+        """Expire the approvals ``ids`` that still wait, or keep them until ``keep_until``
+        (`orders.settlement`); returns them as they now stand."""
+        order = orders.settlement(self.approvals, ids, keep_until, reason, principal)
         if order is not None:
             await self._order(order)
         return [self.approvals.get(aid) for aid in ids]
-
-    async def _expire_due(self) -> None:
-        """Kept approvals whose time ran out are expired, logged (a serving kernel)."""
-        due = [a.approval_id for a in self.approvals.due(self.clock())]
-        order = orders.expiry(self.approvals, due, "its time ran out", "kernel")
-        if order is not None:
-            await self._order(order)
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
@@ -526,25 +518,11 @@ class Kernel:
             fut.set_result(self._executed[approval_id])
         return self._executed[approval_id]
 
-    def _denied_by_commander(self, item: Approval) -> Outcome:
-        if item.status is ApprovalStatus.EXPIRED:
-            code, reason = EXPIRED, f"the approval expired: {item.note}"
-        else:
-            code = "APPROVAL.DENIED"
-            reason = f"the Commander ({item.decided_by}) refused: {item.note or item.reason}"
-        return Outcome(
-            intent_id=str(item.intent.get("intent_id", "")),
-            status=OutcomeStatus.DENIED,
-            code=code,
-            reason=reason,
-            approval_id=item.approval_id,
-        )
-
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
         if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
-            return self._finish(item.approval_id, self._denied_by_commander(item))
+            return self._finish(item.approval_id, item.refusal())
         wire = dict(item.intent)
         intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
         outcome = replace(

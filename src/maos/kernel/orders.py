@@ -22,10 +22,9 @@ __all__ = [
     "agent_status",
     "decision",
     "declassify",
-    "expiry",
-    "keep",
     "revocation",
     "safe_state",
+    "settlement",
 ]
 
 
@@ -87,30 +86,21 @@ def revocation(registry: Registry, ids: Sequence[str], principal: str) -> Order:
     return Order("token.revoked", {"revocation_ids": list(ids), "principal": principal})
 
 
-def expiry(
-    approvals: ApprovalBook, approval_ids: Sequence[str], reason: str, principal: str
-) -> Order | None:
-    """Expire the given approvals that still wait (None when none does): each one's
-    outcome becomes the denial ``APPROVAL.EXPIRED`` and it can never run."""
-    pending = {a.approval_id for a in approvals.pending()}
-    ids = [aid for aid in approval_ids if aid in pending]
-    if not ids:
-        return None
-    body = {"approval_ids": ids, "code": EXPIRED, "reason": reason, "principal": principal}
-    return Order("approval.expired", body)
-
-
-def keep(
+def settlement(
     approvals: ApprovalBook,
     approval_ids: Sequence[str],
-    expires_at: float,
+    keep_until: float | None,
     reason: str,
     principal: str,
 ) -> Order | None:
-    """Keep the given waiting approvals past their plan's end, until ``expires_at``."""
+    """Settle the given approvals that still wait (None when none does): expired - each
+    one's outcome becomes the denial ``APPROVAL.EXPIRED`` and it never runs - or, with
+    ``keep_until``, kept until then. An approval never outlives its task silently."""
     pending = {a.approval_id for a in approvals.pending()}
     ids = [aid for aid in approval_ids if aid in pending]
     if not ids:
         return None
-    body = {"approval_ids": ids, "expires_at": expires_at, "reason": reason}
-    return Order("approval.kept", body | {"principal": principal})
+    body: dict[str, Any] = {"approval_ids": ids, "reason": reason, "principal": principal}
+    if keep_until is None:
+        return Order("approval.expired", {**body, "code": EXPIRED})
+    return Order("approval.kept", {**body, "expires_at": keep_until})

@@ -304,8 +304,9 @@ class Orchestrator:
         else:
             keep_until = None
             reason = f"plan {plan.task} failed ({failure.code})"
+        waiting = [a.approval_id for a in self.kernel.approvals.pending(plan.task)]
         settled = await self.kernel.settle_approvals(
-            plan.task, keep_until=keep_until, reason=reason, principal=self.principal
+            waiting, keep_until=keep_until, reason=reason, principal=self.principal
         )
         return tuple(settled)
 
