@@ -226,6 +226,14 @@ def kernel_running(data_dir: Path) -> bool:
     return data_dir.is_dir() and KernelLock(data_dir).held()
 
 
+def plan_exit_status(status: str, waiting: bool) -> int:
+    """`maos run`'s exit code (its --help lists them): a done plan that leaves decisions
+    waiting is not the same as one that finished everything."""
+    if status != "done":
+        return 1
+    return 3 if waiting else 0
+
+
 def echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
