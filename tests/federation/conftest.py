@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
     )
 
 
-def wait_for(cond: object, timeout: float = 15.0) -> None:
-    """Poll a condition (a callable) until true; fail the test after ``timeout``."""
-    assert callable(cond)
+def _wait_for(cond: Callable[[], object], timeout: float = 15.0) -> None:
+    """Poll a condition until true; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout} s")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_for() -> Callable[[Callable[[], object]], None]:
+    """The poll the tests wait on servers with (a fixture: conftest is not importable)."""
+    return _wait_for
 
 
 @pytest.fixture
@@ -46,5 +51,5 @@ def leaf(tmp_path: Path, pki: PkiFiles, hub: Natsd) -> Iterator[Natsd]:
         hub_urls=(hub.leaf_url,),
     )
     with Natsd(cfg).start() as server:
-        wait_for(lambda: hub.get("/leafz").get("leafnodes", 0) == 1)
+        _wait_for(lambda: hub.get("/leafz").get("leafnodes", 0) == 1)
         yield server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -65,3 +66,23 @@ def test_a_server_that_cannot_start_is_an_error_code(tmp_path: Path, pki: PkiFil
     with pytest.raises(FederationError) as err:
         Natsd(NatsdConfig(name="hq", data_dir=tmp_path / "hq", tls=bad)).start()
     assert err.value.code == "FED.SERVER_FAILED"
+
+
+def test_a_leaf_with_another_federations_cert_is_refused_by_the_hub(
+    hub: Natsd, tmp_path: Path, pki: PkiFiles, wait_for: Callable[[Callable[[], object]], None]
+) -> None:
+    """issue 11 item 4: a Sentinel whose certificate another CA signed never links up."""
+    other = issue_pki(tmp_path / "other", [NodeSpec("site-a", "sovereign")])
+    stranger = NodeTls(cert=other.cert("site-a"), key=other.key("site-a"), ca=pki.ca_cert)
+    cfg = NatsdConfig(
+        name="site-x", data_dir=tmp_path / "site-x", tls=stranger, hub_urls=(hub.leaf_url,)
+    )
+    with Natsd(cfg).start():
+        wait_for(lambda: "leafnode" in _refusals(hub).lower())
+        assert hub.get("/leafz").get("leafnodes", 0) == 0
+
+
+def _refusals(server: Natsd) -> str:
+    """The hub's log lines about TLS handshakes it refused."""
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if "TLS" in line and "error" in line.lower())
