@@ -43,6 +43,7 @@ __all__ = [
     "POLICY_BUCKET",
     "REVOCATIONS_BUCKET",
     "Authority",
+    "BucketReader",
     "Mirror",
     "Policy",
     "Revocation",
@@ -55,6 +56,7 @@ HISTORY = 16
 """Past values kept per key: enough to show what a policy was when an offline decision is
 re-validated (issue 11 item 5), small enough to bound the store."""
 _KEY = re.compile(r"[-_=A-Za-z0-9]{1,128}\Z")
+_HEX = re.compile(r"(?:[0-9a-f]{2})+\Z")
 
 
 def _stream(bucket: str) -> str:
@@ -109,7 +111,12 @@ class Policy:
 
 @dataclass(frozen=True)
 class Revocation:
-    """A token revoked at some node, for some reason, under some policy epoch."""
+    """A token revoked at some node, for some reason, under some policy epoch.
+
+    ``token_id`` is the key: the token's first revocation id (hex) when the revoking node
+    knows it, so even an unreadable record revokes that much. ``revocation_ids`` are every
+    block id a kernel must add to its revocation list (`Kernel.revoke_ids`).
+    """
 
     token_id: str
     epoch: int
@@ -117,13 +124,14 @@ class Revocation:
     reason: str = ""
     at: float = 0.0
     revision: int = 0
+    revocation_ids: tuple[str, ...] = ()
     readable: bool = True
     """False when the stored record could not be parsed: the token is revoked anyway."""
 
     def encode(self) -> bytes:
         return json.dumps(
             {"token_id": self.token_id, "epoch": self.epoch, "by": self.by,
-             "reason": self.reason, "at": self.at},
+             "reason": self.reason, "at": self.at, "revocation_ids": list(self.revocation_ids)},
             sort_keys=True,
         ).encode()  # fmt: skip
 
@@ -138,15 +146,25 @@ class Revocation:
                 reason=str(raw.get("reason", "")),
                 at=float(raw.get("at", 0.0)),
                 revision=revision,
+                revocation_ids=tuple(raw.get("revocation_ids", ())),
             )
-            if rev.token_id != token_id:
+            if rev.token_id != token_id or not all(
+                isinstance(r, str) and _HEX.match(r) for r in rev.revocation_ids
+            ):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             return cls(token_id, -1, "?", "unreadable record", 0.0, revision, readable=False)
         return rev
 
+    def ids(self) -> tuple[str, ...]:
+        """What a kernel revokes for this record: its ids, and its key when that is a
+        revocation id (all an unreadable record still says)."""
+        key = (self.token_id,) if _HEX.match(self.token_id) else ()
+        ids = self.revocation_ids if self.readable else ()
+        return tuple(dict.fromkeys((*key, *ids)))
 
-class _Reader:
+
+class BucketReader:
     """Reads the last value per key of a bucket's stream: the bucket's or its mirror's."""
 
     def __init__(self, js: JetStreamContext) -> None:
@@ -168,12 +186,12 @@ class _Reader:
         found = await self._last(REVOCATIONS_BUCKET, _check_key("Token", token_id))
         return None if found is None else Revocation.decode(token_id, *found)
 
-    async def revocations(self) -> list[Revocation]:
-        """Every revocation, oldest first (a walk of the stream: revocations are never
-        deleted, so its messages are exactly the revocations)."""
+    async def revocations(self, *, after: int = 0) -> list[Revocation]:
+        """Every revocation past revision ``after``, oldest first (a walk of the stream:
+        revocations are never deleted, so its messages are exactly the revocations)."""
         out: list[Revocation] = []
         prefix = _subject(REVOCATIONS_BUCKET, "")
-        seq = 1
+        seq = after + 1
         while True:
             try:
                 msg = await self.js.get_msg(
@@ -188,7 +206,7 @@ class _Reader:
             seq = msg.seq + 1
 
 
-class Authority(_Reader):
+class Authority(BucketReader):
     """The Sovereign's side: the authoritative buckets, and the only writer of policy."""
 
     @classmethod
@@ -249,7 +267,7 @@ class Authority(_Reader):
         return Revocation.decode(revocation.token_id, revocation.encode(), revision)
 
 
-class Mirror(_Reader):
+class Mirror(BucketReader):
     """A Sentinel's side: read-only mirrors of the Sovereign's buckets in its own domain."""
 
     @classmethod

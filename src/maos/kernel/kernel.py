@@ -371,6 +371,14 @@ class Kernel:
         await self._order(orders.revocation(self.registry, ids, principal))
         return ids
 
+    async def revoke_ids(self, ids: Sequence[str], *, principal: str = COMMANDER) -> int:
+        """Revoke by revocation ids: a revocation from another node, whose tokens this one
+        may be unable to verify (docs/federation.md). Returns the revocation epoch."""
+        check_principal(principal, self.registry)
+        epoch = self.tokens.revocations.add(ids)
+        await self._order(orders.revocation(self.registry, ids, principal))
+        return epoch
+
     async def set_agent_status(
         self, agent_id: str, status: AgentStatus, *, principal: str = COMMANDER
     ) -> None:
