@@ -48,7 +48,7 @@ test: setup $(EMBED_STAMP) $(FED_STAMP) lint
 	@./scripts/sysdeps.sh test
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup $(FED_STAMP)
 	$(BIN)/maos bench --json
 
 clean:

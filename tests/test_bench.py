@@ -18,7 +18,9 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert set(figures) == {"dsc", "durability", "pods", "egress", "scenarios", "meta"}
+    assert set(figures) == {
+        "dsc", "durability", "pods", "egress", "federation", "scenarios", "meta",
+    }  # fmt: skip
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
@@ -28,6 +30,9 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
     own = pods["level1_own_network"]  # issue 9: level 1 against the one before it
     assert own["ratio"] > 0 and own["shared_host_cold_start_ms_p50"] > 0
+    fed = figures["federation"]  # issue 11: revocation time, against a bare NATS publish
+    assert fed["ratio_revocation_to_kernel_vs_bare_p50"] > 0
+    assert fed["revocation_to_leaf_kernel_ms_p50"] >= fed["revocation_to_leaf_mirror_ms_p50"] > 0
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
     assert egress["ratio_relay_vs_direct_cpu"] > 0

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, dsc, durability, egress, pods, scenarios
+from maos.bench import anchor, dsc, durability, egress, federation, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -34,6 +34,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     figures["pods"] = pods.measure(quick=quick)
     say("bench 3/4: egress relay (per connection, against a direct loopback connection) ...")
     figures["egress"] = egress.measure(quick=quick)
+    say("bench 3/4: federation (revocation hub -> leaf mirror -> kernel, against bare NATS) ...")
+    figures["federation"] = federation.measure(quick=quick)
     say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
     figures["meta"] = {
@@ -90,6 +92,7 @@ def render(figures: dict[str, Any]) -> str:
     ]
     rows += _pod_rows(figures["pods"])
     rows += _egress_rows(figures["egress"])
+    rows += _federation_rows(figures["federation"])
     rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
@@ -123,6 +126,26 @@ def _scenario_table(s: dict[str, Any]) -> str:
         stopped = ", ".join(r["stopped_by"]) or "-"
         lines.append(f"{r['scenario']:<{width}}  {r['benign']:<10} {r['attack']:<12} {stopped}")
     return "\n".join(lines)
+
+
+def _federation_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (
+            "NATS publish hub -> leaf (baseline) p50",
+            f"{f['bare_publish_hub_to_leaf_ms_p50']} ms",
+            f"p99 {f['bare_publish_hub_to_leaf_ms_p99']} ms",
+        ),
+        (
+            "revocation hub -> leaf mirror p50",
+            f"{f['revocation_to_leaf_mirror_ms_p50']} ms",
+            f"p99 {f['revocation_to_leaf_mirror_ms_p99']} ms",
+        ),
+        (
+            "revocation hub -> leaf kernel p50",
+            f"{f['revocation_to_leaf_kernel_ms_p50']} ms",
+            f"{f['ratio_revocation_to_kernel_vs_bare_p50']} × bare publish",
+        ),
+    ]
 
 
 def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
