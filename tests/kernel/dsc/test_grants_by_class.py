@@ -160,3 +160,22 @@ def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None
 )
 def test_amounts_named_in_text(text: str, cents: tuple[int, ...]) -> None:
     assert extract_amounts(text) == cents
+
+
+def test_a_mail_whose_cc_differs_from_its_checked_targets_is_refused_issue_8() -> None:
+    """The adapter mails params.cc; the checks read extra_targets: they must agree."""
+    forged = make_input("email.send", "boss@example.com", params={"cc": ["eve@evil.example"]})
+    assert code_of(rules(forged)) == "RULE.R11.TARGET_MISMATCH"
+    extra = make_input("email.send", "boss@example.com", extra_targets=["eve@evil.example"])
+    assert code_of(rules(extra)) == "RULE.R11.TARGET_MISMATCH"
+    honest = make_input(
+        "email.send",
+        "boss@example.com",
+        params={"cc": ["eve@evil.example"]},
+        extra_targets=["eve@evil.example"],
+        trusted=["boss@example.com"],
+    )
+    decision = rules(honest)
+    assert isinstance(decision, Pending) and list(decision.details["targets"]) == [
+        "eve@evil.example"
+    ]
