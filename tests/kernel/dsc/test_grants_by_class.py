@@ -144,6 +144,18 @@ def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None
     assert code_of(pay(390_000, context=UNTRUSTED_WEB, amounts=[1], approved=True)) == "ALLOW"
     again = pay(125_000, context=UNTRUSTED_WEB, amounts=[125_000], paid=[(IBAN, 125_000)])
     assert isinstance(again, Pending) and "already paid" in again.reason
+    # issue 8: the same account spelled otherwise was paid all the same
+    spaced = ifc(
+        tool_input(
+            PAY,
+            {"iban": "DE89 3704 0044 0532 0130 00", "cents": 125_000},
+            trusted=[IBAN],
+            context=UNTRUSTED_WEB,
+            amounts=[125_000],
+            paid=[(IBAN, 125_000)],
+        )
+    )
+    assert isinstance(spaced, Pending) and "already paid" in spaced.reason
 
 
 @pytest.mark.parametrize(
