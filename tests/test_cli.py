@@ -489,7 +489,11 @@ def test_the_decision_packet_says_where_a_flagged_target_came_from(data_dir: Pat
     code, out = maos("approvals", "list", "-d", str(data_dir))
     assert code == 0
     assert "email.send -> x@evil.example" in out
-    assert "flagged x@evil.example: first seen only in untrusted content (fs:inbox/m.txt" in out
+    assert (  # issue 8: the result and the field it came in, then the label's sources
+        "flagged x@evil.example: first seen only in untrusted content (in "
+        "fs.read:inbox/m.txt, field content, intent "
+    ) in out
+    assert "; fs:inbox/m.txt; handed to a1)" in out
     assert "the agent had read: fs:inbox/m.txt" in out
     assert 'would send: {"body": "b", "subject": "s"}' in out
 
