@@ -28,7 +28,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Intent, OutcomeStatus
-from maos.kernel.wal import Wal
+from maos.kernel.walconfig import anchored_wal
 from maos.testing import Mailbox, crash_after_prepare, intent_frame, task_with_untrusted_mail
 
 EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
@@ -159,6 +159,27 @@ def test_deny_kill_and_safe_state_through_the_api(config: KernelConfig, mailbox:
             assert kernel.registry.agent("a1").status is AgentStatus.KILLED
             mail = intent_frame(agent_token, "email.send", "boss@example.com", "m3", subject="s")
             assert (await kernel.submit(mail, agent_id="a1")).status is OutcomeStatus.DENIED
+
+    _run(config, body)
+    assert mailbox.messages == []
+
+
+def test_safe_state_from_the_dashboard_expires_what_waits_and_says_so(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """issue 9: an approval outlived MSS and, approved later, still mailed."""
+
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        _, approval_id = await _park_stranger_mail(kernel)
+        async with _client(dashboard, token) as client:
+            await client.post("api/safe-state", json={"on": True, "reason": "drill"})
+            await client.post("api/safe-state", json={"on": False})
+            state = (await client.get("api/state")).json()
+            assert state["pending_approvals"] == []
+            [expired] = [r for r in state["recent"] if r["kind"] == "approval.expired"]
+            assert expired["body"]["approval_ids"] == [approval_id]
+            late = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            assert late.status_code == 409 and late.json()["error"] == "APPROVAL.EXPIRED"
 
     _run(config, body)
     assert mailbox.messages == []
@@ -350,7 +371,7 @@ def test_judging_an_effect_in_doubt_from_the_page(config: KernelConfig, mailbox:
     person says it did not happen: the key answers so, and nothing is sent."""
     config.data_dir.mkdir(parents=True)
     mail = Intent("i9", "a1", "t1", "email.send", "boss@example.com", "a1/m9", {"body": "x"})
-    with Wal(config.wal_path) as wal:
+    with anchored_wal(config) as wal:  # the kernel that died held the key
         crash_after_prepare(wal, mail, idempotent=False)
 
     async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:

@@ -48,10 +48,11 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
-from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.wal import CHECKPOINT_EVERY
+from maos.kernel.walconfig import anchored_wal, log_section, log_settings
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -82,6 +83,10 @@ class KernelConfig:
     clock: Callable[[], float] = time.time
     follow_interval: float = 0.2
     """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
+    wal_witness: Path | None = None
+    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
+    wal_checkpoint_every: int = CHECKPOINT_EVERY
+    """Records between two checkpoints: at most about this many are re-hashed at boot."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -94,6 +99,7 @@ class KernelConfig:
             except (OSError, ValueError) as exc:
                 raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
         smtp = raw.get("smtp")
+        witness, every = log_settings(raw.get("wal", {}), data_dir, path)
         cfg = cls(
             data_dir=data_dir,
             node_id=str(raw.get("node_id", "local")),
@@ -103,6 +109,8 @@ class KernelConfig:
             )
             if isinstance(smtp, dict)
             else None,
+            wal_witness=witness,
+            wal_checkpoint_every=every,
         )
         return replace(cfg, **overrides)
 
@@ -115,6 +123,7 @@ class KernelConfig:
                 "port": self.smtp.port,
                 "sender": self.smtp.sender,
             }
+        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
         (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
 
     @property
@@ -148,7 +157,7 @@ class Kernel:
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
-        self.wal = Wal(config.wal_path, clock=config.clock)
+        self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)
         self.registry = self.view.registry
@@ -197,6 +206,11 @@ class Kernel:
         a restart finds who performs it. ``prepare`` runs at the same point with the log
         folded, for adapters that depend on what it holds (the hosts of parked tools)."""
         kernel = cls(config, sse=sse, fever_sse=fever_sse)
+        try:
+            checked = kernel.wal.check_head()  # refuses a truncated or rewritten log
+        except BaseException:
+            await kernel.close()
+            raise
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
@@ -207,7 +221,9 @@ class Kernel:
                 await kernel.close()
                 raise
         await kernel.commit.recover()
-        await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
+        await kernel.wal.append(
+            "kernel.boot", {"node_id": config.node_id, "wal": checked.summary()}
+        )
         for item in kernel.approvals.awaiting_execution():
             await kernel._execute_approved(item)
         if follow:
@@ -247,12 +263,14 @@ class Kernel:
             if item.status is ApprovalStatus.APPROVED:
                 approved.append(item)
             else:
-                self._finish(item.approval_id, self._denied_by_commander(item))
+                self._finish(item.approval_id, item.refusal())
         return approved
 
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self.config.follow_interval)
+            due = [a.approval_id for a in self.approvals.due(self.clock())]
+            await self.settle_approvals(due, reason="time ran out", principal="kernel")
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -409,9 +427,10 @@ class Kernel:
     def mint(
         self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
     ) -> str:
-        """A token for one agent on one task; least privilege is the caller's plan."""
+        """A token for one agent on one task (known ops only); least privilege is the caller's."""
         self.registry.agent(agent_id)
         self.registry.task(task_id)
+        check_grant_ops(grants, self.registry.ops)
         return self.tokens.mint(
             agent_id=agent_id, task_id=task_id, grants=grants, now=self.clock(), ttl=ttl
         )
@@ -433,6 +452,19 @@ class Kernel:
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
         await self._order(orders.safe_state(self.registry, on, reason, principal))
+        if on:  # nothing parked before an incident may run after it (issue 9)
+            waiting = [a.approval_id for a in self.approvals.pending()]
+            await self.settle_approvals(
+                waiting, reason=f"Minimal Safe State: {reason}", principal=principal
+            )
+
+    async def settle_approvals(
+        self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
+    ) -> list[Approval]:
+        """Expire the approvals ``ids`` that still wait, or keep them until ``keep_until``."""
+        if order := orders.settlement(self.approvals, ids, keep_until, reason, principal):
+            await self._order(order)
+        return [self.approvals.get(aid) for aid in ids]
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
@@ -452,25 +484,21 @@ class Kernel:
 
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
-        order = orders.decision(
-            self.registry, self.approvals, approval_id, approve=True, principal=principal
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=True)
         return await self._execute_approved(self.approvals.get(approval_id))
 
     async def deny(
         self, approval_id: str, *, principal: str = COMMANDER, note: str = ""
     ) -> Outcome:
-        order = orders.decision(
-            self.registry,
-            self.approvals,
-            approval_id,
-            approve=False,
-            principal=principal,
-            note=note,
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=False, note=note)
         return self._executed[approval_id]
+
+    async def _decide(self, aid: str, who: str, *, approve: bool, note: str = "") -> None:
+        now = self.clock()  # logged with the decision: one made after an expiry never runs
+        book = (self.registry, self.approvals, aid)
+        await self._order(
+            orders.decision(*book, approve=approve, principal=who, now=now, note=note)
+        )
 
     async def wait(self, approval_id: str) -> Outcome:
         """What an agent awaits after a pending answer: the outcome once a human decided."""
@@ -489,18 +517,11 @@ class Kernel:
             fut.set_result(self._executed[approval_id])
         return self._executed[approval_id]
 
-    def _denied_by_commander(self, item: Approval) -> Outcome:
-        return Outcome(
-            intent_id=str(item.intent.get("intent_id", "")),
-            status=OutcomeStatus.DENIED,
-            code="APPROVAL.DENIED",
-            reason=f"the Commander ({item.decided_by}) refused: {item.note or item.reason}",
-            approval_id=item.approval_id,
-        )
-
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
+        if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
+            return self._finish(item.approval_id, item.refusal())
         wire = dict(item.intent)
         intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
         outcome = replace(

@@ -25,12 +25,13 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import math
 import os
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -61,6 +62,7 @@ from maos.kernel._token_caveats import (
     read_chain,
 )
 from maos.kernel.errors import TokenError
+from maos.kernel.ops import TOOL_PREFIX, OpSpec
 from maos.kernel.types import Allow, Deny
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ __all__ = [
     "TokenAuthority",
     "TokenInfo",
     "attenuate",
+    "check_grant_ops",
+    "derive_key",
 ]
 
 DEFAULT_TTL = MappingProxyType({"sovereign": 3600.0, "sentinel": 900.0, "pawn": 300.0})
@@ -92,6 +96,32 @@ the default size): a digest key was 32 bytes, a token key is the token, so witho
 _MISSING = Deny("DSC.CAPABILITY.MISSING", "The intent carries no capability token.", _CHECK)
 _BISCUIT_ERRORS = (BiscuitValidationError, BiscuitSerializationError, BiscuitBlockError)
 _REVOCATION_ID = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+def check_grant_ops(grants: Sequence[Grant], ops: Mapping[str, OpSpec]) -> None:
+    """Refuse a grant no op could ever use (``TOKEN.UNKNOWN_OP``), before it is minted.
+
+    ``ops`` is the kernel's catalogue: the built-in ops and the registered tools. A
+    grant names one of them exactly, or a prefix ending in ``*`` that covers at least
+    one (``fs.*``). ``tool.*`` is always accepted: it covers the tools
+    registered later too, as a token for "this task's tools" should. A typo such as
+    ``fs.nuke`` would otherwise mint a token that looks like authority and is none,
+    and hide the mistake until the first denial."""
+    for grant in grants:
+        op = grant.op
+        if op.endswith("*"):
+            prefix = op[:-1]
+            if prefix == TOOL_PREFIX or any(name.startswith(prefix) for name in ops):
+                continue
+        elif op in ops:
+            continue
+        families = sorted({name.split(".", 1)[0] + ".*" for name in ops} | {"tool.*"})
+        raise TokenError(
+            "TOKEN.UNKNOWN_OP",
+            f"no op {op!r}: grant one of {sorted(n for n in ops if not n.startswith(TOOL_PREFIX))}"
+            f", a registered tool (tool.<name>), or a family: {', '.join(families)}",
+            op=op,
+        )
 
 
 class RevocationList:
@@ -550,3 +580,22 @@ def _create_key(path: Path) -> None:
             os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def derive_key(key_dir: Path, purpose: str, *, create: bool = False) -> bytes:
+    """A 32-byte key for ``purpose`` (``wal-anchor`` ...), derived from the root key, so
+    whatever holds the root key can authenticate the kernel's other state and nothing
+    else can. HMAC-SHA256 keyed with the root private key over ``maos/derive/<purpose>``:
+    the root key is uniformly random, so this is HKDF's expand step with one block.
+
+    ``create`` makes the root key if there is none yet (a kernel's first boot); a reader
+    (``maos wal verify``) must not, and gets ``TOKEN.KEY_UNREADABLE`` instead.
+    """
+    if not create and not (key_dir / "root.key").exists():
+        raise TokenError(
+            "TOKEN.KEY_UNREADABLE",
+            f"There is no root key at {key_dir / 'root.key'}.",
+            path=str(key_dir / "root.key"),
+        )
+    secret = bytes(_load_or_create_key(key_dir).private_key.to_bytes())
+    return hmac.new(secret, b"maos/derive/" + purpose.encode("ascii"), hashlib.sha256).digest()

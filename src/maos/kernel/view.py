@@ -63,9 +63,7 @@ class LogView:
             out.records.append(rec)
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
-            changed = self.approvals.apply(rec.kind, rec.body)
-            if changed is not None and rec.kind != "approval.pending":
-                out.decided.append(changed)
+            out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]
                 self.revoked.update(ids)
