@@ -115,6 +115,9 @@ _NOT_NAMES = _words(
     "april may june july august september october november december"
 )
 _MAX_NAME_WORDS = 6
+_MASK = "\x00"
+"""What a consumed span becomes for the kinds after it: no word, no space, no quote, so
+a name or a quoted string can never be pieced together around a URL or an address."""
 _NAME_WINDOW = 400
 """Characters after a cue word read for a name list (bounds the scan per cue)."""
 _QUOTES = "\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb"
@@ -257,7 +260,7 @@ def extract_targets(text: str) -> tuple[TrustedTarget, ...]:
         masked = list(current)
         for start, end, target in hits:
             found.append((start, target))
-            masked[start:end] = " " * (end - start)  # a span names one target, not two
+            masked[start:end] = _MASK * (end - start)  # a span names one target, not two
         current = "".join(masked)
     seen: set[TrustedTarget] = set()
     out: list[TrustedTarget] = []
@@ -439,7 +442,8 @@ def _handles(pattern: re.Pattern[str], kind: str) -> Callable[[str], Scan]:
 def _quoted(text: str) -> Scan:
     for m in _QUOTED.finditer(text):
         inner = next(g for g in m.groups() if g is not None)
-        if inner.strip() and inner == inner.strip() and any(c.isalnum() for c in inner):
+        clean = _MASK not in inner and inner == inner.strip()
+        if clean and any(c.isalnum() for c in inner):
             value = _normalise("name", inner)
             if value is not None:
                 yield m.start(), m.end(), TrustedTarget("name", value)
