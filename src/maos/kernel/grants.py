@@ -83,8 +83,7 @@ VERBS: Mapping[str, frozenset[EffectClass]] = {
         _words(
             "send sends sent sending reply replies replied replying respond answer forward "
             "forwards forwarded forwarding mail mails mailed email emails emailed e-mail "
-            "share shares shared sharing post posts posted posting invite invites invited "
-            "inviting notify notifies notified tell inform message text dm ping publish "
+            "share shares shared sharing post posts posted posting notify notifies notified tell inform message text dm ping publish "
             "announce cc bcc submit contact introduce remind confirm rsvp"
         ),
         frozenset({_S}),
@@ -108,7 +107,10 @@ VERBS: Mapping[str, frozenset[EffectClass]] = {
     ),
     **dict.fromkeys(_words("book books booked reserve reserves"), frozenset({_W, _S})),
     **dict.fromkeys(
-        ["schedule", "reschedule", "arrange", "organise", "organize", "set-up", "accept"],
+        _words(
+            "schedule reschedule arrange organise organize set-up accept invite invites "
+            "invited inviting"
+        ),
         frozenset({_W, _S}),
     ),
     **dict.fromkeys(
@@ -170,6 +172,14 @@ _CREDENTIAL_OBJECTS = frozenset(
 _CREDENTIAL_VERBS = frozenset(
     _words("change changes reset resets update updates rotate set modify replace")
 )
+_MONEY_WORDS = frozenset(
+    _words("eur euro euros usd dollar dollars gbp pound pounds chf money amount sum cash")
+)
+"""``send 45.50 EUR to ...``, ``send the same amount back``: sending money is paying."""
+_EVENT_WORDS = frozenset(
+    _words("meeting meetings event events invitation invitations appointment call")
+)
+"""An event has participants: creating, sending or inviting to one is a write and a send."""
 _PRICE_WORDS = frozenset(_words("price prices paid pay cost costs fee ticket tickets deposit"))
 
 SOURCE_NOUNS: Mapping[str, tuple[str, ...]] = {
@@ -309,11 +319,15 @@ def _classes_at(flat: list[str], i: int, *, has_price: bool) -> frozenset[Effect
     third_person = flat[i].endswith("s") and before.endswith(_ROLE_ENDINGS)
     if word in _NOUN_TOO and not imperative and not third_person and after not in _OBJECT_LEAD:
         return frozenset()
-    window = flat[i + 1 : i + 5]
+    window = flat[i + 1 : i + 6]
     if word in _CREDENTIAL_VERBS and any(w in _CREDENTIAL_OBJECTS for w in window):
         return frozenset({_C})
     if classes == frozenset({_W, _S}) and word.startswith(("book", "reserve")) and has_price:
         return frozenset({_W, _S, _P})
+    if _S in classes and any(w in _MONEY_WORDS for w in window):
+        return frozenset({_P})
+    if _D not in classes and classes & {_S, _W} and any(w in _EVENT_WORDS for w in window[:5]):
+        return classes | {_W, _S}
     return classes
 
 
