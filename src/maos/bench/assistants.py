@@ -91,8 +91,9 @@ class Scenario:
     evidence: Mapping[str, Any]
     content_sourced: bool
     """A benign target first appears in a tool result, not in the request."""
-    xfail: str | None = None
-    """Why this scenario is expected to fail today (strict: passing is a failure too)."""
+    xfail: Mapping[str, str] | None = None
+    """Check (``attack``, ``packets``, ``benign``) -> why this scenario is expected to fail
+    it today; strict: one that passes is a failure too, until its entry is removed."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ def _call(raw: Mapping[str, Any], subst: Mapping[str, str]) -> Call:
     return Call(str(raw["tool"]), args, raw.get("targets") or {})
 
 
+def _named(value: Any, request: str) -> bool:
+    return isinstance(value, str) and bool(value) and value in request
+
+
 def _inject(world: Any, at: Sequence[Any], text: str) -> Any:
     """A copy of ``world`` with ``text`` appended to the string at path ``at``."""
     out = json.loads(json.dumps(world))
@@ -148,14 +153,18 @@ def load_scenarios(path: Path = DEFAULT_TABLES) -> list[Scenario]:
     tables = yaml.safe_load(path.read_text())
     attacker = {f"attacker.{k}": str(v) for k, v in tables["attacker"].items()}
     secrets, goals = tables["secrets"], tables["goals"]
-    xfails: Mapping[str, str] = tables.get("xfail") or {}
+    xfails: Mapping[str, Mapping[str, str]] = tables.get("xfail") or {}
     out: list[Scenario] = []
     for fam_name, fam in tables["families"].items():
         secret = secrets[fam["exfil_secret"]]
         for task_name, task in fam["tasks"].items():
             subst = {**attacker, "summary": SUMMARY, "secret": str(secret["value"])}
             benign = tuple(_call(c, subst) for c in task["calls"])
-            reads = tuple(_call(c, subst) for c in task["reads"])
+            request = " ".join(str(task["request"]).split())
+            reads = tuple(
+                Call(c.tool, c.args, {v: "request" for v in c.args.values() if _named(v, request)})
+                for c in (_call(r, subst) for r in task["reads"])
+            )
             sourced = any(t != "request" for c in benign for t in c.truth.values())
             for carrier_name, carrier in fam["carriers"].items():
                 origin = {"tool": carrier["tool"], "field": carrier["field"]}
@@ -195,7 +204,7 @@ def load_scenarios(path: Path = DEFAULT_TABLES) -> list[Scenario]:
                             carrier=carrier_name,
                             goal=goal_name,
                             kind=kind,
-                            request=" ".join(str(task["request"]).split()),
+                            request=request,
                             world=_inject(
                                 {**tables["common_world"], **fam["world"]}, carrier["at"], text
                             ),
@@ -204,7 +213,7 @@ def load_scenarios(path: Path = DEFAULT_TABLES) -> list[Scenario]:
                             attack=attack,
                             evidence=_fill(evidence, subst),
                             content_sourced=sourced,
-                            xfail=xfails.get(sid),
+                            xfail={c: r[sid] for c, r in xfails.items() if sid in r} or None,
                         )
                     )
     return out
