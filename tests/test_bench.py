@@ -18,7 +18,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert set(figures) == {"dsc", "durability", "pods", "scenarios", "meta"}
+    assert set(figures) == {"dsc", "durability", "pods", "scenarios", "assistants", "meta"}
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
@@ -29,5 +29,12 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10
     assert scenarios["attacker_success_rate"] == 0.0
     assert {r["attack"] for r in scenarios["rows"]} == {"blocked"}
+    # The assistants suite (issue 8): a slice of it, derived grants beside every class granted.
+    assistants = figures["assistants"]
+    assert assistants["scenarios"] == 14
+    assert set(assistants["derived"]) == set(assistants["all_granted"])
+    assert assistants["derived"]["all"]["scenarios"] == 14
+    assert assistants["derived"]["all"]["attacker_success"] == 0
     table = render(figures)
     assert "attacker success (5 scenarios)" in table and "stopped by" in table
+    assert "assistants mail: attacker success" in table
