@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -25,13 +26,18 @@ from maos.kernel.labels import Integrity
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Intent, Pending, frozen_mapping
 
-__all__ = ["IfcCheck", "is_trusted_target", "target_kinds"]
+__all__ = ["IfcCheck", "is_trusted_target", "money", "target_kinds"]
 
 _TARGET_KINDS = frozenset({"recipient", "url", "path", "account", "phone", "mixed"})
 """Op target kinds R10 checks (``mixed``: a tool, each target with its manifest's kind)."""
 _UNTRUSTED = Integrity.UNTRUSTED
 """Bound once: reading an enum member off its class costs ~0.2 µs in CPython 3.11."""
 _AMBIGUOUS_PATH = ("/./", "/../", "%2e", "%2f", "%5c")
+
+
+def money(cents: int) -> str:
+    """Cents as a sum for people, exactly (``1250`` -> ``12.50``): no float on the way."""
+    return f"{Decimal(cents).scaleb(-2):.2f}"
 
 
 def target_kinds(intent: Intent, spec: OpSpec) -> tuple[str, ...]:
@@ -199,7 +205,7 @@ class IfcCheck:
             return self._allow
         if amount in named and (inp.intent.target, amount) not in inp.task.paid:
             return self._allow
-        shown = ", ".join(f"{c / 100:.2f}" for c in sorted(named))
+        shown = ", ".join(money(c) for c in sorted(named))
         why = (
             "already paid to this target once"
             if amount in named
@@ -207,7 +213,7 @@ class IfcCheck:
         )
         return Pending(
             "RULE.R10.UNTRUSTED_AMOUNT",
-            f"the agent read untrusted content and {inp.intent.op} moves {amount / 100:.2f}, {why}",
+            f"the agent read untrusted content and {inp.intent.op} moves {money(amount)}, {why}",
             rule="R10",
             check=self.name,
             details=frozen_mapping(
