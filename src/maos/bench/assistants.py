@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -389,8 +390,8 @@ def _mismatches(s: Scenario, results: Sequence[CallResult]) -> list[str]:
                 ok = said == "untrusted_content" and f"tool:{truth['tool']}" in (
                     seen.get("sources") or ()
                 )
-                if ok and seen.get("field") is not None:
-                    ok = seen["field"] == truth["field"]
+                if ok and seen.get("field") is not None:  # mails[0].from is mails[].from
+                    ok = re.sub(r"\[\d+\]", "[]", str(seen["field"])) == truth["field"]
             else:
                 ok = False
             if not ok:

@@ -40,7 +40,7 @@ from maos.kernel.grants import Pointer, source_matches
 from maos.kernel.identifiers import extract_targets
 from maos.kernel.labels import Label
 from maos.kernel.ops import HIGH_IMPACT
-from maos.kernel.provenance import bounded_text
+from maos.kernel.provenance import bounded_leaves
 from maos.kernel.registry import Registry, TaskRecord
 from maos.kernel.types import Allow, Decision, Deny, EffectClass, Intent, Pending, frozen_mapping
 
@@ -175,19 +175,27 @@ class Scope:
     async def note_result(
         self, intent: Intent, task: TaskRecord, label: Label, value: object
     ) -> None:
-        """Log every identifier a result from a pointed source holds (new ones only)."""
-        if not self._pointed(task.task_id, sorted(label.sources)):
+        """Log every identifier a result from a pointed source holds (new ones only): a
+        source the request's nouns or paths point at, or a read of a URL it names."""
+        grants = self._fold.grants.get(task.task_id)
+        if grants is None:
             return
-        text = bounded_text(value)
+        named = {_host(str(t["value"])) for t in grants.get("targets") or () if t["kind"] == "url"}
+        read_named = any(_host(t) in named for t in intent.targets if t and _host(t))
+        if not read_named and not self._pointed(task.task_id, sorted(label.sources)):
+            return
+        text = "\n".join(leaf for _, leaf in bounded_leaves(value))
         known = self._fold.candidates.get(task.task_id, set())
-        fresh = sorted({(_kind(t.kind), t.value) for t in extract_targets(text)} - known)
+        trusted = label.trusted
+        found = {(_kind(t.kind), t.value, trusted) for t in extract_targets(text)}
+        fresh = sorted(found - known)
         if fresh:
             await self._log(
                 _CANDIDATES,
                 {
                     "task_id": task.task_id,
                     "sources": sorted(label.sources),
-                    "identifiers": [{"kind": k, "value": v} for k, v in fresh],
+                    "identifiers": [{"kind": k, "value": v, "trusted": t} for k, v, t in fresh],
                 },
                 intent_id=intent.intent_id,
             )
