@@ -144,3 +144,4 @@ def test_g3_one_delete_per_verb_and_all_lifts_the_count(tmp_path: Path) -> None:
             assert out.status is OutcomeStatus.COMMITTED, out
 
     scenario(tmp_path / "all", "Delete all the drafts", {"a.txt": "x", "b.txt": "y"}, every)
+    scenario(tmp_path / "plural", "Delete the drafts", {"a.txt": "x", "b.txt": "y"}, every)

@@ -56,6 +56,7 @@ __all__ = [
     "apply_grants",
     "derive",
     "grants_body",
+    "lemma",
     "override_body",
     "source_matches",
 ]
@@ -294,7 +295,7 @@ def _priced(flat: list[str]) -> bool:
     return any(w in _PRICE_WORDS for w in flat)
 
 
-def _lemma(word: str) -> str | None:
+def lemma(word: str) -> str | None:
     """``word`` as `VERBS` spells it: itself, or without ``-s``/``-es``/``-ed``/``-ing``."""
     if word in VERBS:
         return word
@@ -307,10 +308,10 @@ def _lemma(word: str) -> str | None:
 
 
 def _classes_at(flat: list[str], i: int, *, has_price: bool) -> frozenset[EffectClass]:
-    lemma = _lemma(flat[i])
-    if lemma is None:
+    stem = lemma(flat[i])
+    if stem is None:
         return frozenset()
-    word, classes = lemma, VERBS[lemma]
+    word, classes = stem, VERBS[stem]
     before = flat[i - 1] if i else ""
     if before in _DETERMINERS:
         return frozenset()  # "the transfer", "my post": a noun

@@ -36,7 +36,7 @@ from typing import Any
 
 from maos.kernel.dsc.base import CheckInput
 from maos.kernel.dsc.ifc import target_kinds
-from maos.kernel.grants import Pointer, source_matches
+from maos.kernel.grants import Pointer, lemma, source_matches
 from maos.kernel.identifiers import extract_targets
 from maos.kernel.labels import Label
 from maos.kernel.ops import HIGH_IMPACT
@@ -101,10 +101,18 @@ def _uses_allowed(grants: Mapping[str, Any], cls: EffectClass) -> int | None:
     """How many effects of ``cls`` the words cover; None: no limit (a quantifier)."""
     reasons = [b for b in grants.get("because") or () if b["class"] == cls.value]
     for b in reasons:
-        words = set(re.findall(r"[a-z0-9']+", str(b["words"]).lower()))
-        if words & _QUANTIFIERS or any(w.isdigit() and int(w) > 1 for w in words):
+        words = re.findall(r"[a-z0-9'-]+", str(b["words"]).lower())
+        if set(words) & _QUANTIFIERS or any(w.isdigit() and int(w) > 1 for w in words):
             return None
+        verbs = [i for i, w in enumerate(words) if lemma(w) is not None]
+        if verbs and any(_plural(w) for w in words[verbs[0] + 1 :]):
+            return None  # "pay the invoices", "delete the old drafts"
     return len(reasons)
+
+
+def _plural(word: str) -> bool:
+    """A plural noun, roughly: the count is lifted, so erring here costs no human."""
+    return len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
 class ScopeFold:
