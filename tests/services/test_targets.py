@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -134,6 +135,7 @@ def test_every_target_appears_in_the_text(parts: list[str]) -> None:
             bare = target.value.removeprefix("https://").rstrip("/")
             assert bare.split(":")[0].split("/")[0] in text.lower()
         elif target.kind in ("name", "channel", "user"):
-            assert target.value in " ".join(text.casefold().split())
+            folded = unicodedata.normalize("NFKC", text).casefold()
+            assert target.value in " ".join(folded.split())
         else:
             assert target.value.lower() in text.lower()

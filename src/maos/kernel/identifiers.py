@@ -115,6 +115,8 @@ _NOT_NAMES = _words(
     "april may june july august september october november december"
 )
 _MAX_NAME_WORDS = 6
+_NAME_WINDOW = 400
+"""Characters after a cue word read for a name list (bounds the scan per cue)."""
 _QUOTES = "\"'`\u2018\u2019\u201c\u201d\u00ab\u00bb"
 _HOST = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -247,12 +249,16 @@ def _url(raw: str) -> str | None:
 def extract_targets(text: str) -> tuple[TrustedTarget, ...]:
     """Targets named in ``text``, deduplicated, in order of first appearance."""
     found: list[tuple[int, TrustedTarget]] = []
-    masked = list(text)
+    current = text
     for kind in _KINDS:
-        current = "".join(masked)
-        for start, end, target in _SCANNERS[kind](current):
+        hits = list(_SCANNERS[kind](current))
+        if not hits:
+            continue
+        masked = list(current)
+        for start, end, target in hits:
             found.append((start, target))
             masked[start:end] = " " * (end - start)  # a span names one target, not two
+        current = "".join(masked)
     seen: set[TrustedTarget] = set()
     out: list[TrustedTarget] = []
     for _, target in sorted(found, key=lambda item: item[0]):
@@ -442,7 +448,8 @@ def _quoted(text: str) -> Scan:
 def _cued(text: str) -> Scan:
     """Capitalised words after a cue word, joined by particles, listed by ``,``/``and``."""
     for cue in _CUE.finditer(text):
-        words = list(_WORD.finditer(text, cue.end()))[: 4 * _MAX_NAME_WORDS]
+        window = min(len(text), cue.end() + _NAME_WINDOW)  # never the rest of the text
+        words = list(_WORD.finditer(text, cue.end(), window))[: 4 * _MAX_NAME_WORDS]
         i = 0
         while i < len(words):
             name: list[re.Match[str]] = []

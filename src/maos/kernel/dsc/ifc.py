@@ -203,7 +203,7 @@ class IfcCheck:
         amount, named = inp.intent.cost.money_cents, inp.task.trusted_amounts
         if not amount or not named:
             return self._allow
-        if amount in named and (inp.intent.target, amount) not in inp.task.paid:
+        if amount in named and not self._paid_before(inp, amount):
             return self._allow
         shown = ", ".join(money(c) for c in sorted(named))
         why = (
@@ -223,6 +223,19 @@ class IfcCheck:
                     "context_sources": sorted(inp.context.sources),
                 }
             ),
+        )
+
+    def _paid_before(self, inp: CheckInput, amount: int) -> bool:
+        """Whether the task paid ``amount`` to this target already, however the target
+        was spelled then (``DE89 3704 ...`` and ``DE893704...`` are one account)."""
+        target, paid = inp.intent.target, inp.task.paid
+        if (target, amount) in paid:
+            return True
+        spec = self._ops.get(inp.intent.op)
+        kind = target_kinds(inp.intent, spec)[0] if spec is not None else "unknown"
+        mine = normalise(kind, target) if kind in _NORMALISED else None
+        return mine is not None and any(
+            cents == amount and normalise(kind, t) == mine for t, cents in paid
         )
 
     def _untrusted_targets(self, inp: CheckInput, spec: OpSpec) -> Decision:
