@@ -53,7 +53,6 @@ from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDen
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import (
     Allow,
-    Decision,
     Deny,
     EffectClass,
     Intent,
@@ -174,7 +173,6 @@ class Kernel:
         self.registry = self.view.registry
         self.approvals = self.view.approvals
         self.provenance = ProvenanceRecorder(self.view.provenance, self.registry, self._log)
-        self.scope = Scope(self.view.scope, self.registry, self._log)
         self.ledger = BudgetLedger()
         self.locks = LockTable()
         self.rates = RateLimitCheck()
@@ -186,6 +184,7 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
         )
+        self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
             "http": HttpAdapter(),
@@ -351,9 +350,8 @@ class Kernel:
         asked for deletion, whatever a token says. None leaves it to the tokens, and
         high-impact classes then always ask the Commander (R7). ``trusted_amounts`` are
         the sums (cents) the principal named: an agent that read untrusted content may
-        pay only those, when there are any (R10). ``request`` is the Commander's words for
-        the task: the classes they ask for, within ``effect_classes`` (the ceiling), become
-        the grant, and what they name is trusted (`maos.kernel.grants`, ``task.grants``)."""
+        pay only those, when there are any (R10). ``request``: the Commander's words; what
+        they ask for within ``effect_classes`` is the grant (`maos.kernel.grants`)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
         derived = None if request is None else derive(request)
@@ -384,12 +382,6 @@ class Kernel:
                 "task.grants", grants_body(task_id, request, derived, ceiling, principal)
             )
         return self.registry.task(task_id)
-
-    async def set_grants(
-        self, task_id: str, classes: Sequence[str], *, reason: str, principal: str = COMMANDER
-    ) -> None:
-        """The Commander's own effect classes for a task, replacing the derived ones."""
-        await self._order(orders.grants(self.registry, task_id, classes, reason, principal))
 
     async def register_tool(
         self,
@@ -588,7 +580,7 @@ class Kernel:
             safe_state=self.registry.safe_state is not None,
             fever=self.registry.fever,
         )
-        decision = await self.scope.review(inp, self.pipeline.decide(inp), self._redecide)
+        decision = await self.scope.review(inp, self.pipeline.decide(inp))
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
                 return await self._refuse(
@@ -771,12 +763,6 @@ class Kernel:
                 {"task_id": task.task_id, "path": intent.target, "label": context.to_dict()},
                 intent_id=intent.intent_id,
             )
-
-    def _redecide(self, inp: CheckInput) -> Decision:
-        """The DSC again on a widened view (`Scope`): the first run's reservation is
-        released first, so the intent holds one budget reservation, never two."""
-        self.ledger.settle(inp.intent.intent_id, committed=False)
-        return self.pipeline.decide(inp)
 
     def _spec(self, op: str) -> OpSpec | None:
         return self.registry.ops.get(op)

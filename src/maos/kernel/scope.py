@@ -35,7 +35,9 @@ from dataclasses import replace
 from typing import Any
 
 from maos.kernel.dsc.base import CheckInput
+from maos.kernel.dsc.budget import BudgetLedger
 from maos.kernel.dsc.ifc import target_kinds
+from maos.kernel.dsc.pipeline import Pipeline
 from maos.kernel.grants import Pointer, lemma, source_matches
 from maos.kernel.identifiers import extract_targets
 from maos.kernel.labels import Label
@@ -62,7 +64,6 @@ _ADMITTED = "task.target_admitted"
 _CANDIDATES = "task.candidates"
 
 Log = Callable[..., Awaitable[int]]
-Redecide = Callable[[CheckInput], Decision]
 
 
 def _kind(identifier_kind: str) -> str:
@@ -159,10 +160,14 @@ class Scope:
         fold: ScopeFold,
         registry: Registry,
         log: Log,
+        pipeline: Pipeline,
+        ledger: BudgetLedger,
     ) -> None:
         self._fold = fold
         self._registry = registry
         self._log = log
+        self._pipeline = pipeline
+        self._ledger = ledger
 
     def _pointers(self, task_id: str) -> tuple[Pointer, ...]:
         grants = self._fold.grants.get(task_id)
@@ -208,15 +213,21 @@ class Scope:
                 intent_id=intent.intent_id,
             )
 
-    async def review(self, inp: CheckInput, decision: Decision, redecide: Redecide) -> Decision:
+    async def review(self, inp: CheckInput, decision: Decision) -> Decision:
         """The DSC's decision, narrowed by G3 or (for a parked target) widened by C1.
         Fails closed: any error here is a deny."""
         try:
-            return await self._review(inp, decision, redecide)
+            return await self._review(inp, decision)
         except Exception as exc:  # R11: what cannot be evaluated is refused
             return Deny("DSC.INTERNAL", f"scope failed: {type(exc).__name__}", check="scope")
 
-    async def _review(self, inp: CheckInput, decision: Decision, redecide: Redecide) -> Decision:
+    def _redecide(self, inp: CheckInput) -> Decision:
+        """The DSC again on a widened view: the first run's budget reservation is released
+        first, so the intent holds one reservation, never two."""
+        self._ledger.settle(inp.intent.intent_id, committed=False)
+        return self._pipeline.decide(inp)
+
+    async def _review(self, inp: CheckInput, decision: Decision) -> Decision:
         task_id = inp.intent.task_id
         grants = self._fold.grants.get(task_id)
         if inp.approved or grants is None or grants.get("override"):
@@ -230,7 +241,7 @@ class Scope:
                         inp.task, trusted_targets=inp.task.trusted_targets | set(admitted)
                     ),
                 )
-                again = redecide(widened)
+                again = self._redecide(widened)
                 if isinstance(again, Allow):
                     for target, why in admitted.items():
                         await self._log(_ADMITTED, {"task_id": task_id, "target": target, **why})
