@@ -127,7 +127,10 @@ class ScopeFold:
         """(kind, value, from a trusted result) of what pointed sources handed over."""
         self.admitted: dict[str, set[str]] = {}
         self.uses: dict[str, dict[EffectClass, int]] = {}
-        self._prepared: dict[str, tuple[str, str]] = {}
+        self.inflight: dict[str, tuple[str, frozenset[EffectClass]]] = {}
+        """Intent id -> (task, high-impact classes) of what G3 let through and the log has
+        not settled yet: counted as used, so two concurrent deletes cannot both pass."""
+        self._prepared: dict[str, tuple[str, str, str]] = {}
 
     def apply(self, kind: str, body: Mapping[str, Any], idem_key: str | None = None) -> None:
         if kind == "task.grants":
@@ -141,15 +144,22 @@ class ScopeFold:
         elif kind == _ADMITTED:
             self.admitted.setdefault(str(body["task_id"]), set()).add(str(body["target"]))
         elif kind == "intent.prepared" and idem_key is not None:
-            self._prepared[idem_key] = (str(body.get("task_id", "")), str(body.get("op", "")))
-        elif kind == "intent.committed" and idem_key is not None:
-            task_id, op = self._prepared.pop(idem_key, ("", ""))
+            self._prepared[idem_key] = (
+                str(body.get("task_id", "")),
+                str(body.get("op", "")),
+                str(body.get("intent_id", "")),
+            )
+        elif kind in ("intent.committed", "intent.failed") and idem_key is not None:
+            task_id, op, intent_id = self._prepared.pop(idem_key, ("", "", ""))
+            self.inflight.pop(intent_id, None)
             spec = self._registry.ops.get(op)
-            if spec is not None:
+            if spec is not None and kind == "intent.committed":
                 used = self.uses.setdefault(task_id, {})
                 for cls in spec.classes:
                     if cls in HIGH_IMPACT:
                         used[cls] = used.get(cls, 0) + 1
+        elif kind == "intent.denied":
+            self.inflight.pop(str(body.get("intent_id", "")), None)
 
 
 class Scope:
@@ -243,6 +253,9 @@ class Scope:
                 )
                 again = self._redecide(widened)
                 if isinstance(again, Allow):
+                    # Marked before the first await: a concurrent intent to the same target
+                    # finds it used already (once means once).
+                    self._fold.admitted.setdefault(task_id, set()).update(admitted)
                     for target, why in admitted.items():
                         await self._log(_ADMITTED, {"task_id": task_id, "target": target, **why})
                     decision = again
@@ -255,10 +268,13 @@ class Scope:
         if spec is None:
             return None
         derived = set(grants.get("result") or ())
-        used = self._fold.uses.get(inp.intent.task_id, {})
-        for cls in spec.classes:
-            if cls not in HIGH_IMPACT or cls.value not in derived:
-                continue
+        task_id, intent_id = inp.intent.task_id, inp.intent.intent_id
+        used = dict(self._fold.uses.get(task_id, {}))
+        for other, (task, classes) in self._fold.inflight.items():
+            for cls in classes if task == task_id and other != intent_id else ():
+                used[cls] = used.get(cls, 0) + 1
+        limited = frozenset(c for c in spec.classes if c in HIGH_IMPACT and c.value in derived)
+        for cls in limited:
             allowed = _uses_allowed(grants, cls)
             if allowed is not None and used.get(cls, 0) >= allowed:
                 return Pending(
@@ -271,6 +287,8 @@ class Scope:
                         {"effect_class": cls.value, "targets": [t for t in inp.intent.targets if t]}
                     ),
                 )
+        if limited:
+            self._fold.inflight[intent_id] = (task_id, limited)
         return None
 
     def _admissible(
