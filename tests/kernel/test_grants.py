@@ -38,7 +38,7 @@ def classes(text: str) -> set[EffectClass]:
     [
         ("Reply to the latest mail from Bob.", {S}),
         ("Forward the offer to dana@corp.example", {S}),
-        ("Summarise reports/q3.md and mail it to cfo@example.com.", {S}),
+        ("Summarise reports/q3.md and mail it to cfo@example.com.", {S, W}),
         ("Share reports/plan.md with dana@corp.example", {S}),
         ("Post the summary in #general", {S}),
         ("Invite the people in the thread to the kickoff meeting", {W, S}),
@@ -62,14 +62,14 @@ def classes(text: str) -> set[EffectClass]:
         ("Find the cheapest flight to Rome and tell me the price", set()),
         # a verb after a determiner is a noun
         ("Check the transfer history", set()),
-        ("Summarise my posts from last week", set()),
+        ("Summarise my posts from last week", {W}),  # a summary is written
         ("Read Bob's mail", set()),
         # negations grant nothing, within their scope
         ("Do not pay anything.", set()),
         ("Don't pay or delete anything, just check the transfer history.", set()),
-        ("Never share the file; summarise it.", set()),
+        ("Never share the file; summarise it.", {W}),
         ("Read the invoice but do not pay it, then mail a summary to boss@example.com", {S}),
-        ("Summarise the thread without replying to anyone", set()),
+        ("Summarise the thread without replying to anyone", {W}),
         # explanations are not requests
         ("Text +4915112345678 how to reset a card PIN", {S}),
         # third person, in a plan's prompt
