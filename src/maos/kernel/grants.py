@@ -15,8 +15,9 @@ The grammar, per sentence (``.;!?`` end one; ``but``/``then``/``instead``/``just
 - a **verb** from `VERBS` grants its classes (send, pay, delete, credentials, write,
   execute; reading never needs a grant; a summary or translation is written: write).
   Words that are also nouns (``mail``, ``post``, ``book``, ``text``, ``order``,
-  ``reply``...) count as verbs only where an imperative stands: at the start of a clause or after ``please``, ``and``, ``to``, a modal or a
-  subject pronoun; any verb after a determiner (``the transfer``, ``my post``) is a noun;
+  ``reply``...) count as verbs only where an imperative stands: at the start of a
+  clause or after ``please``, ``and``, ``to``, a modal or a subject pronoun; any verb
+  after a determiner (``the transfer``, ``my post``) is a noun;
 - **objects** refine a verb: ``change|reset|update|rotate|set`` before ``password``,
   ``passcode``, ``pin``, ``credentials``, ``2fa``, ``api key`` is ``credentials`` (not
   ``write``); ``book|reserve`` is ``write`` + ``send``, and ``pay`` too when the request
