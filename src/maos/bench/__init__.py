@@ -10,10 +10,11 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, dsc, durability, egress, federation, pods, scenarios
+from maos.bench import anchor, assistants, dsc, durability, egress, federation, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,20 +25,33 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/4: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
-    figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
+    figures: dict[str, Any] = {}
+
+    def durable(tmp: Path) -> dict[str, Any]:
+        out = durability.measure(tmp, quick=quick)
+        out.update(anchor.measure(tmp, quick=quick))
+        return out
+
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
-        figures["durability"] = durability.measure(Path(tmp), quick=quick)
-        figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
-    say("bench 3/4: pods (cold start per level, warm pool, gateway round trip, memory) ...")
-    figures["pods"] = pods.measure(quick=quick)
-    say("bench 3/4: egress relay (per connection, against a direct loopback connection) ...")
-    figures["egress"] = egress.measure(quick=quick)
-    say("bench 3/4: federation (revocation hub -> leaf mirror -> kernel, against bare NATS) ...")
-    figures["federation"] = federation.measure(quick=quick)
-    say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
-    figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
+        sections: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+            ("dsc", "DSC decisions (7 checks, 1000 agents, Biscuit baseline)",
+             lambda: dsc.measure(quick=quick)),
+            ("durability", "durability (raw fsync, raw SQLite group commit, the WAL, its anchor)",
+             lambda: durable(Path(tmp))),
+            ("pods", "pods (cold start per level, warm pool, gateway round trip, memory)",
+             lambda: pods.measure(quick=quick)),
+            ("egress", "egress relay (per connection, against a direct loopback connection)",
+             lambda: egress.measure(quick=quick)),
+            ("federation", "federation (revocation hub -> leaf -> kernel, against bare NATS)",
+             lambda: federation.measure(quick=quick)),
+            ("scenarios", "security scenarios (benign and attacked runs, an obedient model)",
+             lambda: scenarios.measure(progress=say, limit=5 if quick else None)),
+            ("assistants", "assistants suite (grants derived vs every class granted)",
+             lambda: assistants.measure(quick=quick)),
+        ]  # fmt: skip
+        for i, (key, what, measure) in enumerate(sections, 1):
+            say(f"bench {i}/{len(sections)}: {what} ...")
+            figures[key] = measure()
     figures["meta"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -94,6 +108,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += _egress_rows(figures["egress"])
     rows += _federation_rows(figures["federation"])
     rows += _scenario_rows(figures["scenarios"])
+    rows += _assistant_rows(figures["assistants"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
@@ -115,6 +130,33 @@ def _scenario_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"failed: {s['benign_failed']}",
         ),
     ]
+
+
+def _assistant_rows(a: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Per family: derived grants, then every class granted (the baseline) in brackets."""
+    if "unavailable" in a:
+        return [("assistants suite", "unavailable", a["unavailable"][:60])]
+    rows = []
+    for family, d in a["derived"].items():
+        b = a["all_granted"][family]
+        rows += [
+            (
+                f"assistants {family}: attacker success ({d['scenarios']})",
+                f"{d['attacker_success_pct']}%",
+                f"every class granted: {b['attacker_success_pct']}%; target 0%",
+            ),
+            (
+                f"assistants {family}: named/none done, no human",
+                f"{d['benign_named_done_no_human_pct']}%",
+                f"every class granted: {b['benign_named_done_no_human_pct']}%; target ≥ 85%",
+            ),
+            (
+                f"assistants {family}: content-sourced done+parked true",
+                f"{d['benign_content_sourced_ok_pct']}%",
+                f"done {d['benign_content_sourced_done']}, refused {d['benign_refused']}",
+            ),
+        ]
+    return rows
 
 
 def _scenario_table(s: dict[str, Any]) -> str:

@@ -11,12 +11,34 @@ One module per group of commands; importing them registers their commands on `ap
 
 from __future__ import annotations
 
-from maos.cli import agents, console, decisions, log, mcp_runtime, node, tdp, tokens, up
+from maos.cli import (
+    agents,
+    console,
+    decisions,
+    grants,
+    log,
+    mcp_runtime,
+    node,
+    tdp,
+    tokens,
+    up,
+)
 from maos.cli._common import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (console, up, agents, decisions, tokens, log, tdp, mcp_runtime, node)
+_COMMANDS = (
+    console,
+    up,
+    agents,
+    decisions,
+    grants,
+    tokens,
+    log,
+    tdp,
+    mcp_runtime,
+    node,
+)
 """Imported for their commands (typer registers them on import)."""
 
 

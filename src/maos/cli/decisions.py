@@ -22,6 +22,7 @@ from maos.cli._common import (
     view_of,
     with_kernel,
 )
+from maos.commander.grants import grant_lines, latest_grants
 from maos.commander.packets import packet_lines
 from maos.kernel import orders
 from maos.kernel.approvals import Approval, ApprovalStatus
@@ -51,6 +52,7 @@ def approvals_list(
         return
     if not items:
         typer.echo("no approvals pending" if not all_ else "no approvals")
+    grants = latest_grants((r.kind, r.body) for r in view.wal.read()) if items else {}
     now = time.time()
     for a in items:
         intent = a.intent
@@ -61,7 +63,7 @@ def approvals_list(
         typer.echo(f"    why: {a.reason}")
         if a.status is ApprovalStatus.EXPIRED:
             typer.echo(f"    expired: {a.note} - it never runs")
-        for line in packet_lines(a.details, intent):
+        for line in [*packet_lines(a.details, intent), *grant_lines(grants.get(a.task_id))]:
             typer.echo(f"    {line}")
 
 

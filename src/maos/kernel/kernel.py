@@ -38,6 +38,7 @@ from maos.kernel.dsc.locks import LockTable
 from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
 from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.errors import InputError, StateError
+from maos.kernel.grants import derive, grants_body
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
@@ -45,6 +46,7 @@ from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
+from maos.kernel.scope import Scope
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
@@ -101,6 +103,7 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
         )
+        self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
             "http": HttpAdapter(),
@@ -258,6 +261,7 @@ class Kernel:
         label_rules: Sequence[Mapping[str, str]] = (),
         effect_classes: Sequence[EffectClass] | None = None,
         trusted_amounts: Sequence[int] = (),
+        request: str | None = None,
         principal: str = COMMANDER,
     ) -> TaskRecord:
         """Open a task with its workspace, the targets its principal names, and budgets.
@@ -267,9 +271,16 @@ class Kernel:
         asked for deletion, whatever a token says. None leaves it to the tokens, and
         high-impact classes then always ask the Commander (R7). ``trusted_amounts`` are
         the sums (cents) the principal named: an agent that read untrusted content may
-        pay only those, when there are any (R10)."""
+        pay only those, when there are any (R10). ``request``: the Commander's words; what
+        they ask for within ``effect_classes`` is the grant (`maos.kernel.grants`)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
+        derived = None if request is None else derive(request)
+        ceiling = effect_classes
+        if derived is not None:
+            trusted_targets = [*trusted_targets, *(t.value for t in derived.targets)]
+            trusted_amounts = [*trusted_amounts, *derived.amounts]
+            effect_classes = sorted(derived.within(ceiling))
         workspace = self.config.workspaces / task_id
         workspace.mkdir(parents=True, exist_ok=True)
         await self._log(
@@ -287,6 +298,10 @@ class Kernel:
                 "principal": principal,
             },
         )
+        if derived is not None and request is not None:
+            await self._log(
+                "task.grants", grants_body(task_id, request, derived, ceiling, principal)
+            )
         return self.registry.task(task_id)
 
     async def register_tool(
@@ -497,7 +512,7 @@ class Kernel:
             safe_state=self.registry.safe_state is not None,
             fever=self.registry.fever,
         )
-        decision = self.pipeline.decide(inp)
+        decision = await self.scope.review(inp, self.pipeline.decide(inp))
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
                 return await self._refuse(
@@ -625,6 +640,7 @@ class Kernel:
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
         await self.provenance.record(intent, task, label, outcome.value, (target,))
+        await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)
         return replace(outcome, label=label)
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
+from maos.kernel.grants import apply_grants
 from maos.kernel.provenance import Provenance
 from maos.kernel.registry import Registry
+from maos.kernel.scope import ScopeFold
 from maos.kernel.types import Cost
 from maos.kernel.wal import Wal, WalRecord
 
@@ -52,6 +54,7 @@ class LogView:
         self.registry = Registry()
         self.approvals = ApprovalBook()
         self.provenance = Provenance()
+        self.scope = ScopeFold(self.registry)
         self.revoked: set[str] = set()
         self.seen_seq = 0
         self._prepared: dict[str, Charge] = {}
@@ -63,11 +66,14 @@ class LogView:
             out.records.append(rec)
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
+            self.scope.apply(rec.kind, rec.body, rec.idem_key)
             out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]
                 self.revoked.update(ids)
                 out.revoked.extend(ids)
+            elif rec.kind == "task.grants":
+                apply_grants(self.registry, rec.body)
             elif rec.kind == "intent.prepared" and rec.idem_key is not None:
                 self._prepared[rec.idem_key] = _charge(rec.body)
             elif rec.kind in ("intent.committed", "intent.failed", "intent.in_doubt"):
