@@ -133,24 +133,28 @@ class Connection:
         self.announced: Announced | None = None
         self.capabilities: types.ServerCapabilities | None = None
 
-    def _transport(self) -> StdioServerParameters | Any:
-        if self.spec.url is not None:
-            http = create_mcp_http_client(
-                headers=dict(self.spec.headers),
-                timeout=httpx2.Timeout(self.spec.timeout_s, read=max(self.spec.timeout_s, 300)),
-            )
-            return streamable_http_client(self.spec.url, http_client=http)
-        return launch(self.name, self.spec, self._home)
-
     async def _own(self, ready: asyncio.Future[Client], closing: asyncio.Event) -> None:
         """Enter the client, hand it over, hold it until closing (or until it breaks)."""
         try:
-            async with Client(
-                self._transport(),
-                read_timeout_seconds=None,
-                message_handler=self._message,
-                cache=None,
-            ) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                transport: Any
+                if self.spec.url is not None:
+                    http = create_mcp_http_client(
+                        headers=dict(self.spec.headers),
+                        timeout=httpx2.Timeout(self.spec.timeout_s, read=300),
+                    )
+                    await stack.enter_async_context(http)
+                    transport = streamable_http_client(self.spec.url, http_client=http)
+                else:
+                    transport = launch(self.name, self.spec, self._home)
+                client = await stack.enter_async_context(
+                    Client(
+                        transport,
+                        read_timeout_seconds=None,
+                        message_handler=self._message,
+                        cache=None,
+                    )
+                )
                 ready.set_result(client)
                 await closing.wait()
         except asyncio.CancelledError:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from mcp import Client, StdioServerParameters
 
 UPSTREAMS = Path(__file__).with_name("upstreams.py")
