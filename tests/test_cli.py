@@ -404,7 +404,10 @@ def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
                     "target_kinds": ["account"],
                     "token": token,
                     "idempotency_key": "pay-1",
-                    "params": {"args": {"iban": "DE89370400440532013000", "amount_cents": 500}},
+                    "params": {
+                        "args": {"iban": "DE89370400440532013000", "amount_cents": 500},
+                        "manifest_sha256": k.registry.tools["pay_invoice"].manifest.manifest_sha256,
+                    },
                     "cost": {"money_cents": 500, "api_calls": 1},
                 }
                 parked = await k.submit(frame, agent_id="payer")
