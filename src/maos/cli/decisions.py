@@ -21,6 +21,7 @@ from maos.cli._common import (
     view_of,
     with_kernel,
 )
+from maos.commander.grants import grant_lines, latest_grants
 from maos.commander.packets import packet_lines
 from maos.kernel import orders
 from maos.kernel.commit import CommitLayer
@@ -44,6 +45,7 @@ def approvals_list(
         return
     if not items:
         typer.echo("no approvals pending" if not all_ else "no approvals")
+    grants = latest_grants((r.kind, r.body) for r in view.wal.read()) if items else {}
     for a in items:
         intent = a.intent
         typer.echo(
@@ -51,7 +53,7 @@ def approvals_list(
         )
         typer.echo(f"    {intent.get('op')} -> {intent.get('target')}")
         typer.echo(f"    why: {a.reason}")
-        for line in packet_lines(a.details, intent):
+        for line in [*packet_lines(a.details, intent), *grant_lines(grants.get(a.task_id))]:
             typer.echo(f"    {line}")
 
 

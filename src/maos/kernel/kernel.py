@@ -40,6 +40,7 @@ from maos.kernel.dsc.locks import LockTable
 from maos.kernel.dsc.pipeline import Pipeline, standard_pipeline
 from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.errors import InputError, StateError
+from maos.kernel.grants import derive, grants_body
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
@@ -313,6 +314,7 @@ class Kernel:
         label_rules: Sequence[Mapping[str, str]] = (),
         effect_classes: Sequence[EffectClass] | None = None,
         trusted_amounts: Sequence[int] = (),
+        request: str | None = None,
         principal: str = COMMANDER,
     ) -> TaskRecord:
         """Open a task with its workspace, the targets its principal names, and budgets.
@@ -322,9 +324,17 @@ class Kernel:
         asked for deletion, whatever a token says. None leaves it to the tokens, and
         high-impact classes then always ask the Commander (R7). ``trusted_amounts`` are
         the sums (cents) the principal named: an agent that read untrusted content may
-        pay only those, when there are any (R10)."""
+        pay only those, when there are any (R10). ``request`` is the Commander's words for
+        the task: the classes they ask for, within ``effect_classes`` (the ceiling), become
+        the grant, and what they name is trusted (`maos.kernel.grants`, ``task.grants``)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
+        derived = None if request is None else derive(request)
+        ceiling = effect_classes
+        if derived is not None:
+            trusted_targets = [*trusted_targets, *(t.value for t in derived.targets)]
+            trusted_amounts = [*trusted_amounts, *derived.amounts]
+            effect_classes = sorted(derived.within(ceiling))
         workspace = self.config.workspaces / task_id
         workspace.mkdir(parents=True, exist_ok=True)
         await self._log(
@@ -342,7 +352,17 @@ class Kernel:
                 "principal": principal,
             },
         )
+        if derived is not None and request is not None:
+            await self._log(
+                "task.grants", grants_body(task_id, request, derived, ceiling, principal)
+            )
         return self.registry.task(task_id)
+
+    async def set_grants(
+        self, task_id: str, classes: Sequence[str], *, reason: str, principal: str = COMMANDER
+    ) -> None:
+        """The Commander's own effect classes for a task, replacing the derived ones."""
+        await self._order(orders.grants(self.registry, task_id, classes, reason, principal))
 
     async def register_tool(
         self,

@@ -14,10 +14,19 @@ from typing import Any
 
 from maos.kernel.approvals import ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.grants import override_body
 from maos.kernel.labels import Conf
 from maos.kernel.registry import Registry, check_principal
 
-__all__ = ["Order", "agent_status", "decision", "declassify", "revocation", "safe_state"]
+__all__ = [
+    "Order",
+    "agent_status",
+    "decision",
+    "declassify",
+    "grants",
+    "revocation",
+    "safe_state",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,13 @@ def declassify(registry: Registry, task_id: str, to: Conf, reason: str, principa
     registry.task(task_id)
     body = {"task_id": task_id, "to": to.name.lower(), "reason": reason, "principal": principal}
     return Order("task.declassified", body)
+
+
+def grants(
+    registry: Registry, task_id: str, classes: Sequence[str], reason: str, principal: str
+) -> Order:
+    """The Commander sets a task's effect classes, replacing what its request gave."""
+    return Order("task.grants", override_body(registry, task_id, classes, reason, principal))
 
 
 def decision(

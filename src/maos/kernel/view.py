@@ -17,6 +17,7 @@ from typing import Any
 
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
+from maos.kernel.grants import apply_grants
 from maos.kernel.provenance import Provenance
 from maos.kernel.registry import Registry
 from maos.kernel.types import Cost
@@ -70,6 +71,8 @@ class LogView:
                 ids = [str(i) for i in rec.body["revocation_ids"]]
                 self.revoked.update(ids)
                 out.revoked.extend(ids)
+            elif rec.kind == "task.grants":
+                apply_grants(self.registry, rec.body)
             elif rec.kind == "intent.prepared" and rec.idem_key is not None:
                 self._prepared[rec.idem_key] = _charge(rec.body)
             elif rec.kind in ("intent.committed", "intent.failed", "intent.in_doubt"):

@@ -212,6 +212,7 @@ class Orchestrator:
             label_rules=[r.model_dump() for r in plan.label_rules],
             effect_classes=None if classes is None else [EffectClass(c) for c in classes],
             trusted_amounts=extract_amounts(plan.prompt),
+            request=plan.prompt,
             principal=self.principal,
         )
         if plan.declassify is not None:
