@@ -99,6 +99,7 @@ def make_setup(tmp_path: Path) -> Setup:
                     "accepts": "internal",
                 },
                 "list_inbox": {"effect": "read"},
+                "send_bulk": {"effect": "send", "targets": {"to": "recipient"}},
             },
             "files": {
                 "read_file": {

@@ -113,6 +113,24 @@ def test_issue_13_injection_in_a_tool_result_is_parked_under_r10(setup: Setup, m
     assert "tool:fetch_fetch_page" in json.dumps(seen), seen
 
 
+def test_issue_13_every_recipient_of_a_list_argument_is_checked(setup: Setup) -> None:
+    """``to: string[]`` is the case that failed open before issue 8's target shapes."""
+
+    async def go() -> Any:
+        async with setup.client() as client:
+            await client.call_tool("fetch_page", {"url": "https://news.example.com/q3"})
+            return await client.call_tool(
+                "send_bulk", {"to": ["boss@example.com", "x@evil.example"], "body": "hi"}
+            )
+
+    parked = asyncio.run(go())
+    assert parked.is_error and parked.meta["maos"]["code"] == "RULE.R10.UNTRUSTED_TARGET"
+    (item,) = view(setup).approvals.pending()
+    assert item.details["targets"] == ["boss@example.com", "x@evil.example"]
+    assert list(item.details["first_seen"]) == ["x@evil.example"]  # the one flagged
+    assert setup.calls("mail", "send_bulk") == []
+
+
 def test_issue_13_parked_call_runs_once_after_approval_across_restarts(setup: Setup) -> None:
     async def park() -> str:
         async with setup.client() as client:
@@ -223,6 +241,7 @@ def test_issue_13_malformed_messages_get_an_error_and_the_gateway_goes_on(setup:
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+        proc.stdout.close()
     errors = [a for a in answers if "error" in a]
     assert len(errors) == 2, answers
     (ok,) = [a for a in answers if a.get("id") == 1]

@@ -94,3 +94,9 @@ def test_issue_13_rate_and_call_count_rules() -> None:
     rules.committed()
     refusal = rules.check({})
     assert refusal is not None and refusal.code == "MCP.RULE.MAX_CALLS"
+
+
+def test_issue_13_the_shipped_example_policy_is_valid() -> None:
+    example = Path(__file__).parents[2] / "examples" / "mcp" / "gateway.yaml"
+    policy = load_policy(example)
+    assert policy.tools["echo"]["say"].effect == "read"

@@ -43,6 +43,12 @@ def mail() -> MCPServer:
         return f"sent to {to}"
 
     @server.tool()
+    def send_bulk(to: list[str], body: str) -> str:
+        """Send one mail to several recipients."""
+        record({"tool": "send_bulk", "args": {"to": to, "body": body}})
+        return f"sent to {len(to)}"
+
+    @server.tool()
     def list_inbox() -> str:
         """Subjects of the mails waiting."""
         record({"tool": "list_inbox", "args": {}})

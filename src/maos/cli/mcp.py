@@ -92,7 +92,9 @@ def check(
         try:
             for entry in connected.catalogue.entries:
                 if entry.treatment in ("declared", "parked"):  # refuses a bad manifest
-                    entry.registration(spec.upstreams[entry.upstream].resources)
+                    entry.registration(spec.upstreams[entry.upstream].resources).manifest(
+                        entry.kernel
+                    )
             return connected.catalogue
         finally:
             for conn in connected.adapter.connections.values():
@@ -118,7 +120,13 @@ def check(
         reg = entry.registration(spec.upstreams[entry.upstream].resources)
         how = "PARKED: not declared, default: park (every call asks the Commander)"
         if entry.treatment == "declared":
-            targets = ", ".join(f"{p}={k}" for p, k in reg.targets.items()) or "none"
+            manifest_of = reg.manifest(entry.kernel)
+            targets = (
+                ", ".join(
+                    f"{t.path}={t.kind}{'?' if t.optional else ''}" for t in manifest_of.targets
+                )
+                or "none"
+            )
             how = (
                 f"tool.{entry.kernel} effect {'+'.join(reg.effect_classes)}, targets {targets},"
                 f" result {reg.result_label.conf.name.lower()}/"

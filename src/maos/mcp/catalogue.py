@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import mcp_types as types
+import orjson
 
 from maos.kernel.errors import InputError
+from maos.kernel.intents import thaw
 from maos.kernel.labels import Conf, Integrity
 from maos.kernel.labels import Label as KernelLabel
-from maos.kernel.ops import TARGET_KINDS
-from maos.mcp.policy import Label, Policy, TargetSpec, ToolPolicy
+from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.mcp.policy import Label, Policy, ToolPolicy
 from maos.mcp.upstream import Announced, digest
 
-__all__ = ["Catalogue", "Entry", "Registration", "kernel_label"]
+__all__ = ["Catalogue", "Entry", "Registration", "kernel_label", "same_definition"]
 
 Treatment = Literal["declared", "parked", "refused", "resource", "prompt"]
 
@@ -54,16 +56,39 @@ def _fold(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """The kernel's view of one entry: what `Kernel.register_tool` is given."""
+    """The kernel's view of one entry: what `Kernel.register_tool` is given, which
+    validates it with the one manifest validator (`maos.kernel.manifest`)."""
 
     effect_classes: tuple[str, ...]
-    targets: dict[str, str]
-    amount_param: str | None
+    targets: dict[str, Any]
+    """Target path -> kind or {kind, optional}, as the manifest contract has them."""
+    amount: str | dict[str, Any] | None
     result_label: KernelLabel
     accepts: Conf
     external: bool
     parameters: dict[str, Any]
     description: str
+    timeout_s: float
+
+    def manifest(self, name: str) -> ToolManifest:
+        """The manifest as the kernel will hold it; `ManifestError` if it is not one."""
+        return parse_manifest(
+            {
+                "name": name,
+                "description": self.description,
+                "parameters": self.parameters,
+                "effect_classes": list(self.effect_classes),
+                "targets": self.targets,
+                "amount": self.amount,
+                "result_label": {
+                    "conf": self.result_label.conf.name.lower(),
+                    "integrity": self.result_label.integrity.name.lower(),
+                },
+                "accepts": self.accepts.name.lower(),
+                "external": self.external,
+                "timeout_s": self.timeout_s,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,61 +110,35 @@ class Entry:
         if self.treatment == "resource" or self.treatment == "prompt":
             schema = _RESOURCE_SCHEMA if self.treatment == "resource" else _PROMPT_SCHEMA
             return Registration(
-                ("read",), {}, None, kernel_label(labels), Conf.SECRET, False, schema, ""
+                ("read",), {}, None, kernel_label(labels), Conf.SECRET, False, schema, "", 30.0
             )
         assert self.tool is not None
         manifest = self.policy or _PARKED
         effects = (manifest.effect,) if isinstance(manifest.effect, str) else manifest.effect
+        targets = {
+            path: spec if isinstance(spec, str) else spec.model_dump()
+            for path, spec in manifest.targets.items()
+        }
+        amount = manifest.amount
         return Registration(
             effect_classes=tuple(effects),
-            targets=_targets(self.visible, manifest, self.tool.input_schema),
-            amount_param=_amount(self.visible, manifest),
+            targets=targets,
+            amount=amount if amount is None or isinstance(amount, str) else amount.model_dump(),
             result_label=kernel_label(manifest.result_label),
             accepts=Conf[manifest.accepts.upper()],
             external=manifest.external,
             parameters=dict(self.tool.input_schema),
             description=self.tool.description or "",
+            timeout_s=manifest.timeout_s,
         )
 
 
-def _targets(tool: str, manifest: ToolPolicy, schema: dict[str, Any]) -> dict[str, str]:
-    """The manifest's targets as the kernel takes them today: one string parameter each.
-
-    Until the target shapes of issue 8 are in the kernel, a path into a list or an
-    object, a kind it does not know, or a parameter that may be left out would be sent
-    untargeted - so the policy is refused instead (fail closed)."""
-    props = schema.get("properties", {})
-    required = set(schema.get("required", ()))
-    out: dict[str, str] = {}
-    for path, spec in manifest.targets.items():
-        kind, optional = (
-            (spec.kind, spec.optional) if isinstance(spec, TargetSpec) else (spec, False)
-        )
-        where = f"tools: {tool}: target {path!r}"
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", path):
-            raise InputError("BAD_INPUT.POLICY", f"{where}: nested target paths need issue 8")
-        if kind not in TARGET_KINDS:
-            raise InputError("BAD_INPUT.POLICY", f"{where}: kind {kind!r} needs issue 8")
-        prop = props.get(path)
-        if not isinstance(prop, dict) or prop.get("type") != "string":
-            raise InputError(
-                "BAD_INPUT.POLICY", f"{where}: the upstream's schema must make it a string"
-            )
-        if not optional and path not in required:
-            raise InputError(
-                "BAD_INPUT.POLICY",
-                f"{where}: the upstream may leave it out; declare it optional: true",
-            )
-        out[path] = kind
-    return out
-
-
-def _amount(tool: str, manifest: ToolPolicy) -> str | None:
-    if manifest.amount is None or isinstance(manifest.amount, str):
-        return manifest.amount
-    if manifest.amount.unit != "cents":
-        raise InputError("BAD_INPUT.POLICY", f"tools: {tool}: decimal amounts need issue 8")
-    return manifest.amount.param
+def same_definition(known: ToolManifest, reg: Registration) -> bool:
+    """Whether the upstream still offers what was registered: its description and schema
+    (the operator's manifest fields may change between runs; the upstream's may not)."""
+    return known.description == reg.description and orjson.dumps(
+        thaw(known.parameters), option=orjson.OPT_SORT_KEYS
+    ) == orjson.dumps(reg.parameters, option=orjson.OPT_SORT_KEYS)
 
 
 class Catalogue:

@@ -41,7 +41,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass, Outcome, OutcomeStatus
 from maos.mcp.adapter import McpAdapter
-from maos.mcp.catalogue import Catalogue, Entry
+from maos.mcp.catalogue import Catalogue, Entry, same_definition
 from maos.mcp.policy import Policy
 from maos.mcp.rules import Refusal, ToolRules, compile_rules
 from maos.mcp.upstream import UpstreamError, digest
@@ -127,25 +127,37 @@ class Gateway:
         self.adapter.use(catalogue)
 
     async def _open_task(self) -> None:
-        effects = {EffectClass(e) for e in self.policy.effects}
+        """The task of every session: its grant is what the operator's words ask for
+        (`maos.kernel.grants`), within the policy's ceiling; what they name is trusted."""
+        ceiling = {EffectClass(e) for e in self.policy.effects}
         if self.policy.default == "park":
-            effects.add(EffectClass.EXECUTE)  # R7 asks the Commander for every such call
-        trusted = target_values(self.policy.task)
-        amounts = extract_amounts(self.policy.task)
+            ceiling.add(EffectClass.EXECUTE)  # granted only if the words ask; R7 always parks
         known = self.kernel.registry.tasks.get(self.task_id)
-        if (
-            known is not None
-            and known.trusted_targets == frozenset(trusted)
-            and known.effect_classes == frozenset(effects)
-            and known.trusted_amounts == frozenset(amounts)
-        ):
+        if known is not None and self._opened_with() == (self.policy.task, sorted(ceiling)):
             return
         await self.kernel.open_task(
             self.task_id,
-            trusted_targets=trusted,
-            trusted_amounts=amounts,
-            effect_classes=sorted(effects),
+            trusted_targets=target_values(self.policy.task),
+            trusted_amounts=extract_amounts(self.policy.task),
+            effect_classes=sorted(ceiling),
+            request=self.policy.task,
         )
+        await self.kernel.wal.append(
+            "mcp.task",
+            {
+                "task_id": self.task_id,
+                "request": self.policy.task,
+                "ceiling": sorted(c.value for c in ceiling),
+            },
+        )
+
+    def _opened_with(self) -> tuple[str, list[EffectClass]] | None:
+        """The request and ceiling this gateway last opened its task with, from the log."""
+        last = None
+        for rec in self.kernel.wal.read(kinds=("mcp.task",)):
+            if rec.body.get("task_id") == self.task_id:
+                last = (str(rec.body["request"]), [EffectClass(c) for c in rec.body["ceiling"]])
+        return last
 
     def _committed_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -161,9 +173,7 @@ class Gateway:
             labels.prompts if entry.treatment == "prompt" else labels.resources
         )
         known = self.kernel.registry.tools.get(entry.kernel)
-        if known is not None and (
-            known.description != reg.description or dict(known.parameters) != reg.parameters
-        ):
+        if known is not None and not same_definition(known.manifest, reg):
             self.adapter.changed.add(entry.kernel)
             await self.kernel.wal.append(
                 "mcp.manifest_changed",
@@ -178,22 +188,17 @@ class Gateway:
             )
             _log.warning("%s/%s changed since registration: refused", entry.upstream, entry.remote)
             return
-        if len(reg.effect_classes) != 1:
-            raise MaosError(
-                "BAD_INPUT.POLICY",
-                f"tools: {entry.visible}: several effect classes need the manifest contract"
-                " (issue 8) in the kernel",
-            )
         await self.kernel.register_tool(
             entry.kernel,
-            effect_class=EffectClass(reg.effect_classes[0]),
+            effect_classes=reg.effect_classes,
             targets=reg.targets,
             result_label=reg.result_label,
             accepts=reg.accepts,
             external=reg.external,
-            amount_param=reg.amount_param,
+            amount=reg.amount,
             parameters=reg.parameters,
             description=reg.description,
+            timeout_s=reg.timeout_s,
             module=None,
             module_sha256=entry.digest or None,
         )

@@ -121,7 +121,9 @@ class Manifest(_Strict):
     )
     result_label: Label = Field(default_factory=Label)
     accepts: _CONF = Field(
-        default="public", description="The highest confidentiality the tool may be sent."
+        default="internal",
+        description="The highest confidentiality the tool may be sent (R6); what upstreams"
+        " return is internal by default, so a tool that must never see it says public.",
     )
     external: bool = Field(default=True, description="Its targets lie outside this machine.")
     timeout_s: float = Field(default=30.0, gt=0, le=3600)

@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import mcp_types as types
 import uvicorn
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from maos.boot import configured_kernel
@@ -29,7 +33,7 @@ from maos.kernel.kernel import KernelConfig
 from maos.kernel.view import LogView
 from maos.kernel.wal import Wal
 from maos.mcp.adapter import McpAdapter
-from maos.mcp.catalogue import Catalogue
+from maos.mcp.catalogue import Catalogue, same_definition
 from maos.mcp.gateway import Gateway
 from maos.mcp.policy import Policy
 from maos.mcp.upstream import Connection
@@ -78,7 +82,7 @@ async def connect(
     return Connected(adapter, catalogue)
 
 
-def _changed_in_log(data_dir: Path, catalogue: Catalogue) -> set[str]:
+def _changed_in_log(data_dir: Path, policy: Policy, catalogue: Catalogue) -> set[str]:
     """Kernel tools whose registration in the log differs from what is offered now."""
     path = KernelConfig(data_dir=data_dir).wal_path
     if not path.exists():
@@ -93,11 +97,10 @@ def _changed_in_log(data_dir: Path, catalogue: Catalogue) -> set[str]:
     out = set()
     for entry in catalogue.entries:
         known = tools.get(entry.kernel)
-        if known is None or entry.tool is None:
-            continue
-        schema = dict(entry.tool.input_schema)
-        if known.description != (entry.tool.description or "") or dict(known.parameters) != schema:
-            out.add(entry.kernel)
+        if known is not None and entry.tool is not None:
+            reg = entry.registration(policy.upstreams[entry.upstream].resources)
+            if not same_definition(known.manifest, reg):
+                out.add(entry.kernel)
     return out
 
 
@@ -108,7 +111,7 @@ async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gatew
     connected = await connect(policy, relay)
     adapter = connected.adapter
     try:
-        adapter.changed |= _changed_in_log(data_dir, connected.catalogue)
+        adapter.changed |= _changed_in_log(data_dir, policy, connected.catalogue)
         async with configured_kernel(data_dir, adapters={"tool": adapter}) as kernel:
             gateway = Gateway(kernel, policy, adapter)
             relay.gateway = gateway
@@ -120,11 +123,30 @@ async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gatew
 
 
 async def serve_stdio(gateway: Gateway) -> None:
-    from mcp.server.stdio import stdio_server
+    """Serve the one client on this process's stdin and stdout until it closes them.
 
+    A line that is not a JSON-RPC message gets a parse error (``id: null``, its request
+    id being unreadable) instead of the SDK's silence, so the client is told."""
     server = gateway.server()
     async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+        inbound, relayed = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+        async def screen() -> None:
+            async with inbound:
+                async for item in read:
+                    if not isinstance(item, Exception):
+                        await inbound.send(item)
+                        continue
+                    why = f"MCP.BAD_MESSAGE: not a JSON-RPC message ({type(item).__name__})"
+                    error = types.ErrorData(code=types.PARSE_ERROR, message=why)
+                    await write.send(
+                        SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=None, error=error))
+                    )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(screen)
+            await server.run(relayed, write, server.create_initialization_options())
+            tg.cancel_scope.cancel()
 
 
 class BearerGuard:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import anyio
 import httpx2
 import mcp_types as types
 import orjson
+from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -39,7 +41,6 @@ from mcp.shared.exceptions import MCPError
 
 from maos.kernel.errors import MaosError
 from maos.mcp.policy import Upstream
-from mcp import Client, StdioServerParameters
 
 __all__ = ["Announced", "Connection", "UpstreamError", "digest", "launch"]
 
@@ -73,7 +74,10 @@ def launch(name: str, spec: Upstream, home: str) -> StdioServerParameters:
     directory). Wrap the command here to sandbox it."""
     assert spec.command is not None
     env = {**_NEUTRAL_ENV, "HOME": home, **spec.env}
-    return StdioServerParameters(command=spec.command, args=list(spec.args), env=env, cwd=spec.cwd)
+    # A bare name is found on the gateway's PATH (the operator's choice of program), not
+    # the neutral one the server runs with: ``python3`` is the active virtualenv's.
+    command = shutil.which(spec.command) or spec.command
+    return StdioServerParameters(command=command, args=list(spec.args), env=env, cwd=spec.cwd)
 
 
 def digest(item: types.Tool | types.Prompt) -> str:
@@ -242,7 +246,10 @@ class Connection:
                 "MCP.UPSTREAM.TIMEOUT", f"{self.name}: {what} took over {timeout:g}s"
             ) from None
         except MCPError as exc:
-            raise UpstreamError("MCP.UPSTREAM.ERROR", f"{self.name}: {what}: {exc}") from None
+            if exc.code != types.CONNECTION_CLOSED:
+                raise UpstreamError("MCP.UPSTREAM.ERROR", f"{self.name}: {what}: {exc}") from None
+            await self._drop()
+            raise UpstreamError("MCP.UPSTREAM.DIED", f"{self.name}: {what}: {exc}") from None
         except Exception as exc:
             await self._drop()
             raise UpstreamError("MCP.UPSTREAM.DIED", f"{self.name}: {what}: {_why(exc)}") from None
