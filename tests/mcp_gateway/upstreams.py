@@ -126,7 +126,7 @@ def fetch() -> MCPServer:
 def main() -> None:
     kind = sys.argv[1]
     server = {"mail": mail, "files": files, "fetch": fetch}[kind]()
-    record({"start": kind, "env": sorted(os.environ)})
+    record({"start": kind, "env": sorted(os.environ), "home": os.environ.get("HOME")})
     if "--http" in sys.argv:
         port = int(sys.argv[sys.argv.index("--http") + 1])
         server.run("streamable-http", host="127.0.0.1", port=port)
