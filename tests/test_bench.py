@@ -18,14 +18,30 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert set(figures) == {"dsc", "durability", "pods", "scenarios", "meta", "mcp_gateway"}
+    assert set(figures) == {
+        "dsc",
+        "durability",
+        "pods",
+        "egress",
+        "scenarios",
+        "meta",
+        "mcp_gateway",
+    }
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
     assert log["ratio_100_submitters_vs_group_commit_limit"] > 0
+    assert log["ratio_anchored_vs_plain_100_submitters"] > 0  # issue 9: the anchor's cost
+    assert log["ratio_boot_check_vs_plain_scan"] > 0 and log["boot_check_records"] == 20_000
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
+    egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
+    assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
+    assert egress["ratio_relay_vs_direct_cpu"] > 0
+    assert egress["ratio_sandboxed_vs_direct_p50"] > 0
+    assert egress["ratio_upstream_start_vs_plain"] > 0
+    assert egress["relay_logged"] >= egress["connections"]  # every connection was logged
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.
     assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10

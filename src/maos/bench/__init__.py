@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import dsc, durability, pods, scenarios
+from maos.bench import anchor, dsc, durability, egress, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -26,11 +26,14 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     started = time.time()
     say("bench 1/4: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
+        figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
     say("bench 3/4: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
+    say("bench 3/4: egress relay (per connection, against a direct loopback connection) ...")
+    figures["egress"] = egress.measure(quick=quick)
     say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
     figures["meta"] = {
@@ -73,8 +76,20 @@ def render(figures: dict[str, Any]) -> str:
             f"{w['wal_appends_per_s_100_submitters']:,}",
             f"{w['ratio_100_submitters_vs_group_commit_limit']} × limit (target ≥ 0.5)",
         ),
+        (
+            "anchored appends/s, 100 submitters",
+            f"{w['anchored_appends_per_s_100_submitters']:,}",
+            f"{w['ratio_anchored_vs_plain_100_submitters']} × unanchored "
+            f"(1 submitter: {w['ratio_anchored_vs_plain_1_submitter']} ×)",
+        ),
+        (
+            f"boot check, {w['boot_check_records']:,} records",
+            f"{w['boot_check_s'] * 1000:.1f} ms",
+            f"{w['ratio_boot_check_vs_plain_scan']} × a plain scan ({w['plain_scan_s']} s)",
+        ),
     ]
     rows += _pod_rows(figures["pods"])
+    rows += _egress_rows(figures["egress"])
     rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
@@ -108,6 +123,36 @@ def _scenario_table(s: dict[str, Any]) -> str:
         stopped = ", ".join(r["stopped_by"]) or "-"
         lines.append(f"{r['scenario']:<{width}}  {r['benign']:<10} {r['attack']:<12} {stopped}")
     return "\n".join(lines)
+
+
+def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = [
+        ("TCP connection, direct (baseline) p50", f"{e['direct_us_p50']} µs", ""),
+        (
+            "through the egress relay p50",
+            f"{e['relay_us_p50']} µs",
+            f"{e['ratio_relay_vs_direct_p50']} × direct",
+        ),
+        (
+            "egress relay CPU per connection",
+            f"{e['relay_cpu_us_per_connection']} µs",
+            f"{e['ratio_relay_vs_direct_cpu']} × direct",
+        ),
+    ]
+    if "sandboxed_us_p50" in e:
+        rows += [
+            (
+                "from an upstream pod (forwarder + relay) p50",
+                f"{e['sandboxed_us_p50']} µs",
+                f"{e['ratio_sandboxed_vs_direct_p50']} × direct",
+            ),
+            (
+                "upstream pod cold start p50",
+                f"{e['upstream_cold_start_ms_p50']} ms",
+                f"{e['ratio_upstream_start_vs_plain']} × plain python3",
+            ),
+        ]
+    return rows
 
 
 def _pod_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -11,12 +11,12 @@ One module per group of commands; importing them registers their commands on `ap
 
 from __future__ import annotations
 
-from maos.cli import agents, console, decisions, grants, log, mcp, tokens, up
+from maos.cli import agents, console, decisions, grants, log, mcp, mcp_runtime, tdp, tokens, up
 from maos.cli._common import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (console, up, agents, decisions, grants, tokens, log, mcp)
+_COMMANDS = (console, up, agents, decisions, grants, tokens, log, tdp, mcp, mcp_runtime)
 """Imported for their commands (typer registers them on import)."""
 
 
