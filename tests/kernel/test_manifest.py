@@ -4,9 +4,12 @@ and tests/kernel/dsc/test_grants_by_class.py."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maos.kernel.manifest import MAX_TARGETS, ManifestError, ToolManifest, parse_manifest
 from maos.kernel.types import EffectClass
@@ -88,6 +91,7 @@ def test_the_normalised_record_reads_back_the_same_and_its_digest_sees_every_cha
         amount={"param": "amount", "unit": "decimal", "currency_param": "currency"},
     )
     record = m.record()
+    assert list(record["targets"]) == ["cc", "to"]  # path order, whatever was written
     assert record["effect_classes"] == ["delete", "send"]  # most severe first, once each
     assert record["targets"] == {
         "to": {"kind": "recipient", "optional": False},
@@ -120,17 +124,17 @@ SHAPES = {
     [
         (
             {"to": "a@x.example", "attendees": [{"email": "b@x.example"}]},
-            ["to", "attendees[0].email"],
+            ["attendees[0].email", "to"],
         ),
         (
             {"to": ["a@x.example", "c@x.example"], "cc": None, "attendees": [{"email": "b@x"}]},
-            ["to[0]", "to[1]", "attendees[0].email"],
+            ["attendees[0].email", "to[0]", "to[1]"],
         ),
         (
             {"to": "a@x", "cc": ["d@x", "e@x"], "attendees": [{"email": "b@x"}, {"email": "f@x"}]},
-            ["to", "cc[0]", "cc[1]", "attendees[0].email", "attendees[1].email"],
+            ["attendees[0].email", "attendees[1].email", "cc[0]", "cc[1]", "to"],
         ),
-        ({"to": "a@x", "cc": [], "attendees": [{"email": "b@x"}]}, ["to", "attendees[0].email"]),
+        ({"to": "a@x", "cc": [], "attendees": [{"email": "b@x"}]}, ["attendees[0].email", "to"]),
     ],
 )
 def test_every_value_at_a_declared_path_is_a_target_in_order_issue_8(
@@ -207,3 +211,67 @@ def test_amounts_in_cents_are_whole_and_not_negative() -> None:
     for bad in (-5, 2.5, "250", True):
         with pytest.raises(ManifestError):
             m.amount_cents({"cents": bad})
+
+
+# -- property: whatever the arguments, every string at a declared path is a target ----
+
+PATHS = ["a", "a[]", "a.b", "a[].b", "a.b[].c", "a[].b[]"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", " ", "x@y", "z"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner),
+    max_leaves=10,
+)
+
+
+def reference(value: Any, steps: list[str | None]) -> list[str] | None:
+    """The strings at ``steps`` below ``value`` (a list at the end: its elements), or None
+    where the value has a shape the path does not fit - a plain reading of the grammar
+    (``None`` and ``""`` are nothing there)."""
+    if value is None or value == "":
+        return []
+    if not steps:
+        items = value if isinstance(value, list) else [value]
+        return (
+            [v for v in items if isinstance(v, str)]
+            if all(isinstance(v, str) for v in items)
+            else None
+        )
+    step, rest = steps[0], steps[1:]
+    if step is None:
+        if not isinstance(value, list):
+            return None
+        out: list[str] = []
+        for item in value:
+            got = reference(item, rest)
+            if got is None:
+                return None
+            out += got
+        return out
+    return reference(value.get(step), rest) if isinstance(value, dict) else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from(PATHS), optional=st.booleans(), value=JSON)
+def test_any_value_at_any_declared_shape_is_checked_or_refused_issue_8(
+    path: str, optional: bool, value: Any
+) -> None:
+    props = {"a": {}}
+    m = parse_manifest(
+        raw(
+            parameters={"type": "object", "properties": props},
+            targets={path: {"kind": "recipient", "optional": optional}},
+        )
+    )
+    steps = [None if s == "[]" else s for s in re.findall(r"\[\]|(?<=\.)\w+", path)]
+    expected = reference(value, steps)
+    try:
+        found = m.targets_of({"a": value})
+    except ManifestError as exc:
+        assert exc.code in ("TOOL.TARGET_MISSING", "TOOL.TARGET_UNCHECKABLE")
+        return
+    # Not refused: then every string there is a target - none is dropped - and each is
+    # a non-empty line (an empty or blank one would have been refused).
+    assert expected is not None, (path, value)
+    assert sorted(t.value for t in found) == sorted(expected)
+    assert found or optional  # a required path with nothing there is refused
+    assert all(t.value.strip() for t in found)

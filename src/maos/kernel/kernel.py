@@ -433,7 +433,9 @@ class Kernel:
         step's input): the agent's context takes its label, and identifiers in it are
         recorded with that label, as for any result (provenance)."""
         task = self.registry.task(task_id)
-        await self.provenance.note(task, agent_id, label, value, own=(), intent_id=None)
+        await self.provenance.note(
+            task, agent_id, label, value, own=(), intent_id=None, source=source
+        )
         await self.raise_context(agent_id, label)
         await self._log(
             "agent.handed",

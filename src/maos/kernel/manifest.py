@@ -20,8 +20,8 @@ The raw form (JSON-ready, as a host announces it or `Kernel.register_tool` build
 
 Target paths: ``param`` then ``.field`` or ``[]`` steps, at most `MAX_PATH_STEPS`; a path
 that ends on a list checks each element. `ToolManifest.targets_of` walks a call's
-arguments along every path: each value found is a target (in declaration order, then
-element order), and a value it cannot read as a non-empty string is a refusal, never a
+arguments along every path: each value found is a target (in path order, then element
+order), and a value it cannot read as a non-empty string is a refusal, never a
 call without that target (R11: what cannot be checked is denied).
 """
 
@@ -341,7 +341,9 @@ def parse_manifest(raw: Mapping[str, Any]) -> ToolManifest:
         _bad("description", "a string of at most 2000 characters")
     props = _parameters(body.get("parameters"))
     classes = _effect_classes(body.get("effect_classes"))
-    targets = tuple(_target(path, spec, props) for path, spec in _mapping(body, "targets").items())
+    declared = _mapping(body, "targets")
+    # In path order: a mapping's key order does not survive every JSON round trip.
+    targets = tuple(_target(path, declared[path], props) for path in sorted(declared, key=str))
     amount = _amount(body.get("amount"), props)
     label = _label(body.get("result_label"))
     external = body.get("external")

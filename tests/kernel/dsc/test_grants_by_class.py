@@ -144,6 +144,18 @@ def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None
     assert code_of(pay(390_000, context=UNTRUSTED_WEB, amounts=[1], approved=True)) == "ALLOW"
     again = pay(125_000, context=UNTRUSTED_WEB, amounts=[125_000], paid=[(IBAN, 125_000)])
     assert isinstance(again, Pending) and "already paid" in again.reason
+    # issue 8: the same account spelled otherwise was paid all the same
+    spaced = ifc(
+        tool_input(
+            PAY,
+            {"iban": "DE89 3704 0044 0532 0130 00", "cents": 125_000},
+            trusted=[IBAN],
+            context=UNTRUSTED_WEB,
+            amounts=[125_000],
+            paid=[(IBAN, 125_000)],
+        )
+    )
+    assert isinstance(spaced, Pending) and "already paid" in spaced.reason
 
 
 @pytest.mark.parametrize(
@@ -160,3 +172,22 @@ def test_untrusted_content_cannot_choose_a_sum_when_the_task_named_one() -> None
 )
 def test_amounts_named_in_text(text: str, cents: tuple[int, ...]) -> None:
     assert extract_amounts(text) == cents
+
+
+def test_a_mail_whose_cc_differs_from_its_checked_targets_is_refused_issue_8() -> None:
+    """The adapter mails params.cc; the checks read extra_targets: they must agree."""
+    forged = make_input("email.send", "boss@example.com", params={"cc": ["eve@evil.example"]})
+    assert code_of(rules(forged)) == "RULE.R11.TARGET_MISMATCH"
+    extra = make_input("email.send", "boss@example.com", extra_targets=["eve@evil.example"])
+    assert code_of(rules(extra)) == "RULE.R11.TARGET_MISMATCH"
+    honest = make_input(
+        "email.send",
+        "boss@example.com",
+        params={"cc": ["eve@evil.example"]},
+        extra_targets=["eve@evil.example"],
+        trusted=["boss@example.com"],
+    )
+    decision = rules(honest)
+    assert isinstance(decision, Pending) and list(decision.details["targets"]) == [
+        "eve@evil.example"
+    ]

@@ -123,6 +123,14 @@ class RulesCheck:
             verdict = self._r11_tool_call(inp, derived_from)
             if verdict is not None:
                 return verdict
+        elif op == "email.send" and inp.intent.params.get("cc", ()) != inp.intent.extra_targets:
+            # The mail adapter sends to ``params.cc``; the checks read the extra targets.
+            return Deny(
+                "RULE.R11.TARGET_MISMATCH",
+                "email.send: the carbon copies in params.cc must be exactly the intent's "
+                "extra targets, so that every recipient is checked",
+                check=self.name,
+            )
         granted = inp.task.effect_classes
         if granted is not None:
             for cls in effect_classes_of(derived_from, inp.intent.params):
