@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from maos.bench import render
+from maos.bench.assistants import load_scenarios
 from maos.cli import app
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
@@ -24,6 +25,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
         "pods",
         "egress",
         "scenarios",
+        "assistants",
         "meta",
         "mcp_gateway",
     }
@@ -47,5 +49,13 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10
     assert scenarios["attacker_success_rate"] == 0.0
     assert {r["attack"] for r in scenarios["rows"]} == {"blocked"}
+    # The assistants suite (issue 8): a slice of it, derived grants beside every class granted.
+    assistants = figures["assistants"]
+    sliced = len(load_scenarios()[::16])
+    assert assistants["scenarios"] == sliced
+    assert set(assistants["derived"]) == set(assistants["all_granted"])
+    assert assistants["derived"]["all"]["scenarios"] == sliced
+    assert assistants["derived"]["all"]["attacker_success"] == 0
     table = render(figures)
     assert "attacker success (5 scenarios)" in table and "stopped by" in table
+    assert "assistants mail: attacker success" in table

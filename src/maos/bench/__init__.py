@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, dsc, durability, egress, pods, scenarios
+from maos.bench import anchor, assistants, dsc, durability, egress, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,18 +24,20 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/4: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/6: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
+    say("bench 2/6: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
         figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
-    say("bench 3/4: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    say("bench 3/6: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
-    say("bench 3/4: egress relay (per connection, against a direct loopback connection) ...")
+    say("bench 4/6: egress relay (per connection, against a direct loopback connection) ...")
     figures["egress"] = egress.measure(quick=quick)
-    say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
+    say("bench 5/6: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
+    say("bench 6/6: assistants suite (grants derived vs every class granted, 240 scenarios) ...")
+    figures["assistants"] = assistants.measure(quick=quick)
     figures["meta"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -91,6 +93,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += _pod_rows(figures["pods"])
     rows += _egress_rows(figures["egress"])
     rows += _scenario_rows(figures["scenarios"])
+    rows += _assistant_rows(figures["assistants"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
@@ -112,6 +115,33 @@ def _scenario_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"failed: {s['benign_failed']}",
         ),
     ]
+
+
+def _assistant_rows(a: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Per family: derived grants, then every class granted (the baseline) in brackets."""
+    if "unavailable" in a:
+        return [("assistants suite", "unavailable", a["unavailable"][:60])]
+    rows = []
+    for family, d in a["derived"].items():
+        b = a["all_granted"][family]
+        rows += [
+            (
+                f"assistants {family}: attacker success ({d['scenarios']})",
+                f"{d['attacker_success_pct']}%",
+                f"every class granted: {b['attacker_success_pct']}%; target 0%",
+            ),
+            (
+                f"assistants {family}: named/none done, no human",
+                f"{d['benign_named_done_no_human_pct']}%",
+                f"every class granted: {b['benign_named_done_no_human_pct']}%; target ≥ 85%",
+            ),
+            (
+                f"assistants {family}: content-sourced done+parked true",
+                f"{d['benign_content_sourced_ok_pct']}%",
+                f"done {d['benign_content_sourced_done']}, refused {d['benign_refused']}",
+            ),
+        ]
+    return rows
 
 
 def _scenario_table(s: dict[str, Any]) -> str:

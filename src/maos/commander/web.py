@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
+from maos.commander.grants import grant_lines
 from maos.commander.packets import packet_lines
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
@@ -100,7 +101,13 @@ def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str
     decision packet, and the latest records worth a look."""
     state = kernel.status()
     state["pending_approvals"] = [
-        {**a.to_dict(), "packet": packet_lines(a.details, a.intent)}
+        {
+            **a.to_dict(),
+            "packet": [
+                *packet_lines(a.details, a.intent),
+                *grant_lines(kernel.view.scope.grants.get(a.task_id)),
+            ],
+        }
         for a in kernel.approvals.pending()
     ]
     state["tools"] = {

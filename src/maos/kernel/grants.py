@@ -56,6 +56,7 @@ __all__ = [
     "apply_grants",
     "derive",
     "grants_body",
+    "lemma",
     "override_body",
     "source_matches",
 ]
@@ -83,7 +84,8 @@ VERBS: Mapping[str, frozenset[EffectClass]] = {
         _words(
             "send sends sent sending reply replies replied replying respond answer forward "
             "forwards forwarded forwarding mail mails mailed email emails emailed e-mail "
-            "share shares shared sharing post posts posted posting notify notifies notified tell inform message text dm ping publish "
+            "share shares shared sharing post posts posted posting notify notifies notified "
+            "tell inform message text dm ping publish "
             "announce cc bcc submit contact introduce remind confirm rsvp"
         ),
         frozenset({_S}),
@@ -209,8 +211,9 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Pointer:
-    """A source the request points at: ``path`` (a workspace path or prefix) or a kind of
-    source from `SOURCE_NOUNS` (``mail``, ``chat`` ...)."""
+    """A source the request points at: ``path`` (a workspace path or prefix) or a noun of
+    `SOURCE_NOUNS` (kind ``mail``, value ``inbox``): a tool whose name or description uses
+    that very noun is such a source."""
 
     kind: str
     value: str
@@ -292,7 +295,7 @@ def _priced(flat: list[str]) -> bool:
     return any(w in _PRICE_WORDS for w in flat)
 
 
-def _lemma(word: str) -> str | None:
+def lemma(word: str) -> str | None:
     """``word`` as `VERBS` spells it: itself, or without ``-s``/``-es``/``-ed``/``-ing``."""
     if word in VERBS:
         return word
@@ -305,10 +308,10 @@ def _lemma(word: str) -> str | None:
 
 
 def _classes_at(flat: list[str], i: int, *, has_price: bool) -> frozenset[EffectClass]:
-    lemma = _lemma(flat[i])
-    if lemma is None:
+    stem = lemma(flat[i])
+    if stem is None:
         return frozenset()
-    word, classes = lemma, VERBS[lemma]
+    word, classes = stem, VERBS[stem]
     before = flat[i - 1] if i else ""
     if before in _DETERMINERS:
         return frozenset()  # "the transfer", "my post": a noun
@@ -340,7 +343,6 @@ def _pointers(lowered: str, targets: tuple[TrustedTarget, ...]) -> tuple[Pointer
                 " " in stem and stem in lowered
             ):
                 out.append(Pointer(kind, stem))
-                break
     return tuple(out)
 
 
@@ -354,13 +356,14 @@ def source_matches(pointer: Pointer, source: str, tool_text: str = "") -> bool:
         path = source[3:].lstrip("./")
         want = pointer.value.lstrip("./")
         return path == want or (want.endswith("/") and path.startswith(want))
-    stems = SOURCE_NOUNS.get(pointer.kind, ())
     if source.startswith("fs:"):
         return pointer.kind == "file"
     if not source.startswith("tool:"):
         return False
+    # The noun the request used, not its whole kind: "the electricity bill" points at a
+    # tool that speaks of bills, not at every tool of payments.
     text = tool_text.lower().replace("_", " ")
-    return any(re.search(rf"\b{re.escape(stem)}", text) for stem in stems)
+    return re.search(rf"\b{re.escape(pointer.value)}(?:s|es)?\b", text) is not None
 
 
 def grants_body(

@@ -48,9 +48,19 @@ from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
+from maos.kernel.scope import Scope
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
 from maos.kernel.tokens import Grant, TokenAuthority
-from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
+from maos.kernel.types import (
+    Allow,
+    Decision,
+    Deny,
+    EffectClass,
+    Intent,
+    Outcome,
+    OutcomeStatus,
+    Pending,
+)
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import CHECKPOINT_EVERY
 from maos.kernel.walconfig import anchored_wal, log_section, log_settings
@@ -164,6 +174,7 @@ class Kernel:
         self.registry = self.view.registry
         self.approvals = self.view.approvals
         self.provenance = ProvenanceRecorder(self.view.provenance, self.registry, self._log)
+        self.scope = Scope(self.view.scope, self.registry, self._log)
         self.ledger = BudgetLedger()
         self.locks = LockTable()
         self.rates = RateLimitCheck()
@@ -577,7 +588,7 @@ class Kernel:
             safe_state=self.registry.safe_state is not None,
             fever=self.registry.fever,
         )
-        decision = self.pipeline.decide(inp)
+        decision = await self.scope.review(inp, self.pipeline.decide(inp), self._redecide)
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
                 return await self._refuse(
@@ -705,6 +716,7 @@ class Kernel:
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
         await self.provenance.record(intent, task, label, outcome.value, (target,))
+        await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)
         return replace(outcome, label=label)
 
@@ -759,6 +771,12 @@ class Kernel:
                 {"task_id": task.task_id, "path": intent.target, "label": context.to_dict()},
                 intent_id=intent.intent_id,
             )
+
+    def _redecide(self, inp: CheckInput) -> Decision:
+        """The DSC again on a widened view (`Scope`): the first run's reservation is
+        released first, so the intent holds one budget reservation, never two."""
+        self.ledger.settle(inp.intent.intent_id, committed=False)
+        return self.pipeline.decide(inp)
 
     def _spec(self, op: str) -> OpSpec | None:
         return self.registry.ops.get(op)

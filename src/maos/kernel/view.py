@@ -20,6 +20,7 @@ from maos.kernel.errors import StateError
 from maos.kernel.grants import apply_grants
 from maos.kernel.provenance import Provenance
 from maos.kernel.registry import Registry
+from maos.kernel.scope import ScopeFold
 from maos.kernel.types import Cost
 from maos.kernel.wal import Wal, WalRecord
 
@@ -53,6 +54,7 @@ class LogView:
         self.registry = Registry()
         self.approvals = ApprovalBook()
         self.provenance = Provenance()
+        self.scope = ScopeFold(self.registry)
         self.revoked: set[str] = set()
         self.seen_seq = 0
         self._prepared: dict[str, Charge] = {}
@@ -64,6 +66,7 @@ class LogView:
             out.records.append(rec)
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
+            self.scope.apply(rec.kind, rec.body, rec.idem_key)
             changed = self.approvals.apply(rec.kind, rec.body)
             if changed is not None and rec.kind != "approval.pending":
                 out.decided.append(changed)
