@@ -10,6 +10,7 @@ labelling - plus the gateway's own client call to the upstream).
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from maos.mcp.policy import load_policy
 from maos.mcp.serve import running_gateway
@@ -54,9 +56,11 @@ async def _timed(client: Client, n: int) -> list[float]:
 
 
 async def _run(root: Path, n: int) -> dict[str, Any]:
-    async with Client(_upstream(), mode="legacy") as direct_client:
-        await _timed(direct_client, 3)
-        direct = await _timed(direct_client, n)
+    with open(os.devnull, "w") as quiet:  # a test runner's stderr has no descriptor
+        transport = stdio_client(_upstream(), errlog=quiet)
+        async with Client(transport, mode="legacy") as direct_client:
+            await _timed(direct_client, 3)
+            direct = await _timed(direct_client, n)
     policy_path = root / "gateway.yaml"
     upstream = {"command": sys.executable, "args": ["-m", "maos.mcp.echo"], "env": _PATH}
     policy_path.write_text(

@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import httpx2
@@ -35,6 +37,7 @@ import mcp_types as types
 import orjson
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -150,7 +153,9 @@ class Connection:
                     await stack.enter_async_context(http)
                     transport = streamable_http_client(self.spec.url, http_client=http)
                 else:
-                    transport = launch(self.name, self.spec, self._home)
+                    transport = stdio_client(
+                        launch(self.name, self.spec, self._home), errlog=_errlog()
+                    )
                 client = await stack.enter_async_context(
                     Client(
                         transport,
@@ -273,6 +278,16 @@ class Connection:
     async def aclose(self) -> None:
         async with self._lock:
             await self._drop()
+
+
+def _errlog() -> TextIO:
+    """Where upstreams' stderr goes: the gateway's own, when it is a real file (a test
+    runner's capture is not, and a child needs a descriptor)."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.__stderr__ or open(os.devnull, "w")
+    return sys.stderr
 
 
 def _why(exc: BaseException) -> str:
