@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from maos.kernel.errors import InputError, StateError
+from maos.cli import app
 from maos.kernel.grants import ALL_CLASSES, derive, source_matches
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
@@ -37,7 +38,7 @@ def classes(text: str) -> set[EffectClass]:
     [
         ("Reply to the latest mail from Bob.", {S}),
         ("Forward the offer to dana@corp.example", {S}),
-        ("Summarise reports/q3.md and mail it to cfo@example.com.", {S}),
+        ("Summarise reports/q3.md and mail it to cfo@example.com.", {S, W}),
         ("Share reports/plan.md with dana@corp.example", {S}),
         ("Post the summary in #general", {S}),
         ("Invite the people in the thread to the kickoff meeting", {W, S}),
@@ -61,14 +62,14 @@ def classes(text: str) -> set[EffectClass]:
         ("Find the cheapest flight to Rome and tell me the price", set()),
         # a verb after a determiner is a noun
         ("Check the transfer history", set()),
-        ("Summarise my posts from last week", set()),
+        ("Summarise my posts from last week", {W}),  # a summary is written
         ("Read Bob's mail", set()),
         # negations grant nothing, within their scope
         ("Do not pay anything.", set()),
         ("Don't pay or delete anything, just check the transfer history.", set()),
-        ("Never share the file; summarise it.", set()),
+        ("Never share the file; summarise it.", {W}),
         ("Read the invoice but do not pay it, then mail a summary to boss@example.com", {S}),
-        ("Summarise the thread without replying to anyone", set()),
+        ("Summarise the thread without replying to anyone", {W}),
         # explanations are not requests
         ("Text +4915112345678 how to reset a card PIN", {S}),
         # third person, in a plan's prompt
@@ -175,25 +176,33 @@ def test_open_task_logs_task_grants_and_r2_uses_its_result(tmp_path: Path) -> No
 
 
 def test_the_commander_overrides_the_grant_and_a_later_fold_agrees(tmp_path: Path) -> None:
-    async def body(kernel: Kernel) -> None:
+    """``maos task grants --effects`` logs the Commander's grant; the next kernel uses it."""
+
+    async def opened(kernel: Kernel) -> None:
         await kernel.register_agent("a1", ring=3, budgets={"api_calls": 10})
         await kernel.open_task("t1", request="Summarise notes/a.txt")
         assert kernel.registry.task("t1").effect_classes == {W, EffectClass.SEND}
-        await kernel.set_grants("t1", ["write", "delete"], reason="tidy up too")
+
+    run(tmp_path, opened)
+    cli = CliRunner()
+    args = ["task", "grants", "t1", "-d", str(tmp_path), "--effects"]
+    bad = cli.invoke(app, [*args, "teleport"])
+    assert bad.exit_code == 2 and "BAD_INPUT.EFFECT_CLASS" in bad.output
+    bad = cli.invoke(app, [*args, "write", "--as", "agent:a1"])
+    assert bad.exit_code == 2 and "STATE.NOT_COMMANDER" in bad.output
+    done = cli.invoke(app, [*args, "write,delete", "--reason", "tidy up too"])
+    assert done.exit_code == 0, done.output
+    assert "delete, write" in done.output and "set by commander: tidy up too" in done.output
+
+    async def overridden(kernel: Kernel) -> None:
         assert kernel.registry.task("t1").effect_classes == {W, D}
         token = kernel.mint("a1", "t1", [Grant("fs.*", "*")])
-        out = await kernel.submit(
-            intent_frame(token, "fs.delete", "notes/a.txt", "k1"), agent_id="a1"
-        )
+        frame = intent_frame(token, "fs.delete", "notes/a.txt", "k1")
+        out = await kernel.submit(frame, agent_id="a1")
         assert out.code != "RULE.R2.EFFECT_CLASS_NOT_GRANTED"
-        with pytest.raises(InputError):
-            await kernel.set_grants("t1", ["teleport"], reason="")
-        with pytest.raises(StateError):
-            await kernel.set_grants("t1", ["write"], reason="", principal="agent:a1")
 
-    run(tmp_path, body)
+    run(tmp_path, overridden)
     view = LogView(Wal(tmp_path / "wal.sqlite3"))
     view.catch_up()
-    assert view.registry.task("t1").effect_classes == {W, D}
     override = [r for r in view.wal.read() if r.kind == "task.grants"][-1]
     assert override.body["override"] is True and override.body["reason"] == "tidy up too"

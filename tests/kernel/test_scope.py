@@ -145,3 +145,14 @@ def test_g3_one_delete_per_verb_and_all_lifts_the_count(tmp_path: Path) -> None:
 
     scenario(tmp_path / "all", "Delete all the drafts", {"a.txt": "x", "b.txt": "y"}, every)
     scenario(tmp_path / "plural", "Delete the drafts", {"a.txt": "x", "b.txt": "y"}, every)
+
+
+def test_g3_two_concurrent_deletes_do_not_both_pass(tmp_path: Path) -> None:
+    """The count holds while the first delete is still running (in flight)."""
+
+    async def body(kernel: Kernel, token: str) -> None:
+        frames = [intent_frame(token, "fs.delete", p, f"d{p}") for p in ("a.txt", "b.txt")]
+        outs = await asyncio.gather(*(kernel.submit(f, agent_id="a1") for f in frames))
+        assert sorted(o.status.value for o in outs) == ["committed", "pending"], outs
+
+    scenario(tmp_path, "Delete a.txt", {"a.txt": "x", "b.txt": "y"}, body)

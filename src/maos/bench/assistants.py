@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -234,7 +235,9 @@ class AssistantsRunner:
     @classmethod
     async def start(cls, stack: ExitStack, tables: Path = DEFAULT_TABLES) -> AssistantsRunner:
         """Start the hosts; ``stack`` stops them (call `aclose` first from async code)."""
-        root = Path(tempfile.mkdtemp(prefix="maos-assistants-"))
+        # Not under /tmp: a level-1 pod sees a /tmp of its own, the hosts must reach the world.
+        shared = "/var/tmp" if os.access("/var/tmp", os.W_OK) else None
+        root = Path(tempfile.mkdtemp(prefix="maos-assistants-", dir=shared))
         stack.callback(shutil.rmtree, root, True)
         root.chmod(0o755)
         world = root / "world"

@@ -17,9 +17,11 @@ from maos.cli._common import (
     DataDir,
     JsonOut,
     app,
+    directory_option,
     echo_json,
     fail,
     kernel_running,
+    plan_exit_status,
     view_of,
 )
 from maos.kernel import orders
@@ -33,7 +35,11 @@ def demo(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", "-d", help="Keep the demo's state here (default: a fresh temp dir)."
+            "--data-dir",
+            "-d",
+            help="Keep the demo's state here: a new or empty directory (default: a fresh "
+            "temp dir).",
+            callback=directory_option,
         ),
     ] = None,
 ) -> None:
@@ -67,6 +73,18 @@ def run_plan(
     With `maos up` serving the data dir, the plan runs there (the dashboard shows it).
 
     \b
+    The run ends by naming every decision still waiting: a done plan keeps its
+    undecided approvals for 24 hours (`maos approvals list` shows until when); a failed
+    or stopped plan expires them (APPROVAL.EXPIRED: they never run).
+
+    \b
+    Exit codes:
+        0  the plan is done and nothing waits
+        1  the plan failed (the last line names the step and its code)
+        2  refused before it ran (error CODE: ...)
+        3  the plan is done, but decisions wait for the Commander (listed above)
+
+    \b
     Examples:
         maos run examples/plans/report.yaml --data-dir /tmp/maos-report
         MAOS_LLM_BASE_URL=http://127.0.0.1:11434/v1 MAOS_LLM_MODEL=llama3.1 \\
@@ -84,7 +102,7 @@ def run_plan(
         result = asyncio.run(run_plan_file(data_dir, plan_file, resume=resume, echo=typer.echo))
     except MaosError as exc:
         fail(exc)
-    raise typer.Exit(0 if result.status == "done" else 1)
+    raise typer.Exit(plan_exit_status(result.status, bool(result.waiting)))
 
 
 def _llm_line(llm: Mapping[str, Any]) -> str:
@@ -103,7 +121,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, approvals, LLM, tools, in-doubt effects."""
     from maos.llm.config import llm_status
 
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     in_doubt = [d.to_dict() for d in CommitLayer(view.wal, {}).in_doubt()]
     tasks = sorted(view.registry.tasks)
     info: dict[str, Any] = {
@@ -223,6 +241,13 @@ def safe_state(
         view = view_of(data_dir)
         order = orders.safe_state(view.registry, state == "on", reason, principal)
         view.wal.append_sync(order.kind, order.body)
+        waiting = [a.approval_id for a in view.approvals.pending()]
+        expired = orders.settlement(
+            view.approvals, waiting, None, f"Minimal Safe State engaged: {reason}", principal
+        )
+        if state == "on" and expired is not None:
+            view.wal.append_sync(expired.kind, expired.body)
+            typer.echo(f"expired {len(waiting)} waiting approval(s): {', '.join(waiting)}")
     except MaosError as exc:
         fail(exc)
     typer.echo(

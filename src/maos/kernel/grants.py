@@ -13,10 +13,11 @@ The grammar, per sentence (``.;!?`` end one; ``but``/``then``/``instead``/``just
 ``only``/``however`` end a negation's scope):
 
 - a **verb** from `VERBS` grants its classes (send, pay, delete, credentials, write,
-  execute; reading never needs a grant). Words that are also nouns (``mail``, ``post``,
-  ``book``, ``text``, ``order``, ``reply``...) count as verbs only where an imperative
-  stands: at the start of a clause or after ``please``, ``and``, ``to``, a modal or a
-  subject pronoun; any verb after a determiner (``the transfer``, ``my post``) is a noun;
+  execute; reading never needs a grant; a summary or translation is written: write).
+  Words that are also nouns (``mail``, ``post``, ``book``, ``text``, ``order``,
+  ``reply``...) count as verbs only where an imperative stands: at the start of a
+  clause or after ``please``, ``and``, ``to``, a modal or a subject pronoun; any verb
+  after a determiner (``the transfer``, ``my post``) is a noun;
 - **objects** refine a verb: ``change|reset|update|rotate|set`` before ``password``,
   ``passcode``, ``pin``, ``credentials``, ``2fa``, ``api key`` is ``credentials`` (not
   ``write``); ``book|reserve`` is ``write`` + ``send``, and ``pay`` too when the request
@@ -120,14 +121,14 @@ VERBS: Mapping[str, frozenset[EffectClass]] = {
             "write writes save saves draft drafts update updates edit edits create creates "
             "add adds append note record store fill change changes mark rename renames "
             "move moves archive upload copy prepare compile reset resets rotate "
-            "modify replace set"
+            "modify replace set summarise summarize translate"
         ),
         frozenset({_W}),
     ),
     **dict.fromkeys(_words("run execute deploy install"), frozenset({_X})),
     **dict.fromkeys(
         _words(
-            "read summarise summarize find check look list search show get fetch open "
+            "read find check look list search show get fetch open "
             "review compare count tell-me what which who when where how"
         ),
         frozenset({_R}),

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +30,7 @@ from maos.effects.http import HttpAdapter
 from maos.kernel import orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
+from maos.kernel.config import KernelConfig, SmtpConfig
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
 from maos.kernel.dsc.capability import CapabilityCheck
@@ -50,20 +48,10 @@ from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principa
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
-from maos.kernel.tokens import Grant, TokenAuthority
-from maos.kernel.types import (
-    Allow,
-    Decision,
-    Deny,
-    EffectClass,
-    Intent,
-    Outcome,
-    OutcomeStatus,
-    Pending,
-)
+from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
+from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import CHECKPOINT_EVERY
-from maos.kernel.walconfig import anchored_wal, log_section, log_settings
+from maos.kernel.walconfig import anchored_wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -74,76 +62,6 @@ _SSE_EXEMPT = frozenset({EffectClass.READ, EffectClass.KERNEL})
 
 DEFAULT_BUDGET = Budget(tokens=200_000, api_calls=1_000, money_cents=0)
 """What an agent or task may spend when its principal names no budget: no money at all."""
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str
-    port: int
-    sender: str = "maos@localhost"
-
-
-@dataclass(frozen=True, slots=True)
-class KernelConfig:
-    data_dir: Path
-    """Holds the WAL, the root key and the task workspaces."""
-    node_id: str = "local"
-    """The audience every token this kernel accepts must name."""
-    node_type: str = "sovereign"
-    smtp: SmtpConfig | None = None
-    clock: Callable[[], float] = time.time
-    follow_interval: float = 0.2
-    """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
-    wal_witness: Path | None = None
-    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
-    wal_checkpoint_every: int = CHECKPOINT_EVERY
-    """Records between two checkpoints: at most about this many are re-hashed at boot."""
-
-    @classmethod
-    def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
-        """Embedded defaults, overridden by ``<data_dir>/config.json`` when present."""
-        raw: dict[str, Any] = {}
-        path = data_dir / "config.json"
-        if path.exists():
-            try:
-                raw = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
-        smtp = raw.get("smtp")
-        witness, every = log_settings(raw.get("wal", {}), data_dir, path)
-        cfg = cls(
-            data_dir=data_dir,
-            node_id=str(raw.get("node_id", "local")),
-            node_type=str(raw.get("node_type", "sovereign")),
-            smtp=SmtpConfig(
-                str(smtp["host"]), int(smtp["port"]), str(smtp.get("sender", "maos@localhost"))
-            )
-            if isinstance(smtp, dict)
-            else None,
-            wal_witness=witness,
-            wal_checkpoint_every=every,
-        )
-        return replace(cfg, **overrides)
-
-    def save(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        raw: dict[str, Any] = {"node_id": self.node_id, "node_type": self.node_type}
-        if self.smtp is not None:
-            raw["smtp"] = {
-                "host": self.smtp.host,
-                "port": self.smtp.port,
-                "sender": self.smtp.sender,
-            }
-        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
-        (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
-
-    @property
-    def wal_path(self) -> Path:
-        return self.data_dir / "wal.sqlite3"
-
-    @property
-    def workspaces(self) -> Path:
-        return self.data_dir / "workspaces"
 
 
 class Kernel:
@@ -174,7 +92,6 @@ class Kernel:
         self.registry = self.view.registry
         self.approvals = self.view.approvals
         self.provenance = ProvenanceRecorder(self.view.provenance, self.registry, self._log)
-        self.scope = Scope(self.view.scope, self.registry, self._log)
         self.ledger = BudgetLedger()
         self.locks = LockTable()
         self.rates = RateLimitCheck()
@@ -186,6 +103,7 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
         )
+        self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
             "http": HttpAdapter(),
@@ -275,12 +193,14 @@ class Kernel:
             if item.status is ApprovalStatus.APPROVED:
                 approved.append(item)
             else:
-                self._finish(item.approval_id, self._denied_by_commander(item))
+                self._finish(item.approval_id, item.refusal())
         return approved
 
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self.config.follow_interval)
+            due = [a.approval_id for a in self.approvals.due(self.clock())]
+            await self.settle_approvals(due, reason="time ran out", principal="kernel")
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -351,9 +271,8 @@ class Kernel:
         asked for deletion, whatever a token says. None leaves it to the tokens, and
         high-impact classes then always ask the Commander (R7). ``trusted_amounts`` are
         the sums (cents) the principal named: an agent that read untrusted content may
-        pay only those, when there are any (R10). ``request`` is the Commander's words for
-        the task: the classes they ask for, within ``effect_classes`` (the ceiling), become
-        the grant, and what they name is trusted (`maos.kernel.grants`, ``task.grants``)."""
+        pay only those, when there are any (R10). ``request``: the Commander's words; what
+        they ask for within ``effect_classes`` is the grant (`maos.kernel.grants`)."""
         check_principal(principal, self.registry)
         check_id("task", task_id)
         derived = None if request is None else derive(request)
@@ -384,12 +303,6 @@ class Kernel:
                 "task.grants", grants_body(task_id, request, derived, ceiling, principal)
             )
         return self.registry.task(task_id)
-
-    async def set_grants(
-        self, task_id: str, classes: Sequence[str], *, reason: str, principal: str = COMMANDER
-    ) -> None:
-        """The Commander's own effect classes for a task, replacing the derived ones."""
-        await self._order(orders.grants(self.registry, task_id, classes, reason, principal))
 
     async def register_tool(
         self,
@@ -456,9 +369,10 @@ class Kernel:
     def mint(
         self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
     ) -> str:
-        """A token for one agent on one task; least privilege is the caller's plan."""
+        """A token for one agent on one task (known ops only); least privilege is the caller's."""
         self.registry.agent(agent_id)
         self.registry.task(task_id)
+        check_grant_ops(grants, self.registry.ops)
         return self.tokens.mint(
             agent_id=agent_id, task_id=task_id, grants=grants, now=self.clock(), ttl=ttl
         )
@@ -480,6 +394,19 @@ class Kernel:
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
         await self._order(orders.safe_state(self.registry, on, reason, principal))
+        if on:  # nothing parked before an incident may run after it (issue 9)
+            waiting = [a.approval_id for a in self.approvals.pending()]
+            await self.settle_approvals(
+                waiting, reason=f"Minimal Safe State: {reason}", principal=principal
+            )
+
+    async def settle_approvals(
+        self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
+    ) -> list[Approval]:
+        """Expire the approvals ``ids`` that still wait, or keep them until ``keep_until``."""
+        if order := orders.settlement(self.approvals, ids, keep_until, reason, principal):
+            await self._order(order)
+        return [self.approvals.get(aid) for aid in ids]
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
@@ -499,25 +426,21 @@ class Kernel:
 
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
-        order = orders.decision(
-            self.registry, self.approvals, approval_id, approve=True, principal=principal
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=True)
         return await self._execute_approved(self.approvals.get(approval_id))
 
     async def deny(
         self, approval_id: str, *, principal: str = COMMANDER, note: str = ""
     ) -> Outcome:
-        order = orders.decision(
-            self.registry,
-            self.approvals,
-            approval_id,
-            approve=False,
-            principal=principal,
-            note=note,
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=False, note=note)
         return self._executed[approval_id]
+
+    async def _decide(self, aid: str, who: str, *, approve: bool, note: str = "") -> None:
+        now = self.clock()  # logged with the decision: one made after an expiry never runs
+        book = (self.registry, self.approvals, aid)
+        await self._order(
+            orders.decision(*book, approve=approve, principal=who, now=now, note=note)
+        )
 
     async def wait(self, approval_id: str) -> Outcome:
         """What an agent awaits after a pending answer: the outcome once a human decided."""
@@ -536,18 +459,11 @@ class Kernel:
             fut.set_result(self._executed[approval_id])
         return self._executed[approval_id]
 
-    def _denied_by_commander(self, item: Approval) -> Outcome:
-        return Outcome(
-            intent_id=str(item.intent.get("intent_id", "")),
-            status=OutcomeStatus.DENIED,
-            code="APPROVAL.DENIED",
-            reason=f"the Commander ({item.decided_by}) refused: {item.note or item.reason}",
-            approval_id=item.approval_id,
-        )
-
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
+        if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
+            return self._finish(item.approval_id, item.refusal())
         wire = dict(item.intent)
         intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
         outcome = replace(
@@ -588,7 +504,7 @@ class Kernel:
             safe_state=self.registry.safe_state is not None,
             fever=self.registry.fever,
         )
-        decision = await self.scope.review(inp, self.pipeline.decide(inp), self._redecide)
+        decision = await self.scope.review(inp, self.pipeline.decide(inp))
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
                 return await self._refuse(
@@ -771,12 +687,6 @@ class Kernel:
                 {"task_id": task.task_id, "path": intent.target, "label": context.to_dict()},
                 intent_id=intent.intent_id,
             )
-
-    def _redecide(self, inp: CheckInput) -> Decision:
-        """The DSC again on a widened view (`Scope`): the first run's reservation is
-        released first, so the intent holds one budget reservation, never two."""
-        self.ledger.settle(inp.intent.intent_id, committed=False)
-        return self.pipeline.decide(inp)
 
     def _spec(self, op: str) -> OpSpec | None:
         return self.registry.ops.get(op)

@@ -35,7 +35,9 @@ from dataclasses import replace
 from typing import Any
 
 from maos.kernel.dsc.base import CheckInput
+from maos.kernel.dsc.budget import BudgetLedger
 from maos.kernel.dsc.ifc import target_kinds
+from maos.kernel.dsc.pipeline import Pipeline
 from maos.kernel.grants import Pointer, lemma, source_matches
 from maos.kernel.identifiers import extract_targets
 from maos.kernel.labels import Label
@@ -62,7 +64,6 @@ _ADMITTED = "task.target_admitted"
 _CANDIDATES = "task.candidates"
 
 Log = Callable[..., Awaitable[int]]
-Redecide = Callable[[CheckInput], Decision]
 
 
 def _kind(identifier_kind: str) -> str:
@@ -126,7 +127,10 @@ class ScopeFold:
         """(kind, value, from a trusted result) of what pointed sources handed over."""
         self.admitted: dict[str, set[str]] = {}
         self.uses: dict[str, dict[EffectClass, int]] = {}
-        self._prepared: dict[str, tuple[str, str]] = {}
+        self.inflight: dict[str, tuple[str, frozenset[EffectClass]]] = {}
+        """Intent id -> (task, high-impact classes) of what G3 let through and the log has
+        not settled yet: counted as used, so two concurrent deletes cannot both pass."""
+        self._prepared: dict[str, tuple[str, str, str]] = {}
 
     def apply(self, kind: str, body: Mapping[str, Any], idem_key: str | None = None) -> None:
         if kind == "task.grants":
@@ -140,15 +144,22 @@ class ScopeFold:
         elif kind == _ADMITTED:
             self.admitted.setdefault(str(body["task_id"]), set()).add(str(body["target"]))
         elif kind == "intent.prepared" and idem_key is not None:
-            self._prepared[idem_key] = (str(body.get("task_id", "")), str(body.get("op", "")))
-        elif kind == "intent.committed" and idem_key is not None:
-            task_id, op = self._prepared.pop(idem_key, ("", ""))
+            self._prepared[idem_key] = (
+                str(body.get("task_id", "")),
+                str(body.get("op", "")),
+                str(body.get("intent_id", "")),
+            )
+        elif kind in ("intent.committed", "intent.failed") and idem_key is not None:
+            task_id, op, intent_id = self._prepared.pop(idem_key, ("", "", ""))
+            self.inflight.pop(intent_id, None)
             spec = self._registry.ops.get(op)
-            if spec is not None:
+            if spec is not None and kind == "intent.committed":
                 used = self.uses.setdefault(task_id, {})
                 for cls in spec.classes:
                     if cls in HIGH_IMPACT:
                         used[cls] = used.get(cls, 0) + 1
+        elif kind == "intent.denied":
+            self.inflight.pop(str(body.get("intent_id", "")), None)
 
 
 class Scope:
@@ -159,10 +170,14 @@ class Scope:
         fold: ScopeFold,
         registry: Registry,
         log: Log,
+        pipeline: Pipeline,
+        ledger: BudgetLedger,
     ) -> None:
         self._fold = fold
         self._registry = registry
         self._log = log
+        self._pipeline = pipeline
+        self._ledger = ledger
 
     def _pointers(self, task_id: str) -> tuple[Pointer, ...]:
         grants = self._fold.grants.get(task_id)
@@ -208,15 +223,21 @@ class Scope:
                 intent_id=intent.intent_id,
             )
 
-    async def review(self, inp: CheckInput, decision: Decision, redecide: Redecide) -> Decision:
+    async def review(self, inp: CheckInput, decision: Decision) -> Decision:
         """The DSC's decision, narrowed by G3 or (for a parked target) widened by C1.
         Fails closed: any error here is a deny."""
         try:
-            return await self._review(inp, decision, redecide)
+            return await self._review(inp, decision)
         except Exception as exc:  # R11: what cannot be evaluated is refused
             return Deny("DSC.INTERNAL", f"scope failed: {type(exc).__name__}", check="scope")
 
-    async def _review(self, inp: CheckInput, decision: Decision, redecide: Redecide) -> Decision:
+    def _redecide(self, inp: CheckInput) -> Decision:
+        """The DSC again on a widened view: the first run's budget reservation is released
+        first, so the intent holds one reservation, never two."""
+        self._ledger.settle(inp.intent.intent_id, committed=False)
+        return self._pipeline.decide(inp)
+
+    async def _review(self, inp: CheckInput, decision: Decision) -> Decision:
         task_id = inp.intent.task_id
         grants = self._fold.grants.get(task_id)
         if inp.approved or grants is None or grants.get("override"):
@@ -230,8 +251,11 @@ class Scope:
                         inp.task, trusted_targets=inp.task.trusted_targets | set(admitted)
                     ),
                 )
-                again = redecide(widened)
+                again = self._redecide(widened)
                 if isinstance(again, Allow):
+                    # Marked before the first await: a concurrent intent to the same target
+                    # finds it used already (once means once).
+                    self._fold.admitted.setdefault(task_id, set()).update(admitted)
                     for target, why in admitted.items():
                         await self._log(_ADMITTED, {"task_id": task_id, "target": target, **why})
                     decision = again
@@ -244,10 +268,13 @@ class Scope:
         if spec is None:
             return None
         derived = set(grants.get("result") or ())
-        used = self._fold.uses.get(inp.intent.task_id, {})
-        for cls in spec.classes:
-            if cls not in HIGH_IMPACT or cls.value not in derived:
-                continue
+        task_id, intent_id = inp.intent.task_id, inp.intent.intent_id
+        used = dict(self._fold.uses.get(task_id, {}))
+        for other, (task, classes) in self._fold.inflight.items():
+            for cls in classes if task == task_id and other != intent_id else ():
+                used[cls] = used.get(cls, 0) + 1
+        limited = frozenset(c for c in spec.classes if c in HIGH_IMPACT and c.value in derived)
+        for cls in limited:
             allowed = _uses_allowed(grants, cls)
             if allowed is not None and used.get(cls, 0) >= allowed:
                 return Pending(
@@ -260,6 +287,8 @@ class Scope:
                         {"effect_class": cls.value, "targets": [t for t in inp.intent.targets if t]}
                     ),
                 )
+        if limited:
+            self._fold.inflight[intent_id] = (task_id, limited)
         return None
 
     def _admissible(

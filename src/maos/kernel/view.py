@@ -67,9 +67,7 @@ class LogView:
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
             self.scope.apply(rec.kind, rec.body, rec.idem_key)
-            changed = self.approvals.apply(rec.kind, rec.body)
-            if changed is not None and rec.kind != "approval.pending":
-                out.decided.append(changed)
+            out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]
                 self.revoked.update(ids)
@@ -112,6 +110,21 @@ class KernelLock:
             return False
         self._fd = fd
         return True
+
+    def held(self) -> bool:
+        """Whether a kernel holds the lock now; opens the lock file read-only and creates
+        nothing, so it answers on a read-only data dir too (no lock file: no kernel)."""
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def acquire(self) -> None:
         if not self.try_acquire():

@@ -25,6 +25,7 @@ Codes: ``WAL.UNREADABLE`` (not a readable SQLite log: no tamper alarm), ``WAL.CH
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "LOSS_ACCEPTED",
     "VerifyReport",
     "check",
+    "connect_readonly",
     "open_readonly",
     "rehash",
     "require",
@@ -64,6 +66,7 @@ LOSS_HINT = (
 UNANCHORED_COMMITS = 2
 """Group commits a crash can leave beyond the anchor: the one being anchored and the one
 being committed meanwhile (`maos.kernel.wal`); never acknowledged, so accepted."""
+_CATCH_UP_S = 0.5
 _BUSY_MS = 30_000
 _PAGE = 4096
 
@@ -101,12 +104,34 @@ class VerifyReport:
         }
 
 
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that creates and writes nothing. While a writer has the log open its
+    ``-shm`` file exists and ``mode=ro`` shares its locks; with neither ``-shm`` nor
+    ``-wal`` beside it nobody has it open, and ``immutable=1`` reads the file as it is
+    (``mode=ro`` would leave a ``-shm`` behind, or fail in a read-only directory, where
+    a read-only copy of a data dir lives: issue 9)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    live = any(Path(f"{path}{suffix}").exists() for suffix in ("-shm", "-wal"))
+    attempts = (uri, f"{uri}&immutable=1") if live else (f"{uri}&immutable=1",)
+    for i, attempt in enumerate(attempts, 1):
+        conn = sqlite3.connect(
+            attempt, timeout=30, isolation_level=None, check_same_thread=False, uri=True
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if i == len(attempts):
+                raise
+            continue
+        return conn
+    raise AssertionError("unreachable")
+
+
 def open_readonly(path: Path) -> sqlite3.Connection:
     """The log opened read-only, with stored text as bytes (hash exactly what is stored)."""
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
-        )
+        conn = connect_readonly(path)
     except sqlite3.Error as exc:
         raise WalError("WAL.UNREADABLE", f"SQLite cannot open {path}: {exc}") from exc
     conn.text_factory = bytes
@@ -204,13 +229,17 @@ class _Check:
             )
 
     def _run(self) -> VerifyReport:
+        # The anchors first, then one read transaction (a snapshot) for every query: a
+        # kernel committing meanwhile only adds records after what the anchor names, and
+        # head, count and re-hash all see the same log.
+        anchors = self._read_anchors() if self.anchor is not None else None
+        self.conn.execute("BEGIN")
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
         tables = {bytes(r[0]) for r in self.conn.execute(sql)}
         if tables and b"records" not in tables:
             raise _Refused("WAL.UNREADABLE", "the database holds no MAOS log (no records table)")
         tail = self._row("SELECT max(seq) FROM records") if tables else None
         self.head = 0 if tail is None else int(tail[0] or 0)
-        anchors = self._read_anchors() if self.anchor is not None else None
         start, prev = (0, GENESIS) if self.full or not tables else self._checkpoint()
         self.start = start
         if tables and not self.full:
@@ -325,7 +354,8 @@ class _Check:
         )
         assert row is not None
         count, commits = int(row[0]), int(row[1])
-        if count and (commits > UNANCHORED_COMMITS or count > UNANCHORED_COMMITS * (MAX_BATCH + 1)):
+        limit = UNANCHORED_COMMITS * (MAX_BATCH + 1)
+        if count and (commits > UNANCHORED_COMMITS or count > limit) and not self._caught_up():
             why = (
                 f"{count} records after seq {anchored.seq} are not anchored and come from "
                 f"{commits} commits; a crash leaves at most {UNANCHORED_COMMITS}: the anchor "
@@ -333,6 +363,26 @@ class _Check:
             )
             raise _Refused("WAL.UNANCHORED", f"{why}; {ADOPT_HINT}", anchored.seq + 1)
         return count
+
+    def _caught_up(self) -> bool:
+        """Whether live writers have anchored the snapshot's head since it was taken.
+
+        Each writer process can have two group commits in flight, so several writing at
+        once can exceed what one crash leaves; they anchor them within an fsync or two.
+        An anchor put back by an attacker does not move (a live writer refuses to
+        advance it), so waiting `_CATCH_UP_S` for it costs a refusal that much time."""
+        assert self.anchor is not None
+        deadline = time.monotonic() + _CATCH_UP_S
+        while True:
+            try:
+                now = self.anchor.read()
+            except WalError:
+                return False
+            if now is not None and now.seq >= self.head:
+                return now.seq > self.head or self._hash_at(now.seq) == now.hash
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     # -- checkpoints ---------------------------------------------------------------------
 
