@@ -21,7 +21,10 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     figures = json.loads(result.stdout)
     assert set(figures) == {
         "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "meta",
+        "mcp_gateway",
     }  # fmt: skip
+    # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
+    assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0

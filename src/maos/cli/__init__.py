@@ -17,6 +17,7 @@ from maos.cli import (
     decisions,
     grants,
     log,
+    mcp,
     mcp_runtime,
     node,
     tdp,
@@ -36,6 +37,7 @@ _COMMANDS = (
     tokens,
     log,
     tdp,
+    mcp,
     mcp_runtime,
     node,
 )

@@ -195,17 +195,22 @@ def bench(
     as_json: JsonOut = False,
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
-    """Measure the DSC, the log, pods, federation revocations and the security scenarios
-    against same-run baselines."""
+    """Measure the DSC, the log, pods, the egress relay, federation revocations, the
+    security suites and the MCP gateway's cost per call against same-run baselines."""
     from maos.bench import run_bench
+    from maos.mcp import bench as mcp_bench
 
     figures = run_bench(quick=quick, progress=not as_json)
+    if not as_json:
+        typer.echo("bench, last: MCP gateway (a tool call through it vs direct) ...", err=True)
+    figures["mcp_gateway"] = mcp_bench.measure(quick=quick)
     if as_json:
         echo_json(figures)
     else:
         from maos.bench import render
 
         typer.echo(render(figures))
+        typer.echo(mcp_bench.render(figures["mcp_gateway"]))
 
 
 # -- wal ----------------------------------------------------------------------------------

@@ -80,9 +80,10 @@ _HEADERS = {
 }
 
 
-def load_or_create_token(data_dir: Path) -> str:
-    """The dashboard's bearer token: one per data dir, readable by its owner only."""
-    path = data_dir / TOKEN_FILE
+def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
+    """The dashboard's bearer token (or another server's, by file ``name``): one per data
+    dir, readable by its owner only."""
+    path = data_dir / name
     try:
         token = path.read_text().strip()
         if len(token) >= 32:

@@ -1,0 +1,205 @@
+"""Running a gateway: upstreams first, then the kernel, then the MCP server (stdio or HTTP).
+
+The upstreams connect before the kernel boots, because boot carries out calls the
+Commander approved while the gateway was down, and those need their upstream; what
+the upstreams announce is compared with the log's registrations before that, so an
+approved call to a tool that changed meanwhile is refused, not sent.
+
+Over HTTP every request must carry ``Authorization: Bearer <token>``, the token in
+``<data-dir>/mcp-gateway.token`` (created 0600 on first start), compared in constant
+time; the SDK's DNS-rebinding protection stays on for loopback hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import uvicorn
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from maos.boot import configured_kernel
+from maos.commander.web import load_or_create_token
+from maos.kernel.kernel import KernelConfig
+from maos.kernel.view import LogView
+from maos.kernel.wal import Wal
+from maos.mcp.adapter import McpAdapter
+from maos.mcp.catalogue import Catalogue, same_definition
+from maos.mcp.gateway import Gateway
+from maos.mcp.policy import Policy
+from maos.mcp.upstream import Connection
+
+__all__ = ["TOKEN_FILE", "BearerGuard", "connect", "running_gateway", "serve_http", "serve_stdio"]
+
+TOKEN_FILE = "mcp-gateway.token"
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    adapter: McpAdapter
+    catalogue: Catalogue
+
+
+class _Relay:
+    """Forwards an upstream's list_changed to the gateway, once there is one."""
+
+    gateway: Gateway | None = None
+
+    async def __call__(self, upstream: str) -> None:
+        if self.gateway is not None:
+            await self.gateway.upstream_changed(upstream)
+
+
+async def connect(
+    policy: Policy, on_change: Callable[[str], Awaitable[None]] | None = None
+) -> Connected:
+    """Connect every upstream and learn what it offers; nothing is registered yet."""
+    connections = {
+        name: Connection(name, spec, on_change=on_change) for name, spec in policy.upstreams.items()
+    }
+    adapter = McpAdapter(connections)
+    try:
+        announced = {}
+        for name, conn in connections.items():
+            await conn.client()
+            assert conn.announced is not None
+            announced[name] = conn.announced
+        catalogue = Catalogue.build(policy, announced)
+    except BaseException:
+        for conn in connections.values():
+            await conn.aclose()
+        raise
+    adapter.use(catalogue)
+    return Connected(adapter, catalogue)
+
+
+def _changed_in_log(data_dir: Path, policy: Policy, catalogue: Catalogue) -> set[str]:
+    """Kernel tools whose registration in the log differs from what is offered now."""
+    path = KernelConfig(data_dir=data_dir).wal_path
+    if not path.exists():
+        return set()
+    wal = Wal(path)
+    try:
+        view = LogView(wal)
+        view.catch_up()
+        tools = view.registry.tools
+    finally:
+        wal.close()
+    out = set()
+    for entry in catalogue.entries:
+        known = tools.get(entry.kernel)
+        if known is not None and entry.tool is not None:
+            reg = entry.registration(policy.upstreams[entry.upstream].resources)
+            if not same_definition(known.manifest, reg):
+                out.add(entry.kernel)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gateway]:
+    """Upstreams connected, kernel booted with the ``tool`` adapter, tools registered."""
+    relay = _Relay()
+    connected = await connect(policy, relay)
+    adapter = connected.adapter
+    try:
+        adapter.changed |= _changed_in_log(data_dir, policy, connected.catalogue)
+        async with configured_kernel(data_dir, adapters={"tool": adapter}) as kernel:
+            gateway = Gateway(kernel, policy, adapter)
+            relay.gateway = gateway
+            await gateway.start(connected.catalogue)
+            yield gateway
+    finally:
+        for conn in adapter.connections.values():
+            await conn.aclose()
+
+
+async def serve_stdio(gateway: Gateway) -> None:
+    """Serve the one client on this process's stdin and stdout until it closes them.
+
+    A line that is not a JSON-RPC message gets a parse error (``id: null``, its request
+    id being unreadable) instead of the SDK's silence, so the client is told."""
+    server = gateway.server()
+    async with stdio_server() as (read, write):
+        inbound, relayed = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+        async def screen() -> None:
+            async with inbound:
+                async for item in read:
+                    if not isinstance(item, Exception):
+                        await inbound.send(item)
+                        continue
+                    why = f"MCP.BAD_MESSAGE: not a JSON-RPC message ({type(item).__name__})"
+                    error = types.ErrorData(code=types.PARSE_ERROR, message=why)
+                    await write.send(
+                        SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=None, error=error))
+                    )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(screen)
+            await server.run(relayed, write, server.create_initialization_options())
+            tg.cancel_scope.cancel()
+
+
+class BearerGuard:
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                body = b'{"error": "MCP.AUTH.TOKEN: a bearer token is required (see docs/mcp.md)"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+async def serve_http(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    ready: Callable[[str, int], Any] | None = None,
+) -> None:
+    """Serve streamable HTTP on ``host:port`` (0: any free port) until cancelled."""
+    server = gateway.server()
+    token = token or load_or_create_token(gateway.kernel.config.data_dir, TOKEN_FILE)
+    app = BearerGuard(server.streamable_http_app(host=host), token)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    web = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not web.started:
+            await asyncio.sleep(0.02)
+        bound = web.servers[0].sockets[0].getsockname()
+        if ready is not None:
+            ready(str(bound[0]), int(bound[1]))
+
+    watcher = asyncio.create_task(announce())
+    try:
+        await web.serve()
+    finally:
+        watcher.cancel()

@@ -1,0 +1,127 @@
+"""Helpers: a gateway.yaml over the test upstreams, the gateway as a real process, and what
+the upstreams saw (imported by the tests; the fixture is in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mcp import Client, StdioServerParameters
+
+UPSTREAMS = Path(__file__).with_name("upstreams.py")
+SRC = str(Path(__file__).parents[2] / "src")
+
+
+@dataclass
+class Setup:
+    root: Path
+    policy: Path
+    data_dir: Path
+
+    def record(self, upstream: str) -> Path:
+        return self.root / f"{upstream}.jsonl"
+
+    def calls(self, upstream: str, tool: str | None = None) -> list[dict[str, Any]]:
+        path = self.record(upstream)
+        if not path.exists():
+            return []
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        return [e for e in lines if "tool" in e and (tool is None or e["tool"] == tool)]
+
+    def starts(self, upstream: str) -> list[dict[str, Any]]:
+        path = self.record(upstream)
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        return [e for e in lines if "start" in e]
+
+    def write(self, **changes: Any) -> None:
+        raw = yaml.safe_load(self.policy.read_text())
+        raw.update(changes)
+        self.policy.write_text(yaml.safe_dump(raw))
+
+    def gateway_command(self, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "from maos.cli import main; main()",
+            "mcp-gateway",
+            "--policy",
+            str(self.policy),
+            "--data-dir",
+            str(self.data_dir),
+            *extra,
+        ]
+
+    @contextlib.asynccontextmanager
+    async def client(self, mode: str = "legacy") -> AsyncIterator[Client]:
+        """The SDK's own client, driving the gateway as a child process over stdio."""
+        cmd = self.gateway_command()
+        params = StdioServerParameters(
+            command=cmd[0], args=cmd[1:], env={"PYTHONPATH": SRC, "MAOS_TEST_SECRET": "s3cret"}
+        )
+        async with Client(params, mode=mode, read_timeout_seconds=60) as client:
+            yield client
+
+
+def upstream(kind: str, record: Path, **env: str) -> dict[str, Any]:
+    return {
+        "command": sys.executable,
+        "args": [str(UPSTREAMS), kind],
+        "env": {"RECORD": str(record), "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        "timeout_s": 30,
+    }
+
+
+def make_setup(tmp_path: Path) -> Setup:
+    s = Setup(tmp_path, tmp_path / "gateway.yaml", tmp_path / "data")
+    policy = {
+        "name": "reports",
+        "task": "Read the Q3 report and mail a summary to boss@example.com.",
+        "effects": ["read", "send"],
+        "default": "refuse",
+        "on_pending": {"mode": "return"},
+        "upstreams": {
+            "mail": upstream("mail", s.record("mail"), DESCRIPTION_FILE=str(tmp_path / "desc")),
+            "files": {**upstream("files", s.record("files")), "max_result_bytes": 4096},
+            "fetch": upstream("fetch", s.record("fetch")),
+        },
+        "tools": {
+            "mail": {
+                "send_mail": {
+                    "effect": "send",
+                    "targets": {"to": "recipient"},
+                    "accepts": "internal",
+                },
+                "list_inbox": {"effect": "read"},
+                "send_bulk": {"effect": "send", "targets": {"to": "recipient"}},
+            },
+            "files": {
+                "read_file": {
+                    "effect": "read",
+                    "external": False,
+                    "args": {"path": {"under": "/srv/reports"}},
+                },
+                "hang": {"effect": "read", "timeout_s": 1},
+                "die": {"effect": "read"},
+                "flood": {"effect": "read"},
+            },
+            "fetch": {
+                "fetch_page": {
+                    "effect": "read",
+                    "result_label": {"conf": "public", "integrity": "untrusted"},
+                }
+            },
+        },
+    }
+    s.policy.write_text(yaml.safe_dump(policy))
+    return s
+
+
+def text(result: Any) -> str:
+    return "\n".join(getattr(b, "text", "") for b in result.content)
