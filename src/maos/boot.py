@@ -19,18 +19,25 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from maos.kernel.aggregate import Threshold
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
-from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
+from maos.llm.config import (
+    ConfiguredLlm,
+    SecuritySettings,
+    SseSettings,
+    build_llm,
+    load_settings,
+)
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import SecurityAgent, thresholds
+from maos.services.security import CascadePolicy, SecurityAgent, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
 __all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
@@ -87,6 +94,28 @@ def _parked_tool_modules(kernel: Kernel) -> dict[Path, str | None]:
     return dict(sorted(modules.items()))
 
 
+def _limits(s: SecuritySettings) -> tuple[Threshold, ...]:
+    return thresholds(
+        outbound_bytes_per_day=s.outbound_bytes_per_day,
+        external_destinations_per_week=s.external_destinations_per_week,
+        external_api_calls_per_day=s.external_api_calls_per_day,
+        bytes_to_one_agent_per_day=s.bytes_to_one_agent_per_day,
+        declassifications_per_day=s.declassifications_per_day,
+    )
+
+
+def _policy(s: SecuritySettings) -> CascadePolicy:
+    return CascadePolicy(
+        observe_at=s.observe_at,
+        soft_at=s.soft_at,
+        hard_at=s.hard_at,
+        half_life_s=s.half_life_minutes * 60,
+        observation_s=s.observation_minutes * 60,
+        monitor_only=s.monitor_only,
+        weights=s.weights.model_dump(),
+    )
+
+
 @contextlib.asynccontextmanager
 async def configured_kernel(
     data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
@@ -124,7 +153,9 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
-        security = SecurityAgent(kernel, thresholds(**settings.security.model_dump()))
+        security = SecurityAgent(
+            kernel, _limits(settings.security), policy=_policy(settings.security)
+        )
         security.start()
         yield kernel
     finally:

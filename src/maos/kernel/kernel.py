@@ -31,7 +31,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import orders
+from maos.kernel import cascade, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.dsc.base import AgentStatus, CheckInput
@@ -48,6 +48,7 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
+from maos.kernel.stages import Stage, stage_report
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
@@ -165,6 +166,7 @@ class Kernel:
             locks=self.locks,
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
+            aggregate=self.view.aggregate,
         )
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
@@ -431,6 +433,11 @@ class Kernel:
         """Pause, quarantine or kill an agent (R8); nothing an agent does can prevent it."""
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
+    async def cascade(self, order: orders.Order) -> None:
+        """Log a quarantine-cascade order built by `maos.kernel.cascade` (a stage, an
+        elimination request): the builders check who asks and what may follow what."""
+        await self._order(order)
+
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
         """Enter or leave Minimal Safe State (R8, seed: "all agents paused, kernel + WAL
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
@@ -504,11 +511,14 @@ class Kernel:
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
-        wire = dict(item.intent)
-        intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
-        outcome = replace(
-            await self._decide_and_run(intent, approved=True), approval_id=item.approval_id
-        )
+        if cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
+            await self._order(cascade.elimination_order(self.registry, item, self.clock()))
+            outcome = cascade.eliminated(item)
+        else:
+            wire = dict(item.intent)
+            intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
+            outcome = await self._decide_and_run(intent, approved=True)
+            outcome = replace(outcome, approval_id=item.approval_id)
         await self._log(
             "approval.executed", {"approval_id": item.approval_id, "outcome": outcome.to_dict()}
         )
@@ -551,7 +561,8 @@ class Kernel:
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
             sse = self.sse
-            if sse is None and agent.ring == 3 and inp.fever:
+            watched = agent.stage is Stage.OBSERVATION  # the cascade's stage 1: more monitoring
+            if sse is None and (watched or (agent.ring == 3 and inp.fever)):
                 sse = self.fever_sse
             veto = await self._sse_veto(sse, intent, agent.context)  # after Allow or Pending
             if veto is not None:
@@ -757,6 +768,7 @@ class Kernel:
                     "ring": a.ring,
                     "status": a.status.value,
                     "context": a.context.to_dict(),
+                    **stage_report(a),
                 }
                 for a in self.registry.agents.values()
             },

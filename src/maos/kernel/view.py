@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maos.kernel.aggregate import KINDS as AGGREGATE_KINDS
+from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
 from maos.kernel.provenance import Provenance
@@ -52,6 +54,8 @@ class LogView:
         self.registry = Registry()
         self.approvals = ApprovalBook()
         self.provenance = Provenance()
+        self.aggregate = AggregateLedger(self.registry.ops)
+        """Each agent's windowed figures (aggregate monitoring), checked before effects."""
         self.revoked: set[str] = set()
         self.seen_seq = 0
         self._prepared: dict[str, Charge] = {}
@@ -63,6 +67,8 @@ class LogView:
             out.records.append(rec)
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
+            if rec.kind in AGGREGATE_KINDS:
+                self.aggregate.fold(rec)
             changed = self.approvals.apply(rec.kind, rec.body)
             if changed is not None and rec.kind != "approval.pending":
                 out.decided.append(changed)
