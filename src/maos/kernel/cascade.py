@@ -79,7 +79,8 @@ def stage_order(
         raise StateError(
             "STATE.CASCADE.NOT_ELIMINATED", f"{agent_id} is {agent.stage.value}, not eliminated"
         )
-    if agent.stage.rank >= Stage.ELIMINATION.rank and stage is not Stage.HEALING:
+    ended = agent.stage.rank >= Stage.ELIMINATION.rank or agent.status is AgentStatus.KILLED
+    if ended and stage is not Stage.HEALING:
         raise StateError(
             "STATE.CASCADE.ENDED", f"{agent_id} was {agent.stage.value}; it runs no more"
         )

@@ -41,16 +41,15 @@ RELEASE_TO = (Stage.NORMAL, Stage.OBSERVATION, Stage.SOFT_ISOLATION)
 
 
 def stage_for_status(status: AgentStatus, current: Stage) -> Stage:
-    """The stage a Commander's status order implies; a pause keeps the stage."""
+    """The stage a Commander's status order implies. A kill is not an elimination: it
+    keeps the stage (the status says killed), and only an approved elimination heals."""
     if status is AgentStatus.ACTIVE:
         return Stage.NORMAL
     if status is AgentStatus.ISOLATED:
         return Stage.SOFT_ISOLATION
     if status is AgentStatus.QUARANTINED:
         return Stage.HARD_ISOLATION
-    if status is AgentStatus.KILLED:
-        return current if current.rank >= Stage.ELIMINATION.rank else Stage.ELIMINATION
-    return current
+    return current  # a pause keeps it; so does a kill (R8's, not the cascade's elimination)
 
 
 def stage_report(agent: Any) -> dict[str, Any]:

@@ -202,8 +202,8 @@ class SecurityAgent:
             self._answered.add(int(body.get("seq", 0)))
             return []
         if kind in ("agent.stage", "agent.status"):
-            if str(body.get("principal")) != PRINCIPAL and body.get("status") == "active":
-                self.danger.forget(str(body["agent_id"]))  # the Commander released it
+            if str(body.get("principal")) != PRINCIPAL and _released(body):
+                self.danger.forget(str(body["agent_id"]))  # the Commander judged it
             return []
         if kind == "approval.pending" and cascade.is_elimination(body.get("intent", {})):
             agent = self._kernel.registry.agents.get(str(body["agent_id"]))
@@ -309,6 +309,15 @@ class SecurityAgent:
             except MaosError:  # the log is closing or failing: the kernel reports that
                 return
             await asyncio.sleep(self._interval)
+
+
+def _released(body: Mapping[str, object]) -> bool:
+    """A release: an agent resumed, or moved down the cascade."""
+    if "stage" not in body:
+        return body.get("status") == "active"
+    stage, before = str(body["stage"]), str(body.get("from", Stage.NORMAL.value))
+    ranked = {s.value: s.rank for s in Stage}
+    return ranked.get(stage, 99) < ranked.get(before, 0)
 
 
 def _keep_log_excerpt(kernel: Kernel, agent_id: str, path: Path) -> None:
