@@ -40,7 +40,15 @@ from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
-__all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
+__all__ = [
+    "PlanQueue",
+    "aggregate_limits",
+    "cascade_policy",
+    "configured_kernel",
+    "run_plan_file",
+    "run_plan_on",
+    "semantic_evaluator",
+]
 
 Echo = Callable[[str], None]
 
@@ -94,7 +102,7 @@ def _parked_tool_modules(kernel: Kernel) -> dict[Path, str | None]:
     return dict(sorted(modules.items()))
 
 
-def _limits(s: SecuritySettings) -> tuple[Threshold, ...]:
+def aggregate_limits(s: SecuritySettings) -> tuple[Threshold, ...]:
     return thresholds(
         outbound_bytes_per_day=s.outbound_bytes_per_day,
         external_destinations_per_week=s.external_destinations_per_week,
@@ -104,7 +112,7 @@ def _limits(s: SecuritySettings) -> tuple[Threshold, ...]:
     )
 
 
-def _policy(s: SecuritySettings) -> CascadePolicy:
+def cascade_policy(s: SecuritySettings) -> CascadePolicy:
     return CascadePolicy(
         observe_at=s.observe_at,
         soft_at=s.soft_at,
@@ -154,7 +162,9 @@ async def configured_kernel(
         if llm is not None:
             await llm.attach(kernel)
         security = SecurityAgent(
-            kernel, _limits(settings.security), policy=_policy(settings.security)
+            kernel,
+            aggregate_limits(settings.security),
+            policy=cascade_policy(settings.security),
         )
         security.start()
         yield kernel

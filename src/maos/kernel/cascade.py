@@ -15,7 +15,8 @@ A stage is a refinement of the agent's status: an ``agent.stage`` record sets bo
 the Commander's ``agent.status`` orders (isolate, quarantine, kill, resume) move the stage
 with them, so the two can never disagree. Escalation is the Security Agent's (Ring 1,
 ``commander:security``) on confirmed danger signals; de-escalation needs a clean
-observation window or the Commander (``maos agent release ID --to STAGE``).
+observation window or the Commander (``maos agent release ID --to STAGE``,
+`release_order`).
 
 Elimination asks the Commander through the approvals mechanism: `elimination_request`
 builds an ``approval.pending`` whose intent is the order itself (op `ELIMINATE_OP`,
@@ -35,7 +36,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import StateError
 from maos.kernel.orders import Order
 from maos.kernel.registry import Registry, check_principal
-from maos.kernel.stages import STAGE_STATUS, Stage
+from maos.kernel.stages import RELEASE_TO, STAGE_STATUS, Stage
 from maos.kernel.types import Outcome, OutcomeStatus
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "elimination_request",
     "is_elimination",
     "rca_dir",
+    "release_order",
     "stage_order",
 ]
 
@@ -98,6 +100,22 @@ def stage_order(
     if replaced_by is not None:
         body["replaced_by"] = replaced_by
     return Order("agent.stage", body)
+
+
+def release_order(
+    registry: Registry, agent_id: str, to: Stage, *, principal: str, at: float
+) -> Order:
+    """The Commander lets an agent down the cascade (``maos agent release ID --to``):
+    only to a lower stage, and never into one that ends it."""
+    agent = registry.agent(agent_id)
+    if to not in RELEASE_TO or to.rank >= agent.stage.rank:
+        allowed = ", ".join(s.value for s in RELEASE_TO if s.rank < agent.stage.rank)
+        raise StateError(
+            "STATE.CASCADE.NOT_A_RELEASE",
+            f"{agent_id} is {agent.stage.value}; it can be released to: {allowed or 'nothing'}",
+        )
+    cause = f"released by {principal} from {agent.stage.value}"
+    return stage_order(registry, agent_id, to, cause=cause, principal=principal, at=at)
 
 
 def elimination_request(

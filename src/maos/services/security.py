@@ -53,11 +53,13 @@ __all__ = [
     "BREACH",
     "DEFAULT_THRESHOLDS",
     "DEFAULT_WEIGHTS",
+    "LOG_KINDS",
     "PRINCIPAL",
     "Breach",
     "CascadePolicy",
     "SecurityAgent",
     "Threshold",
+    "danger_from_log",
     "thresholds",
 ]
 
@@ -81,7 +83,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
 )
 """The defaults of ``security.weights`` (their reasons are in `maos.llm.config`)."""
 
-_LOG_KINDS = (
+LOG_KINDS = (
     *danger.KINDS,
     BREACH,
     "agent.stage",
@@ -163,7 +165,7 @@ class SecurityAgent:
     async def poll(self) -> list[Breach]:
         """Read what was logged since the last poll and act on it; returns the breaches
         acted on (or logged as would-be in monitoring-only mode)."""
-        records = list(self._kernel.wal.read(since_seq=self._seen, kinds=_LOG_KINDS))
+        records = list(self._kernel.wal.read(since_seq=self._seen, kinds=LOG_KINDS))
         acted: list[Breach] = []
         for rec in records:
             self._seen = rec.seq
@@ -309,6 +311,21 @@ class SecurityAgent:
             except MaosError:  # the log is closing or failing: the kernel reports that
                 return
             await asyncio.sleep(self._interval)
+
+
+def danger_from_log(records: Iterable[WalRecord], policy: CascadePolicy) -> danger.DangerBook:
+    """The scores the Security Agent holds, folded from the log by any process (the
+    console's ``maos agent list``): the same signals, the same releases."""
+    book = danger.DangerBook(policy.weights, half_life_s=policy.half_life_s)
+    for rec in records:
+        if rec.kind in ("agent.stage", "agent.status"):
+            if str(rec.body.get("principal")) != PRINCIPAL and _released(rec.body):
+                book.forget(str(rec.body["agent_id"]))
+            continue
+        signal = danger.signal_of(rec)
+        if signal is not None:
+            book.add(signal)
+    return book
 
 
 def _released(body: Mapping[str, object]) -> bool:
