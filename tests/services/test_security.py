@@ -219,3 +219,30 @@ def test_signals_move_an_agent_up_the_cascade_and_a_clean_window_steps_it_down(
         "observation",
         "normal",
     ]
+
+
+def test_the_running_sums_are_restored_from_the_log_at_boot(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """Issue 12: the figures live in the kernel and are a fold of the log, so a kernel
+    booted on the same data dir refuses the crossing mail as the first one would have."""
+    limit = [Threshold("external_destinations", 2, 3600.0)]
+
+    async def first(k: Kernel) -> str:
+        token = await _mailer(k)
+        for n, to in enumerate(RECIPIENTS[:2]):
+            assert await _mail(k, token, to, f"m{n}") == "committed"
+        return token
+
+    token = with_kernel(config, first)
+
+    async def second(k: Kernel) -> tuple[str, str, dict[str, float]]:
+        k.view.aggregate.configure(limit)
+        refused = await _mail(k, token, RECIPIENTS[2], "m2")
+        known = await _mail(k, token, RECIPIENTS[0], "m3")  # not a new destination
+        return refused, known, k.view.aggregate.figures("mailer", k.clock())
+
+    refused, known, figures = with_kernel(config, second)
+    assert (refused, known) == ("SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS", "committed")
+    assert figures["external_destinations"] == 2
+    assert mailbox.recipients() == [*RECIPIENTS[:2], RECIPIENTS[0]]

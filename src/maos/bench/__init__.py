@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import dsc, durability, pods, scenarios
+from maos.bench import dsc, durability, immune, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,15 +24,17 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/4: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/5: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/4: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    say("bench 2/5: durability (raw fsync, raw SQLite group commit, the WAL) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
-    say("bench 3/4: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    say("bench 3/5: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
-    say("bench 4/4: security scenarios (benign and attacked runs, an obedient model) ...")
+    say("bench 4/5: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
+    say("bench 5/5: immune system (pre-effect aggregate check, danger score, freezing) ...")
+    figures["immune"] = immune.measure(quick=quick)
     figures["meta"] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -75,10 +77,38 @@ def render(figures: dict[str, Any]) -> str:
         ),
     ]
     rows += _pod_rows(figures["pods"])
+    rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
+
+
+def _immune_rows(i: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = [
+        (
+            "DSC p50 with pre-effect aggregate check",
+            f"{i['dsc_p50_us_with_aggregate']} µs",
+            f"{i['ratio_dsc_with_aggregate_vs_without']} × without"
+            f" ({i['dsc_p50_us_without_aggregate']} µs)",
+        ),
+        (
+            "danger score: fold one signal",
+            f"{i['danger_signal_fold_us']} µs",
+            f"{i['ratio_danger_fold_vs_dsc_decision']} × one DSC decision",
+        ),
+    ]
+    if "signal_to_hard_isolation_ms_p50" in i:
+        polls = i["polls_s"]
+        rows += [
+            (
+                "confirmed signal -> pod frozen p50",
+                f"{i['signal_to_hard_isolation_ms_p50']} ms",
+                f"polls {polls['security_agent']} s + {polls['pod_runtime']} s",
+            ),
+            ("pod freeze / thaw p50", f"{i['freeze_ms_p50']}/{i['thaw_ms_p50']} ms", "cgroup"),
+        ]
+    return rows
 
 
 def _scenario_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:

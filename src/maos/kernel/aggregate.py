@@ -33,13 +33,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import orjson
 
 from maos.kernel.dsc.base import CheckInput
 from maos.kernel.ops import OpSpec
-from maos.kernel.types import Deny
+from maos.kernel.types import Deny, Intent
 from maos.kernel.wal import WalRecord
 
 __all__ = [
@@ -149,6 +150,10 @@ class _Window:
         self.expire(ts)
 
 
+_NONE: Mapping[str, _Window] = MappingProxyType({})
+_NONE_KEYS: Mapping[str, int] = MappingProxyType({})
+
+
 def _released(body: Mapping[str, object]) -> bool:
     """An agent let out of isolation: the Commander's resume, or a stage record leaving
     soft or hard isolation for a running, unrestricted stage."""
@@ -176,7 +181,8 @@ class AggregateLedger:
         self, ops: Mapping[str, OpSpec], limits: Sequence[Threshold] = DEFAULT_THRESHOLDS
     ) -> None:
         self._ops = ops
-        self._windows: dict[tuple[str | None, str], _Window] = {}
+        self._windows: dict[str | None, dict[str, _Window]] = {}
+        """Owner (an agent, None: system-wide) -> slot (metric[:recipient]) -> window."""
         self._prepared: dict[str, Mapping[str, object]] = {}
         self.breaches: list[Breach] = []
         """Figures found past their limit while folding (monitoring-only mode, a limit
@@ -215,8 +221,7 @@ class AggregateLedger:
 
     def forget(self, agent_id: str) -> None:
         """Start the agent's figures again from zero (it was released from isolation)."""
-        for key in [k for k in self._windows if k[0] == agent_id]:
-            del self._windows[key]
+        self._windows.pop(agent_id, None)
 
     def _effect(self, prepared: Mapping[str, object], rec: WalRecord) -> None:
         op, agent = str(prepared["op"]), str(prepared["agent_id"])
@@ -255,10 +260,11 @@ class AggregateLedger:
             )
 
     def _window(self, agent_id: str | None, metric: str, per: str, window_s: float) -> _Window:
-        slot = (agent_id, f"{metric}:{per}" if per else metric)
-        window = self._windows.get(slot)
+        slot = f"{metric}:{per}" if per else metric
+        owned = self._windows.setdefault(agent_id, {})
+        window = owned.get(slot)
         if window is None:
-            window = self._windows[slot] = _Window(window_s)
+            window = owned[slot] = _Window(window_s)
         return window
 
     # -- what the Commander and the Security Agent read ----------------------------------
@@ -266,9 +272,7 @@ class AggregateLedger:
     def figures(self, agent_id: str | None, now: float) -> dict[str, float]:
         """The agent's figures now, per metric (per recipient for agent-to-agent bytes)."""
         out: dict[str, float] = {}
-        for (owner, slot), window in self._windows.items():
-            if owner != agent_id:
-                continue
+        for slot, window in self._windows.get(agent_id, {}).items():
             window.expire(now)
             metric = slot.split(":", 1)[0]
             out[slot] = (
@@ -281,52 +285,55 @@ class AggregateLedger:
     def check(self, inp: CheckInput) -> Deny | None:
         """Would this intent carry one of its agent's figures past a limit? Most intents
         (reads, workspace writes, the LLM) leave the machine not at all and cost one dict
-        lookup here."""
+        lookup here; an outbound one, a lookup per figure and the window's expiry."""
         intent = inp.intent
         op = intent.op
         spec = self._ops.get(op)
-        if not self.enforce or spec is None or not (spec.external or op == "msg.send"):
+        if spec is None or not self.enforce or not (spec.external or op == "msg.send"):
             return None
-        agent, now = intent.agent_id, inp.now
-        size = intent.params_bytes
+        owned = self._windows.get(intent.agent_id) or _NONE
+        now, size = inp.now, intent.params_bytes
         if op == "msg.send":
-            return self._over(agent, "a2a_bytes_to_one_agent", now, size, per=intent.target)
-        deny = self._over(agent, "outbound_bytes", now, size)
+            slot = "a2a_bytes_to_one_agent:" + intent.target
+            return self._over(intent, owned.get(slot), "a2a_bytes_to_one_agent", now, size)
+        deny = self._over(intent, owned.get("outbound_bytes"), "outbound_bytes", now, size)
         if deny is None:
-            deny = self._new_destination(agent, now, {destination(t) for t in intent.targets})
+            deny = self._new_destination(intent, owned.get("external_destinations"), now)
         if deny is None and op != "email.send":
-            deny = self._over(agent, "external_api_calls", now, 1)
+            deny = self._over(intent, owned.get("external_api_calls"), "external_api_calls", now, 1)
         return deny
 
     def _over(
-        self, agent: str, metric: str, now: float, amount: float, per: str = ""
+        self, intent: Intent, window: _Window | None, metric: str, now: float, amount: float
     ) -> Deny | None:
         threshold = self._limits.get(metric)
         if threshold is None:
             return None
-        window = self._windows.get((agent, f"{metric}:{per}" if per else metric))
         total = 0.0
         if window is not None:
             window.expire(now)
             total = window.total
         if total + amount <= threshold.limit:
             return None
-        return self._deny(agent, threshold, f"{total:g} + {amount:g} asked > {threshold.limit:g}")
+        figure = f"{total:g} + {amount:g} asked > {threshold.limit:g}"
+        return self._deny(intent.agent_id, threshold, figure)
 
-    def _new_destination(self, agent: str, now: float, asked: set[str]) -> Deny | None:
+    def _new_destination(self, intent: Intent, window: _Window | None, now: float) -> Deny | None:
         threshold = self._limits.get("external_destinations")
         if threshold is None:
             return None
-        window = self._windows.get((agent, "external_destinations"))
-        known: Counter[str] | dict[str, int] = {}
+        known: Mapping[str, int] = _NONE_KEYS
         if window is not None:
             window.expire(now)
             known = window.keys
-        fresh = len(asked.difference(known))
+        if intent.extra_targets:
+            fresh = len({destination(t) for t in intent.targets}.difference(known))
+        else:
+            fresh = 0 if destination(intent.target) in known else 1
         if fresh == 0 or len(known) + fresh <= threshold.limit:
             return None
         figure = f"{len(known)} distinct + {fresh} new > {threshold.limit:g}"
-        return self._deny(agent, threshold, figure)
+        return self._deny(intent.agent_id, threshold, figure)
 
     @staticmethod
     def _deny(agent: str, threshold: Threshold, figure: str) -> Deny:

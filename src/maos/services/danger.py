@@ -106,7 +106,9 @@ class DangerBook:
     def add(self, signal: Signal) -> float:
         """Fold one signal; returns the agent's score after it."""
         weight = self._weights.get(signal.kind, 0.0)
-        account = self._agents.setdefault(signal.agent_id, _Account())
+        account = self._agents.get(signal.agent_id)
+        if account is None:
+            account = self._agents[signal.agent_id] = _Account()
         account.score = self._at(account, signal.ts) + weight
         account.at = max(account.at, signal.ts)
         account.last_signal = max(account.last_signal, signal.ts)
