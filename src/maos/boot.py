@@ -35,6 +35,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, thresholds
@@ -124,6 +125,12 @@ def cascade_policy(s: SecuritySettings) -> CascadePolicy:
     )
 
 
+def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
+    if s.notify_mail is None and s.notify_webhook is None:
+        return None
+    return CommanderNotifier(kernel, mail_to=s.notify_mail, webhook=s.notify_webhook)
+
+
 @contextlib.asynccontextmanager
 async def configured_kernel(
     data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
@@ -165,6 +172,7 @@ async def configured_kernel(
             kernel,
             aggregate_limits(settings.security),
             policy=cascade_policy(settings.security),
+            notifier=_notifier(kernel, settings.security),
         )
         security.start()
         yield kernel

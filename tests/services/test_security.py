@@ -12,14 +12,18 @@ import asyncio
 import json
 from dataclasses import replace
 
+import pytest
+
 from maos.boot import configured_kernel
 from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
+from maos.llm.config import load_settings
 from maos.services.security import BREACH, PRINCIPAL, CascadePolicy, SecurityAgent, Threshold
-from maos.testing import Mailbox, intent_frame, with_kernel
+from maos.testing import Mailbox, intent_frame, loopback_http, with_kernel
 
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
 
@@ -246,3 +250,51 @@ def test_the_running_sums_are_restored_from_the_log_at_boot(
     assert (refused, known) == ("SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS", "committed")
     assert figures["external_destinations"] == 2
     assert mailbox.recipients() == [*RECIPIENTS[:2], RECIPIENTS[0]]
+
+
+def test_the_commander_is_told_by_mail_and_webhook_when_an_agent_is_isolated(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """Issue 12: soft isolation and beyond reach the Commander outside the page, through
+    the kernel's own SMTP and HTTP adapters, to the targets config.json names."""
+    with loopback_http({"/hook": b"ok"}) as site:
+        config.save()
+        path = config.data_dir / "config.json"
+        raw = json.loads(path.read_text())
+        security = {
+            "external_destinations_per_week": 1,
+            "notify_mail": "boss@example.com",
+            "notify_webhook": site.url("/hook"),
+        }
+        path.write_text(json.dumps({**raw, "security": security}))
+
+        async def main() -> list[str]:
+            async with configured_kernel(config.data_dir) as k:
+                token = await _mailer(k)
+                return [await _mail(k, token, to, f"m{n}") for n, to in enumerate(RECIPIENTS[:2])]
+
+        assert asyncio.run(main())[1] == "SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS"
+        [(where, body)] = site.bodies
+    assert where == "/hook" and json.loads(body)["stage"] == "soft_isolation"
+    told = [m for m in mailbox.messages if m.rcpt_tos == ["boss@example.com"]]
+    assert len(told) == 1 and "soft isolation" in str(told[0].message["Subject"])
+    assert "SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS" in told[0].message.get_content()
+
+    async def notified(k: Kernel) -> list[tuple[str, bool]]:
+        return [
+            (str(r.body["channel"]), bool(r.body["ok"]))
+            for r in k.wal.read(kinds=["security.notified"])
+        ]
+
+    assert with_kernel(config, notified) == [("mail", True), ("webhook", True)]
+
+
+def test_a_notification_target_that_is_not_an_address_is_refused(config: KernelConfig) -> None:
+    config.save()
+    path = config.data_dir / "config.json"
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "security": {"notify_webhook": "ftp://x"}}))
+    with pytest.raises(InputError) as refused:
+        load_settings(config.data_dir)
+    assert refused.value.code == "BAD_INPUT.CONFIG"
+    assert "security.notify_webhook" in refused.value.message

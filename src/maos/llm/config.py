@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maos.effects.email import valid_address
 from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel
 from maos.kernel.wal import Wal, WalRecord
@@ -266,6 +267,28 @@ class SecuritySettings(_Section):
     observation_minutes: float = Field(default=30.0, gt=0)
     """The seed's observation window; a window with no signal steps an agent down one
     stage (observation to normal, soft isolation to observation)."""
+
+    notify_mail: str | None = None
+    """Where the Commander is mailed (through the kernel's SMTP adapter) when an agent
+    reaches soft isolation or beyond; needs the ``smtp`` section."""
+    notify_webhook: str | None = None
+    """An http(s) URL that gets a JSON POST (through the kernel's HTTP adapter) then."""
+
+    @field_validator("notify_mail")
+    @classmethod
+    def _mail(cls, value: str | None) -> str | None:
+        if value is not None and not valid_address(value):
+            raise ValueError("must be one mail address (user@host)")
+        return value
+
+    @field_validator("notify_webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not (
+            value.startswith(("http://", "https://")) and urlsplit(value).hostname
+        ):
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> SecuritySettings:

@@ -48,6 +48,7 @@ from maos.kernel.registry import AgentRecord
 from maos.kernel.stages import Stage
 from maos.kernel.wal import WalRecord
 from maos.services import danger
+from maos.services.notify import CommanderNotifier
 
 __all__ = [
     "BREACH",
@@ -126,6 +127,7 @@ class SecurityAgent:
         *,
         policy: CascadePolicy | None = None,
         interval_s: float = 0.2,
+        notifier: CommanderNotifier | None = None,
     ) -> None:
         self._kernel = kernel
         self.policy = policy or CascadePolicy()
@@ -134,6 +136,8 @@ class SecurityAgent:
         self.aggregate.configure(limits, enforce=not self.policy.monitor_only)
         self.danger = danger.DangerBook(self.policy.weights, half_life_s=self.policy.half_life_s)
         self._interval = interval_s
+        self._notifier = notifier
+        """Tells the Commander outside the page at soft isolation and beyond."""
         self._seen = 0
         self._breaches_seen = 0
         self._answered = {int(r.body.get("seq", 0)) for r in kernel.wal.read(kinds=[BREACH])}
@@ -283,6 +287,8 @@ class SecurityAgent:
             evidence=self.danger.evidence(agent.agent_id),
         )
         await self._kernel.cascade(order)
+        if self._notifier is not None and stage.rank >= Stage.SOFT_ISOLATION.rank:
+            await self._notifier.notify(order.body, self._kernel.wal.tail_seq())
 
     async def _ask_elimination(self, agent: AgentRecord) -> None:
         if (agent.agent_id, agent.stage_at) in self._asked:
