@@ -28,7 +28,8 @@ from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
-from maos.services.security import SecurityAgent
+from maos.services.security import SecurityAgent, Threshold
+from maos.testing import Mailbox
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
@@ -202,3 +203,50 @@ def test_elimination_waits_for_the_commander_keeps_the_rca_and_a_clean_copy_fini
     excerpt = [json.loads(line) for line in (rca / "log.jsonl").read_text().splitlines()]
     assert {"intent.denied", "agent.stage"} <= {e["kind"] for e in excerpt}
     assert all(e["body"]["agent_id"] == "bad" for e in excerpt)
+
+
+def test_an_agent_exfiltrating_in_small_mails_is_stopped_before_the_step_that_crosses(
+    tmp_path: Path, config: KernelConfig, home: PodHome, mailbox: Mailbox
+) -> None:
+    """Issue 12: each mail passes every check alone; the kernel's running sums refuse the
+    one that would carry the agent's outbound bytes past the limit, before it is sent,
+    and the Security Agent soft-isolates the agent, whose later mails are refused too."""
+    script = tmp_path / "leaker.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from maos import sdk
+            for n in range(5):
+                try:
+                    sdk.email.send("boss@example.com", f"part {n}", "x" * 300)
+                    print("sent", n, flush=True)
+                except sdk.Denied as no:
+                    print("refused", n, no.code, flush=True)
+            """
+        )
+    )
+
+    async def main() -> tuple[Any, str, AgentStatus]:
+        kernel = await Kernel.boot(config)
+        try:
+            await kernel.register_agent("leaker", ring=3)
+            await kernel.open_task(TASK, trusted_targets=["boss@example.com"])
+            token = kernel.mint("leaker", TASK, [Grant("email.send", "*")])
+            security = SecurityAgent(kernel, [Threshold("outbound_bytes", 1200, 3600.0)])
+            security.start()
+            try:
+                async with PodRuntime(kernel, home=home) as runtime:
+                    run = await runtime.start("leaker", script, task_id=TASK, token=token)
+                    ended = await run.wait()
+            finally:
+                await security.stop()
+            return ended, run.log(), kernel.registry.agent("leaker").status
+        finally:
+            await kernel.close()
+
+    ended, log, status = asyncio.run(main())
+    assert ended.exit_code == 0, log
+    sent = [line for line in log.splitlines() if line.startswith("sent")]
+    assert sent == ["sent 0", "sent 1", "sent 2"], log  # ~340 bytes each: a 4th passes 1,200
+    assert "refused 3 SECURITY.AGGREGATE.OUTBOUND_BYTES" in log
+    assert len(mailbox.messages) == 3 and status is AgentStatus.ISOLATED

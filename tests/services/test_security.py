@@ -21,8 +21,15 @@ from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
-from maos.llm.config import load_settings
-from maos.services.security import BREACH, PRINCIPAL, CascadePolicy, SecurityAgent, Threshold
+from maos.llm.config import SecuritySettings, load_settings
+from maos.services.security import (
+    BREACH,
+    DEFAULT_WEIGHTS,
+    PRINCIPAL,
+    CascadePolicy,
+    SecurityAgent,
+    Threshold,
+)
 from maos.testing import Mailbox, intent_frame, loopback_http, with_kernel
 
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
@@ -298,3 +305,17 @@ def test_a_notification_target_that_is_not_an_address_is_refused(config: KernelC
         load_settings(config.data_dir)
     assert refused.value.code == "BAD_INPUT.CONFIG"
     assert "security.notify_webhook" in refused.value.message
+
+
+def test_the_security_agents_defaults_are_config_jsons_defaults() -> None:
+    """The defaults live twice (Ring 1 packages may not import each other): keep them one."""
+    settings = SecuritySettings()
+    assert dict(DEFAULT_WEIGHTS) == settings.weights.model_dump()
+    policy = CascadePolicy()
+    assert (policy.observe_at, policy.soft_at, policy.hard_at) == (
+        settings.observe_at,
+        settings.soft_at,
+        settings.hard_at,
+    )
+    assert policy.half_life_s == settings.half_life_minutes * 60
+    assert policy.observation_s == settings.observation_minutes * 60
