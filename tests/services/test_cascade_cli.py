@@ -88,3 +88,16 @@ def test_calibrate_proposes_three_times_the_95th_percentile(
     )
     assert ring2["outbound_bytes"]["limit"] == 3 * ring2["outbound_bytes"]["p95"] > 0
     assert result["security"]["external_destinations_per_week"] == 3
+
+
+def test_a_restarted_security_agent_asks_once_per_hard_isolation(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """The elimination request is in the log: a new Security Agent does not file it again."""
+    _hard_isolated(config)
+
+    async def restarted(k: Kernel) -> int:
+        await SecurityAgent(k).poll()
+        return len(list(k.wal.read(kinds=["approval.pending"])))
+
+    assert with_kernel(config, restarted) == 1

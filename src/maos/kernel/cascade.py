@@ -154,6 +154,7 @@ def elimination_request(
         "evidence": [dict(e) for e in evidence],
         "rca": rca,
         "asked_by": principal,
+        "stage_at": agent.stage_at,
     }
     body = {
         "approval_id": approval_id,

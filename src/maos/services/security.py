@@ -212,9 +212,8 @@ class SecurityAgent:
                 self.danger.forget(str(body["agent_id"]))  # the Commander judged it
             return []
         if kind == "approval.pending" and cascade.is_elimination(body.get("intent", {})):
-            agent = self._kernel.registry.agents.get(str(body["agent_id"]))
-            if agent is not None:
-                self._asked.add((agent.agent_id, agent.stage_at))
+            at = float(body.get("details", {}).get("stage_at", 0.0))
+            self._asked.add((str(body["agent_id"]), at))  # one request per hard isolation
             return []
         if kind == "approval.pending" or kind == "approval.denied":
             return []
