@@ -26,6 +26,8 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
     assert log["ratio_100_submitters_vs_group_commit_limit"] > 0
+    assert log["ratio_anchored_vs_plain_100_submitters"] > 0  # issue 9: the anchor's cost
+    assert log["ratio_boot_check_vs_plain_scan"] > 0 and log["boot_check_records"] == 20_000
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.

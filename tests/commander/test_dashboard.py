@@ -30,7 +30,7 @@ from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Intent, OutcomeStatus
-from maos.kernel.wal import Wal
+from maos.kernel.walconfig import anchored_wal
 from maos.testing import Mailbox, crash_after_prepare, intent_frame, task_with_untrusted_mail
 
 EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
@@ -380,7 +380,7 @@ def test_judging_an_effect_in_doubt_from_the_page(config: KernelConfig, mailbox:
     person says it did not happen: the key answers so, and nothing is sent."""
     config.data_dir.mkdir(parents=True)
     mail = Intent("i9", "a1", "t1", "email.send", "boss@example.com", "a1/m9", {"body": "x"})
-    with Wal(config.wal_path) as wal:
+    with anchored_wal(config) as wal:  # the kernel that died held the key
         crash_after_prepare(wal, mail, idempotent=False)
 
     async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
+from maos.kernel.anchor import HeadAnchor
 from maos.kernel.commit import CommitLayer
 from maos.kernel.types import Intent, OutcomeStatus
 from maos.kernel.wal import Wal
@@ -57,7 +58,7 @@ def adapters(workspace: Path, smtp_port: int) -> dict[str, Adapter]:
 
 
 async def main(data_dir: Path, workspace: Path, smtp_port: int, start: int) -> None:
-    wal = Wal(data_dir / "wal.sqlite3")
+    wal = Wal(data_dir / "wal.sqlite3", anchor=HeadAnchor(data_dir))  # as the kernel's is
     commit = CommitLayer(wal, adapters(workspace, smtp_port))
     report = await commit.recover()
     print("RECOVERED", json.dumps(report.counts), flush=True)

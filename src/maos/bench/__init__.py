@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import dsc, durability, immune, pods, scenarios
+from maos.bench import anchor, dsc, durability, immune, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -26,9 +26,10 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     started = time.time()
     say("bench 1/5: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/5: durability (raw fsync, raw SQLite group commit, the WAL) ...")
+    say("bench 2/5: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
+        figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
     say("bench 3/5: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
     say("bench 4/5: security scenarios (benign and attacked runs, an obedient model) ...")
@@ -74,6 +75,17 @@ def render(figures: dict[str, Any]) -> str:
             "WAL appends/s, 100 submitters",
             f"{w['wal_appends_per_s_100_submitters']:,}",
             f"{w['ratio_100_submitters_vs_group_commit_limit']} × limit (target ≥ 0.5)",
+        ),
+        (
+            "anchored appends/s, 100 submitters",
+            f"{w['anchored_appends_per_s_100_submitters']:,}",
+            f"{w['ratio_anchored_vs_plain_100_submitters']} × unanchored "
+            f"(1 submitter: {w['ratio_anchored_vs_plain_1_submitter']} ×)",
+        ),
+        (
+            f"boot check, {w['boot_check_records']:,} records",
+            f"{w['boot_check_s'] * 1000:.1f} ms",
+            f"{w['ratio_boot_check_vs_plain_scan']} × a plain scan ({w['plain_scan_s']} s)",
         ),
     ]
     rows += _pod_rows(figures["pods"])

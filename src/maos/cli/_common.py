@@ -15,7 +15,7 @@ from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.walconfig import anchored_wal
 
 T = TypeVar("T")
 
@@ -39,7 +39,13 @@ approvals_app = typer.Typer(
     help="Decide intents that wait for a human (R7, R10).", no_args_is_help=True
 )
 task_app = typer.Typer(help="What the Commander says about a task.", no_args_is_help=True)
-wal_app = typer.Typer(help="Inspect and verify the write-ahead log.", no_args_is_help=True)
+wal_app = typer.Typer(
+    help="Inspect and verify the write-ahead log and its anchor; adopt a log written before "
+    "anchors existed; accept, on the record, that records were lost. The anchor "
+    "(<data-dir>/wal.anchor, and config.json's wal.witness if set) vouches for the log's head: "
+    "a boot refuses a log it does not vouch for (docs/wal.md).",
+    no_args_is_help=True,
+)
 agent_app = typer.Typer(
     help="Run agents in pods; list them; pause, isolate, quarantine or kill them (R8).",
     no_args_is_help=True,
@@ -78,7 +84,12 @@ def view_of(data_dir: Path) -> LogView:
     if not wal_path.exists():
         typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {wal_path}", err=True, fg="red")
         raise typer.Exit(2)
-    view = LogView(Wal(wal_path))
+    try:
+        config = KernelConfig.load(data_dir)
+    except MaosError as exc:
+        fail(exc)
+    # Anchored: a deciding command's append advances the anchor like the kernel's do.
+    view = LogView(anchored_wal(config))
     view.catch_up()
     return view
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from maos.kernel.errors import ApprovalError
+from maos.kernel.walcheck import LOSS_ACCEPTED
 
 __all__ = ["Approval", "ApprovalBook", "ApprovalStatus"]
 
@@ -66,7 +67,13 @@ class ApprovalBook:
     """Approvals folded from the log; `apply` is idempotent so replays are harmless."""
 
     KINDS = frozenset(
-        {"approval.pending", "approval.approved", "approval.denied", "approval.executed"}
+        {
+            "approval.pending",
+            "approval.approved",
+            "approval.denied",
+            "approval.executed",
+            LOSS_ACCEPTED,
+        }
     )
 
     def __init__(self) -> None:
@@ -105,7 +112,37 @@ class ApprovalBook:
             if ran is not None and ran.outcome is None:
                 self._items[ran.approval_id] = replace(ran, outcome=body["outcome"])
             return None
+        if kind == LOSS_ACCEPTED:
+            self._lost(body)
         return None
+
+    def _lost(self, body: Mapping[str, Any]) -> None:
+        """The Commander accepted that the log lost records (``maos wal accept-loss``):
+        an approval not yet carried out may have been decided and run in what was lost, so
+        it is never run again. Approved ones keep their decision with an in-doubt outcome;
+        pending ones are closed, and an agent that still needs the effect must ask anew."""
+        why = (
+            f"the log lost records after seq {body['seq']} (accepted by "
+            f"{body['principal']}); this approval may have been carried out there"
+        )
+        for item in list(self._items.values()):
+            if item.outcome is not None or item.status is ApprovalStatus.DENIED:
+                continue
+            outcome = {
+                "intent_id": str(item.intent.get("intent_id", "")),
+                "status": "in_doubt",
+                "code": "WAL.RECORDS_LOST",
+                "reason": why,
+                "approval_id": item.approval_id,
+            }
+            status: ApprovalStatus = item.status
+            if status is ApprovalStatus.PENDING:
+                status, decided = ApprovalStatus.DENIED, str(body["principal"])
+            else:
+                decided = item.decided_by or str(body["principal"])
+            self._items[item.approval_id] = replace(
+                item, status=status, decided_by=decided, outcome=outcome
+            )
 
     def get(self, approval_id: str) -> Approval:
         try:

@@ -48,11 +48,11 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
-from maos.kernel.stages import Stage, stage_report
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import Wal
+from maos.kernel.wal import CHECKPOINT_EVERY
+from maos.kernel.walconfig import anchored_wal, log_section, log_settings
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -84,6 +84,10 @@ class KernelConfig:
     clock: Callable[[], float] = time.time
     follow_interval: float = 0.2
     """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
+    wal_witness: Path | None = None
+    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
+    wal_checkpoint_every: int = CHECKPOINT_EVERY
+    """Records between two checkpoints: at most about this many are re-hashed at boot."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -96,6 +100,7 @@ class KernelConfig:
             except (OSError, ValueError) as exc:
                 raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
         smtp = raw.get("smtp")
+        witness, every = log_settings(raw.get("wal", {}), data_dir, path)
         cfg = cls(
             data_dir=data_dir,
             node_id=str(raw.get("node_id", "local")),
@@ -105,6 +110,8 @@ class KernelConfig:
             )
             if isinstance(smtp, dict)
             else None,
+            wal_witness=witness,
+            wal_checkpoint_every=every,
         )
         return replace(cfg, **overrides)
 
@@ -117,6 +124,7 @@ class KernelConfig:
                 "port": self.smtp.port,
                 "sender": self.smtp.sender,
             }
+        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
         (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
 
     @property
@@ -150,7 +158,7 @@ class Kernel:
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
-        self.wal = Wal(config.wal_path, clock=config.clock)
+        self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)
         self.registry = self.view.registry
@@ -200,6 +208,11 @@ class Kernel:
         a restart finds who performs it. ``prepare`` runs at the same point with the log
         folded, for adapters that depend on what it holds (the hosts of parked tools)."""
         kernel = cls(config, sse=sse, fever_sse=fever_sse)
+        try:
+            checked = kernel.wal.check_head()  # refuses a truncated or rewritten log
+        except BaseException:
+            await kernel.close()
+            raise
         for family, adapter in (adapters or {}).items():
             kernel.add_adapter(family, adapter)
         kernel._catch_up()
@@ -210,7 +223,9 @@ class Kernel:
                 await kernel.close()
                 raise
         await kernel.commit.recover()
-        await kernel.wal.append("kernel.boot", {"node_id": config.node_id})
+        await kernel.wal.append(
+            "kernel.boot", {"node_id": config.node_id, "wal": checked.summary()}
+        )
         for item in kernel.approvals.awaiting_execution():
             await kernel._execute_approved(item)
         if follow:
@@ -434,8 +449,7 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade order built by `maos.kernel.cascade` (a stage, an
-        elimination request): the builders check who asks and what may follow what."""
+        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -561,8 +575,7 @@ class Kernel:
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
             sse = self.sse
-            watched = agent.stage is Stage.OBSERVATION  # the cascade's stage 1: more monitoring
-            if sse is None and (watched or (agent.ring == 3 and inp.fever)):
+            if sse is None and (agent.observed or (agent.ring == 3 and inp.fever)):
                 sse = self.fever_sse
             veto = await self._sse_veto(sse, intent, agent.context)  # after Allow or Pending
             if veto is not None:
@@ -763,15 +776,7 @@ class Kernel:
             "node_id": self.config.node_id,
             "data_dir": str(self.config.data_dir),
             "wal_records": self.wal.tail_seq(),
-            "agents": {
-                a.agent_id: {
-                    "ring": a.ring,
-                    "status": a.status.value,
-                    "context": a.context.to_dict(),
-                    **stage_report(a),
-                }
-                for a in self.registry.agents.values()
-            },
+            "agents": self.registry.agents_report(),
             "tasks": sorted(self.registry.tasks),
             "pending_approvals": [a.to_dict() for a in self.approvals.pending()],
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],

@@ -18,7 +18,7 @@ from maos.kernel.dsc.base import AgentStatus, AgentView, TaskView
 from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
-from maos.kernel.stages import Stage, stage_for_status
+from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
 
 __all__ = ["AgentRecord", "LabelRule", "Registry", "TaskRecord", "ToolRecord", "check_principal"]
@@ -93,6 +93,12 @@ class AgentRecord:
 
     def view(self) -> AgentView:
         return AgentView(self.agent_id, self.ring, self.status)
+
+    @property
+    def observed(self) -> bool:
+        """In the cascade's observation stage: every effect goes to the SSE (or the
+        heuristic evaluator), nothing is restricted."""
+        return self.stage is Stage.OBSERVATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +196,19 @@ class Registry:
     def fever(self) -> bool:
         """Security Fever (seed: "2+ agents in quarantine"): the system is stricter."""
         return len(self.quarantined) >= FEVER_QUARANTINED
+
+    def agents_report(self) -> dict[str, dict[str, Any]]:
+        """Every agent as status reports show it: ring, status, context label and its
+        place in the quarantine cascade (stage, cause, score, evidence)."""
+        return {
+            a.agent_id: {
+                "ring": a.ring,
+                "status": a.status.value,
+                "context": a.context.to_dict(),
+                **stage_report(a),
+            }
+            for a in self.agents.values()
+        }
 
     def fever_report(self) -> dict[str, Any]:
         """The fever as status reports show it: on or off, and who is in quarantine."""

@@ -25,6 +25,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import math
 import os
 import re
@@ -74,6 +75,7 @@ __all__ = [
     "TokenAuthority",
     "TokenInfo",
     "attenuate",
+    "derive_key",
 ]
 
 DEFAULT_TTL = MappingProxyType({"sovereign": 3600.0, "sentinel": 900.0, "pawn": 300.0})
@@ -550,3 +552,22 @@ def _create_key(path: Path) -> None:
             os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def derive_key(key_dir: Path, purpose: str, *, create: bool = False) -> bytes:
+    """A 32-byte key for ``purpose`` (``wal-anchor`` ...), derived from the root key, so
+    whatever holds the root key can authenticate the kernel's other state and nothing
+    else can. HMAC-SHA256 keyed with the root private key over ``maos/derive/<purpose>``:
+    the root key is uniformly random, so this is HKDF's expand step with one block.
+
+    ``create`` makes the root key if there is none yet (a kernel's first boot); a reader
+    (``maos wal verify``) must not, and gets ``TOKEN.KEY_UNREADABLE`` instead.
+    """
+    if not create and not (key_dir / "root.key").exists():
+        raise TokenError(
+            "TOKEN.KEY_UNREADABLE",
+            f"There is no root key at {key_dir / 'root.key'}.",
+            path=str(key_dir / "root.key"),
+        )
+    secret = bytes(_load_or_create_key(key_dir).private_key.to_bytes())
+    return hmac.new(secret, b"maos/derive/" + purpose.encode("ascii"), hashlib.sha256).digest()
