@@ -62,6 +62,10 @@ def test_release_rca_list_and_status_show_the_cascade(
     assert "hard_isolation" in rca.output and "log excerpt  " in rca.output
     assert "elimination   el-snoop" in rca.output and "pending" in rca.output
 
+    asked = runner.invoke(app, ["approvals", "list", "-d", data])
+    assert "eliminate snoop: rule_violation (RULE.R4.PROTECTED)" in asked.output, asked.output
+    assert "evidence #" in asked.output and "maos agent rca" in asked.output
+
     wrong = runner.invoke(app, ["agent", "release", "snoop", "--to", "elimination", "-d", data])
     assert wrong.exit_code != 0 and "BAD_INPUT.STAGE" in wrong.output
     ok = runner.invoke(app, ["agent", "release", "snoop", "--to", "observation", "-d", data])
