@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from maos.boot import configured_kernel
+from maos.kernel import cascade
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -30,6 +31,7 @@ from maos.services.security import (
     SecurityAgent,
     Threshold,
 )
+from maos.services.sse import HeuristicEvaluator
 from maos.testing import Mailbox, intent_frame, loopback_http, with_kernel
 
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
@@ -319,3 +321,34 @@ def test_the_security_agents_defaults_are_config_jsons_defaults() -> None:
     )
     assert policy.half_life_s == settings.half_life_minutes * 60
     assert policy.observation_s == settings.observation_minutes * 60
+
+
+def test_an_agent_under_observation_has_every_effect_evaluated_and_nothing_restricted(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """Issue 12, stage 1: more monitoring, no restriction. With no SSE configured, an
+    observed agent's effects go to the heuristic evaluator (as in fever); a mail carrying
+    a credential is refused, a plain one still goes out; back in normal, nothing asks."""
+    key = "AKIAIOSFODNN7EXAMPLE"
+
+    async def body(k: Kernel) -> list[str]:
+        token = await _mailer(k)
+
+        async def stage(to: Stage) -> None:
+            order = cascade.stage_order(
+                k.registry, "mailer", to, cause="test", principal="commander", at=k.clock()
+            )
+            await k.cascade(order)
+
+        seen = [await _mail(k, token, RECIPIENTS[0], "n0", f"key {key}")]
+        await stage(Stage.OBSERVATION)
+        seen += [
+            await _mail(k, token, RECIPIENTS[0], "o1", f"key {key}"),
+            await _mail(k, token, RECIPIENTS[0], "o2", "plain"),
+        ]
+        await stage(Stage.NORMAL)
+        seen.append(await _mail(k, token, RECIPIENTS[0], "n1", f"key {key}"))
+        return seen
+
+    seen = with_kernel(config, body, fever_sse=HeuristicEvaluator())
+    assert seen == ["committed", "SSE.EXFILTRATION", "committed", "committed"]
