@@ -3,6 +3,9 @@
 # Debian machine passes `make test`. Does nothing when everything is present.
 #   required: bubblewrap + libseccomp2 (isolation level 2), Debian's python3 (the
 #             interpreter a non-root sandbox can read)
+#   nodejs, npm: Debian's node, mounted read-only into upstream (MCP) server pods that
+#             need it, and npm to build their runtime (docs/sandbox.md, "Upstream
+#             servers"); required by `sysdeps.sh test`
 #   optional: runsc (gVisor, isolation level 3); without it level 3 is refused and its
 #             tests say why
 #   `sysdeps.sh test` also needs chromium: the dashboard's browser tests drive Debian's
@@ -14,6 +17,8 @@ ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need+=(libseccomp2)
 [ -x /usr/bin/python3 ] || need+=(python3)
 if [ "${1:-}" = test ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/node ] || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 want=()
 command -v runsc >/dev/null 2>&1 || want+=(runsc)

@@ -18,7 +18,8 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert set(figures) == {"dsc", "durability", "pods", "scenarios", "immune", "meta"}
+    keys = {"dsc", "durability", "pods", "egress", "scenarios", "immune", "meta"}
+    assert set(figures) == keys
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
     assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
     assert immune["ratio_danger_fold_vs_dsc_decision"] > 0
@@ -29,6 +30,12 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert log["ratio_anchored_vs_plain_100_submitters"] > 0  # issue 9: the anchor's cost
     assert log["ratio_boot_check_vs_plain_scan"] > 0 and log["boot_check_records"] == 20_000
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
+    egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
+    assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
+    assert egress["ratio_relay_vs_direct_cpu"] > 0
+    assert egress["ratio_sandboxed_vs_direct_p50"] > 0
+    assert egress["ratio_upstream_start_vs_plain"] > 0
+    assert egress["relay_logged"] >= egress["connections"]  # every connection was logged
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.
     assert scenarios["scenarios"] == 5 and len(scenarios["outcomes"]) == 10

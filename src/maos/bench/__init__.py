@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, dsc, durability, immune, pods, scenarios
+from maos.bench import anchor, dsc, durability, egress, immune, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,17 +24,19 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/5: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/6: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/5: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
+    say("bench 2/6: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
         figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
-    say("bench 3/5: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    say("bench 3/6: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
-    say("bench 4/5: security scenarios (benign and attacked runs, an obedient model) ...")
+    say("bench 4/6: egress relay (per connection, against a direct loopback connection) ...")
+    figures["egress"] = egress.measure(quick=quick)
+    say("bench 5/6: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
-    say("bench 5/5: immune system (pre-effect aggregate check, danger score, freezing) ...")
+    say("bench 6/6: immune system (pre-effect aggregate check, danger score, freezing) ...")
     figures["immune"] = immune.measure(quick=quick)
     figures["meta"] = {
         "python": platform.python_version(),
@@ -89,6 +91,7 @@ def render(figures: dict[str, Any]) -> str:
         ),
     ]
     rows += _pod_rows(figures["pods"])
+    rows += _egress_rows(figures["egress"])
     rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
@@ -150,6 +153,36 @@ def _scenario_table(s: dict[str, Any]) -> str:
         stopped = ", ".join(r["stopped_by"]) or "-"
         lines.append(f"{r['scenario']:<{width}}  {r['benign']:<10} {r['attack']:<12} {stopped}")
     return "\n".join(lines)
+
+
+def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = [
+        ("TCP connection, direct (baseline) p50", f"{e['direct_us_p50']} µs", ""),
+        (
+            "through the egress relay p50",
+            f"{e['relay_us_p50']} µs",
+            f"{e['ratio_relay_vs_direct_p50']} × direct",
+        ),
+        (
+            "egress relay CPU per connection",
+            f"{e['relay_cpu_us_per_connection']} µs",
+            f"{e['ratio_relay_vs_direct_cpu']} × direct",
+        ),
+    ]
+    if "sandboxed_us_p50" in e:
+        rows += [
+            (
+                "from an upstream pod (forwarder + relay) p50",
+                f"{e['sandboxed_us_p50']} µs",
+                f"{e['ratio_sandboxed_vs_direct_p50']} × direct",
+            ),
+            (
+                "upstream pod cold start p50",
+                f"{e['upstream_cold_start_ms_p50']} ms",
+                f"{e['ratio_upstream_start_vs_plain']} × plain python3",
+            ),
+        ]
+    return rows
 
 
 def _pod_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -89,7 +89,7 @@ def _apply_limits(limits: dict[str, int]) -> None:
         resource.setrlimit(which, (value, hard))
 
 
-def _landlock(rules: dict[str, list[str]]) -> int:
+def _landlock(rules: dict[str, list[Any]]) -> int:
     """Restrict this process's filesystem (and TCP, ABI >= 4) access; returns the ABI used."""
     libc = ctypes.CDLL(None, use_errno=True)
     syscall = libc.syscall
@@ -112,8 +112,13 @@ def _landlock(rules: dict[str, list[str]]) -> int:
         _pack_ = 1
         _fields_ = (("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
 
+    class NetPort(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("allowed", ctypes.c_uint64), ("port", ctypes.c_uint64))
+
     file_rw = (1 << 1) | (1 << 2) | ((1 << 14) if abi >= 3 else 0)  # WRITE, READ, TRUNCATE
-    grants = ((read, "ro"), (fs_all, "rw"), (file_rw, "rw_files"))
+    read_file = (1 << 0) | (1 << 2)  # EXECUTE, READ_FILE: what a rule on a file may hold
+    grants = ((read, "ro"), (fs_all, "rw"), (file_rw, "rw_files"), (read_file, "ro_files"))
     for access, key in grants:
         paths = rules.get(key, [])
         for path in paths:
@@ -122,6 +127,12 @@ def _landlock(rules: dict[str, list[str]]) -> int:
             if syscall(445, ruleset, 1, ctypes.byref(rule), 0) < 0:
                 raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
             os.close(fd)
+    # TCP connect to these ports only (an upstream's egress forwarder); ABI < 4 has no TCP
+    # rules, and there the network namespace alone bounds TCP.
+    for port in rules.get("tcp_connect", []) if abi >= 4 else ():
+        net = NetPort(2, port)  # LANDLOCK_ACCESS_NET_CONNECT_TCP
+        if syscall(445, ruleset, 2, ctypes.byref(net), 0) < 0:  # LANDLOCK_RULE_NET_PORT
+            raise OSError(ctypes.get_errno(), f"landlock_add_rule tcp {port}")
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required by restrict_self
         raise OSError(ctypes.get_errno(), "prctl")
     if syscall(446, ruleset, 0) < 0:

@@ -9,7 +9,7 @@ The mount namespace holds only what the interpreter needs, read-only: the Python
 its stdlib and shared libraries, the bootstrap and the SDK (``/maos/pylib``); plus the
 pod's scratch workspace at ``/work`` and a private tmpfs at ``/tmp``. ``/etc``, ``/home``,
 ``/root``, the kernel's data dir and every other host path simply do not exist there.
-The network namespace has only a loopback that is down.
+The network namespace has only its own loopback.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import errno
 import os
 from functools import cache
 
-__all__ = ["KILLED", "REFUSED", "filter_bpf", "seccomp_fd", "support"]
+__all__ = ["INET_FAMILIES", "KILLED", "REFUSED", "filter_bpf", "seccomp_fd", "support"]
 
 KILLED = (
     "ptrace",
@@ -90,6 +90,13 @@ REFUSED = (
 )
 """Syscalls that fail with EPERM."""
 
+INET_FAMILIES = (1, 2, 10)
+"""AF_UNIX, AF_INET, AF_INET6: the socket families of a pod with egress (``sockets=True``).
+
+Such a pod (an upstream server behind the egress relay) lives in a network namespace
+whose only way out is a loopback forwarder, so the namespace, not the filter, bounds its
+network; the filter still refuses every other family (packet, netlink, vsock, ...)."""
+
 _CLONE_NS_FLAGS = (
     0x00020000,  # CLONE_NEWNS
     0x02000000,  # CLONE_NEWCGROUP
@@ -102,15 +109,27 @@ _CLONE_NS_FLAGS = (
 
 
 @cache
-def filter_bpf() -> bytes:
-    """The compiled filter for the native architecture (built once per kernel process)."""
+def filter_bpf(sockets: bool = False) -> bytes:
+    """The compiled filter for the native architecture (built once per kernel process).
+
+    ``sockets`` lets ``socket()`` through for `INET_FAMILIES` only. The domain is a 32-bit
+    argument compared against the 64-bit register: a value with high bits set never
+    equals an allowed family and is refused (``GE``), so the comparison fails closed.
+    """
     import pyseccomp as sc  # type: ignore[import-untyped]
 
     flt = sc.SyscallFilter(sc.ALLOW)
     for name in KILLED:
         flt.add_rule(sc.KILL_PROCESS, name)
     for name in REFUSED:
-        flt.add_rule(sc.ERRNO(errno.EPERM), name)
+        if name != "socket" or not sockets:
+            flt.add_rule(sc.ERRNO(errno.EPERM), name)
+    if sockets:
+        top = max(INET_FAMILIES)
+        for family in range(top):
+            if family not in INET_FAMILIES:
+                flt.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.EQ, family))
+        flt.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.GT, top))
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in _CLONE_NS_FLAGS:
         flt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
@@ -123,9 +142,9 @@ def filter_bpf() -> bytes:
         os.close(fd)
 
 
-def seccomp_fd() -> int:
+def seccomp_fd(sockets: bool = False) -> int:
     """A fresh inheritable fd holding the filter, positioned at 0; bwrap reads it once."""
-    data = filter_bpf()
+    data = filter_bpf(sockets)
     fd = os.memfd_create("maos-seccomp", 0)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
