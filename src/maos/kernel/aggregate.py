@@ -34,6 +34,7 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -41,7 +42,9 @@ import orjson
 from maos.kernel.dsc.base import CheckInput
 from maos.kernel.ops import OpSpec
 from maos.kernel.types import Deny, Intent
-from maos.kernel.wal import WalRecord
+
+if TYPE_CHECKING:  # the log's record type only; importing the WAL here would pull it into
+    from maos.kernel.wal import WalRecord  # every reader of the DSC package (the TDP)
 
 __all__ = [
     "AGGREGATE_CODE",
