@@ -526,8 +526,8 @@ class Kernel:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
         if cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
+            outcome = self._finish(item.approval_id, cascade.eliminated(item))  # once: no await yet
             await self._order(cascade.elimination_order(self.registry, item, self.clock()))
-            outcome = cascade.eliminated(item)
         else:
             wire = dict(item.intent)
             intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
