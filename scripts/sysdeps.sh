@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MAOS's sandbox needs when they are missing, so a fresh
 # Debian machine passes `make test`. Does nothing when everything is present.
-#   required: bubblewrap + libseccomp2 (isolation level 2), Debian's python3 (the
+#   required: bubblewrap (isolation levels 1 and 2) + libseccomp2 (level 2), Debian's python3 (the
 #             interpreter a non-root sandbox can read)
 #   nodejs, npm: Debian's node, mounted read-only into upstream (MCP) server pods that
 #             need it, and npm to build their runtime (docs/sandbox.md, "Upstream

@@ -30,6 +30,8 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert log["ratio_anchored_vs_plain_100_submitters"] > 0  # issue 9: the anchor's cost
     assert log["ratio_boot_check_vs_plain_scan"] > 0 and log["boot_check_records"] == 20_000
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
+    own = pods["level1_own_network"]  # issue 9: level 1 against the one before it
+    assert own["ratio"] > 0 and own["shared_host_cold_start_ms_p50"] > 0
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
     assert egress["ratio_relay_vs_direct_cpu"] > 0

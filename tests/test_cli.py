@@ -212,7 +212,7 @@ def test_the_configured_judge_refuses_an_approved_mail_and_status_shows_the_llm(
     with loopback_openai([reply]) as server:
         _configure(data_dir, llm={"providers": [_loop_provider(server)]}, sse={"llm_judge": True})
         code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
-        assert code == 0, out
+        assert code == 1, out  # the outcome is a denial (issue 9)
         assert "denied SSE.JUDGE_DENIED" in out
         [(path, body)] = server.requests
     assert path == "/v1/chat/completions" and body["messages"][0]["role"] == "system"
@@ -239,7 +239,7 @@ def test_an_outage_met_by_the_judge_shows_as_rule_based_in_status(
         server.down = True
         _configure(data_dir, llm={"providers": [_loop_provider(server)]}, sse={"llm_judge": True})
         code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
-        assert code == 0, out
+        assert code == 1, out  # the outcome is a denial (issue 9)
         assert "denied SSE.JUDGE_UNAVAILABLE" in out
     assert mailbox.messages == []  # the judge failed closed
     llm = json.loads(maos("status", "-d", str(data_dir), "--json")[1])["llm"]
@@ -260,7 +260,7 @@ def test_the_heuristic_refuses_before_the_judge_is_asked(data_dir: Path, mailbox
             sse={"heuristic": True, "llm_judge": True},
         )
         code, out = maos("approvals", "approve", second, "-d", str(data_dir))
-        assert code == 0, out
+        assert code == 1, out  # the outcome is a denial (issue 9)
         assert "denied SSE.EXFILTRATION" in out
         assert server.requests == []  # the first deny wins; the judge was not asked
     assert mailbox.messages == []
@@ -323,7 +323,7 @@ def test_the_embedding_evaluator_refuses_a_paraphrased_attack_before_the_judge(
             sse={"heuristic": True, "embedding": True, "llm_judge": True},
         )
         code, out = maos("approvals", "approve", second, "-d", str(data_dir))
-        assert code == 0, out
+        assert code == 1, out  # the outcome is a denial (issue 9)
         assert "denied SSE.EMBEDDING_SIMILAR" in out
         assert server.requests == []
     assert mailbox.messages == []
@@ -354,7 +354,8 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
     with loopback_openai(policy=model) as server:
         env = {"MAOS_LLM_BASE_URL": server.url, "MAOS_LLM_MODEL": "obedient"}
         result = runner.invoke(app, ["run", str(plan), "--data-dir", str(data)], env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # done, the injected IBAN waits (issue 9)
+    assert "waiting  " in result.output and "GB33BUKB20201555555555" in result.output
     assert "tools    pay_invoice, lookup_contact, change_password, delete_customer" in result.output
     code, out = maos("approvals", "list", "-d", str(data), "--json")
     assert code == 0
@@ -468,13 +469,15 @@ def test_the_commander_declassifies_a_task_and_a_confidential_mail_may_go(
 
 
 def test_safe_state_from_the_console(data_dir: Path) -> None:
+    waiting = _pending_id(data_dir)
     code, out = maos("safe-state", "on", "--reason", "incident 7", "-d", str(data_dir))
     assert code == 0 and "on; every agent is stopped" in out
+    assert f"expired 1 waiting approval(s): {waiting}" in out  # issue 9
     code, out = maos("status", "-d", str(data_dir))
     assert "SAFE STATE    on (incident 7)" in out
-    # A decision taken now is carried out under the safe state: the parked mail is refused.
-    code, out = maos("approvals", "approve", _pending_id(data_dir), "-d", str(data_dir))
-    assert "RULE.R8.MINIMAL_SAFE_STATE" in out
+    # The parked mail expired with the safe state: approving it now is refused.
+    code, out = maos("approvals", "approve", waiting, "-d", str(data_dir))
+    assert code == 2 and "APPROVAL.EXPIRED" in out
     assert maos("safe-state", "on", "--as", "a1", "-d", str(data_dir))[0] == 2
     assert maos("safe-state", "maybe", "-d", str(data_dir))[0] == 2
     code, out = maos("safe-state", "off", "-d", str(data_dir))

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from maos.kernel.aggregate import Threshold
+from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
+from maos.kernel.types import iso_time
 from maos.llm.config import (
     ConfiguredLlm,
     SecuritySettings,
@@ -278,7 +281,66 @@ class PlanQueue:
                 echo(f"plan     {plan.task} failed {exc.code}: {exc.message}")
                 continue
             detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
-            run.update(status=result.status, detail=detail)
+            waiting = [a.approval_id for a in result.waiting]
+            run.update(status=result.status, detail=detail, waiting=waiting)
+
+
+NO_MODEL_HINT = (
+    "set MAOS_LLM_BASE_URL and MAOS_LLM_MODEL (an OpenAI-compatible server, e.g."
+    " http://127.0.0.1:11434/v1 and llama3.1), or the 'llm' section of"
+    " <data-dir>/config.json (docs/llm.md)"
+)
+DIAL_TIMEOUT_S = 3.0
+"""How long the check before a model step waits for a provider's port to answer."""
+
+
+async def model_unavailable(kernel: Kernel) -> str | None:
+    """Why a step that needs a model cannot have one now, or None. Configured means the
+    kernel serves ``llm.*``; reachable means some provider's host accepts a connection
+    (a cheap stand-in for a completion, which would cost tokens)."""
+    providers = load_settings(kernel.config.data_dir).llm.providers
+    if kernel.commit.adapter("llm") is None or not providers:
+        return f"this step needs a model and none is configured: {NO_MODEL_HINT}"
+    urls = [p.base_url or ANTHROPIC_URL for p in providers]
+    answers = await asyncio.gather(*(_dials(url) for url in urls))
+    if any(answers):
+        return None
+    tried = ", ".join(f"{p.name} at {url}" for p, url in zip(providers, urls, strict=True))
+    return f"this step needs a model and no configured provider answers ({tried}): {NO_MODEL_HINT}"
+
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+"""Where an ``anthropic`` provider without a base_url goes."""
+
+
+async def _dials(url: str) -> bool:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port), DIAL_TIMEOUT_S
+        )
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def approval_lines(approvals: Sequence[Approval]) -> list[str]:
+    """How a plan's end names each decision it leaves: still waiting (until when, and
+    the commands that decide it) or expired."""
+    lines = []
+    for a in approvals:
+        what = f"{a.approval_id} {a.rule} {a.intent.get('op')} -> {a.intent.get('target')}"
+        if a.status is ApprovalStatus.PENDING:
+            until = "" if a.expires_at is None else f" until {iso_time(a.expires_at)}"
+            lines.append(f"waiting  {what} (agent {a.agent_id}){until}")
+            lines.append(f"         decide: maos approvals approve|deny {a.approval_id}")
+        else:
+            lines.append(f"{a.status.value:<8} {what} ({a.code}: never runs)")
+    return lines
 
 
 async def _orchestrate(
@@ -295,10 +357,14 @@ async def _orchestrate(
         echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
 
     try:
-        orchestrator = Orchestrator(kernel, pods, on_event=show)
+        orchestrator = Orchestrator(
+            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel)
+        )
         result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
         line = f"plan     {plan.task} {result.status}"
         echo(line if result.failure is None else f"{line} {result.code} {result.failure.reason}")
+        for line in approval_lines(result.approvals):
+            echo(line)
         return result
     finally:
         for runtime in runtimes.values():

@@ -164,6 +164,27 @@ def test_deny_kill_and_safe_state_through_the_api(config: KernelConfig, mailbox:
     assert mailbox.messages == []
 
 
+def test_safe_state_from_the_dashboard_expires_what_waits_and_says_so(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """issue 9: an approval outlived MSS and, approved later, still mailed."""
+
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        _, approval_id = await _park_stranger_mail(kernel)
+        async with _client(dashboard, token) as client:
+            await client.post("api/safe-state", json={"on": True, "reason": "drill"})
+            await client.post("api/safe-state", json={"on": False})
+            state = (await client.get("api/state")).json()
+            assert state["pending_approvals"] == []
+            [expired] = [r for r in state["recent"] if r["kind"] == "approval.expired"]
+            assert expired["body"]["approval_ids"] == [approval_id]
+            late = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            assert late.status_code == 409 and late.json()["error"] == "APPROVAL.EXPIRED"
+
+    _run(config, body)
+    assert mailbox.messages == []
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "code"),
     [

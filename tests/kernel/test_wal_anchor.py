@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from maos.cli import app
+from maos.kernel import walcheck
 from maos.kernel.anchor import ANCHOR_FILE, HeadAnchor
 from maos.kernel.errors import WalError
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -200,6 +201,13 @@ def test_writers_in_several_processes_keep_one_anchor_at_the_head_issue_9(
         subprocess.Popen([sys.executable, "-c", _WRITER, str(config.data_dir), str(n)], env=env)
         for n in range(3)
     ]
+    # Checked while they write, as `maos wal verify` or a booting kernel would: never a
+    # false alarm from a commit landing mid-check.
+    anchor = HeadAnchor(config.data_dir)
+    while any(p.poll() is None for p in procs):
+        for full in (False, True):
+            report = walcheck.check(config.wal_path, anchor, full=full)
+            assert report.ok, report
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert anchored_seq(config) == records(config)[-1][0]
     assert len(records(config, "test.note")) == 450

@@ -111,14 +111,10 @@ def rechain(data: Path, renumber: bool = False) -> None:
         db.close()
 
 
-def last(data: Path) -> int:
-    return head(data)
-
-
 Tamper = Callable[[Path], None]
 
 
-def edit(column: str, value: str, at: Callable[[Path], int] = last) -> Tamper:
+def edit(column: str, value: str, at: Callable[[Path], int] = head) -> Tamper:
     return lambda d: sql(d, f"UPDATE records SET {column} = {value} WHERE seq = {at(d)}")
 
 

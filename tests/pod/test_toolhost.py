@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import tempfile
 import textwrap
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +45,15 @@ def read_shadow() -> str:
     return open("/etc/shadow").read()
 
 @tool(effect="read-only")
-def dial_out(host: str) -> str:
+def dial_out(host: str, port: int) -> str:
     """Try to reach the network."""
-    s = socket.create_connection((host, 80), timeout=2)
+    s = socket.create_connection((host, port), timeout=2)
+    s.sendall(b"tool host was here")
     return "connected"
 
 @tool(effect="read-only")
 def kernel_data(path: str) -> str:
-    """Try to read the kernel's log."""
+    """Try to read a file of the kernel's."""
     return open(path, "rb").read(16).hex()
 
 @tool(effect="read-only", timeout_s=0.5)
@@ -256,16 +260,62 @@ attempt("no_such_tool")
     assert not [b for k, b in records if k == "intent.prepared"]
 
 
-def test_the_tool_host_is_a_sandbox(tmp_path: Path, home: PodHome) -> None:
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A real TCP listener on the host's loopback; what reached it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                seen.append(b"<connection>" + conn.recv(64))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.fixture
+def kernel_file() -> Iterator[Path]:
+    """A file the kernel's user (and any host process) can read, outside /tmp, which
+    level 1 replaces: only a sandbox that hides the host's files keeps a tool from it."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="maos-kernel-") as tmp:
+        Path(tmp).chmod(0o755)
+        path = Path(tmp) / "kernel.data"
+        path.write_bytes(b"kernel-only data")
+        path.chmod(0o644)
+        yield path
+
+
+def test_the_tool_host_is_a_sandbox(
+    tmp_path: Path, home: PodHome, listener: tuple[int, list[bytes]], kernel_file: Path
+) -> None:
+    """issue 9: this passed with the host forced to level 1, because it dialled a port
+    where nothing listened and read a file uid nobody could never read. Both targets
+    are real now: the controls below reach them from the host."""
+    port, seen = listener
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as control:
+        control.sendall(b"control")
+    assert kernel_file.read_bytes() == b"kernel-only data"
     module = tmp_path / "hostile.py"
     module.write_text(HOSTILE)
-    wal = tmp_path / "data" / "wal.sqlite3"
     code = (
         PAY
         + f"""
 attempt("read_shadow")
-attempt("dial_out", host="127.0.0.1")
-attempt("kernel_data", path="{wal}")
+attempt("dial_out", host="127.0.0.1", port={port})
+attempt("kernel_data", path="{kernel_file}")
 attempt("stall")
 attempt("echo", text="still serving")
 attempt("not_json")
@@ -285,6 +335,7 @@ attempt("not_json")
         "label": "untrusted",
     }
     assert by_name["not_json"]["code"] == "TOOL.BAD_RESULT"
+    assert seen == [b"<connection>control"]  # the control only: the tool never got through
 
 
 def test_a_host_restarted_after_its_module_was_edited_refuses_the_new_code(

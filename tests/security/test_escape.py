@@ -16,6 +16,7 @@ import selectors
 import signal
 import socket
 import sqlite3
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from pydantic import Field
 from maos.pod.channel import ChannelClosed, ChannelViolation
 from maos.pod.frames import BASE_OPS, Frame, Reply, StrictModel
 from maos.pod.isolation import HardViolation, Limits, PodHome, PodSpec, detect, sandbox_for
+from maos.pod.isolation.level1 import PYTHON, UID_BASE
 
 ESCAPES = Path(__file__).parent / "escapes"
 HOLD = "hold"
@@ -39,7 +41,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
 )
 
-SHARED_NET = "level 1 shares the host's network namespace and has no syscall filter"
 NO_FILTER = "level 1 has no syscall filter; unprivileged processes may make this call"
 GVISOR = "served by gVisor's user-space kernel; the host kernel never sees the call"
 
@@ -48,14 +49,14 @@ TABLE: dict[str, tuple[str, str]] = {
     "read_etc_shadow": (HOLD, HOLD),
     "read_root_key": (HOLD, HOLD),
     "read_wal": (HOLD, HOLD),
-    "write_host_tmp": ("/tmp is world-writable and level 1 shares the host filesystem", HOLD),
+    "write_host_tmp": (HOLD, HOLD),  # level 1's /tmp is its own (issue 9)
     "write_data_dir": (HOLD, HOLD),
     "symlink_escape": (HOLD, HOLD),
     "dotdot_escape": (HOLD, HOLD),
-    "tcp_connect": (SHARED_NET, HOLD),
-    "udp_send": (SHARED_NET, HOLD),
-    "unix_connect": ("world-writable and abstract host sockets are reachable", HOLD),
-    "dns_lookup": (SHARED_NET, HOLD),
+    "tcp_connect": (HOLD, HOLD),  # level 1 has a network namespace of its own (issue 9)
+    "udp_send": (HOLD, HOLD),
+    "unix_connect": (HOLD, HOLD),
+    "dns_lookup": (HOLD, HOLD),
     "fork_bomb": (HOLD, HOLD),
     "memory_bomb": (HOLD, HOLD),
     "cpu_spin": (HOLD, HOLD),
@@ -74,7 +75,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "bpf": (HOLD, HOLD),
     "chroot_escape": (HOLD, HOLD),
     "setuid_root": (HOLD, HOLD),
-    "write_dev": ("/dev/shm is a world-writable host tmpfs shared by all level-1 pods", HOLD),
+    "write_dev": (HOLD, HOLD),
     "load_module": (HOLD, HOLD),
     "io_uring": (NO_FILTER, GVISOR),
     "personality": (NO_FILTER, HOLD),
@@ -255,8 +256,10 @@ async def run_attack(level: int, name: str, host: Host, home: PodHome) -> Outcom
 
 
 def _host_root_line() -> str:
+    """The host root mount's device, mount point and type (level 1's bwrap re-mounts it
+    with ``nosuid``, so the options differ while the mount is the host's)."""
     with open("/proc/self/mounts") as f:
-        return next(line for line in f if line.split()[1] == "/")
+        return " ".join(next(line for line in f if line.split()[1] == "/").split()[:3]) + " "
 
 
 JUDGES: dict[str, Callable[[Outcome, Host], bool]] = {
@@ -265,6 +268,7 @@ JUDGES: dict[str, Callable[[Outcome, Host], bool]] = {
     "tcp_connect": lambda o, h: h.servers.saw(o.mark),
     "udp_send": lambda o, h: h.servers.saw(o.mark),
     "unix_connect": lambda o, h: h.servers.saw(o.mark),
+    "dns_lookup": lambda o, h: h.servers.saw(o.mark) or bool(o.report and o.report.achieved),
     "write_dev": lambda o, h: (
         bool(o.report and o.report.achieved) or Path(f"/dev/shm/{o.mark}").exists()
     ),
@@ -331,3 +335,53 @@ def test_escape_attempt(level: int, name: str, host: Host, home: PodHome) -> Non
 def test_every_attack_file_is_in_the_table() -> None:
     assert {p.stem for p in ESCAPES.glob("*.py")} == set(TABLE)
     assert len(TABLE) >= 30
+
+
+CONTROL = """
+import os, socket, sys
+mark, tcp, udp, unix, abstract = sys.argv[1:]
+with socket.create_connection(("127.0.0.1", int(tcp)), timeout=3) as s:
+    s.sendall((mark + "-tcp").encode())
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(3)
+    s.sendto((mark + "-udp").encode(), ("127.0.0.1", int(udp)))
+    assert s.recv(512) == b"answer"
+for name, addr in (("unix", unix), ("abstract", "\\0" + abstract)):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(addr)
+        s.sendall((mark + "-" + name).encode())
+for path in ("/tmp/" + mark, "/dev/shm/" + mark):
+    with open(path, "w") as f:
+        f.write("planted")
+"""
+
+
+def test_the_contained_targets_are_real_outside_the_sandbox(host: Host) -> None:
+    """The control for level 1's flipped rows (issue 9): the same uid a level-1 pod
+    gets, run as a plain host process, does reach the loopback TCP, UDP and Unix
+    listeners and plants files in the host's /tmp and /dev/shm, so those rows are
+    contained by the sandbox, not by a target that is not there."""
+    mark = f"control-{secrets.token_hex(4)}"
+    servers = host.servers
+    args = [mark, str(servers.tcp_port), str(servers.udp_port)]
+    args += [servers.unix_path, servers.abstract]
+    uid = UID_BASE + 999_999
+    try:
+        done = subprocess.run(
+            [PYTHON, "-I", "-S", "-c", CONTROL, *args],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        for kind in ("tcp", "udp", "unix", "abstract"):
+            assert servers.saw(f"{mark}-{kind}"), kind
+        assert Path(f"/tmp/{mark}").exists() and Path(f"/dev/shm/{mark}").exists()
+    finally:
+        Path(f"/tmp/{mark}").unlink(missing_ok=True)
+        Path(f"/dev/shm/{mark}").unlink(missing_ok=True)

@@ -206,6 +206,16 @@ def _pod_rows(p: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"target ≤ {p['target_idle_pod_mib']} MiB",
             ),
         ]
+    if "level1_own_network" in p:
+        own = p["level1_own_network"]
+        rows.append(
+            (
+                "level 1 own network: cold start p50",
+                f"{own['cold_start_ms_p50']} ms",
+                f"× {own['ratio']} of level 1 sharing the host's"
+                f" ({own['shared_host_cold_start_ms_p50']} ms)",
+            )
+        )
     if "round_trip_us_p50" in p:
         rows += [
             (

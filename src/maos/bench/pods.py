@@ -10,7 +10,11 @@
   (rightly) refuse a bench. Beside it, in the same run, the baseline: the same request
   answered by the bare channel at once (``channel_echo_*``);
 * **idle memory**: PSS and USS of each idle pooled pod's whole process tree (bwrap,
-  runsc and their children too), from ``/proc/<pid>/smaps_rollup``.
+  runsc and their children too), from ``/proc/<pid>/smaps_rollup``;
+* **level 1's own network** (issue 9): cold starts of today's level 1 (a minimal bwrap
+  giving it its own network namespace, /tmp and /dev/shm) against the level 1 before it
+  (the same process without the wrapper, sharing the host's), alternated in one run,
+  as a ratio (``level1_own_network``).
 
 Goals sit beside the figures as ``target_*`` keys; nothing here asserts them.
 """
@@ -31,6 +35,9 @@ from maos.pod.channel import ChannelClosed
 from maos.pod.frames import Reply
 from maos.pod.gateways import GATEWAY_OPS
 from maos.pod.isolation import PodHome, PodProcess, PodSpec, detect, sandbox_for
+from maos.pod.isolation.base import ProcessSandbox
+from maos.pod.isolation.home import PodDir
+from maos.pod.isolation.level1 import Level1Sandbox
 from maos.pod.isolation.pool import WarmPool
 from maos.pod.runtime import PodRuntime, profile_for
 
@@ -127,6 +134,43 @@ async def _level(level: int, rounds: int, home: PodHome, hello: Path) -> dict[st
     }
 
 
+class _SharedHostLevel1(Level1Sandbox):
+    """Level 1 as it was before issue 9: the host's network, /tmp and /dev/shm. Only
+    the bench starts it, as the baseline of `_own_network`."""
+
+    _exit_signal = staticmethod(ProcessSandbox._exit_signal)  # no bwrap between: plain status
+
+    def _wrapper(self, pod_dir: PodDir) -> list[str]:
+        return []
+
+
+async def _cold_start(sandbox: Level1Sandbox, hello: Path, name: str) -> float:
+    started = time.perf_counter()
+    pod = await sandbox.spawn(PodSpec(name, hello))
+    assert pod.channel is not None
+    frame = await pod.channel.recv()
+    took = time.perf_counter() - started
+    await pod.channel.send(Reply(id=frame.id, ok=True))
+    await pod.wait()
+    return took
+
+
+async def _own_network(rounds: int, home: PodHome, hello: Path) -> dict[str, Any]:
+    """Today's level 1 against the one before it, started alternately in one run."""
+    own = sandbox_for(1, home, ops=GATEWAY_OPS)
+    assert isinstance(own, Level1Sandbox)
+    shared = _SharedHostLevel1(home, ops=GATEWAY_OPS)
+    with_ns, without = [], []
+    for i in range(rounds):
+        with_ns.append(await _cold_start(own, hello, f"bench-own-{i}"))
+        without.append(await _cold_start(shared, hello, f"bench-shared-{i}"))
+    return {
+        "cold_start_ms_p50": _ms(with_ns),
+        "shared_host_cold_start_ms_p50": _ms(without),
+        "ratio": round(statistics.median(with_ns) / statistics.median(without), 2),
+    }
+
+
 def _percentiles(output: str) -> tuple[float, float]:
     p50, p99 = output.split()
     return round(float(p50), 1), round(float(p99), 1)
@@ -196,6 +240,8 @@ def measure(*, quick: bool) -> dict[str, Any]:
                     continue
                 n = max(2, rounds // 4) if level == 3 else rounds  # gVisor starts in ~0.3 s
                 figures[f"level{level}"] = await _level(level, n, home, hello)
+            if detect(1).available:
+                figures["level1_own_network"] = await _own_network(rounds, home, hello)
             if detect(2).available:
                 pings = 500 if quick else 5000
                 echo = await _echo(tmp, pings, home)

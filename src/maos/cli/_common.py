@@ -116,6 +116,14 @@ def kernel_running(data_dir: Path) -> bool:
     return True
 
 
+def plan_exit_status(status: str, waiting: bool) -> int:
+    """`maos run`'s exit code (its --help lists them): a done plan that leaves decisions
+    waiting is not the same as one that finished everything."""
+    if status != "done":
+        return 1
+    return 3 if waiting else 0
+
+
 def echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 

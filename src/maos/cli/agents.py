@@ -51,11 +51,24 @@ def agent_run(
         list[str] | None,
         typer.Option(help="A target the task names (recipient, URL prefix), repeatable."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Run again in the task an earlier run opened (its workspace)."
+        ),
+    ] = False,
+    new_task: Annotated[
+        bool,
+        typer.Option("--new-task", help="Start a fresh task (<task>-2, -3, ...) for this run."),
+    ] = False,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Run an agent script in a sandboxed pod, one line per request the kernel answered.
 
-    The exit status is the agent's.
+    The exit status is the agent's (2: refused before it ran). The first run opens the
+    task (default run-<agent>) with its --trusted targets; running again into it needs
+    --resume (same workspace and targets) or --new-task (a fresh one). The workspace
+    starts empty: nothing is put there for the agent.
 
     The agent imports `maos.sdk` and nothing else of MAOS:
 
@@ -72,6 +85,9 @@ def agent_run(
     """
     from maos.pod.launcher import DEFAULT_GRANTS, AgentLaunch, launch
 
+    if resume and new_task:
+        typer.secho("error BAD_INPUT.OPTIONS: --resume or --new-task, not both", err=True)
+        raise typer.Exit(2)
     agent_id = agent or script.stem.replace("_", "-")
     plan = AgentLaunch(
         script=script,
@@ -81,6 +97,8 @@ def agent_run(
         level=level,
         grants=[grant_option(g) for g in grant] if grant else DEFAULT_GRANTS,
         trusted=trusted or (),
+        resume=resume,
+        new_task=new_task,
     )
 
     async def go() -> tuple[Any, str]:

@@ -20,6 +20,7 @@ from maos.cli._common import (
     echo_json,
     fail,
     kernel_running,
+    plan_exit_status,
     view_of,
 )
 from maos.kernel import orders
@@ -68,6 +69,18 @@ def run_plan(
     With `maos up` serving the data dir, the plan runs there (the dashboard shows it).
 
     \b
+    The run ends by naming every decision still waiting: a done plan keeps its
+    undecided approvals for 24 hours (`maos approvals list` shows until when); a failed
+    or stopped plan expires them (APPROVAL.EXPIRED: they never run).
+
+    \b
+    Exit codes:
+        0  the plan is done and nothing waits
+        1  the plan failed (the last line names the step and its code)
+        2  refused before it ran (error CODE: ...)
+        3  the plan is done, but decisions wait for the Commander (listed above)
+
+    \b
     Examples:
         maos run examples/plans/report.yaml --data-dir /tmp/maos-report
         MAOS_LLM_BASE_URL=http://127.0.0.1:11434/v1 MAOS_LLM_MODEL=llama3.1 \\
@@ -85,7 +98,7 @@ def run_plan(
         result = asyncio.run(run_plan_file(data_dir, plan_file, resume=resume, echo=typer.echo))
     except MaosError as exc:
         fail(exc)
-    raise typer.Exit(0 if result.status == "done" else 1)
+    raise typer.Exit(plan_exit_status(result.status, bool(result.waiting)))
 
 
 def _llm_line(llm: Mapping[str, Any]) -> str:
@@ -219,6 +232,13 @@ def safe_state(
         view = view_of(data_dir)
         order = orders.safe_state(view.registry, state == "on", reason, principal)
         view.wal.append_sync(order.kind, order.body)
+        waiting = [a.approval_id for a in view.approvals.pending()]
+        expired = orders.settlement(
+            view.approvals, waiting, None, f"Minimal Safe State engaged: {reason}", principal
+        )
+        if state == "on" and expired is not None:
+            view.wal.append_sync(expired.kind, expired.body)
+            typer.echo(f"expired {len(waiting)} waiting approval(s): {', '.join(waiting)}")
     except MaosError as exc:
         fail(exc)
     typer.echo(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,20 +24,26 @@ from maos.cli._common import (
 )
 from maos.commander.packets import packet_lines
 from maos.kernel import orders
+from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
 from maos.kernel.registry import COMMANDER, check_principal
+from maos.kernel.types import Outcome, OutcomeStatus, iso_time
 
 
 @approvals_app.command("list")
 def approvals_list(
     data_dir: DataDir = DEFAULT_DIR,
-    all_: Annotated[bool, typer.Option("--all", help="Include decided ones.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include decided and expired ones.")] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """Intents waiting for a human, with the rule that asked and the flagged targets."""
+    """Intents waiting for a human, with the rule that asked and the flagged targets.
+
+    An approval belongs to its task: one kept past its plan's end says until when;
+    an expired one (its plan failed or was stopped, Minimal Safe State, its time ran
+    out) can never run, and --all shows it as such."""
     view = view_of(data_dir)
     items = view.approvals.all() if all_ else view.approvals.pending()
     if as_json:
@@ -44,53 +51,119 @@ def approvals_list(
         return
     if not items:
         typer.echo("no approvals pending" if not all_ else "no approvals")
+    now = time.time()
     for a in items:
         intent = a.intent
         typer.echo(
-            f"{a.approval_id}  [{a.status.value}]  {a.rule}  agent={a.agent_id} task={a.task_id}"
+            f"{a.approval_id}  [{_state(a, now)}]  {a.rule}  agent={a.agent_id} task={a.task_id}"
         )
         typer.echo(f"    {intent.get('op')} -> {intent.get('target')}")
         typer.echo(f"    why: {a.reason}")
+        if a.status is ApprovalStatus.EXPIRED:
+            typer.echo(f"    expired: {a.note} - it never runs")
         for line in packet_lines(a.details, intent):
             typer.echo(f"    {line}")
 
 
-def _decide(data_dir: Path, approval_id: str, principal: str, approve: bool, note: str) -> None:
+def _state(a: Approval, now: float) -> str:
+    """The status as the Commander needs it: a kept approval says until when."""
+    if a.status is not ApprovalStatus.PENDING or a.expires_at is None:
+        return a.status.value
+    if a.expired_by(now):
+        return f"expired at {iso_time(a.expires_at)}"
+    return f"pending, kept until {iso_time(a.expires_at)}"
+
+
+WAIT_EXIT = 4
+"""`approve`/`deny` with a serving kernel that logged no outcome within --wait."""
+
+
+def _decide(
+    data_dir: Path, approval_id: str, principal: str, approve: bool, note: str, wait_s: float
+) -> None:
     try:
         if kernel_running(data_dir):
-            view = view_of(data_dir)
-            order = orders.decision(
-                view.registry,
-                view.approvals,
-                approval_id,
-                approve=approve,
-                principal=principal,
-                note=note,
-            )
-            view.wal.append_sync(order.kind, order.body)
-            typer.echo(
-                f"{approval_id}: {'approved' if approve else 'denied'};"
-                " the running kernel carries it out"
-            )
-            return
+            outcome = _decide_served(data_dir, approval_id, principal, approve, note, wait_s)
+        else:
 
-        async def act(k: Kernel) -> Any:
-            if approve:
-                return await k.approve(approval_id, principal=principal)
-            return await k.deny(approval_id, principal=principal, note=note)
+            async def act(k: Kernel) -> Outcome:
+                if approve:
+                    return await k.approve(approval_id, principal=principal)
+                return await k.deny(approval_id, principal=principal, note=note)
 
-        outcome = with_kernel(data_dir, act)
+            outcome = with_kernel(data_dir, act)
     except MaosError as exc:
         fail(exc)
     typer.echo(f"{approval_id}: {outcome.status.value} {outcome.code} {outcome.reason}".rstrip())
+    if approve and outcome.status is not OutcomeStatus.COMMITTED:
+        raise typer.Exit(1)
+
+
+def _decide_served(
+    data_dir: Path, approval_id: str, principal: str, approve: bool, note: str, wait_s: float
+) -> Outcome:
+    """Log the decision for the kernel that serves the data dir, then follow the log
+    until that kernel logs what came of it (or ``wait_s`` passes: exit WAIT_EXIT)."""
+    view = view_of(data_dir)
+    order = orders.decision(
+        view.registry,
+        view.approvals,
+        approval_id,
+        approve=approve,
+        principal=principal,
+        now=time.time(),
+        note=note,
+    )
+    view.wal.append_sync(order.kind, order.body)
+    verb = "approved" if approve else "denied"
+    typer.echo(f"{approval_id}: {verb}; the running kernel carries it out")
+    deadline = time.monotonic() + wait_s
+    while True:
+        view.catch_up()
+        item = view.approvals.get(approval_id)
+        if item.status is not ApprovalStatus.APPROVED:
+            return item.refusal()
+        if item.outcome is not None:
+            return Outcome.from_dict(item.outcome)
+        if time.monotonic() >= deadline:
+            typer.secho(
+                f"error APPROVAL.NO_OUTCOME: the serving kernel logged no outcome within"
+                f" {wait_s:g}s; see `maos approvals list --all` later",
+                err=True,
+            )
+            raise typer.Exit(WAIT_EXIT)
+        time.sleep(FOLLOW_S)
+
+
+FOLLOW_S = 0.1
+"""How often the CLI looks for the serving kernel's outcome record."""
+
+
+WaitFor = Annotated[
+    float,
+    typer.Option(
+        "--wait", min=0.0, help="With `maos up` serving: seconds to wait for the outcome."
+    ),
+]
 
 
 @approvals_app.command("approve")
 def approvals_approve(
-    approval_id: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
+    approval_id: str,
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+    wait: WaitFor = 60.0,
 ) -> None:
-    """Approve: the intent is re-checked and runs exactly once."""
-    _decide(data_dir, approval_id, principal, True, "")
+    """Approve: the intent is re-checked and runs exactly once; prints what came of it.
+
+    \b
+    Exit codes:
+        0  the intent ran and committed
+        1  it did not: a denial (the re-check, APPROVAL.EXPIRED) or a failure
+        2  refused (error CODE: already decided, expired, not found ...)
+        4  `maos up` serves the data dir and logged no outcome within --wait
+    """
+    _decide(data_dir, approval_id, principal, True, "", wait)
 
 
 @approvals_app.command("deny")
@@ -99,9 +172,10 @@ def approvals_deny(
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
     note: Annotated[str, typer.Option(help="Why; shown to the agent.")] = "",
+    wait: WaitFor = 60.0,
 ) -> None:
-    """Refuse: the agent's wait ends with APPROVAL.DENIED."""
-    _decide(data_dir, approval_id, principal, False, note)
+    """Refuse: the agent's wait ends with APPROVAL.DENIED (exit 0; 2 when refused)."""
+    _decide(data_dir, approval_id, principal, False, note, wait)
 
 
 # -- agents -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,8 @@ from maos.kernel import orders
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
-from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
+from maos.kernel.types import iso_time
 
 
 def _grant_dict(g: Grant) -> dict[str, Any]:
@@ -43,19 +45,23 @@ def token_mint(
     ] = None,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
-    """Mint a token for a registered agent on an open task (prints it on stdout)."""
-    import time
+    """Mint a token for a registered agent on an open task (prints it on stdout).
 
+    Each grant's OP is a known op (fs.read, email.send, ...), a registered tool
+    (tool.<name>), or a family ending in '*' (fs.*, tool.*); anything else is refused
+    with TOKEN.UNKNOWN_OP and nothing is minted or logged."""
     view = view_of(data_dir)
     try:
+        grants = [grant_option(g) for g in grant]
         view.registry.agent(agent)
         view.registry.task(task)
+        check_grant_ops(grants, view.registry.ops)
         cfg = KernelConfig.load(data_dir)
         authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
         tok = authority.mint(
             agent_id=agent,
             task_id=task,
-            grants=[grant_option(g) for g in grant],
+            grants=grants,
             now=time.time(),
             ttl=ttl,
         )
@@ -78,23 +84,48 @@ def token_mint(
 
 @token_app.command("inspect")
 def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
-    """Verify a token's signatures and show what it allows."""
+    """Verify a token's signatures and show what it allows, and whether this node would
+    accept it now: "status" is valid, expired, revoked or wrong_audience (every reason
+    that applies is in "refused_because"); times are ISO 8601, UTC.
+
+    \b
+    Exit codes:
+        0  the token would be accepted now (for the ops its grants cover)
+        1  it would be refused: expired, revoked, or for another node
+        2  not a token of this node's root key (error CODE: ...)
+    """
     cfg = KernelConfig.load(data_dir)
+    now = time.time()
     try:
-        info = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type).inspect(token)
+        authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
+        info = authority.inspect(token)
     except MaosError as exc:
         fail(exc)
+    revoked = view_of(data_dir).revoked if cfg.wal_path.exists() else set()
+    refused = []
+    if not revoked.isdisjoint(info.revocation_ids):
+        refused.append("revoked")
+    if not now < info.expires_at:
+        refused.append("expired")
+    if info.audience != cfg.node_id:
+        refused.append("wrong_audience")
     echo_json(
         {
+            "status": refused[0] if refused else "valid",
+            "accepted_now": not refused,
+            "refused_because": refused,
             "agent_id": info.agent_id,
             "task_id": info.task_id,
             "audience": info.audience,
-            "expires_at": info.expires_at,
+            "expires_at": iso_time(info.expires_at),
+            "expires_in_s": round(info.expires_at - now),
             "blocks": info.blocks,
             "grants": [_grant_dict(g) for g in info.grants],
             "revocation_ids": list(info.revocation_ids),
         }
     )
+    if refused:
+        raise typer.Exit(1)
 
 
 @token_app.command("revoke")

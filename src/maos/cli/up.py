@@ -11,7 +11,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from maos.cli._common import DEFAULT_DIR, DataDir, app, fail
+from maos.cli._common import DEFAULT_DIR, DataDir, app, fail, plan_exit_status
 from maos.kernel.errors import MaosError
 
 
@@ -125,5 +125,5 @@ def _follow(url: str, token: str, plan_file: Path) -> int:
                 typer.echo(line)
             shown = len(run["log"])
             if run["status"] not in ("queued", "running"):
-                return 0 if run["status"] == "done" else 1
+                return plan_exit_status(run["status"], bool(run.get("waiting")))
             time.sleep(POLL_S)

@@ -48,7 +48,7 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
-from maos.kernel.tokens import Grant, TokenAuthority
+from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.wal import CHECKPOINT_EVERY
@@ -265,12 +265,14 @@ class Kernel:
             if item.status is ApprovalStatus.APPROVED:
                 approved.append(item)
             else:
-                self._finish(item.approval_id, self._denied_by_commander(item))
+                self._finish(item.approval_id, item.refusal())
         return approved
 
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self.config.follow_interval)
+            due = [a.approval_id for a in self.approvals.due(self.clock())]
+            await self.settle_approvals(due, reason="time ran out", principal="kernel")
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -429,9 +431,10 @@ class Kernel:
     def mint(
         self, agent_id: str, task_id: str, grants: Sequence[Grant], *, ttl: float | None = None
     ) -> str:
-        """A token for one agent on one task; least privilege is the caller's plan."""
+        """A token for one agent on one task (known ops only); least privilege is the caller's."""
         self.registry.agent(agent_id)
         self.registry.task(task_id)
+        check_grant_ops(grants, self.registry.ops)
         return self.tokens.mint(
             agent_id=agent_id, task_id=task_id, grants=grants, now=self.clock(), ttl=ttl
         )
@@ -457,6 +460,19 @@ class Kernel:
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
         leaving it restores what each agent was, since no agent's own status changed."""
         await self._order(orders.safe_state(self.registry, on, reason, principal))
+        if on:  # nothing parked before an incident may run after it (issue 9)
+            waiting = [a.approval_id for a in self.approvals.pending()]
+            await self.settle_approvals(
+                waiting, reason=f"Minimal Safe State: {reason}", principal=principal
+            )
+
+    async def settle_approvals(
+        self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
+    ) -> list[Approval]:
+        """Expire the approvals ``ids`` that still wait, or keep them until ``keep_until``."""
+        if order := orders.settlement(self.approvals, ids, keep_until, reason, principal):
+            await self._order(order)
+        return [self.approvals.get(aid) for aid in ids]
 
     async def declassify(
         self, task_id: str, to: Conf, *, reason: str, principal: str = COMMANDER
@@ -476,25 +492,21 @@ class Kernel:
 
     async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
         """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
-        order = orders.decision(
-            self.registry, self.approvals, approval_id, approve=True, principal=principal
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=True)
         return await self._execute_approved(self.approvals.get(approval_id))
 
     async def deny(
         self, approval_id: str, *, principal: str = COMMANDER, note: str = ""
     ) -> Outcome:
-        order = orders.decision(
-            self.registry,
-            self.approvals,
-            approval_id,
-            approve=False,
-            principal=principal,
-            note=note,
-        )
-        await self._order(order)
+        await self._decide(approval_id, principal, approve=False, note=note)
         return self._executed[approval_id]
+
+    async def _decide(self, aid: str, who: str, *, approve: bool, note: str = "") -> None:
+        now = self.clock()  # logged with the decision: one made after an expiry never runs
+        book = (self.registry, self.approvals, aid)
+        await self._order(
+            orders.decision(*book, approve=approve, principal=who, now=now, note=note)
+        )
 
     async def wait(self, approval_id: str) -> Outcome:
         """What an agent awaits after a pending answer: the outcome once a human decided."""
@@ -513,18 +525,11 @@ class Kernel:
             fut.set_result(self._executed[approval_id])
         return self._executed[approval_id]
 
-    def _denied_by_commander(self, item: Approval) -> Outcome:
-        return Outcome(
-            intent_id=str(item.intent.get("intent_id", "")),
-            status=OutcomeStatus.DENIED,
-            code="APPROVAL.DENIED",
-            reason=f"the Commander ({item.decided_by}) refused: {item.note or item.reason}",
-            approval_id=item.approval_id,
-        )
-
     async def _execute_approved(self, item: Approval) -> Outcome:
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
+        if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
+            return self._finish(item.approval_id, item.refusal())
         if cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
             outcome = self._finish(item.approval_id, cascade.eliminated(item))  # once: no await yet
             await self._order(cascade.elimination_order(self.registry, item, self.clock()))

@@ -12,12 +12,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from maos.kernel.approvals import ApprovalBook
+from maos.kernel.approvals import EXPIRED, ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.labels import Conf
 from maos.kernel.registry import Registry, check_principal
 
-__all__ = ["Order", "agent_status", "decision", "declassify", "revocation", "safe_state"]
+__all__ = [
+    "Order",
+    "agent_status",
+    "decision",
+    "declassify",
+    "revocation",
+    "safe_state",
+    "settlement",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +65,17 @@ def decision(
     *,
     approve: bool,
     principal: str,
+    now: float,
     note: str = "",
 ) -> Order:
-    """Approve or deny an intent that still waits; an agent never decides its own."""
+    """Approve or deny an intent that still waits; an agent never decides its own, and
+    nobody decides one that expired (``now`` is logged: a decision folds as expired
+    when it was made after the approval's time ran out)."""
     check_principal(principal, registry)
-    approvals.require_pending(approval_id, principal)
+    approvals.require_pending(approval_id, principal, now)
     if approve:
-        return Order("approval.approved", {"approval_id": approval_id, "principal": principal})
+        body = {"approval_id": approval_id, "principal": principal, "decided_at": now}
+        return Order("approval.approved", body)
     body = {"approval_id": approval_id, "principal": principal, "note": note}
     return Order("approval.denied", body)
 
@@ -72,3 +84,23 @@ def revocation(registry: Registry, ids: Sequence[str], principal: str) -> Order:
     """Tokens revoked for good (the ids the authority just revoked)."""
     check_principal(principal, registry)
     return Order("token.revoked", {"revocation_ids": list(ids), "principal": principal})
+
+
+def settlement(
+    approvals: ApprovalBook,
+    approval_ids: Sequence[str],
+    keep_until: float | None,
+    reason: str,
+    principal: str,
+) -> Order | None:
+    """Settle the given approvals that still wait (None when none does): expired - each
+    one's outcome becomes the denial ``APPROVAL.EXPIRED`` and it never runs - or, with
+    ``keep_until``, kept until then. An approval never outlives its task silently."""
+    pending = {a.approval_id for a in approvals.pending()}
+    ids = [aid for aid in approval_ids if aid in pending]
+    if not ids:
+        return None
+    body: dict[str, Any] = {"approval_ids": ids, "reason": reason, "principal": principal}
+    if keep_until is None:
+        return Order("approval.expired", {**body, "code": EXPIRED})
+    return Order("approval.kept", {**body, "expires_at": keep_until})

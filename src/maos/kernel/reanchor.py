@@ -18,9 +18,9 @@ Both run only while no kernel serves the data directory (the caller holds `Kerne
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from maos.kernel import walcheck
@@ -32,6 +32,7 @@ from maos.kernel.registry import check_principal
 from maos.kernel.view import LogView
 from maos.kernel.wal import Wal, WalRecord
 from maos.kernel.walcheck import ADOPTED, LOSS_ACCEPTED
+from maos.kernel.walconfig import LogConfig
 
 __all__ = ["ADOPTABLE", "LOSSES", "Reanchored", "accept_loss", "adopt"]
 
@@ -60,12 +61,12 @@ class Reanchored:
     """The ``wal.adopted`` or ``wal.loss_accepted`` record, now anchored."""
 
 
-def adopt(config: Any, *, principal: str) -> Reanchored:
+def adopt(config: LogConfig, *, principal: str) -> Reanchored:
     """Anchors a log whose chain verifies but which its anchor does not vouch for."""
     return _reanchor(config, ADOPTED, ADOPTABLE, principal, lambda found, view: {})
 
 
-def accept_loss(config: Any, *, reason: str, principal: str) -> Reanchored:
+def accept_loss(config: LogConfig, *, reason: str, principal: str) -> Reanchored:
     """Records that the log lost what its anchor vouched for, and anchors what is left."""
     if not isinstance(reason, str) or not reason.strip():
         raise InputError("BAD_INPUT.REASON", "accepting a loss needs a reason (--reason TEXT)")
@@ -82,13 +83,13 @@ def accept_loss(config: Any, *, reason: str, principal: str) -> Reanchored:
 
 
 def _reanchor(
-    config: Any,
+    config: LogConfig,
     kind: str,
     allowed: frozenset[str],
     principal: str,
     extra: Callable[[walcheck.VerifyReport, LogView], dict[str, Any]],
 ) -> Reanchored:
-    path: Path = config.wal_path
+    path = config.wal_path
     anchor = HeadAnchor(config.data_dir, witness=config.wal_witness)
     found = walcheck.check(path, anchor, full=True)
     if found.ok or found.code not in allowed:
@@ -133,7 +134,7 @@ def _reanchor(
     return Reanchored(found, rec)
 
 
-def _hash_at(conn: Any, seq: int) -> bytes:
+def _hash_at(conn: sqlite3.Connection, seq: int) -> bytes:
     """The stored hash of record ``seq``; `GENESIS` (and 32 zero bytes for a log id) when
     the log is empty."""
     if seq == 0:

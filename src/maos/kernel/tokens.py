@@ -31,7 +31,7 @@ import os
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -62,6 +62,7 @@ from maos.kernel._token_caveats import (
     read_chain,
 )
 from maos.kernel.errors import TokenError
+from maos.kernel.ops import TOOL_PREFIX, OpSpec
 from maos.kernel.types import Allow, Deny
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ __all__ = [
     "TokenAuthority",
     "TokenInfo",
     "attenuate",
+    "check_grant_ops",
     "derive_key",
 ]
 
@@ -94,6 +96,32 @@ the default size): a digest key was 32 bytes, a token key is the token, so witho
 _MISSING = Deny("DSC.CAPABILITY.MISSING", "The intent carries no capability token.", _CHECK)
 _BISCUIT_ERRORS = (BiscuitValidationError, BiscuitSerializationError, BiscuitBlockError)
 _REVOCATION_ID = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+def check_grant_ops(grants: Sequence[Grant], ops: Mapping[str, OpSpec]) -> None:
+    """Refuse a grant no op could ever use (``TOKEN.UNKNOWN_OP``), before it is minted.
+
+    ``ops`` is the kernel's catalogue: the built-in ops and the registered tools. A
+    grant names one of them exactly, or a prefix ending in ``*`` that covers at least
+    one (``fs.*``). ``tool.*`` is always accepted: it covers the tools
+    registered later too, as a token for "this task's tools" should. A typo such as
+    ``fs.nuke`` would otherwise mint a token that looks like authority and is none,
+    and hide the mistake until the first denial."""
+    for grant in grants:
+        op = grant.op
+        if op.endswith("*"):
+            prefix = op[:-1]
+            if prefix == TOOL_PREFIX or any(name.startswith(prefix) for name in ops):
+                continue
+        elif op in ops:
+            continue
+        families = sorted({name.split(".", 1)[0] + ".*" for name in ops} | {"tool.*"})
+        raise TokenError(
+            "TOKEN.UNKNOWN_OP",
+            f"no op {op!r}: grant one of {sorted(n for n in ops if not n.startswith(TOOL_PREFIX))}"
+            f", a registered tool (tool.<name>), or a family: {', '.join(families)}",
+            op=op,
+        )
 
 
 class RevocationList:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +27,13 @@ __all__ = [
     "OutcomeStatus",
     "Pending",
     "frozen_mapping",
+    "iso_time",
 ]
+
+
+def iso_time(ts: float) -> str:
+    """A log or token time as people read it: ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def frozen_mapping(raw: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

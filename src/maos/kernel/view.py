@@ -69,9 +69,7 @@ class LogView:
             self.provenance.apply(rec.kind, rec.body)
             if rec.kind in AGGREGATE_KINDS:
                 self.aggregate.fold(rec)
-            changed = self.approvals.apply(rec.kind, rec.body)
-            if changed is not None and rec.kind != "approval.pending":
-                out.decided.append(changed)
+            out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]
                 self.revoked.update(ids)

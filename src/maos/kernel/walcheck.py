@@ -25,6 +25,7 @@ Codes: ``WAL.UNREADABLE`` (not a readable SQLite log: no tamper alarm), ``WAL.CH
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ LOSS_HINT = (
 UNANCHORED_COMMITS = 2
 """Group commits a crash can leave beyond the anchor: the one being anchored and the one
 being committed meanwhile (`maos.kernel.wal`); never acknowledged, so accepted."""
+_CATCH_UP_S = 0.5
 _BUSY_MS = 30_000
 _PAGE = 4096
 
@@ -204,13 +206,17 @@ class _Check:
             )
 
     def _run(self) -> VerifyReport:
+        # The anchors first, then one read transaction (a snapshot) for every query: a
+        # kernel committing meanwhile only adds records after what the anchor names, and
+        # head, count and re-hash all see the same log.
+        anchors = self._read_anchors() if self.anchor is not None else None
+        self.conn.execute("BEGIN")
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
         tables = {bytes(r[0]) for r in self.conn.execute(sql)}
         if tables and b"records" not in tables:
             raise _Refused("WAL.UNREADABLE", "the database holds no MAOS log (no records table)")
         tail = self._row("SELECT max(seq) FROM records") if tables else None
         self.head = 0 if tail is None else int(tail[0] or 0)
-        anchors = self._read_anchors() if self.anchor is not None else None
         start, prev = (0, GENESIS) if self.full or not tables else self._checkpoint()
         self.start = start
         if tables and not self.full:
@@ -325,7 +331,8 @@ class _Check:
         )
         assert row is not None
         count, commits = int(row[0]), int(row[1])
-        if count and (commits > UNANCHORED_COMMITS or count > UNANCHORED_COMMITS * (MAX_BATCH + 1)):
+        limit = UNANCHORED_COMMITS * (MAX_BATCH + 1)
+        if count and (commits > UNANCHORED_COMMITS or count > limit) and not self._caught_up():
             why = (
                 f"{count} records after seq {anchored.seq} are not anchored and come from "
                 f"{commits} commits; a crash leaves at most {UNANCHORED_COMMITS}: the anchor "
@@ -333,6 +340,26 @@ class _Check:
             )
             raise _Refused("WAL.UNANCHORED", f"{why}; {ADOPT_HINT}", anchored.seq + 1)
         return count
+
+    def _caught_up(self) -> bool:
+        """Whether live writers have anchored the snapshot's head since it was taken.
+
+        Each writer process can have two group commits in flight, so several writing at
+        once can exceed what one crash leaves; they anchor them within an fsync or two.
+        An anchor put back by an attacker does not move (a live writer refuses to
+        advance it), so waiting `_CATCH_UP_S` for it costs a refusal that much time."""
+        assert self.anchor is not None
+        deadline = time.monotonic() + _CATCH_UP_S
+        while True:
+            try:
+                now = self.anchor.read()
+            except WalError:
+                return False
+            if now is not None and now.seq >= self.head:
+                return now.seq > self.head or self._hash_at(now.seq) == now.hash
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     # -- checkpoints ---------------------------------------------------------------------
 

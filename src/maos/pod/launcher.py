@@ -8,12 +8,17 @@ kernel answered. The exit status is the agent's.
 Admission never undoes a Commander's decision: an agent already registered keeps its
 ring (asking for another would be promotion without onboarding, R5) and must be active
 (a quarantined agent stays quarantined until `maos agent resume`).
+
+A task is opened once, with the targets its principal names. Running into a task that
+is already open is never silent (issue 9): ``resume`` says "again, in that task" (same
+workspace, same trusted targets; naming new ones is refused), ``new_task`` opens a
+fresh one (``<task>-2``, ``-3``, ...); neither refuses with `STATE.TASK_OPEN`, naming both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maos.kernel.dsc.base import AgentStatus
@@ -38,6 +43,10 @@ class AgentLaunch:
     level: int | None = None
     grants: Sequence[Grant] = DEFAULT_GRANTS
     trusted: Sequence[str] = ()
+    resume: bool = False
+    """Run in the task though it is already open (an earlier run's)."""
+    new_task: bool = False
+    """Open a fresh task whose id is ``task_id`` with the first free ``-<n>`` suffix."""
 
 
 def format_event(event: PodEvent) -> str | None:
@@ -63,6 +72,9 @@ async def launch(
     its configuration names: the LLM gateway); returns how the agent ended and its
     output (pod log)."""
     check_id("agent", plan.agent_id)
+    if plan.new_task:
+        plan = replace(plan, task_id=_fresh_task(kernel, plan.task_id))
+        echo(f"task       {plan.task_id} (new)")
     await _admit(kernel, plan)
 
     def show(event: PodEvent) -> None:
@@ -93,10 +105,29 @@ async def _admit(kernel: Kernel, plan: AgentLaunch) -> None:
             "STATE.AGENT_NOT_ACTIVE",
             f"{plan.agent_id} is {known.status.value}; `maos agent resume` it first",
         )
-    if plan.task_id not in kernel.registry.tasks:
+    task = kernel.registry.tasks.get(plan.task_id)
+    if task is None:
         await kernel.open_task(plan.task_id, trusted_targets=plan.trusted)
-    elif plan.trusted:
+    elif not plan.resume:
         raise StateError(
             "STATE.TASK_OPEN",
-            f"task {plan.task_id} is already open; its trusted targets were named then",
+            f"task {plan.task_id} is already open (an earlier run): add --resume to run in it"
+            " again (same workspace and trusted targets), or --new-task to start a fresh task",
         )
+    elif not set(plan.trusted) <= task.trusted_targets:
+        raise StateError(
+            "STATE.TASK_OPEN",
+            f"task {plan.task_id} named its trusted targets when it opened; --resume cannot"
+            " add more: use --new-task",
+        )
+
+
+def _fresh_task(kernel: Kernel, base: str) -> str:
+    """``base`` if no task has it yet, else ``base-2``, ``base-3``, ..., the first free."""
+    taken = kernel.registry.tasks
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return check_id("task", f"{base}-{n}")

@@ -17,6 +17,11 @@
         wait (timeout_s), revoke the token (once the calls it parked are decided)
         plan.step.done {status, value, label} | plan.step.failed {code, final, ...}
       plan.done       {status, code?, step?}
+      approvals still waiting in the task: a done plan keeps them for the Commander
+                      until ``keep_approvals_s`` from now (approval.kept, the time shown
+                      by `maos run`, `maos approvals list` and the dashboard); a failed
+                      or stopped plan expires them (approval.expired: the denial
+                      APPROVAL.EXPIRED, they never run)
 
 Progress lives only in those WAL records: `resume(task_id)` folds them and runs the steps
 not done, after a kernel restart or in another process. A step's value is what its
@@ -28,7 +33,10 @@ Codes (as `StepFailure.code` / `PlanResult.code`, and errors raised before anyth
     PLAN.STEP.EXIT       the agent exited non-zero (``cause``: its last denial's code, if any)
     PLAN.STEP.TIMEOUT    an attempt outlived ``timeout_s``; its pod was killed
     PLAN.STEP.STOPPED    the pod ended for the runtime (quarantine, the Commander, R8)
-    PLAN.STEP.START      the pod could not start (``cause``: the runtime's code)
+    PLAN.STEP.NO_MODEL   the step's agent is the Cognitive Cell and no model is configured or
+                         reachable (said before the step starts, with what to set)
+    PLAN.STEP.START      the pod could not start (``cause``: the runtime's code, or
+                         TOKEN.UNKNOWN_OP for a grant of an op that does not exist)
     PLAN.ALREADY_STARTED `run` on a task that has a plan (use `resume`)
     PLAN.NOT_STARTED     `resume` of a task without a plan
     STATE.TASK_OPEN / STATE.RING_MISMATCH   the kernel already knows the task / the agent
@@ -41,12 +49,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from maos.agents import script
+from maos.kernel.approvals import Approval
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf, Label
@@ -73,6 +82,8 @@ RESULT_PREFIX = "MAOS_RESULT "
 """An agent reports its step's value as one output line: this prefix, then JSON."""
 MAX_VALUE_BYTES = 64 * 1024
 """A value larger than this (as JSON) fails its step: values travel in the environment."""
+KEEP_APPROVALS_S = 24 * 3600.0
+"""How long a done plan's undecided approvals wait for the Commander before they expire."""
 
 
 class PodExit(Protocol):
@@ -104,6 +115,8 @@ class PodStarter(Protocol):
 
 PodFactory = Callable[[int | None], PodStarter]
 """The runtime for a pod isolation level (None: the ring's default)."""
+ModelCheck = Callable[[], Awaitable[str | None]]
+"""Why no model can serve a step now (what to configure), or None when one can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +155,14 @@ class PlanResult:
     """``done`` or ``failed``."""
     done: Mapping[str, StepValue] = field(default_factory=dict)
     failure: StepFailure | None = None
+    approvals: tuple[Approval, ...] = ()
+    """The approvals still undecided when the plan ended, as settled then: kept until
+    their ``expires_at`` (a done plan) or expired (a failed one)."""
+
+    @property
+    def waiting(self) -> tuple[Approval, ...]:
+        """The kept ones: decisions the Commander still has to make."""
+        return tuple(a for a in self.approvals if a.status.value == "pending")
 
     @property
     def code(self) -> str | None:
@@ -167,8 +188,14 @@ class Orchestrator:
         *,
         principal: str = COMMANDER,
         on_event: Callable[[StepEvent], None] | None = None,
+        keep_approvals_s: float = KEEP_APPROVALS_S,
+        model_check: ModelCheck | None = None,
     ) -> None:
         self.kernel = kernel
+        self.model_check = model_check
+        """Asked before each attempt of a Cognitive Cell step: a cell without a model
+        would only wait out its pauses and exit (LLM_DOWN), saying nothing for minutes."""
+        self.keep_approvals_s = keep_approvals_s
         self.pods = pods
         self.principal = principal
         self._on_event = on_event
@@ -265,7 +292,23 @@ class Orchestrator:
             body |= {"step": failure.step, "code": failure.code, "reason": failure.reason}
             body["cause"] = failure.cause
         await self.kernel.wal.append("plan.done", body)
-        return PlanResult(plan.task, status, dict(done), failure)
+        return PlanResult(plan.task, status, dict(done), failure, await self._settle(plan, failure))
+
+    async def _settle(self, plan: Plan, failure: StepFailure | None) -> tuple[Approval, ...]:
+        """An approval belongs to its task: kept for a while once the plan is done, so the
+        Commander can still let a flagged effect through; expired when the plan failed or
+        was stopped (nothing of that run may still act)."""
+        if failure is None:
+            keep_until = self.kernel.clock() + self.keep_approvals_s
+            reason = f"plan {plan.task} is done; kept for the Commander"
+        else:
+            keep_until = None
+            reason = f"plan {plan.task} failed ({failure.code})"
+        waiting = [a.approval_id for a in self.kernel.approvals.pending(plan.task)]
+        settled = await self.kernel.settle_approvals(
+            waiting, keep_until=keep_until, reason=reason, principal=self.principal
+        )
+        return tuple(settled)
 
     async def _schedule(
         self,
@@ -341,6 +384,10 @@ class Orchestrator:
         step = plan.steps[sid]
         agent_id = step.agent
         spec = plan.agents[agent_id]
+        if self.model_check is not None and Path(spec.script) == COGNITIVE_CELL:
+            missing = await self.model_check()
+            if missing is not None:
+                return StepFailure(sid, "PLAN.STEP.NO_MODEL", missing)
         await self.kernel.wal.append(
             "plan.step.started",
             {"task_id": plan.task, "step": sid, "agent_id": agent_id, "attempt": attempt},
@@ -364,7 +411,10 @@ class Orchestrator:
             **step.cell.env(),
         }
         since = self.kernel.wal.tail_seq()
-        token = self.kernel.mint(agent_id, plan.task, self._grants(plan, sid))
+        try:
+            token = self.kernel.mint(agent_id, plan.task, self._grants(plan, sid))
+        except MaosError as exc:  # a grant for an op that does not exist
+            return StepFailure(sid, "PLAN.STEP.START", exc.message, exc.code)
         try:
             try:
                 run = await self.pods(spec.level).start(

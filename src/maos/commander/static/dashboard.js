@@ -44,7 +44,9 @@ function approvalCard(item) {
   card.querySelector(".op").textContent = item.intent.op || "?";
   card.querySelector(".target").textContent = item.intent.target || "";
   card.querySelector(".meta").textContent =
-    item.rule + " · agent " + item.agent_id + " · task " + item.task_id + " · " + item.approval_id;
+    item.rule + " · agent " + item.agent_id + " · task " + item.task_id + " · " + item.approval_id +
+    // Kept past its plan's end (issue 9): it expires then, and never runs after.
+    (item.expires_at ? " · kept until " + new Date(item.expires_at * 1000).toISOString() : "");
   card.querySelector(".why").textContent = item.reason;
   replace(card.querySelector(".packet"), item.packet.map((line) =>
     el("li", line, line.startsWith("flagged ") ? "flagged" : "")));
@@ -142,7 +144,7 @@ function doubtItem(d) {
 function summary(record) {
   const b = record.body || {};
   const parts = [record.seq, record.kind];
-  for (const key of ["agent_id", "op", "target", "code", "status", "approval_id", "task_id", "reason"]) {
+  for (const key of ["agent_id", "op", "target", "code", "status", "approval_id", "approval_ids", "expires_at", "task_id", "reason"]) {
     if (b[key] !== undefined && b[key] !== "") parts.push(key + "=" + (typeof b[key] === "object" ? JSON.stringify(b[key]) : b[key]));
   }
   return parts.join("  ");

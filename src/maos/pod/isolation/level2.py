@@ -24,7 +24,7 @@ from functools import cache
 from maos.pod.isolation import seccomp
 from maos.pod.isolation.base import START_TIMEOUT, Launch, ProcessSandbox, Started, Support
 from maos.pod.isolation.home import PodDir
-from maos.pod.isolation.level1 import BASE_ENV, PYTHON
+from maos.pod.isolation.level1 import BASE_ENV, PYTHON, bwrap_exit_signal
 
 __all__ = ["Level2Sandbox", "landlock_abi", "stdlib_dir", "support"]
 
@@ -208,9 +208,4 @@ class Level2Sandbox(ProcessSandbox):
             proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",)), reaper
         )
 
-    @staticmethod
-    def _exit_signal(returncode: int) -> int | None:
-        """bwrap reports a child killed by signal N as exit status 128 + N."""
-        if returncode < 0:
-            return -returncode
-        return returncode - 128 if returncode > 128 else None
+    _exit_signal = staticmethod(bwrap_exit_signal)
