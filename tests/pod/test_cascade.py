@@ -27,6 +27,7 @@ from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.pod.isolation import PodHome
+from maos.pod.isolation.freeze import FREEZER_ROOT
 from maos.pod.runtime import PodRuntime
 from maos.services.security import SecurityAgent, Threshold
 from maos.testing import Mailbox
@@ -188,6 +189,8 @@ def test_elimination_waits_for_the_commander_keeps_the_rca_and_a_clean_copy_fini
             await kernel.close()
 
     ended, report, stages = asyncio.run(main())
+    if FREEZER_ROOT.exists():  # the frozen pod's cgroup went with it
+        assert not list((FREEZER_ROOT / "maos").glob("bad-*"))
     assert stages == [
         "observation",
         "soft_isolation",

@@ -239,7 +239,7 @@ class PodRuntime:
                     pod.kill()
                 code, violation = await self._serve(run, pod)
                 if run.freezer is not None:
-                    run.freezer.remove()
+                    await asyncio.to_thread(run.freezer.remove)
                 if run.heal:
                     await self._ended(run, code, run.stop_reason or "eliminated")
                     await containment.heal(self.kernel, run, RUNTIME_PRINCIPAL)

@@ -110,9 +110,20 @@ class Freezer:
             self.thaw()
 
     def remove(self) -> None:
-        """Drop the pod's cgroup once its processes are gone (best effort)."""
-        with contextlib.suppress(OSError):
-            self._cgroup.rmdir()
+        """Drop the pod's cgroup once its processes are gone: the pod's first process is
+        reaped before the last of the others has left the cgroup, so wait for it a little
+        (blocking; best effort after that)."""
+        if self.mechanism != "cgroup-freezer" or not self._cgroup.exists():
+            return
+        deadline = time.monotonic() + _SETTLE_S
+        while True:
+            try:
+                self._cgroup.rmdir()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
 
     def _freeze_cgroup(self) -> None:
         self._cgroup.mkdir(parents=True, exist_ok=True)
