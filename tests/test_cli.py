@@ -267,11 +267,15 @@ def test_the_heuristic_refuses_before_the_judge_is_asked(data_dir: Path, mailbox
 
 
 def test_a_bad_llm_config_stops_a_command_naming_the_field(data_dir: Path) -> None:
-    _configure(data_dir, llm={"providers": [{"kind": "openai", "model": "m"}]})
     approval_id = _pending_id(data_dir)
+    good = (data_dir / "config.json").read_text()
+    _configure(data_dir, llm={"providers": [{"kind": "openai", "model": "m"}]})
     code, out = maos("approvals", "approve", approval_id, "-d", str(data_dir))
     assert code == 2
     assert "error BAD_INPUT.CONFIG: llm.providers[0].base_url: required" in out
+    code, out = maos("approvals", "list", "-d", str(data_dir))  # issue 9: every command
+    assert code == 2 and "llm.providers[0].base_url: required" in out
+    (data_dir / "config.json").write_text(good)
     assert _pending_id(data_dir) == approval_id  # nothing was decided
 
 

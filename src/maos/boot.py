@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 
 from maos.kernel.aggregate import Threshold
 from maos.kernel.approvals import Approval, ApprovalStatus
+from maos.kernel.config import KernelConfig, read_config
 from maos.kernel.errors import InputError, MaosError
-from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.kernel import Kernel
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.types import iso_time
@@ -142,7 +143,8 @@ async def configured_kernel(
     installed before boot replays approved intents); all closed after. Without a tool
     adapter given, the hosts of tools that parked calls wait for are started too, once
     the kernel has folded its log and before it replays approved intents."""
-    settings = load_settings(data_dir)
+    config = read_config(data_dir)  # the one reading: the kernel's keys and the services'
+    settings = load_settings(data_dir, config=config)
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
@@ -162,7 +164,7 @@ async def configured_kernel(
         sse = await semantic_evaluator(settings.sse, llm)
         extra = {**(adapters or {}), **({} if llm is None else {"llm": llm.adapter})}
         kernel = await Kernel.boot(
-            KernelConfig.load(data_dir),
+            KernelConfig.of(config, data_dir),
             follow=follow,
             sse=sse,
             fever_sse=HeuristicEvaluator() if sse is None else None,

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from maos.agents import script
+from maos.kernel.errors import StateError
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Outcome, OutcomeStatus
+from maos.kernel.view import KernelLock
 from maos.llm import FallbackChain, LlmAdapter, OpenAICompatible
 from maos.pod.isolation import IsolationUnavailable, PodHome
 from maos.pod.runtime import PodEvent, PodRuntime
@@ -168,11 +170,29 @@ class _Commander:
 
 
 async def _boot(data_dir: Path, smtp_port: int) -> Kernel:
+    """The demo's SMTP server lives as long as the demo: its port is given to this kernel
+    only, never written to ``config.json``, so the data dir stays usable after."""
     config = KernelConfig(
         data_dir=data_dir, smtp=SmtpConfig("127.0.0.1", smtp_port, "maos@demo.local")
     )
-    config.save()
     return await Kernel.boot(config)
+
+
+def _refuse_used(data_dir: Path) -> None:
+    """The demo writes a whole story into its data dir (agents, a task named acme-offer,
+    its log): only into a new or empty one. Checked before anything is started or
+    written; the kernel's lock, taken first thing at boot, closes the gap after."""
+    if not data_dir.exists() or not any(data_dir.iterdir()):
+        return
+    serving = KernelLock(data_dir).held()
+    raise StateError(
+        "STATE.DATA_DIR_USED",
+        f"{data_dir} is not empty"
+        + ("; a kernel serves it (maos up)" if serving else "")
+        + ": the demo runs only in a new or empty directory",
+        hint="give another --data-dir, or none for a temporary one; "
+        f"`maos status -d {data_dir}` shows what this one holds",
+    )
 
 
 async def _act_two(kernel: Kernel, http_port: int) -> list[_Row]:
@@ -306,7 +326,10 @@ _MARK = {
 
 
 def run_demo(data_dir: Path | None = None) -> int:
-    """Run both acts and print what happened; returns the process exit code."""
+    """Run both acts and print what happened; returns the process exit code. A
+    ``data_dir`` must be new or empty (`StateError` ``STATE.DATA_DIR_USED``)."""
+    if data_dir is not None:
+        _refuse_used(data_dir)
     with (
         tempfile.TemporaryDirectory(prefix="maos-demo-") as tmp,
         loopback_smtp() as inbox,
@@ -355,6 +378,10 @@ def run_demo(data_dir: Path | None = None) -> int:
         if data_dir is not None:
             print(f"Look around: maos status -d {root}   maos wal show -d {root}")
             print(f"In a browser: maos up -d {root}")
+            print(
+                "  (the demo's mail server is gone with it: for mail from there, add an "
+                f"smtp section to {root / 'config.json'})"
+            )
         else:
             print(
                 "Keep the state to look around: maos demo --data-dir DIR, then maos status -d DIR"

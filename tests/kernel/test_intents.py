@@ -291,3 +291,10 @@ def test_valid_intents_round_trip_through_the_wire(raw: dict[str, Any]) -> None:
     assert parse(wire) == intent
     assert parse(orjson.dumps(wire)) == intent
     assert parse(orjson.dumps(intent_to_wire(intent), default=dict)) == intent
+
+
+def test_issue9_a_frame_naming_a_key_twice_is_refused() -> None:
+    frame = b'{"op": "fs.read", "target": "a", "target": "../../etc/passwd"}'
+    with pytest.raises(InputError) as info:
+        parse_intent(frame, agent_id="a1", intent_id="i1")
+    assert info.value.code == "BAD_INPUT.DUPLICATE_KEY"

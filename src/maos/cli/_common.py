@@ -1,25 +1,77 @@
 """What every command shares: the apps, the common options, reading the log, booting a
-kernel for a decision, failing with a code."""
+kernel for a decision, failing with a code.
+
+Failing is in one place: the root group (`_Commands`) turns a `MaosError` - and the OS,
+SQLite and range errors a user can cause from outside - into ``error CODE: sentence``
+plus what to do, exit status 2; a command never prints a traceback for bad input."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from maos.kernel.errors import MaosError
-from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.config import KernelConfig, read_config
+from maos.kernel.errors import InputError, MaosError, StateError
+from maos.kernel.kernel import Kernel
 from maos.kernel.tokens import Grant
 from maos.kernel.view import KernelLock, LogView
+from maos.kernel.wal import Wal
 from maos.kernel.walconfig import anchored_wal
 
 T = TypeVar("T")
 
+READ_ONLY_HINT = (
+    "the data dir is read-only: status, wal show, wal verify, approvals list and token "
+    "inspect work on it; commands that decide or run need a writable one"
+)
+_PERMISSION = "run as the data dir's owner, or use a copy you may write"
+_OS_CODES = {
+    errno.ENOTDIR: ("STATE.NOT_A_DIRECTORY", "a path in it is a file: give a directory"),
+    errno.EISDIR: ("BAD_INPUT.IS_A_DIRECTORY", "name a file, not a directory"),
+    errno.EACCES: ("STATE.PERMISSION", _PERMISSION),
+    errno.EPERM: ("STATE.PERMISSION", _PERMISSION),
+    errno.EROFS: ("STATE.READ_ONLY", READ_ONLY_HINT),
+    errno.ENOSPC: ("STATE.DISK_FULL", "free some space and run the command again"),
+}
+"""The OS errors a user causes from outside, with their code and what to do."""
+
+
+class _Commands(TyperGroup):
+    """The one place a command's failure becomes ``error CODE: sentence`` and a hint (see
+    the module docstring). Anything not listed here is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context is private
+        try:
+            return super().invoke(ctx)
+        except MaosError as exc:
+            fail(exc)
+        except OSError as exc:
+            if exc.errno not in _OS_CODES:
+                raise
+            fail(os_error(exc))
+        except sqlite3.DatabaseError as exc:
+            fail(
+                StateError(
+                    "WAL.UNREADABLE",
+                    f"SQLite cannot read the log: {exc}",
+                    hint="`maos wal verify` says what is wrong with it",
+                )
+            )
+        except OverflowError as exc:
+            fail(InputError("BAD_INPUT.RANGE", f"a number is out of range ({exc})"))
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="MAOS: run AI agents so that they cannot hurt the people who use them.\n\n"
     "Start with `maos demo`; then `maos status`, `maos approvals list` and "
     "`maos wal verify` against the demo's --data-dir.\n\n"
@@ -61,10 +113,26 @@ app.add_typer(wal_app, name="wal")
 app.add_typer(task_app, name="task")
 app.add_typer(agent_app, name="agent")
 
+
+def directory_option(data_dir: Path | None) -> Path | None:
+    """``--data-dir``'s check, before the command runs: a directory or a new path."""
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise StateError(
+            "STATE.NOT_A_DIRECTORY",
+            f"{data_dir} is a file, not a data directory",
+            hint="give --data-dir a directory, or a path that does not exist yet",
+        )
+    return data_dir
+
+
 DataDir = Annotated[
     Path,
     typer.Option(
-        "--data-dir", "-d", envvar="MAOS_DATA_DIR", help="Where the WAL, keys and workspaces live."
+        "--data-dir",
+        "-d",
+        envvar="MAOS_DATA_DIR",
+        help="Where the WAL, keys and workspaces live.",
+        callback=directory_option,
     ),
 ]
 AsPrincipal = Annotated[
@@ -74,22 +142,70 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 DEFAULT_DIR = Path(".maos")
 
 
-def fail(exc: MaosError) -> None:
+_HINTS = (
+    ("PLAN.", "fix the plan file: docs/orchestrator.md describes its fields"),
+    ("BAD_INPUT.YAML_ALIASES", "fix the plan file: docs/orchestrator.md describes its fields"),
+    ("WAL.", "`maos wal verify -d DIR` checks the log and names what is wrong"),
+    ("TOKEN.", "`maos token --help` shows how tokens are minted and inspected"),
+)
+"""What to do, by code prefix, for errors raised without a ``hint`` of their own."""
+
+
+def fail(exc: MaosError) -> NoReturn:
+    """Print ``error CODE: sentence`` and what to do on stderr; exit 2."""
     typer.secho(f"error {exc.code}: {exc.message}", err=True, fg=typer.colors.RED)
+    hint = exc.fields.get("hint") or next(
+        (h for prefix, h in _HINTS if exc.code.startswith(prefix)),
+        "`maos COMMAND --help` shows what a command takes",
+    )
+    typer.secho(f"  {hint}", err=True)
     raise typer.Exit(2)
 
 
-def view_of(data_dir: Path) -> LogView:
-    wal_path = KernelConfig(data_dir=data_dir).wal_path
+def os_error(exc: OSError) -> StateError:
+    """An OS error a user caused (one of `_OS_CODES`), naming the path and what to do."""
+    code, hint = _OS_CODES[exc.errno or 0]
+    where = f"{exc.filename}: " if exc.filename else ""
+    return StateError(code, f"{where}{exc.strerror or exc}", hint=hint)
+
+
+def config_of(data_dir: Path) -> KernelConfig:
+    """``config.json`` validated whole, the same way for every command: the kernel's keys
+    (`read_config`) and, on the same reading, the services' sections (`load_settings`)."""
+    from maos.llm.config import load_settings
+
+    config = read_config(data_dir)
+    load_settings(data_dir, config=config)
+    return KernelConfig.of(config, data_dir)
+
+
+def log_of(data_dir: Path, *, write: bool) -> Wal:
+    """The data dir's log, its config.json validated first: for a command that appends a
+    decision to it, or (``write=False``) only reads it - opened read-only then, so it
+    works on a read-only copy and changes nothing."""
+    config = config_of(data_dir)
+    wal_path = config.wal_path
     if not wal_path.exists():
-        typer.secho(f"error STATE.NO_DATA_DIR: no MAOS log at {wal_path}", err=True, fg="red")
-        raise typer.Exit(2)
-    try:
-        config = KernelConfig.load(data_dir)
-    except MaosError as exc:
-        fail(exc)
+        raise StateError(
+            "STATE.NO_DATA_DIR",
+            f"no MAOS log at {wal_path}",
+            hint="start one with `maos demo -d DIR`, `maos run PLAN -d DIR` or `maos up -d DIR`",
+        )
+    if not write:
+        return Wal(wal_path, readonly=True)
+    if not (os.access(data_dir, os.W_OK) and os.access(wal_path, os.W_OK)):
+        raise StateError(
+            "STATE.READ_ONLY",
+            f"{data_dir} is read-only and this command logs a decision",
+            hint=READ_ONLY_HINT,
+        )
     # Anchored: a deciding command's append advances the anchor like the kernel's do.
-    view = LogView(anchored_wal(config))
+    return anchored_wal(config)
+
+
+def view_of(data_dir: Path, *, write: bool = True) -> LogView:
+    """The log folded (see `log_of`)."""
+    view = LogView(log_of(data_dir, write=write))
     view.catch_up()
     return view
 
@@ -107,13 +223,7 @@ def with_kernel(data_dir: Path, act: Callable[[Kernel], Awaitable[T]]) -> T:
 
 
 def kernel_running(data_dir: Path) -> bool:
-    if not data_dir.is_dir():
-        return False
-    lock = KernelLock(data_dir)
-    if lock.try_acquire():
-        lock.release()
-        return False
-    return True
+    return data_dir.is_dir() and KernelLock(data_dir).held()
 
 
 def plan_exit_status(status: str, waiting: bool) -> int:

@@ -121,7 +121,7 @@ def agent_run(
 def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """Registered agents with ring, status, context label, and their place in the
     quarantine cascade: stage, danger score now (folded from the log) and evidence."""
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     scores = _danger_now(view, data_dir)
     rows: list[dict[str, Any]] = [
         {

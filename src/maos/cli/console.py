@@ -17,6 +17,7 @@ from maos.cli._common import (
     DataDir,
     JsonOut,
     app,
+    directory_option,
     echo_json,
     fail,
     kernel_running,
@@ -35,7 +36,11 @@ def demo(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", "-d", help="Keep the demo's state here (default: a fresh temp dir)."
+            "--data-dir",
+            "-d",
+            help="Keep the demo's state here: a new or empty directory (default: a fresh "
+            "temp dir).",
+            callback=directory_option,
         ),
     ] = None,
 ) -> None:
@@ -117,7 +122,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, approvals, LLM, tools, in-doubt effects."""
     from maos.llm.config import llm_status
 
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     in_doubt = [d.to_dict() for d in CommitLayer(view.wal, {}).in_doubt()]
     tasks = sorted(view.registry.tasks)
     info: dict[str, Any] = {

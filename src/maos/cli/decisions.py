@@ -44,7 +44,7 @@ def approvals_list(
     An approval belongs to its task: one kept past its plan's end says until when;
     an expired one (its plan failed or was stopped, Minimal Safe State, its time ran
     out) can never run, and --all shows it as such."""
-    view = view_of(data_dir)
+    view = view_of(data_dir, write=False)
     items = view.approvals.all() if all_ else view.approvals.pending()
     if as_json:
         echo_json([a.to_dict() for a in items])
@@ -221,7 +221,7 @@ def task_declassify(
 @doubt_app.command("list")
 def in_doubt_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """Effects recovery could not settle on its own, oldest first."""
-    items = [d.to_dict() for d in CommitLayer(view_of(data_dir).wal, {}).in_doubt()]
+    items = [d.to_dict() for d in CommitLayer(view_of(data_dir, write=False).wal, {}).in_doubt()]
     if as_json:
         echo_json(items)
         return

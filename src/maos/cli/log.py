@@ -13,7 +13,9 @@ from maos.cli._common import (
     DEFAULT_DIR,
     AsPrincipal,
     DataDir,
+    config_of,
     fail,
+    log_of,
     wal_app,
 )
 from maos.kernel import reanchor, walcheck
@@ -22,7 +24,6 @@ from maos.kernel.errors import MaosError
 from maos.kernel.kernel import KernelConfig
 from maos.kernel.registry import COMMANDER
 from maos.kernel.view import KernelLock
-from maos.kernel.wal import Wal
 
 
 @wal_app.command("verify")
@@ -113,11 +114,8 @@ def _reanchor(
 
 
 def _config(data_dir: Path) -> KernelConfig:
-    try:
-        return KernelConfig.load(data_dir)
-    except MaosError as exc:
-        fail(exc)
-        raise
+    """config.json validated whole, as every command does (`config_of`)."""
+    return config_of(data_dir)
 
 
 @wal_app.command("show")
@@ -127,9 +125,7 @@ def wal_show(
     kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds.")] = None,
 ) -> None:
     """Print log records, one JSON object per line."""
-    for rec in Wal(KernelConfig(data_dir=data_dir).wal_path).read(
-        since_seq=since, kinds=kind or None
-    ):
+    for rec in log_of(data_dir, write=False).read(since_seq=since, kinds=kind or None):
         typer.echo(
             json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str)
         )

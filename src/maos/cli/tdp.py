@@ -13,9 +13,8 @@ from typing import Annotated
 
 import typer
 
-from maos.cli._common import DEFAULT_DIR, DataDir, app, fail
+from maos.cli._common import DEFAULT_DIR, DataDir, app, config_of, fail
 from maos.kernel.errors import MaosError
-from maos.kernel.kernel import KernelConfig
 
 __all__ = ["tdp"]
 
@@ -34,7 +33,7 @@ def tdp(
     0 when the log verifies and 2 when it does not (the screen names the record).
     """
     try:
-        config = KernelConfig.load(data_dir)
+        config = config_of(data_dir)
     except MaosError as exc:
         fail(exc)
         return

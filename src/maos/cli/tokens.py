@@ -11,6 +11,7 @@ from maos.cli._common import (
     DEFAULT_DIR,
     AsPrincipal,
     DataDir,
+    config_of,
     echo_json,
     fail,
     grant_option,
@@ -19,7 +20,6 @@ from maos.cli._common import (
 )
 from maos.kernel import orders
 from maos.kernel.errors import MaosError
-from maos.kernel.kernel import KernelConfig
 from maos.kernel.registry import COMMANDER, check_principal
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import iso_time
@@ -56,7 +56,7 @@ def token_mint(
         view.registry.agent(agent)
         view.registry.task(task)
         check_grant_ops(grants, view.registry.ops)
-        cfg = KernelConfig.load(data_dir)
+        cfg = config_of(data_dir)
         authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
         tok = authority.mint(
             agent_id=agent,
@@ -94,14 +94,14 @@ def token_inspect(token: str, data_dir: DataDir = DEFAULT_DIR) -> None:
         1  it would be refused: expired, revoked, or for another node
         2  not a token of this node's root key (error CODE: ...)
     """
-    cfg = KernelConfig.load(data_dir)
+    cfg = config_of(data_dir)
     now = time.time()
     try:
         authority = TokenAuthority(data_dir / "keys", cfg.node_id, cfg.node_type)
         info = authority.inspect(token)
     except MaosError as exc:
         fail(exc)
-    revoked = view_of(data_dir).revoked if cfg.wal_path.exists() else set()
+    revoked = view_of(data_dir, write=False).revoked if cfg.wal_path.exists() else set()
     refused = []
     if not revoked.isdisjoint(info.revocation_ids):
         refused.append("revoked")
@@ -133,7 +133,7 @@ def token_revoke(
     token: str, data_dir: DataDir = DEFAULT_DIR, principal: AsPrincipal = COMMANDER
 ) -> None:
     """Revoke a token (and every token attenuated from it) for good."""
-    cfg = KernelConfig.load(data_dir)
+    cfg = config_of(data_dir)
     view = view_of(data_dir)
     try:
         check_principal(principal, view.registry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +12,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from maos.cli._common import DEFAULT_DIR, DataDir, app, fail, plan_exit_status
-from maos.kernel.errors import MaosError
+from maos.cli._common import DEFAULT_DIR, DataDir, app, plan_exit_status
+from maos.kernel.errors import InputError
 
 
 @app.command()
@@ -43,24 +44,35 @@ def up(
         maos up --data-dir /tmp/maos-invoice --plan examples/plans/invoice.yaml
     """
     if host not in ("127.0.0.1", "::1", "localhost"):
-        typer.secho(
-            "error BAD_INPUT.HOST: the dashboard serves on loopback only (127.0.0.1 or ::1)",
-            err=True,
+        raise InputError(
+            "BAD_INPUT.HOST", "the dashboard serves on loopback only (127.0.0.1 or ::1)"
         )
-        raise typer.Exit(2)
+    if not 0 <= port <= MAX_PORT:
+        raise InputError(
+            "BAD_INPUT.PORT",
+            f"--port {port} is not a TCP port",
+            hint=f"give 1-{MAX_PORT}, or 0 to pick a free one",
+        )
+    from maos.commander.web import bind_loopback
+    from maos.services.plan import load_plan
+
+    for plan_file in plan or ():  # a bad plan, a taken port: refused before anything is written
+        load_plan(plan_file)
+    listening = bind_loopback("127.0.0.1" if host == "localhost" else host, port)
     try:
-        asyncio.run(_serve(data_dir, "127.0.0.1" if host == "localhost" else host, port, plan))
-    except MaosError as exc:
-        fail(exc)
-    except OSError as exc:
-        typer.secho(f"error STATE.PORT_UNAVAILABLE: cannot serve on {host}:{port}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        asyncio.run(_serve(data_dir, listening, plan))
+    finally:
+        listening.close()
 
 
-async def _serve(data_dir: Path, host: str, port: int, plans: list[Path] | None) -> None:
+MAX_PORT = 65535
+
+
+async def _serve(data_dir: Path, listening: socket.socket, plans: list[Path] | None) -> None:
     from maos.boot import PlanQueue, configured_kernel
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
+    host, port = listening.getsockname()[:2]
     async with configured_kernel(data_dir) as kernel:
         queue = PlanQueue(kernel, typer.echo)
         for plan_file in plans or ():
@@ -72,6 +84,7 @@ async def _serve(data_dir: Path, host: str, port: int, plans: list[Path] | None)
             port=port,
             extra=lambda: {"plans": queue.runs()},
             submit_plan=queue.submit,
+            listening=listening,
         )
         url_file = data_dir / URL_FILE
         url_file.write_text(dashboard.url + "\n")

@@ -38,15 +38,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
 from maos.commander.packets import packet_lines
+from maos.kernel import strictjson
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import COMMANDER
+from maos.kernel.strictjson import TOO_LARGE, check_size
 
 __all__ = [
+    "MAX_BODY",
     "TOKEN_FILE",
     "URL_FILE",
     "Dashboard",
+    "bind_loopback",
     "dashboard_app",
     "load_or_create_token",
     "snapshot",
@@ -163,9 +167,11 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _status_of(exc: MaosError) -> int:
+    if exc.code == TOO_LARGE:
+        return 413
     if exc.code.endswith(("NOT_FOUND", "UNKNOWN_AGENT", "UNKNOWN_TASK")):
         return 404
-    if isinstance(exc, InputError) or exc.code.startswith("PLAN."):
+    if isinstance(exc, InputError) or exc.code.startswith(("PLAN.", "BAD_INPUT.")):
         return 400
     if isinstance(exc, (ApprovalError, StateError)):
         return 409
@@ -190,9 +196,34 @@ def _api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+MAX_BODY = 64 * 1024
+"""The largest request body: the API's bodies are a note, a status, a path. Checked
+against Content-Length before anything is read, and counted while a chunked body
+streams in, so an oversized body is refused without being held whole."""
+
+
 async def _body(request: Request) -> bytes:
-    raw = await request.body()
-    return raw or b"{}"
+    """The request's JSON body, at most `MAX_BODY` bytes, no key given twice (checked
+    here; each endpoint's model checks the rest)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError("BAD_INPUT.BODY", "Content-Length is not a number")
+        check_size(int(declared), MAX_BODY, "the request body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        check_size(size, MAX_BODY, "the request body")
+        chunks.append(chunk)
+    raw = b"".join(chunks) or b"{}"
+    try:
+        strictjson.loads(raw, limit=MAX_BODY, what="the request body")
+    except InputError as exc:
+        if exc.code != strictjson.NOT_JSON:
+            raise
+        raise InputError("BAD_INPUT.BODY", exc.message) from None
+    return raw
 
 
 SubmitPlan = Callable[[Path], Mapping[str, Any]]
@@ -308,9 +339,30 @@ class _Guard:
         return None
 
 
+def bind_loopback(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0 picks a free port); `StateError`
+    ``STATE.PORT_UNAVAILABLE`` when it cannot be had. `maos up` binds before the kernel
+    boots, so a refusal has written nothing."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)  # connections wait in the backlog until `serve` accepts
+    except OSError as exc:
+        sock.close()
+        raise StateError(
+            "STATE.PORT_UNAVAILABLE",
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --port (0 picks a free one) or stop what listens there",
+        ) from None
+    return sock
+
+
 class Dashboard:
-    """The dashboard served from a socket bound now, so the caller knows its port (0 picks
-    a free one) before serving starts. Serve with `serve`; `stop` ends it."""
+    """The dashboard served from a socket bound now (or given as ``listening``), so the
+    caller knows its port (0 picks a free one) before serving starts. Serve with `serve`;
+    `stop` ends it."""
 
     def __init__(
         self,
@@ -321,12 +373,9 @@ class Dashboard:
         port: int = 0,
         extra: Callable[[], Mapping[str, Any]] = dict,
         submit_plan: SubmitPlan | None = None,
+        listening: socket.socket | None = None,
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(128)  # connections wait in the backlog until `serve` accepts
+        self._sock = listening or bind_loopback(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         app = dashboard_app(

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import orjson
 
+from maos.kernel import strictjson
 from maos.kernel.errors import InputError
 from maos.kernel.types import Cost, Intent
 
@@ -140,8 +141,11 @@ def _decode(raw: object) -> dict[Any, Any]:
         if len(raw) > MAX_FRAME_BYTES:
             _fail("TOO_LARGE", f"frame is larger than {MAX_FRAME_BYTES} bytes", "frame")
         try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            text = raw if isinstance(raw, str) else bytes(raw)
+            raw = strictjson.loads(text, limit=MAX_FRAME_BYTES, what="frame")
+        except InputError as exc:
+            if exc.code == strictjson.DUPLICATE_KEY:
+                raise InputError(exc.code, exc.message, field="frame") from None
             _fail("JSON", "frame is not valid UTF-8 JSON", "frame")
     if type(raw) is not dict:
         _fail("NOT_AN_OBJECT", "an intent must be a JSON object", "frame")

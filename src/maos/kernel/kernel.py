@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +31,7 @@ from maos.effects.http import HttpAdapter
 from maos.kernel import cascade, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
+from maos.kernel.config import KernelConfig, SmtpConfig
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.budget import Budget, BudgetLedger
 from maos.kernel.dsc.capability import CapabilityCheck
@@ -51,8 +49,7 @@ from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDen
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
-from maos.kernel.wal import CHECKPOINT_EVERY
-from maos.kernel.walconfig import anchored_wal, log_section, log_settings
+from maos.kernel.walconfig import anchored_wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -64,76 +61,6 @@ _SSE_EXEMPT = frozenset({EffectClass.READ, EffectClass.KERNEL})
 
 DEFAULT_BUDGET = Budget(tokens=200_000, api_calls=1_000, money_cents=0)
 """What an agent or task may spend when its principal names no budget: no money at all."""
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str
-    port: int
-    sender: str = "maos@localhost"
-
-
-@dataclass(frozen=True, slots=True)
-class KernelConfig:
-    data_dir: Path
-    """Holds the WAL, the root key and the task workspaces."""
-    node_id: str = "local"
-    """The audience every token this kernel accepts must name."""
-    node_type: str = "sovereign"
-    smtp: SmtpConfig | None = None
-    clock: Callable[[], float] = time.time
-    follow_interval: float = 0.2
-    """How often a running kernel picks up decisions other processes logged (CLI approvals)."""
-    wal_witness: Path | None = None
-    """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
-    wal_checkpoint_every: int = CHECKPOINT_EVERY
-    """Records between two checkpoints: at most about this many are re-hashed at boot."""
-
-    @classmethod
-    def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
-        """Embedded defaults, overridden by ``<data_dir>/config.json`` when present."""
-        raw: dict[str, Any] = {}
-        path = data_dir / "config.json"
-        if path.exists():
-            try:
-                raw = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InputError("BAD_INPUT.CONFIG", f"{path} is not valid JSON: {exc}") from exc
-        smtp = raw.get("smtp")
-        witness, every = log_settings(raw.get("wal", {}), data_dir, path)
-        cfg = cls(
-            data_dir=data_dir,
-            node_id=str(raw.get("node_id", "local")),
-            node_type=str(raw.get("node_type", "sovereign")),
-            smtp=SmtpConfig(
-                str(smtp["host"]), int(smtp["port"]), str(smtp.get("sender", "maos@localhost"))
-            )
-            if isinstance(smtp, dict)
-            else None,
-            wal_witness=witness,
-            wal_checkpoint_every=every,
-        )
-        return replace(cfg, **overrides)
-
-    def save(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        raw: dict[str, Any] = {"node_id": self.node_id, "node_type": self.node_type}
-        if self.smtp is not None:
-            raw["smtp"] = {
-                "host": self.smtp.host,
-                "port": self.smtp.port,
-                "sender": self.smtp.sender,
-            }
-        raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
-        (self.data_dir / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
-
-    @property
-    def wal_path(self) -> Path:
-        return self.data_dir / "wal.sqlite3"
-
-    @property
-    def workspaces(self) -> Path:
-        return self.data_dir / "workspaces"
 
 
 class Kernel:

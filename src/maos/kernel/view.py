@@ -111,6 +111,21 @@ class KernelLock:
         self._fd = fd
         return True
 
+    def held(self) -> bool:
+        """Whether a kernel holds the lock now; opens the lock file read-only and creates
+        nothing, so it answers on a read-only data dir too (no lock file: no kernel)."""
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def acquire(self) -> None:
         if not self.try_acquire():
             raise StateError(

@@ -269,10 +269,12 @@ class Wal:
         *,
         anchor: HeadAnchor | None = None,
         checkpoint_every: int = CHECKPOINT_EVERY,
+        readonly: bool = False,
     ) -> None:
         """``anchor``: every writer of a data directory's log that holds its root key
         passes one (the kernel, the CLI's deciding commands); without one the log is
-        written unanchored (benchmarks, tests of the chain alone)."""
+        written unanchored (benchmarks, tests of the chain alone). ``readonly``: only read
+        (``maos status`` and the like), so it creates and writes nothing."""
         if checkpoint_every < 1:
             raise WalError("WAL.BAD_CONFIG", "checkpoint_every must be at least 1")
         self._path = path
@@ -286,8 +288,11 @@ class Wal:
         self._tail: tuple[int, bytes] | None = None
         """Seq and hash of this writer's last commit, set only with an anchor."""
         self._anchorer: _Anchorer | None = None
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._readonly = readonly
         try:
+            if readonly:
+                raise FileExistsError
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             pass
@@ -356,6 +361,8 @@ class Wal:
         loop: asyncio.AbstractEventLoop | None,
         future: asyncio.Future[WalRecord] | Future[WalRecord],
     ) -> None:
+        if self._readonly:
+            raise WalError("WAL.READ_ONLY", "this log was opened read-only", path=str(self._path))
         # Validation and encoding happen here, in the caller: a bad record fails only its
         # caller, and the writer is left with nothing but the chain step.
         kind_b = _text("kind", kind, optional=False)
@@ -611,7 +618,9 @@ class Wal:
         if self._closing:
             raise WalError("WAL.CLOSED", "the log is closed", path=str(self._path))
         if self._reader is None:
-            self._reader = _connect(self._path)
+            self._reader = (
+                walcheck.connect_readonly(self._path) if self._readonly else _connect(self._path)
+            )
         return self._reader
 
     # -- verifying -------------------------------------------------------------------------

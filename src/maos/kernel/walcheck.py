@@ -43,6 +43,7 @@ __all__ = [
     "LOSS_ACCEPTED",
     "VerifyReport",
     "check",
+    "connect_readonly",
     "open_readonly",
     "rehash",
     "require",
@@ -103,12 +104,34 @@ class VerifyReport:
         }
 
 
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that creates and writes nothing. While a writer has the log open its
+    ``-shm`` file exists and ``mode=ro`` shares its locks; with neither ``-shm`` nor
+    ``-wal`` beside it nobody has it open, and ``immutable=1`` reads the file as it is
+    (``mode=ro`` would leave a ``-shm`` behind, or fail in a read-only directory, where
+    a read-only copy of a data dir lives: issue 9)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    live = any(Path(f"{path}{suffix}").exists() for suffix in ("-shm", "-wal"))
+    attempts = (uri, f"{uri}&immutable=1") if live else (f"{uri}&immutable=1",)
+    for i, attempt in enumerate(attempts, 1):
+        conn = sqlite3.connect(
+            attempt, timeout=30, isolation_level=None, check_same_thread=False, uri=True
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if i == len(attempts):
+                raise
+            continue
+        return conn
+    raise AssertionError("unreachable")
+
+
 def open_readonly(path: Path) -> sqlite3.Connection:
     """The log opened read-only, with stored text as bytes (hash exactly what is stored)."""
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
-        )
+        conn = connect_readonly(path)
     except sqlite3.Error as exc:
         raise WalError("WAL.UNREADABLE", f"SQLite cannot open {path}: {exc}") from exc
     conn.text_factory = bytes

@@ -1,7 +1,7 @@
 """Which model providers a kernel uses, and which semantic evaluators, from its config file.
 
-``<data_dir>/config.json`` holds, beside the kernel's own keys (which `KernelConfig.load`
-reads; it ignores these sections)::
+``<data_dir>/config.json`` holds, beside the kernel's own keys (`maos.kernel.config`, which
+reads the file once for both and refuses any other top-level key)::
 
     {"llm": {"providers": [
          {"kind": "openai", "name": "ollama", "base_url": "http://127.0.0.1:11434/v1",
@@ -33,15 +33,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maos.effects.email import valid_address
-from maos.kernel.errors import InputError
+from maos.kernel.config import ConfigFile, error_sentence, read_config
+from maos.kernel.config import config_error as _invalid
+from maos.kernel.config import validation_error as _first_error
 from maos.kernel.kernel import Kernel
 from maos.kernel.wal import Wal, WalRecord
 from maos.llm.adapter import LlmAdapter
@@ -90,8 +93,6 @@ JUDGE_MAX_TOKENS = 64
 
 _MODE_KEYS = ("mode", "last_provider", "last_error", "outages")
 """What an ``llm.mode`` record holds: `ProviderHealth.to_dict` without its monotonic times."""
-_CODE = "BAD_INPUT.CONFIG"
-_KINDS = ("openai", "anthropic")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_FIELDS = {"base_url": ENV_BASE_URL, "model": ENV_MODEL, "api_key_env": ENV_API_KEY_ENV}
@@ -300,50 +301,11 @@ class SecuritySettings(_Section):
 class Settings(BaseModel):
     """The sections of ``config.json`` this module owns, with the environment's provider."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     llm: LlmSettings = LlmSettings()
     sse: SseSettings = SseSettings()
     security: SecuritySettings = SecuritySettings()
-
-
-def _path(loc: Sequence[int | str]) -> str:
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif i and isinstance(loc[i - 1], int) and part in _KINDS:
-            continue  # pydantic names the union member it tried; the kind is in the file
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _sentence(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    if kind == "missing":
-        return "required"
-    if kind == "extra_forbidden":
-        return "not a known setting (a typo?)"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return "must be an object"
-    if kind == "union_tag_invalid":
-        return f"kind must be 'openai' or 'anthropic', not {err['ctx']['tag']!r}"
-    if kind == "union_tag_not_found":
-        return "needs a kind: 'openai' or 'anthropic'"
-    if kind == "value_error":
-        return str(err["ctx"]["error"])
-    msg = str(err["msg"])
-    return msg[:1].lower() + msg[1:]
-
-
-def _invalid(where: str, sentence: str) -> InputError:
-    return InputError(_CODE, f"{where}: {sentence}", path=where)
-
-
-def _first_error(exc: ValidationError, prefix: Sequence[str] = ()) -> InputError:
-    err = exc.errors()[0]
-    return _invalid(_path([*prefix, *err["loc"]]) or "config.json", _sentence(err))
 
 
 def _env_provider(environ: Mapping[str, str]) -> OpenAIProviderConfig | None:
@@ -360,21 +322,19 @@ def _env_provider(environ: Mapping[str, str]) -> OpenAIProviderConfig | None:
         return OpenAIProviderConfig.model_validate(raw | {"api_key_env": key_env})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise _invalid(_ENV_FIELDS[str(err["loc"][0])], _sentence(err)) from None
+        raise _invalid(_ENV_FIELDS[str(err["loc"][0])], error_sentence(err)) from None
 
 
-def load_settings(data_dir: Path, environ: Mapping[str, str] = os.environ) -> Settings:
-    """The ``llm`` and ``sse`` sections, validated; `InputError` ``BAD_INPUT.CONFIG`` else."""
-    path = data_dir / "config.json"
+def load_settings(
+    data_dir: Path, environ: Mapping[str, str] = os.environ, *, config: ConfigFile | None = None
+) -> Settings:
+    """The ``llm``, ``sse`` and ``security`` sections, validated on the one reading of
+    ``config.json`` (`read_config`, which checks the rest; pass ``config`` when it is
+    already read); `InputError` ``BAD_INPUT.CONFIG`` else."""
+    config = read_config(data_dir) if config is None else config
     try:
-        text = path.read_text() if path.exists() else "{}"
-    except OSError as exc:
-        raise _invalid(str(path), f"cannot be read ({exc.strerror})") from exc
-    try:
-        settings = Settings.model_validate_json(text)
+        settings = Settings.model_validate_json(orjson.dumps(config.services()))
     except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise _invalid(str(path), f"not valid JSON ({exc.errors()[0]['msg']})") from None
         raise _first_error(exc) from None
     env = _env_provider(environ)
     if env is not None:

@@ -61,7 +61,11 @@ class PodClient:
         if cap is not None:
             frame["cap"] = cap
         self._next_id += 1
-        self.send_raw(json.dumps(frame, separators=(",", ":")).encode())
+        # Compact UTF-8, as orjson writes it: the kernel's duplicate-key proof then holds
+        # on the fast path (maos.kernel.strictjson). A lone surrogate goes out as invalid
+        # UTF-8 and is refused there, as it was before.
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        self.send_raw(text.encode("utf-8", "surrogatepass"))
         reply: dict[str, Any] = json.loads(self.recv_raw())
         return reply
 

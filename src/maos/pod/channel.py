@@ -1,27 +1,35 @@
 """The gateway channel: one SOCK_SEQPACKET socket pair per pod, kernel side in asyncio.
 
 SEQPACKET keeps message boundaries, so a frame is one record and no length prefix can
-lie. Every inbound record is untrusted: it must be at most `MAX_FRAME` bytes, decode as
-JSON, fit `RequestFrame` and its op's args model, and carry exactly the next id. Any
+lie. Every inbound record is untrusted: it must be at most `MAX_FRAME` bytes, not be
+empty, decode as JSON with no key given twice, fit `RequestFrame` and its op's args
+model, and carry exactly the next id. Any
 failure is a `ChannelViolation` - a hard violation, never a recoverable parse error,
 because the only program on the other end is agent code and our own bootstrap never
 sends a bad frame. The first violation poisons the channel: later calls re-raise it.
 
     MaosError
     ├── ChannelViolation   POD.FRAME.*    the pod sent something the sanitizer refuses
-    └── ChannelClosed      POD.CHANNEL.CLOSED  the pod's end is gone (exit, kill)
+    │                      (and BAD_INPUT.DUPLICATE_KEY)
+    └── ChannelClosed      POD.CHANNEL.CLOSED  the pod's end is gone (exit, kill, close)
+
+An empty record and the end of the stream both read as ``b""`` on SEQPACKET; the channel
+tells them apart by whether the socket is hung up (`PodChannel._peer_gone`): an empty
+record is `POD.FRAME.EMPTY`, a violation like any malformed frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections.abc import Callable
 
 import orjson
 from pydantic import ValidationError
 
-from maos.kernel.errors import MaosError
+from maos.kernel import strictjson
+from maos.kernel.errors import InputError, MaosError
 from maos.pod.frames import GATEWAYS, Frame, OpTable, Reply, RequestFrame, StrictModel
 
 __all__ = [
@@ -50,6 +58,9 @@ class ViolationCode:
     SEQUENCE_GAP = "POD.FRAME.SEQUENCE_GAP"
     UNKNOWN_GATEWAY = "POD.FRAME.UNKNOWN_GATEWAY"
     UNKNOWN_OP = "POD.FRAME.UNKNOWN_OP"
+    EMPTY = "POD.FRAME.EMPTY"
+    DUPLICATE_KEY = "BAD_INPUT.DUPLICATE_KEY"
+    """A key given twice: the Sentry and the kernel might read different values."""
 
 
 class ChannelViolation(MaosError):
@@ -92,9 +103,13 @@ def decode_request(
     """Sanitize one record; pure, so it can be fuzzed without a pod."""
     if len(data) > max_frame:
         raise ChannelViolation(ViolationCode.TOO_LARGE, "frame exceeds the size cap", cap=max_frame)
+    if not data:
+        raise ChannelViolation(ViolationCode.EMPTY, "an empty frame (a record of zero bytes)")
     try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        raw = strictjson.loads(data, limit=max_frame, what="frame")
+    except InputError as exc:
+        if exc.code == strictjson.DUPLICATE_KEY:
+            raise ChannelViolation(ViolationCode.DUPLICATE_KEY, exc.message) from exc
         raise ChannelViolation(ViolationCode.MALFORMED, "frame is not JSON") from exc
     if not isinstance(raw, dict):
         raise ChannelViolation(ViolationCode.MALFORMED, "frame is not a JSON object")
@@ -177,7 +192,7 @@ class PodChannel:
             raise ChannelClosed("POD.CHANNEL.CLOSED", "channel error", errno=exc.errno) from exc
         finally:
             self._waiter = None
-        if not data:
+        if not data and self._peer_gone():
             raise ChannelClosed("POD.CHANNEL.CLOSED", "the pod closed its end")
         try:
             req, args = decode_request(
@@ -190,6 +205,15 @@ class PodChannel:
             raise
         self._next_id += 1
         return Frame(self.agent_id, req.id, req.gw, req.op, args, req.cap)
+
+    def _peer_gone(self) -> bool:
+        """After a read of zero bytes: was it the end of the stream or an empty record?
+        SEQPACKET reads both as ``b""``; only the end leaves the socket hung up (every copy
+        of the pod's end closed, or shut down for writing). An empty record is a frame the
+        sanitizer refuses like any other, so a pod cannot end its supervision with one."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN | select.POLLRDHUP)
+        return any(ev & (select.POLLHUP | select.POLLRDHUP) for _, ev in poller.poll(0))
 
     async def send(self, reply: Reply) -> None:
         data = orjson.dumps(reply.model_dump(mode="json"))

@@ -4,8 +4,9 @@
                               │ deny: error reply           (DSC, WAL, adapters)   Sentry.record
                               └ violation ──► Fast Apoptosis
 
-Fast Apoptosis (seed v5.8): a violation that is certain - a frame the channel refuses, a
-request outside the Sentry's whitelists, a system call the seccomp filter kills - ends
+Fast Apoptosis (seed v5.8): a violation that is certain - a frame the channel refuses (an
+empty one too), a request outside the Sentry's whitelists, a system call the seccomp
+filter kills, a channel closed by a pod that keeps running - ends
 the pod at once, is logged as ``pod.violation`` {agent_id, code, detail, level}, and the
 agent starts again from its clean image (a fresh pod, the same script) with
 ``pod.restarted``. After `max_restarts` restarts the next violation quarantines the agent
@@ -62,6 +63,10 @@ LEVEL_FOR_RING: Mapping[int, int] = {2: 1, 3: 2}
 """Verified agents (ring 2) run as plain processes; untrusted ones (ring 3) in bubblewrap."""
 APOPTOSIS_GRACE = 2.0
 """Seconds an agent that ended itself has to exit before its pod is killed."""
+CLOSE_GRACE = 2.0
+"""Seconds a pod whose channel closed has to exit before it is killed as a violation."""
+CHANNEL_ABANDONED = "POD.CHANNEL.ABANDONED"
+"""A pod closed its channel (its supervision) but kept running."""
 
 
 def profile_for(ring: int, grants: Sequence[Grant]) -> SentryProfile:
@@ -343,8 +348,10 @@ class PodRuntime:
             while True:
                 try:
                     frame = await channel.recv()
-                except (ChannelViolation, ChannelClosed):
+                except ChannelViolation:
                     return None  # a violation is the pod's own record (pod.violation)
+                except ChannelClosed:
+                    return await self._closed(run, pod)
                 decision = await run.sentry.admit(frame)
                 if isinstance(decision, SentryViolation):
                     pod.kill()
@@ -399,6 +406,18 @@ class PodRuntime:
             if status is not AgentStatus.QUARANTINED:
                 return
             await asyncio.sleep(self._poll)
+
+    async def _closed(self, run: AgentRun, pod: PodProcess) -> HardViolation | None:
+        """The pod's end of the channel is gone. A pod that is exiting is reaped as usual;
+        one still running after `CLOSE_GRACE` has cut itself off from its Sentry and is
+        never left running unsupervised: killed, as a violation (Fast Apoptosis)."""
+        try:
+            await asyncio.wait_for(pod.wait(), CLOSE_GRACE)
+        except TimeoutError:
+            pod.kill()
+            detail = f"the pod closed its channel and was still running {CLOSE_GRACE:.0f} s later"
+            return HardViolation(CHANNEL_ABANDONED, detail, run.agent_id, pod.pid)
+        return None
 
     async def _watch_status(self) -> None:
         """R8: the Commander's pause or kill ends the agent's pod; a quarantine (hard

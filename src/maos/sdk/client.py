@@ -153,7 +153,7 @@ def _check(args: dict[str, Any]) -> None:
     for name, value in args.items():
         if isinstance(value, str) and len(value) > _FIELD_LIMITS.get(name, _TEXT_LIMIT):
             raise SdkError("SDK.TOO_LARGE", f"{name} is longer than the gateway accepts")
-    if len(json.dumps(args)) > _ARGS_LIMIT:  # the pod client encodes with ASCII escapes
+    if len(json.dumps(args)) > _ARGS_LIMIT:  # ASCII escapes: at least the UTF-8 frame's size
         raise SdkError("SDK.TOO_LARGE", f"the request exceeds {_ARGS_LIMIT} bytes")
 
 

@@ -30,6 +30,7 @@ grants the kernel would refuse never starts.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,11 +39,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from maos.kernel.errors import MaosError
+from maos.kernel.errors import InputError, MaosError
+from maos.kernel.strictjson import check_size
 from maos.kernel.tokens import Grant
 from maos.tool import effect_class
 
 __all__ = [
+    "MAX_PLAN_BYTES",
+    "MAX_PROMPT_CHARS",
     "AgentSpec",
     "Budgets",
     "CellSettings",
@@ -73,6 +77,11 @@ EffectName = Literal[
     "credential-change",
 ]
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+MAX_PLAN_BYTES = 1024 * 1024
+"""A plan file's limit, checked before it is read."""
+MAX_PROMPT_CHARS = 64 * 1024
+"""The prompt (and the mission statement) reach every agent of the plan in its pod's
+environment, inside a launch frame of bounded size: a longer one is refused at load."""
 
 
 class PlanError(MaosError):
@@ -230,6 +239,15 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
         ) from exc
     if not isinstance(raw, Mapping):
         raise PlanError("PLAN.INVALID", "a plan is a mapping with task, prompt, agents, steps")
+    for field in ("prompt", "mission_statement"):
+        value = raw.get(field)
+        if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+            raise PlanError(
+                "BAD_INPUT.TOO_LARGE",
+                f"{field}: {len(value)} characters; a plan's {field} is at most "
+                f"{MAX_PROMPT_CHARS} (put long material in a workspace file the agents read)",
+                path=field,
+            )
     try:
         plan = Plan.model_validate_json(text)
     except ValidationError as exc:
@@ -240,18 +258,48 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
     _topological(plan)
     if base_dir is not None:
         agents = {
-            aid: spec.model_copy(update={"script": str(_resolve(spec.script, base_dir))})
+            aid: spec.model_copy(
+                update={"script": str(_resolve(spec.script, base_dir, path=f"agents.{aid}"))}
+            )
             for aid, spec in plan.agents.items()
         }
-        modules = tuple(str(_resolve(m, base_dir)) for m in plan.tool_modules)
+        modules = tuple(
+            str(_resolve(m, base_dir, what="tool module", path=f"tool_modules[{i}]"))
+            for i, m in enumerate(plan.tool_modules)
+        )
         plan = plan.model_copy(update={"agents": agents, "tool_modules": modules})
     return plan
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a plan is written out in full. An alias shares a
+    node, so 300 bytes of nested aliases ("a billion laughs") expand into gigabytes as
+    soon as anything walks the result; refusing them while composing costs nothing."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark
+            raise PlanError(
+                "BAD_INPUT.YAML_ALIASES",
+                f"line {mark.line + 1}: a plan may not use YAML anchors or aliases (& and *); "
+                "write each value out",
+                line=mark.line + 1,
+            )
+        return super().compose_node(parent, index)
+
+
 def load_plan(path: Path) -> Plan:
-    """Read, parse and validate a plan file."""
+    """Read, parse and validate a plan file (at most `MAX_PLAN_BYTES`, checked before it
+    is read; no YAML anchors or aliases)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            check_size(os.fstat(f.fileno()).st_size, MAX_PLAN_BYTES, f"the plan {path}")
+            data = f.read(MAX_PLAN_BYTES + 1)
+        check_size(len(data), MAX_PLAN_BYTES, f"the plan {path}")
+        raw = yaml.load(data, Loader=_PlainLoader)
+    except InputError as exc:
+        raise PlanError(exc.code, exc.message, **exc.fields) from None
     except OSError as exc:
         raise PlanError("PLAN.INVALID", f"cannot read {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -328,7 +376,8 @@ def _topological(plan: Plan) -> list[str]:
     return order
 
 
-def _resolve(script: str, base_dir: Path) -> Path:
+def _resolve(script: str, base_dir: Path, *, what: str = "agent", path: str) -> Path:
+    """A path relative to the plan file, or the name of a shipped agent or tool module."""
     if "/" not in script and not script.endswith(".py"):
         from maos.agents import script as shipped
 
@@ -336,6 +385,9 @@ def _resolve(script: str, base_dir: Path) -> Path:
             return shipped(script)
         except FileNotFoundError:
             raise PlanError(
-                "PLAN.INVALID", f"no shipped agent named {script!r}", path="agents"
+                "PLAN.INVALID",
+                f"{path}: no shipped {what} named {script!r}; give a path to a .py file "
+                "(relative to the plan)",
+                path=path,
             ) from None
     return (base_dir / script).resolve()
