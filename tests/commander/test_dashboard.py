@@ -121,10 +121,12 @@ def test_a_parked_mail_shows_its_packet_and_approving_it_sends_it_once(
             [pending] = state["pending_approvals"]
             assert pending["approval_id"] == approval_id
             assert pending["rule"].startswith("R10")
-            assert (
+            [line] = [p for p in pending["packet"] if p.startswith("flagged stranger")]
+            assert line.startswith(
                 "flagged stranger@evil.example: first seen only in untrusted content"
-                " (fs:inbox/mail.txt, handed to a1)" in pending["packet"]
-            )
+                " (in fs.read:inbox/mail.txt, field content, intent "
+            )  # issue 8: the result and the field it came in
+            assert line.endswith("; fs:inbox/mail.txt; handed to a1)")
             assert any(r["kind"] == "approval.pending" for r in state["recent"])
             assert mailbox.messages == []
             done = await client.post(f"api/approvals/{approval_id}/approve", json={})

@@ -131,7 +131,7 @@ def test_each_required_field_is_named_when_missing(field: str) -> None:
         ({"expected_version": "3"}, "BAD_INPUT.TYPE"),
         ({"extra_targets": "a@example.com"}, "BAD_INPUT.TYPE"),
         ({"extra_targets": [""]}, "BAD_INPUT.EMPTY"),
-        ({"extra_targets": [f"u{i}@example.com" for i in range(33)]}, "BAD_INPUT.TOO_LARGE"),
+        ({"extra_targets": [f"u{i}@example.com" for i in range(64)]}, "BAD_INPUT.TOO_LARGE"),
         ({"surprise": 1}, "BAD_INPUT.UNKNOWN_FIELD"),
     ],
 )

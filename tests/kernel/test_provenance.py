@@ -95,15 +95,19 @@ def test_target_first_seen_in_untrusted_file_is_flagged_with_its_source(
         return _first_seen(k, await _mail(k, token, STRANGER, "m1"), STRANGER)
 
     first = with_kernel(config, body)
-    assert first == {
+    intent_id = first.pop("intent_id")
+    assert first == {  # issue 8: which result, and where in it
         "first_seen": "untrusted_content",
         "sources": ["fs:inbox/mail.txt"],
         "agent_id": "a1",
+        "source": "fs.read:inbox/mail.txt",
+        "field": "content",
     }
     assert mailbox.recipients() == []
     (record,) = _seen_records(config)
     assert record["task_id"] == TASK and record["agent_id"] == "a1"
-    assert {"kind": "email", "value": STRANGER} in record["identifiers"]
+    assert {"kind": "email", "value": STRANGER, "field": "content"} in record["identifiers"]
+    assert record["intent_id"] == intent_id and record["source"] == "fs.read:inbox/mail.txt"
     assert record["label"]["integrity"] == "untrusted"
     assert record["label"]["sources"] == ["fs:inbox/mail.txt"]
 
@@ -145,7 +149,7 @@ def test_recipient_the_agent_invented_was_never_seen(config: KernelConfig) -> No
     assert with_kernel(config, body) == {"first_seen": "never_seen"}
 
 
-def test_results_without_new_identifiers_log_nothing(config: KernelConfig) -> None:
+def test_results_without_new_values_log_nothing(config: KernelConfig) -> None:
     async def body(k: Kernel) -> None:
         token = await _setup(k)
         await _read(k, token, "contacts/notes.txt", "r1")
@@ -155,7 +159,12 @@ def test_results_without_new_identifiers_log_nothing(config: KernelConfig) -> No
         assert out.status is OutcomeStatus.COMMITTED, out
 
     with_kernel(config, body)
-    assert len(_seen_records(config)) == 1
+    # notes.txt's one line is a value (a name could come from it), mail.txt names three
+    # addresses; reading mail.txt again and the mail's echo of BOSS name nothing new
+    assert [r["source"] for r in _seen_records(config)] == [
+        "fs.read:contacts/notes.txt",
+        "fs.read:inbox/mail.txt",
+    ]
 
 
 def test_provenance_survives_a_restart(config: KernelConfig) -> None:

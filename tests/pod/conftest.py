@@ -24,7 +24,8 @@ def _cached_runtime(request: pytest.FixtureRequest, **build: Any) -> Iterator[Ru
     """Cached in pytest's cache dir when uid nobody can traverse to it (a checkout under
     ``/root`` cannot be mounted by bwrap running as nobody); otherwise built in a fresh
     world-traversable temporary dir and removed afterwards."""
-    cache = request.config.cache.mkdir("mcp-runtime") if request.config.cache else None
+    store = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache = store.mkdir("mcp-runtime") if store is not None else None
     if cache is not None and reachable(cache.parent, pod_uid()):
         yield build_runtime(cache=cache, constraints=LOCK, **build)
         return

@@ -23,7 +23,10 @@ import pytest
 from maos.agents import script
 from maos.effects.base import EffectError
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.labels import Conf
+from maos.kernel.manifest import ManifestError, parse_manifest
 from maos.kernel.tokens import Grant
+from maos.kernel.types import EffectClass
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolHostError, install_tools, start_tools
@@ -163,8 +166,8 @@ attempt("lookup_contact", name="alice")
         "label": "untrusted",
     }
     registered = {b["name"]: b for k, b in records if k == "tool.registered"}
-    assert registered["pay_invoice"]["effect_class"] == "pay"
-    assert registered["pay_invoice"]["targets"] == {"iban": "account"}
+    assert registered["pay_invoice"]["effect_classes"] == ["pay"]
+    assert registered["pay_invoice"]["targets"] == {"iban": {"kind": "account", "optional": False}}
     prepared = [b for k, b in records if k == "intent.prepared"]
     pay = next(i for i in prepared if i["op"] == "tool.pay_invoice")
     assert pay["cost"]["money_cents"] == 1200
@@ -254,8 +257,8 @@ attempt("no_such_tool")
     )
     codes = [o["code"] for o in out]
     assert codes[:3] == ["TOOL.BAD_ARGS"] * 3
-    # -5 fits the schema but is no amount; the host's function refuses it too.
-    assert codes[3] in ("TOOL.BAD_ARGS", "TOOL.RAISED")
+    # -5 fits the schema but is no amount: the manifest refuses it (issue 8).
+    assert codes[3] == "TOOL.BAD_AMOUNT"
     assert codes[4] == "GATEWAY.TOOL.UNKNOWN"
     assert not [b for k, b in records if k == "intent.prepared"]
 
@@ -400,19 +403,21 @@ def test_manifest_from_signature_and_strict_arguments() -> None:
         Longer text the model does not need."""
         return to
 
-    manifest = notify.manifest()
-    assert manifest["effect_class"] == "send" and manifest["external"] is True
-    assert manifest["accepts"] == "public"
-    assert manifest["description"] == "Send a short notice."
-    assert manifest["parameters"]["required"] == ["to", "text"]
-    assert manifest["parameters"]["properties"]["cc"] == {"type": ["string", "null"]}
+    manifest = parse_manifest(notify.manifest())  # the kernel's validator decides
+    assert manifest.effect_classes == (EffectClass.SEND,) and manifest.external is True
+    assert manifest.accepts is Conf.PUBLIC
+    assert manifest.description == "Send a short notice."
+    assert manifest.parameters["required"] == ["to", "text"]
+    assert manifest.parameters["properties"]["cc"] == {"type": ["string", "null"]}
     check_args(notify.parameters, {"to": "a@b.example", "text": "hi", "cc": None})
     for bad in ({"to": "a@b.example"}, {"to": 1, "text": "x"}, {"to": "a", "text": "x", "z": 1}):
         with pytest.raises(ToolError):
             check_args(notify.parameters, bad)
     with pytest.raises(ToolError):
         check_args(notify.parameters, {"to": "a", "text": "x", "urgent": 1})
-    with pytest.raises(ToolError, match="target"):
-        tool(effect="send", targets={"nope": "recipient"})(notify.fn)
-    with pytest.raises(ToolError, match="kind"):
-        tool(effect="send", targets={"to": "pigeon"})(notify.fn)
+    with pytest.raises(ManifestError, match=r"targets\.nope"):
+        parse_manifest(tool(effect="send", targets={"nope": "recipient"})(notify.fn).manifest())
+    with pytest.raises(ManifestError, match="kind"):
+        parse_manifest(tool(effect="send", targets={"to": "pigeon"})(notify.fn).manifest())
+    with pytest.raises(ManifestError, match="string"):  # issue 8: a bool is no target
+        parse_manifest(tool(effect="send", targets={"urgent": "user"})(notify.fn).manifest())

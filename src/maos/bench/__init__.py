@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, dsc, durability, egress, immune, pods, scenarios
+from maos.bench import anchor, dsc, durability, egress, federation, immune, pods, scenarios
 
 __all__ = ["render", "run_bench"]
 
@@ -24,19 +24,21 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    say("bench 1/6: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
+    say("bench 1/7: DSC decisions (7 checks, 1000 agents, Biscuit baseline) ...")
     figures: dict[str, Any] = {"dsc": dsc.measure(quick=quick)}
-    say("bench 2/6: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
+    say("bench 2/7: durability (raw fsync, raw SQLite group commit, the WAL, its anchor) ...")
     with tempfile.TemporaryDirectory(prefix="maos-bench-", dir=Path.cwd()) as tmp:
         figures["durability"] = durability.measure(Path(tmp), quick=quick)
         figures["durability"].update(anchor.measure(Path(tmp), quick=quick))
-    say("bench 3/6: pods (cold start per level, warm pool, gateway round trip, memory) ...")
+    say("bench 3/7: pods (cold start per level, warm pool, gateway round trip, memory) ...")
     figures["pods"] = pods.measure(quick=quick)
-    say("bench 4/6: egress relay (per connection, against a direct loopback connection) ...")
+    say("bench 4/7: egress relay (per connection, against a direct loopback connection) ...")
     figures["egress"] = egress.measure(quick=quick)
-    say("bench 5/6: security scenarios (benign and attacked runs, an obedient model) ...")
+    say("bench 5/7: federation (revocation hub -> leaf mirror -> kernel, against bare NATS) ...")
+    figures["federation"] = federation.measure(quick=quick)
+    say("bench 6/7: security scenarios (benign and attacked runs, an obedient model) ...")
     figures["scenarios"] = scenarios.measure(progress=say, limit=5 if quick else None)
-    say("bench 6/6: immune system (pre-effect aggregate check, danger score, freezing) ...")
+    say("bench 7/7: immune system (pre-effect aggregate check, danger score, freezing) ...")
     figures["immune"] = immune.measure(quick=quick)
     figures["meta"] = {
         "python": platform.python_version(),
@@ -92,6 +94,7 @@ def render(figures: dict[str, Any]) -> str:
     ]
     rows += _pod_rows(figures["pods"])
     rows += _egress_rows(figures["egress"])
+    rows += _federation_rows(figures["federation"])
     rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     width = max(len(r[0]) for r in rows)
@@ -153,6 +156,26 @@ def _scenario_table(s: dict[str, Any]) -> str:
         stopped = ", ".join(r["stopped_by"]) or "-"
         lines.append(f"{r['scenario']:<{width}}  {r['benign']:<10} {r['attack']:<12} {stopped}")
     return "\n".join(lines)
+
+
+def _federation_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (
+            "NATS publish hub -> leaf (baseline) p50",
+            f"{f['bare_publish_hub_to_leaf_ms_p50']} ms",
+            f"p99 {f['bare_publish_hub_to_leaf_ms_p99']} ms",
+        ),
+        (
+            "revocation hub -> leaf mirror p50",
+            f"{f['revocation_to_leaf_mirror_ms_p50']} ms",
+            f"p99 {f['revocation_to_leaf_mirror_ms_p99']} ms",
+        ),
+        (
+            "revocation hub -> leaf kernel p50",
+            f"{f['revocation_to_leaf_kernel_ms_p50']} ms",
+            f"{f['ratio_revocation_to_kernel_vs_bare_p50']} × bare publish",
+        ),
+    ]
 
 
 def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -11,12 +11,12 @@ One module per group of commands; importing them registers their commands on `ap
 
 from __future__ import annotations
 
-from maos.cli import agents, console, decisions, log, mcp_runtime, security, tdp, tokens, up
+from maos.cli import agents, console, decisions, log, mcp_runtime, node, security, tdp, tokens, up
 from maos.cli._common import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (console, up, agents, decisions, tokens, log, tdp, mcp_runtime, security)
+_COMMANDS = (console, up, agents, decisions, tokens, log, tdp, mcp_runtime, node, security)
 """Imported for their commands (typer registers them on import)."""
 
 

@@ -197,7 +197,8 @@ def bench(
     as_json: JsonOut = False,
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
-    """Measure the DSC, the log, pods and the security scenarios against same-run baselines."""
+    """Measure the DSC, the log, pods, federation revocations and the security scenarios
+    against same-run baselines."""
     from maos.bench import run_bench
 
     figures = run_bench(quick=quick, progress=not as_json)

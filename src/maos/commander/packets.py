@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from maos.kernel.dsc.ifc import money
+
 __all__ = ["packet_lines"]
 
 _ORIGINS = {
@@ -24,6 +26,26 @@ PARAMS_SHOWN = 300
 """Characters of the intent's parameters a packet shows before it cuts them."""
 
 
+def _where(seen: Mapping[str, Any]) -> str:
+    """``only in untrusted content (in tool:read_inbox, field messages[2].from, intent
+    i-1; the label's sources; handed to a1)``: the kernel's own record of it."""
+    origin = _ORIGINS.get(str(seen.get("first_seen")), str(seen.get("first_seen")))
+    facts = []
+    if seen.get("source"):
+        field = seen.get("field")
+        at = f", field {field}" if field else ", the whole result"
+        intent = f", intent {seen['intent_id']}" if seen.get("intent_id") else ""
+        facts.append(f"in {seen['source']}{at}{intent}")
+    if seen.get("sources"):
+        facts.append(", ".join(seen["sources"]))
+    if seen.get("agent_id"):
+        facts.append(f"handed to {seen['agent_id']}")
+    text = f"{origin} ({'; '.join(facts)})" if facts else origin
+    if seen.get("checksum") is False:
+        text += "; as an IBAN it fails its checksum (a typo, test data or a forgery)"
+    return text
+
+
 def packet_lines(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[str]:
     """Each flagged target and where it first appeared, the sum against the sums the task
     named, what the agent had read, and exactly what would be sent."""
@@ -31,15 +53,10 @@ def packet_lines(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[
         return _elimination_lines(details)
     lines = []
     for target, seen in (details.get("first_seen") or {}).items():
-        origin = _ORIGINS.get(seen.get("first_seen"), str(seen.get("first_seen")))
-        sources = ", ".join(seen.get("sources") or ())
-        by = f", handed to {seen['agent_id']}" if seen.get("agent_id") else ""
-        lines.append(
-            f"flagged {target}: first seen {origin}" + (f" ({sources}{by})" if sources else "")
-        )
+        lines.append(f"flagged {target}: first seen {_where(seen)}")
     if "amount_cents" in details:
-        named = ", ".join(f"{c / 100:.2f}" for c in details.get("named_amounts", ()))
-        lines.append(f"amount {details['amount_cents'] / 100:.2f}; the task named {named}")
+        named = ", ".join(money(c) for c in details.get("named_amounts", ()))
+        lines.append(f"amount {money(details['amount_cents'])}; the task named {named}")
     if details.get("context_sources"):
         lines.append(f"the agent had read: {', '.join(details['context_sources'])}")
     if "effect_class" in details:

@@ -2,7 +2,7 @@
 
 The file's top level is closed: ``node_id``, ``node_type``, ``smtp`` and ``wal`` are the
 kernel's and are validated here; ``llm``, ``sse`` and ``security`` must be objects and are
-validated, on the same reading, by `maos.llm.config.load_settings` (the kernel may not
+validated, on the same reading, by the LLM layer's settings loader (the kernel may not
 import the layer that owns them). Anything else - a typo, a section from another version
 - is refused, as is a value of the wrong type (``"node_id": 5`` is not ``"5"``), a key
 given twice, or a file over `MAX_CONFIG_BYTES`: a setting that is silently ignored is a
@@ -50,7 +50,7 @@ CONFIG_CODE = "BAD_INPUT.CONFIG"
 MAX_CONFIG_BYTES = 1024 * 1024
 """Checked before the file is read: a config is a few hundred bytes."""
 SERVICE_SECTIONS = ("llm", "sse", "security")
-"""Sections validated above the kernel (`maos.llm.config`), on the same reading."""
+"""Sections validated above the kernel (by the LLM layer), on the same reading."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 
@@ -72,7 +72,7 @@ class _Wal(_Strict):
 
 class ConfigFile(_Strict):
     """The whole file, validated: the kernel's keys typed, the services' sections as
-    the objects `maos.llm.config` validates next."""
+    the objects the LLM layer validates next."""
 
     node_id: str = Field(default="local", pattern=_ID)
     node_type: str = "sovereign"

@@ -30,6 +30,7 @@ import orjson
 
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
+from maos.kernel.manifest import MAX_TARGETS, TARGET_KINDS
 from maos.kernel.types import Cost, Intent
 
 __all__ = ["MAX_FRAME_BYTES", "MAX_PARAMS_BYTES", "intent_to_wire", "parse_intent", "thaw"]
@@ -40,7 +41,7 @@ MAX_PARAMS_BYTES = 64 * 1024
 """``params`` encoded as JSON."""
 MAX_PARAMS_DEPTH = 8
 """``params`` itself is depth 1."""
-MAX_EXTRA_TARGETS = 32
+MAX_EXTRA_TARGETS = MAX_TARGETS - 1
 MAX_COST = 10**12
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _CAPS = {"task_id": 128, "op": 64, "target": 2048, "idempotency_key": 128, "token": 16384}
@@ -60,7 +61,7 @@ _OPTIONAL = (
     "extra_targets",
     "target_kinds",
 )
-_KINDS = frozenset({"path", "url", "recipient", "account", "phone", "none"})
+_KINDS = frozenset({*TARGET_KINDS, "none"})
 _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _COST_FIELDS = ("tokens", "api_calls", "money_cents")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -41,7 +40,8 @@ from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.errors import InputError, StateError
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
-from maos.kernel.ops import TARGET_KINDS, OpSpec
+from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
@@ -53,7 +53,6 @@ from maos.kernel.walconfig import anchored_wal
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
-_TOOL_NAME = re.compile(r"^[a-z][a-z_]{0,47}$")
 """Tool names become op names (``tool.<name>``), which the sanitizer keeps to [a-z_]."""
 
 _SSE_EXEMPT = frozenset({EffectClass.READ, EffectClass.KERNEL})
@@ -295,51 +294,47 @@ class Kernel:
         self,
         name: str,
         *,
-        effect_class: EffectClass,
-        targets: Mapping[str, str],
+        effect_classes: Sequence[EffectClass | str] | str,
+        targets: Mapping[str, Any],
         result_label: Label,
-        accepts: Conf | None,
-        external: bool,
-        amount_param: str | None = None,
+        accepts: Conf | None = None,
+        external: bool | None = None,
+        amount: str | Mapping[str, Any] | None = None,
         parameters: Mapping[str, Any] | None = None,
         description: str = "",
+        timeout_s: float = 30.0,
         module: str | None = None,
         module_sha256: str | None = None,
         principal: str = COMMANDER,
-    ) -> None:
+    ) -> ToolManifest:
         """Catalogue a user-declared tool as op ``tool.<name>`` (its host runs it, never
-        this process). The manifest's facts are what the DSC checks a call against; the
-        Commander registers them, the tool's own code has no say once it is registered."""
+        this process). The manifest is validated by `parse_manifest` - the one validator,
+        ``TOOL.BAD_MANIFEST`` naming the field - and logged in its normalised form; the
+        Commander registers it, the tool's own code has no say once it is registered."""
         check_principal(principal, self.registry)
-        if not _TOOL_NAME.match(name):
-            raise InputError(
-                "BAD_INPUT.TOOL", f"tool name {name!r}: 1-48 of [a-z_], a letter first"
-            )
-        if effect_class is EffectClass.KERNEL:
-            raise InputError("BAD_INPUT.TOOL", "a tool cannot be a kernel op")
-        for param, kind in targets.items():
-            if kind not in TARGET_KINDS:
-                raise InputError(
-                    "BAD_INPUT.TOOL",
-                    f"target {param!r}: kind {kind!r} not in {sorted(TARGET_KINDS)}",
-                )
-        await self._log(
-            "tool.registered",
+        manifest = parse_manifest(
             {
                 "name": name,
-                "effect_class": effect_class.value,
+                "description": description,
+                "parameters": dict(parameters or {"type": "object", "properties": {}}),
+                "effect_classes": [str(c) for c in effect_classes]
+                if not isinstance(effect_classes, str)
+                else effect_classes,
                 "targets": dict(targets),
-                "result_label": result_label.to_dict(),
+                "amount": amount,
+                "result_label": {
+                    "conf": result_label.conf.name.lower(),
+                    "integrity": result_label.integrity.name.lower(),
+                },
                 "accepts": None if accepts is None else accepts.name.lower(),
                 "external": external,
-                "amount_param": amount_param,
-                "parameters": dict(parameters or {}),
-                "description": description,
-                "module": module,
-                "module_sha256": module_sha256,
-                "principal": principal,
-            },
+                "timeout_s": timeout_s,
+            }
         )
+        extras = {"module": module, "module_sha256": module_sha256, "principal": principal}
+        digest = {"manifest_sha256": manifest.manifest_sha256}
+        await self._log("tool.registered", {**manifest.record(), **extras, **digest})
+        return manifest
 
     async def hand_over(
         self, agent_id: str, task_id: str, value: object, label: Label, *, source: str
@@ -348,7 +343,9 @@ class Kernel:
         step's input): the agent's context takes its label, and identifiers in it are
         recorded with that label, as for any result (provenance)."""
         task = self.registry.task(task_id)
-        await self.provenance.note(task, agent_id, label, value, own=(), intent_id=None)
+        await self.provenance.note(
+            task, agent_id, label, value, own=(), intent_id=None, source=source
+        )
         await self.raise_context(agent_id, label)
         await self._log(
             "agent.handed",
@@ -371,6 +368,14 @@ class Kernel:
         ids = self.tokens.revoke(token)
         await self._order(orders.revocation(self.registry, ids, principal))
         return ids
+
+    async def revoke_ids(self, ids: Sequence[str], *, principal: str = COMMANDER) -> int:
+        """Revoke by revocation ids: a revocation from another node, whose tokens this one
+        may be unable to verify (docs/federation.md). Returns the revocation epoch."""
+        check_principal(principal, self.registry)
+        epoch = self.tokens.revocations.add(ids)
+        await self._order(orders.revocation(self.registry, ids, principal))
+        return epoch
 
     async def set_agent_status(
         self, agent_id: str, status: AgentStatus, *, principal: str = COMMANDER

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maos.kernel.labels import Conf
+from maos.kernel.manifest import TARGET_KINDS, ToolManifest
 from maos.kernel.types import EffectClass
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "TARGET_KINDS",
     "TOOL_PREFIX",
     "OpSpec",
-    "effect_class_of",
+    "effect_classes_of",
     "spec_for",
     "tool_spec",
 ]
@@ -38,6 +39,15 @@ class OpSpec:
     target_kind: str
     """``path``, ``url``, ``recipient``, ``agent``, ``none``, or ``mixed`` (a tool: each
     target's kind travels with the intent, from the tool's manifest)."""
+    effect_classes: tuple[EffectClass, ...] = ()
+    """Every class of a tool of several (most severe first, that one is ``effect_class``);
+    empty for built-in ops, which have one."""
+    manifest: ToolManifest | None = None
+    """A tool's manifest: the checks recompute a call's targets and amount from it."""
+
+    @property
+    def classes(self) -> tuple[EffectClass, ...]:
+        return self.effect_classes or (self.effect_class,)
 
 
 OPS: dict[str, OpSpec] = {
@@ -74,8 +84,6 @@ HIGH_IMPACT = frozenset(
 
 TOOL_PREFIX = "tool."
 """User-declared tools are ops ``tool.<name>``, catalogued when they are registered."""
-TARGET_KINDS = frozenset({"path", "url", "recipient", "account", "phone"})
-"""Kinds of target a trusted principal can name (R10); a tool's target parameters use them."""
 
 
 def spec_for(op: str) -> OpSpec | None:
@@ -85,16 +93,26 @@ def spec_for(op: str) -> OpSpec | None:
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-def effect_class_of(spec: OpSpec, params: Mapping[str, Any]) -> EffectClass:
-    """The class of one intent: an HTTP GET or HEAD reads (what it may leak through its
-    URL is the target checks' business), every other request sends."""
+_READ = (EffectClass.READ,)
+
+
+def effect_classes_of(spec: OpSpec, params: Mapping[str, Any]) -> tuple[EffectClass, ...]:
+    """The classes of one intent: an HTTP GET or HEAD reads (what it may leak through its
+    URL is the target checks' business), every other request sends; a tool has what its
+    manifest declares, all of them."""
     if spec.name == "http.request" and params.get("method") in _READ_METHODS:
-        return EffectClass.READ
-    return spec.effect_class
+        return _READ
+    return spec.classes
 
 
-def tool_spec(
-    name: str, effect_class: EffectClass, *, accepts: Conf | None, external: bool
-) -> OpSpec:
+def tool_spec(manifest: ToolManifest) -> OpSpec:
     """The catalogue entry of a registered tool: its manifest decides, not its caller."""
-    return OpSpec(f"{TOOL_PREFIX}{name}", effect_class, accepts, external, "mixed")
+    return OpSpec(
+        f"{TOOL_PREFIX}{manifest.name}",
+        manifest.effect_class,
+        manifest.accepts,
+        manifest.external,
+        "mixed",
+        manifest.effect_classes,
+        manifest,
+    )

@@ -17,6 +17,7 @@ from typing import Any
 from maos.kernel.dsc.base import AgentStatus, AgentView, TaskView
 from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
+from maos.kernel.manifest import ToolManifest, parse_manifest
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
 from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
@@ -145,22 +146,44 @@ class TaskRecord:
 
 @dataclass(frozen=True, slots=True)
 class ToolRecord:
-    """A registered tool as the kernel checks it; the rest of its manifest is the host's."""
+    """A registered tool as the kernel checks it: its validated manifest, and its code."""
 
-    name: str
-    effect_class: EffectClass
-    targets: Mapping[str, str]
-    """Parameter name -> target kind (``recipient``, ``account``, ``url``, ``path``, ``phone``)."""
-    result_label: Label
-    amount_param: str | None = None
-    """The parameter holding the money an action moves, in cents (budgets, token caps)."""
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    """JSON schema of the arguments; a call that does not fit never reaches the log."""
-    description: str = ""
+    manifest: ToolManifest
     module: str | None = None
     """The file its host runs, so a later process can start it again (approvals)."""
     module_sha256: str | None = None
     """The SHA-256 of that file's code when it was registered: a later host must run it."""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def effect_class(self) -> EffectClass:
+        """The most severe of its classes (`ToolManifest.effect_classes` has them all)."""
+        return self.manifest.effect_class
+
+    @property
+    def targets(self) -> Mapping[str, str]:
+        """Target path -> kind, for people (the manifest has the full specs)."""
+        return {t.path: t.kind for t in self.manifest.targets}
+
+    @property
+    def result_label(self) -> Label:
+        return self.manifest.result_label
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        """JSON schema of the arguments; a call that does not fit never reaches the log."""
+        return self.manifest.parameters
+
+    @property
+    def description(self) -> str:
+        return self.manifest.description
+
+
+TOOL_RECORD_EXTRAS = ("module", "module_sha256", "principal", "manifest_sha256")
+"""Keys of a ``tool.registered`` body that are not the manifest."""
 
 
 class Registry:
@@ -317,25 +340,14 @@ class Registry:
             self.quarantined.discard(rec.agent_id)
 
     def _tool(self, body: Mapping[str, Any]) -> None:
-        tool = ToolRecord(
-            name=str(body["name"]),
-            effect_class=EffectClass(body["effect_class"]),
-            targets=dict(body.get("targets", {})),
-            result_label=Label.from_dict(body["result_label"]),
-            amount_param=body.get("amount_param"),
-            parameters=dict(body.get("parameters", {})),
-            description=str(body.get("description", "")),
-            module=body.get("module"),
-            module_sha256=body.get("module_sha256"),
-        )
-        accepts = body.get("accepts")
+        """Records before issue 8 had one ``effect_class``, kinds as strings and an
+        ``amount_param``; `parse_manifest` reads both forms, so old logs replay."""
+        raw = {k: v for k, v in body.items() if k not in TOOL_RECORD_EXTRAS}
+        if "result_label" in raw:  # older records carried the label's sources too
+            raw["result_label"] = {k: raw["result_label"][k] for k in ("conf", "integrity")}
+        tool = ToolRecord(parse_manifest(raw), body.get("module"), body.get("module_sha256"))
         self.tools[tool.name] = tool
-        self.ops[TOOL_PREFIX + tool.name] = tool_spec(
-            tool.name,
-            tool.effect_class,
-            accepts=None if accepts is None else Conf[str(accepts).upper()],
-            external=bool(body.get("external", False)),
-        )
+        self.ops[TOOL_PREFIX + tool.name] = tool_spec(tool.manifest)
 
     def replay(self, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         for kind, body in records:

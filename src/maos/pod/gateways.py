@@ -2,8 +2,9 @@
 
     fs.read|list|write|delete {path}      -> fs.* intent, target = the workspace path
     api.request {method, url, ...}        -> http.request, target = the URL
-    api.tool {name, args}                 -> tool.<name> (a registered tool), targets = the
-                                             manifest's target parameters, each with its kind
+    api.tool {name, args}                 -> tool.<name> (a registered tool), targets = every
+                                             value at the manifest's target paths, with its
+                                             kind; a value it cannot read is a refusal
     outmsg.email {to, subject, body, cc}  -> email.send, target = to, extra targets = cc
     outmsg.send {to, body}                -> msg.send to another agent (`maos.pod.router`)
     inmsg.recv {max_items, timeout_ms}    -> msg.receive; raises the reader's context label
@@ -40,6 +41,7 @@ from maos.kernel.dsc.budget import reserve_tokens
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import BOTTOM, Label
+from maos.kernel.manifest import ManifestError
 from maos.kernel.types import Outcome, OutcomeStatus
 from maos.pod.frames import (
     BASE_OPS,
@@ -284,26 +286,23 @@ class Gateways:
             check_args(tool.parameters, args.args)
         except ToolError as exc:
             return Answer(_refused(exc.code, exc.message), op, args.name)
-        targets: list[str] = []
-        kinds: list[str] = []
-        for param, kind in tool.targets.items():
-            value = args.args.get(param)
-            if isinstance(value, str) and value:
-                targets.append(value)
-                kinds.append(kind)
-        if not targets:
-            targets, kinds = [""], ["none"]
-        amount = args.args.get(tool.amount_param) if tool.amount_param else 0
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            why = f"{tool.amount_param} must be a non-negative amount in cents"
-            return Answer(_refused("TOOL.BAD_ARGS", why), op, args.name)
+        manifest = tool.manifest
+        try:  # every value at a declared path is a target; one it cannot read, a refusal
+            found = manifest.targets_of(args.args)
+            cents = manifest.amount_cents(args.args)
+        except ManifestError as exc:
+            return Answer(_refused(exc.code, exc.message), op, args.name)
+        # A call with no target (a targetless tool, optional targets left out) is "" of
+        # kind "none"; the kernel recomputes the targets and refuses any other claim.
+        targets = [t.value for t in found] or [""]
+        kinds = [t.kind for t in found] or ["none"]
         return await self._submit(
             frame,
             op,
             targets[0],
-            {"args": args.args},
+            {"args": args.args, "manifest_sha256": manifest.manifest_sha256},
             api_calls=1,
-            money_cents=amount,
+            money_cents=cents,
             extra_targets=targets[1:],
             target_kinds=kinds,
         )
@@ -322,6 +321,7 @@ class Gateways:
                 "description": tool.description,
                 "parameters": dict(tool.parameters),
                 "effect_class": tool.effect_class.value,
+                "effect_classes": [c.value for c in tool.manifest.effect_classes],
             }
             for name, tool in sorted(self.kernel.registry.tools.items())
             if f"tool.{name}" in ops or "tool.*" in ops or "*" in ops

@@ -43,19 +43,18 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import Field, JsonValue
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 from maos.kernel.errors import MaosError
 from maos.kernel.intents import thaw
 from maos.kernel.kernel import Kernel
-from maos.kernel.labels import Conf, Integrity, Label
+from maos.kernel.manifest import ManifestError, ToolManifest, parse_manifest
 from maos.kernel.registry import COMMANDER
 from maos.kernel.types import EffectClass
 from maos.pod.channel import ChannelClosed, ChannelViolation
@@ -65,7 +64,6 @@ from maos.pod.isolation.base import ProcessSandbox
 
 __all__ = [
     "TOOLHOST_OPS",
-    "Manifest",
     "ToolAdapter",
     "ToolHost",
     "ToolHostError",
@@ -92,35 +90,6 @@ TOOLHOST_OPS = OpTable({("admin", "serve"): ServeArgs})
 """A tool host may ask for exactly one thing: its next call."""
 
 
-class _Label(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-    conf: Literal["public", "internal", "confidential", "secret"]
-    integrity: Literal["trusted", "untrusted"]
-
-
-class Manifest(BaseModel):
-    """One tool as its host announced it; validated here, strictly, before the kernel sees it."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[a-z][a-z_]{0,47}$")
-    description: str = Field(default="", max_length=2000)
-    parameters: dict[str, JsonValue]
-    effect_class: Literal["read", "write", "delete", "send", "pay", "credentials", "execute"]
-    targets: dict[str, Literal["recipient", "account", "url", "path", "phone"]] = {}
-    result_label: _Label
-    accepts: Literal["public", "internal", "confidential", "secret"]
-    external: bool
-    amount_param: str | None = None
-    timeout_s: float = Field(gt=0, le=3600)
-
-    def label(self) -> Label:
-        return Label(
-            Conf[self.result_label.conf.upper()],
-            Integrity[self.result_label.integrity.upper()],
-        )
-
-
 _LAUNCHER = """\
 from maos.tool._host import serve
 serve({source!r}, {filename!r})
@@ -144,7 +113,7 @@ class ToolHost:
         the first start; every later start must find the same."""
         self.sandbox = sandbox
         self.limits = limits or Limits(cpu_seconds=60)
-        self.manifests: tuple[Manifest, ...] = ()
+        self.manifests: tuple[ToolManifest, ...] = ()
         self._pod: PodProcess | None = None
         self._waiting: int | None = None
         """The id of the host's ``admin.serve`` request that the next call answers."""
@@ -152,7 +121,7 @@ class ToolHost:
         self._ids = itertools.count(1)
         self._script = Path(tempfile.mkdtemp(prefix="maos-toolhost-")) / "host.py"
 
-    async def start(self) -> tuple[Manifest, ...]:
+    async def start(self) -> tuple[ToolManifest, ...]:
         """Start the host (if it is not running) and return its tools' manifests."""
         if self._pod is not None and self._pod.returncode is None:
             return self.manifests
@@ -198,22 +167,18 @@ class ToolHost:
         self.manifests = manifests
         return manifests
 
-    def _hello(self, frame: ServeArgs, pod: PodProcess) -> tuple[Manifest, ...]:
+    def _hello(self, frame: ServeArgs, pod: PodProcess) -> tuple[ToolManifest, ...]:
         if frame.hello is None:
             pod.kill()
             failed = frame.failed or {}
             code = str(failed.get("code", "TOOL.IMPORT"))
             code = code if code in ("TOOL.BAD_MANIFEST", "TOOL.IMPORT") else "TOOL.IMPORT"
             raise ToolHostError(code, f"{self.module.name}: {failed.get('message', '')}")
-        try:
-            return tuple(Manifest.model_validate_json(json.dumps(m)) for m in frame.hello)
-        except ValidationError as exc:
+        try:  # the kernel's one validator, before anything is registered
+            return tuple(parse_manifest(m) for m in frame.hello)
+        except ManifestError as exc:
             pod.kill()
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ToolHostError(
-                "TOOL.BAD_MANIFEST", f"{self.module.name}: {where}: {err['msg']}"
-            ) from None
+            raise ToolHostError(exc.code, f"{self.module.name}: {exc.message}") from None
 
     async def call(self, name: str, args: Mapping[str, Any], timeout: float) -> Any:
         """Run one call in the host; `EffectError` with a ``TOOL.*`` code if it fails."""
@@ -272,7 +237,7 @@ class ToolAdapter:
     """The ``tool`` family of effects: ``tool.<name>`` runs in the host that declared it."""
 
     def __init__(self) -> None:
-        self._hosts: dict[str, tuple[ToolHost, Manifest]] = {}
+        self._hosts: dict[str, tuple[ToolHost, ToolManifest]] = {}
         self.ops: frozenset[str] = frozenset()
 
     def add(self, host: ToolHost) -> None:
@@ -285,19 +250,19 @@ class ToolAdapter:
             self._hosts[manifest.name] = (host, manifest)
         self.ops = frozenset(f"tool.{name}" for name in self._hosts)
 
-    def manifests(self) -> list[Manifest]:
+    def manifests(self) -> list[ToolManifest]:
         return [m for _, m in self._hosts.values()]
 
-    def served(self) -> list[tuple[ToolHost, Manifest]]:
+    def served(self) -> list[tuple[ToolHost, ToolManifest]]:
         return list(self._hosts.values())
 
-    def manifest(self, name: str) -> Manifest | None:
+    def manifest(self, name: str) -> ToolManifest | None:
         entry = self._hosts.get(name)
         return None if entry is None else entry[1]
 
     def idempotent(self, call: EffectCall) -> bool:
         manifest = self.manifest(call.op.partition(".")[2])
-        return manifest is not None and manifest.effect_class == "read"
+        return manifest is not None and manifest.effect_classes == (EffectClass.READ,)
 
     async def execute(self, call: EffectCall) -> EffectResult:
         name = call.op.partition(".")[2]
@@ -352,14 +317,15 @@ async def register_tools(
     for host, m in adapter.served():
         await kernel.register_tool(
             m.name,
-            effect_class=EffectClass(m.effect_class),
-            targets=m.targets,
-            result_label=m.label(),
-            accepts=Conf[m.accepts.upper()],
+            effect_classes=m.effect_classes,
+            targets={t.path: t.record() for t in m.targets},
+            result_label=m.result_label,
+            accepts=m.accepts,
             external=m.external,
-            amount_param=m.amount_param,
+            amount=None if m.amount is None else m.amount.record(),
             parameters=m.parameters,
             description=m.description,
+            timeout_s=m.timeout_s,
             module=str(host.module.resolve()),
             module_sha256=host.digest,
             principal=principal,

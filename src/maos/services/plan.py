@@ -40,9 +40,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maos.kernel.errors import InputError, MaosError
+from maos.kernel.manifest import effect_class
 from maos.kernel.strictjson import check_size
 from maos.kernel.tokens import Grant
-from maos.tool import effect_class
 
 __all__ = [
     "MAX_PLAN_BYTES",
@@ -208,10 +208,10 @@ class Plan(BaseModel):
     steps: dict[str, StepSpec] = Field(min_length=1)
 
     def effect_classes(self) -> list[str] | None:
-        """``effects`` with the aliases resolved (`maos.tool.effect_class`)."""
+        """``effects`` with the aliases resolved (`maos.kernel.manifest.effect_class`)."""
         if self.effects is None:
             return None
-        return sorted({effect_class(e) for e in self.effects})
+        return sorted({effect_class(e).value for e in self.effects})
 
     def order(self) -> list[str]:
         """The steps in a dependency order (ties by id), for display and dry runs."""

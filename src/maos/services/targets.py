@@ -11,7 +11,15 @@ from maos.kernel.identifiers import (
     extract_amounts,
     extract_targets,
     iban_valid,
+    normalise,
     target_values,
 )
 
-__all__ = ["TrustedTarget", "extract_amounts", "extract_targets", "iban_valid", "target_values"]
+__all__ = [
+    "TrustedTarget",
+    "extract_amounts",
+    "extract_targets",
+    "iban_valid",
+    "normalise",
+    "target_values",
+]

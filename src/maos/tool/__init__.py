@@ -14,24 +14,35 @@ then runs it - in the tool host, a sandboxed process like a pod (Ring 1), never 
 the kernel and never inside the agent. The manifest below is what the kernel checks:
 
 ``effect``
-    What the tool does to the world, one of `EFFECT_CLASSES` (or the aliases
-    ``read-only``, ``reversible``, ``irreversible``, ``financial``,
-    ``external-communication``, ``credential-change``). A task whose plan never asked for
-    a class cannot use a tool of it, whatever the injected text says.
+    What the tool does to the world: an effect class (``read``, ``write``, ``delete``,
+    ``send``, ``pay``, ``credentials``, ``execute``, or the aliases ``read-only``,
+    ``reversible``, ``irreversible``, ``financial``, ``external-communication``,
+    ``credential-change``), or a list of them when it does several (cancelling an event
+    deletes it and notifies its participants: ``["delete", "send"]``). A call needs every
+    class granted to its task, whatever the injected text says.
 ``targets``
-    Which parameters are targets, and of which kind (`TARGET_KINDS`): a recipient, an
-    account/IBAN, a URL, a path, a phone number. With untrusted content in its context,
-    an agent may aim a tool only at targets a trusted principal named (R10).
+    Where its effect goes: a mapping from a *target path* to a kind (``recipient``,
+    ``account``, ``url``, ``path``, ``phone``, ``name``, ``channel``, ``user``), or to
+    ``{"kind": K, "optional": True}``. A path is a parameter, then ``.field`` or ``[]``
+    steps: ``"to"`` (a str, or a list of str: each element), ``"attendees[].email"``.
+    The kernel checks every value found there; a call whose target it cannot read is
+    refused. With untrusted content in its context, an agent may aim a tool only at
+    targets a trusted principal named (R10).
 ``returns``
     The label of the result: ``untrusted`` when it carries third-party content (a web
     page, an inbox), ``trusted`` when the tool's own system vouches for it; ``conf`` is
     its confidentiality.
 ``accepts``
     The highest confidentiality the tool may be sent (its sink, R6). Default: ``public``
-    for tools that send or pay outside, ``confidential`` otherwise.
+    for tools that send, pay or change credentials, ``confidential`` otherwise.
 ``amount``
-    The parameter holding the money a call moves, in cents: budgets and token caps
-    (``max_amount_cents``) apply to it.
+    The parameter holding the money a call moves: its name for integer cents, or
+    ``{"param": "amount", "unit": "decimal", "currency_param": "currency"}`` for a sum in
+    the currency (``12.34``, converted exactly). Budgets and token caps apply to it.
+
+The kernel validates the manifest (`maos.kernel.manifest`, the one validator: this
+module only writes it down) when the tool is registered; a bad one is refused there
+with ``TOOL.BAD_MANIFEST`` naming the field (docs/tools.md).
 
 Parameters come from the function's signature (str, int, float, bool, list, dict, each
 optionally ``| None``); the docstring's first line is the description the model sees.
@@ -44,36 +55,14 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-__all__ = [
-    "EFFECT_CLASSES",
-    "TARGET_KINDS",
-    "Tool",
-    "ToolError",
-    "check_args",
-    "collect",
-    "effect_class",
-    "tool",
-]
+__all__ = ["Tool", "ToolError", "check_args", "collect", "tool"]
 
-EFFECT_CLASSES = ("read", "write", "delete", "send", "pay", "credentials", "execute")
-_ALIASES = {
-    "read-only": "read",
-    "reversible": "write",
-    "irreversible": "delete",
-    "financial": "pay",
-    "external-communication": "send",
-    "credential-change": "credentials",
-}
-TARGET_KINDS = ("recipient", "account", "url", "path", "phone")
-_CONFS = ("public", "internal", "confidential", "secret")
-_NAME = re.compile(r"^[a-z][a-z_]{0,47}$")
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _JSON_TYPES_BY_NAME = {
     "str": "string",
@@ -94,68 +83,34 @@ class ToolError(Exception):
         self.message = message
 
 
-def effect_class(name: str) -> str:
-    """The canonical effect class for ``name`` (aliases accepted); `ToolError` otherwise."""
-    canonical = _ALIASES.get(name, name)
-    if canonical not in EFFECT_CLASSES:
-        raise ToolError(
-            "TOOL.BAD_MANIFEST",
-            f"effect {name!r} is not one of {', '.join(EFFECT_CLASSES)} (or their aliases)",
-        )
-    return canonical
-
-
 class Tool:
-    """A declared tool: the function and the manifest the kernel checks calls against."""
+    """A declared tool: the function and its manifest as declared (the kernel checks it)."""
 
     def __init__(
         self,
         fn: Callable[..., Any],
         *,
         name: str,
-        effect: str,
-        targets: Mapping[str, str],
+        effect: str | Sequence[str],
+        targets: Mapping[str, Any],
         returns: str,
         conf: str,
         accepts: str | None,
-        amount: str | None,
+        amount: str | Mapping[str, Any] | None,
         timeout_s: float,
     ) -> None:
         self.fn = fn
         self.name = name
-        self.effect = effect_class(effect)
         self.parameters = _schema(fn)
-        props = self.parameters["properties"]
-        if not _NAME.match(name):
-            raise ToolError("TOOL.BAD_MANIFEST", f"tool name {name!r}: 1-48 of a-z and '_'")
-        for param, kind in targets.items():
-            if param not in props:
-                raise ToolError("TOOL.BAD_MANIFEST", f"{name}: target {param!r} is no parameter")
-            if kind not in TARGET_KINDS:
-                raise ToolError(
-                    "TOOL.BAD_MANIFEST", f"{name}: target kind {kind!r} not in {TARGET_KINDS}"
-                )
-            if _base(props[param]) != "string":
-                raise ToolError("TOOL.BAD_MANIFEST", f"{name}: target {param!r} must be a str")
-        self.targets = dict(targets)
-        if returns not in ("trusted", "untrusted") or conf not in _CONFS:
-            raise ToolError(
-                "TOOL.BAD_MANIFEST",
-                f"{name}: returns is trusted|untrusted and conf one of {', '.join(_CONFS)}",
-            )
-        self.returns, self.conf = returns, conf
-        self.external = self.effect in ("send", "pay")
-        default = "public" if self.external or self.effect == "credentials" else "confidential"
-        self.accepts = default if accepts is None else accepts
-        if self.accepts not in _CONFS:
-            raise ToolError("TOOL.BAD_MANIFEST", f"{name}: accepts is one of {_CONFS}")
-        if amount is not None and (amount not in props or _base(props[amount]) != "integer"):
-            raise ToolError("TOOL.BAD_MANIFEST", f"{name}: amount {amount!r} is no int parameter")
-        self.amount = amount
-        if not 0 < timeout_s <= 3600:
-            raise ToolError("TOOL.BAD_MANIFEST", f"{name}: timeout_s is in (0, 3600]")
-        self.timeout_s = float(timeout_s)
         self.description = (inspect.getdoc(fn) or "").split("\n\n")[0].strip()
+        self._declared: dict[str, Any] = {
+            "effect_classes": effect if isinstance(effect, str) else list(effect),
+            "targets": dict(targets),
+            "amount": amount if amount is None or isinstance(amount, str) else dict(amount),
+            "result_label": {"conf": conf, "integrity": returns},
+            "accepts": accepts,
+            "timeout_s": timeout_s,
+        }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -166,24 +121,18 @@ class Tool:
             "name": self.name,
             "description": self.description,
             "parameters": self.parameters,
-            "effect_class": self.effect,
-            "targets": self.targets,
-            "result_label": {"conf": self.conf, "integrity": self.returns},
-            "accepts": self.accepts,
-            "external": self.external,
-            "amount_param": self.amount,
-            "timeout_s": self.timeout_s,
+            **self._declared,
         }
 
 
 def tool(
     *,
-    effect: str,
-    targets: Mapping[str, str] | None = None,
+    effect: str | Sequence[str],
+    targets: Mapping[str, Any] | None = None,
     returns: str = "untrusted",
     conf: str = "internal",
     accepts: str | None = None,
-    amount: str | None = None,
+    amount: str | Mapping[str, Any] | None = None,
     name: str | None = None,
     timeout_s: float = 30.0,
 ) -> Callable[[Callable[..., Any]], Tool]:

@@ -8,6 +8,7 @@ from typing import Any
 from maos.kernel.dsc.base import AgentStatus, AgentView, CheckInput, TaskView
 from maos.kernel.intents import parse_intent
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
+from maos.kernel.manifest import ToolManifest, parse_manifest
 from maos.kernel.types import Allow, Decision, EffectClass
 
 NOW = 1_750_000_000.0
@@ -70,6 +71,38 @@ def make_input(
         context=context,
         approved=approved,
     )
+
+
+def tool_input(manifest: ToolManifest, args: Mapping[str, Any], **kw: Any) -> CheckInput:
+    """A call of ``manifest``'s tool as the gateway builds it: targets, kinds and cents
+    from the manifest (``kw`` may override any of them, to build a forged intent)."""
+    found = manifest.targets_of(args)
+    targets = [t.value for t in found] or [""]
+    frame: dict[str, Any] = {
+        "target": targets[0],
+        "extra_targets": targets[1:],
+        "target_kinds": [t.kind for t in found] or ["none"],
+        "params": {"args": dict(args), "manifest_sha256": manifest.manifest_sha256},
+        "cost": {"money_cents": manifest.amount_cents(args)},
+    }
+    frame.update(kw)
+    return make_input(f"tool.{manifest.name}", **frame)
+
+
+def manifest(name: str, effect: Any, targets: Mapping[str, Any], **kw: Any) -> ToolManifest:
+    """A validated manifest whose parameters are the targets' params (strings or lists)
+    plus ``kw``'s ``params`` (name -> JSON type)."""
+    params: dict[str, Any] = {p.split(".")[0].split("[")[0]: {} for p in targets}
+    params.update({k: {"type": v} for k, v in kw.pop("params", {}).items()})
+    raw = {
+        "name": name,
+        "parameters": {"type": "object", "properties": params},
+        "effect_classes": effect,
+        "targets": dict(targets),
+        "result_label": {"conf": "internal", "integrity": "untrusted"},
+        **kw,
+    }
+    return parse_manifest(raw)
 
 
 def code_of(decision: Decision) -> str:

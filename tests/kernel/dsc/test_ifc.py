@@ -144,7 +144,7 @@ TASK = TaskView(
         ("url", "https://[::1", False),
         ("recipient", "cfo@example.com", True),
         ("recipient", "cfo@EXAMPLE.com", True),
-        ("recipient", "CFO@example.com", False),
+        ("recipient", "CFO@example.com", True),  # issue 8: one spelling per address
         ("recipient", "Evil <attacker@evil.example> cfo@example.com", False),
         ("recipient", "cfo@example.com,attacker@evil.example", False),
         ("recipient", '"cfo@example.com"@evil.example', False),

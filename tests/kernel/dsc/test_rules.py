@@ -90,6 +90,7 @@ def test_r7_email_to_a_recipient_the_task_never_named_needs_approval() -> None:
         make_input(
             "email.send",
             "cfo@example.com",
+            params={"cc": ["new@x.example"]},
             extra_targets=["new@x.example"],
             trusted=["cfo@example.com"],
         )

@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from maos.kernel.dsc.base import CheckInput, TaskView
+from maos.kernel.identifiers import normalise, tagged
 from maos.kernel.labels import Integrity
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Intent, Pending, frozen_mapping
 
-__all__ = ["IfcCheck", "is_trusted_target", "target_kinds"]
+__all__ = ["IfcCheck", "is_trusted_target", "money", "target_kinds"]
 
 _TARGET_KINDS = frozenset({"recipient", "url", "path", "account", "phone", "mixed"})
+"""Op target kinds R10 checks (``mixed``: a tool, each target with its manifest's kind)."""
 _UNTRUSTED = Integrity.UNTRUSTED
 """Bound once: reading an enum member off its class costs ~0.2 µs in CPython 3.11."""
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _AMBIGUOUS_PATH = ("/./", "/../", "%2e", "%2f", "%5c")
+
+
+def money(cents: int) -> str:
+    """Cents as a sum for people, exactly (``1250`` -> ``12.50``): no float on the way."""
+    return f"{Decimal(cents).scaleb(-2):.2f}"
 
 
 def target_kinds(intent: Intent, spec: OpSpec) -> tuple[str, ...]:
@@ -45,37 +52,40 @@ def target_kinds(intent: Intent, spec: OpSpec) -> tuple[str, ...]:
 
 
 def is_trusted_target(kind: str, target: str, task: TaskView) -> bool:
-    """True when a trusted principal of ``task`` named ``target`` (exactly or by scope)."""
+    """True when a trusted principal of ``task`` named ``target`` (exactly or by scope).
+
+    Both sides go through `normalise`, the one spelling per kind that extraction from
+    the Commander's words also uses: ``Boss@Example.com`` is ``boss@example.com``,
+    ``#General`` is the channel ``general``, ``www.example.com/x`` a URL."""
     if kind == "none":
         return True  # a tool with no target parameter: nothing to name
     trusted = task.trusted_targets
-    if target in trusted:
+    if target in trusted and not tagged(target):
         return True
     if kind == "path":
         return _path_trusted(target, task.workspace, trusted)
     if kind == "url":
         return _url_trusted(target, trusted)
-    if kind == "recipient":
-        address = _email(target)
-        return address is not None and any(_email(t) == address for t in trusted)
-    if kind in ("account", "phone"):
-        number = _number(kind, target)
-        return number is not None and any(_number(kind, t) == number for t in trusted)
+    if kind in _NORMALISED:
+        value = normalise(kind, target)
+        return value is not None and value in _named(kind, trusted)
     return False
 
 
-@lru_cache(maxsize=4096)
-def _number(kind: str, text: str) -> str | None:
-    """An account (IBAN) or phone number without its spacing: ``DE89 3704`` is ``DE893704``.
+_NORMALISED = frozenset({"recipient", "account", "phone", "name", "channel", "user"})
 
-    Only spaces (and dashes, dots, brackets for phones) are dropped; anything else that is
-    not a letter or digit makes the value unusable rather than loosely matched."""
-    drop = " " if kind == "account" else " -.()"
-    plain = "".join(c for c in text if c not in drop)
-    if kind == "phone":
-        digits = plain[1:] if plain.startswith("+") else plain
-        return plain if digits.isdigit() and 5 <= len(digits) <= 16 else None
-    return plain.upper() if plain.isalnum() and plain.isascii() and len(plain) >= 5 else None
+
+@lru_cache(maxsize=256)
+def _named(kind: str, trusted: frozenset[str]) -> frozenset[str]:
+    """The trusted targets as spelled for ``kind`` (a task's set is hashed once). A tagged
+    entry (``channel:general``) counts for its own kind only; an untagged one - which a
+    person typed as a target - is read as ``kind``."""
+    tag = f"{kind}:"
+    values = (
+        t[len(tag) :] if t.startswith(tag) else None if tagged(t) else normalise(kind, t)
+        for t in trusted
+    )
+    return frozenset(v for v in values if v is not None)
 
 
 def _path_trusted(target: str, workspace: str, trusted: frozenset[str]) -> bool:
@@ -112,14 +122,21 @@ def _path(target: str, workspace: str) -> str | None:
 
 
 def _url_trusted(target: str, trusted: frozenset[str]) -> bool:
+    """A URL is named by its own normalised spelling, by its host (an entry with no
+    ``/`` and no ``@``: that host on its default port), or by a named prefix ending in
+    ``/`` when its path has no dot segments or encoded separators."""
     parts = _url(target)
     if parts is None:
         return False
     netloc, canonical, plain_path = parts
     for entry in trusted:
+        if tagged(entry):
+            continue  # a name is never a host
         if "/" not in entry and "@" not in entry:
             if entry.lower().rstrip(".") == netloc:
                 return True
+        elif normalise("url", entry) == canonical:
+            return True
         elif plain_path and entry.endswith("/"):
             prefix = _url(entry)
             if prefix is not None and canonical.startswith(prefix[1]):
@@ -129,41 +146,20 @@ def _url_trusted(target: str, trusted: frozenset[str]) -> bool:
 
 @lru_cache(maxsize=4096)
 def _url(url: str) -> tuple[str, str, bool] | None:
-    """(host[:port], canonical URL, path free of dot segments) of an unambiguous URL.
+    """(host[:port], normalised URL, path free of dot segments) of an unambiguous URL.
 
     The port is kept only when it is not the scheme's default, so a trusted host entry
-    covers its default port alone; other ports must be named (``host:8443``).
-    ``None`` for anything but plain http(s) with a host, and for userinfo
-    (``https://trusted.com@evil.com/`` goes to evil.com) and backslashes, which parsers
-    disagree on.
+    covers its default port alone; other ports must be named (``host:8443``). ``None``
+    for anything `normalise` refuses: userinfo (``https://trusted.com@evil.com/`` goes
+    to evil.com), backslashes, spaces, schemes other than http(s).
     """
-    if "\\" in url or " " in url:
+    canonical = normalise("url", url)
+    if canonical is None:
         return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc:
-        return None
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    lowered = path.lower()
+    parts = urlsplit(canonical)
+    lowered = parts.path.lower()
     plain = not any(p in lowered for p in _AMBIGUOUS_PATH) and not lowered.endswith(("/.", "/.."))
-    return netloc, f"{scheme}://{netloc}{path}{query}", plain
-
-
-@lru_cache(maxsize=4096)
-def _email(address: str) -> str | None:
-    """``local@domain`` with the domain lower-cased; ``None`` for anything but a bare address."""
-    if address.count("@") != 1 or any(c in address for c in ' <>,;:"()[]\\'):
-        return None
-    local, domain = address.split("@")
-    domain = domain.lower().rstrip(".")
-    return f"{local}@{domain}" if local and domain else None
+    return parts.netloc, canonical, plain
 
 
 class IfcCheck:
@@ -207,9 +203,9 @@ class IfcCheck:
         amount, named = inp.intent.cost.money_cents, inp.task.trusted_amounts
         if not amount or not named:
             return self._allow
-        if amount in named and (inp.intent.target, amount) not in inp.task.paid:
+        if amount in named and not self._paid_before(inp, amount):
             return self._allow
-        shown = ", ".join(f"{c / 100:.2f}" for c in sorted(named))
+        shown = ", ".join(money(c) for c in sorted(named))
         why = (
             "already paid to this target once"
             if amount in named
@@ -217,7 +213,7 @@ class IfcCheck:
         )
         return Pending(
             "RULE.R10.UNTRUSTED_AMOUNT",
-            f"the agent read untrusted content and {inp.intent.op} moves {amount / 100:.2f}, {why}",
+            f"the agent read untrusted content and {inp.intent.op} moves {money(amount)}, {why}",
             rule="R10",
             check=self.name,
             details=frozen_mapping(
@@ -227,6 +223,19 @@ class IfcCheck:
                     "context_sources": sorted(inp.context.sources),
                 }
             ),
+        )
+
+    def _paid_before(self, inp: CheckInput, amount: int) -> bool:
+        """Whether the task paid ``amount`` to this target already, however the target
+        was spelled then (``DE89 3704 ...`` and ``DE893704...`` are one account)."""
+        target, paid = inp.intent.target, inp.task.paid
+        if (target, amount) in paid:
+            return True
+        spec = self._ops.get(inp.intent.op)
+        kind = target_kinds(inp.intent, spec)[0] if spec is not None else "unknown"
+        mine = normalise(kind, target) if kind in _NORMALISED else None
+        return mine is not None and any(
+            cents == amount and normalise(kind, t) == mine for t, cents in paid
         )
 
     def _untrusted_targets(self, inp: CheckInput, spec: OpSpec) -> Decision:

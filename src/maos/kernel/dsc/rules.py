@@ -21,7 +21,8 @@ from types import MappingProxyType
 
 from maos.kernel.dsc.base import AgentStatus, CheckInput
 from maos.kernel.dsc.ifc import is_trusted_target, target_kinds
-from maos.kernel.ops import HIGH_IMPACT, OPS, OpSpec, effect_class_of
+from maos.kernel.manifest import ManifestError
+from maos.kernel.ops import HIGH_IMPACT, OPS, OpSpec, effect_classes_of
 from maos.kernel.types import Allow, Decision, Deny, EffectClass, Pending, frozen_mapping
 
 __all__ = ["AGENT_ADMIN_OPS", "DEFAULT_PROTECTED_NAMES", "KERNEL_NAMESPACES", "RULES", "RulesCheck"]
@@ -118,12 +119,24 @@ class RulesCheck:
             verdict = self._r4_protected_path(inp)
             if verdict is not None:
                 return verdict
+        if derived_from.manifest is not None:
+            verdict = self._r11_tool_call(inp, derived_from)
+            if verdict is not None:
+                return verdict
+        elif op == "email.send" and inp.intent.params.get("cc", ()) != inp.intent.extra_targets:
+            # The mail adapter sends to ``params.cc``; the checks read the extra targets.
+            return Deny(
+                "RULE.R11.TARGET_MISMATCH",
+                "email.send: the carbon copies in params.cc must be exactly the intent's "
+                "extra targets, so that every recipient is checked",
+                check=self.name,
+            )
         granted = inp.task.effect_classes
         if granted is not None:
-            cls = effect_class_of(derived_from, inp.intent.params)
-            internal_send = cls is EffectClass.SEND and not external
-            if cls not in granted and cls not in _UNGRANTED and not internal_send:
-                return self._r2_effect_class(inp, derived_from)
+            for cls in effect_classes_of(derived_from, inp.intent.params):
+                internal_send = cls is EffectClass.SEND and not external
+                if cls not in granted and cls not in _UNGRANTED and not internal_send:
+                    return self._r2_effect_class(inp, derived_from, cls)
         if inp.approved or not (high_impact or external):
             return self._allow
         pending = self._r7_approval(inp, derived_from, high_impact)
@@ -136,7 +149,7 @@ class RulesCheck:
             spec,
             self._op_rules(op),
             spec.target_kind == "path",
-            spec.effect_class in HIGH_IMPACT,
+            any(c in HIGH_IMPACT for c in spec.classes),
             spec.external,
         )
 
@@ -208,14 +221,57 @@ class RulesCheck:
             for root in self._roots
         )
 
-    def _r2_effect_class(self, inp: CheckInput, spec: OpSpec) -> Deny:
+    def _r2_effect_class(self, inp: CheckInput, spec: OpSpec, missing: EffectClass) -> Deny:
         granted = sorted(c.value for c in inp.task.effect_classes or ())
+        classes = "+".join(c.value for c in spec.classes)
         return self._deny(
             "R2",
             "EFFECT_CLASS_NOT_GRANTED",
-            f"{spec.name} is a {spec.effect_class.value} effect; task {inp.task.task_id} "
-            f"asked only for {', '.join(granted) or 'nothing'}",
+            f"{spec.name} is a {classes} effect and needs {missing.value}; task "
+            f"{inp.task.task_id} asked only for {', '.join(granted) or 'nothing'}",
         )
+
+    def _r11_tool_call(self, inp: CheckInput, spec: OpSpec) -> Deny | None:
+        """A tool call's targets and amount are what its manifest finds in its arguments,
+        recomputed here whoever built the intent: a call that left a target out, or
+        whose targets cannot be read, is refused, never checked as if it had none (R11).
+        The manifest it was built against must still be the registered one, so a call
+        parked for approval does not run under a manifest changed since."""
+        manifest = spec.manifest
+        assert manifest is not None
+        intent = inp.intent
+        if intent.params.get("manifest_sha256") != manifest.manifest_sha256:
+            return Deny(
+                "TOOL.MANIFEST_CHANGED",
+                f"{spec.name}: the call was made against another manifest than the one "
+                "registered now; make it again",
+                check=self.name,
+            )
+        args = intent.params.get("args")
+        try:
+            if not isinstance(args, Mapping):
+                raise ManifestError("TOOL.BAD_ARGS", f"{spec.name}: args must be an object")
+            found = manifest.targets_of(args)
+            cents = manifest.amount_cents(args)
+        except ManifestError as exc:
+            return Deny(exc.code, exc.message, check=self.name)
+        targets = tuple(t.value for t in found) or ("",)
+        kinds = tuple(t.kind for t in found) or ("none",)
+        if intent.targets != targets or intent.target_kinds != kinds:
+            return Deny(
+                "TOOL.TARGET_MISMATCH",
+                f"{spec.name}: the intent names other targets than its arguments hold "
+                f"({len(targets)} by the manifest); every target must be checked",
+                check=self.name,
+            )
+        if intent.cost.money_cents != cents:
+            return Deny(
+                "TOOL.BAD_AMOUNT",
+                f"{spec.name}: the intent moves {intent.cost.money_cents} cents, its "
+                f"arguments {cents}",
+                check=self.name,
+            )
+        return None
 
     def _r1_known_op(self, op: str) -> Deny | None:
         if op not in self._ops:
@@ -229,7 +285,7 @@ class RulesCheck:
         for it: like an external op, it then asks only for targets nobody named."""
         intent = inp.intent
         granted = inp.task.effect_classes
-        if high_impact and granted is not None and spec.effect_class in granted:
+        if high_impact and granted is not None and granted.issuperset(spec.classes):
             high_impact = False
         if not high_impact and spec.target_kind == "mixed":
             task = inp.task
@@ -260,13 +316,17 @@ class RulesCheck:
             )
         else:
             targets = intent.targets
-            reason = f"{spec.name} is a {spec.effect_class.value} effect and needs the Commander"
+            heavy = "+".join(c.value for c in spec.classes if c in HIGH_IMPACT)
+            reason = f"{spec.name} is a {heavy} effect and needs the Commander"
         return Pending(
             "RULE.R7.APPROVAL_REQUIRED",
             reason,
             rule="R7",
             check=self.name,
             details=frozen_mapping(
-                {"effect_class": spec.effect_class.value, "targets": list(targets)}
+                {
+                    "effect_class": "+".join(c.value for c in spec.classes),
+                    "targets": list(targets),
+                }
             ),
         )
