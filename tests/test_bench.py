@@ -20,11 +20,14 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert set(figures) == {
-        "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "meta",
-        "mcp_gateway",
+        "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "immune",
+        "meta", "mcp_gateway",
     }  # fmt: skip
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
+    immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
+    assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
+    assert immune["ratio_danger_fold_vs_dsc_decision"] > 0
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0

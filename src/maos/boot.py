@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from maos.kernel.aggregate import Threshold
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.config import KernelConfig, read_config
 from maos.kernel.errors import InputError, MaosError
@@ -27,17 +28,32 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.types import iso_time
-from maos.llm.config import ConfiguredLlm, SseSettings, build_llm, load_settings
+from maos.llm.config import (
+    ConfiguredLlm,
+    SecuritySettings,
+    SseSettings,
+    build_llm,
+    load_settings,
+)
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import SecurityAgent, thresholds
+from maos.services.security import CascadePolicy, SecurityAgent, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
-__all__ = ["PlanQueue", "configured_kernel", "run_plan_file", "run_plan_on", "semantic_evaluator"]
+__all__ = [
+    "PlanQueue",
+    "aggregate_limits",
+    "cascade_policy",
+    "configured_kernel",
+    "run_plan_file",
+    "run_plan_on",
+    "semantic_evaluator",
+]
 
 Echo = Callable[[str], None]
 
@@ -91,6 +107,34 @@ def _parked_tool_modules(kernel: Kernel) -> dict[Path, str | None]:
     return dict(sorted(modules.items()))
 
 
+def aggregate_limits(s: SecuritySettings) -> tuple[Threshold, ...]:
+    return thresholds(
+        outbound_bytes_per_day=s.outbound_bytes_per_day,
+        external_destinations_per_week=s.external_destinations_per_week,
+        external_api_calls_per_day=s.external_api_calls_per_day,
+        bytes_to_one_agent_per_day=s.bytes_to_one_agent_per_day,
+        declassifications_per_day=s.declassifications_per_day,
+    )
+
+
+def cascade_policy(s: SecuritySettings) -> CascadePolicy:
+    return CascadePolicy(
+        observe_at=s.observe_at,
+        soft_at=s.soft_at,
+        hard_at=s.hard_at,
+        half_life_s=s.half_life_minutes * 60,
+        observation_s=s.observation_minutes * 60,
+        monitor_only=s.monitor_only,
+        weights=s.weights.model_dump(),
+    )
+
+
+def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
+    if s.notify_mail is None and s.notify_webhook is None:
+        return None
+    return CommanderNotifier(kernel, mail_to=s.notify_mail, webhook=s.notify_webhook)
+
+
 @contextlib.asynccontextmanager
 async def configured_kernel(
     data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
@@ -129,7 +173,12 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
-        security = SecurityAgent(kernel, thresholds(**settings.security.model_dump()))
+        security = SecurityAgent(
+            kernel,
+            aggregate_limits(settings.security),
+            policy=cascade_policy(settings.security),
+            notifier=_notifier(kernel, settings.security),
+        )
         security.start()
         yield kernel
     finally:

@@ -23,9 +23,11 @@ from playwright.async_api import async_playwright
 
 from maos.boot import PlanQueue
 from maos.commander.web import Dashboard, load_or_create_token
+from maos.kernel import cascade
 from maos.kernel.approvals import ApprovalStatus
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Intent, OutcomeStatus
 from maos.kernel.walconfig import anchored_wal
@@ -347,6 +349,36 @@ def test_killing_an_agent_from_the_page(config: KernelConfig) -> None:
 
         await _in_browser(dashboard, act)
         assert kernel.registry.agent("a1").status.value == "killed"
+
+    _run(config, body)
+
+
+def test_the_page_shows_an_agents_cascade_stage_score_and_evidence(config: KernelConfig) -> None:
+    """Issue 12: the stage, the danger score that put the agent there and its evidence."""
+
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        await kernel.register_agent("a1", ring=3)
+        evidence = [{"seq": 7, "kind": "prefilter", "code": "DSC.PREFILTER.INJECTION", "weight": 3}]
+        order = cascade.stage_order(
+            kernel.registry,
+            "a1",
+            Stage.SOFT_ISOLATION,
+            cause="prefilter (DSC.PREFILTER.INJECTION)",
+            principal="commander:security",
+            at=kernel.clock(),
+            score=6.5,
+            evidence=evidence,
+        )
+        await kernel.cascade(order)
+
+        async def act(page: Any) -> None:
+            cell = page.locator('tr[data-agent-id="a1"] .stage-soft_isolation')
+            await cell.wait_for()
+            assert await cell.inner_text() == "soft isolation (danger 6.5)"
+            row = await page.locator('tr[data-agent-id="a1"]').inner_text()
+            assert "evidence: DSC.PREFILTER.INJECTION +3" in row
+
+        await _in_browser(dashboard, act)
 
     _run(config, body)
 

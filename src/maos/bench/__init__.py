@@ -14,7 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maos.bench import anchor, assistants, dsc, durability, egress, federation, pods, scenarios
+from maos.bench import (
+    anchor,
+    assistants,
+    dsc,
+    durability,
+    egress,
+    federation,
+    immune,
+    pods,
+    scenarios,
+)
 
 __all__ = ["render", "run_bench"]
 
@@ -48,6 +58,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: scenarios.measure(progress=say, limit=5 if quick else None)),
             ("assistants", "assistants suite (grants derived vs every class granted)",
              lambda: assistants.measure(quick=quick)),
+            ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
+             lambda: immune.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -107,11 +119,39 @@ def render(figures: dict[str, Any]) -> str:
     rows += _pod_rows(figures["pods"])
     rows += _egress_rows(figures["egress"])
     rows += _federation_rows(figures["federation"])
+    rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
+
+
+def _immune_rows(i: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = [
+        (
+            "DSC p50 with pre-effect aggregate check",
+            f"{i['dsc_p50_us_with_aggregate']} µs",
+            f"{i['ratio_dsc_with_aggregate_vs_without']} × without"
+            f" ({i['dsc_p50_us_without_aggregate']} µs)",
+        ),
+        (
+            "danger score: fold one signal",
+            f"{i['danger_signal_fold_us']} µs",
+            f"{i['ratio_danger_fold_vs_dsc_decision']} × one DSC decision",
+        ),
+    ]
+    if "signal_to_hard_isolation_ms_p50" in i:
+        polls = i["polls_s"]
+        rows += [
+            (
+                "confirmed signal -> pod frozen p50",
+                f"{i['signal_to_hard_isolation_ms_p50']} ms",
+                f"polls {polls['security_agent']} s + {polls['pod_runtime']} s",
+            ),
+            ("pod freeze / thaw p50", f"{i['freeze_ms_p50']}/{i['thaw_ms_p50']} ms", "cgroup"),
+        ]
+    return rows
 
 
 def _scenario_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:

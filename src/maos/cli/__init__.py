@@ -20,6 +20,7 @@ from maos.cli import (
     mcp,
     mcp_runtime,
     node,
+    security,
     tdp,
     tokens,
     up,
@@ -40,6 +41,7 @@ _COMMANDS = (
     mcp,
     mcp_runtime,
     node,
+    security,
 )
 """Imported for their commands (typer registers them on import)."""
 

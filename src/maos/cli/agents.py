@@ -23,6 +23,7 @@ from maos.kernel import orders
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
 from maos.kernel.registry import COMMANDER
+from maos.kernel.stages import stage_report
 
 
 @agent_app.command("run")
@@ -118,14 +119,18 @@ def agent_run(
 
 @agent_app.command("list")
 def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
-    """Registered agents with ring, status and context label."""
+    """Registered agents with ring, status, context label, and their place in the
+    quarantine cascade: stage, danger score now (folded from the log) and evidence."""
     view = view_of(data_dir, write=False)
+    scores = _danger_now(view, data_dir)
     rows: list[dict[str, Any]] = [
         {
             "agent_id": a.agent_id,
             "ring": a.ring,
             "status": a.status.value,
             "context": a.context.to_dict(),
+            **stage_report(a),
+            "danger_now": scores.get(a.agent_id, 0.0),
         }
         for a in view.registry.agents.values()
     ]
@@ -137,7 +142,26 @@ def agent_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> Non
         typer.echo(
             f"{r['agent_id']:<20} ring {r['ring']}  {r['status']:<12}"
             f" context {ctx['conf']}/{ctx['integrity']}"
+            f"  stage {r['stage']:<15} danger {r['danger_now']:.1f}"
+            f" ({len(r['evidence'])} signal(s) in evidence)"
         )
+
+
+def _danger_now(view: Any, data_dir: Path) -> dict[str, float]:
+    """Each agent's danger score now, as the Security Agent computes it."""
+    import time
+
+    from maos.boot import cascade_policy
+    from maos.llm.config import load_settings
+    from maos.services.security import LOG_KINDS, danger_from_log
+
+    try:
+        policy = cascade_policy(load_settings(data_dir).security)
+    except MaosError as exc:
+        fail(exc)
+    book = danger_from_log(view.wal.read(kinds=LOG_KINDS), policy)
+    now = time.time()
+    return {a: round(book.score(a, now), 3) for a in view.registry.agents}
 
 
 def _set_status(data_dir: Path, agent_id: str, status: AgentStatus, principal: str) -> None:
@@ -189,3 +213,57 @@ def agent_kill(
 ) -> None:
     """Kill: the agent can do nothing more, ever (R8)."""
     _set_status(data_dir, agent_id, AgentStatus.KILLED, principal)
+
+
+@agent_app.command("release")
+def agent_release(
+    agent_id: str,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="normal, observation or soft_isolation: a stage below the agent's own.",
+        ),
+    ],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Let an agent down the quarantine cascade; a frozen pod is thawed and resumes where
+    it stopped. Escalation is the Security Agent's; de-escalation is a clean observation
+    window or this (issue 12)."""
+    import time
+
+    from maos.kernel import cascade
+    from maos.kernel.errors import InputError
+    from maos.kernel.stages import RELEASE_TO, Stage
+
+    try:
+        if to not in {s.value for s in RELEASE_TO}:
+            names = ", ".join(s.value for s in RELEASE_TO)
+            raise InputError("BAD_INPUT.STAGE", f"--to must be one of {names}, not {to!r}")
+        view = view_of(data_dir)
+        order = cascade.release_order(
+            view.registry, agent_id, Stage(to), principal=principal, at=time.time()
+        )
+        view.wal.append_sync(order.kind, order.body)
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(f"{agent_id}: {to}")
+
+
+@agent_app.command("rca")
+def agent_rca(agent_id: str, data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """The root-cause report of an agent: its way through the cascade with the evidence,
+    and what was kept of it when it was frozen (workspace, pod output, log excerpt,
+    conversation) under <data-dir>/rca/ID."""
+    from maos.cli.rca import rca_report
+
+    try:
+        report = rca_report(view_of(data_dir), data_dir, agent_id)
+    except MaosError as exc:
+        fail(exc)
+    if as_json:
+        echo_json(report)
+        return
+    for line in report["lines"]:
+        typer.echo(line)

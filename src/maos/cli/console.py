@@ -28,6 +28,7 @@ from maos.kernel import orders
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
 from maos.kernel.registry import COMMANDER
+from maos.kernel.stages import stage_report
 
 
 @app.command()
@@ -130,7 +131,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         "dashboard": _dashboard_url(data_dir),
         "wal_records": view.seen_seq,
         "agents": {
-            a.agent_id: {"ring": a.ring, "status": a.status.value}
+            a.agent_id: {"ring": a.ring, "status": a.status.value, **stage_report(a)}
             for a in view.registry.agents.values()
         },
         "tasks": tasks,
@@ -162,7 +163,8 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         typer.echo(f"FEVER         on: {who} in quarantine; rate limits halved, Ring 3 to the SSE")
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
-        typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}")
+        stage = "" if a.stage.value == "normal" else f"  {a.stage.value}: {a.stage_cause}"
+        typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}{stage}")
     typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
     typer.echo(f"llm           {_llm_line(info['llm'])}")

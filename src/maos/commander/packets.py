@@ -49,6 +49,8 @@ def _where(seen: Mapping[str, Any]) -> str:
 def packet_lines(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[str]:
     """Each flagged target and where it first appeared, the sum against the sums the task
     named, what the agent had read, and exactly what would be sent."""
+    if "danger_score" in details:  # an elimination request (the quarantine cascade)
+        return _elimination_lines(details)
     lines = []
     for target, seen in (details.get("first_seen") or {}).items():
         lines.append(f"flagged {target}: first seen {_where(seen)}")
@@ -62,4 +64,19 @@ def packet_lines(details: Mapping[str, Any], intent: Mapping[str, Any]) -> list[
     params = json.dumps(intent.get("params") or {}, sort_keys=True)
     cut = params if len(params) <= PARAMS_SHOWN else params[:PARAMS_SHOWN] + " ..."
     lines.append(f"would send: {cut}")
+    return lines
+
+
+def _elimination_lines(details: Mapping[str, Any]) -> list[str]:
+    """Why the Security Agent asks to eliminate a frozen agent, and where its state is."""
+    lines = [
+        f"eliminate {', '.join(details.get('targets') or ())}: {details.get('cause', '')}",
+        f"danger score {details['danger_score']} (soft isolation, then hard: the pod is frozen)",
+    ]
+    for e in details.get("evidence") or ():
+        lines.append(
+            f"evidence #{e.get('seq')}: {e.get('kind')} {e.get('code')} (+{e.get('weight')})"
+        )
+    lines.append(f"root-cause material kept in {details.get('rca', '?')} (maos agent rca)")
+    lines.append("approve: the pod is killed and a clean copy takes over; deny: it stays frozen")
     return lines

@@ -108,7 +108,7 @@ def _parse(raw: object, agent_id: str, intent_id: str) -> Intent:
     if _TOKEN.fullmatch(token) is None:
         _fail("BAD_CHAR", "token contains a character outside base64", "token")
     content: list[str] = []
-    params = _params(frame.get("params", {}), content)
+    params, size = _params(frame.get("params", {}), content)
     extra = _extra_targets(frame.get("extra_targets", []))
     return Intent(
         intent_id=intent_id,
@@ -119,6 +119,7 @@ def _parse(raw: object, agent_id: str, intent_id: str) -> Intent:
         idempotency_key=key,
         token=token,
         params=params,
+        params_bytes=size,
         content="\n".join(content),
         cost=_cost(frame.get("cost", {})),
         expected_version=_version(frame.get("expected_version")),
@@ -214,14 +215,16 @@ def _target_kinds(value: object, targets: int) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _params(value: object, content: list[str]) -> Mapping[str, Any]:
+def _params(value: object, content: list[str]) -> tuple[Mapping[str, Any], int]:
+    """The frozen params and their encoded size (what aggregate monitoring counts)."""
     if type(value) is not dict:
         _fail("NOT_AN_OBJECT", "params must be a JSON object", "params")
     budget = [MAX_PARAMS_BYTES]
     frozen: Mapping[str, Any] = _freeze(value, 1, budget, content)
-    if len(orjson.dumps(value)) > MAX_PARAMS_BYTES:  # exact size; the budget is a bound
+    size = len(orjson.dumps(value))
+    if size > MAX_PARAMS_BYTES:  # exact size; the budget is a bound
         _fail("TOO_LARGE", f"params encode to more than {MAX_PARAMS_BYTES} bytes", "params")
-    return frozen
+    return frozen, size
 
 
 def _freeze(value: object, depth: int, budget: list[int], content: list[str]) -> Any:

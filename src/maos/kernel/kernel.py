@@ -27,7 +27,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import orders
+from maos.kernel import cascade, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -102,6 +102,7 @@ class Kernel:
             locks=self.locks,
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
+            aggregate=self.view.aggregate,
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
@@ -397,6 +398,10 @@ class Kernel:
         """Pause, quarantine or kill an agent (R8); nothing an agent does can prevent it."""
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
+    async def cascade(self, order: orders.Order) -> None:
+        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
+        await self._order(order)
+
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
         """Enter or leave Minimal Safe State (R8, seed: "all agents paused, kernel + WAL
         only"): every intent but apoptosis is refused and pod runtimes stop their pods;
@@ -472,11 +477,14 @@ class Kernel:
             return self._executed[item.approval_id]
         if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
             return self._finish(item.approval_id, item.refusal())
-        wire = dict(item.intent)
-        intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
-        outcome = replace(
-            await self._decide_and_run(intent, approved=True), approval_id=item.approval_id
-        )
+        if cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
+            outcome = self._finish(item.approval_id, cascade.eliminated(item))  # once: no await yet
+            await self._order(cascade.elimination_order(self.registry, item, self.clock()))
+        else:
+            wire = dict(item.intent)
+            intent = parse_intent(wire, agent_id=item.agent_id, intent_id=wire["intent_id"])
+            outcome = await self._decide_and_run(intent, approved=True)
+            outcome = replace(outcome, approval_id=item.approval_id)
         await self._log(
             "approval.executed", {"approval_id": item.approval_id, "outcome": outcome.to_dict()}
         )
@@ -519,7 +527,7 @@ class Kernel:
                     intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
                 )
             sse = self.sse
-            if sse is None and agent.ring == 3 and inp.fever:
+            if sse is None and (agent.observed or (agent.ring == 3 and inp.fever)):
                 sse = self.fever_sse
             veto = await self._sse_veto(sse, intent, agent.context)  # after Allow or Pending
             if veto is not None:
@@ -721,14 +729,7 @@ class Kernel:
             "node_id": self.config.node_id,
             "data_dir": str(self.config.data_dir),
             "wal_records": self.wal.tail_seq(),
-            "agents": {
-                a.agent_id: {
-                    "ring": a.ring,
-                    "status": a.status.value,
-                    "context": a.context.to_dict(),
-                }
-                for a in self.registry.agents.values()
-            },
+            "agents": self.registry.agents_report(),
             "tasks": sorted(self.registry.tasks),
             "pending_approvals": [a.to_dict() for a in self.approvals.pending()],
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],

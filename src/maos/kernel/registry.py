@@ -19,6 +19,7 @@ from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
+from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
 
 __all__ = ["AgentRecord", "LabelRule", "Registry", "TaskRecord", "ToolRecord", "check_principal"]
@@ -79,9 +80,26 @@ class AgentRecord:
     burst: int = 100
     context: Label = BOTTOM
     """Join of every label handed to this agent (IFC)."""
+    stage: Stage = Stage.NORMAL
+    """Where the agent is in the quarantine cascade (`maos.kernel.cascade`)."""
+    stage_at: float = 0.0
+    """When it entered that stage (the kernel's clock): windows count from here."""
+    stage_cause: str = ""
+    danger: float = 0.0
+    """The danger score that moved it there (the Security Agent's, at that moment)."""
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    """The signals behind the score, newest last."""
+    replaced_by: str | None = None
+    """The clean replacement that healed this agent, once it was eliminated."""
 
     def view(self) -> AgentView:
         return AgentView(self.agent_id, self.ring, self.status)
+
+    @property
+    def observed(self) -> bool:
+        """In the cascade's observation stage: every effect goes to the SSE (or the
+        heuristic evaluator), nothing is restricted."""
+        return self.stage is Stage.OBSERVATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +220,19 @@ class Registry:
         """Security Fever (seed: "2+ agents in quarantine"): the system is stricter."""
         return len(self.quarantined) >= FEVER_QUARANTINED
 
+    def agents_report(self) -> dict[str, dict[str, Any]]:
+        """Every agent as status reports show it: ring, status, context label and its
+        place in the quarantine cascade (stage, cause, score, evidence)."""
+        return {
+            a.agent_id: {
+                "ring": a.ring,
+                "status": a.status.value,
+                "context": a.context.to_dict(),
+                **stage_report(a),
+            }
+            for a in self.agents.values()
+        }
+
     def fever_report(self) -> dict[str, Any]:
         """The fever as status reports show it: on or off, and who is in quarantine."""
         return {"on": self.fever, "quarantined": sorted(self.quarantined)}
@@ -217,17 +248,42 @@ class Registry:
             )
             known = self.agents.get(fresh.agent_id)
             if known is not None:  # new limits; what the Commander and the agent's reads set stays
-                fresh = replace(fresh, status=known.status, context=known.context)
+                fresh = replace(
+                    known, ring=fresh.ring, rate_per_s=fresh.rate_per_s, burst=fresh.burst
+                )
             self.agents[fresh.agent_id] = fresh
         elif kind == "agent.status":
             rec = self.agents.get(body["agent_id"])
             if rec is not None:
                 status = AgentStatus(body["status"])
-                self.agents[rec.agent_id] = replace(rec, status=status)
-                if status in (AgentStatus.ISOLATED, AgentStatus.QUARANTINED):
-                    self.quarantined.add(rec.agent_id)
-                else:
-                    self.quarantined.discard(rec.agent_id)
+                stage = stage_for_status(status, rec.stage)
+                moved = stage is not rec.stage
+                self._set_status(
+                    replace(
+                        rec,
+                        status=status,
+                        stage=stage,
+                        stage_cause=f"{body.get('principal', '?')}: {status.value}"
+                        if moved
+                        else rec.stage_cause,
+                        stage_at=float(body.get("at", rec.stage_at)) if moved else rec.stage_at,
+                    )
+                )
+        elif kind == "agent.stage":
+            rec = self.agents.get(body["agent_id"])
+            if rec is not None:
+                self._set_status(
+                    replace(
+                        rec,
+                        status=AgentStatus(body["status"]),
+                        stage=Stage(body["stage"]),
+                        stage_at=float(body.get("at", 0.0)),
+                        stage_cause=str(body.get("cause", "")),
+                        danger=float(body.get("score", 0.0)),
+                        evidence=tuple(body.get("evidence", ())),
+                        replaced_by=body.get("replaced_by", rec.replaced_by),
+                    )
+                )
         elif kind == "agent.context":
             rec = self.agents.get(body["agent_id"])
             if rec is not None:
@@ -275,6 +331,13 @@ class Registry:
             if task is not None:
                 named = task.trusted_targets | frozenset(body["targets"])
                 self.tasks[task.task_id] = replace(task, trusted_targets=named)
+
+    def _set_status(self, rec: AgentRecord) -> None:
+        self.agents[rec.agent_id] = rec
+        if rec.status in (AgentStatus.ISOLATED, AgentStatus.QUARANTINED):
+            self.quarantined.add(rec.agent_id)
+        else:
+            self.quarantined.discard(rec.agent_id)
 
     def _tool(self, body: Mapping[str, Any]) -> None:
         """Records before issue 8 had one ``effect_class``, kinds as strings and an

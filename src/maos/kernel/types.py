@@ -86,6 +86,8 @@ class Intent:
     """The capability token, base64url, as the agent presented it."""
     params: Mapping[str, Any] = field(default_factory=frozen_mapping)
     """Operation arguments (file content, HTTP method and body, mail subject and body)."""
+    params_bytes: int = 0
+    """Their size as JSON, measured by the sanitizer: what aggregate monitoring counts."""
     content: str = ""
     """All free text the intent carries, concatenated, for the injection pre-filter."""
     cost: Cost = field(default_factory=Cost)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maos.kernel.aggregate import KINDS as AGGREGATE_KINDS
+from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
 from maos.kernel.grants import apply_grants
@@ -55,6 +57,8 @@ class LogView:
         self.approvals = ApprovalBook()
         self.provenance = Provenance()
         self.scope = ScopeFold(self.registry)
+        self.aggregate = AggregateLedger(self.registry.ops)
+        """Each agent's windowed figures (aggregate monitoring), checked before effects."""
         self.revoked: set[str] = set()
         self.seen_seq = 0
         self._prepared: dict[str, Charge] = {}
@@ -67,6 +71,8 @@ class LogView:
             self.registry.apply(rec.kind, rec.body)
             self.provenance.apply(rec.kind, rec.body)
             self.scope.apply(rec.kind, rec.body, rec.idem_key)
+            if rec.kind in AGGREGATE_KINDS:
+                self.aggregate.fold(rec)
             out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]

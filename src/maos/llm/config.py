@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maos.effects.email import valid_address
 from maos.kernel.config import ConfigFile, error_sentence, read_config
 from maos.kernel.config import config_error as _invalid
 from maos.kernel.config import validation_error as _first_error
@@ -212,9 +213,39 @@ class SseSettings(_Section):
     """Needs the ``embed`` extra."""
 
 
+class DangerWeights(_Section):
+    """What one danger signal adds to an agent's score (`maos.services.danger`). The
+    stage thresholds below are in the same unit: a weight of 3 is "one of these and the
+    agent is watched", 6 "one of these and it is soft-isolated"."""
+
+    sentry_anomaly: float = Field(default=2.0, ge=0)
+    """The Sentry's behavioural fingerprint crossed its threshold: unusual, not proof."""
+    prefilter: float = Field(default=3.0, ge=0)
+    """DSC check 7 found injection text in the intent: the agent repeats an attack."""
+    rule_violation: float = Field(default=3.0, ge=0)
+    """R4 (tampering with MAOS), R6 (a down-flow), R10 (an untrusted target): the kinds of
+    deny a hijacked agent earns, rarely an honest one."""
+    capability: float = Field(default=1.0, ge=0)
+    """Outside its token: often a plan too narrow, so light."""
+    rate: float = Field(default=0.5, ge=0)
+    """A rate limit: pressure on the kernel, mostly a bug."""
+    isolated_attempt: float = Field(default=2.0, ge=0)
+    """An outbound effect tried while isolated: it keeps pushing where it was told not to."""
+    sse_deny: float = Field(default=3.0, ge=0)
+    """The Semantic Security Evaluator refused an effect the DSC allowed."""
+    aggregate: float = Field(default=6.0, ge=0)
+    """An aggregate figure refused before the effect: exfiltration by volume; the default
+    reaches soft isolation at once, as the seed's aggregate monitoring does."""
+    pod_violation: float = Field(default=4.0, ge=0)
+    """A certain violation (Fast Apoptosis): the pod was already killed and restarted."""
+    memory_match: float = Field(default=3.0, ge=0)
+    """The intent matched a threat the immune memory deflected before."""
+
+
 class SecuritySettings(_Section):
     """The ``security`` section: the Security Agent's aggregate thresholds, per agent
-    (the seed's defaults; it advises 3x the 95th percentile of a month of monitoring)."""
+    (the seed's defaults; it advises 3x the 95th percentile of a month of monitoring),
+    and its quarantine cascade."""
 
     outbound_bytes_per_day: int = Field(default=100 * 1024 * 1024, gt=0)
     external_destinations_per_week: int = Field(default=50, gt=0)
@@ -222,6 +253,49 @@ class SecuritySettings(_Section):
     bytes_to_one_agent_per_day: int = Field(default=50 * 1024 * 1024, gt=0)
     declassifications_per_day: int = Field(default=10, gt=0)
     """System-wide: only the Commander declassifies, so a breach is an alert, no more."""
+    monitor_only: bool = False
+    """Calibration (seed: the first 30 days): aggregate figures past a limit are logged as
+    would-be breaches; nothing is refused and no agent is isolated for them."""
+    weights: DangerWeights = DangerWeights()
+    observe_at: float = Field(default=3.0, gt=0)
+    """Score at which an agent enters Observation: one serious signal, or a few light ones."""
+    soft_at: float = Field(default=6.0, gt=0)
+    """Score at which it is soft-isolated: two serious signals close together."""
+    hard_at: float = Field(default=10.0, gt=0)
+    """Score at which it is frozen (hard isolation): it kept misbehaving once isolated."""
+    half_life_minutes: float = Field(default=10.0, gt=0)
+    """A signal's weight halves in this time: a burst counts, one old slip fades."""
+    observation_minutes: float = Field(default=30.0, gt=0)
+    """The seed's observation window; a window with no signal steps an agent down one
+    stage (observation to normal, soft isolation to observation)."""
+
+    notify_mail: str | None = None
+    """Where the Commander is mailed (through the kernel's SMTP adapter) when an agent
+    reaches soft isolation or beyond; needs the ``smtp`` section."""
+    notify_webhook: str | None = None
+    """An http(s) URL that gets a JSON POST (through the kernel's HTTP adapter) then."""
+
+    @field_validator("notify_mail")
+    @classmethod
+    def _mail(cls, value: str | None) -> str | None:
+        if value is not None and not valid_address(value):
+            raise ValueError("must be one mail address (user@host)")
+        return value
+
+    @field_validator("notify_webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not (
+            value.startswith(("http://", "https://")) and urlsplit(value).hostname
+        ):
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SecuritySettings:
+        if not self.observe_at < self.soft_at < self.hard_at:
+            raise ValueError("observe_at < soft_at < hard_at is required")
+        return self
 
 
 class Settings(BaseModel):

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from maos.pod.isolation import HardViolation, PodProcess, PodSpec
+from maos.pod.isolation.freeze import Freezer
 from maos.pod.sentry import Sentry
 
 __all__ = ["AgentExit", "AgentRun", "PodEvent"]
@@ -21,7 +22,8 @@ class PodEvent:
 
     agent_id: str
     kind: str
-    """``intent`` (a frame answered), ``violation``, ``restart``, ``stopped``, ``exit``."""
+    """``intent`` (a frame answered), ``violation``, ``restart``, ``stopped``, ``frozen``,
+    ``thawed``, ``healed``, ``exit``."""
     op: str = ""
     target: str = ""
     status: str = ""
@@ -40,6 +42,8 @@ class AgentExit:
     """``exited``, ``apoptosis``, ``quarantined`` or ``stopped:<status>`` (the Commander)."""
     restarts: int
     violations: tuple[HardViolation, ...] = ()
+    healed_from: tuple[str, ...] = ()
+    """Eliminated agents this one replaced, oldest first (``agent_id`` is the last copy)."""
 
 
 @dataclass(eq=False)
@@ -58,6 +62,17 @@ class AgentRun:
     stop_reason: str | None = None
     """Set when the run must end without a restart (Commander, apoptosis, quarantine)."""
     task: asyncio.Task[AgentExit] | None = None
+    freezer: Freezer | None = None
+    """Set while the pod is (or was) frozen by hard isolation."""
+    heal: bool = False
+    """The agent was eliminated: replace it with a clean copy once its pod is gone."""
+    healed_from: list[str] = field(default_factory=list)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the pod is frozen now (hard isolation): it sends nothing, heartbeats
+        included, and must not be restarted for that."""
+        return self.freezer is not None and self.freezer.frozen
 
     async def wait(self) -> AgentExit:
         assert self.task is not None
@@ -73,3 +88,5 @@ class AgentRun:
             self.stop_reason = reason
         if self.pod is not None:
             self.pod.kill()
+        if self.freezer is not None:
+            self.freezer.thaw()  # a frozen task takes its SIGKILL only once thawed

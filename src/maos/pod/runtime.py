@@ -35,8 +35,10 @@ from urllib.parse import urlsplit
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
+from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Outcome, OutcomeStatus
+from maos.pod import containment
 from maos.pod.channel import ChannelClosed, ChannelViolation
 from maos.pod.gateways import GATEWAY_OPS, Answer, Gateways, describe, reply_for
 from maos.pod.isolation import HardViolation, Limits, PodHome, PodProcess, PodSpec, sandbox_for
@@ -107,6 +109,7 @@ class PodRuntime:
         limits: Limits | None = None,
         on_event: Callable[[PodEvent], None] | None = None,
         poll_interval: float = 0.05,
+        heal: bool = True,
     ) -> None:
         self.kernel = kernel
         self.level = level
@@ -118,6 +121,8 @@ class PodRuntime:
         self._pool_size = pool_size
         self._on_event = on_event
         self._poll = poll_interval
+        self._heal = heal
+        """Replace an eliminated agent with a clean copy (`maos.pod.containment`)."""
         self._router = attach(kernel)
         self._sandboxes: dict[int, ProcessSandbox] = {}
         self._pools: dict[int, WarmPool] = {}
@@ -238,6 +243,13 @@ class PodRuntime:
                 if run.stop_reason is not None:  # stopped while the pod was starting
                     pod.kill()
                 code, violation = await self._serve(run, pod)
+                if run.freezer is not None:
+                    await asyncio.to_thread(run.freezer.remove)
+                if run.heal:
+                    await self._ended(run, code, run.stop_reason or "eliminated")
+                    await containment.heal(self.kernel, run, RUNTIME_PRINCIPAL)
+                    self._emit(PodEvent(run.agent_id, "healed", detail=run.healed_from[-1]))
+                    continue
                 if run.stop_reason is not None or violation is None:
                     return await self._ended(run, code, run.stop_reason or "exited")
                 run.violations.append(violation)
@@ -303,7 +315,14 @@ class PodRuntime:
             },
         )
         self._emit(PodEvent(run.agent_id, "exit", code=str(code), detail=reason))
-        return AgentExit(run.agent_id, code, reason, run.restarts, tuple(run.violations))
+        return AgentExit(
+            run.agent_id,
+            code,
+            reason,
+            run.restarts,
+            tuple(run.violations),
+            tuple(run.healed_from),
+        )
 
     async def _serve(self, run: AgentRun, pod: PodProcess) -> tuple[int, HardViolation | None]:
         """Pump ``pod`` until it exits: its exit code, and the violation that ended it if any."""
@@ -343,6 +362,7 @@ class PodRuntime:
                     )
                     answer = Answer(refused, *describe(frame))
                 else:
+                    await self._hold_while_quarantined(run)
                     answer = await gateways.handle(frame)
                 outcome = answer.outcome
                 ended = answer.op == "admin.apoptosis" and outcome.status is OutcomeStatus.COMMITTED
@@ -374,6 +394,19 @@ class PodRuntime:
             pod.kill()  # whatever broke the pump, the pod must not wait on it forever
             raise
 
+    async def _hold_while_quarantined(self, run: AgentRun) -> None:
+        """Hard isolation closes every gateway: a request that arrives meanwhile is held,
+        unanswered, while the pod is frozen, and goes on if the agent is released - so a
+        released agent resumes exactly where it stopped (a kill closes the channel)."""
+        while run.stop_reason is None:
+            try:
+                status = self.kernel.registry.agent(run.agent_id).status
+            except StateError:
+                return
+            if status is not AgentStatus.QUARANTINED:
+                return
+            await asyncio.sleep(self._poll)
+
     async def _closed(self, run: AgentRun, pod: PodProcess) -> HardViolation | None:
         """The pod's end of the channel is gone. A pod that is exiting is reaped as usual;
         one still running after `CLOSE_GRACE` has cut itself off from its Sentry and is
@@ -387,8 +420,9 @@ class PodRuntime:
         return None
 
     async def _watch_status(self) -> None:
-        """R8: the Commander's pause, quarantine or kill ends the agent's pod; Minimal Safe
-        State ends them all."""
+        """R8: the Commander's pause or kill ends the agent's pod; a quarantine (hard
+        isolation) freezes it and a release thaws it; an approved elimination ends it and
+        a clean copy takes over (`maos.pod.containment`). Minimal Safe State ends them all."""
         while True:
             await asyncio.sleep(self._poll)
             safe = self.kernel.registry.safe_state is not None
@@ -399,12 +433,27 @@ class PodRuntime:
                     run.stop("stopped:minimal safe state")
                     continue
                 try:
-                    status = self.kernel.registry.agent(run.agent_id).status
+                    agent = self.kernel.registry.agent(run.agent_id)
                 except StateError:
                     continue
-                if not status.runs:
-                    run.stop(f"stopped:{status.value}")
-                    self._emit(PodEvent(run.agent_id, "stopped", status=status.value))
+                status = agent.status
+                if status is AgentStatus.QUARANTINED:  # hard isolation: frozen, not killed
+                    if not run.frozen:
+                        try:
+                            await containment.freeze(self.kernel, run, RUNTIME_PRINCIPAL)
+                        except MaosError as exc:  # cannot freeze: contain it the hard way
+                            run.stop(f"stopped:quarantined ({exc.code})")
+                            continue
+                        self._emit(PodEvent(run.agent_id, "frozen", status=status.value))
+                    continue
+                if status.runs:
+                    if run.frozen:
+                        await containment.thaw(self.kernel, run, RUNTIME_PRINCIPAL)
+                        self._emit(PodEvent(run.agent_id, "thawed", status=status.value))
+                    continue
+                run.heal = self._heal and agent.stage is Stage.ELIMINATION
+                run.stop(f"stopped:{status.value}")
+                self._emit(PodEvent(run.agent_id, "stopped", status=status.value))
 
     def _emit(self, event: PodEvent) -> None:
         if self._on_event is not None:

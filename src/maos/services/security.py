@@ -1,287 +1,364 @@
-"""The Security Agent's aggregate monitoring (seed §49.11, HACF): figures no single check
-sees.
+"""The Security Agent (an Immune cell, Ring 1): danger signals in, cascade stages out.
 
-Each effect may pass the DSC on its own while together they form an exfiltration: a
-thousand small mails, a new recipient every minute. The monitor sums, per agent and over
-a sliding window, what the log says each agent's committed effects sent out, and when a
-figure passes its threshold the Security Agent isolates the agent (as
-``commander:security``; soft isolation, the cascade's stage 2: nothing outbound, the
-rest of its work goes on) and logs why (``security.breach``). The Commander sees it and
-quarantines, kills or resumes the agent; on resume its count starts again from zero.
+It follows the kernel's log. Every danger signal (`maos.services.danger`) raises its
+agent's score; a score past a stage's threshold moves the agent up the quarantine
+cascade (`maos.kernel.cascade`) on its own, each move one logged ``agent.stage`` with its
+cause, score and evidence:
 
-    metric                      default     window   counted from
-    outbound_bytes              100 MB      24 h     params of committed external effects
-    external_destinations       50 unique   7 days   targets of committed external effects
-    external_api_calls          500         24 h     committed external effects other than mail
-    a2a_bytes_to_one_agent      50 MB       24 h     params of committed msg.send, per recipient
-    declassifications           10          24 h     task.declassified (any task; alert only)
+    normal -> observation     score >= observe_at   (every effect through the SSE)
+           -> soft_isolation  score >= soft_at      (nothing outbound)
+           -> hard_isolation  score >= hard_at      (gateways closed, pod frozen)
+           -> elimination     only when the Commander approves the request it files
+                              (an approval with a decision packet; RCA material kept)
 
-Time is the log's own (each record's ``ts``), so a replay of the same log finds the same
-breaches. The monitor is deterministic and needs no LLM (an Immune cell that keeps
-working in Rule-Based Mode). What it cannot see: data transformed so that it no longer
-looks like volume (seed: residual risk).
+A clean observation window (no signal for ``observation_s`` of the kernel's clock) steps
+an agent down one stage (soft to observation, observation to normal); hard isolation is
+left only by the Commander (``maos agent release ID --to STAGE``).
+
+Aggregate monitoring (seed §49.11) is the kernel's now: its running sums
+(`maos.kernel.aggregate`) refuse, before the effect, the intent that would carry a figure
+over (``SECURITY.AGGREGATE.<METRIC>``). The Security Agent reads those denials - and the
+would-be breaches folded after the fact in monitoring-only mode - logs each as one
+``security.breach`` and soft-isolates the agent (in monitoring-only mode it logs and
+does not act). What it has acted on is in the log, so a restarted Security Agent acts on
+breaches and denials already in the log that no ``security.breach`` answers yet, and a
+stopping one reads the log a last time: an agent cannot outrun it by ending its run
+within one poll.
+
+It acts as ``commander:security``; it needs no LLM (it keeps working in Rule-Based Mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, deque
+import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
+from types import MappingProxyType
 
-import orjson
-
+from maos.kernel import cascade
+from maos.kernel.aggregate import AGGREGATE_CODE, DEFAULT_THRESHOLDS, Breach, Threshold, thresholds
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
-from maos.kernel.ops import OpSpec
+from maos.kernel.registry import AgentRecord
+from maos.kernel.stages import Stage
 from maos.kernel.wal import WalRecord
+from maos.services import danger
+from maos.services.notify import CommanderNotifier
 
 __all__ = [
     "BREACH",
     "DEFAULT_THRESHOLDS",
+    "DEFAULT_WEIGHTS",
+    "LOG_KINDS",
     "PRINCIPAL",
-    "AggregateMonitor",
     "Breach",
+    "CascadePolicy",
     "SecurityAgent",
     "Threshold",
+    "danger_from_log",
     "thresholds",
 ]
 
 BREACH = "security.breach"
 PRINCIPAL = "commander:security"
 """Who the Security Agent acts as: a Ring 1 service of the Commander, never an agent."""
-_DAY = 24 * 3600.0
+
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        "sentry_anomaly": 2.0,
+        "prefilter": 3.0,
+        "rule_violation": 3.0,
+        "capability": 1.0,
+        "rate": 0.5,
+        "isolated_attempt": 2.0,
+        "sse_deny": 3.0,
+        "aggregate": 6.0,
+        "pod_violation": 4.0,
+        "memory_match": 3.0,
+    }
+)
+"""The defaults of ``security.weights`` (their reasons are in `maos.llm.config`)."""
+
+LOG_KINDS = (
+    *danger.KINDS,
+    BREACH,
+    "agent.stage",
+    "agent.status",
+    "approval.pending",
+    "approval.denied",
+)
 
 
 @dataclass(frozen=True, slots=True)
-class Threshold:
-    metric: str
-    limit: float
-    window_s: float
+class CascadePolicy:
+    """The cascade's thresholds and timers; ``config.json``'s ``security`` section."""
 
+    observe_at: float = 3.0
+    soft_at: float = 6.0
+    hard_at: float = 10.0
+    half_life_s: float = 600.0
+    observation_s: float = 1800.0
+    """The seed's 30 minutes."""
+    monitor_only: bool = False
+    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
 
-def thresholds(
-    *,
-    outbound_bytes_per_day: float = 100 * 1024 * 1024,
-    external_destinations_per_week: float = 50,
-    external_api_calls_per_day: float = 500,
-    bytes_to_one_agent_per_day: float = 50 * 1024 * 1024,
-    declassifications_per_day: float = 10,
-) -> tuple[Threshold, ...]:
-    """The seed's table with its windows; the limits default to its figures (the
-    ``security`` section of ``config.json`` sets them)."""
-    return (
-        Threshold("outbound_bytes", outbound_bytes_per_day, _DAY),
-        Threshold("external_destinations", external_destinations_per_week, 7 * _DAY),
-        Threshold("external_api_calls", external_api_calls_per_day, _DAY),
-        Threshold("a2a_bytes_to_one_agent", bytes_to_one_agent_per_day, _DAY),
-        Threshold("declassifications", declassifications_per_day, _DAY),
-    )
-
-
-DEFAULT_THRESHOLDS = thresholds()
-
-
-@dataclass(frozen=True, slots=True)
-class Breach:
-    """A figure past its threshold; ``agent_id`` is None for a system-wide one."""
-
-    agent_id: str | None
-    metric: str
-    value: float
-    limit: float
-    window_s: float
-    seq: int
-    """The record that carried the figure over."""
-
-    def record(self) -> dict[str, object]:
-        return {
-            "agent_id": self.agent_id,
-            "metric": self.metric,
-            "value": self.value,
-            "limit": self.limit,
-            "window_s": self.window_s,
-            "seq": self.seq,
-        }
-
-
-@dataclass
-class _Window:
-    """Amounts (or distinct keys) seen in the last ``window_s`` seconds."""
-
-    window_s: float
-    entries: deque[tuple[float, float, str]] = field(default_factory=deque)
-    total: float = 0.0
-    keys: Counter[str] = field(default_factory=Counter)
-
-    def add(self, ts: float, amount: float, key: str = "") -> None:
-        self.entries.append((ts, amount, key))
-        self.total += amount
-        if key:
-            self.keys[key] += 1
-        while self.entries and self.entries[0][0] <= ts - self.window_s:
-            _, old, old_key = self.entries.popleft()
-            self.total -= old
-            if old_key:
-                self.keys[old_key] -= 1
-                if self.keys[old_key] == 0:
-                    del self.keys[old_key]
-
-
-class AggregateMonitor:
-    """Folds log records into per-agent windows; `observe` returns what a record breached.
-
-    ``ops`` is the kernel's op catalogue (built-in ops and registered tools), which says
-    which ops leave the machine.
-    """
-
-    def __init__(
-        self, ops: Mapping[str, OpSpec], thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS
-    ) -> None:
-        self._ops = ops
-        self._thresholds = {t.metric: t for t in thresholds}
-        self._windows: dict[tuple[str | None, str], _Window] = {}
-        self._prepared: dict[str, Mapping[str, object]] = {}
-
-    KINDS = (
-        "intent.prepared",
-        "intent.committed",
-        "intent.failed",
-        "intent.resolved",
-        "task.declassified",
-    )
-    """The only records `observe` reads: the log is asked for these alone."""
-
-    def observe(self, rec: WalRecord) -> list[Breach]:
-        if rec.kind == "intent.prepared" and rec.idem_key is not None:
-            self._prepared[rec.idem_key] = rec.body
-            return []
-        if rec.kind == "task.declassified":
-            return self._add(None, "declassifications", rec, 1)
-        if rec.kind not in ("intent.committed", "intent.failed", "intent.resolved"):
-            return []
-        prepared = self._prepared.pop(rec.idem_key or "", None)
-        happened = rec.kind == "intent.committed" or (
-            rec.kind == "intent.resolved" and bool(rec.body.get("happened"))
-        )
-        if prepared is None or not happened:
-            return []
-        return self._effect(prepared, rec)
-
-    def forget(self, agent_id: str, metric: str) -> None:
-        """Start a figure again from zero (the agent was quarantined for it)."""
-        for key in [k for k in self._windows if k[0] == agent_id and k[1].startswith(metric)]:
-            del self._windows[key]
-
-    def _effect(self, prepared: Mapping[str, object], rec: WalRecord) -> list[Breach]:
-        op, agent = str(prepared["op"]), str(prepared["agent_id"])
-        size = len(orjson.dumps(prepared.get("params") or {}))
-        target = str(prepared.get("target", ""))
-        if op == "msg.send":
-            return self._add(agent, "a2a_bytes_to_one_agent", rec, size, per=target)
-        spec = self._ops.get(op)
-        if spec is None or not spec.external:
-            return []
-        breaches = self._add(agent, "outbound_bytes", rec, size)
-        breaches += self._add(agent, "external_destinations", rec, 0, key=_destination(target))
-        if op != "email.send":
-            breaches += self._add(agent, "external_api_calls", rec, 1)
-        return breaches
-
-    def _add(
-        self,
-        agent_id: str | None,
-        metric: str,
-        rec: WalRecord,
-        amount: float,
-        *,
-        key: str = "",
-        per: str = "",
-    ) -> list[Breach]:
-        threshold = self._thresholds.get(metric)
-        if threshold is None:
-            return []
-        slot = (agent_id, f"{metric}:{per}" if per else metric)
-        window = self._windows.setdefault(slot, _Window(threshold.window_s))
-        window.add(rec.ts, amount, key)
-        value = float(len(window.keys)) if metric == "external_destinations" else window.total
-        if value <= threshold.limit:
-            return []
-        return [Breach(agent_id, metric, value, threshold.limit, threshold.window_s, rec.seq)]
-
-
-def _destination(target: str) -> str:
-    """A URL counts by its host (a thousand paths on one API are one destination)."""
-    if "://" in target:
-        return urlsplit(target).hostname or target
-    return target.lower()
+    def stage_for(self, score: float) -> Stage:
+        if score >= self.hard_at:
+            return Stage.HARD_ISOLATION
+        if score >= self.soft_at:
+            return Stage.SOFT_ISOLATION
+        if score >= self.observe_at:
+            return Stage.OBSERVATION
+        return Stage.NORMAL
 
 
 class SecurityAgent:
-    """Follows a kernel's log with an `AggregateMonitor` and isolates on a breach.
-
-    History is folded at `start` (the windows need the last days) but only records that
-    arrive after it are acted on: an old breach was the Commander's to see then.
-    """
+    """Follows a kernel's log, scores agents and moves them through the cascade."""
 
     def __init__(
         self,
         kernel: Kernel,
-        thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS,
+        limits: Sequence[Threshold] = DEFAULT_THRESHOLDS,
         *,
+        policy: CascadePolicy | None = None,
         interval_s: float = 0.2,
+        notifier: CommanderNotifier | None = None,
     ) -> None:
         self._kernel = kernel
-        self.monitor = AggregateMonitor(kernel.registry.ops, thresholds)
+        self.policy = policy or CascadePolicy()
+        self.aggregate = kernel.view.aggregate
+        """The kernel's running sums: read here, never written."""
+        self.aggregate.configure(limits, enforce=not self.policy.monitor_only)
+        self.danger = danger.DangerBook(self.policy.weights, half_life_s=self.policy.half_life_s)
         self._interval = interval_s
+        self._notifier = notifier
+        """Tells the Commander outside the page at soft isolation and beyond."""
         self._seen = 0
+        self._breaches_seen = 0
+        self._answered = {int(r.body.get("seq", 0)) for r in kernel.wal.read(kinds=[BREACH])}
+        """Seqs of the denials and breaches a ``security.breach`` already answers."""
+        self._history = kernel.wal.tail_seq()
+        """Records up to here were logged before this agent started: their signals are
+        folded into the scores, but only an unanswered breach is acted on."""
+        self._asked: set[tuple[str, float]] = set()
+        """(agent, stage_at) of hard isolations an elimination request was filed for."""
         self._task: asyncio.Task[None] | None = None
 
+    # -- lifecycle ---------------------------------------------------------------------
+
     def start(self) -> None:
-        for rec in self._kernel.wal.read(kinds=AggregateMonitor.KINDS):
-            self.monitor.observe(rec)
-            self._seen = rec.seq
+        """Fold the history, then follow; breaches in it that nothing answered are acted
+        on at the first poll (issue 12: a restart must not forget them)."""
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
+        """Stop following after one last poll, so nothing logged before the stop is missed."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        with contextlib.suppress(MaosError):
+            await self.poll()
 
     async def poll(self) -> list[Breach]:
-        """Fold the records written since the last poll and act on what they breached."""
-        acted = []
-        records = self._kernel.wal.read(since_seq=self._seen, kinds=AggregateMonitor.KINDS)
-        for breach in self._breaches(records):
-            await self._act(breach)
-            acted.append(breach)
-        return acted
-
-    def _breaches(self, records: Iterable[WalRecord]) -> list[Breach]:
-        found = []
+        """Read what was logged since the last poll and act on it; returns the breaches
+        acted on (or logged as would-be in monitoring-only mode)."""
+        records = list(self._kernel.wal.read(since_seq=self._seen, kinds=LOG_KINDS))
+        acted: list[Breach] = []
         for rec in records:
             self._seen = rec.seq
-            found += self.monitor.observe(rec)
-        return found
+            acted += await self._fold(rec)
+        fresh = self.aggregate.breaches[self._breaches_seen :]
+        self._breaches_seen = len(self.aggregate.breaches)
+        for breach in fresh:
+            if breach.seq not in self._answered:
+                await self._breach(breach, code="", before_effect=False)
+                acted.append(breach)
+        await self.tick()
+        return acted
 
-    async def _act(self, breach: Breach) -> None:
-        await self._kernel.wal.append(BREACH, breach.record())
-        agent = self._kernel.registry.agents.get(breach.agent_id or "")
-        if agent is None or agent.status is not AgentStatus.ACTIVE:
-            return  # already contained, or paused by the Commander: theirs to judge
-        self.monitor.forget(agent.agent_id, breach.metric)
-        await self._kernel.set_agent_status(
-            agent.agent_id, AgentStatus.ISOLATED, principal=PRINCIPAL
+    async def tick(self) -> None:
+        """The timers, on the kernel's clock: clean windows step agents down, and a
+        hard-isolated agent gets its elimination request."""
+        now = self._kernel.clock()
+        for agent in list(self._kernel.registry.agents.values()):
+            if agent.stage in (Stage.OBSERVATION, Stage.SOFT_ISOLATION):
+                quiet_since = max(agent.stage_at, self.danger.last_signal(agent.agent_id) or 0.0)
+                if agent.status.runs and now - quiet_since >= self.policy.observation_s:
+                    lower = Stage.NORMAL if agent.stage is Stage.OBSERVATION else Stage.OBSERVATION
+                    minutes = self.policy.observation_s / 60
+                    await self._move(agent, lower, f"clean observation window ({minutes:g} min)")
+            elif agent.stage is Stage.HARD_ISOLATION:
+                await self._ask_elimination(agent)
+
+    def score(self, agent_id: str) -> float:
+        return self.danger.score(agent_id, self._kernel.clock())
+
+    # -- folding -----------------------------------------------------------------------
+
+    async def _fold(self, rec: WalRecord) -> list[Breach]:
+        kind, body = rec.kind, rec.body
+        if kind == BREACH:
+            self._answered.add(int(body.get("seq", 0)))
+            return []
+        if kind in ("agent.stage", "agent.status"):
+            if str(body.get("principal")) != PRINCIPAL and _released(body):
+                self.danger.forget(str(body["agent_id"]))  # the Commander judged it
+            return []
+        if kind == "approval.pending" and cascade.is_elimination(body.get("intent", {})):
+            at = float(body.get("details", {}).get("stage_at", 0.0))
+            self._asked.add((str(body["agent_id"]), at))  # one request per hard isolation
+            return []
+        if kind == "approval.pending" or kind == "approval.denied":
+            return []
+        signal = danger.signal_of(rec)
+        if signal is None:
+            return []
+        score = self.danger.add(signal)
+        code = signal.code
+        if code.startswith(AGGREGATE_CODE) and rec.seq not in self._answered:
+            breach = self._breach_of(rec)
+            await self._breach(breach, code=code, before_effect=True)
+            return [breach]
+        if rec.seq > self._history:
+            await self._escalate(signal.agent_id, score, f"{signal.kind} ({code})")
+        return []
+
+    def _breach_of(self, rec: WalRecord) -> Breach:
+        """The breach a pre-effect aggregate deny stands for: the figure as it stands
+        (the intent's own share was refused) against its limit."""
+        agent, metric = (
+            str(rec.body.get("agent_id")),
+            str(rec.body["code"])[len(AGGREGATE_CODE) :].lower(),
         )
+        figures = self.aggregate.figures(agent, rec.ts)
+        value = max((v for k, v in figures.items() if k.split(":")[0] == metric), default=0.0)
+        limit = self.aggregate.limits.get(metric)
+        window = (0.0, 0.0) if limit is None else (limit.limit, limit.window_s)
+        return Breach(agent, metric, value, window[0], window[1], rec.seq)
+
+    async def _breach(self, breach: Breach, *, code: str, before_effect: bool) -> None:
+        acting = not self.policy.monitor_only and breach.agent_id is not None
+        body = {**breach.record(), "code": code, "before_effect": before_effect}
+        await self._kernel.wal.append(BREACH, {**body, "acting": acting})
+        self._answered.add(breach.seq)
+        if not acting or breach.agent_id is None:
+            return
+        if not before_effect:  # a breach found after the fact is a signal too
+            at = self._kernel.clock()
+            self.danger.add(danger.Signal(breach.agent_id, "aggregate", code, breach.seq, at))
+        how = "refused before the effect" if before_effect else "breached"
+        why = f"aggregate {breach.metric} {how}"
+        # Soft isolation and no further: the figure is the kernel's, already contained.
+        score = self.score(breach.agent_id)
+        await self._escalate(breach.agent_id, score, why, to=Stage.SOFT_ISOLATION)
+
+    # -- acting ------------------------------------------------------------------------
+
+    async def _escalate(
+        self, agent_id: str, score: float, cause: str, *, to: Stage | None = None
+    ) -> None:
+        agent = self._kernel.registry.agents.get(agent_id)
+        if agent is None or agent.status in (AgentStatus.PAUSED, AgentStatus.KILLED):
+            return  # paused by the Commander, or gone: theirs to judge
+        target = self.policy.stage_for(score) if to is None else to
+        if target.rank > agent.stage.rank and agent.stage.rank < Stage.ELIMINATION.rank:
+            await self._move(agent, target, cause, score=score)
+
+    async def _move(
+        self, agent: AgentRecord, stage: Stage, cause: str, *, score: float | None = None
+    ) -> None:
+        score = self.score(agent.agent_id) if score is None else score
+        order = cascade.stage_order(
+            self._kernel.registry,
+            agent.agent_id,
+            stage,
+            cause=cause,
+            principal=PRINCIPAL,
+            at=self._kernel.clock(),
+            score=score if math.isfinite(score) else 0.0,
+            evidence=self.danger.evidence(agent.agent_id),
+        )
+        await self._kernel.cascade(order)
+        if self._notifier is not None and stage.rank >= Stage.SOFT_ISOLATION.rank:
+            await self._notifier.notify(order.body, self._kernel.wal.tail_seq())
+
+    async def _ask_elimination(self, agent: AgentRecord) -> None:
+        if (agent.agent_id, agent.stage_at) in self._asked:
+            return
+        self._asked.add((agent.agent_id, agent.stage_at))
+        data_dir = self._kernel.config.data_dir
+        where = cascade.rca_dir(data_dir, agent.agent_id)
+        _keep_log_excerpt(self._kernel, agent.agent_id, where)
+        order = cascade.elimination_request(
+            self._kernel.registry,
+            agent.agent_id,
+            approval_id=f"el-{agent.agent_id}-{int(agent.stage_at * 1000) % 10**9}",
+            cause=agent.stage_cause,
+            score=agent.danger,
+            evidence=agent.evidence,
+            rca=str(where),
+            principal=PRINCIPAL,
+            at=self._kernel.clock(),
+        )
+        await self._kernel.cascade(order)
 
     async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
             try:
                 await self.poll()
             except MaosError:  # the log is closing or failing: the kernel reports that
                 return
+            await asyncio.sleep(self._interval)
+
+
+def danger_from_log(records: Iterable[WalRecord], policy: CascadePolicy) -> danger.DangerBook:
+    """The scores the Security Agent holds, folded from the log by any process (the
+    console's ``maos agent list``): the same signals, the same releases."""
+    book = danger.DangerBook(policy.weights, half_life_s=policy.half_life_s)
+    for rec in records:
+        if rec.kind in ("agent.stage", "agent.status"):
+            if str(rec.body.get("principal")) != PRINCIPAL and _released(rec.body):
+                book.forget(str(rec.body["agent_id"]))
+            continue
+        signal = danger.signal_of(rec)
+        if signal is not None:
+            book.add(signal)
+    return book
+
+
+def _released(body: Mapping[str, object]) -> bool:
+    """A release: an agent resumed, or moved down the cascade."""
+    if "stage" not in body:
+        return body.get("status") == "active"
+    stage, before = str(body["stage"]), str(body.get("from", Stage.NORMAL.value))
+    ranked = {s.value: s.rank for s in Stage}
+    return ranked.get(stage, 99) < ranked.get(before, 0)
+
+
+def _keep_log_excerpt(kernel: Kernel, agent_id: str, path: Path) -> None:
+    """The agent's records and its conversation (LLM prompts and answers), written
+    beside what the pod runtime keeps of its pod, for root-cause analysis."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    excerpt, conversation = [], []
+    for rec in kernel.wal.read():
+        body = rec.body
+        if body.get("agent_id") != agent_id:
+            continue
+        line = {"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, "body": dict(body)}
+        excerpt.append(line)
+        if str(body.get("op", "")).startswith("llm."):
+            conversation.append(line)
+    _write_lines(path / "log.jsonl", excerpt)
+    _write_lines(path / "conversation.jsonl", conversation)
+
+
+def _write_lines(path: Path, lines: Iterable[Mapping[str, object]]) -> None:
+    text = "".join(json.dumps(line, default=str, sort_keys=True) + "\n" for line in lines)
+    path.write_text(text)

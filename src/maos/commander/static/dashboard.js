@@ -76,11 +76,28 @@ function drawApprovals(pending) {
   for (const item of pending) if (!shown.has(item.approval_id)) list.append(approvalCard(item));
 }
 
+// The agent's place in the quarantine cascade: stage, the score that put it there, and
+// the signals behind it (codes the kernel logged, shown as text).
+function stageCell(agent) {
+  const cell = el("td");
+  if (!agent.stage || agent.stage === "normal") {
+    cell.textContent = "normal";
+    return cell;
+  }
+  cell.append(el("div", agent.stage.replace("_", " ") + " (danger " + Number(agent.danger).toFixed(1) + ")",
+    "stage-" + agent.stage));
+  const cause = agent.replaced_by ? "replaced by " + agent.replaced_by : agent.stage_cause;
+  if (cause) cell.append(el("div", cause, "muted"));
+  const codes = (agent.evidence || []).map((e) => e.code + " +" + e.weight);
+  if (codes.length) cell.append(el("div", "evidence: " + codes.join(", "), "muted"));
+  return cell;
+}
+
 function agentRow(id, agent) {
   const row = el("tr");
   row.dataset.agentId = id;
   row.append(el("td", id), el("td", agent.ring), el("td", agent.status, "status-" + agent.status),
-    el("td", agent.context.conf + "/" + agent.context.integrity));
+    el("td", agent.context.conf + "/" + agent.context.integrity), stageCell(agent));
   const actions = el("td");
   const verbs = agent.status === "killed" ? [] :
     [agent.status === "active" ? ["pause", "paused"] : ["resume", "active"],

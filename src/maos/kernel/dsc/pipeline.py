@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
+from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.dsc.base import Check, CheckInput
 from maos.kernel.dsc.budget import BudgetCheck, BudgetLedger
 from maos.kernel.dsc.ifc import IfcCheck
@@ -95,6 +96,30 @@ class Pipeline:
         return _ALLOW if pending is None else pending
 
 
+class _BudgetStage:
+    """Check 3 and its sub-check 3b: the budgets, then the agent's aggregate figures
+    (`maos.kernel.aggregate`: would this effect carry a windowed sum past its limit?).
+
+    Both are quotas; 3b runs only when the budgets allowed, so a deny names the first
+    quota the intent would break. A budget reservation made before a 3b deny is released
+    by the kernel's settle, as for any deny."""
+
+    __slots__ = ("_aggregate", "_budget", "name")
+
+    def __init__(self, budget: BudgetCheck, aggregate: AggregateLedger) -> None:
+        self.name = budget.name
+        self._budget = budget
+        self._aggregate = aggregate
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        decision = self._budget(inp)
+        if type(decision) is Allow:
+            deny = self._aggregate.check(inp)
+            if deny is not None:
+                return deny
+        return decision
+
+
 def standard_pipeline(
     capability: Check,
     *,
@@ -103,13 +128,16 @@ def standard_pipeline(
     locks: LockTable,
     protected: Iterable[str],
     ops: Mapping[str, OpSpec] = OPS,
+    aggregate: AggregateLedger | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
     The kernel keeps ``ratelimit`` (to configure agents), ``ledger`` and ``locks``; the
     stateless checks are built here. ``protected`` is what R4 keeps agents out of: at
     least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
-    kernel passes its registry's, which grows as tools are registered.
+    kernel passes its registry's, which grows as tools are registered. ``aggregate``
+    adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
+    budgets alone, which is what the bench compares against).
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -121,7 +149,9 @@ def standard_pipeline(
         (
             capability,
             ratelimit,
-            BudgetCheck(ledger),
+            BudgetCheck(ledger)
+            if aggregate is None
+            else _BudgetStage(BudgetCheck(ledger), aggregate),
             IfcCheck(ops),
             RulesCheck(protected=protected, ops=ops),
             LockCheck(locks, ops),

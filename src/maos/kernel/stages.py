@@ -1,0 +1,64 @@
+"""The quarantine cascade's stages (seed §37.8), in order; `maos.kernel.cascade` moves
+agents between them. Here, below the registry, so an agent's record can hold its stage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from maos.kernel.dsc.base import AgentStatus
+
+__all__ = ["RELEASE_TO", "STAGE_STATUS", "Stage", "stage_for_status", "stage_report"]
+
+
+class Stage(StrEnum):
+    NORMAL = "normal"
+    OBSERVATION = "observation"
+    SOFT_ISOLATION = "soft_isolation"
+    HARD_ISOLATION = "hard_isolation"
+    ELIMINATION = "elimination"
+    HEALING = "healing"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {stage: n for n, stage in enumerate(Stage)}
+STAGE_STATUS: Mapping[Stage, AgentStatus] = {
+    Stage.NORMAL: AgentStatus.ACTIVE,
+    Stage.OBSERVATION: AgentStatus.ACTIVE,
+    Stage.SOFT_ISOLATION: AgentStatus.ISOLATED,
+    Stage.HARD_ISOLATION: AgentStatus.QUARANTINED,
+    Stage.ELIMINATION: AgentStatus.KILLED,
+    Stage.HEALING: AgentStatus.KILLED,
+}
+"""The status each stage imposes (what the DSC and the pod runtime act on)."""
+
+RELEASE_TO = (Stage.NORMAL, Stage.OBSERVATION, Stage.SOFT_ISOLATION)
+"""Where the Commander may release an agent to: never into a stage that ends it."""
+
+
+def stage_for_status(status: AgentStatus, current: Stage) -> Stage:
+    """The stage a Commander's status order implies. A kill is not an elimination: it
+    keeps the stage (the status says killed), and only an approved elimination heals."""
+    if status is AgentStatus.ACTIVE:
+        return Stage.NORMAL
+    if status is AgentStatus.ISOLATED:
+        return Stage.SOFT_ISOLATION
+    if status is AgentStatus.QUARANTINED:
+        return Stage.HARD_ISOLATION
+    return current  # a pause keeps it; so does a kill (R8's, not the cascade's elimination)
+
+
+def stage_report(agent: Any) -> dict[str, Any]:
+    """An agent's place in the cascade as status reports show it (kernel, CLI, dashboard)."""
+    return {
+        "stage": agent.stage.value,
+        "stage_cause": agent.stage_cause,
+        "stage_at": agent.stage_at,
+        "danger": agent.danger,
+        "evidence": [dict(e) for e in agent.evidence],
+        "replaced_by": agent.replaced_by,
+    }
