@@ -186,8 +186,12 @@ COMMANDS = [
         ('{"node_id": "a", "node_id": "b"}', "BAD_INPUT.DUPLICATE_KEY"),
         ('{"node_id": "local",', "BAD_INPUT.CONFIG"),
         ('{"security": {"bogus": 1}}', "BAD_INPUT.CONFIG"),
+        (
+            '{"smtp": {"host": "127.0.0.1", "port": 25, "sender": "not an address"}}',
+            "BAD_INPUT.CONFIG",
+        ),
     ],
-    ids=["unknown-key", "int-node-id", "str-port", "duplicate", "not-json", "security"],
+    ids=["unknown-key", "int-node-id", "str-port", "duplicate", "not-json", "security", "sender"],
 )
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c[:2]).split("/")[0])
 def test_issue9_every_command_refuses_the_same_bad_config(

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
 from maos.kernel.tokens import DEFAULT_TTL
@@ -52,6 +53,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 SERVICE_SECTIONS = ("llm", "sse", "security")
 """Sections validated above the kernel (by the LLM layer), on the same reading."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+DEFAULT_SENDER = "maos@maos.localhost"
+"""The sender when ``smtp`` names none: a plain address in the reserved ``.localhost``."""
 
 
 class _Strict(BaseModel):
@@ -61,7 +64,16 @@ class _Strict(BaseModel):
 class _Smtp(_Strict):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
-    sender: str = Field(default="maos@localhost", min_length=3, max_length=254)
+    sender: str = Field(default=DEFAULT_SENDER, min_length=3, max_length=254)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        # The adapter refuses any other sender when the kernel boots; refusing it here
+        # keeps that a config error, before anything is written (issue 9).
+        if not valid_address(value):
+            raise ValueError("must be one plain address like maos@example.com")
+        return value
 
 
 class _Wal(_Strict):
@@ -98,7 +110,7 @@ class ConfigFile(_Strict):
 class SmtpConfig:
     host: str
     port: int
-    sender: str = "maos@localhost"
+    sender: str = DEFAULT_SENDER
 
 
 @dataclass(frozen=True, slots=True)
