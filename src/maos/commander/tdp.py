@@ -116,17 +116,9 @@ class TrustedView:
             conn.close()
 
     def _agents(self) -> list[dict[str, Any]]:
-        out = []
-        for agent in sorted(self.registry.agents.values(), key=lambda a: a.agent_id):
-            out.append(
-                {
-                    "agent_id": agent.agent_id,
-                    "ring": agent.ring,
-                    "status": agent.status.value,
-                    "context": agent.context.to_dict(),
-                }
-            )
-        return out
+        # The same report the kernel's status gives, from the same fold.
+        report = self.registry.agents_report()
+        return [{"agent_id": k, **report[k]} for k in sorted(report)]
 
     def _mode(self) -> dict[str, Any]:
         safe = self.registry.safe_state
@@ -159,6 +151,17 @@ def _origin(seen: dict[str, Any]) -> str:
     return f"{origin} from {', '.join(map(str, sources))}" if sources else origin
 
 
+def _stage(agent: dict[str, Any]) -> Text:
+    """The agent's place in the quarantine cascade, its danger score and why it is there."""
+    stage = str(agent.get("stage", "normal"))
+    out = Text(stage, style="" if stage == "normal" else "bold yellow")
+    out.append(f" ({float(agent.get('danger') or 0):.1f})")
+    if agent.get("stage_cause") and stage != "normal":
+        out.append(": ")
+        out.append(_cell(agent["stage_cause"]))
+    return out
+
+
 def _cell(value: object) -> Text:
     """Agent-influenced text as plain text: no markup is ever interpreted."""
     raw = str(value)
@@ -187,7 +190,7 @@ def render(screen: Screen) -> Group:
         mode_line = Text("mode: normal", style="green")
 
     agents = Table(title="agents", expand=True)
-    for col in ("agent", "ring", "status", "context"):
+    for col in ("agent", "ring", "status", "stage (danger)", "context"):
         agents.add_column(col)
     for a in screen.agents:
         ctx = a["context"]
@@ -196,6 +199,7 @@ def render(screen: Screen) -> Group:
             _cell(a["agent_id"]),
             str(a["ring"]),
             Text(a["status"], style=style),
+            _stage(a),
             Text(f"{ctx.get('conf', '?')}/{ctx.get('integrity', '?')}"),
         )
 
