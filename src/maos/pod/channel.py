@@ -211,6 +211,8 @@ class PodChannel:
         SEQPACKET reads both as ``b""``; only the end leaves the socket hung up (every copy
         of the pod's end closed, or shut down for writing). An empty record is a frame the
         sanitizer refuses like any other, so a pod cannot end its supervision with one."""
+        if self._closed or self._sock.fileno() < 0:
+            return True  # reaped while the read ended: the kernel closed this end itself
         poller = select.poll()
         poller.register(self._sock, select.POLLIN | select.POLLRDHUP)
         return any(ev & (select.POLLHUP | select.POLLRDHUP) for _, ev in poller.poll(0))
