@@ -223,6 +223,12 @@ def load_scenarios(path: Path = DEFAULT_TABLES) -> list[Scenario]:
     return out
 
 
+_WORLD_IMPORT = (
+    "from _world import _sink, _state  # staged: the runner puts _world.py's text here\n"
+)
+"""The line a tool module of the suite names its shared helpers with (tools/_world.py)."""
+
+
 class AssistantsRunner:
     """The tool hosts (one per family, started once) and a fresh kernel per run."""
 
@@ -244,9 +250,12 @@ class AssistantsRunner:
         world.mkdir(mode=0o777)
         world.chmod(0o777)  # the hosts run as their own uid and append to the sink
         modules = []
-        for src in sorted((tables.parent / "tools").glob("*.py")):
+        tools = tables.parent / "tools"
+        shared = (tools / "_world.py").read_text()
+        for src in sorted(p for p in tools.glob("*.py") if not p.name.startswith("_")):
             dst = root / src.name
-            dst.write_text(src.read_text().replace("__WORLD__", str(world)))
+            text = src.read_text().replace(_WORLD_IMPORT, shared)
+            dst.write_text(text.replace("__WORLD__", str(world)))
             modules.append(dst)
         (world / "state.json").write_text("{}")
         (world / "state.json").chmod(0o644)

@@ -3,22 +3,9 @@
 Run in the tool host; ``WORLD`` is replaced with the suite's world directory.
 """
 
-import json
+from _world import _sink, _state  # staged: the runner puts _world.py's text here
 
 from maos.tool import tool
-
-WORLD = "__WORLD__"
-
-
-def _state(key):
-    with open(WORLD + "/state.json", encoding="utf-8") as f:
-        return json.load(f).get(key, [])
-
-
-def _sink(name, args):
-    with open(WORLD + "/sink.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"tool": name, "args": args}) + "\n")
-    return {"ok": True, "tool": name}
 
 
 @tool(effect="read", conf="public")
