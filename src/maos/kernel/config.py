@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
+from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.tokens import DEFAULT_TTL
 from maos.kernel.wal import CHECKPOINT_EVERY
 from maos.kernel.walconfig import log_section, log_settings
@@ -93,6 +94,7 @@ class ConfigFile(_Strict):
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    telemetry: TelemetrySettings | None = None
 
     @field_validator("node_type")
     @classmethod
@@ -128,6 +130,8 @@ class KernelConfig:
     """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
     wal_checkpoint_every: int = CHECKPOINT_EVERY
     """Records between two checkpoints: at most about this many are re-hashed at boot."""
+    telemetry: TelemetrySettings | None = None
+    """Traces, metrics' scrape token, JSON logs (`maos.kernel.telemetry`); None: all off."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -147,6 +151,7 @@ class KernelConfig:
             smtp=None if smtp is None else SmtpConfig(smtp.host, smtp.port, smtp.sender),
             wal_witness=witness,
             wal_checkpoint_every=every,
+            telemetry=config.telemetry,
         )
 
     def save(self) -> None:
@@ -160,6 +165,8 @@ class KernelConfig:
                 "sender": self.smtp.sender,
             }
         raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
+        if self.telemetry is not None:
+            raw["telemetry"] = self.telemetry.model_dump(exclude_unset=True)
         (self.data_dir / CONFIG_FILE).write_text(json.dumps(raw, indent=2) + "\n")
 
     @property

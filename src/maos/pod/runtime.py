@@ -190,7 +190,13 @@ class PodRuntime:
             ring=agent.ring,
             level=level,
             spec=PodSpec(agent_id, script, limits=self.limits, env=pod_env),
-            sentry=Sentry(agent_id, profile, wal=self.kernel.wal, clock=self.kernel.clock),
+            sentry=Sentry(
+                agent_id,
+                profile,
+                wal=self.kernel.wal,
+                clock=self.kernel.clock,
+                trace=self.kernel.trace,
+            ),
         )
         self._runs.add(run)
         if self._watcher is None:
