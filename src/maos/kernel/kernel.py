@@ -27,7 +27,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, orders
+from maos.kernel import cascade, immune, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -103,6 +103,7 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
             aggregate=self.view.aggregate,
+            memory=self.view.memory,
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
@@ -399,7 +400,8 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
+        """Log a quarantine-cascade or immune-memory order (built and checked by
+        `maos.kernel.cascade` / `maos.kernel.immune`)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -647,6 +649,10 @@ class Kernel:
             paid = {"task_id": task.task_id, "target": intent.target}
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
+        threat = self.view.memory.in_result(outcome.value)
+        if threat is not None:  # a learned injection: the agent never sees it (issue 12)
+            match = immune.match_body(threat, intent, where="result")
+            return immune.withheld(intent, threat, await self._log("memory.match", match))
         await self.provenance.record(intent, task, label, outcome.value, (target,))
         await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)

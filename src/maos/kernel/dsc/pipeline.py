@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.dsc.base import Check, CheckInput
@@ -36,6 +36,9 @@ from maos.kernel.dsc.rules import RulesCheck
 from maos.kernel.errors import StateError
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
+
+if TYPE_CHECKING:
+    from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
 
@@ -129,6 +132,7 @@ def standard_pipeline(
     protected: Iterable[str],
     ops: Mapping[str, OpSpec] = OPS,
     aggregate: AggregateLedger | None = None,
+    memory: ThreatMemory | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
@@ -137,7 +141,8 @@ def standard_pipeline(
     least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
     kernel passes its registry's, which grows as tools are registered. ``aggregate``
     adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
-    budgets alone, which is what the bench compares against).
+    budgets alone, which is what the bench compares against). ``memory`` is the immune
+    memory check 7 consults besides its fixed patterns.
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -155,6 +160,6 @@ def standard_pipeline(
             IfcCheck(ops),
             RulesCheck(protected=protected, ops=ops),
             LockCheck(locks, ops),
-            PrefilterCheck(),
+            PrefilterCheck(memory),
         )
     )
