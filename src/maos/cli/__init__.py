@@ -20,6 +20,7 @@ from maos.cli import (
     mcp,
     mcp_runtime,
     node,
+    resilience,
     security,
     tdp,
     tokens,
@@ -42,6 +43,7 @@ _COMMANDS = (
     mcp_runtime,
     node,
     security,
+    resilience,
 )
 """Imported for their commands (typer registers them on import)."""
 

@@ -42,6 +42,7 @@ from maos.kernel.grants import derive, grants_body
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.kernel.modes import Mode, ModeCheck, admit_agent
 from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
@@ -104,6 +105,7 @@ class Kernel:
             ops=self.registry.ops,
             aggregate=self.view.aggregate,
             memory=self.view.memory,
+            modes=ModeCheck(self.registry.ops, config.resilience.critical_ops),
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
@@ -237,6 +239,7 @@ class Kernel:
         if ring not in (2, 3):
             raise InputError("BAD_INPUT.RING", "agents run in ring 2 (verified) or 3 (untrusted)")
         known = self.registry.agents.get(agent_id)
+        admit_agent(self.registry.mode, agent_id, known is not None)
         if known is not None and ring < known.ring:
             raise StateError(
                 "STATE.PROMOTION_NEEDS_ONBOARDING",
@@ -415,6 +418,13 @@ class Kernel:
                 waiting, reason=f"Minimal Safe State: {reason}", principal=principal
             )
 
+    async def demand_mode(self, source: str, mode: Mode, *, cause: str, principal: str) -> None:
+        """Log ``source``'s demand for a degradation mode (`maos.kernel.modes`)."""
+        await self._order(orders.mode(self.registry, source, mode, cause, principal))
+
+    def mode(self) -> Mode:
+        return self.registry.mode
+
     async def settle_approvals(
         self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
     ) -> list[Approval]:
@@ -520,6 +530,7 @@ class Kernel:
             context=agent.context,
             approved=approved,
             safe_state=self.registry.safe_state is not None,
+            mode=self.registry.mode,
             fever=self.registry.fever,
         )
         decision = await self.scope.review(inp, self.pipeline.decide(inp))
@@ -741,6 +752,7 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
             "safe_state": self.registry.safe_state,
+            "mode": self.registry.mode.value,
             "fever": self.registry.fever_report(),
         }
 

@@ -34,6 +34,7 @@ from maos.kernel.dsc.prefilter import PrefilterCheck
 from maos.kernel.dsc.ratelimit import RateLimitCheck
 from maos.kernel.dsc.rules import RulesCheck
 from maos.kernel.errors import StateError
+from maos.kernel.modes import ModeCheck
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
 
@@ -123,6 +124,28 @@ class _BudgetStage:
         return decision
 
 
+class _RulesStage:
+    """Check 5 and its sub-check 5b: the rules, then the degradation mode
+    (`maos.kernel.modes`). A rules deny comes first, so an R8 refusal (a paused agent,
+    the Commander's Minimal Safe State) keeps its own code; a mode deny wins over a
+    rule's question to the Commander, who should not be asked about what cannot run."""
+
+    __slots__ = ("_modes", "_rules", "name")
+
+    def __init__(self, rules: RulesCheck, modes: ModeCheck) -> None:
+        self.name = rules.name
+        self._rules = rules
+        self._modes = modes
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        decision = self._rules(inp)
+        if type(decision) is not Deny:
+            deny = self._modes(inp)
+            if deny is not None:
+                return deny
+        return decision
+
+
 def standard_pipeline(
     capability: Check,
     *,
@@ -133,6 +156,7 @@ def standard_pipeline(
     ops: Mapping[str, OpSpec] = OPS,
     aggregate: AggregateLedger | None = None,
     memory: ThreatMemory | None = None,
+    modes: ModeCheck | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
@@ -141,7 +165,8 @@ def standard_pipeline(
     least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
     kernel passes its registry's, which grows as tools are registered. ``aggregate``
     adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
-    budgets alone, which is what the bench compares against). ``memory`` is the immune
+    budgets alone, which is what the bench compares against). ``modes`` adds sub-check
+    5b, the degradation mode (the kernel always passes one). ``memory`` is the immune
     memory check 7 consults besides its fixed patterns.
     """
     if getattr(capability, "name", None) != "capability":
@@ -150,6 +175,7 @@ def standard_pipeline(
             "R2: the DSC must start with the capability check",
             got=repr(getattr(capability, "name", capability)),
         )
+    rules = RulesCheck(protected=protected, ops=ops)
     return Pipeline(
         (
             capability,
@@ -158,7 +184,7 @@ def standard_pipeline(
             if aggregate is None
             else _BudgetStage(BudgetCheck(ledger), aggregate),
             IfcCheck(ops),
-            RulesCheck(protected=protected, ops=ops),
+            rules if modes is None else _RulesStage(rules, modes),
             LockCheck(locks, ops),
             PrefilterCheck(memory),
         )
