@@ -48,7 +48,7 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
-from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
+from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
@@ -563,20 +563,7 @@ class Kernel:
         spec = self._spec(intent.op)
         if sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
-        name = getattr(sse, "name", "sse")
-        try:
-            verdict: object = await asyncio.wait_for(
-                sse.evaluate(intent, context), self.sse_timeout
-            )
-        except TimeoutError:
-            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
-        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
-            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
-        if isinstance(verdict, SseDeny):
-            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
-        if isinstance(verdict, SsePass):
-            return None
-        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
+        return await veto(sse, intent, context, self.sse_timeout)
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
