@@ -254,3 +254,32 @@ def test_short_texts_are_not_learned_and_the_memory_has_a_bound(config: KernelCo
         assert over.value.code == "STATE.MEMORY.FULL"
 
     with_kernel(config, go)
+
+
+def test_the_console_lists_and_forgets_what_the_memory_learned(config: KernelConfig) -> None:
+    """issue 12: `maos memory list|forget` and the memory line of `maos status`."""
+    from typer.testing import CliRunner
+
+    from maos.cli import app
+
+    threat = immune.Threat.make(
+        op="email.send", target_kind="", target=THIEF, text=INJECTION, code="T", seq=7, source={}
+    )
+
+    async def teach(k: Kernel) -> None:
+        await k.cascade(immune.learned(k.registry, k.view.memory, threat, PRINCIPAL))
+
+    with_kernel(config, teach)
+    runner = CliRunner()
+    d = ["-d", str(config.data_dir)]
+    listed = runner.invoke(app, ["memory", "list", *d])
+    assert listed.exit_code == 0 and threat.pattern_id in listed.output, listed.output
+    assert f"email.send -> {THIEF}" in listed.output
+    status = runner.invoke(app, ["status", *d])
+    assert "memory        1 learned threats, 0 matches" in status.output, status.output
+    unknown = runner.invoke(app, ["memory", "forget", "m-nope", *d])
+    assert unknown.exit_code != 0 and "STATE.MEMORY.UNKNOWN" in unknown.output
+    forgot = runner.invoke(app, ["memory", "forget", threat.pattern_id, *d])
+    assert forgot.exit_code == 0, forgot.output
+    again = runner.invoke(app, ["memory", "list", *d])
+    assert "the immune memory is empty" in again.output
