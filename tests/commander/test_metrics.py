@@ -19,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maos.commander.web import Dashboard, load_or_create_token
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.modes import Mode
+from maos.kernel.registry import COMMANDER
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.testing import Mailbox, intent_frame
@@ -59,7 +61,7 @@ async def _served(config: KernelConfig) -> AsyncIterator[tuple[Kernel, Dashboard
 def test_issue_10_metrics_parse_and_move_with_real_intents(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
-    async def body() -> tuple[Samples, Samples, Samples, int, int]:
+    async def body() -> tuple[Samples, Samples, Samples, Samples, int, int]:
         async with _served(config) as (kernel, dashboard, token):
             auth = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as http:
@@ -85,11 +87,15 @@ def test_issue_10_metrics_parse_and_move_with_real_intents(
                 reply = await http.get("metrics", headers=auth)
                 assert reply.headers["content-type"].startswith("text/plain"), reply.headers
                 after = _parse(reply.text)
+                await kernel.demand_mode(
+                    "commander", Mode.DEGRADED_2, cause="drill", principal=COMMANDER
+                )
+                degraded = _parse((await http.get("metrics", headers=auth)).text)
                 await kernel.set_safe_state(True, reason="drill")
                 safe = _parse((await http.get("metrics", headers=auth)).text)
-        return before, after, safe, anonymous, wrong
+        return before, after, degraded, safe, anonymous, wrong
 
-    before, after, safe, anonymous, wrong = asyncio.run(body())
+    before, after, degraded, safe, anonymous, wrong = asyncio.run(body())
     assert (anonymous, wrong) == (401, 401)
     denied = {"status": "denied", "code": "DSC.CAPABILITY.NOT_COVERED"}
     assert _value(before, "maos_decisions_total", **denied) == 0
@@ -108,6 +114,8 @@ def test_issue_10_metrics_parse_and_move_with_real_intents(
     assert _value(after, "maos_wal_bytes") > 0
     assert _value(before, "maos_mode", mode="normal") == 1
     assert _value(after, "maos_mode", mode="normal") == 1
+    assert _value(degraded, "maos_mode", mode="degraded-2") == 1
+    assert _value(degraded, "maos_mode", mode="normal") == 0
     assert (_value(safe, "maos_mode", mode="mss"), _value(safe, "maos_mode", mode="normal")) == (
         1,
         0,

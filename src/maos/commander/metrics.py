@@ -37,12 +37,13 @@ from starlette.routing import Route
 
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel
+from maos.kernel.modes import Mode
 from maos.kernel.trace import Observed
 
 __all__ = ["MODES", "KernelMetrics", "current_mode", "metrics_route"]
 
-MODES = ("normal", "degraded-1", "degraded-2", "degraded-3", "mss")
-"""The degradation modes, least severe first (the resilience contract's `Mode`)."""
+MODES = tuple(m.value for m in Mode)
+"""The degradation modes, least severe first (`maos.kernel.modes.Mode`)."""
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -55,13 +56,9 @@ _POD_STATUS = {"pod.started": "running", "pod.thawed": "running", "pod.frozen": 
 
 
 def current_mode(kernel: Kernel) -> str:
-    """The effective degradation mode. The one place that knows where it comes from:
-    `Kernel.mode()` (kernel/modes.py) when the kernel has it, else what the registry
-    alone can tell - Minimal Safe State or normal."""
-    mode = getattr(kernel, "mode", None)
-    if callable(mode):
-        return str(mode())
-    return "mss" if kernel.registry.safe_state is not None else "normal"
+    """The effective degradation mode (`Kernel.mode`: the most severe demand, MSS
+    whenever Minimal Safe State is on)."""
+    return kernel.mode().value
 
 
 class KernelMetrics:
@@ -170,7 +167,7 @@ class _State(Collector):
             "maos_mode", "The degradation mode: 1 for the one in effect.", labels=["mode"]
         )
         now = current_mode(kernel)
-        for name in MODES if now in MODES else (*MODES, now):
+        for name in MODES:
             mode.add_metric([name], 1 if name == now else 0)
         yield mode
 

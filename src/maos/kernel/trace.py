@@ -37,7 +37,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from maos.kernel.sse import SemanticEvaluator, SseDeny, SseVerdict
 from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.types import Decision, Deny, Intent, Outcome, Pending
 
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
 
     from maos.effects.base import EffectCall
     from maos.kernel.labels import Label
+    from maos.kernel.sse import SemanticEvaluator, SseVerdict
 
 __all__ = [
     "Observed",
@@ -321,9 +321,7 @@ async def _sse(
     name = str(getattr(evaluator, "name", "sse"))
     with tracer.start_as_current_span("maos.sse", attributes={"maos.sse.evaluator": name}) as span:
         verdict = await evaluator.evaluate(intent, context)
-        span.set_attribute(
-            "maos.sse.verdict", verdict.code if isinstance(verdict, SseDeny) else "pass"
-        )
+        span.set_attribute("maos.sse.verdict", str(getattr(verdict, "code", "pass")))
         return verdict
 
 
