@@ -123,7 +123,7 @@ async def _build_log(data_dir: Path, records: int) -> None:
             "code": "DSC.CAPABILITY.NOT_COVERED",
             "reason": "the token does not cover fs.delete on notes.txt",
         }
-        burst = 500
+        burst = 1024  # two group commits of MAX_BATCH in flight
         for start in range(0, records, burst):
             count = min(burst, records - start)
             await asyncio.gather(
@@ -150,7 +150,7 @@ def _seconds(argv: list[str], runs: int) -> float:
 
 def _tdp(quick: bool) -> dict[str, Any]:
     records = 10_000 if quick else 100_000
-    runs = 1 if quick else 3
+    runs = 1 if quick else 2
     maos = [sys.executable, "-c", "from maos.cli import main; main()"]
     with tempfile.TemporaryDirectory(prefix="maos-bench-tdp-") as tmp:
         data = Path(tmp) / "data"
