@@ -179,7 +179,14 @@ class ServiceManager:
         run.task = asyncio.get_running_loop().create_task(self._supervise(run))
 
     async def stop(self) -> None:
-        """Stop every service cleanly (SIGTERM: each takes a last look), then wait."""
+        """Stop every service cleanly (SIGTERM: each takes a last look), then wait. One
+        still starting is first given its start grace to beat once: its signal handler
+        is in place by then, so a kernel that closes right after it opened (a one-poll
+        run) still gets the Security Agent's last look at the log."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._kernel.watchdog.grace_s
+        while loop.time() < end and any(self._starting(r) for r in self.runs.values()):
+            await asyncio.sleep(0.02)
         self._stopping = True
         for run in self.runs.values():
             if run.proc is not None and run.proc.returncode is None:
@@ -196,6 +203,15 @@ class ServiceManager:
                     run.task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await run.task
+
+    def _starting(self, run: _Run) -> bool:
+        beat = self._kernel.watchdog.members.get(f"service:{run.spec.name}")
+        alive = run.proc is not None and run.proc.returncode is None
+        return (
+            run.state in ("starting", "up")
+            and (run.proc is None or alive)
+            and (beat is None or beat.counter < 0)
+        )
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {

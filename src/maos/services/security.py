@@ -74,6 +74,8 @@ __all__ = [
     "SecurityAgent",
     "Threshold",
     "danger_from_log",
+    "kernel_order",
+    "notify_hook",
     "thresholds",
 ]
 
@@ -387,6 +389,23 @@ class SecurityAgent:
             except MaosError:  # the log is closing or failing: the kernel reports that
                 return
             await asyncio.sleep(self._interval)
+
+
+def notify_hook(
+    notifier: CommanderNotifier | None,
+) -> Callable[[str, str, Mapping[str, Any], int], Awaitable[None]] | None:
+    """For the Service Manager: tell the Commander of the stages a Security Agent
+    process logged (the notifier uses the kernel's adapters, so it stays beside it)."""
+    if notifier is None:
+        return None
+
+    async def hook(service: str, kind: str, body: Mapping[str, Any], seq: int) -> None:
+        if service != SERVICE or kind != "agent.stage":
+            return
+        if Stage(str(body.get("stage"))).rank >= Stage.SOFT_ISOLATION.rank:
+            await notifier.notify(body, seq)
+
+    return hook
 
 
 def danger_from_log(records: Iterable[WalRecord], policy: CascadePolicy) -> danger.DangerBook:
