@@ -41,6 +41,7 @@ from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.manager import ServiceManager
+from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
@@ -151,6 +152,7 @@ async def configured_kernel(
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
     manager: ServiceManager | None = None
+    memory: MemoryManager | None = None
     home: PodHome | None = None
     tools: ToolAdapter | None = None
 
@@ -185,8 +187,15 @@ async def configured_kernel(
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()
+        kernel.sse, kernel.fever_sse = consulted_by_sse(
+            kernel.sse, kernel.fever_sse, kernel.view.memory
+        )
+        memory = MemoryManager(kernel)
+        memory.start()
         yield kernel
     finally:
+        if memory is not None:
+            await memory.stop()
         if manager is not None:
             await manager.stop()
         if security is not None:

@@ -19,6 +19,7 @@ from maos.cli import (
     log,
     mcp,
     mcp_runtime,
+    memory,
     node,
     resilience,
     security,
@@ -43,6 +44,7 @@ _COMMANDS = (
     mcp_runtime,
     node,
     security,
+    memory,
     resilience,
 )
 """Imported for their commands (typer registers them on import)."""

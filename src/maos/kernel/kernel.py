@@ -27,7 +27,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, orders
+from maos.kernel import cascade, immune, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -49,7 +49,7 @@ from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principa
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
 from maos.kernel.services import ServiceDesk
-from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
+from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
@@ -106,6 +106,7 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
             aggregate=self.view.aggregate,
+            memory=self.view.memory,
             modes=ModeCheck(self.registry.ops, config.resilience.critical_ops),
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
@@ -408,7 +409,8 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
+        """Log a quarantine-cascade or immune-memory order (built and checked by
+        `maos.kernel.cascade` / `maos.kernel.immune`)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -567,20 +569,7 @@ class Kernel:
         spec = self._spec(intent.op)
         if sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
-        name = getattr(sse, "name", "sse")
-        try:
-            verdict: object = await asyncio.wait_for(
-                sse.evaluate(intent, context), self.sse_timeout
-            )
-        except TimeoutError:
-            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
-        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
-            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
-        if isinstance(verdict, SseDeny):
-            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
-        if isinstance(verdict, SsePass):
-            return None
-        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
+        return await veto(sse, intent, context, self.sse_timeout)
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
@@ -664,6 +653,10 @@ class Kernel:
             paid = {"task_id": task.task_id, "target": intent.target}
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
+        threat = self.view.memory.in_result(outcome.value)
+        if threat is not None:  # a learned injection: the agent never sees it (issue 12)
+            match = immune.match_body(threat, intent, where="result")
+            return immune.withheld(intent, threat, await self._log("memory.match", match))
         await self.provenance.record(intent, task, label, outcome.value, (target,))
         await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)

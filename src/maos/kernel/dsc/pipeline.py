@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.dsc.base import Check, CheckInput
@@ -37,6 +37,9 @@ from maos.kernel.errors import StateError
 from maos.kernel.modes import ModeCheck
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
+
+if TYPE_CHECKING:
+    from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
 
@@ -152,6 +155,7 @@ def standard_pipeline(
     protected: Iterable[str],
     ops: Mapping[str, OpSpec] = OPS,
     aggregate: AggregateLedger | None = None,
+    memory: ThreatMemory | None = None,
     modes: ModeCheck | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
@@ -162,7 +166,8 @@ def standard_pipeline(
     kernel passes its registry's, which grows as tools are registered. ``aggregate``
     adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
     budgets alone, which is what the bench compares against). ``modes`` adds sub-check
-    5b, the degradation mode (the kernel always passes one).
+    5b, the degradation mode (the kernel always passes one). ``memory`` is the immune
+    memory check 7 consults besides its fixed patterns.
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -181,6 +186,6 @@ def standard_pipeline(
             IfcCheck(ops),
             rules if modes is None else _RulesStage(rules, modes),
             LockCheck(locks, ops),
-            PrefilterCheck(),
+            PrefilterCheck(memory),
         )
     )
