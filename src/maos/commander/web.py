@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
 from maos.commander.grants import grant_lines
+from maos.commander.metrics import metrics_route
 from maos.commander.packets import packet_lines
 from maos.kernel import strictjson
 from maos.kernel.dsc.base import AgentStatus
@@ -304,6 +305,7 @@ def dashboard_app(
         Route("/api/plans", _api(plan), methods=["POST"]),
         Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=["POST"]),
     ]
+    routes.append(metrics_route(kernel, token))  # Prometheus (commander/metrics.py)
     return _Guard(Starlette(routes=routes), token, host=host, port=port)
 
 
