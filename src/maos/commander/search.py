@@ -23,11 +23,13 @@ from maos.kernel import walcheck
 
 __all__ = [
     "DECISION_KINDS",
+    "HIDDEN",
     "MAX_RESULTS",
     "QUIET_KINDS",
     "ChartRange",
     "LogFilter",
     "LogSearch",
+    "hide_token",
 ]
 
 MAX_RESULTS = 200
@@ -85,6 +87,26 @@ class ChartRange(BaseModel):
 def _prefix(value: str) -> str:
     """A LIKE pattern matching ``value`` and what starts with it, wildcards escaped."""
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _shown(body: bytes) -> Any:
+    """A body as the page gets it: the stored bytes as they are, except that a parked
+    intent's capability token is left out - the Commander needs to see what it allows
+    (the packet says), never to hold an agent's credential in a browser."""
+    if b'"token"' not in body:
+        return orjson.Fragment(body)
+    return hide_token(orjson.loads(body))
+
+
+def hide_token(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without the token of the intent it carries (or is)."""
+    intent = body.get("intent")
+    if isinstance(intent, dict) and "token" in intent:
+        body = {**body, "intent": {**intent, "token": HIDDEN}}
+    return {**body, "token": HIDDEN} if "token" in body else body
+
+
+HIDDEN = "(hidden: the kernel holds it)"
 
 
 class LogSearch:
@@ -148,7 +170,7 @@ class LogSearch:
         )
         rows = self._query(sql, [*params, f.limit])
         return [
-            {"seq": seq, "ts": ts, "kind": kind, "body": orjson.Fragment(body)}
+            {"seq": seq, "ts": ts, "kind": kind, "body": _shown(body)}
             for seq, ts, kind, body in rows
         ]
 

@@ -44,7 +44,7 @@ from uvicorn import Config, Server
 from maos.commander.grants import grant_lines
 from maos.commander.packets import packet_lines
 from maos.commander.reports import PlanStatus, agent_page, decided, tasks
-from maos.commander.search import ChartRange, LogFilter, LogSearch
+from maos.commander.search import ChartRange, LogFilter, LogSearch, hide_token
 from maos.commander.stream import TICKET_TTL, Broadcaster, StreamTickets
 from maos.kernel import strictjson
 from maos.kernel.dsc.base import AgentStatus
@@ -127,7 +127,7 @@ def snapshot(
     state = kernel.status()
     state["pending_approvals"] = [
         {
-            **a.to_dict(),
+            **hide_token(a.to_dict()),
             "packet": [
                 *packet_lines(a.details, a.intent),
                 *grant_lines(kernel.view.scope.grants.get(a.task_id)),
