@@ -19,7 +19,9 @@ from maos.cli import (
     log,
     mcp,
     mcp_runtime,
+    memory,
     node,
+    resilience,
     security,
     tdp,
     tokens,
@@ -42,6 +44,8 @@ _COMMANDS = (
     mcp_runtime,
     node,
     security,
+    memory,
+    resilience,
 )
 """Imported for their commands (typer registers them on import)."""
 

@@ -27,7 +27,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, orders
+from maos.kernel import cascade, immune, orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -42,12 +42,13 @@ from maos.kernel.grants import derive, grants_body
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.kernel.modes import Mode, ModeCheck, admit_agent
 from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
-from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
+from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
@@ -103,6 +104,8 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
             aggregate=self.view.aggregate,
+            memory=self.view.memory,
+            modes=ModeCheck(self.registry.ops, config.resilience.critical_ops),
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
@@ -236,6 +239,7 @@ class Kernel:
         if ring not in (2, 3):
             raise InputError("BAD_INPUT.RING", "agents run in ring 2 (verified) or 3 (untrusted)")
         known = self.registry.agents.get(agent_id)
+        admit_agent(self.registry.mode, agent_id, known is not None)
         if known is not None and ring < known.ring:
             raise StateError(
                 "STATE.PROMOTION_NEEDS_ONBOARDING",
@@ -399,7 +403,8 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
+        """Log a quarantine-cascade or immune-memory order (built and checked by
+        `maos.kernel.cascade` / `maos.kernel.immune`)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -412,6 +417,13 @@ class Kernel:
             await self.settle_approvals(
                 waiting, reason=f"Minimal Safe State: {reason}", principal=principal
             )
+
+    async def demand_mode(self, source: str, mode: Mode, *, cause: str, principal: str) -> None:
+        """Log ``source``'s demand for a degradation mode (`maos.kernel.modes`)."""
+        await self._order(orders.mode(self.registry, source, mode, cause, principal))
+
+    def mode(self) -> Mode:
+        return self.registry.mode
 
     async def settle_approvals(
         self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
@@ -518,6 +530,7 @@ class Kernel:
             context=agent.context,
             approved=approved,
             safe_state=self.registry.safe_state is not None,
+            mode=self.registry.mode,
             fever=self.registry.fever,
         )
         decision = await self.scope.review(inp, self.pipeline.decide(inp))
@@ -550,20 +563,7 @@ class Kernel:
         spec = self._spec(intent.op)
         if sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
-        name = getattr(sse, "name", "sse")
-        try:
-            verdict: object = await asyncio.wait_for(
-                sse.evaluate(intent, context), self.sse_timeout
-            )
-        except TimeoutError:
-            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
-        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
-            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
-        if isinstance(verdict, SseDeny):
-            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
-        if isinstance(verdict, SsePass):
-            return None
-        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
+        return await veto(sse, intent, context, self.sse_timeout)
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
@@ -647,6 +647,10 @@ class Kernel:
             paid = {"task_id": task.task_id, "target": intent.target}
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
+        threat = self.view.memory.in_result(outcome.value)
+        if threat is not None:  # a learned injection: the agent never sees it (issue 12)
+            match = immune.match_body(threat, intent, where="result")
+            return immune.withheld(intent, threat, await self._log("memory.match", match))
         await self.provenance.record(intent, task, label, outcome.value, (target,))
         await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)
@@ -735,6 +739,7 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
             "safe_state": self.registry.safe_state,
+            "mode": self.registry.mode.value,
             "fever": self.registry.fever_report(),
         }
 

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
+from maos.kernel.modes import Mode
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Outcome, OutcomeStatus
@@ -157,7 +158,7 @@ class PodRuntime:
         """Start ``script`` for a registered, active agent; the token reaches the pod only
         through its environment (``MAOS_TOKEN``), never through a file."""
         agent = self.kernel.registry.agent(agent_id)
-        if self.kernel.registry.safe_state is not None:
+        if self.kernel.registry.mode is Mode.MSS:  # the Commander's, or a source's (TSCA)
             raise StateError(
                 "STATE.SAFE_STATE", f"the system is in Minimal Safe State; {agent_id} not started"
             )
@@ -425,7 +426,7 @@ class PodRuntime:
         a clean copy takes over (`maos.pod.containment`). Minimal Safe State ends them all."""
         while True:
             await asyncio.sleep(self._poll)
-            safe = self.kernel.registry.safe_state is not None
+            safe = self.kernel.registry.mode is Mode.MSS
             for run in list(self._runs):
                 if run.stop_reason is not None:
                     continue

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.dsc.base import Check, CheckInput
@@ -34,8 +34,12 @@ from maos.kernel.dsc.prefilter import PrefilterCheck
 from maos.kernel.dsc.ratelimit import RateLimitCheck
 from maos.kernel.dsc.rules import RulesCheck
 from maos.kernel.errors import StateError
+from maos.kernel.modes import ModeCheck
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
+
+if TYPE_CHECKING:
+    from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
 
@@ -120,6 +124,28 @@ class _BudgetStage:
         return decision
 
 
+class _RulesStage:
+    """Check 5 and its sub-check 5b: the rules, then the degradation mode
+    (`maos.kernel.modes`). A rules deny comes first, so an R8 refusal (a paused agent,
+    the Commander's Minimal Safe State) keeps its own code; a mode deny wins over a
+    rule's question to the Commander, who should not be asked about what cannot run."""
+
+    __slots__ = ("_modes", "_rules", "name")
+
+    def __init__(self, rules: RulesCheck, modes: ModeCheck) -> None:
+        self.name = rules.name
+        self._rules = rules
+        self._modes = modes
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        decision = self._rules(inp)
+        if type(decision) is not Deny:
+            deny = self._modes(inp)
+            if deny is not None:
+                return deny
+        return decision
+
+
 def standard_pipeline(
     capability: Check,
     *,
@@ -129,6 +155,8 @@ def standard_pipeline(
     protected: Iterable[str],
     ops: Mapping[str, OpSpec] = OPS,
     aggregate: AggregateLedger | None = None,
+    memory: ThreatMemory | None = None,
+    modes: ModeCheck | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
@@ -137,7 +165,9 @@ def standard_pipeline(
     least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
     kernel passes its registry's, which grows as tools are registered. ``aggregate``
     adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
-    budgets alone, which is what the bench compares against).
+    budgets alone, which is what the bench compares against). ``modes`` adds sub-check
+    5b, the degradation mode (the kernel always passes one). ``memory`` is the immune
+    memory check 7 consults besides its fixed patterns.
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -145,6 +175,7 @@ def standard_pipeline(
             "R2: the DSC must start with the capability check",
             got=repr(getattr(capability, "name", capability)),
         )
+    rules = RulesCheck(protected=protected, ops=ops)
     return Pipeline(
         (
             capability,
@@ -153,8 +184,8 @@ def standard_pipeline(
             if aggregate is None
             else _BudgetStage(BudgetCheck(ledger), aggregate),
             IfcCheck(ops),
-            RulesCheck(protected=protected, ops=ops),
+            rules if modes is None else _RulesStage(rules, modes),
             LockCheck(locks, ops),
-            PrefilterCheck(),
+            PrefilterCheck(memory),
         )
     )
