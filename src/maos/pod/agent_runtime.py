@@ -15,9 +15,10 @@ machine; ``$MAOS_RUNTIME_CACHE`` moves it.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from maos.pod.isolation import Limits
+from maos.pod.isolation import Limits, SandboxError
 from maos.pod.upstream_runtime import Runtime, build_runtime
 
 __all__ = ["DEFAULT_CACHE", "FRAMEWORK_LIMITS", "PINS", "framework_runtime", "requirements"]
@@ -36,7 +37,24 @@ def requirements() -> list[str]:
 
 
 def framework_runtime(cache: Path | None = None) -> Runtime:
-    """The frameworks' runtime, built on first use (pip; ~40 s), else found in ``cache``."""
+    """The frameworks' runtime, built on first use (pip; ~40 s), else found in ``cache``.
+
+    ``SandboxError`` ``POD.RUNTIME.UNSAFE_CACHE`` when ``cache`` exists but another user
+    owns it or may write to it: in a shared directory such as ``/var/tmp`` that user
+    could have planted a "built" runtime whose code every framework agent would run."""
     if cache is None:
         cache = Path(os.environ.get("MAOS_RUNTIME_CACHE") or DEFAULT_CACHE)
+    cache = cache.absolute()
+    try:
+        st = cache.lstat()
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise SandboxError(
+                "POD.RUNTIME.UNSAFE_CACHE",
+                "the runtime cache must be a directory of this user's that no one else may "
+                "write to; remove it or name another with $MAOS_RUNTIME_CACHE",
+                path=str(cache),
+            )
     return build_runtime(requirements(), cache)
