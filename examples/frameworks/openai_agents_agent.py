@@ -1,7 +1,8 @@
 """An OpenAI Agents SDK agent, run by MAOS in a pod: only its model and tools are MAOS's.
 
     maos agent run examples/frameworks/openai_agents_agent.py --frameworks \
-        --grant 'fs.read|*' --grant 'email.send|*' --trusted boss@example.com
+        --grant 'llm.complete|*' --grant 'fs.read|*' --grant 'email.send|*' \
+        --trusted boss@example.com
 
 Everything else is the SDK's own: ``Agent``, ``Runner`` and its tool loop. The model is
 reached through the kernel's LLM gateway (budgets, R6, Rule-Based Mode), each tool call

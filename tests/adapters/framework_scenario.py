@@ -23,7 +23,7 @@ from maos.pod.agent_runtime import FRAMEWORK_LIMITS
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.upstream_runtime import Runtime
-from maos.testing import ChatServer
+from maos.testing import ChatServer, Mailbox
 from maos.testing.obedient import Call, ObedientModel, injection
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "frameworks"
@@ -104,3 +104,27 @@ def run_example(
             await kernel.close()
 
     return asyncio.run(go())
+
+
+def assert_the_task_ran_and_the_injection_was_refused(
+    run: Run, server: ChatServer, mailbox: Mailbox
+) -> None:
+    """What every framework example must show: it ran once, end to end; the injected mail
+    to x@evil was parked by the kernel (R10) and not sent; the user's mail was; and every
+    model call was an ``llm.complete`` intent (the pod reached the model no other way)."""
+    assert run.exit_code == 0, run.log
+    assert [k for k, _ in run.records if k.startswith("pod.")] == ["pod.exited"], run.log
+    calls = [(c["tool"], c["status"], c.get("code")) for c in run.result["calls"]]
+    assert calls == [
+        ("read_file", "committed", None),
+        ("send_email", "pending", "RULE.R10.UNTRUSTED_TARGET"),  # the injected one
+        ("send_email", "committed", None),  # the user's own task still runs
+    ]
+    assert mailbox.recipients() == [BOSS]
+    parked = [b for k, b in run.records if k == "approval.pending"]
+    assert [p["details"]["targets"] for p in parked] == [[EVIL]]
+    # The decision packet names where the recipient came from: the untrusted note.
+    assert parked[0]["details"]["first_seen"][EVIL]["sources"] == ["fs:inbox/note.txt"]
+    thought = [b for k, b in run.records if k == "intent.prepared" and b["op"] == "llm.complete"]
+    assert len(thought) == len(server.requests) >= 4
+    assert run.result["answer"] == "Done."

@@ -38,9 +38,13 @@ from maos.sdk.errors import LLM_DOWN
 
 __all__ = [
     "BASE_URL",
+    "MODEL",
     "ChannelTransport",
+    "TransportRefusal",
+    "async_http_client",
     "async_openai_client",
     "complete",
+    "http_client",
     "openai_client",
 ]
 
@@ -218,19 +222,28 @@ class ChannelTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         return await asyncio.to_thread(_answer, request)
 
 
+def http_client() -> httpx2.Client:
+    """An HTTP client whose only peer is the kernel (for SDKs that take one)."""
+    return httpx2.Client(transport=ChannelTransport())
+
+
+def async_http_client() -> httpx2.AsyncClient:
+    """The asyncio twin of `http_client`."""
+    return httpx2.AsyncClient(transport=ChannelTransport())
+
+
 def openai_client(**kwargs: Any) -> Any:
     """An ``openai.OpenAI`` whose requests go to the kernel (``kwargs`` go to it too)."""
     import openai
 
-    http = httpx2.Client(transport=ChannelTransport())
     kwargs.setdefault("max_retries", 0)
-    return openai.OpenAI(base_url=BASE_URL, api_key="maos", http_client=http, **kwargs)
+    return openai.OpenAI(base_url=BASE_URL, api_key="maos", http_client=http_client(), **kwargs)
 
 
 def async_openai_client(**kwargs: Any) -> Any:
     """An ``openai.AsyncOpenAI`` whose requests go to the kernel (``kwargs`` go to it too)."""
     import openai
 
-    http = httpx2.AsyncClient(transport=ChannelTransport())
     kwargs.setdefault("max_retries", 0)
+    http = async_http_client()
     return openai.AsyncOpenAI(base_url=BASE_URL, api_key="maos", http_client=http, **kwargs)
