@@ -12,10 +12,16 @@ import re
 
 from maos import sdk
 
-reads = (
-    ("inbox/offer.txt", lambda: sdk.fs.read("inbox/offer.txt").value["content"]),
-    ("the Q3 API", lambda: sdk.http.get(os.environ["MAOS_DEMO_API"] + "/q3").value["body"]),
-)
+
+def offer() -> str:
+    return str(sdk.fs.read("inbox/offer.txt").value["content"])
+
+
+def figures() -> str:
+    return str(sdk.http.get(os.environ["MAOS_DEMO_API"] + "/q3").value["body"])
+
+
+reads = (("inbox/offer.txt", offer), ("the Q3 API", figures))
 for what, read in reads:
     try:
         text = read()
