@@ -48,11 +48,13 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
+from maos.kernel.services import ServiceDesk
 from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.walconfig import anchored_wal
+from maos.kernel.watchdog import Watchdog
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -116,6 +118,9 @@ class Kernel:
         if config.smtp is not None:
             adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
         self.commit = CommitLayer(self.wal, adapters)
+        self.watchdog = Watchdog(self.registry, self.clock, self._log, config.resilience)
+        self.services = ServiceDesk(self._log)
+        """Ring 1 writes: each record a service logs is checked here (`kernel.services`)."""
         self._workspaces = str(config.workspaces)
         self._executed: dict[str, Outcome] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
@@ -207,6 +212,7 @@ class Kernel:
             await asyncio.sleep(self.config.follow_interval)
             due = [a.approval_id for a in self.approvals.due(self.clock())]
             await self.settle_approvals(due, reason="time ran out", principal="kernel")
+            await self.watchdog.sweep()
             for item in self._catch_up():
                 await self._execute_approved(item)
 

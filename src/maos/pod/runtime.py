@@ -98,7 +98,9 @@ class PodRuntime:
 
     ``level`` overrides the ring's level for every agent; ``profile`` replaces the Sentry
     profile `profile_for` would derive; ``pool_size`` keeps that many warm pods per
-    level; ``on_event`` sees every `PodEvent` (it must not block).
+    level; ``on_event`` sees every `PodEvent` (it must not block); ``runtime`` is a
+    read-only virtualenv (`maos.pod.upstream_runtime`) whose packages its pods import,
+    an agent framework's say (docs/frameworks.md).
     """
 
     def __init__(
@@ -114,8 +116,10 @@ class PodRuntime:
         on_event: Callable[[PodEvent], None] | None = None,
         poll_interval: float = 0.05,
         heal: bool = True,
+        runtime: Path | None = None,
     ) -> None:
         self.kernel = kernel
+        self.runtime = runtime
         self.level = level
         self.profile = profile
         self.max_restarts = max_restarts
@@ -146,7 +150,9 @@ class PodRuntime:
         """The level's sandbox; `IsolationUnavailable` (``POD.ISOLATION.UNAVAILABLE``) naming
         the reason when this host cannot give it - never a weaker level instead."""
         if level not in self._sandboxes:
-            self._sandboxes[level] = sandbox_for(level, self.home, ops=GATEWAY_OPS)
+            self._sandboxes[level] = sandbox_for(
+                level, self.home, ops=GATEWAY_OPS, runtime=self.runtime
+            )
         return self._sandboxes[level]
 
     async def start(
