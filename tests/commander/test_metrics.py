@@ -128,10 +128,10 @@ def _maos(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _maos_up(data_dir: Path) -> Iterator[tuple[str, list[str]]]:
+def _maos_up(data_dir: Path, *flags: str) -> Iterator[tuple[str, list[str]]]:
     """`maos up` as a process: its URL, and what it wrote on stderr once stopped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = _maos("up", "-d", str(data_dir), "--port", "0")
+    argv = _maos("up", "-d", str(data_dir), "--port", "0", *flags)
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
@@ -154,10 +154,10 @@ def test_issue_10_scrape_token_reads_metrics_of_a_plan_in_pods_and_json_logs_go_
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "config.json").write_text(
-        json.dumps({"telemetry": {"metrics_token": SCRAPE_TOKEN, "json_logs": True}})
+        json.dumps({"telemetry": {"metrics_token": SCRAPE_TOKEN}})
     )
     scrape = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
-    with _maos_up(data_dir) as (url, stderr):
+    with _maos_up(data_dir, "--log-json") as (url, stderr):
         run = subprocess.run(
             _maos("run", str(EXAMPLE_PLAN), "-d", str(data_dir)),
             capture_output=True,

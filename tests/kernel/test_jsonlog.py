@@ -3,13 +3,16 @@ caller's fields and the traceback, and MAOS's info lines but not other libraries
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from maos.boot import configured_kernel
 from maos.kernel import jsonlog
 
 
@@ -47,3 +50,27 @@ def test_issue_10_installing_twice_keeps_one_handler(stream: io.StringIO) -> Non
     assert isinstance(again.formatter, jsonlog.JsonFormatter)
     logging.getLogger("maos.x").warning("once")
     assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_issue_10_telemetry_json_logs_makes_a_configured_kernel_log_each_intent(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "config.json").write_text('{"telemetry": {"json_logs": true}}')
+
+    async def go() -> None:
+        async with configured_kernel(data_dir, follow=False) as kernel:
+            await kernel.submit({"op": "fs.read"}, agent_id="a1")
+
+    try:
+        asyncio.run(go())
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            if isinstance(handler.formatter, jsonlog.JsonFormatter):
+                logging.getLogger().removeHandler(handler)
+        logging.getLogger("maos").setLevel(logging.NOTSET)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    [intent] = [e for e in lines if e["logger"] == "maos.intent"]
+    assert (intent["agent_id"], intent["status"]) == ("a1", "denied")
+    assert intent["code"].startswith("BAD_INPUT.")
