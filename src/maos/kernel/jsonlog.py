@@ -74,6 +74,7 @@ def log_intent(seen: Observed) -> None:
             "status": out.status.value,
             "code": out.code,
             "approved": seen.approved,
+            "by_sentry": seen.sentry,
             "approval_id": out.approval_id,
             "wal_seq": out.wal_seq,
             "seconds": round(seen.seconds, 6),

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from maos.kernel.telemetry import TelemetrySettings
-from maos.kernel.types import Decision, Deny, Intent, Outcome, Pending
+from maos.kernel.types import Decision, Deny, Intent, Outcome, OutcomeStatus, Pending
 
 if TYPE_CHECKING:
     from opentelemetry import trace as otel
@@ -81,6 +81,8 @@ class Observed:
     """From the kernel taking the intent to its answer (the caller's wait, approvals apart)."""
     approved: bool
     """Carried out after the Commander approved it (not an agent's fresh request)."""
+    sentry: bool = False
+    """Refused by the pod's Sentry: the kernel never saw it (``seconds`` is 0)."""
 
 
 Observer = Callable[[Observed], None]
@@ -172,20 +174,24 @@ class Tracing:
                 outcome = await run
                 span.set_attributes(_outcome_attributes(outcome))
         if self._observers:
-            seen = Observed(
-                agent_id,
-                "?" if intent is None else intent.op,
-                "" if intent is None else intent.task_id,
-                outcome,
-                time.perf_counter() - began,
-                approved,
-            )
-            for observer in self._observers:
-                try:
-                    observer(seen)
-                except Exception:  # observability never decides, nor stops a decision
-                    _log.exception("an intent observer failed")
+            op, task = ("?", "") if intent is None else (intent.op, intent.task_id)
+            took = time.perf_counter() - began
+            self._notify(Observed(agent_id, op, task, outcome, took, approved))
         return outcome
+
+    def refused(self, agent_id: str, op: str, code: str, reason: str) -> None:
+        """A frame the Sentry refused before the kernel saw it: observers count it as a
+        denial (``/metrics`` would otherwise never see a ``SENTRY.*`` code)."""
+        if self._observers:
+            outcome = Outcome("", OutcomeStatus.DENIED, code=code, reason=reason)
+            self._notify(Observed(agent_id, op, "", outcome, 0.0, False, sentry=True))
+
+    def _notify(self, seen: Observed) -> None:
+        for observer in self._observers:
+            try:
+                observer(seen)
+            except Exception:  # observability never decides, nor stops a decision
+                _log.exception("an intent observer failed")
 
     def root(self, agent_id: str) -> AbstractContextManager[Span | None]:
         """An intent's span (joining the frame's the Sentry opened, if any), current for
