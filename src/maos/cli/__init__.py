@@ -20,7 +20,9 @@ from maos.cli import (
     log,
     mcp,
     mcp_runtime,
+    memory,
     node,
+    resilience,
     security,
     tdp,
     tokens,
@@ -44,6 +46,8 @@ _COMMANDS = (
     agent_runtime,
     node,
     security,
+    memory,
+    resilience,
 )
 """Imported for their commands (typer registers them on import)."""
 
