@@ -113,7 +113,8 @@ def assert_the_task_ran_and_the_injection_was_refused(
     to x@evil was parked by the kernel (R10) and not sent; the user's mail was; and every
     model call was an ``llm.complete`` intent (the pod reached the model no other way)."""
     assert run.exit_code == 0, run.log
-    assert [k for k, _ in run.records if k.startswith("pod.")] == ["pod.exited"], run.log
+    ends = ("pod.violation", "pod.restarted", "pod.exited")
+    assert [k for k, _ in run.records if k in ends] == ["pod.exited"], run.log  # ran once
     calls = [(c["tool"], c["status"], c.get("code")) for c in run.result["calls"]]
     assert calls == [
         ("read_file", "committed", None),
