@@ -59,6 +59,7 @@ def run_example(
     note: str | None = None,
     grants: list[Grant] | None = None,
     llm: bool = True,
+    level: int = 2,
 ) -> Run:
     """Run ``examples/frameworks/<name>`` (or the script at a path) as agent ``a1`` of task
     ``t1`` in a level-2 pod with the frameworks' runtime; ``llm=False``: no provider is
@@ -80,7 +81,7 @@ def run_example(
             script = EXAMPLES / name if isinstance(name, str) else name
             token = kernel.mint("a1", "t1", GRANTS if grants is None else grants)
             return await run_in_pod(
-                kernel, script, "t1", token, home, runtime, server if llm else None
+                kernel, script, "t1", token, home, runtime, server if llm else None, level=level
             )
         finally:
             await kernel.close()
@@ -122,6 +123,7 @@ async def run_in_pod(
     runtime: Runtime,
     server: ChatServer | None,
     tools: str = "read_file,send_email",
+    level: int = 2,
 ) -> Run:
     """Run ``script`` as the registered agent ``a1`` in a level-2 pod with the frameworks'
     runtime, the kernel's LLM gateway asking ``server`` (None: no provider, Rule-Based
@@ -132,7 +134,7 @@ async def run_in_pod(
     )
     if server is not None:
         kernel.add_adapter("llm", LlmAdapter(chain))
-    pods = PodRuntime(kernel, level=2, home=home, runtime=runtime.root, limits=FRAMEWORK_LIMITS)
+    pods = PodRuntime(kernel, level=level, home=home, runtime=runtime.root, limits=FRAMEWORK_LIMITS)
     try:
         env = {"MAOS_PROMPT": PROMPT, "MAOS_TOOLS": tools}
         run = await pods.start("a1", script, task_id=task_id, token=token, env=env)
