@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
 from maos.commander.grants import grant_lines
+from maos.commander.metrics import metrics_route
 from maos.commander.packets import packet_lines
 from maos.commander.reports import PlanStatus, agent_page, decided, tasks
 from maos.commander.search import ChartRange, LogFilter, LogSearch, hide_token
@@ -407,6 +408,7 @@ def dashboard_app(
         Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=post),
     ]
     # Routes of other modules: one line each, ``routes += <module>.routes(kernel, ...)``.
+    routes.append(metrics_route(kernel, token))  # Prometheus (commander/metrics.py)
     return _Guard(Starlette(routes=routes), token, tickets, host=host, port=port)
 
 
