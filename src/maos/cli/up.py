@@ -32,8 +32,10 @@ def up(
 
     Open the printed address: the dashboard shows what waits for a decision, with the
     decision packet (where each flagged target first appeared), and approves or denies
-    it; it pauses, quarantines or kills agents and enters Minimal Safe State. It and
-    the API take the token in <data-dir>/commander.token (docs/dashboard.md).
+    it; it pauses, quarantines or kills agents and enters Minimal Safe State; it has a
+    page per agent, searches the log, charts the decisions, declassifies and revokes,
+    and the server pushes every change. It and the API take the token in
+    <data-dir>/commander.token (docs/dashboard.md).
 
     While it runs, `maos run PLAN.yaml` on the same --data-dir hands the plan to it (plans
     run one after another; the page shows them), and the console's deciding commands
