@@ -6,6 +6,7 @@ kernel's folds and the log, not from what the API answered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from dashkit import MARKUP, client, in_browser, park_stranger_mail, run
 
-from maos.commander.stream import MAX_TICKETS, TICKET_TTL, StreamTickets
+from maos.commander.stream import MAX_STREAMS, MAX_TICKETS, TICKET_TTL, StreamTickets
 from maos.commander.web import Dashboard
 from maos.kernel import cascade
 from maos.kernel.dsc.base import AgentStatus
@@ -96,6 +97,24 @@ def test_the_event_stream_opens_only_with_a_fresh_single_use_ticket(config: Kern
             assert spent == 401, "a ticket opens one stream, once"
             bad_body = await me.post("api/stream/ticket", json={"ttl": 3600})
             assert bad_body.status_code == 400
+
+    run(config, body)
+
+
+def test_streams_past_the_cap_are_refused_not_queued(config: KernelConfig) -> None:
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        async with client(dashboard, token) as me, contextlib.AsyncExitStack() as open_:
+            readers = []  # an abandoned reader would close its stream when collected
+            for _ in range(MAX_STREAMS):
+                ticket = (await me.post("api/stream/ticket", json={})).json()["ticket"]
+                live = await open_.enter_async_context(
+                    me.stream("GET", "api/stream", params={"ticket": ticket})
+                )
+                readers.append(_events(live))
+                await anext(readers[-1])  # served: it holds a place
+            ticket = (await me.post("api/stream/ticket", json={})).json()["ticket"]
+            status, error = await _opens(me, ticket=ticket)
+            assert (status, error["error"]) == (429, "STATE.TOO_MANY_STREAMS")
 
     run(config, body)
 
