@@ -17,7 +17,6 @@ from typing import Any
 from maos.bench import (
     anchor,
     assistants,
-    dashboard,
     dsc,
     durability,
     egress,
@@ -61,8 +60,6 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
-            ("dashboard", "dashboard live updates (commit to the event stream, against a poll)",
-             lambda: dashboard.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -125,21 +122,9 @@ def render(figures: dict[str, Any]) -> str:
     rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
-    rows += _dashboard_rows(figures["dashboard"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
-
-
-def _dashboard_rows(b: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [
-        (
-            "dashboard event, commit to stream p50",
-            f"{b['event_latency_ms_p50']} ms",
-            f"{b['ratio_event_latency_vs_state_fetch_p50']} × one state fetch "
-            f"({b['state_fetch_ms_p50']} ms); polling waited {b['old_poll_mean_wait_ms']:.0f} ms",
-        ),
-    ]
 
 
 def _immune_rows(i: dict[str, Any]) -> list[tuple[str, str, str]]:

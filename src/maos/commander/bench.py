@@ -1,5 +1,7 @@
-"""The dashboard's live updates: from a record's commit to its state at the other end of
-the event stream, against what one poll of the state costs.
+"""`maos bench`, section ``dashboard`` (run by the console beside ``mcp_gateway``: the
+bench package may not import the dashboard). The dashboard's live updates: from a
+record's commit to its state at the other end of the event stream, against what one poll
+of the state costs.
 
 A real kernel and a real `Dashboard` (uvicorn on loopback, in the kernel's loop as
 `maos up` runs it); the stream is read over HTTP by a client in its own thread (the
@@ -31,7 +33,7 @@ from maos.commander.stream import WATCH_INTERVAL
 from maos.commander.web import Dashboard, load_or_create_token
 from maos.kernel.kernel import Kernel, KernelConfig
 
-__all__ = ["measure"]
+__all__ = ["measure", "render"]
 
 OLD_POLL_S = 1.5
 """How often the page polled before the stream (session 4)."""
@@ -115,6 +117,14 @@ async def _measure(data_dir: Path, rounds: int) -> dict[str, Any]:
         "watch_interval_ms": WATCH_INTERVAL * 1000,
         "old_poll_mean_wait_ms": OLD_POLL_S / 2 * 1000,
     }
+
+
+def render(b: dict[str, Any]) -> str:
+    return (
+        f"dashboard event, commit to stream p50  {b['event_latency_ms_p50']} ms  "
+        f"({b['ratio_event_latency_vs_state_fetch_p50']} × one state fetch, "
+        f"{b['state_fetch_ms_p50']} ms; polling waited {b['old_poll_mean_wait_ms']:.0f} ms)"
+    )
 
 
 def _first_at_or_after(arrived: dict[int, float], seq: int) -> float | None:
