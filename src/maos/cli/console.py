@@ -205,14 +205,17 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
     """Measure the DSC, the log, pods, the egress relay, federation revocations, the
-    security suites and the MCP gateway's cost per call against same-run baselines."""
+    security suites, the MCP gateway's cost per call and the dashboard's live-update
+    latency against same-run baselines."""
     from maos.bench import run_bench
+    from maos.commander import bench as dashboard_bench
     from maos.mcp import bench as mcp_bench
 
     figures = run_bench(quick=quick, progress=not as_json)
     if not as_json:
         typer.echo("bench, last: MCP gateway (a tool call through it vs direct) ...", err=True)
     figures["mcp_gateway"] = mcp_bench.measure(quick=quick)
+    figures["dashboard"] = dashboard_bench.measure(quick=quick)  # issue 10: live updates
     if as_json:
         echo_json(figures)
     else:
@@ -220,6 +223,7 @@ def bench(
 
         typer.echo(render(figures))
         typer.echo(mcp_bench.render(figures["mcp_gateway"]))
+        typer.echo(dashboard_bench.render(figures["dashboard"]))
 
 
 # -- wal ----------------------------------------------------------------------------------
