@@ -39,6 +39,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.hacf import HacfService
 from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
@@ -148,6 +149,7 @@ async def configured_kernel(
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
+    hacf: HacfService | None = None
     home: PodHome | None = None
     tools: ToolAdapter | None = None
 
@@ -180,8 +182,18 @@ async def configured_kernel(
             notifier=_notifier(kernel, settings.security),
         )
         security.start()
+        notifier = _notifier(kernel, settings.security)
+        hacf = HacfService(  # the inform inbox; the Commander told when a decision waits
+            kernel.wal,
+            kernel.registry,
+            config.commander,
+            notify=notifier.tell if notifier else None,
+        )
+        hacf.start()
         yield kernel
     finally:
+        if hacf is not None:
+            await hacf.stop()
         if security is not None:
             await security.stop()
         if llm is not None:  # first: its last mode records go to the open log

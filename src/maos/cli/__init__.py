@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from maos.cli import (
     agents,
+    commander,
     console,
     decisions,
     grants,
@@ -42,6 +43,7 @@ _COMMANDS = (
     mcp_runtime,
     node,
     security,
+    commander,
 )
 """Imported for their commands (typer registers them on import)."""
 

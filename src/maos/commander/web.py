@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
+from maos.commander import hacf_api
 from maos.commander.grants import grant_lines
 from maos.commander.packets import packet_lines
 from maos.kernel import strictjson
@@ -107,6 +108,7 @@ def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str
     state["pending_approvals"] = [
         {
             **a.to_dict(),
+            "packet_digest": kernel.packet(a.approval_id).digest,
             "packet": [
                 *packet_lines(a.details, a.intent),
                 *grant_lines(kernel.view.scope.grants.get(a.task_id)),
@@ -136,6 +138,8 @@ _BODY = ConfigDict(extra="forbid", frozen=True, strict=True)
 class _Decision(BaseModel):
     model_config = _BODY
     note: str = Field(default="", max_length=2000)
+    packet_digest: str = Field(default="", max_length=64)
+    """The decision packet shown (`maos.kernel.packets`); an approval without it is refused."""
 
 
 class _AgentStatusChange(BaseModel):
@@ -255,8 +259,9 @@ def dashboard_app(
         return snapshot(kernel, extra())
 
     async def approve(request: Request) -> Any:
-        _Decision.model_validate_json(await _body(request))
-        outcome = await kernel.approve(request.path_params["approval_id"], principal=COMMANDER)
+        body = _Decision.model_validate_json(await _body(request))
+        aid = request.path_params["approval_id"]
+        outcome = await kernel.approve(aid, body.packet_digest or None, principal=COMMANDER)
         return outcome.to_dict()
 
     async def deny(request: Request) -> Any:
@@ -304,6 +309,7 @@ def dashboard_app(
         Route("/api/plans", _api(plan), methods=["POST"]),
         Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=["POST"]),
     ]
+    routes += hacf_api.routes(kernel, _api, _body)  # packets, overrides, deliberation
     return _Guard(Starlette(routes=routes), token, host=host, port=port)
 
 

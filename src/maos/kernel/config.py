@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
+from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.tokens import DEFAULT_TTL
 from maos.kernel.wal import CHECKPOINT_EVERY
 from maos.kernel.walconfig import log_section, log_settings
@@ -93,6 +94,7 @@ class ConfigFile(_Strict):
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    commander: CommanderSection = CommanderSection()  # HACF levels (maos.kernel.hacfconfig)
 
     @field_validator("node_type")
     @classmethod

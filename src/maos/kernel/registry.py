@@ -19,6 +19,7 @@ from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
+from maos.kernel.overrides import OverrideBook
 from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
 
@@ -196,6 +197,8 @@ class Registry:
         self.ops: dict[str, OpSpec] = dict(OPS)
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
         self.safe_state: Mapping[str, Any] | None = None
+        self.overrides = OverrideBook()
+        """The Commander's second factor and overrides (`maos.kernel.overrides`)."""
         self.quarantined: set[str] = set()
         """Agents in quarantine now (soft or hard isolation): two or more make Security
         Fever (`fever`)."""
@@ -239,6 +242,7 @@ class Registry:
 
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
         """Fold one log record into the state; unknown kinds belong to other owners."""
+        self.overrides.apply(kind, body)
         if kind == "agent.registered":
             fresh = AgentRecord(
                 agent_id=body["agent_id"],

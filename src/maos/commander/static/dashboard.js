@@ -54,7 +54,7 @@ function approvalCard(item) {
   const decide = (verb) => async () => {
     try {
       const outcome = await api("approvals/" + encodeURIComponent(item.approval_id) + "/" + verb,
-        { note: note.value });
+        { note: note.value, packet_digest: item.packet_digest });
       flash(item.approval_id + ": " + outcome.status + (outcome.code ? " " + outcome.code : ""));
     } catch (err) {
       flash(String(err.message), true);
