@@ -12,6 +12,7 @@ One module per group of commands; importing them registers their commands on `ap
 from __future__ import annotations
 
 from maos.cli import (
+    agent_runtime,
     agents,
     commander,
     console,
@@ -20,7 +21,9 @@ from maos.cli import (
     log,
     mcp,
     mcp_runtime,
+    memory,
     node,
+    resilience,
     security,
     tdp,
     tokens,
@@ -41,9 +44,12 @@ _COMMANDS = (
     tdp,
     mcp,
     mcp_runtime,
+    agent_runtime,
     node,
     security,
     commander,
+    memory,
+    resilience,
 )
 """Imported for their commands (typer registers them on import)."""
 

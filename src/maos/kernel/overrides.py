@@ -4,8 +4,8 @@ Once the Commander enrolled a second factor (``maos commander enroll``: a TOTP s
 kept outside the log, its enrolment logged as ``hacf.enrolled``), the orders that lift a
 quarantine or an isolation, let an agent down the cascade, declassify a task's data or
 add an effect class to its grants are refused here (``HACF.OVERRIDE_REQUIRED``) unless
-they name an override that was requested (``hacf.override.requested``: the action, its diff, a cooling-off time) and
-then confirmed out of band (``hacf.override.confirmed``: a fresh TOTP code, checked by
+they name an override that was requested (``hacf.override.requested``: the action, its
+diff, a cooling-off time) and then confirmed out of band (``hacf.override.confirmed``: a fresh TOTP code, checked by
 services/hacf.py). Each confirmation is used once: the order carrying it folds it as
 done. Before enrolment these orders stay one step, as they always were - the demo and CI
 never enrol implicitly.
