@@ -5,10 +5,10 @@ kept outside the log, its enrolment logged as ``hacf.enrolled``), the orders tha
 quarantine or an isolation, let an agent down the cascade, declassify a task's data or
 add an effect class to its grants are refused here (``HACF.OVERRIDE_REQUIRED``) unless
 they name an override that was requested (``hacf.override.requested``: the action, its
-diff, a cooling-off time) and then confirmed out of band (``hacf.override.confirmed``: a fresh TOTP code, checked by
-services/hacf.py). Each confirmation is used once: the order carrying it folds it as
-done. Before enrolment these orders stay one step, as they always were - the demo and CI
-never enrol implicitly.
+diff, a cooling-off time) and then confirmed out of band (``hacf.override.confirmed``:
+a fresh TOTP code, checked by services/hacf.py). Each confirmation is used once: the
+order carrying it folds it as done. Before enrolment these orders stay one step, as
+they always were - the demo and CI never enrol implicitly.
 
 Nothing here ever gates R8: pausing, quarantining, isolating or killing an agent and
 entering Minimal Safe State are never asked for an override (`lifts` is the only test

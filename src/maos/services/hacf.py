@@ -530,6 +530,8 @@ class HacfService:
         elif rec.kind == "approval.pending":
             aid = body["approval_id"]
             intent = body.get("intent") or {}
+            if cascade.is_elimination(intent):  # the Security Agent's notifier says so
+                return
             await self._tell(
                 f"MAOS: a decision waits ({aid})",
                 f"{body['agent_id']} asks to {intent.get('op')} -> {intent.get('target')}:"
