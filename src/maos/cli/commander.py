@@ -108,9 +108,11 @@ def _print_override(o: Override) -> None:
 
 @override_app.command("request")
 def override_request(
-    action: Annotated[str, typer.Argument(help="release | resume | declassify")],
+    action: Annotated[str, typer.Argument(help="release | resume | declassify | grants")],
     subject: Annotated[str, typer.Argument(help="The agent (release, resume) or task.")],
-    to: Annotated[str, typer.Option("--to", help="Stage, status or level it moves to.")],
+    to: Annotated[
+        str, typer.Option("--to", help="Stage, status, level, or classes (read,pay) it moves to.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
@@ -122,6 +124,7 @@ def override_request(
         maos commander override request resume a1 --to active --reason "false positive"
         maos commander override request release a1 --to normal --reason "RCA done"
         maos commander override request declassify visa --to public --reason "consulate"
+        maos commander override request grants invoices --to read,pay --reason "pay run"
     Then, after the cooling-off (config.json commander.cooling_off_s, default 300 s):
         maos commander override confirm ov-... --code 123456
     """
