@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from maos.kernel import jsonlog
 from maos.kernel.aggregate import Threshold
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.config import KernelConfig, read_config
@@ -142,7 +143,11 @@ def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
 
 @contextlib.asynccontextmanager
 async def configured_kernel(
-    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
+    data_dir: Path,
+    *,
+    follow: bool = True,
+    adapters: Mapping[str, Any] | None = None,
+    json_logs: bool = False,
 ) -> AsyncIterator[Kernel]:
     """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
     installed before boot replays approved intents); all closed after. Without a tool
@@ -190,6 +195,8 @@ async def configured_kernel(
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()
+        if json_logs or (config.telemetry is not None and config.telemetry.json_logs):
+            jsonlog.enable(kernel.trace)  # JSON lines on stderr (kernel/jsonlog.py)
         kernel.sse, kernel.fever_sse = consulted_by_sse(
             kernel.sse, kernel.fever_sse, kernel.view.memory
         )
