@@ -80,7 +80,12 @@ def test_a_parked_mail_shows_its_packet_and_approving_it_sends_it_once(
             assert line.endswith("; fs:inbox/mail.txt; handed to a1)")
             assert any(r["kind"] == "approval.pending" for r in state["recent"])
             assert mailbox.messages == []
-            done = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            blind = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            assert blind.status_code == 409  # issue 10: an approval names the packet it saw
+            assert blind.json()["error"] == "APPROVAL.PACKET_REQUIRED"
+            assert mailbox.messages == []
+            shown = {"packet_digest": pending["packet_digest"]}
+            done = await client.post(f"api/approvals/{approval_id}/approve", json=shown)
             assert done.status_code == 200 and done.json()["status"] == "committed"
             again = await client.post(f"api/approvals/{approval_id}/approve", json={})
             assert again.status_code == 409

@@ -14,6 +14,7 @@ from __future__ import annotations
 from maos.cli import (
     agent_runtime,
     agents,
+    commander,
     console,
     decisions,
     grants,
@@ -46,6 +47,7 @@ _COMMANDS = (
     agent_runtime,
     node,
     security,
+    commander,
     memory,
     resilience,
 )

@@ -24,6 +24,7 @@ from maos.cli._common import (
     plan_exit_status,
     view_of,
 )
+from maos.cli.commander import status_entry
 from maos.kernel import orders
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
@@ -146,6 +147,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
             t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
             for t in view.registry.tools.values()
         },
+        "commander": status_entry(view, data_dir),
     }
     key, section, lines = resilience.status_section(view.registry)
     info[key] = section
@@ -174,6 +176,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}{stage}")
     typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
+    typer.echo(f"commander     {info['commander']['summary']}")
     typer.echo(f"llm           {_llm_line(info['llm'])}")
     tools = [f"{n} ({t['effect_class']})" for n, t in sorted(info["tools"].items())]
     typer.echo(f"tools         {', '.join(tools) or '-'}")
