@@ -21,21 +21,29 @@ _MODES = "|".join(m.value for m in Mode)
 def mode(
     level: Annotated[str, typer.Argument(metavar=_MODES, help="The mode to demand.")],
     reason: Annotated[str, typer.Option("--reason", help="Why; it is logged with who.")] = "",
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="Whose demand: commander (yours), or lift another's (tsca...)."
+        ),
+    ] = "commander",
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
 ) -> None:
     """Demand a degradation mode as the Commander (``normal`` lifts your demand).
 
     The effective mode is the most severe of every source's demand (service health,
-    federation, the TSCA, you): lifting yours does not lift theirs. What each mode
+    federation, the TSCA, you): lifting yours does not lift theirs, but you may lift
+    theirs by naming it (the TSCA's Minimal Safe State waits for you). What each mode
     allows is in docs/resilience.md; `maos status` shows the mode and who demands it.
 
     \b
     Example: maos mode degraded-2 --reason "SMTP relay compromised, sends only by hand"
+    Example: maos mode normal --source tsca --reason "incident 4 understood"
     """
     try:
         view = view_of(data_dir)
-        order = orders.mode(view.registry, "commander", level, reason or "-", principal)
+        order = orders.mode(view.registry, source, level, reason or "-", principal)
         view.wal.append_sync(order.kind, order.body)
         view.catch_up()
     except MaosError as exc:

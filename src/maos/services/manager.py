@@ -138,6 +138,8 @@ class _Run:
     attempt: int = 0
     restarts: list[float] = field(default_factory=list)
     last_exit: str = ""
+    retry_now: bool = False
+    """Asked to try again (the TSCA): a failed service's cool-down is cut short."""
     leaving: bool = False
     """The process said it is ending: wait for its exit, do not kill it for silence."""
     proc: asyncio.subprocess.Process | None = None
@@ -204,6 +206,16 @@ class ServiceManager:
                     with contextlib.suppress(asyncio.CancelledError):
                         await run.task
 
+    def restart(self, name: str) -> None:
+        """Restart ``name`` now: a running process is killed (and restarted as after a
+        crash), a failed one's cool-down is cut short."""
+        run = self.runs[name]
+        if run.state == "failed":
+            run.retry_now = True
+        elif run.proc is not None and run.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                run.proc.kill()
+
     def _starting(self, run: _Run) -> bool:
         beat = self._kernel.watchdog.members.get(f"service:{run.spec.name}")
         alive = run.proc is not None and run.proc.returncode is None
@@ -260,9 +272,10 @@ class ServiceManager:
                     },
                 )
                 await self._health_changed()
-                if not policy.restart or not await self._wait(policy.cooldown_s):
+                if not await self._wait(policy.cooldown_s if policy.restart else None, run):
                     break
                 run.restarts.clear()
+                run.retry_now = False
                 continue
             run.state = "restarting"
             after = policy.delay(len(run.restarts) + 1)
@@ -275,13 +288,18 @@ class ServiceManager:
             )
         run.state = "stopped" if self._stopping else run.state
 
-    async def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds`` of the kernel's clock; False if the manager is stopping."""
-        due = self._kernel.clock() + seconds
-        while self._kernel.clock() < due:
+    async def _wait(self, seconds: float | None, run: _Run | None = None) -> bool:
+        """Wait ``seconds`` of the kernel's clock (None: until asked to retry); False if
+        the manager is stopping."""
+        due = None if seconds is None else self._kernel.clock() + seconds
+        while due is None or self._kernel.clock() < due:
             if self._stopping:
                 return False
-            await asyncio.sleep(min(0.05, max(0.001, due - self._kernel.clock())))
+            if run is not None and run.retry_now:
+                break
+            await asyncio.sleep(
+                0.05 if due is None else min(0.05, max(0.001, due - self._kernel.clock()))
+            )
         return not self._stopping
 
     async def _run_once(self, run: _Run) -> tuple[int | None, str, str]:
