@@ -147,8 +147,8 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
             for t in view.registry.tools.values()
         },
     }
-    key, section, lines = resilience.status_section(view.registry)
-    info[key] = section
+    sections, lines = resilience.status_section(view.registry, view.wal, info["llm"]["mode"])
+    info.update(sections)
     key, section, memory_lines = memory.status_section(view)
     info[key] = section
     lines = [*lines, *memory_lines]

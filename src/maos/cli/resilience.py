@@ -11,6 +11,9 @@ from maos.kernel import orders
 from maos.kernel.errors import MaosError
 from maos.kernel.modes import Mode, mode_report
 from maos.kernel.registry import COMMANDER, Registry
+from maos.kernel.wal import Wal
+from maos.services.cells import cells_report
+from maos.services.manager import services_from_log
 
 __all__ = ["mode", "status_section"]
 
@@ -51,10 +54,20 @@ def mode(
     typer.echo(f"mode demanded: {level}; effective mode now {view.registry.mode.value}")
 
 
-def status_section(registry: Registry) -> tuple[str, dict[str, Any], list[str]]:
-    """`maos status`'s resilience part: its JSON key, value and text lines."""
+def status_section(registry: Registry, wal: Wal, llm_mode: str) -> tuple[dict[str, Any], list[str]]:
+    """`maos status`'s resilience part: its JSON sections (``mode``, ``services``,
+    ``cells``) and its text lines."""
     report = mode_report(registry.modes, registry.mode)
     lines = [f"mode          {report['mode']}  ({report['allows']})"]
     for source, demand in report["demands"].items():
         lines.append(f"  {source:<12} {demand['mode']}: {demand['cause']}")
-    return "mode", report, lines
+    services = services_from_log(wal)
+    shown = [f"{n} {s['state']}" for n, s in services.items()]
+    lines.append(f"services      {', '.join(shown) or '-'}  (supervised, as last logged)")
+    cells = cells_report(llm_mode)
+    waiting = [c["component"] for c in cells if c["now"] != "runs"]
+    lines.append(
+        f"cells         {len(cells)} components, {sum(c['needs_llm'] == 'no' for c in cells)}"
+        " need no LLM" + (f"; in Rule-Based Mode: {'; '.join(waiting)} limited" if waiting else "")
+    )
+    return {"mode": report, "services": services, "cells": cells}, lines

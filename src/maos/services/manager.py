@@ -34,7 +34,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -42,6 +42,7 @@ from typing import Any
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.modes import Mode
+from maos.kernel.wal import Wal
 from maos.services.host import ENV, MAX_LINE
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
     "ServiceManager",
     "ServiceSpec",
     "health_mode",
-    "services_table",
+    "services_from_log",
     "spec",
 ]
 
@@ -95,7 +96,7 @@ class ServiceSpec:
 
 _CRIT, _NON = Criticality.CRITICAL, Criticality.NON_CRITICAL
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("security", "Security Agent", _CRIT, "immune", "partial", True),
+    ServiceSpec("security", "Security Agent", _CRIT, "immune", "no", True),
     ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False),
     ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False),
     ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False),
@@ -246,6 +247,16 @@ class ServiceManager:
             code, reason, stderr = await self._run_once(run)
             if self._stopping:
                 run.state = "stopped"
+                await self._record(
+                    "service.exited",
+                    {
+                        "service": run.spec.name,
+                        "pid": run.pid,
+                        "code": code,
+                        "reason": STOPPED,
+                        "stderr": stderr,
+                    },
+                )
                 break
             run.last_exit = reason
             await self._record(
@@ -430,19 +441,27 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
             proc.kill()
 
 
-def services_table(specs: Sequence[ServiceSpec] = SERVICES) -> list[dict[str, Any]]:
-    """The table as `maos status` and docs/resilience.md show it."""
-    return [
-        {
-            "service": s.name,
-            "title": s.title,
-            "criticality": s.criticality.value,
-            "cell": s.cell,
-            "needs_llm": s.needs_llm,
-            "process": s.process,
-            "restart": s.policy.restart,
-            "max_restarts": s.policy.max_restarts,
-            "window_s": s.policy.window_s,
-        }
-        for s in specs
-    ]
+STOPPED = "stopped by the Service Manager"
+SERVICE_KINDS = ("service.started", "service.exited", "service.restarted", "service.failed")
+_STATE = {
+    "service.started": "up",
+    "service.exited": "down",
+    "service.restarted": "restarting",
+    "service.failed": "failed",
+}
+
+
+def services_from_log(wal: Wal) -> dict[str, dict[str, Any]]:
+    """Each supervised service's last logged state (for `maos status`, from any process)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in wal.read(kinds=SERVICE_KINDS):
+        name = str(rec.body.get("service"))
+        known = out.setdefault(name, {"state": "", "restarts": 0, "last_exit": ""})
+        known["state"] = _STATE[rec.kind]
+        if rec.kind == "service.restarted":
+            known["restarts"] += 1
+        elif rec.kind == "service.exited":
+            known["last_exit"] = str(rec.body.get("reason", ""))
+            if known["last_exit"] == STOPPED:
+                known["state"] = "stopped"
+    return dict(sorted(out.items()))
