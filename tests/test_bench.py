@@ -21,8 +21,10 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     figures = json.loads(result.stdout)
     assert set(figures) == {
         "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "immune",
-        "meta", "mcp_gateway",
+        "meta", "mcp_gateway", "resilience",
     }  # fmt: skip
+    # Issue 12: a crashed service's restart against its own cold start, same run.
+    assert figures["resilience"]["ratio_restart_vs_cold_start"] > 0
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it

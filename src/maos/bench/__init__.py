@@ -23,6 +23,7 @@ from maos.bench import (
     federation,
     immune,
     pods,
+    resilience,
     scenarios,
 )
 
@@ -60,6 +61,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
+            ("resilience", "resilience (service restart after a crash, against a cold start)",
+             lambda: resilience.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -120,6 +123,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += _egress_rows(figures["egress"])
     rows += _federation_rows(figures["federation"])
     rows += _immune_rows(figures["immune"])
+    rows += resilience.rows(figures["resilience"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
     width = max(len(r[0]) for r in rows)

@@ -205,7 +205,8 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
     """Measure the DSC, the log, pods, the egress relay, federation revocations, the
-    security suites and the MCP gateway's cost per call against same-run baselines."""
+    security suites, a crashed service's restart and the MCP gateway's cost per call
+    against same-run baselines."""
     from maos.bench import run_bench
     from maos.mcp import bench as mcp_bench
 
