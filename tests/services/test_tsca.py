@@ -131,3 +131,23 @@ def test_a_confirmed_misbehaving_agent_is_isolated_and_its_token_rotated(
         assert confirmed["holds"] is True and c < first_action
 
     with_kernel(config, body)
+
+
+def test_a_service_given_up_on_is_an_incident_the_tsca_takes(config: KernelConfig) -> None:
+    """The manager's service.failed starts the TSCA on its own; a service that cannot
+    come back ends, through its budget, in MSS."""
+    settings = ResilienceSettings(tsca_budget=1, start_grace_s=0.5)
+
+    async def body(k: Kernel) -> None:
+        policy = RestartPolicy(max_restarts=1, backoff_s=0.01, cooldown_s=3600.0)
+        manager = ServiceManager(k, policies={"beacon": policy}, python="/bin/false")
+        Tsca(k, manager, recovery_s=0.5).watch(manager)
+        manager.start("beacon")
+        try:
+            await _until(lambda: k.mode() is Mode.MSS)
+            incident = _seqs(k, "tsca.incident")[0][1]
+            assert incident["subject"] == "beacon" and incident["kind"] == "service_down"
+        finally:
+            await manager.stop()
+
+    with_kernel(replace(config, resilience=settings), body)

@@ -34,7 +34,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -164,6 +164,9 @@ class ServiceManager:
         self._python = python
         self._cap = kernel.services.capability("manager")
         self.runs: dict[str, _Run] = {}
+        self.on_failed: Callable[[str], Coroutine[Any, Any, object]] | None = None
+        """Called (in its own task) when a service is failed: the TSCA's incident."""
+        self._incidents: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._mode = kernel.registry.modes.demands.get("health", Mode.NORMAL)
         """What health last demanded (from the log: a restart picks up where it was)."""
@@ -191,6 +194,8 @@ class ServiceManager:
         while loop.time() < end and any(self._starting(r) for r in self.runs.values()):
             await asyncio.sleep(0.02)
         self._stopping = True
+        for incident in list(self._incidents):
+            incident.cancel()
         for run in self.runs.values():
             if run.proc is not None and run.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -283,6 +288,11 @@ class ServiceManager:
                     },
                 )
                 await self._health_changed()
+                if self.on_failed is not None:
+                    incident = self.on_failed(run.spec.name)
+                    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(incident)
+                    self._incidents.add(task)
+                    task.add_done_callback(self._incidents.discard)
                 if not await self._wait(policy.cooldown_s if policy.restart else None, run):
                     break
                 run.restarts.clear()

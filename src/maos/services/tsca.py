@@ -88,6 +88,23 @@ class Tsca:
         self.rotated: dict[str, str] = {}
         """Agent -> the fresh token that replaced a rotated one, for whoever restarts it."""
 
+    def watch(self, manager: ServiceManager) -> None:
+        """Take an incident each time ``manager`` gives a service up as failed (one at a
+        time per service: a failure during its own incident is part of that incident)."""
+        working: set[str] = set()
+
+        async def failed(name: str) -> str:
+            if name in working:
+                return "in_progress"
+            working.add(name)
+            try:
+                seq = self._kernel.wal.tail_seq()
+                return await self.handle(Incident(f"svc-{name}-{seq}", "service_down", name))
+            finally:
+                working.discard(name)
+
+        manager.on_failed = failed
+
     async def handle(self, incident: Incident) -> str:
         """Work one incident: ``resolved``, ``handed_over`` (MSS) or ``unconfirmed``."""
         budget = _Budget(self._budget)
