@@ -47,7 +47,7 @@ from maos.pod.isolation.base import ProcessSandbox
 from maos.pod.isolation.pool import WarmPool
 from maos.pod.lifecycle import AgentExit, AgentRun, PodEvent
 from maos.pod.router import attach
-from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation
+from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation, sentry_log
 
 __all__ = [
     "LEVEL_FOR_RING",
@@ -191,7 +191,7 @@ class PodRuntime:
             ring=agent.ring,
             level=level,
             spec=PodSpec(agent_id, script, limits=self.limits, env=pod_env),
-            sentry=Sentry(agent_id, profile, wal=self.kernel.wal, clock=self.kernel.clock),
+            sentry=Sentry(agent_id, profile, log=sentry_log(self.kernel), clock=self.kernel.clock),
         )
         self._runs.add(run)
         if self._watcher is None:
