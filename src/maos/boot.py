@@ -186,6 +186,7 @@ async def configured_kernel(
             manager = ServiceManager(kernel, on_order=notify_hook(notifier))
             Tsca(kernel, manager).watch(manager)  # a service given up on is an incident
             manager.start("security")
+            await manager.started("security")
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()

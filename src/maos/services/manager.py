@@ -139,6 +139,8 @@ class _Run:
     attempt: int = 0
     restarts: list[float] = field(default_factory=list)
     last_exit: str = ""
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once its first process was started and logged."""
     retry_now: bool = False
     """Asked to try again (the TSCA): a failed service's cool-down is cut short."""
     leaving: bool = False
@@ -183,6 +185,12 @@ class ServiceManager:
         run = _Run(s)
         self.runs[name] = run
         run.task = asyncio.get_running_loop().create_task(self._supervise(run))
+
+    async def started(self, name: str, timeout: float = 30.0) -> None:
+        """Until ``name``'s first process is spawned and logged (a serving kernel opens
+        for business after its services' records, not among them)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.runs[name].spawned.wait(), timeout)
 
     async def stop(self) -> None:
         """Stop every service cleanly (SIGTERM: each takes a last look), then wait. One
@@ -355,31 +363,42 @@ class ServiceManager:
         finally:
             child.close()
         run.proc, run.pid, run.leaving = proc, proc.pid, False
-        run.state = "up"
-        await self._record(
-            "service.started", {"service": name, "pid": proc.pid, "attempt": run.attempt}
-        )
-        await self._health_changed()
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_LINE)
-        relay = asyncio.create_task(self._relay(run, member, reader, writer))
         assert proc.stderr is not None
         errors = asyncio.create_task(proc.stderr.read())
+        relay: asyncio.Task[None] | None = None
+        writer: asyncio.StreamWriter | None = None
         reason = ""
         try:
+            run.state = "up"
+            await self._record(
+                "service.started", {"service": name, "pid": proc.pid, "attempt": run.attempt}
+            )
+            run.spawned.set()
+            await self._health_changed()
+            reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_LINE)
+            relay = asyncio.create_task(self._relay(run, member, reader, writer))
             while proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(proc.wait()), watchdog.period_s)
                 if proc.returncode is None and not run.leaving and not watchdog.alive(member):
                     reason = "missed heartbeats: killed"
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
+                    _kill(proc)
                     await proc.wait()
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relay
-            writer.close()
+            # Whatever ended this life (an exit, a cancelled stop), nothing outlives it:
+            # the process is reaped, its pipes read to the end, its link closed.
+            if relay is not None:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await relay
+            if writer is not None:
+                writer.close()
+            else:
+                parent.close()
             watchdog.leave(member)
+            if proc.returncode is None:
+                _kill(proc)
+                await proc.wait()
         stderr = (await errors).decode(errors="replace")[-2000:]
         code = proc.returncode
         if not reason:
