@@ -25,6 +25,7 @@ from maos.bench import (
     pods,
     resilience,
     scenarios,
+    telemetry,
 )
 
 __all__ = ["render", "run_bench"]
@@ -63,6 +64,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: immune.measure(quick=quick)),
             ("resilience", "resilience (service restart after a crash, against a cold start)",
              lambda: resilience.measure(quick=quick)),
+            ("telemetry", "observability (DSC with tracing off / on, the TDP on a big log)",
+             lambda: telemetry.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -126,6 +129,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += resilience.rows(figures["resilience"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
+    rows += telemetry.rows(figures["telemetry"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
