@@ -50,6 +50,7 @@ from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, Ste
 from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
+from maos.services.tsca import Tsca
 
 __all__ = [
     "PlanQueue",
@@ -191,7 +192,9 @@ async def configured_kernel(
         if follow:  # a serving kernel: the Security Agent is its own supervised process
             kernel.view.aggregate.configure(limits, enforce=not policy.monitor_only)
             manager = ServiceManager(kernel, on_order=notify_hook(notifier))
+            Tsca(kernel, manager).watch(manager)  # a service given up on is an incident
             manager.start("security")
+            await manager.started("security")
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()

@@ -23,6 +23,7 @@ from maos.bench import (
     federation,
     immune,
     pods,
+    resilience,
     scenarios,
     telemetry,
 )
@@ -61,6 +62,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
+            ("resilience", "resilience (service restart after a crash, against a cold start)",
+             lambda: resilience.measure(quick=quick)),
             ("telemetry", "observability (DSC with tracing off / on, the TDP on a big log)",
              lambda: telemetry.measure(quick=quick)),
         ]  # fmt: skip
@@ -123,6 +126,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += _egress_rows(figures["egress"])
     rows += _federation_rows(figures["federation"])
     rows += _immune_rows(figures["immune"])
+    rows += resilience.rows(figures["resilience"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
     rows += telemetry.rows(figures["telemetry"])

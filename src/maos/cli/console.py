@@ -149,8 +149,8 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         },
         "commander": status_entry(view, data_dir),
     }
-    key, section, lines = resilience.status_section(view.registry)
-    info[key] = section
+    sections, lines = resilience.status_section(view.registry, view.wal, info["llm"]["mode"])
+    info.update(sections)
     key, section, memory_lines = memory.status_section(view)
     info[key] = section
     lines = [*lines, *memory_lines]
@@ -208,8 +208,8 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
     """Measure the DSC, the log, pods, the egress relay, federation revocations, the
-    security suites, the MCP gateway's cost per call and the dashboard's live-update
-    latency against same-run baselines."""
+    security suites, a crashed service's restart, the MCP gateway's cost per call and the
+    dashboard's live-update latency against same-run baselines."""
     from maos.bench import run_bench
     from maos.commander import bench as dashboard_bench
     from maos.mcp import bench as mcp_bench

@@ -14,7 +14,7 @@
 A stage is a refinement of the agent's status: an ``agent.stage`` record sets both, and
 the Commander's ``agent.status`` orders (isolate, quarantine, kill, resume) move the stage
 with them, so the two can never disagree. Escalation is the Security Agent's (Ring 1,
-``commander:security``) on confirmed danger signals; de-escalation needs a clean
+``service:security``) on confirmed danger signals; de-escalation needs a clean
 observation window or the Commander (``maos agent release ID --to STAGE``,
 `release_order`).
 

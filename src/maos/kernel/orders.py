@@ -68,7 +68,8 @@ def safe_state(registry: Registry, on: bool, reason: str, principal: str) -> Ord
 
 def mode(registry: Registry, source: str, mode: object, cause: str, principal: str) -> Order:
     """A source's demand for a degradation mode (``normal`` lifts it); the Commander's
-    own source takes the Commander, as every order of the Commander does."""
+    own source takes the Commander, as every order of the Commander does. The Commander
+    may also speak for any source (lift the TSCA's hand-over to MSS, R8)."""
     if source == "commander":
         check_principal(principal, registry)
     return Order(MODE_KIND, check_demand(source, mode, cause, principal, registry.agents))

@@ -42,7 +42,7 @@ CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
             {"service.started", "service.exited", "service.restarted", "service.failed"}
         ),
         "tsca": frozenset({"tsca.incident", "tsca.action", "tsca.handover"}),
-        "sentry": frozenset({"sentry.egress", "sentry.danger", "sentry.batch"}),
+        "sentry": frozenset({"sentry.egress", "sentry.danger"}),
         "beacon": frozenset({"beacon.note"}),
     }
 )
