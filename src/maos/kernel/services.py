@@ -43,6 +43,7 @@ CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
         ),
         "tsca": frozenset({"tsca.incident", "tsca.action", "tsca.handover"}),
         "sentry": frozenset({"sentry.egress", "sentry.danger"}),
+        "memory": frozenset({"memory.learned"}),
         "beacon": frozenset({"beacon.note"}),
     }
 )
