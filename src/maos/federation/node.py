@@ -53,11 +53,24 @@ from maos.federation.nodeconfig import NodeConfig
 from maos.federation.policy import PolicyCheck, PolicyState
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
 from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.modes import Mode
 
-__all__ = ["STATUS_FILE", "Link", "Node", "read_status"]
+__all__ = ["STATUS_FILE", "Link", "Node", "partition_mode", "read_status"]
 
 STATUS_FILE = "federation-status.json"
 _OP_TIMEOUT = 2.0
+
+
+def partition_mode(cut_for: float, config: NodeConfig) -> Mode:
+    """The restriction a Pawn cut off for ``cut_for`` seconds demands (the seed's table)."""
+    p = config.partition
+    if cut_for >= p.mss_after:
+        return Mode.MSS
+    if cut_for >= p.degraded_2_after:
+        return Mode.DEGRADED_2
+    if cut_for >= p.degraded_1_after:
+        return Mode.DEGRADED_1
+    return Mode.NORMAL
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,7 @@ class Node:
         self.revision = 0
         """The last revocations bucket revision applied to the kernel."""
         self.link = Link(up=True, last_contact=clock(), upstream_up=True)
-        self.mode = "normal"
+        self.mode = Mode.NORMAL
         """What this node demanded of its kernel for source ``federation``."""
         self._sites: list[str] | None = None
         self.statuses: dict[str, dict[str, Any]] = {}
@@ -230,6 +243,15 @@ class Node:
             await self.nc.publish(f"maos.status.{self.name}", json.dumps(self.status()).encode())
 
     async def _heartbeat(self) -> None:
+        was = self.cut_off()
+        await self._beat()
+        if self.cut_off() != was:
+            # The witness re-validates what a node decided while cut off (`witness`).
+            await self._kernel().wal.append(
+                "federation.link", {"cut_off": not was, "upstream": self.config.upstream_name}
+            )
+
+    async def _beat(self) -> None:
         if self.role == "sovereign":
             self.link = Link(True, self.clock(), True)
             return
@@ -252,8 +274,26 @@ class Node:
             await msg.respond(json.dumps({"node": self.name, "upstream_up": up}).encode())
 
     async def _partition(self) -> None:
-        """A Pawn without its Sentinel restricts progressively (`maos.federation.partition`)."""
-        return None
+        """A Pawn without its Sentinel restricts progressively; the link back lifts it.
+
+        The demand is the kernel's own degradation mode (source ``federation``), so the DSC
+        enforces it and a reboot while still cut off keeps it (it is a log record)."""
+        if self.role != "pawn":
+            return
+        cut_for = 0.0 if self.link.up else self.clock() - self.link.last_contact
+        mode = partition_mode(cut_for, self.config)
+        kernel = self._kernel()
+        logged = kernel.registry.modes.demands.get("federation", Mode.NORMAL)
+        if mode == self.mode == logged:
+            return
+        upstream = self.config.upstream_name
+        cause = (
+            f"{upstream} unreachable for {cut_for:.0f} s"
+            if mode != Mode.NORMAL
+            else f"{upstream} reachable again"
+        )
+        await kernel.demand_mode("federation", mode, cause=cause, principal=FEDERATION_PRINCIPAL)
+        self.mode = mode
 
     def cut_off(self) -> bool:
         """Whether this node has lost the Sovereign (directly, or through its Sentinel)."""

@@ -8,13 +8,16 @@ sourced) and, per node:
 - takes a revocation a Sentinel or Pawn logged (``token.revoked``) into the authoritative
   revocations bucket, so it reaches every other node (a revocation anywhere is a
   revocation everywhere);
-- **reconciles**: a site logs ``federation.policy`` whenever it adopts a policy epoch, so
-  the witness knows under which epoch each of its effects was decided. An effect committed
-  under an epoch older than the Sovereign's current one (decided offline, or in the
-  propagation window) is re-validated against the current policy: what still validates is
-  accepted (``federation.reconciled``), what does not is surfaced to the Commander
-  (``federation.unreconciled``, shown by ``maos federation status``), never silently
-  accepted.
+- **reconciles**: a node logs ``federation.policy`` whenever it adopts a policy epoch and
+  ``federation.link`` whenever it loses or regains the Sovereign, so the witness knows
+  which of its effects were decided offline and under which epoch. Each of those is
+  re-validated when its record arrives (epoch, then optimistic re-validation): decided
+  under the current epoch, or still allowed by the current policy, it is accepted
+  (``federation.reconciled``); an effect the current policy refuses (committed under a
+  policy revoked meanwhile) is surfaced to the Commander (``federation.unreconciled``,
+  shown by ``maos federation status``), never silently accepted. Effects decided online
+  are the node's to decide: the policy reached it within the propagation time the bench
+  measures.
 
 It keeps no state of its own on disk: it replays the stream from the start when the
 Sovereign starts, and skips findings its log already holds.
@@ -57,6 +60,8 @@ class Witness:
         self.chains: dict[str, ChainState] = {}
         self.epochs: dict[str, int] = {}
         """Per node: the policy epoch it last said it adopted."""
+        self.offline: dict[str, bool] = {}
+        """Per node: whether it last said it had lost the Sovereign."""
         self._prepared: dict[tuple[str, str], tuple[str, str]] = {}
         self._logged: set[tuple[str, str, int]] = {
             (rec.kind, str(rec.body.get("node")), int(rec.body.get("seq", 0)))
@@ -97,7 +102,9 @@ class Witness:
 
     async def _record(self, node: str, rec: Mapping[str, Any]) -> None:
         kind, body = rec["kind"], rec["body"]
-        if kind == "federation.policy" and body.get("name") == self.policy_name:
+        if kind == "federation.link":
+            self.offline[node] = bool(body.get("cut_off"))
+        elif kind == "federation.policy" and body.get("name") == self.policy_name:
             self.epochs[node] = int(body.get("epoch", 0))
         elif kind == "intent.prepared" and rec["intent_id"]:
             if len(self._prepared) >= _PREPARED_KEPT:
@@ -117,16 +124,22 @@ class Witness:
                 )  # fmt: skip
 
     async def _reconcile(self, node: str, rec: Mapping[str, Any]) -> None:
+        op, target = self._prepared.pop((node, rec["intent_id"]), ("?", "?"))
+        if not self.offline.get(node, False):
+            return  # decided online: the node held the policy of the moment
         current = await self.authority.policy(self.policy_name)
         then = self.epochs.get(node, 0)
-        if current is None or then >= current.epoch:
-            return  # decided under the current policy: nothing to re-validate
-        op, target = self._prepared.pop((node, rec["intent_id"]), ("?", "?"))
+        now = 0 if current is None else current.epoch
         body = {
             "node": node, "seq": rec["seq"], "intent_id": rec["intent_id"], "op": op,
-            "target": target, "epoch_then": then, "epoch_now": current.epoch,
+            "target": target, "epoch_then": then, "epoch_now": now,
         }  # fmt: skip
-        why = "its prepared record was not seen" if op == "?" else refusal(current.document, op)
+        if op == "?":
+            why = "its prepared record was not seen"
+        elif current is None or then >= now:
+            why = ""  # decided under the current epoch
+        else:
+            why = refusal(current.document, op)
         if why:
             await self._surface("federation.unreconciled", {**body, "reason": why})
         else:
