@@ -135,3 +135,48 @@ def test_a_cut_pawn_restricts_at_5_15_60_minutes_and_heals_and_the_hub_reconcile
     accepted = [r for r in seen["reconciled"] if r["node"] == "pawn-a"]
     assert accepted and all(r["op"] == "fs.read" for r in accepted)
     assert seen["tampered"] == []
+
+
+def test_with_the_hub_killed_sites_keep_working_on_cached_policy_and_admit_no_new_agent(
+    start_fed: Callable[[], Awaitable[Any]],
+) -> None:
+    """issue 11 item 5: SIGKILL the Sovereign's server; site-b and its Pawn keep deciding
+    under the cached policy (a denied op stays denied, also after the Pawn reboots) and
+    refuse new agents; the link back lifts the refusal."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            site, pawn = fed.site_b, fed.pawn_b
+            tokens = {n.name: await _setup(n) for n in (site, pawn)}
+            await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
+            await fed.until(lambda: site._epoch() == 1 and pawn._epoch() == 1)
+            assert fed.hq.natsd is not None
+            fed.hq.natsd.kill()
+            await fed.until(lambda: site.cut_off() and pawn.cut_off())
+            seen: dict[str, Any] = {}
+            for n in (site, pawn):
+                r2 = tokens[n.name][0]
+                seen[n.name] = (
+                    await _do(n, "r2", r2, "fs.write", "w", content="x"),
+                    await _do(n, "r2", r2, "fs.delete", "w"),
+                    await _admit(n, "late"),
+                )
+            await pawn.stop()
+            pawn.policy.policy = None
+            await pawn.start()
+            r2 = _mint(pawn)[0]
+            seen["rebooted"] = await _do(pawn, "r2", r2, "fs.delete", "w")
+            seen["modes"] = (site.kernel.mode(), pawn.kernel.mode())
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    for name in ("site-b", "pawn-b"):
+        wrote, deleted, admitted = seen[name]
+        assert wrote.status == "committed", name
+        assert deleted.code == "FED.POLICY_DENIED", name
+        assert admitted == "FED.CUT_OFF", name
+    assert seen["rebooted"].code == "FED.POLICY_DENIED"
+    assert seen["modes"] == (Mode.NORMAL, Mode.NORMAL)  # a site cut off from the hub only

@@ -186,6 +186,8 @@ class ChainState:
     hashes: dict[int, bytes] = field(default_factory=dict)
     anchored: int = 0
     anchored_hash: bytes = b""
+    anchors: dict[int, bytes] = field(default_factory=dict)
+    """Anchors seen before their record: checked when it arrives."""
     bad: int = 0
     """Records found tampered with or missing."""
 
@@ -236,6 +238,8 @@ def verify_message(
         finding = Finding(node, seq, "FED.AUDIT_TAMPERED", "prev_hash is not record seq-1's hash")
     if derived != claimed:
         finding = Finding(node, seq, "FED.AUDIT_TAMPERED", "the record's hash does not match it")
+    elif chain.anchors.pop(seq, claimed) != claimed:
+        finding = Finding(node, seq, "FED.ANCHOR_MISMATCH", "the record is not the one anchored")
     chain.seq, chain.hash = seq, claimed
     chain.hashes[seq] = claimed
     if len(chain.hashes) > _KEEP_HASHES:
@@ -254,6 +258,8 @@ def _check_anchor(chain: ChainState, node: str, seq: int, claimed: bytes) -> Fin
         )  # fmt: skip
     known = chain.hashes.get(seq)
     chain.anchored, chain.anchored_hash = seq, claimed
+    if known is None and seq > chain.seq and len(chain.anchors) < _KEEP_HASHES:
+        chain.anchors[seq] = claimed
     if known is not None and known != claimed:
         return Finding(node, seq, "FED.ANCHOR_MISMATCH", "the anchor names another hash")
     return None

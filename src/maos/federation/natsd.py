@@ -215,6 +215,10 @@ class Natsd:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read())
+        except OSError as exc:  # URLError included: the server is gone
+            raise FederationError(
+                "FED.NOT_RUNNING", f"{self.config.name}'s server does not answer: {exc}."
+            ) from None
 
     def _log_tail(self) -> str:
         try:

@@ -235,8 +235,9 @@ class Node:
                 with contextlib.suppress(NatsError, TimeoutError):
                     await step()
         if self.witness is not None:
-            await self._source_sites()
-            await self.witness.poll()
+            with contextlib.suppress(NatsError, TimeoutError, FederationError):
+                await self._source_sites()
+                await self.witness.poll()
             self._write_status()
         with contextlib.suppress(NatsError, TimeoutError):
             assert self.nc is not None
