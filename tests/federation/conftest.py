@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.node import Node
@@ -251,3 +252,15 @@ def start_fed(fed_pki: PkiFiles, tmp_path: Path) -> Callable[[], Awaitable[Feder
 def node_cfg() -> Callable[..., NodeConfig]:
     """`node_config` for a test's own nodes (conftest is not importable)."""
     return node_config
+
+
+def write_yaml(cfg: NodeConfig, path: Path) -> Path:
+    """``cfg`` as the YAML file `maos node` and `maos federation` read."""
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def as_yaml() -> Callable[[NodeConfig, Path], Path]:
+    return write_yaml

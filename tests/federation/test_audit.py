@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from maos.cli import app
 from maos.federation.audit import ChainState, verify_message
 from maos.kernel.chain import GENESIS
 
@@ -86,3 +90,41 @@ def test_a_gap_a_broken_link_and_an_anchor_that_goes_back_or_names_another_recor
     back = orjson.dumps({"seq": 1, "hash": h1.hex(), "log_id": "00" * 32})
     assert verify_message(chain, "n", "anchor", back)[0].code == "FED.ANCHOR_ROLLBACK"  # type: ignore[union-attr]
     assert verify_message(chain, "n", "rec", b"junk")[0].code == "FED.AUDIT_TAMPERED"  # type: ignore[union-attr]
+
+
+def test_the_commander_retires_and_admits_a_site_from_the_command_line(
+    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+) -> None:
+    """issue 11 item 5: `maos federation retire` stops the hub sourcing a site's audit on
+    its next tick, `admit` sources it again; a certificate naming another node is refused
+    before anything is logged."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
+            cli = CliRunner()
+            seen: dict[str, Any] = {}
+            before = fed.hq.kernel.wal.tail_seq()
+            cert = str(fed.site_b.config.certs.cert)
+            admit = ["federation", "admit", "site-a", "--role", "sentinel", "-c", hq_yaml]
+            seen["bad"] = cli.invoke(app, [*admit, "--cert", cert])
+            seen["logged"] = fed.hq.kernel.wal.tail_seq() - before
+            seen["retire"] = cli.invoke(app, ["federation", "retire", "site-a", "-c", hq_yaml])
+            await fed.tick()
+            js = fed.hq.nc.jetstream()
+            seen["retired"] = [s.name for s in (await js.stream_info("AUDIT")).config.sources]
+            cert = str(fed.site_a.config.certs.cert)
+            seen["admit"] = cli.invoke(app, [*admit, "--cert", cert])
+            await fed.tick()
+            seen["admitted"] = [s.name for s in (await js.stream_info("AUDIT")).config.sources]
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    assert seen["bad"].exit_code == 2 and "error FED.BAD_CERT" in seen["bad"].output
+    assert seen["logged"] == 0
+    assert seen["retire"].exit_code == 0 and seen["admit"].exit_code == 0
+    assert seen["retired"] == ["AUDIT_site-b"]
+    assert sorted(seen["admitted"]) == ["AUDIT_site-a", "AUDIT_site-b"]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from maos.cli import app
 from maos.federation.errors import FederationError
 from maos.kernel.modes import Mode
 from maos.kernel.tokens import Grant
@@ -56,7 +61,7 @@ async def _admit(node: Any, agent: str) -> str:
 
 
 def test_a_cut_pawn_restricts_at_5_15_60_minutes_and_heals_and_the_hub_reconciles(
-    start_fed: Callable[[], Awaitable[Any]],
+    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
 ) -> None:
     """issue 11 item 5: pawn-a's link through a loopback proxy is cut; stepping the clock
     past 5, 15 and 60 minutes pauses Ring 3, then allows critical ops only, then Minimal
@@ -112,6 +117,11 @@ def test_a_cut_pawn_restricts_at_5_15_60_minutes_and_heals_and_the_hub_reconcile
                 dict(r.body) for r in fed.hq.kernel.wal.read(kinds=("federation.reconciled",))
             ]
             seen["tampered"] = list(fed.hq.kernel.wal.read(kinds=("federation.tampered",)))
+            hq_yaml = as_yaml(fed.hq.config, tmp_path / "hq.yaml")
+            cli = CliRunner()
+            seen["status"] = cli.invoke(app, ["federation", "status", "--config", str(hq_yaml)])
+            raw = cli.invoke(app, ["federation", "status", "-c", str(hq_yaml), "--json"])
+            seen["json"] = json.loads(raw.output)
             return seen
         finally:
             await fed.stop()
@@ -135,6 +145,12 @@ def test_a_cut_pawn_restricts_at_5_15_60_minutes_and_heals_and_the_hub_reconcile
     accepted = [r for r in seen["reconciled"] if r["node"] == "pawn-a"]
     assert accepted and all(r["op"] == "fs.read" for r in accepted)
     assert seen["tampered"] == []
+    out = seen["status"]
+    assert out.exit_code == 0, out.output
+    assert "UNRECONCILED pawn-a" in out.output and "fs.write" in out.output
+    nodes = seen["json"]["nodes"]
+    assert set(nodes) == {"hq", "site-a", "site-b", "pawn-a", "pawn-b"}
+    assert nodes["pawn-a"]["epoch"] == 2 and nodes["pawn-a"]["role"] == "pawn"
 
 
 def test_with_the_hub_killed_sites_keep_working_on_cached_policy_and_admit_no_new_agent(
