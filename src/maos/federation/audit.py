@@ -18,6 +18,7 @@ goes backwards: each is a finding the Sovereign logs for the Commander.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,21 +141,32 @@ class AuditShipper:
         return int(orjson.loads(msg.data or b"{}").get("seq", 0))
 
     async def ship(self, limit: int = 512) -> int:
-        """Publish up to ``limit`` records past the last shipped; returns how many."""
+        """Publish up to ``limit`` records past the last shipped; returns how many.
+
+        The batch is published without waiting between records (one connection keeps
+        their order) and its acknowledgements awaited together; the shipped mark moves
+        only over the acknowledged prefix, so a failure resends from the first record the
+        stream did not confirm (its ``Nats-Msg-Id`` makes a resent record count once)."""
         if self.shipped is None:
             self.shipped = await self._resume()
-        sent = 0
+        batch: list[tuple[int, asyncio.Future[Any]]] = []
         for rec in self.wal.read(self.shipped):
-            await self.js.publish(
+            future = await self.js.publish_async(
                 self.rec_subject,
                 encode_record(rec),
                 stream=self.stream,
                 headers={"Nats-Msg-Id": f"{self.node}:{rec.seq}"},
             )
-            self.shipped = rec.seq
-            sent += 1
-            if sent >= limit:
+            batch.append((rec.seq, future))
+            if len(batch) >= limit:
                 break
+        acks = await asyncio.gather(*(f for _, f in batch), return_exceptions=True)
+        sent = 0
+        for (seq, _), ack in zip(batch, acks, strict=True):
+            if isinstance(ack, BaseException):
+                raise ack
+            self.shipped = seq
+            sent += 1
         state = self.wal.anchor.read() if self.wal.anchor is not None else None
         if state is not None and state.seq != self.anchored and state.seq <= self.shipped:
             await self.js.publish(self.anchor_subject, encode_anchor(state), stream=self.stream)
