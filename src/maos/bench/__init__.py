@@ -52,7 +52,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: pods.measure(quick=quick)),
             ("egress", "egress relay (per connection, against a direct loopback connection)",
              lambda: egress.measure(quick=quick)),
-            ("federation", "federation (revocation hub -> leaf -> kernel, against bare NATS)",
+            ("federation", "federation (revocation, policy and audit across nodes, against "
+             "bare NATS; durability; node RSS)",
              lambda: federation.measure(quick=quick)),
             ("scenarios", "security scenarios (benign and attacked runs, an obedient model)",
              lambda: scenarios.measure(progress=say, limit=5 if quick else None)),
