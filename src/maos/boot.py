@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from maos.kernel import jsonlog
 from maos.kernel.aggregate import Threshold
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.config import KernelConfig, read_config
@@ -31,6 +32,7 @@ from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.types import iso_time
 from maos.llm.config import (
     ConfiguredLlm,
+    ProviderConfig,
     SecuritySettings,
     SseSettings,
     build_llm,
@@ -140,7 +142,11 @@ def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
 
 @contextlib.asynccontextmanager
 async def configured_kernel(
-    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
+    data_dir: Path,
+    *,
+    follow: bool = True,
+    adapters: Mapping[str, Any] | None = None,
+    json_logs: bool = False,
 ) -> AsyncIterator[Kernel]:
     """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
     installed before boot replays approved intents); all closed after. Without a tool
@@ -187,6 +193,8 @@ async def configured_kernel(
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()
+        if json_logs or (config.telemetry is not None and config.telemetry.json_logs):
+            jsonlog.enable(kernel.trace)  # JSON lines on stderr (kernel/jsonlog.py)
         kernel.sse, kernel.fever_sse = consulted_by_sse(
             kernel.sse, kernel.fever_sse, kernel.view.memory
         )
@@ -312,11 +320,11 @@ DIAL_TIMEOUT_S = 3.0
 """How long the check before a model step waits for a provider's port to answer."""
 
 
-async def model_unavailable(kernel: Kernel) -> str | None:
+async def model_unavailable(kernel: Kernel, providers: Sequence[ProviderConfig]) -> str | None:
     """Why a step that needs a model cannot have one now, or None. Configured means the
-    kernel serves ``llm.*``; reachable means some provider's host accepts a connection
-    (a cheap stand-in for a completion, which would cost tokens)."""
-    providers = load_settings(kernel.config.data_dir).llm.providers
+    kernel serves ``llm.*`` and ``config.json`` names ``providers`` (read once per plan
+    run, not per step); reachable means some provider's host accepts a connection (a
+    cheap stand-in for a completion, which would cost tokens)."""
     if kernel.commit.adapter("llm") is None or not providers:
         return f"this step needs a model and none is configured: {NO_MODEL_HINT}"
     urls = [p.base_url or ANTHROPIC_URL for p in providers]
@@ -374,9 +382,10 @@ async def _orchestrate(
     def show(event: StepEvent) -> None:
         echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
 
+    providers = load_settings(kernel.config.data_dir).llm.providers
     try:
         orchestrator = Orchestrator(
-            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel)
+            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel, providers)
         )
         result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
         line = f"plan     {plan.task} {result.status}"

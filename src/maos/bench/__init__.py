@@ -24,6 +24,7 @@ from maos.bench import (
     immune,
     pods,
     scenarios,
+    telemetry,
 )
 
 __all__ = ["render", "run_bench"]
@@ -61,6 +62,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
+            ("telemetry", "observability (DSC with tracing off / on, the TDP on a big log)",
+             lambda: telemetry.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -123,6 +126,7 @@ def render(figures: dict[str, Any]) -> str:
     rows += _immune_rows(figures["immune"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
+    rows += telemetry.rows(figures["telemetry"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])

@@ -85,11 +85,11 @@ class Kernel:
         (the seed: in fever "all Ring 3 agents receive SSE evaluation")."""
         self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
-        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
+        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
         self.view = LogView(self.wal)

@@ -432,6 +432,9 @@ class Sentry:
                 span.set_attribute("maos.sentry.verdict", getattr(decision, "code", "allow"))
         if span is not None and isinstance(decision, SentryViolation):
             self._trace.frame_done("violation", decision.code)  # no record() follows
+        if not isinstance(decision, SentryAllow):
+            why = decision.reason if isinstance(decision, SentryDeny) else decision.detail
+            self._trace.refused(self._agent_id, f"{frame.gw}.{frame.op}", decision.code, why)
         counters = self._counters.get(frame.gw)
         if counters is not None:
             if isinstance(decision, SentryDeny):

@@ -41,8 +41,6 @@ from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
@@ -76,7 +74,7 @@ class Pipeline:
     def decide(self, inp: CheckInput) -> Decision:
         return trace.dsc(self._decide, inp)  # in a span when the intent is traced
 
-    def _decide(self, inp: CheckInput, span: Span | None) -> Decision:
+    def _decide(self, inp: CheckInput, seen: list[str] | None) -> Decision:
         intent = inp.intent
         if intent.op == APOPTOSIS_OP:
             if intent.target in ("", intent.agent_id) and not intent.extra_targets:
@@ -93,8 +91,8 @@ class Pipeline:
                 decision = check(inp)
             except Exception as exc:  # R11: a check that cannot decide denies
                 return Deny("DSC.INTERNAL", f"{name} failed: {type(exc).__name__}", check=name)
-            if span is not None:
-                trace.checked(span, name, decision)
+            if seen is not None:
+                trace.checked(seen, name, decision)
             kind = type(decision)
             if kind is Allow:
                 continue
