@@ -21,16 +21,19 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     figures = json.loads(result.stdout)
     assert set(figures) == {
         "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "immune",
-        "meta", "mcp_gateway", "telemetry",
+        "meta", "mcp_gateway", "telemetry", "dashboard",
     }  # fmt: skip
     tel = figures["telemetry"]  # issue 10: tracing off against the bare loop and on
     assert tel["ratio_dsc_tracing_off_vs_bare"] > 0 and tel["ratio_dsc_tracing_on_vs_off"] > 0
     assert tel["tdp_records"] == 10_000 and tel["ratio_tdp_once_vs_wal_verify"] > 0
+    # Issue 10: a committed record at the dashboard's event stream, against one state fetch.
+    assert figures["dashboard"]["ratio_event_latency_vs_state_fetch_p50"] > 0
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
     assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
     assert immune["ratio_danger_fold_vs_dsc_decision"] > 0
+    assert immune["ratio_dsc_with_memory_vs_empty"] > 0  # the immune memory's cost
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0

@@ -42,6 +42,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.hacf import HacfService
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
@@ -157,6 +158,7 @@ async def configured_kernel(
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
+    hacf: HacfService | None = None
     manager: ServiceManager | None = None
     memory: MemoryManager | None = None
     home: PodHome | None = None
@@ -198,10 +200,19 @@ async def configured_kernel(
         kernel.sse, kernel.fever_sse = consulted_by_sse(
             kernel.sse, kernel.fever_sse, kernel.view.memory
         )
+        hacf = HacfService(  # the inform inbox; the Commander told when a decision waits
+            kernel.wal,
+            kernel.registry,
+            config.commander,
+            notify=notifier.tell if notifier else None,
+        )
+        hacf.start()
         memory = MemoryManager(kernel)
         memory.start()
         yield kernel
     finally:
+        if hacf is not None:
+            await hacf.stop()
         if memory is not None:
             await memory.stop()
         if manager is not None:

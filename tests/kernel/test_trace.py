@@ -100,7 +100,7 @@ def test_issue_10_an_approved_intent_is_a_trace_of_its_own_naming_it_approved(
         )
         assert parked.status is OutcomeStatus.PENDING, parked
         assert parked.approval_id is not None
-        done = await k.approve(parked.approval_id)
+        done = await k.approve(parked.approval_id, k.packet(parked.approval_id).digest)
         assert done.status is OutcomeStatus.COMMITTED, done
 
     with_kernel(config, body)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from maos.cli import (
     agent_runtime,
     agents,
+    commander,
     console,
     decisions,
     federation,
@@ -48,6 +49,7 @@ _COMMANDS = (
     node,
     federation,
     security,
+    commander,
     memory,
     resilience,
 )

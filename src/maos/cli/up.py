@@ -40,8 +40,10 @@ def up(
 
     Open the printed address: the dashboard shows what waits for a decision, with the
     decision packet (where each flagged target first appeared), and approves or denies
-    it; it pauses, quarantines or kills agents and enters Minimal Safe State. It and
-    the API take the token in <data-dir>/commander.token (docs/dashboard.md).
+    it; it pauses, quarantines or kills agents and enters Minimal Safe State; it has a
+    page per agent, searches the log, charts the decisions, declassifies and revokes,
+    and the server pushes every change. It and the API take the token in
+    <data-dir>/commander.token (docs/dashboard.md).
 
     Prometheus reads /metrics there with that token or config.json's
     telemetry.metrics_token; telemetry.otlp_endpoint sends traces to an OpenTelemetry
