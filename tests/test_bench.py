@@ -48,6 +48,12 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     fed = figures["federation"]  # issue 11: revocation time, against a bare NATS publish
     assert fed["ratio_revocation_to_kernel_vs_bare_p50"] > 0
     assert fed["revocation_to_leaf_kernel_ms_p50"] >= fed["revocation_to_leaf_mirror_ms_p50"] > 0
+    nodes = fed["federation_nodes"]  # issue 11: five node runtimes, against bare NATS
+    assert nodes["nodes"] == 5 and nodes["ratio_audit_vs_bare_throughput"] > 0
+    assert (
+        nodes["policy_to_every_node_ms_p50"] > 0
+        and fed["audit_durability"]["ratio_sync_always_vs_default"] > 0
+    )
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
     assert egress["ratio_relay_vs_direct_cpu"] > 0

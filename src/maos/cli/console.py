@@ -207,9 +207,10 @@ def bench(
     as_json: JsonOut = False,
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
-    """Measure the DSC, the log, pods, the egress relay, federation revocations, the
-    security suites, a crashed service's restart, the MCP gateway's cost per call and the
-    dashboard's live-update latency against same-run baselines."""
+    """Measure the DSC, the log, pods, the egress relay, the federation (revocation and
+    policy to every node, audit up, durability, node RSS), the security suites, a crashed
+    service's restart, the MCP gateway's cost per call and the dashboard's live-update
+    latency against same-run baselines."""
     from maos.bench import run_bench
     from maos.commander import bench as dashboard_bench
     from maos.mcp import bench as mcp_bench

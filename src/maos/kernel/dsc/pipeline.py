@@ -106,6 +106,14 @@ class Pipeline:
             return Deny("DSC.INTERNAL", f"{name} failed: answered {kind.__name__}", check=name)
         return _ALLOW if pending is None else pending
 
+    def add_check(self, check: Check) -> None:
+        """Append a check after the seven (a federation node's policy, docs/federation.md):
+        last, so it can only refuse more; R9 and the first-deny-wins rule hold for it too."""
+        name = getattr(check, "name", None)
+        if not isinstance(name, str) or not name or name in self.names or not callable(check):
+            raise TypeError(f"{check!r} is not a new check: it needs a unique name and __call__")
+        self._checks = (*self._checks, (check, name))
+
 
 class _BudgetStage:
     """Check 3 and its sub-check 3b: the budgets, then the agent's aggregate figures
