@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -92,6 +92,11 @@ class NatsdConfig:
     """Leaf-node URLs of the hub to dial (a Sentinel), e.g. ``tls://127.0.0.1:7422``."""
     sync_always: bool = True
     """``sync_interval: always``; off only for `maos bench` to measure what it costs."""
+    client_pins: tuple[str, ...] = ()
+    """When set, the only certificates the client listener accepts (`cert_pin` of each):
+    how a revoked or rotated-out node is cut off. nats-server reloads these on SIGHUP and
+    closes the connections whose certificate is no longer pinned (measured, 2.15.1); it
+    does not reload a leaf-node listener's pins (docs/federation.md)."""
 
     def render(self) -> dict[str, Any]:
         """The server configuration (nats-server reads JSON as its config syntax)."""
@@ -108,6 +113,8 @@ class NatsdConfig:
             },
             "tls": self.tls.block(verify=True),
         }
+        if self.client_pins:
+            conf["tls"]["pinned_certs"] = sorted(self.client_pins)
         leaf: dict[str, Any] = {"no_advertise": True}
         if self.leaf_listen:
             leaf |= {"host": self.host, "port": self.leaf_port, "tls": self.tls.block(verify=True)}
@@ -165,8 +172,7 @@ class Natsd:
         self._exe_name = binary.name
         d = self.config.data_dir
         d.mkdir(parents=True, exist_ok=True)
-        conf = d / "nats-server.conf"
-        conf.write_text(json.dumps(self.config.render(), indent=2))
+        conf = self._write_conf()
         for old in d.glob("*.ports"):
             old.unlink()
         with self.log_path.open("ab") as log:
@@ -196,6 +202,30 @@ class Natsd:
                     f"see {self.log_path}.",
                 )
             time.sleep(0.05)
+
+    def _write_conf(self) -> Path:
+        conf = self.config.data_dir / "nats-server.conf"
+        tmp = conf.with_name(f".{conf.name}.tmp")
+        tmp.write_text(json.dumps(self.config.render(), indent=2))
+        os.replace(tmp, conf)  # a reload never reads half a file
+        return conf
+
+    def reload(self, config: NatsdConfig) -> None:
+        """Apply a new configuration in place (SIGHUP), e.g. a new set of client pins.
+
+        Only what nats-server reloads may change (client pins do; leaf-node pins, ports and
+        the JetStream domain do not): anything else is refused (``FED.NO_RELOAD``)."""
+        if replace(config, client_pins=self.config.client_pins) != self.config:
+            raise FederationError(
+                "FED.NO_RELOAD",
+                f"Only the client pins of {self.config.name}'s server reload in place; "
+                "restart it for any other change.",
+            )
+        if self._proc is None or self._proc.poll() is not None:
+            raise FederationError("FED.NOT_RUNNING", f"{self.config.name}'s server is not up.")
+        self.config = config
+        self._write_conf()
+        self._proc.send_signal(signal.SIGHUP)
 
     def _ready(self) -> bool:
         assert self._proc is not None

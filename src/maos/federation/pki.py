@@ -12,6 +12,7 @@ talking from the certificate the CA signed, not from what the peer says about it
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import re
@@ -35,6 +36,7 @@ __all__ = [
     "NodeSpec",
     "NodeTls",
     "PkiFiles",
+    "cert_pin",
     "issue_pki",
     "verify_node_cert",
 ]
@@ -337,3 +339,16 @@ def verify_node_cert(
     if role not in ROLES or not _NAME.match(name):
         raise FederationError("FED.BAD_CERT", f"The certificate's node URI {uris[0]!r} is invalid.")
     return NodeIdentity(name=name, role=role)
+
+
+def cert_pin(cert_pem: bytes) -> str:
+    """A certificate's pin as nats-server's ``pinned_certs`` reads it: the hex SHA-256 of
+    its DER SubjectPublicKeyInfo. A rotated certificate has a new key, so a new pin."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise FederationError("FED.BAD_CERT", f"Not a PEM certificate: {exc}.") from None
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
