@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
@@ -13,7 +15,9 @@ import pytest
 from nats.aio.client import Client
 
 from maos.federation.natsd import Natsd, NatsdConfig
-from maos.federation.pki import PkiFiles, cert_pin
+from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
+from maos.kernel.tokens import Grant
+from maos.kernel.types import Allow, Deny
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,3 +66,72 @@ def test_unpinned_client_is_cut_off_on_reload_issue_11(
 
     with Natsd(cfg).start() as server:
         asyncio.run(main(server))
+
+
+def test_a_revoked_pawn_is_cut_off_and_its_audit_refused_issue_11(
+    start_fed: Callable[[], Awaitable[Any]],
+) -> None:
+    """issue 11 item 4: `revoke_node` at the Sovereign reaches the Sentinels (roster): the
+    revoked Pawn is disconnected and refused when it dials again, a Pawn admitted with its
+    pin stays linked, the revoked Pawn's token is refused at another node, and audit
+    arriving under its name afterwards is refused at the hub, not verified."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = fed_pki_of(fed)
+            token = await _agent(fed.pawn_b)
+            for pawn in ("pawn-a", "pawn-b"):
+                await fed.hq.admit(pawn, role="pawn", pin=_pins(pki, pawn)[0])
+            await fed.until(lambda: bool(fed.site_b.natsd.config.client_pins))
+            await fed.tick(3)
+            linked = fed.pawn_b.nc.is_connected and fed.pawn_b.link.up
+            await fed.hq.revoke_node("pawn-b", reason="laptop stolen")
+            await fed.until(lambda: not fed.pawn_b.nc.is_connected)
+            await fed.tick(3)
+            try:
+                await _client(pki, "pawn-b", fed.site_b.natsd.client_url, allow_reconnect=False)
+                redial = "linked"
+            except Exception as exc:
+                redial = type(exc).__name__
+            elsewhere = _decision(fed.site_b, token)
+            js = fed.site_b.nc.jetstream()
+            await js.publish("maos.audit.site-b.pawn-b.rec", b'{"seq": 999}')
+            await fed.until(lambda: bool(_refused(fed.hq)))
+            return {
+                "linked": linked, "redial": redial, "elsewhere": elsewhere,
+                "pawn_a_up": fed.pawn_a.link.up and fed.pawn_a.nc.is_connected,
+                "refused": _refused(fed.hq),
+            }  # fmt: skip
+        finally:
+            await fed.stop()
+
+    out = asyncio.run(scenario())
+    assert out["linked"]
+    assert out["redial"] != "linked"
+    assert out["pawn_a_up"]
+    assert isinstance(out["elsewhere"], Deny)
+    assert out["refused"][0]["code"] == "FED.NODE_REVOKED"
+
+
+def _refused(hq: Any) -> list[dict[str, Any]]:
+    return [r.body for r in hq.kernel.wal.read(kinds=("federation.refused",))]
+
+
+def fed_pki_of(fed: Any) -> PkiFiles:
+    cert = fed.hq.config.certs.cert
+    names = ("hq", "site-a", "site-b", "pawn-a", "pawn-b")
+    return PkiFiles.at(cert.parent, [NodeSpec(n, "pawn") for n in names])
+
+
+async def _agent(node: Any) -> str:
+    await node.register_agent("a1", ring=3, budgets={"api_calls": 10})
+    await node.kernel.open_task("t1", trusted_targets=["reports/*"])
+    return str(node.kernel.mint("a1", "t1", [Grant("fs.write", "reports/*")]))
+
+
+def _decision(node: Any, token: str) -> Allow | Deny:
+    return node.kernel.tokens.authorize(
+        token, agent_id="a1", op="fs.write", resource="reports/x", amount_cents=0,
+        now=time.time(), task_id="t1",
+    )  # fmt: skip

@@ -2,7 +2,7 @@
 
 ``status`` reads what the Sovereign wrote (every node, its epoch, link health, audit lag)
 and what its witness logged (tampering, effects decided offline that no longer validate);
-``admit`` and ``retire`` log the Commander's decision in the Sovereign's log, which the
+``admit``, ``retire`` and ``revoke`` log the Commander's decision in the Sovereign's log, which the
 running Sovereign applies on its next tick (docs/federation.md).
 """
 
@@ -18,15 +18,15 @@ from maos.cli._common import JsonOut, app, fail, log_of
 from maos.federation.errors import FederationError
 from maos.federation.node import read_status
 from maos.federation.nodeconfig import NodeConfig, load_node_config
-from maos.federation.pki import ROLES, verify_node_cert
+from maos.federation.pki import ROLES, cert_pin, verify_node_cert
 from maos.federation.witness import FINDING_KINDS
 from maos.kernel.errors import MaosError
 
 __all__ = ["federation_app"]
 
 federation_app = typer.Typer(
-    help="The federation as the Sovereign sees it: status of every node; admit and retire "
-    "nodes (docs/federation.md).",
+    help="The federation as the Sovereign sees it: status of every node; admit, retire and "
+    "revoke nodes (docs/federation.md).",
     no_args_is_help=True,
 )
 app.add_typer(federation_app, name="federation")
@@ -73,6 +73,8 @@ def status(config: SovereignConfig, as_json: JsonOut = False) -> None:
             f"{n.get('mode', '?'):<11} {n.get('audited', 0):>8} {n.get('lag', 0):>5} "
             f"{n.get('age', 0):>7.1f}s"
         )
+    for r in findings["federation.refused"]:
+        typer.echo(f"  REVOKED {r['node']}: its audit is refused ({r['code']})")
     tampered, bad = findings["federation.tampered"], findings["federation.unreconciled"]
     typer.echo(f"accepted offline: {len(findings['federation.reconciled'])}; "
                f"tampered audit: {len(tampered)}; unreconciled: {len(bad)}")  # fmt: skip
@@ -105,7 +107,9 @@ def admit(
 ) -> None:
     """Admit a node: the Sovereign sources a Sentinel's audit stream from its next tick.
     With --cert, the certificate must come from the federation's CA and name this node
-    and role."""
+    and role, and it is pinned: from then on Sentinels accept only pinned certificates,
+    and admitting a node's new certificate (after `maos node certs --rotate`) unpins
+    its old one."""
     try:
         cfg = _sovereign(config)
         if role not in ROLES[1:]:
@@ -115,7 +119,8 @@ def admit(
             raise FederationError("FED.NOT_COMMANDER", "Only the Commander admits a node.")
         if cert is not None:
             try:
-                ident = verify_node_cert(cert.read_bytes(), cfg.certs.ca.read_bytes())
+                pem = cert.read_bytes()
+                ident = verify_node_cert(pem, cfg.certs.ca.read_bytes())
             except OSError as exc:
                 raise FederationError("FED.BAD_CERT", f"Cannot read {exc.filename}.") from None
             if (ident.name, ident.role) != (node, role):
@@ -123,6 +128,7 @@ def admit(
                     "FED.BAD_CERT",
                     f"{cert} names {ident.role} {ident.name}, not {role} {node}.",
                 )
+            body["pin"] = cert_pin(pem)  # the roster pins it; a newer admission rotates it
         _log(cfg, "federation.admitted", body)
     except MaosError as exc:
         fail(exc)
@@ -144,3 +150,30 @@ def retire(
     except MaosError as exc:
         fail(exc)
     typer.echo(f"retired {node}: the Sovereign applies it on its next tick")
+
+
+@federation_app.command("revoke")
+def revoke(
+    node: Annotated[str, typer.Argument(help="The node's name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the log).")],
+    config: SovereignConfig,
+    principal: Annotated[str, typer.Option("--as", help="Who decides.")] = "commander",
+) -> None:
+    """Revoke a node, for good: from the Sovereign's next tick its certificate is unpinned
+    at every Sentinel (a Pawn is disconnected and refused), its audit is refused at the
+    hub, and a revoked Sentinel's audit is no longer sourced. Its tokens were never valid
+    at another node (they name it as audience). A revoked Sentinel's leaf link is cut only
+    when the hub's server restarts (docs/federation.md)."""
+    try:
+        cfg = _sovereign(config)
+        if principal != "commander" and not principal.startswith("commander:"):
+            raise FederationError("FED.NOT_COMMANDER", "Only the Commander revokes a node.")
+        if not reason.strip():
+            raise FederationError("FED.NO_REASON", "Say why with --reason; it is logged.")
+        if node == cfg.name:
+            raise FederationError("FED.BAD_NODE", "The Sovereign cannot revoke itself.")
+        body = {"node": node, "reason": reason, "principal": principal}
+        _log(cfg, "federation.node_revoked", body)
+    except MaosError as exc:
+        fail(exc)
+    typer.echo(f"revoked {node}: the Sovereign applies it on its next tick")

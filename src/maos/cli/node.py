@@ -14,9 +14,10 @@ from typing import Annotated
 import typer
 
 from maos.cli._common import app, fail
+from maos.federation.errors import FederationError
 from maos.federation.node import Node
 from maos.federation.nodeconfig import load_node_config
-from maos.federation.pki import NodeSpec, issue_pki
+from maos.federation.pki import NodeSpec, issue_pki, rotate_cert
 from maos.kernel.errors import MaosError
 
 __all__ = ["node_app"]
@@ -31,7 +32,9 @@ app.add_typer(node_app, name="node")
 @node_app.command("certs")
 def certs(
     out: Annotated[Path, typer.Option("--out", help="An empty (or new) directory to write to.")],
-    sovereign: Annotated[str, typer.Option("--sovereign", help="The hub node's name.")],
+    sovereign: Annotated[
+        str | None, typer.Option("--sovereign", help="The hub node's name.")
+    ] = None,
     sentinel: Annotated[
         list[str] | None, typer.Option("--sentinel", help="A site's node name (repeatable).")
     ] = None,
@@ -44,6 +47,10 @@ def certs(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the CA and certificates already in --out.")
     ] = False,
+    rotate: Annotated[
+        str | None,
+        typer.Option("--rotate", help="Issue this node a new certificate and key from --out's CA."),
+    ] = None,
 ) -> None:
     """Issue a test PKI: a CA (ca.crt, ca.key) and, per node, NAME.crt and NAME.key.
 
@@ -51,10 +58,24 @@ def certs(
     (SAN maos://node/ROLE/NAME, subject OU=ROLE, CN=NAME). Keys are written 0600. For
     production, plug in your own CA instead (docs/federation.md).
 
+    With --rotate NODE, issue that node a new certificate and key from the CA in --out
+    instead (same name and role); admit it with `maos federation admit --cert` to unpin
+    the old one, and restart the node.
+
     \b
     Example:
       maos node certs --out certs/ --sovereign hq --sentinel site-a --pawn laptop-1
+      maos node certs --out certs/ --rotate laptop-1
     """
+    if rotate is not None:
+        try:
+            cert, key = rotate_cert(out, rotate)
+        except MaosError as exc:
+            fail(exc)
+        typer.echo(f"{rotate}: new {cert} {key}; admit it (--cert) and restart the node")
+        return
+    if sovereign is None:
+        fail(FederationError("FED.NO_SOVEREIGN", "Name the hub with --sovereign NAME."))
     nodes = [NodeSpec(sovereign, "sovereign")]
     nodes += [NodeSpec(n, "sentinel") for n in sentinel or ()]
     nodes += [NodeSpec(n, "pawn") for n in pawn or ()]

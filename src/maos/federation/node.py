@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +50,9 @@ from maos.federation.errors import FederationError
 from maos.federation.feed import apply_revocations
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.nodeconfig import NodeConfig
+from maos.federation.pki import cert_pin
 from maos.federation.policy import PolicyCheck, PolicyState
+from maos.federation.roster import ROSTER_KEY, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
@@ -107,6 +109,8 @@ class Node:
         self._sites: list[str] | None = None
         self.statuses: dict[str, dict[str, Any]] = {}
         """The Sovereign: the last status each node published, with when it arrived."""
+        self.roster: Policy | None = None
+        """The roster this node published (Sovereign) or adopted (Sentinel): `roster`."""
 
     @property
     def name(self) -> str:
@@ -132,6 +136,7 @@ class Node:
         try:
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
+            self.roster = self._restore_roster()
             if cfg.role != "pawn":
                 self.natsd = Natsd(self._natsd_config())
                 await asyncio.to_thread(self.natsd.start)
@@ -170,7 +175,14 @@ class Node:
             leaf_listen=cfg.role == "sovereign",
             leaf_port=cfg.nats.leaf_port,
             hub_urls=(str(cfg.upstream),) if cfg.role == "sentinel" else (),
+            client_pins=self._pins(),
         )
+
+    def _pins(self) -> tuple[str, ...]:
+        """A Sentinel's client pins under the roster it adopted (none for the others)."""
+        if self.role != "sentinel" or self.roster is None:
+            return ()
+        return pins(self.roster.document, cert_pin(self.config.certs.cert.read_bytes()))
 
     async def _connect(self, url: str) -> Client:
         seen: list[Exception] = []
@@ -234,8 +246,12 @@ class Node:
             for step in (self._sync_policy, self._sync_revocations, self._ship):
                 with contextlib.suppress(NatsError, TimeoutError):
                     await step()
+        if reachable and self.role == "sentinel":
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._sync_roster()
         if self.witness is not None:
             with contextlib.suppress(NatsError, TimeoutError, FederationError):
+                await self._publish_roster()
                 await self._source_sites()
                 await self.witness.poll()
             self._write_status()
@@ -328,6 +344,51 @@ class Node:
         )  # fmt: skip
         self.policy.policy = found
 
+    def _restore_roster(self) -> Policy | None:
+        """The Sentinel: the last roster it adopted, from its own log (a reboot cut off)."""
+        last = None
+        for rec in self._kernel().wal.read(kinds=("federation.roster",)):
+            doc = rec.body.get("document")
+            last = Policy(ROSTER_KEY, int(rec.body["epoch"]), doc if isinstance(doc, dict) else {})
+        return last
+
+    async def _publish_roster(self) -> None:
+        """The Sovereign: publish the roster its log says, when it changed (a new epoch)."""
+        assert self.authority is not None and self.witness is not None
+        kinds = ("federation.admitted", "federation.node_revoked")
+        doc = roster_of(self._kernel().wal.read(kinds=kinds))
+        for node in revoked(doc):
+            self.witness.revoked.setdefault(node, self.witness.next_seq)
+        current = await self.authority.policy(ROSTER_KEY)
+        if current is not None and dict(current.document) == doc:
+            self.roster = current
+            return
+        if current is None and not doc["pins"] and not doc["revoked"]:
+            return
+        nxt = Policy(ROSTER_KEY, 1 if current is None else current.epoch + 1, doc)
+        self.roster = await self.authority.put_policy(
+            nxt, expected_revision=None if current is None else current.revision
+        )
+
+    async def _sync_roster(self) -> None:
+        """The Sentinel: adopt a newer roster and reload its client pins (cutting off a
+        revoked or rotated-out node at once; nats-server closes its connection)."""
+        assert self.reader is not None and self.natsd is not None
+        try:
+            found = await self.reader.policy(ROSTER_KEY)
+        except FederationError:  # unreadable: pin only this Sentinel (`roster.pins`)
+            found = Policy(ROSTER_KEY, 1 << 62, {"unreadable": True})
+        held = self.roster
+        if found is None or (held is not None and found.epoch <= held.epoch):
+            return
+        await self._kernel().wal.append(
+            "federation.roster", {"epoch": found.epoch, "document": dict(found.document)}
+        )
+        self.roster = found
+        new = self._pins()
+        if new != self.natsd.config.client_pins:
+            await asyncio.to_thread(self.natsd.reload, replace(self.natsd.config, client_pins=new))
+
     async def _sync_revocations(self) -> None:
         assert self.reader is not None
         self.revision = await apply_revocations(
@@ -379,13 +440,20 @@ class Node:
             nxt, expected_revision=None if current is None else current.revision
         )
 
-    async def admit(self, node: str, *, role: str) -> None:
-        """The Sovereign: admit a node (a Sentinel's audit stream is sourced from then on)."""
-        await self._membership("federation.admitted", {"node": node, "role": role})
+    async def admit(self, node: str, *, role: str, pin: str | None = None) -> None:
+        """The Sovereign: admit a node (a Sentinel's audit stream is sourced from then on);
+        with ``pin`` (`cert_pin` of its certificate) Sentinels accept only that one."""
+        body = {"node": node, "role": role} | ({} if pin is None else {"pin": pin})
+        await self._membership("federation.admitted", body)
 
     async def retire(self, node: str) -> None:
         """The Sovereign: retire a node (its audit is no longer sourced)."""
         await self._membership("federation.retired", {"node": node})
+
+    async def revoke_node(self, node: str, *, reason: str) -> None:
+        """The Sovereign: revoke a node for good (`maos federation revoke`): its pin leaves
+        the roster, its audit is refused, a revoked Sentinel's is no longer sourced."""
+        await self._membership("federation.node_revoked", {"node": node, "reason": reason})
 
     async def _membership(self, kind: str, body: dict[str, Any]) -> None:
         if self.authority is None:
@@ -414,12 +482,17 @@ class Node:
     # -- status ----------------------------------------------------------------------------
 
     def admitted_sites(self) -> list[str]:
-        """Sentinels the Commander admitted (``federation.admitted`` minus retired)."""
+        """Sentinels the Commander admitted (``federation.admitted`` minus retired and
+        revoked)."""
         sites: dict[str, bool] = {}
-        for rec in self._kernel().wal.read(kinds=("federation.admitted", "federation.retired")):
-            if rec.body.get("role") == "sentinel" or rec.kind == "federation.retired":
+        kinds = ("federation.admitted", "federation.retired", "federation.node_revoked")
+        gone: set[str] = set()
+        for rec in self._kernel().wal.read(kinds=kinds):
+            if rec.kind == "federation.node_revoked":
+                gone.add(str(rec.body["node"]))  # final: its audit is never sourced again
+            elif rec.body.get("role") == "sentinel" or rec.kind == "federation.retired":
                 sites[str(rec.body["node"])] = rec.kind == "federation.admitted"
-        return sorted(n for n, on in sites.items() if on)
+        return sorted(n for n, on in sites.items() if on and n not in gone)
 
     def status(self) -> dict[str, Any]:
         kernel = self._kernel()

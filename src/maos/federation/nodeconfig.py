@@ -73,7 +73,7 @@ class NodeConfig(_Strict):
     client URL (``tls://host:4222``). A Sovereign has none."""
     upstream_name: str | None = Field(default=None, pattern=_NAME)
     """The upstream node's name (a Sentinel: the Sovereign's, its hub domain)."""
-    policy: str = Field(default="default", pattern=r"^[-_A-Za-z0-9]{1,64}$")
+    policy: str = Field(default="default", pattern=r"^[-A-Za-z0-9][-_A-Za-z0-9]{0,63}$")
     """The policy (a key of the federation's policy bucket) this node enforces."""
     tick: float = Field(default=1.0, gt=0, le=60)
     """Seconds between two rounds of heartbeat, policy, revocations and audit."""

@@ -38,6 +38,7 @@ __all__ = [
     "PkiFiles",
     "cert_pin",
     "issue_pki",
+    "rotate_cert",
     "verify_node_cert",
 ]
 
@@ -189,6 +190,64 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _node_cert(
+    node: NodeSpec,
+    federation: str,
+    ca_name: x509.Name,
+    ca_key: ec.EllipticCurvePrivateKey,
+    start: dt.datetime,
+) -> tuple[bytes, bytes]:
+    """One node's certificate (PEM) and its new key (PEM), signed by the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(federation, node.name, node.role))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(node.name),
+                    # Loopback names, so a test deployment on one machine verifies.
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+                    x509.UniformResourceIdentifier(f"{_URI_PREFIX}{node.role}/{node.name}"),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
 def issue_pki(
     out: Path,
     nodes: Sequence[NodeSpec],
@@ -244,56 +303,7 @@ def issue_pki(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
-    issued: list[tuple[NodeSpec, bytes, bytes]] = []
-    for node in nodes:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(federation, node.name, node.role))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=True,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName(node.name),
-                        # Loopback names, so a test deployment on one machine verifies.
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                        x509.UniformResourceIdentifier(f"{_URI_PREFIX}{node.role}/{node.name}"),
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        issued.append((node, cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)))
+    issued = [(node, *_node_cert(node, federation, ca_name, ca_key, start)) for node in nodes]
     out.mkdir(parents=True, exist_ok=True)
     files = PkiFiles.at(out, nodes)
     _write(files.ca_key, _pem_key(ca_key), 0o600)
@@ -352,3 +362,41 @@ def cert_pin(cert_pem: bytes) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(spki).hexdigest()
+
+
+def rotate_cert(out: Path, name: str, *, now: dt.datetime | None = None) -> tuple[Path, Path]:
+    """Issue node ``name`` a new certificate and key from the CA under ``out`` (the layout
+    `issue_pki` writes), in place of its current ones, same name and role.
+
+    The new key makes a new pin, so once the Commander admits the new certificate
+    (`maos federation admit --cert`) the old one is unpinned and refused. Everything is
+    read and checked before a file is written (``FED.BAD_CERT``, ``FED.NO_CA``)."""
+    if not _NAME.match(name):
+        raise FederationError("FED.BAD_NODE_NAME", f"{name!r} is not a node name.")
+    files = PkiFiles.at(out, [NodeSpec(name, "pawn")])
+    try:
+        ca_pem, ca_key_pem = files.ca_cert.read_bytes(), files.ca_key.read_bytes()
+        old_pem = files.cert(name).read_bytes()
+    except OSError as exc:
+        raise FederationError(
+            "FED.NO_CA",
+            f"Cannot read {exc.filename}: --out must hold the CA (ca.crt, ca.key) and "
+            f"{name}.crt, as `maos node certs` wrote them.",
+        ) from None
+    ident = verify_node_cert(old_pem, ca_pem, now=now)
+    if ident.name != name:
+        raise FederationError("FED.BAD_CERT", f"{name}.crt names {ident.name}, not {name}.")
+    ca_cert = x509.load_pem_x509_certificate(ca_pem)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise FederationError("FED.BAD_CERT", "ca.key is not the federation CA's EC key.")
+    old = x509.load_pem_x509_certificate(old_pem)
+    org = old.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    federation = str(org[0].value) if org else "maos"
+    start = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+    cert_pem, key_pem = _node_cert(
+        NodeSpec(name, ident.role), federation, ca_cert.subject, ca_key, start
+    )
+    _write(files.key(name), key_pem, 0o600)
+    _write(files.cert(name), cert_pem, 0o644)
+    return files.cert(name), files.key(name)

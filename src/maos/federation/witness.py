@@ -41,7 +41,12 @@ __all__ = ["FEDERATION_PRINCIPAL", "FINDING_KINDS", "Witness"]
 FEDERATION_PRINCIPAL = "commander:federation"
 """Who a node's kernel says revoked a token it learned of from the federation: such a
 revocation is not sent upstream again."""
-FINDING_KINDS = ("federation.tampered", "federation.unreconciled", "federation.reconciled")
+FINDING_KINDS = (
+    "federation.tampered",
+    "federation.unreconciled",
+    "federation.reconciled",
+    "federation.refused",
+)
 _PREPARED_KEPT = 100_000
 
 
@@ -60,6 +65,9 @@ class Witness:
         self.chains: dict[str, ChainState] = {}
         self.epochs: dict[str, int] = {}
         """Per node: the policy epoch it last said it adopted."""
+        self.revoked: dict[str, int] = {}
+        """Per revoked node: the hub stream seq from which its audit is refused (not
+        verified, not reconciled, its revocations not applied): set by the Sovereign."""
         self.offline: dict[str, bool] = {}
         """Per node: whether it last said it had lost the Sovereign."""
         self._prepared: dict[tuple[str, str], tuple[str, str]] = {}
@@ -85,6 +93,12 @@ class Witness:
             if len(parts) != 5:
                 continue
             node, what = parts[3], parts[4]
+            if msg.seq >= self.revoked.get(node, msg.seq + 1):
+                await self._surface("federation.refused", {
+                    "node": node, "seq": 0, "code": "FED.NODE_REVOKED", "first_stream_seq": msg.seq,
+                    "reason": "audit from a revoked node is refused from its revocation on",
+                })  # fmt: skip
+                continue
             chain = self.chains.setdefault(node, ChainState())
             finding, record = verify_message(chain, node, what, msg.data or b"")
             if finding is not None:
