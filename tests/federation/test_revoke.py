@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 from nats.aio.client import Client
+from typer.testing import CliRunner
 
+from maos.cli import app
 from maos.federation.natsd import Natsd, NatsdConfig
+from maos.federation.node import Node
 from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Allow, Deny
@@ -135,3 +138,68 @@ def _decision(node: Any, token: str) -> Allow | Deny:
         token, agent_id="a1", op="fs.write", resource="reports/x", amount_cents=0,
         now=time.time(), task_id="t1",
     )  # fmt: skip
+
+
+def test_a_pawns_certificate_is_rotated_from_the_command_line_issue_11(
+    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+) -> None:
+    """issue 11 item 4: `maos node certs --rotate` issues a Pawn a new certificate from the
+    same CA; once `maos federation admit --cert` admits it, the Pawn still on its old one
+    is disconnected and the old certificate is refused, while the Pawn restarted with the
+    new one links. `maos federation revoke` refuses a blank reason and logs a real one."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = fed_pki_of(fed)
+            hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
+            cli = CliRunner()
+            seen: dict[str, Any] = {}
+            for pawn in ("pawn-a", "pawn-b"):
+                admit = ["federation", "admit", pawn, "--role", "pawn", "-c", hq_yaml]
+                assert cli.invoke(app, [*admit, "--cert", str(pki.cert(pawn))]).exit_code == 0
+            await fed.until(lambda: bool(fed.site_b.natsd.config.client_pins))
+            old = tmp_path / "old"
+            old.mkdir()
+            for src in (pki.cert("pawn-b"), pki.key("pawn-b"), pki.ca_cert):
+                (old / src.name).write_bytes(src.read_bytes())
+            out = str(pki.ca_cert.parent)
+            seen["rotate"] = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "pawn-b"])
+            new_pin = _pins(pki, "pawn-b")[0]
+            seen["old_still_linked"] = fed.pawn_b.nc.is_connected  # not admitted yet
+            admit = ["federation", "admit", "pawn-b", "--role", "pawn", "-c", hq_yaml]
+            cli.invoke(app, [*admit, "--cert", str(pki.cert("pawn-b"))])
+            await fed.until(lambda: new_pin in fed.site_b.natsd.config.client_pins)
+            await fed.until(lambda: not fed.pawn_b.nc.is_connected)
+            old_tls = PkiFiles.at(old, [NodeSpec("pawn-b", "pawn")])
+            try:
+                nc = await _client(
+                    old_tls, "pawn-b", fed.site_b.natsd.client_url, allow_reconnect=False
+                )
+                await nc.close()
+                seen["old_redial"] = "linked"
+            except Exception as exc:
+                seen["old_redial"] = type(exc).__name__
+            await fed.pawn_b.stop()
+            fed.pawn_b = await Node(fed.pawn_b.config, clock=fed.clock).start()
+            await fed.until(lambda: fed.pawn_b.link.up and fed.pawn_b.nc.is_connected)
+            seen["blank"] = cli.invoke(
+                app, ["federation", "revoke", "pawn-a", "--reason", " ", "-c", hq_yaml]
+            )
+            seen["revoke"] = cli.invoke(
+                app, ["federation", "revoke", "pawn-a", "--reason", "lost", "-c", hq_yaml]
+            )
+            seen["logged"] = [
+                r.body for r in fed.hq.kernel.wal.read(kinds=("federation.node_revoked",))
+            ]
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    assert seen["rotate"].exit_code == 0, seen["rotate"].output
+    assert seen["old_still_linked"]
+    assert seen["old_redial"] != "linked"
+    assert seen["blank"].exit_code == 2 and "error FED.NO_REASON" in seen["blank"].output
+    assert seen["revoke"].exit_code == 0
+    assert [(b["node"], b["reason"]) for b in seen["logged"]] == [("pawn-a", "lost")]
