@@ -16,9 +16,11 @@ from nats.aio.client import Client
 from typer.testing import CliRunner
 
 from maos.cli import app
+from maos.federation.errors import FederationError
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.node import Node
 from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
+from maos.federation.roster import pins
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Allow, Deny
 
@@ -203,3 +205,21 @@ def test_a_pawns_certificate_is_rotated_from_the_command_line_issue_11(
     assert seen["blank"].exit_code == 2 and "error FED.NO_REASON" in seen["blank"].output
     assert seen["revoke"].exit_code == 0
     assert [(b["node"], b["reason"]) for b in seen["logged"]] == [("pawn-a", "lost")]
+
+
+def test_the_roster_pins_fail_closed_and_only_pins_reload_issue_11(
+    tmp_path: Path, pki: PkiFiles
+) -> None:
+    """A roster that pins or revokes nobody pins nothing; a revocation alone starts
+    pinning; one a Sentinel cannot read pins only the Sentinel; anything but the client
+    pins is refused by `Natsd.reload` before a signal is sent."""
+    assert pins({"pins": {}, "revoked": {}}, "own") == ()
+    assert pins({"pins": {}, "revoked": {"pawn-1": "lost"}}, "own") == ("own",)
+    doc = {"pins": {"pawn-1": "p1", "pawn-2": "p2"}, "revoked": {"pawn-2": "lost"}}
+    assert pins(doc, "own") == ("own", "p1")
+    assert pins({"unreadable": True}, "own") == ("own",)
+    assert pins({"pins": ["p1"], "revoked": {}}, "own") == ("own",)
+    cfg = NatsdConfig(name="site-a", data_dir=tmp_path / "s", tls=pki.tls("site-a"))
+    with pytest.raises(FederationError) as err:
+        Natsd(cfg).reload(replace(cfg, port=4333, client_pins=("p1",)))
+    assert err.value.code == "FED.NO_RELOAD"
