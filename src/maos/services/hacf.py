@@ -69,6 +69,7 @@ __all__ = [
     "SecondFactor",
     "check_plain_approval",
     "conclude",
+    "is_deliberate",
     "kernel_log",
     "level_of",
     "plan_levels",
@@ -117,13 +118,21 @@ def plan_levels(wal: Wal, task_id: str) -> Mapping[str, str]:
     return levels
 
 
+def is_deliberate(
+    section: CommanderSection, approval: Approval, registry: Registry, wal: Wal
+) -> bool:
+    """Whether the approval's effect class is at the deliberate level for its task."""
+    kind = effect_class_of(approval, registry)
+    return level_of(section, kind, plan_levels(wal, approval.task_id)) is Level.DELIBERATE
+
+
 def check_plain_approval(
     section: CommanderSection, approval: Approval, registry: Registry, wal: Wal
 ) -> None:
     """A one-click approval of a deliberate-level intent is refused: it ends only in a
     recorded deliberation (`Deliberation.decide`)."""
-    kind = effect_class_of(approval, registry)
-    if level_of(section, kind, plan_levels(wal, approval.task_id)) is Level.DELIBERATE:
+    if is_deliberate(section, approval, registry, wal):
+        kind = effect_class_of(approval, registry)
         raise ApprovalError(
             "HACF.DELIBERATE",
             f"{approval.approval_id} is {kind}, a deliberate-level class:"
