@@ -60,7 +60,7 @@ class _Decide(BaseModel):
 
 class _Request(BaseModel):
     model_config = _BODY
-    action: Literal["release", "resume", "declassify", "grants"]
+    action: Literal["release", "resume", "declassify", "grants", "mode"]
     subject: str = Field(min_length=1, max_length=200)
     to: str = Field(min_length=1, max_length=40)
     reason: str = Field(default="", max_length=2000)
