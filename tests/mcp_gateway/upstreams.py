@@ -112,6 +112,22 @@ def files() -> MCPServer:
         os._exit(3)
 
     @server.tool()
+    def slow(seconds: float) -> str:
+        """Answers after ``seconds``, unless killed first."""
+        record({"tool": "slow", "args": {"seconds": seconds}})
+        time.sleep(seconds)
+        return "slow done"
+
+    @server.tool()
+    async def chatter(count: int, ctx: Context) -> str:  # type: ignore[type-arg]
+        """Sends ``count`` log notifications and progress reports, then answers."""
+        record({"tool": "chatter", "args": {"count": count}})
+        for i in range(count):
+            await ctx.info(f"line {i} " + "z" * 200)
+            await ctx.report_progress(i, count)
+        return f"chattered {count}"
+
+    @server.tool()
     def flood(size: int) -> str:
         """A result of ``size`` characters."""
         record({"tool": "flood", "args": {"size": size}})
