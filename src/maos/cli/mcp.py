@@ -131,8 +131,7 @@ def check(
             )
             how = (
                 f"tool.{entry.kernel} effect {'+'.join(reg.effect_classes)}, targets {targets},"
-                f" result {reg.result_label.conf.name.lower()}/"
-                f"{reg.result_label.integrity.name.lower()}"
+                f" result {reg.result_label.conf}/{reg.result_label.integrity}"
             )
             manifest = entry.policy
             assert manifest is not None
