@@ -2,8 +2,9 @@
 
 `configured_kernel` boots a kernel on a data directory with the LLM chain and the
 Semantic Security Evaluators its configuration names (`maos.llm.config`), installing the
-adapters before boot replays approved intents, runs the Security Agent's aggregate
-monitoring beside it (`maos.services.security`), and closes everything after.
+adapters before boot replays approved intents, runs the Security Agent beside it
+(`maos.services.security`; a serving kernel's as its own process under the Service
+Manager, `maos.services.manager`), and closes everything after.
 `run_plan_file` starts a plan's tool hosts, runs the plan on such a kernel with one pod
 runtime per isolation level, and reports each step through ``echo``.
 
@@ -30,6 +31,7 @@ from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.types import iso_time
 from maos.llm.config import (
     ConfiguredLlm,
+    ProviderConfig,
     SecuritySettings,
     SseSettings,
     build_llm,
@@ -39,11 +41,12 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import CascadePolicy, SecurityAgent, thresholds
+from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
 __all__ = [
@@ -149,6 +152,7 @@ async def configured_kernel(
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
+    manager: ServiceManager | None = None
     memory: MemoryManager | None = None
     home: PodHome | None = None
     tools: ToolAdapter | None = None
@@ -175,13 +179,15 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
-        security = SecurityAgent(
-            kernel,
-            aggregate_limits(settings.security),
-            policy=cascade_policy(settings.security),
-            notifier=_notifier(kernel, settings.security),
-        )
-        security.start()
+        limits, policy = aggregate_limits(settings.security), cascade_policy(settings.security)
+        notifier = _notifier(kernel, settings.security)
+        if follow:  # a serving kernel: the Security Agent is its own supervised process
+            kernel.view.aggregate.configure(limits, enforce=not policy.monitor_only)
+            manager = ServiceManager(kernel, on_order=notify_hook(notifier))
+            manager.start("security")
+        else:  # a one-shot command's kernel: one look at the log, in this process
+            security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
+            security.start()
         kernel.sse, kernel.fever_sse = consulted_by_sse(
             kernel.sse, kernel.fever_sse, kernel.view.memory
         )
@@ -191,6 +197,8 @@ async def configured_kernel(
     finally:
         if memory is not None:
             await memory.stop()
+        if manager is not None:
+            await manager.stop()
         if security is not None:
             await security.stop()
         if llm is not None:  # first: its last mode records go to the open log
@@ -305,11 +313,11 @@ DIAL_TIMEOUT_S = 3.0
 """How long the check before a model step waits for a provider's port to answer."""
 
 
-async def model_unavailable(kernel: Kernel) -> str | None:
+async def model_unavailable(kernel: Kernel, providers: Sequence[ProviderConfig]) -> str | None:
     """Why a step that needs a model cannot have one now, or None. Configured means the
-    kernel serves ``llm.*``; reachable means some provider's host accepts a connection
-    (a cheap stand-in for a completion, which would cost tokens)."""
-    providers = load_settings(kernel.config.data_dir).llm.providers
+    kernel serves ``llm.*`` and ``config.json`` names ``providers`` (read once per plan
+    run, not per step); reachable means some provider's host accepts a connection (a
+    cheap stand-in for a completion, which would cost tokens)."""
     if kernel.commit.adapter("llm") is None or not providers:
         return f"this step needs a model and none is configured: {NO_MODEL_HINT}"
     urls = [p.base_url or ANTHROPIC_URL for p in providers]
@@ -367,9 +375,10 @@ async def _orchestrate(
     def show(event: StepEvent) -> None:
         echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
 
+    providers = load_settings(kernel.config.data_dir).llm.providers
     try:
         orchestrator = Orchestrator(
-            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel)
+            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel, providers)
         )
         result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
         line = f"plan     {plan.task} {result.status}"

@@ -12,6 +12,7 @@ One module per group of commands; importing them registers their commands on `ap
 from __future__ import annotations
 
 from maos.cli import (
+    agent_runtime,
     agents,
     console,
     decisions,
@@ -42,6 +43,7 @@ _COMMANDS = (
     tdp,
     mcp,
     mcp_runtime,
+    agent_runtime,
     node,
     security,
     memory,

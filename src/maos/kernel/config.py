@@ -30,6 +30,7 @@ from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
 from maos.kernel.resilience import ResilienceSettings
+from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.tokens import DEFAULT_TTL
 from maos.kernel.wal import CHECKPOINT_EVERY
 from maos.kernel.walconfig import log_section, log_settings
@@ -96,6 +97,7 @@ class ConfigFile(_Strict):
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    telemetry: TelemetrySettings | None = None
 
     @field_validator("node_type")
     @classmethod
@@ -133,6 +135,8 @@ class KernelConfig:
     """Records between two checkpoints: at most about this many are re-hashed at boot."""
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     """Degradation modes and heartbeats (`maos.kernel.resilience`)."""
+    telemetry: TelemetrySettings | None = None
+    """Traces, metrics' scrape token, JSON logs (`maos.kernel.telemetry`); None: all off."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -153,6 +157,7 @@ class KernelConfig:
             wal_witness=witness,
             wal_checkpoint_every=every,
             resilience=config.resilience or ResilienceSettings(),
+            telemetry=config.telemetry,
         )
 
     def save(self) -> None:
@@ -166,6 +171,8 @@ class KernelConfig:
                 "sender": self.smtp.sender,
             }
         raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
+        if self.telemetry is not None:
+            raw["telemetry"] = self.telemetry.model_dump(exclude_unset=True)
         (self.data_dir / CONFIG_FILE).write_text(json.dumps(raw, indent=2) + "\n")
 
     @property

@@ -20,15 +20,15 @@ The kernel consults them in two places:
   aimed at (and the task's Commander did not name it), is refused
   (``DSC.PREFILTER.LEARNED``).
 
-Matching is exact (a normalised substring) and cheap: nothing when the memory is empty,
-one ``in`` per learned text otherwise, at most `MAX_THREATS` of them. Paraphrases are
-the SSE's to judge (``services/memory.py``).
+Matching is exact (a normalised substring) and cheap: nothing when the memory is empty;
+otherwise one set of the text's words, and an ``in`` only for the learned texts whose
+key word is among them (`ThreatMemory.in_text`). Paraphrases are the SSE's to judge
+(``services/memory.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -64,14 +64,13 @@ MAX_THREATS = 512
 MIN_TEXT = 24
 """A learned injection text is at least this long: a shorter one would match innocent text."""
 MAX_TEXT = 400
-_SPACE = re.compile(r"\s+")
 
 
 def text_form(text: str) -> str:
     """The form learned texts are stored and matched in: the pre-filter's normalisation
     (NFKC, invisibles removed, case folded, look-alikes mapped), whitespace runs as one
     space - so a re-wrapped or re-cased copy of the same injection still matches."""
-    return _SPACE.sub(" ", normalize(text)).strip()
+    return " ".join(normalize(text).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +133,13 @@ class Threat:
 class ThreatMemory:
     """The fold of ``memory.learned`` / ``memory.forgotten``."""
 
-    __slots__ = ("_aims", "_texts", "_threats")
+    __slots__ = ("_aims", "_by_word", "_texts", "_threats", "_unkeyed")
 
     def __init__(self) -> None:
         self._threats: dict[str, Threat] = {}
         self._texts: dict[str, Threat] = {}
+        self._by_word: dict[str, list[Threat]] = {}
+        self._unkeyed: list[Threat] = []
         self._aims: dict[tuple[str, str], Threat] = {}
 
     def __len__(self) -> int:
@@ -171,11 +172,37 @@ class ThreatMemory:
     def _index(self) -> None:
         self._texts = {t.text: t for t in self._threats.values() if t.text}
         self._aims = {(t.op, t.target): t for t in self._threats.values() if t.target}
+        self._by_word, self._unkeyed = {}, []
+        for threat in self._texts.values():
+            inner = threat.text.split(" ")[1:-1]
+            if inner:  # the least shared inner word so far, the longest of those
+                key = min(inner, key=lambda w: (len(self._by_word.get(w, ())), -len(w)))
+                self._by_word.setdefault(key, []).append(threat)
+            else:
+                self._unkeyed.append(threat)
 
-    def in_text(self, form: str) -> Threat | None:
-        """The first learned threat whose text occurs in ``form`` (already `text_form`)."""
-        for text, threat in self._texts.items():
-            if text in form:
+    def in_text(self, normalized: str) -> Threat | None:
+        """The first learned threat whose text occurs in ``normalized`` (the pre-filter's
+        `normalize`d form; whitespace runs are collapsed here, only when needed).
+
+        Exact, without an ``in`` per learned text: a text's inner words are whole words
+        of any text it occurs in, so a text whose key word (one of its inner words, the
+        one fewest other texts are keyed on) is not among the words of ``normalized``
+        cannot occur in it. Texts of one or two words are few and checked one by one.
+        """
+        if not self._texts:
+            return None
+        words = normalized.split()
+        keyed = self._by_word.keys() & words
+        if not keyed and not self._unkeyed:
+            return None
+        form = " ".join(words)
+        for word in keyed:
+            for threat in self._by_word[word]:
+                if threat.text in form:
+                    return threat
+        for threat in self._unkeyed:
+            if threat.text in form:
                 return threat
         return None
 
@@ -183,12 +210,14 @@ class ThreatMemory:
         """A learned injection text carried anywhere in a result (keys too), if any."""
         if not self._texts:
             return None
-        return self.in_text(" ".join(text_form(text) for _, text in bounded_leaves(value)))
+        return self.in_text(normalize("\n".join(text for _, text in bounded_leaves(value))))
 
-    def in_intent(self, intent: Intent, trusted: frozenset[str]) -> Threat | None:
+    def in_intent(
+        self, intent: Intent, trusted: frozenset[str], normalized: str | None = None
+    ) -> Threat | None:
         """A learned threat this intent repeats: the same op at the same target (unless
         the Commander named it for the task: ``trusted``), or a learned text in what it
-        sends."""
+        sends (``normalized``: its content as the pre-filter already normalised it)."""
         if self._aims:
             for target in intent.targets:
                 folded = target.strip().casefold()
@@ -196,7 +225,7 @@ class ThreatMemory:
                 if hit is not None and target not in trusted and folded not in trusted:
                     return hit
         if self._texts and intent.content:
-            return self.in_text(text_form(intent.content))
+            return self.in_text(normalize(intent.content) if normalized is None else normalized)
         return None
 
 

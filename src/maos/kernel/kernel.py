@@ -27,7 +27,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, immune, orders
+from maos.kernel import cascade, immune, orders, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -48,11 +48,13 @@ from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
+from maos.kernel.services import ServiceDesk
 from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.walconfig import anchored_wal
+from maos.kernel.watchdog import Watchdog
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -83,6 +85,7 @@ class Kernel:
         (the seed: in fever "all Ring 3 agents receive SSE evaluation")."""
         self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
+        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
@@ -115,6 +118,9 @@ class Kernel:
         if config.smtp is not None:
             adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
         self.commit = CommitLayer(self.wal, adapters)
+        self.watchdog = Watchdog(self.registry, self.clock, self._log, config.resilience)
+        self.services = ServiceDesk(self._log)
+        """Ring 1 writes: each record a service logs is checked here (`kernel.services`)."""
         self._workspaces = str(config.workspaces)
         self._executed: dict[str, Outcome] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
@@ -170,6 +176,7 @@ class Kernel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
         self.wal.close()
+        self.trace.shutdown()  # flushes the spans batched for the collector
         self.lock.release()
 
     async def __aenter__(self) -> Kernel:
@@ -205,6 +212,7 @@ class Kernel:
             await asyncio.sleep(self.config.follow_interval)
             due = [a.approval_id for a in self.approvals.due(self.clock())]
             await self.settle_approvals(due, reason="time ran out", principal="kernel")
+            await self.watchdog.sweep()
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -510,10 +518,15 @@ class Kernel:
         try:
             intent = parse_intent(raw, agent_id=agent_id, intent_id=intent_id)
         except InputError as exc:
-            return await self._refuse(intent_id, agent_id, exc.code, exc.message, op="?")
+            refused = self._refuse(intent_id, agent_id, exc.code, exc.message, op="?")
+            return await self.trace.intent(refused, None, agent_id=agent_id, approved=False)
         return await self._decide_and_run(intent, approved=False)
 
     async def _decide_and_run(self, intent: Intent, *, approved: bool) -> Outcome:
+        run = self._decide_run(intent, approved)  # traced and observed (kernel/trace.py)
+        return await self.trace.intent(run, intent, agent_id=intent.agent_id, approved=approved)
+
+    async def _decide_run(self, intent: Intent, approved: bool) -> Outcome:
         try:
             agent = self.registry.agent(intent.agent_id)
             task = self.registry.task(intent.task_id)

@@ -43,6 +43,10 @@ class ResilienceSettings(BaseModel):
     """Beats in a row without one arriving before the Watchdog records a miss: one late
     beat on a loaded machine is not a failure, five (half a second) is."""
 
+    start_grace_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    """How long a member just enrolled has for its first beat: a service process imports
+    MAOS before it beats, which takes seconds on a loaded machine."""
+
     @field_validator("critical_ops")
     @classmethod
     def _known_ops(cls, value: tuple[str, ...]) -> tuple[str, ...]:

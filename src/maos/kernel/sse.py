@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from maos.kernel import trace
 from maos.kernel.labels import Label
 from maos.kernel.types import Intent
 
@@ -69,7 +70,7 @@ async def veto(
     """Ask ``sse`` about an effect the DSC let through; any failure of it is a deny."""
     name = getattr(sse, "name", "sse")
     try:
-        verdict: object = await asyncio.wait_for(sse.evaluate(intent, context), timeout)
+        verdict: object = await asyncio.wait_for(trace.sse(sse, intent, context), timeout)
     except TimeoutError:
         return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {timeout:g}s")
     except Exception as exc:  # fail closed: a broken evaluator denies, never allows

@@ -244,9 +244,10 @@ class PrefilterCheck:
             text = "\n".join((text, *intent.targets))
         elif intent.target:
             text = f"{text}\n{intent.target}"
-        found = _match(normalize(text))
+        normalized = normalize(text)
+        found = _match(normalized)
         if found is None:
-            return self._allow if not self._memory else self._learned(inp)
+            return self._allow if not self._memory else self._learned(inp, normalized)
         where = "content" if _match(normalize(intent.content)) else "targets"
         return Deny(
             "DSC.PREFILTER.INJECTION",
@@ -254,9 +255,9 @@ class PrefilterCheck:
             check=self.name,
         )
 
-    def _learned(self, inp: CheckInput) -> Decision:
+    def _learned(self, inp: CheckInput, normalized: str) -> Decision:
         assert self._memory is not None
-        threat = self._memory.in_intent(inp.intent, inp.task.trusted_targets)
+        threat = self._memory.in_intent(inp.intent, inp.task.trusted_targets, normalized)
         if threat is None:
             return self._allow
         return Deny(

@@ -361,10 +361,21 @@ class ProcessSandbox:
         *,
         ops: OpTable = BASE_OPS,
         on_violation: ViolationSink | None = None,
+        runtime: Path | None = None,
     ) -> None:
         self.home = PodHome() if home is None else home
         self._ops = ops
         self._sink = on_violation
+        self.runtime = runtime
+        """A read-only virtualenv on Debian's python3 whose packages pods may import (an
+        agent framework: docs/frameworks.md); bound read-only at its own path."""
+
+    def runtime_sys_path(self) -> tuple[str, ...]:
+        """The runtime's site-packages, appended to the pod's ``sys.path`` (the pod runs
+        ``-I -S``: no site module, so the path is named, not discovered)."""
+        if self.runtime is None:
+            return ()
+        return tuple(str(p) for p in sorted(self.runtime.glob("lib/python3*/site-packages")))
 
     def support(self) -> Support:
         raise NotImplementedError

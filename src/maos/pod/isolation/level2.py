@@ -160,6 +160,7 @@ class Level2Sandbox(ProcessSandbox):
             "--ro-bind",
             str(self.home.pylib),
             "/maos/pylib",
+            *([] if self.runtime is None else ["--ro-bind", str(self.runtime), str(self.runtime)]),
             "--chdir",
             "/work",
             "--seccomp",
@@ -202,13 +203,20 @@ class Level2Sandbox(ProcessSandbox):
             os.close(info_r)
         landlock = None
         if landlock_abi() >= 1:
+            ro = ["/usr", "/maos", "/proc", "/dev"]
+            if self.runtime is not None:
+                ro.append(str(self.runtime))
             landlock = {
-                "ro": ["/usr", "/maos", "/proc", "/dev"],
+                "ro": ro,
                 "rw": ["/work", "/tmp"],
                 "rw_files": ["/dev/null"],
             }
         return Started(
-            proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",)), reaper
+            proc,
+            Launch(
+                cwd="/work", landlock=landlock, sys_path=("/maos/pylib", *self.runtime_sys_path())
+            ),
+            reaper,
         )
 
     _exit_signal = staticmethod(bwrap_exit_signal)
