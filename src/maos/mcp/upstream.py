@@ -77,6 +77,7 @@ __all__ = [
     "default_runtime_cache",
     "digest",
     "launch",
+    "remote_client",
     "scrub",
 ]
 
@@ -304,7 +305,7 @@ class Connection:
             async with contextlib.AsyncExitStack() as stack:
                 transport: Any
                 if self.spec.url is not None:
-                    http = _remote_client(self.spec)
+                    http = remote_client(self.spec)
                     await stack.enter_async_context(http)
                     transport = streamable_http_client(self.spec.url, http_client=http)
                 else:
@@ -517,7 +518,7 @@ class Connection:
             await self._drop()
 
 
-def _remote_client(spec: Upstream) -> httpx2.AsyncClient:
+def remote_client(spec: Upstream) -> httpx2.AsyncClient:
     """The client of a ``url`` upstream: each request goes only to the URL's host and
     port (the HTTP effect's reading of an allowlist), never by a proxy from the env."""
     assert spec.url is not None
