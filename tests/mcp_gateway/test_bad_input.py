@@ -140,8 +140,8 @@ def test_issue_13_oversized_and_malformed_stdio_messages_are_answered(setup: Set
     assert oversized["id"] == 2 and oversized["result"]["isError"], oversized
     refusal = oversized["result"]["content"][0]["text"]
     assert refusal.startswith("refused "), refusal[:300]
-    assert wrong["id"] == 3 and "error" in wrong
-    assert broken["id"] is None and broken["error"]["message"].startswith("MCP.BAD_MESSAGE")
+    assert wrong["id"] == 3 and wrong["error"]["message"].startswith("MCP.BAD_MESSAGE.PARAMS: ")
+    assert broken["id"] is None and broken["error"]["message"].startswith("MCP.BAD_MESSAGE.JSON:")
     assert good["id"] == 5 and not good["result"]["isError"], good
     assert [c["args"]["path"] for c in setup.calls("files", "read_file")] == ["/srv/reports/a"]
     assert proc.returncode == 0

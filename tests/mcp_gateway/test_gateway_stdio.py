@@ -330,6 +330,7 @@ def test_issue_13_malformed_messages_get_an_error_and_the_gateway_goes_on(setup:
         proc.stdout.close()
     errors = [a for a in answers if "error" in a]
     assert len(errors) == 2, answers
+    assert all(e["error"]["message"].startswith("MCP.BAD_MESSAGE.") for e in errors), errors
     (ok,) = [a for a in answers if a.get("id") == 1]
     assert ok["result"]["serverInfo"]["name"] == "maos-mcp-gateway"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,11 +164,51 @@ async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gatew
         await connected.aclose()
 
 
+_SDK_CODES = {
+    types.PARSE_ERROR: "MCP.BAD_MESSAGE.JSON",
+    types.INVALID_REQUEST: "MCP.BAD_MESSAGE.SHAPE",
+    types.METHOD_NOT_FOUND: "MCP.BAD_MESSAGE.METHOD",
+    types.INVALID_PARAMS: "MCP.BAD_MESSAGE.PARAMS",
+}
+_CODED = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+: ")
+
+
+def _coded(message: SessionMessage) -> SessionMessage:
+    """A JSON-RPC error the SDK wrote (a bad request's shape, an unknown method) with
+    the MAOS code its kind has in front of its sentence; the gateway's own are coded."""
+    rpc = message.message
+    if not isinstance(rpc, types.JSONRPCError) or _CODED.match(rpc.error.message):
+        return message
+    code = _SDK_CODES.get(rpc.error.code, "MCP.ERROR")
+    error = rpc.error.model_copy(update={"message": f"{code}: {rpc.error.message}"})
+    return SessionMessage(rpc.model_copy(update={"error": error}))
+
+
+class _CodedWrite:
+    """The server's write stream, every error going out through `_coded`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._stream.send(_coded(item))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> _CodedWrite:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 async def serve_stdio(gateway: Gateway) -> None:
     """Serve the one client on this process's stdin and stdout until it closes them.
 
     A line that is not a JSON-RPC message gets a parse error (``id: null``, its request
-    id being unreadable) instead of the SDK's silence, so the client is told."""
+    id being unreadable) instead of the SDK's silence, so the client is told; every
+    JSON-RPC error the client gets names a MAOS code (`_coded`)."""
     server = gateway.server()
     async with stdio_server() as (read, write):
         inbound, relayed = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -178,7 +219,7 @@ async def serve_stdio(gateway: Gateway) -> None:
                     if not isinstance(item, Exception):
                         await inbound.send(item)
                         continue
-                    why = f"MCP.BAD_MESSAGE: not a JSON-RPC message ({type(item).__name__})"
+                    why = f"MCP.BAD_MESSAGE.JSON: not a JSON-RPC message ({type(item).__name__})"
                     error = types.ErrorData(code=types.PARSE_ERROR, message=why)
                     await write.send(
                         SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=None, error=error))
@@ -186,7 +227,8 @@ async def serve_stdio(gateway: Gateway) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(screen)
-            await server.run(relayed, write, server.create_initialization_options())
+            options = server.create_initialization_options()
+            await server.run(relayed, _CodedWrite(write), options)
             tg.cancel_scope.cancel()
 
 
