@@ -14,8 +14,10 @@ from __future__ import annotations
 from maos.cli import (
     agent_runtime,
     agents,
+    commander,
     console,
     decisions,
+    federation,
     grants,
     log,
     mcp,
@@ -45,7 +47,9 @@ _COMMANDS = (
     mcp_runtime,
     agent_runtime,
     node,
+    federation,
     security,
+    commander,
     memory,
     resilience,
 )

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
+from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.resilience import ResilienceSettings
 from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.tokens import DEFAULT_TTL
@@ -97,6 +98,7 @@ class ConfigFile(_Strict):
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    commander: CommanderSection = CommanderSection()  # HACF levels (maos.kernel.hacfconfig)
     telemetry: TelemetrySettings | None = None
 
     @field_validator("node_type")
