@@ -62,6 +62,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert egress["ratio_relay_vs_direct_cpu"] > 0
     assert egress["ratio_sandboxed_vs_direct_p50"] > 0
     assert egress["ratio_upstream_start_vs_plain"] > 0
+    assert egress["ratio_upstream_first_vs_warm_start"] > 0  # cold (a fresh pod home) vs warm
     assert egress["relay_logged"] >= egress["connections"]  # every connection was logged
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.
