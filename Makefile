@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBED_STAMP := $(VENV)/.installed-embed
 FED_STAMP := $(VENV)/.installed-federation
+FRAMEWORKS_STAMP := $(VENV)/.installed-frameworks
 
 .PHONY: setup demo test lint typecheck bench clean sysdeps
 
@@ -28,6 +29,13 @@ $(FED_STAMP): $(STAMP) requirements-federation.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements-federation.txt
 	touch $(FED_STAMP)
 
+# The read-only runtime framework agents run from in pods (OpenAI Agents SDK, LangGraph,
+# pydantic-ai, pinned in src/maos/pod/frameworks.txt), built on Debian's python3 into
+# $$MAOS_RUNTIME_CACHE or /var/tmp/maos-runtime (docs/frameworks.md); tests/adapters uses it.
+$(FRAMEWORKS_STAMP): $(STAMP) src/maos/pod/frameworks.txt
+	$(BIN)/maos agent-runtime build
+	touch $(FRAMEWORKS_STAMP)
+
 # Debian packages the sandbox tests need (bubblewrap, libseccomp); a no-op when present.
 sysdeps:
 	@./scripts/sysdeps.sh
@@ -44,7 +52,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup $(EMBED_STAMP) $(FED_STAMP) lint
+test: setup $(EMBED_STAMP) $(FED_STAMP) $(FRAMEWORKS_STAMP) lint
 	@./scripts/sysdeps.sh test
 	$(BIN)/pytest -q
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maos.kernel.kernel import KernelConfig, SmtpConfig
 from maos.pod.isolation import PodHome
+from maos.pod.isolation.home import pod_uid, reachable
+from maos.pod.upstream_runtime import Runtime, build_runtime
 from maos.testing import Mailbox, loopback_smtp
 
 
@@ -35,3 +40,39 @@ def home() -> Iterator[PodHome]:
     pod_home = PodHome()
     yield pod_home
     pod_home.close()
+
+
+# Read-only runtimes for upstream (MCP) servers' pods (tests/pod, tests/mcp_gateway).
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+
+
+FILESYSTEM_SERVER = "@modelcontextprotocol/server-filesystem@2026.8.31"
+"""The reference MCP filesystem server, from npm, pinned."""
+
+
+def _cached_runtime(request: pytest.FixtureRequest, **build: Any) -> Iterator[Runtime]:
+    """Cached in pytest's cache dir when uid nobody can traverse to it (a checkout under
+    ``/root`` cannot be mounted by bwrap running as nobody); otherwise built in a fresh
+    world-traversable temporary dir and removed afterwards."""
+    store = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache = store.mkdir("mcp-runtime") if store is not None else None
+    if cache is not None and reachable(cache.parent, pod_uid()):
+        yield build_runtime(cache=cache, constraints=LOCK, **build)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="maos-runtime-"))
+    try:
+        yield build_runtime(cache=scratch, constraints=LOCK, **build)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mcp_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """A real read-only runtime with the pinned ``mcp`` SDK, built once and cached."""
+    yield from _cached_runtime(request, packages=["mcp==2.3.0"])
+
+
+@pytest.fixture(scope="session")
+def npm_runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """A real read-only runtime holding the npm filesystem MCP server (and node)."""
+    yield from _cached_runtime(request, packages=[], npm_packages=[FILESYSTEM_SERVER])

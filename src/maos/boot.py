@@ -2,8 +2,9 @@
 
 `configured_kernel` boots a kernel on a data directory with the LLM chain and the
 Semantic Security Evaluators its configuration names (`maos.llm.config`), installing the
-adapters before boot replays approved intents, runs the Security Agent's aggregate
-monitoring beside it (`maos.services.security`), and closes everything after.
+adapters before boot replays approved intents, runs the Security Agent beside it
+(`maos.services.security`; a serving kernel's as its own process under the Service
+Manager, `maos.services.manager`), and closes everything after.
 `run_plan_file` starts a plan's tool hosts, runs the plan on such a kernel with one pod
 runtime per isolation level, and reports each step through ``echo``.
 
@@ -39,10 +40,12 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.manager import ServiceManager
+from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import CascadePolicy, SecurityAgent, thresholds
+from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 
 __all__ = [
@@ -148,6 +151,8 @@ async def configured_kernel(
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
+    manager: ServiceManager | None = None
+    memory: MemoryManager | None = None
     home: PodHome | None = None
     tools: ToolAdapter | None = None
 
@@ -173,15 +178,26 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
-        security = SecurityAgent(
-            kernel,
-            aggregate_limits(settings.security),
-            policy=cascade_policy(settings.security),
-            notifier=_notifier(kernel, settings.security),
+        limits, policy = aggregate_limits(settings.security), cascade_policy(settings.security)
+        notifier = _notifier(kernel, settings.security)
+        if follow:  # a serving kernel: the Security Agent is its own supervised process
+            kernel.view.aggregate.configure(limits, enforce=not policy.monitor_only)
+            manager = ServiceManager(kernel, on_order=notify_hook(notifier))
+            manager.start("security")
+        else:  # a one-shot command's kernel: one look at the log, in this process
+            security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
+            security.start()
+        kernel.sse, kernel.fever_sse = consulted_by_sse(
+            kernel.sse, kernel.fever_sse, kernel.view.memory
         )
-        security.start()
+        memory = MemoryManager(kernel)
+        memory.start()
         yield kernel
     finally:
+        if memory is not None:
+            await memory.stop()
+        if manager is not None:
+            await manager.stop()
         if security is not None:
             await security.stop()
         if llm is not None:  # first: its last mode records go to the open log

@@ -13,76 +13,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright
+from dashkit import EXAMPLE_PLAN, in_browser
+from dashkit import client as _client
+from dashkit import park_stranger_mail as _park_stranger_mail
+from dashkit import run as _run
 
-from maos.boot import PlanQueue
-from maos.commander.web import Dashboard, load_or_create_token
+from maos.commander.web import Dashboard
 from maos.kernel import cascade
 from maos.kernel.approvals import ApprovalStatus
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
-from maos.kernel.tokens import Grant
 from maos.kernel.types import Intent, OutcomeStatus
 from maos.kernel.walconfig import anchored_wal
-from maos.testing import Mailbox, crash_after_prepare, intent_frame, task_with_untrusted_mail
-
-EXAMPLE_PLAN = Path(__file__).parents[2] / "examples" / "plans" / "report.yaml"
-MARKUP = "<img src=x onerror=\"document.title='pwned'\">"
-"""What an injection might put in an intent, hoping the dashboard renders it."""
-
-
-async def _park_stranger_mail(k: Kernel) -> tuple[str, str]:
-    """a1 reads an untrusted mail, then asks to mail the stranger it names: parked (R10)."""
-    token = await task_with_untrusted_mail(k, [Grant("fs.read", "*"), Grant("email.send", "*")])
-    await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
-    frame = intent_frame(
-        token, "email.send", "stranger@evil.example", "m1", subject="s", body=MARKUP
-    )
-    out = await k.submit(frame, agent_id="a1")
-    assert out.status is OutcomeStatus.PENDING and out.approval_id is not None, out
-    return token, out.approval_id
-
-
-@contextlib.asynccontextmanager
-async def _served(config: KernelConfig) -> AsyncIterator[tuple[Kernel, Dashboard, str]]:
-    kernel = await Kernel.boot(config)
-    token = load_or_create_token(config.data_dir)
-    plans = PlanQueue(kernel, echo=lambda line: None)
-    dashboard = Dashboard(
-        kernel, token, extra=lambda: {"plans": plans.runs()}, submit_plan=plans.submit
-    )
-    server = asyncio.create_task(dashboard.serve())
-    worker = asyncio.create_task(plans.serve())
-    try:
-        await asyncio.wait_for(dashboard.started(), 30)
-        yield kernel, dashboard, token
-    finally:
-        worker.cancel()
-        dashboard.stop()
-        await server
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
-        await kernel.close()
-
-
-def _client(dashboard: Dashboard, token: str | None) -> httpx.AsyncClient:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    return httpx.AsyncClient(base_url=dashboard.url, headers=headers, timeout=30)
-
-
-def _run(config: KernelConfig, body: Callable[[Kernel, Dashboard, str], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        async with _served(config) as (kernel, dashboard, token):
-            return await body(kernel, dashboard, token)
-
-    return asyncio.run(main())
+from maos.testing import Mailbox, crash_after_prepare, intent_frame
 
 
 def test_the_api_wants_the_token_and_its_own_host_name(config: KernelConfig) -> None:
@@ -278,30 +228,6 @@ def test_maos_run_hands_its_plan_to_the_serving_maos_up(tmp_path: Path) -> None:
     assert final.read_text().strip(), "the publisher wrote the report"
 
 
-# -- in a browser ----------------------------------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-async def _in_browser(dashboard: Dashboard, act: Any) -> Any:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = await browser.new_page()
-            await page.goto(dashboard.login_url)
-            return await act(page)
-        finally:
-            await browser.close()
-
-
 def test_the_page_shows_injected_markup_as_text_and_a_click_denies(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
@@ -317,13 +243,13 @@ def test_the_page_shows_injected_markup_as_text_and_a_click_denies(
             assert await page.locator("article img").count() == 0  # ... never as an element
             assert await page.title() == "MAOS Commander"
             assert "token=" not in page.url  # the fragment is dropped once read
-            await asyncio.sleep(2)  # a poll redraws the page; the card must stay put
+            await asyncio.sleep(2)  # pushed states redraw the page; the card must stay put
             await card.locator(".note").fill("not one of ours")
             await card.locator(".deny").click()
             await page.locator("#no-approvals").wait_for(state="visible")
             assert await page.title() == "MAOS Commander"
 
-        await _in_browser(dashboard, act)
+        await in_browser(dashboard, act)
         return approval_id
 
     approval_id = _run(config, body)
@@ -347,7 +273,7 @@ def test_killing_an_agent_from_the_page(config: KernelConfig) -> None:
             await row.locator("button.kill").click()
             await row.locator("td.status-killed").wait_for()
 
-        await _in_browser(dashboard, act)
+        await in_browser(dashboard, act)
         assert kernel.registry.agent("a1").status.value == "killed"
 
     _run(config, body)
@@ -378,7 +304,7 @@ def test_the_page_shows_an_agents_cascade_stage_score_and_evidence(config: Kerne
             row = await page.locator('tr[data-agent-id="a1"]').inner_text()
             assert "evidence: DSC.PREFILTER.INJECTION +3" in row
 
-        await _in_browser(dashboard, act)
+        await in_browser(dashboard, act)
 
     _run(config, body)
 
@@ -391,7 +317,7 @@ def test_running_a_plan_from_the_page(config: KernelConfig) -> None:
             done = page.locator("#plans li", has_text="q3-report: done")
             await done.wait_for(timeout=180_000)
 
-        await _in_browser(dashboard, act)
+        await in_browser(dashboard, act)
 
     _run(config, body)
     final = config.data_dir / "workspaces" / "q3-report" / "reports" / "final.md"
@@ -414,7 +340,7 @@ def test_judging_an_effect_in_doubt_from_the_page(config: KernelConfig, mailbox:
             await item.locator("button.not-happened").click()
             await item.wait_for(state="detached")
 
-        await _in_browser(dashboard, act)
+        await in_browser(dashboard, act)
         assert kernel.commit.in_doubt() == []
         retry = await kernel.commit.run(mail)
         assert (retry.status, retry.code) == (OutcomeStatus.FAILED, "EFFECT.NOT_HAPPENED")

@@ -7,13 +7,18 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from maos.pod.isolation.home import pod_uid
+from maos.pod.upstream_runtime import Runtime
 
 UPSTREAMS = Path(__file__).with_name("upstreams.py")
 SRC = str(Path(__file__).parents[2] / "src")
@@ -24,9 +29,11 @@ class Setup:
     root: Path
     policy: Path
     data_dir: Path
+    records: Path
+    """Where the sandboxed upstreams write what they saw: the pods' uid owns it."""
 
     def record(self, upstream: str) -> Path:
-        return self.root / f"{upstream}.jsonl"
+        return self.records / f"{upstream}.jsonl"
 
     def calls(self, upstream: str, tool: str | None = None) -> list[dict[str, Any]]:
         path = self.record(upstream)
@@ -59,37 +66,65 @@ class Setup:
         ]
 
     @contextlib.asynccontextmanager
-    async def client(self, mode: str = "legacy") -> AsyncIterator[Client]:
-        """The SDK's own client, driving the gateway as a child process over stdio."""
+    async def client(
+        self, mode: str = "legacy", errlog: TextIO | None = None
+    ) -> AsyncIterator[Client]:
+        """The SDK's own client, driving the gateway as a child process over stdio
+        (its stderr into ``errlog``, as a client such as Claude Desktop keeps it)."""
         cmd = self.gateway_command()
         params = StdioServerParameters(
             command=cmd[0], args=cmd[1:], env={"PYTHONPATH": SRC, "MAOS_TEST_SECRET": "s3cret"}
         )
-        async with Client(params, mode=mode, read_timeout_seconds=60) as client:
+        transport = stdio_client(params, errlog=errlog or sys.stderr)
+        async with Client(transport, mode=mode, read_timeout_seconds=60) as client:
             yield client
 
 
-def upstream(kind: str, record: Path, **env: str) -> dict[str, Any]:
+def upstream(kind: str, records: Path, **env: str) -> dict[str, Any]:
+    """A test server as a level-2 pod: the runtime's python, its script copied in, and
+    the record directory its only writable host path."""
     return {
-        "command": sys.executable,
+        "command": "python",
         "args": [str(UPSTREAMS), kind],
-        "env": {"RECORD": str(record), "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        "env": {"RECORD": str(records / f"{kind}.jsonl"), **env},
+        "sandbox": {
+            "runtime": {"python": ["mcp==2.3.0"]},
+            "files": [str(UPSTREAMS)],
+            "writable": [str(records)],
+        },
         "timeout_s": 30,
     }
 
 
-def make_setup(tmp_path: Path) -> Setup:
-    s = Setup(tmp_path, tmp_path / "gateway.yaml", tmp_path / "data")
+def unsandboxed(kind: str, records: Path, **env: str) -> dict[str, Any]:
+    """The same server as a plain child of the gateway (``sandbox: {level: none}``)."""
+    return {
+        "command": sys.executable,
+        "args": [str(UPSTREAMS), kind],
+        "env": {"RECORD": str(records / f"{kind}.jsonl"), "PYTHONPATH": os.pathsep.join(sys.path)}
+        | env,
+        "sandbox": {"level": "none"},
+        "timeout_s": 30,
+    }
+
+
+def make_setup(tmp_path: Path, runtime: Runtime) -> Setup:
+    records = Path(tempfile.mkdtemp(prefix="maos-mcp-records-"))
+    records.chmod(0o755)
+    os.chown(records, pod_uid(), pod_uid())
+    s = Setup(tmp_path, tmp_path / "gateway.yaml", tmp_path / "data", records)
+    (records / "desc").write_text("Send an e-mail.")
     policy = {
         "name": "reports",
         "task": "Read the Q3 report and mail a summary to boss@example.com.",
         "effects": ["read", "send"],
         "default": "refuse",
         "on_pending": {"mode": "return"},
+        "runtime_cache": str(runtime.root.parent),
         "upstreams": {
-            "mail": upstream("mail", s.record("mail"), DESCRIPTION_FILE=str(tmp_path / "desc")),
-            "files": {**upstream("files", s.record("files")), "max_result_bytes": 4096},
-            "fetch": upstream("fetch", s.record("fetch")),
+            "mail": upstream("mail", records, DESCRIPTION_FILE=str(records / "desc")),
+            "files": {**upstream("files", records), "max_result_bytes": 4096},
+            "fetch": upstream("fetch", records),
         },
         "tools": {
             "mail": {

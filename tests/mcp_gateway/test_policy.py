@@ -35,6 +35,16 @@ upstreams:
         (GOOD + "tools: {other: {send: {effect: send}}}\n", "(top level)"),
         (GOOD.replace("{command: /bin/true}", "{command: /bin/true, url: http://x}"), "mail"),
         (GOOD + "tools: {mail: {send: {effect: send, args: {p: {}}}}}\n", "args.p"),
+        (GOOD.replace("/bin/true}", "/bin/true, sandbox: {egress: [127.1:80]}}"), "sandbox"),
+        (GOOD.replace("/bin/true}", "/bin/true, sandbox: {egress: ['a.com']}}"), "sandbox"),
+        (GOOD.replace("/bin/true}", "/bin/true, env: {PATH: /evil}}"), "mail"),
+        (GOOD.replace("/bin/true}", "/bin/true, env: {api_key: x}}"), "mail"),
+        (GOOD.replace("/bin/true}", "/bin/true, sandbox: {level: 1}}"), "sandbox.level"),
+        (GOOD.replace("/bin/true}", "/bin/true, sandbox: {level: none, files: [/x]}}"), "sandbox"),
+        (GOOD.replace("/bin/true}", "/bin/true, sandbox: {files: [x.py]}}"), "sandbox"),
+        (GOOD.replace("/bin/true}", "/bin/true, cwd: /srv}"), "mail"),
+        (GOOD.replace("/bin/true}", "/bin/true, env: {K: a}, secrets: {K: /k}}"), "mail"),
+        (GOOD.replace("{command: /bin/true}", "{url: 'http://x/mcp', sandbox: {}}"), "mail"),
     ],
 )
 def test_issue_13_bad_policy_is_refused_naming_the_field(
@@ -96,7 +106,30 @@ def test_issue_13_rate_and_call_count_rules() -> None:
     assert refusal is not None and refusal.code == "MCP.RULE.MAX_CALLS"
 
 
+def test_issue_13_relative_paths_are_the_policy_files_own(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "gateway.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        GOOD.replace(
+            "{command: /bin/true}",
+            "{command: ./srv.py, args: [./srv.py, -v, x/y], secrets: {K: ../k},"
+            " sandbox: {files: [./srv.py], writable: [./data]}}",
+        )
+        + "runtime_cache: ./rt\n"
+    )
+    policy = load_policy(path)
+    up = policy.upstreams["mail"]
+    here = str(path.parent)
+    assert up.command == f"{here}/srv.py" and up.args == [f"{here}/srv.py", "-v", "x/y"]
+    assert up.secrets == {"K": f"{tmp_path}/k"}
+    assert (up.sandbox.files, up.sandbox.writable) == ([f"{here}/srv.py"], [f"{here}/data"])
+    assert policy.runtime_cache == f"{here}/rt"
+    assert up.sandbox.level == 2  # the default: a pod
+
+
 def test_issue_13_the_shipped_example_policy_is_valid() -> None:
     example = Path(__file__).parents[2] / "examples" / "mcp" / "gateway.yaml"
     policy = load_policy(example)
-    assert policy.tools["echo"]["say"].effect == "read"
+    assert policy.tools["notes"]["read_note"].effect == "read"
+    notes = policy.upstreams["notes"]
+    assert notes.sandbox.level == 2 and Path(notes.sandbox.files[0]).is_file()

@@ -182,7 +182,13 @@ def test_upstream_refuses_what_it_cannot_sandbox(home: PodHome, served: Path) ->
         asyncio.run(start("/usr/bin/curl", env={}))
     assert err.value.code == "POD.UPSTREAM.NOT_MOUNTED"
     with pytest.raises(SandboxError) as err:
-        asyncio.run(start(PYTHON, env={}, files=[Path("/root/.bashrc")]))
+        asyncio.run(start(PYTHON, env={}, files=[Path("/root")]))
+    assert err.value.code == "POD.UPSTREAM.UNREACHABLE"  # a directory is bound, not copied
+    with pytest.raises(SandboxError) as err:
+        asyncio.run(start(PYTHON, env={}, files=[Path("/nonexistent/server.py")]))
+    assert err.value.code == "POD.UPSTREAM.NO_FILE"
+    with pytest.raises(SandboxError) as err:
+        asyncio.run(start(PYTHON, env={}, writable=[Path("/root")]))
     assert err.value.code == "POD.UPSTREAM.UNREACHABLE"
     with pytest.raises(SandboxError) as err:
         asyncio.run(start(PYTHON, env={}, egress=["127.0.0.1:1"]))

@@ -12,6 +12,7 @@ One module per group of commands; importing them registers their commands on `ap
 from __future__ import annotations
 
 from maos.cli import (
+    agent_runtime,
     agents,
     console,
     decisions,
@@ -19,7 +20,9 @@ from maos.cli import (
     log,
     mcp,
     mcp_runtime,
+    memory,
     node,
+    resilience,
     security,
     tdp,
     tokens,
@@ -40,8 +43,11 @@ _COMMANDS = (
     tdp,
     mcp,
     mcp_runtime,
+    agent_runtime,
     node,
     security,
+    memory,
+    resilience,
 )
 """Imported for their commands (typer registers them on import)."""
 

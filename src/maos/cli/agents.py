@@ -61,6 +61,15 @@ def agent_run(
         bool,
         typer.Option("--new-task", help="Start a fresh task (<task>-2, -3, ...) for this run."),
     ] = False,
+    frameworks: Annotated[
+        bool,
+        typer.Option(
+            "--frameworks",
+            help="Give the pod the agent frameworks (OpenAI Agents SDK, LangGraph, "
+            "pydantic-ai) from their read-only runtime, built on first use "
+            "(`maos agent-runtime build`; docs/frameworks.md).",
+        ),
+    ] = False,
     data_dir: DataDir = DEFAULT_DIR,
 ) -> None:
     """Run an agent script in a sandboxed pod, one line per request the kernel answered.
@@ -99,6 +108,7 @@ def agent_run(
         trusted=trusted or (),
         resume=resume,
         new_task=new_task,
+        frameworks=frameworks,
     )
 
     async def go() -> tuple[Any, str]:

@@ -120,6 +120,7 @@ def _llm_line(llm: Mapping[str, Any]) -> str:
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, approvals, LLM, tools, in-doubt effects."""
+    from maos.cli import memory, resilience
     from maos.llm.config import llm_status
 
     view = view_of(data_dir, write=False)
@@ -146,6 +147,11 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
             for t in view.registry.tools.values()
         },
     }
+    key, section, lines = resilience.status_section(view.registry)
+    info[key] = section
+    key, section, memory_lines = memory.status_section(view)
+    info[key] = section
+    lines = [*lines, *memory_lines]
     if as_json:
         echo_json(info)
         return
@@ -161,6 +167,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     if view.registry.fever:
         who = ", ".join(sorted(view.registry.quarantined))
         typer.echo(f"FEVER         on: {who} in quarantine; rate limits halved, Ring 3 to the SSE")
+    typer.echo("\n".join(lines))
     typer.echo(f"agents        {len(view.registry.agents)}")
     for a in view.registry.agents.values():
         stage = "" if a.stage.value == "normal" else f"  {a.stage.value}: {a.stage_cause}"

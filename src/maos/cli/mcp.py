@@ -6,12 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from maos.cli._common import DEFAULT_DIR, DataDir, app, fail
 from maos.kernel.errors import MaosError
+
+if TYPE_CHECKING:
+    from maos.mcp.policy import Upstream
 
 mcp_app = typer.Typer(
     help="Serve MCP to a client (Claude Desktop, Claude Code, any MCP client) with every"
@@ -97,8 +100,7 @@ def check(
                     )
             return connected.catalogue
         finally:
-            for conn in connected.adapter.connections.values():
-                await conn.aclose()
+            await connected.aclose()
 
     try:
         spec = load_policy(policy)
@@ -142,7 +144,30 @@ def check(
             if rules:
                 how += "; rules: " + "; ".join(rules)
         typer.echo(line + how)
+    for name, server in spec.upstreams.items():
+        typer.echo(f"upstream {name}: {_isolation(server)}")
     declared = {(u, t) for u, tools in spec.tools.items() for t in tools}
     offered = {(e.upstream, e.remote) for e in catalogue.entries}
     for upstream, tool in sorted(declared - offered):
         typer.echo(f"warning: {upstream}/{tool} is declared but the upstream does not offer it")
+
+
+def _isolation(upstream: Upstream) -> str:
+    """How an upstream runs and what it may reach, in one line."""
+    if upstream.url is not None:
+        return f"remote {upstream.url} (requests only to its host and port)"
+    box = upstream.sandbox
+    if box.level == "none":
+        return "NOT SANDBOXED (sandbox level none): a plain child with the policy's env only"
+    runtime = "Debian's python3 only"
+    if box.runtime is not None:
+        parts = [*box.runtime.python, *(f"npm:{p}" for p in box.runtime.npm)]
+        runtime = (
+            "runtime " + (" ".join(parts) or "(empty)") + (" + node" if box.runtime.node else "")
+        )
+    egress = ", ".join(box.egress) or "no network"
+    secrets = f", secrets {' '.join(sorted(upstream.secrets))}" if upstream.secrets else ""
+    return (
+        f"level-2 pod, {runtime}, {len(box.files)} file(s), {len(box.writable)} writable dir(s),"
+        f" egress {egress}{secrets}"
+    )

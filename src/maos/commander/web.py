@@ -15,6 +15,9 @@ The trusted display path: every string on the page that an agent could have infl
 (targets, parameters, reasons, notes) is put there as text, never as markup, and the
 Content-Security-Policy allows no inline script, so markup an injection smuggles into an
 intent is shown, not run.
+
+Live updates come over one EventSource stream (`maos.commander.stream`), opened with a
+single-use ticket the page fetches with the header: the token itself never goes in a URL.
 """
 
 from __future__ import annotations
@@ -27,22 +30,28 @@ from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config, Server
 
 from maos.commander.grants import grant_lines
+from maos.commander.metrics import metrics_route
 from maos.commander.packets import packet_lines
+from maos.commander.reports import PlanStatus, agent_page, decided, tasks
+from maos.commander.search import ChartRange, LogFilter, LogSearch, hide_token
+from maos.commander.stream import TICKET_TTL, Broadcaster, StreamTickets
 from maos.kernel import strictjson
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
 from maos.kernel.kernel import Kernel
+from maos.kernel.labels import Conf
 from maos.kernel.registry import COMMANDER
 from maos.kernel.strictjson import TOO_LARGE, check_size
 
@@ -61,14 +70,19 @@ TOKEN_FILE = "commander.token"
 URL_FILE = "commander.url"
 """Where `maos up` says it serves, while it does: how `maos run` finds it."""
 RECENT = 60
-"""Log records the dashboard shows, newest first."""
-_QUIET_KINDS = frozenset({"lock.acquired", "lock.released", "intent.prepared", "provenance.seen"})
-"""Bookkeeping a person does not need to watch; `maos wal show` has every record."""
+"""Log records the dashboard shows, newest first (bookkeeping left out: the search and
+`maos wal show` have every record)."""
+STREAM_PATH = "/api/stream"
+_JS = "text/javascript; charset=utf-8"
 _STATIC = {
     "/": ("dashboard.html", "text/html; charset=utf-8"),
-    "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    "/static/dashboard.js": ("dashboard.js", _JS),
+    "/static/agent.js": ("agent.js", _JS),
+    "/static/log.js": ("log.js", _JS),
 }
+"""The page and its files; another module's script is one more line here and one
+``<script>`` line in dashboard.html."""
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -100,13 +114,21 @@ def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
     return token
 
 
-def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def snapshot(
+    kernel: Kernel,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    search: LogSearch | None = None,
+    plans: PlanStatus | None = None,
+) -> dict[str, Any]:
     """What the dashboard draws: the kernel's status, each pending approval with its
-    decision packet, and the latest records worth a look."""
+    decision packet, the decided ones, each task's status and spend, and the latest
+    records worth a look."""
+    search = search or LogSearch(kernel.config.wal_path)
     state = kernel.status()
     state["pending_approvals"] = [
         {
-            **a.to_dict(),
+            **hide_token(a.to_dict()),
             "packet": [
                 *packet_lines(a.details, a.intent),
                 *grant_lines(kernel.view.scope.grants.get(a.task_id)),
@@ -114,17 +136,13 @@ def snapshot(kernel: Kernel, extra: Mapping[str, Any] | None = None) -> dict[str
         }
         for a in kernel.approvals.pending()
     ]
+    state["decided_approvals"] = decided(kernel)
+    state["task_status"] = tasks(kernel, plans or PlanStatus(kernel))
     state["tools"] = {
         t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
         for t in kernel.registry.tools.values()
     }
-    first = max(0, kernel.wal.tail_seq() - 4 * RECENT)
-    recent = [
-        {"seq": r.seq, "ts": r.ts, "kind": r.kind, "body": r.body}
-        for r in kernel.wal.read(since_seq=first)
-        if r.kind not in _QUIET_KINDS
-    ]
-    state["recent"] = recent[::-1][:RECENT]
+    state["recent"] = search.records(LogFilter(limit=RECENT))
     state.update(extra or {})
     return state
 
@@ -157,6 +175,25 @@ class _SafeState(BaseModel):
     model_config = _BODY
     on: bool
     reason: str = Field(default="", max_length=2000)
+
+
+class _Declassification(BaseModel):
+    model_config = _BODY
+    to: str = Field(pattern="^(public|internal|confidential)$")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class _Revocation(BaseModel):
+    model_config = _BODY
+    revocation_ids: list[str] = Field(min_length=1, max_length=64)
+
+    @field_validator("revocation_ids")
+    @classmethod
+    def _hex(cls, ids: list[str]) -> list[str]:
+        for rid in ids:
+            if not 16 <= len(rid) <= 256 or not all(c in "0123456789abcdef" for c in rid):
+                raise ValueError("a revocation id is lower-case hex")
+        return ids
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -234,6 +271,16 @@ async def _body(request: Request) -> bytes:
     return raw
 
 
+def _query(request: Request) -> dict[str, str]:
+    """Query parameters, each at most once (as a body's keys: a second value would say
+    two things)."""
+    items = request.query_params.multi_items()
+    names = [k for k, _ in items]
+    if len(set(names)) != len(names):
+        raise InputError("BAD_INPUT.DUPLICATE_KEY", "a query parameter is given twice")
+    return dict(items)
+
+
 SubmitPlan = Callable[[Path], Mapping[str, Any]]
 
 
@@ -245,14 +292,51 @@ def dashboard_app(
     port: int,
     extra: Callable[[], Mapping[str, Any]],
     submit_plan: SubmitPlan | None = None,
+    closing: Callable[[], bool] = lambda: False,
+    search: LogSearch | None = None,
 ) -> ASGIApp:
     """The ASGI app: the page, its script and style, and the API under ``/api``.
 
     ``extra`` adds to each snapshot what the serving process knows beyond the kernel (the
-    plans it runs); ``submit_plan`` queues a plan file there."""
+    plans it runs); ``submit_plan`` queues a plan file there; ``closing`` says the server
+    is stopping (live streams end then); ``search`` reads the log (one of its own when
+    not given)."""
+    search = search or LogSearch(kernel.config.wal_path)
+    plans = PlanStatus(kernel)
+    tickets = StreamTickets()
+
+    def current() -> dict[str, Any]:
+        return snapshot(kernel, extra(), search=search, plans=plans)
+
+    def render() -> tuple[int, bytes]:
+        state = current()
+        return int(state["wal_records"]), orjson.dumps(state, default=_plain)
+
+    live = Broadcaster(
+        lambda: (kernel.wal.tail_seq(), orjson.dumps(extra(), default=_plain)), render, closing
+    )
 
     async def state(request: Request) -> Any:
-        return snapshot(kernel, extra())
+        return current()
+
+    async def ticket(request: Request) -> Any:
+        _Decision.model_validate_json(await _body(request))
+        return {"ticket": tickets.issue(), "expires_in": TICKET_TTL}
+
+    async def stream(request: Request) -> Response:
+        if live.full:
+            return _error(429, "STATE.TOO_MANY_STREAMS", "close another dashboard tab first")
+        return StreamingResponse(live.frames(), media_type="text/event-stream")
+
+    async def log(request: Request) -> Any:
+        records = search.records(LogFilter.model_validate(_query(request)))
+        return {"records": records, "next_before": records[-1]["seq"] if records else None}
+
+    async def chart(request: Request) -> Any:
+        return search.decisions(ChartRange.model_validate(_query(request)))
+
+    async def agent(request: Request) -> Any:
+        return agent_page(kernel, search, request.path_params["agent_id"])
 
     async def approve(request: Request) -> Any:
         _Decision.model_validate_json(await _body(request))
@@ -277,6 +361,17 @@ def dashboard_app(
         await kernel.set_safe_state(body.on, reason=body.reason, principal=COMMANDER)
         return {"safe_state": kernel.registry.safe_state}
 
+    async def declassify(request: Request) -> Any:
+        body = _Declassification.model_validate_json(await _body(request))
+        task_id = request.path_params["task_id"]
+        await kernel.declassify(task_id, Conf[body.to.upper()], reason=body.reason)
+        return {"task_id": task_id, "declassified_to": body.to}
+
+    async def revoke(request: Request) -> Any:
+        body = _Revocation.model_validate_json(await _body(request))
+        epoch = await kernel.revoke_ids(body.revocation_ids, principal=COMMANDER)
+        return {"revoked": body.revocation_ids, "revocation_epoch": epoch}
+
     async def resolve(request: Request) -> Any:
         body = _Verdict.model_validate_json(await _body(request))
         key = request.path_params["idem_key"]
@@ -294,26 +389,39 @@ def dashboard_app(
         content = resources.files("maos.commander").joinpath("static", name).read_bytes()
         return Response(content, media_type=media)
 
+    post = ["POST"]
     routes = [Route(path, page) for path in _STATIC]
     routes += [
         Route("/api/state", _api(state)),
-        Route("/api/approvals/{approval_id}/approve", _api(approve), methods=["POST"]),
-        Route("/api/approvals/{approval_id}/deny", _api(deny), methods=["POST"]),
-        Route("/api/agents/{agent_id}/status", _api(agent_status), methods=["POST"]),
-        Route("/api/safe-state", _api(safe_state), methods=["POST"]),
-        Route("/api/plans", _api(plan), methods=["POST"]),
-        Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=["POST"]),
+        Route("/api/stream/ticket", _api(ticket), methods=post),
+        Route(STREAM_PATH, stream),
+        Route("/api/log", _api(log)),
+        Route("/api/chart", _api(chart)),
+        Route("/api/agents/{agent_id}", _api(agent)),
+        Route("/api/approvals/{approval_id}/approve", _api(approve), methods=post),
+        Route("/api/approvals/{approval_id}/deny", _api(deny), methods=post),
+        Route("/api/agents/{agent_id}/status", _api(agent_status), methods=post),
+        Route("/api/safe-state", _api(safe_state), methods=post),
+        Route("/api/tasks/{task_id}/declassify", _api(declassify), methods=post),
+        Route("/api/tokens/revoke", _api(revoke), methods=post),
+        Route("/api/plans", _api(plan), methods=post),
+        Route("/api/in-doubt/{idem_key:path}/resolve", _api(resolve), methods=post),
     ]
-    return _Guard(Starlette(routes=routes), token, host=host, port=port)
+    # Routes of other modules: one line each, ``routes += <module>.routes(kernel, ...)``.
+    routes.append(metrics_route(kernel, token))  # Prometheus (commander/metrics.py)
+    return _Guard(Starlette(routes=routes), token, tickets, host=host, port=port)
 
 
 class _Guard:
-    """Refuses a foreign Host and an API call without the token; adds the security
-    headers to every response."""
+    """Refuses a foreign Host and an API call without the token (the event stream: without
+    the token or a stream ticket); adds the security headers to every response."""
 
-    def __init__(self, app: ASGIApp, token: str, *, host: str, port: int) -> None:
+    def __init__(
+        self, app: ASGIApp, token: str, tickets: StreamTickets, *, host: str, port: int
+    ) -> None:
         self._app = app
         self._token = token.encode()
+        self._tickets = tickets
         names = {host, "localhost"} if host in ("127.0.0.1", "::1") else {host}
         self._hosts = {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
 
@@ -338,13 +446,21 @@ class _Guard:
     def _refusal(self, scope: Scope, headers: Mapping[str, bytes]) -> Response | None:
         if headers.get("host", b"").decode("latin-1").lower() not in self._hosts:
             return _error(421, "AUTH.BAD_HOST", "this server answers only to its loopback address")
-        if not str(scope["path"]).startswith("/api/"):
+        path = str(scope["path"])
+        if not path.startswith("/api/"):
             return None
         given = headers.get("authorization", b"")
         scheme, _, value = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
-            return _error(401, "AUTH.TOKEN_REQUIRED", "send the token `maos up` printed")
-        return None
+        if scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._token):
+            return None
+        if path == STREAM_PATH:
+            query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+            if [self._tickets.redeem(t) for t in query.get("ticket", [])] == [True]:
+                return None
+            return _error(
+                401, "AUTH.TICKET_REQUIRED", "open the stream with a ticket from /api/stream/ticket"
+            )
+        return _error(401, "AUTH.TOKEN_REQUIRED", "send the token `maos up` printed")
 
 
 def bind_loopback(host: str, port: int) -> socket.socket:
@@ -386,10 +502,24 @@ class Dashboard:
         self._sock = listening or bind_loopback(host, port)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
+        self._search = LogSearch(kernel.config.wal_path)
         app = dashboard_app(
-            kernel, token, host=host, port=self.port, extra=extra, submit_plan=submit_plan
+            kernel,
+            token,
+            host=host,
+            port=self.port,
+            extra=extra,
+            submit_plan=submit_plan,
+            closing=lambda: self._server.should_exit,
+            search=self._search,
         )
-        config = Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
         self._server = Server(config)
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
         self.login_url = f"{self.url}#token={token}"
@@ -400,6 +530,7 @@ class Dashboard:
             await self._server.serve(sockets=[self._sock])
         finally:
             self._sock.close()
+            self._search.close()
 
     async def started(self) -> None:
         """Until the server accepts connections (for callers that serve in a task)."""

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
-from maos.effects.http import allowed_url, host_port, parse_url
+from maos.effects.http import allowed, host_port, parse_url
 
 __all__ = ["CARD_PATH", "A2aAdapter"]
 
@@ -57,7 +57,7 @@ class _Guard(httpx.AsyncBaseTransport):
         `A2aAdapter.execute` reports this rather than whatever reached it."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not allowed_url(request.url, self._allowlist):
+        if not allowed(request.url, self._allowlist):
             host, port = host_port(request.url)
             self.refused = _fail(
                 "HOST_NOT_ALLOWED", f"{host}:{port} is not on the capability's allowlist."
@@ -152,7 +152,7 @@ class A2aAdapter:
         except EffectError as exc:
             raise _fail("BAD_URL", exc.message) from exc
         allowlist = call.constraints.get("allowed_hosts")
-        if not allowed_url(url, allowlist):
+        if not allowed(url, allowlist):
             host, port = host_port(url)
             raise _fail("HOST_NOT_ALLOWED", f"{host}:{port} is not on the capability's allowlist.")
         text = call.params.get("text")

@@ -19,7 +19,7 @@ import httpx
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 
-__all__ = ["IDEMPOTENT_METHODS", "HttpAdapter", "allowed_url", "host_port", "parse_url"]
+__all__ = ["IDEMPOTENT_METHODS", "HttpAdapter", "allowed", "host_port", "parse_url"]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -68,7 +68,7 @@ def parse_url(target: str) -> httpx.URL:
     return url
 
 
-def allowed_url(url: httpx.URL, allowlist: object) -> bool:
+def allowed(url: httpx.URL, allowlist: object) -> bool:
     """``host`` allows the scheme's default port, ``host:port`` that port; no wildcards.
 
     The same reading as the IFC check and the Sentry, so a host the task names means one
@@ -178,7 +178,7 @@ class HttpAdapter:
         if call.op not in self.ops:
             raise _fail("UNKNOWN_OP", f"{call.op!r} is not an HTTP operation.")
         url = parse_url(call.target)
-        if not allowed_url(url, call.constraints.get("allowed_hosts")):
+        if not allowed(url, call.constraints.get("allowed_hosts")):
             host, port = host_port(url)
             raise _fail("HOST_NOT_ALLOWED", f"{host}:{port} is not on the capability's allowlist.")
         limit = int(call.constraints.get("max_bytes", DEFAULT_MAX_BYTES))

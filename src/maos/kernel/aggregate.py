@@ -45,11 +45,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from maos.kernel.dsc.base import CheckInput
 from maos.kernel.ops import OpSpec
 from maos.kernel.types import Deny, Intent
 
-if TYPE_CHECKING:  # the log's record type only; importing the WAL here would pull it into
+if TYPE_CHECKING:
+    from maos.kernel.dsc.base import CheckInput  # annotations only: dsc imports this module
+
+    # the log's record type only; importing the WAL here would pull it into
     from maos.kernel.wal import WalRecord  # every reader of the DSC package (the TDP)
 
 __all__ = [

@@ -53,6 +53,15 @@ __all__ = [
 
 ELIMINATE_OP = "admin.eliminate"
 ELIMINATION_RULE = "R8"
+SECURITY_SERVICE = "service:security"
+"""The Security Agent's principal: the one Ring 1 service that moves agents itself (its
+records reach the log through `Kernel.services`, checked against its charter)."""
+
+
+def _check_actor(principal: str, registry: Registry) -> None:
+    """The Commander, or the Security Agent (a release stays the Commander's alone)."""
+    if principal != SECURITY_SERVICE:
+        check_principal(principal, registry)
 
 
 def stage_order(
@@ -68,9 +77,9 @@ def stage_order(
     replaced_by: str | None = None,
 ) -> Order:
     """Move a registered agent to ``stage`` with its cause; only a Commander principal
-    (the Commander, or the Security Agent as ``commander:security``) may. Elimination
+    (the Commander, or the Security Agent as ``service:security``) may. Elimination
     goes through `elimination_request`, never straight here."""
-    check_principal(principal, registry)
+    _check_actor(principal, registry)
     agent = registry.agent(agent_id)
     if stage is Stage.ELIMINATION:
         raise StateError(
@@ -107,6 +116,7 @@ def release_order(
 ) -> Order:
     """The Commander lets an agent down the cascade (``maos agent release ID --to``):
     only to a lower stage, and never into one that ends it."""
+    check_principal(principal, registry)
     agent = registry.agent(agent_id)
     if to not in RELEASE_TO or to.rank >= agent.stage.rank:
         allowed = ", ".join(s.value for s in RELEASE_TO if s.rank < agent.stage.rank)
@@ -132,7 +142,7 @@ def elimination_request(
 ) -> Order:
     """Ask the Commander to eliminate a hard-isolated agent: an approval whose decision
     packet holds the cause, the score, the evidence and where the RCA material is."""
-    check_principal(principal, registry)
+    _check_actor(principal, registry)
     agent = registry.agent(agent_id)
     if agent.stage is not Stage.HARD_ISOLATION:
         raise StateError(

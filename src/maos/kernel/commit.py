@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from maos.effects.base import Adapter, EffectCall, EffectError, EffectResult
+from maos.kernel import trace
 from maos.kernel.errors import InputError, StateError, WalError
 from maos.kernel.types import Intent, Outcome, OutcomeStatus
 from maos.kernel.wal import Wal, WalRecord
@@ -198,7 +199,7 @@ class CommitLayer:
         Raises `WalError` only when the log itself cannot be written: then no caller can
         be told the truth, and the kernel must stop rather than act unlogged.
         """
-        return await asyncio.shield(self._run(intent, constraints))
+        return await asyncio.shield(trace.commit(self._run(intent, constraints), intent))
 
     async def _run(self, intent: Intent, constraints: Mapping[str, Any] | None) -> Outcome:
         key = intent.idempotency_key
@@ -261,7 +262,7 @@ class CommitLayer:
     ) -> WalRecord:
         call = _call(prepared)
         try:
-            result = await adapter.execute(call)
+            result = await trace.adapter(adapter.execute(call), call)
             if not isinstance(result, EffectResult):
                 raise TypeError(f"execute returned {type(result).__name__}, not EffectResult")
         except EffectError as exc:

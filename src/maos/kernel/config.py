@@ -1,12 +1,13 @@
 """``<data_dir>/config.json``: one strict reading for every command.
 
-The file's top level is closed: ``node_id``, ``node_type``, ``smtp`` and ``wal`` are the
-kernel's and are validated here; ``llm``, ``sse`` and ``security`` must be objects and are
-validated, on the same reading, by the LLM layer's settings loader (the kernel may not
-import the layer that owns them). Anything else - a typo, a section from another version
-- is refused, as is a value of the wrong type (``"node_id": 5`` is not ``"5"``), a key
-given twice, or a file over `MAX_CONFIG_BYTES`: a setting that is silently ignored is a
-setting the Commander believes in and does not have. Every command reads the file
+The file's top level is closed: ``node_id``, ``node_type``, ``smtp``, ``wal`` and
+``resilience`` are the kernel's and are validated here; ``llm``, ``sse`` and ``security``
+must be objects and are validated, on the same reading, by the LLM layer's settings
+loader (the kernel may not import the layer that owns them). Anything else - a typo, a
+section from another version - is refused, as is a value of the wrong type
+(``"node_id": 5`` is not ``"5"``), a key given twice, or a file over `MAX_CONFIG_BYTES`:
+a setting that is silently ignored is a setting the Commander believes in and does not
+have. Every command reads the file
 through `read_config`, so ``maos status`` refuses what ``maos up`` refuses.
 
 Errors are `InputError` with code ``BAD_INPUT.CONFIG`` and the field path
@@ -19,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError
+from maos.kernel.resilience import ResilienceSettings
+from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.tokens import DEFAULT_TTL
 from maos.kernel.wal import CHECKPOINT_EVERY
 from maos.kernel.walconfig import log_section, log_settings
@@ -90,9 +93,11 @@ class ConfigFile(_Strict):
     node_type: str = "sovereign"
     smtp: _Smtp | None = None
     wal: _Wal | None = None
+    resilience: ResilienceSettings | None = None
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    telemetry: TelemetrySettings | None = None
 
     @field_validator("node_type")
     @classmethod
@@ -128,6 +133,10 @@ class KernelConfig:
     """An append-only copy of the log's anchor on another path or mount (docs/wal.md)."""
     wal_checkpoint_every: int = CHECKPOINT_EVERY
     """Records between two checkpoints: at most about this many are re-hashed at boot."""
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
+    """Degradation modes and heartbeats (`maos.kernel.resilience`)."""
+    telemetry: TelemetrySettings | None = None
+    """Traces, metrics' scrape token, JSON logs (`maos.kernel.telemetry`); None: all off."""
 
     @classmethod
     def load(cls, data_dir: Path, **overrides: Any) -> KernelConfig:
@@ -147,6 +156,8 @@ class KernelConfig:
             smtp=None if smtp is None else SmtpConfig(smtp.host, smtp.port, smtp.sender),
             wal_witness=witness,
             wal_checkpoint_every=every,
+            resilience=config.resilience or ResilienceSettings(),
+            telemetry=config.telemetry,
         )
 
     def save(self) -> None:
@@ -160,6 +171,8 @@ class KernelConfig:
                 "sender": self.smtp.sender,
             }
         raw.update(log_section(self.wal_witness, self.wal_checkpoint_every))
+        if self.telemetry is not None:
+            raw["telemetry"] = self.telemetry.model_dump(exclude_unset=True)
         (self.data_dir / CONFIG_FILE).write_text(json.dumps(raw, indent=2) + "\n")
 
     @property
@@ -201,8 +214,8 @@ def read_config(data_dir: Path) -> ConfigFile:
 
 
 HINT = (
-    "fix config.json in the data dir: its keys are node_id, node_type, smtp, wal, llm, sse "
-    "and security (docs/kernel.md)"
+    "fix config.json in the data dir: its keys are node_id, node_type, smtp, wal, "
+    "resilience, llm, sse and security (docs/kernel.md, docs/resilience.md)"
 )
 
 

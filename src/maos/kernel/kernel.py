@@ -28,7 +28,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, orders
+from maos.kernel import cascade, immune, orders, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -43,16 +43,19 @@ from maos.kernel.grants import derive, grants_body
 from maos.kernel.intents import intent_to_wire, parse_intent
 from maos.kernel.labels import Conf, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.kernel.modes import Mode, ModeCheck, admit_agent
 from maos.kernel.ops import OpSpec
 from maos.kernel.provenance import ProvenanceRecorder
 from maos.kernel.registry import COMMANDER, TaskRecord, check_id, check_principal
 from maos.kernel.results import result_label
 from maos.kernel.scope import Scope
-from maos.kernel.sse import SSE_INTERNAL, SSE_TIMEOUT, SemanticEvaluator, SseDeny, SsePass
+from maos.kernel.services import ServiceDesk
+from maos.kernel.sse import SSE_TIMEOUT, SemanticEvaluator, SseDeny, veto
 from maos.kernel.tokens import Grant, TokenAuthority, check_grant_ops
 from maos.kernel.types import Allow, Deny, EffectClass, Intent, Outcome, OutcomeStatus, Pending
 from maos.kernel.view import KernelLock, LogView
 from maos.kernel.walconfig import anchored_wal
+from maos.kernel.watchdog import Watchdog
 
 __all__ = ["DEFAULT_BUDGET", "Kernel", "KernelConfig", "SmtpConfig"]
 
@@ -83,6 +86,7 @@ class Kernel:
         (the seed: in fever "all Ring 3 agents receive SSE evaluation")."""
         self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
+        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
@@ -104,6 +108,8 @@ class Kernel:
             protected=(str(config.data_dir), config.wal_path.name),
             ops=self.registry.ops,
             aggregate=self.view.aggregate,
+            memory=self.view.memory,
+            modes=ModeCheck(self.registry.ops, config.resilience.critical_ops),
         )
         self.scope = Scope(self.view.scope, self.registry, self._log, self.pipeline, self.ledger)
         adapters: dict[str, Adapter] = {
@@ -114,6 +120,9 @@ class Kernel:
         if config.smtp is not None:
             adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
         self.commit = CommitLayer(self.wal, adapters)
+        self.watchdog = Watchdog(self.registry, self.clock, self._log, config.resilience)
+        self.services = ServiceDesk(self._log)
+        """Ring 1 writes: each record a service logs is checked here (`kernel.services`)."""
         self._workspaces = str(config.workspaces)
         self._executed: dict[str, Outcome] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
@@ -169,6 +178,7 @@ class Kernel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
         self.wal.close()
+        self.trace.shutdown()  # flushes the spans batched for the collector
         self.lock.release()
 
     async def __aenter__(self) -> Kernel:
@@ -204,6 +214,7 @@ class Kernel:
             await asyncio.sleep(self.config.follow_interval)
             due = [a.approval_id for a in self.approvals.due(self.clock())]
             await self.settle_approvals(due, reason="time ran out", principal="kernel")
+            await self.watchdog.sweep()
             for item in self._catch_up():
                 await self._execute_approved(item)
 
@@ -238,6 +249,7 @@ class Kernel:
         if ring not in (2, 3):
             raise InputError("BAD_INPUT.RING", "agents run in ring 2 (verified) or 3 (untrusted)")
         known = self.registry.agents.get(agent_id)
+        admit_agent(self.registry.mode, agent_id, known is not None)
         if known is not None and ring < known.ring:
             raise StateError(
                 "STATE.PROMOTION_NEEDS_ONBOARDING",
@@ -401,7 +413,8 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade order (built and checked by `maos.kernel.cascade`)."""
+        """Log a quarantine-cascade or immune-memory order (built and checked by
+        `maos.kernel.cascade` / `maos.kernel.immune`)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -414,6 +427,13 @@ class Kernel:
             await self.settle_approvals(
                 waiting, reason=f"Minimal Safe State: {reason}", principal=principal
             )
+
+    async def demand_mode(self, source: str, mode: Mode, *, cause: str, principal: str) -> None:
+        """Log ``source``'s demand for a degradation mode (`maos.kernel.modes`)."""
+        await self._order(orders.mode(self.registry, source, mode, cause, principal))
+
+    def mode(self) -> Mode:
+        return self.registry.mode
 
     async def settle_approvals(
         self, ids: Sequence[str], *, reason: str, principal: str, keep_until: float | None = None
@@ -500,10 +520,15 @@ class Kernel:
         try:
             intent = parse_intent(raw, agent_id=agent_id, intent_id=intent_id)
         except InputError as exc:
-            return await self._refuse(intent_id, agent_id, exc.code, exc.message, op="?")
+            refused = self._refuse(intent_id, agent_id, exc.code, exc.message, op="?")
+            return await self.trace.intent(refused, None, agent_id=agent_id, approved=False)
         return await self._decide_and_run(intent, approved=False)
 
     async def _decide_and_run(self, intent: Intent, *, approved: bool) -> Outcome:
+        run = self._decide_run(intent, approved)  # traced and observed (kernel/trace.py)
+        return await self.trace.intent(run, intent, agent_id=intent.agent_id, approved=approved)
+
+    async def _decide_run(self, intent: Intent, approved: bool) -> Outcome:
         try:
             agent = self.registry.agent(intent.agent_id)
             task = self.registry.task(intent.task_id)
@@ -520,6 +545,7 @@ class Kernel:
             context=agent.context,
             approved=approved,
             safe_state=self.registry.safe_state is not None,
+            mode=self.registry.mode,
             fever=self.registry.fever,
         )
         decision = await self.scope.review(inp, self.pipeline.decide(inp))
@@ -552,20 +578,7 @@ class Kernel:
         spec = self._spec(intent.op)
         if sse is None or spec is None or spec.effect_class in _SSE_EXEMPT:
             return None
-        name = getattr(sse, "name", "sse")
-        try:
-            verdict: object = await asyncio.wait_for(
-                sse.evaluate(intent, context), self.sse_timeout
-            )
-        except TimeoutError:
-            return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {self.sse_timeout:g}s")
-        except Exception as exc:  # fail closed: a broken evaluator denies, never allows
-            return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
-        if isinstance(verdict, SseDeny):
-            return SseDeny(verdict.code, f"{name}: {verdict.reason}")
-        if isinstance(verdict, SsePass):
-            return None
-        return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")
+        return await veto(sse, intent, context, self.sse_timeout)
 
     async def _refuse(
         self, intent_id: str, agent_id: str, code: str, reason: str, op: str
@@ -649,6 +662,10 @@ class Kernel:
             paid = {"task_id": task.task_id, "target": intent.target}
             await self._log("task.paid", {**paid, "amount_cents": intent.cost.money_cents})
         label = result_label(self.registry, intent, task)
+        threat = self.view.memory.in_result(outcome.value)
+        if threat is not None:  # a learned injection: the agent never sees it (issue 12)
+            match = immune.match_body(threat, intent, where="result")
+            return immune.withheld(intent, threat, await self._log("memory.match", match))
         await self.provenance.record(intent, task, label, outcome.value, (target,))
         await self.scope.note_result(intent, task, label, outcome.value)
         await self.raise_context(intent.agent_id, label)
@@ -739,6 +756,7 @@ class Kernel:
             "in_doubt": [d.to_dict() for d in self.commit.in_doubt()],
             "revocation_epoch": self.tokens.revocations.epoch,
             "safe_state": self.registry.safe_state,
+            "mode": self.registry.mode.value,
             "fever": self.registry.fever_report(),
         }
 

@@ -16,6 +16,8 @@ from maos.kernel.approvals import EXPIRED, ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.grants import override_body
 from maos.kernel.labels import Conf
+from maos.kernel.modes import KIND as MODE_KIND
+from maos.kernel.modes import check_demand
 from maos.kernel.registry import Registry, check_principal
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "decision",
     "declassify",
     "grants",
+    "mode",
     "revocation",
     "safe_state",
     "settlement",
@@ -50,6 +53,14 @@ def safe_state(registry: Registry, on: bool, reason: str, principal: str) -> Ord
     """Enter or leave Minimal Safe State."""
     check_principal(principal, registry)
     return Order("kernel.safe_state", {"on": on, "reason": reason, "principal": principal})
+
+
+def mode(registry: Registry, source: str, mode: object, cause: str, principal: str) -> Order:
+    """A source's demand for a degradation mode (``normal`` lifts it); the Commander's
+    own source takes the Commander, as every order of the Commander does."""
+    if source == "commander":
+        check_principal(principal, registry)
+    return Order(MODE_KIND, check_demand(source, mode, cause, principal, registry.agents))
 
 
 def declassify(registry: Registry, task_id: str, to: Conf, reason: str, principal: str) -> Order:

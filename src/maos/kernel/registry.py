@@ -18,6 +18,8 @@ from maos.kernel.dsc.base import AgentStatus, AgentView, TaskView
 from maos.kernel.errors import InputError, StateError
 from maos.kernel.labels import BOTTOM, Conf, Integrity, Label
 from maos.kernel.manifest import ToolManifest, parse_manifest
+from maos.kernel.modes import KIND as MODE_KIND
+from maos.kernel.modes import Mode, ModeDemands
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
 from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
@@ -196,10 +198,12 @@ class Registry:
         self.ops: dict[str, OpSpec] = dict(OPS)
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
         self.safe_state: Mapping[str, Any] | None = None
+        """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
         self.quarantined: set[str] = set()
         """Agents in quarantine now (soft or hard isolation): two or more make Security
         Fever (`fever`)."""
-        """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
+        self.modes = ModeDemands()
+        """The degradation mode each source demands (`maos.kernel.modes`)."""
 
     def agent(self, agent_id: str) -> AgentRecord:
         try:
@@ -219,6 +223,11 @@ class Registry:
     def fever(self) -> bool:
         """Security Fever (seed: "2+ agents in quarantine"): the system is stricter."""
         return len(self.quarantined) >= FEVER_QUARANTINED
+
+    @property
+    def mode(self) -> Mode:
+        """The effective degradation mode: the most severe demand, MSS in safe state."""
+        return Mode.MSS if self.safe_state is not None else self.modes.effective
 
     def agents_report(self) -> dict[str, dict[str, Any]]:
         """Every agent as status reports show it: ring, status, context label and its
@@ -307,6 +316,8 @@ class Registry:
             )
         elif kind == "kernel.safe_state":
             self.safe_state = dict(body) if body.get("on") else None
+        elif kind == MODE_KIND:
+            self.modes.apply(body)
         elif kind == "task.paid":
             task = self.tasks.get(body["task_id"])
             if task is not None:

@@ -11,13 +11,23 @@ Evaluators live in Ring 1 (the SSE service); the kernel only knows this Protocol
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from maos.kernel import trace
 from maos.kernel.labels import Label
 from maos.kernel.types import Intent
 
-__all__ = ["SSE_INTERNAL", "SSE_TIMEOUT", "SemanticEvaluator", "SseDeny", "SsePass", "SseVerdict"]
+__all__ = [
+    "SSE_INTERNAL",
+    "SSE_TIMEOUT",
+    "SemanticEvaluator",
+    "SseDeny",
+    "SsePass",
+    "SseVerdict",
+    "veto",
+]
 
 SSE_INTERNAL = "SSE.INTERNAL"
 """The evaluator raised, timed out or answered something that is not a verdict."""
@@ -52,3 +62,21 @@ class SemanticEvaluator(Protocol):
     name: str
 
     async def evaluate(self, intent: Intent, context: Label) -> SseVerdict: ...
+
+
+async def veto(
+    sse: SemanticEvaluator, intent: Intent, context: Label, timeout: float
+) -> SseDeny | None:
+    """Ask ``sse`` about an effect the DSC let through; any failure of it is a deny."""
+    name = getattr(sse, "name", "sse")
+    try:
+        verdict: object = await asyncio.wait_for(trace.sse(sse, intent, context), timeout)
+    except TimeoutError:
+        return SseDeny(SSE_INTERNAL, f"{name}: no verdict within {timeout:g}s")
+    except Exception as exc:  # fail closed: a broken evaluator denies, never allows
+        return SseDeny(SSE_INTERNAL, f"{name}: evaluator failed ({type(exc).__name__})")
+    if isinstance(verdict, SseDeny):
+        return SseDeny(verdict.code, f"{name}: {verdict.reason}")
+    if isinstance(verdict, SsePass):
+        return None
+    return SseDeny(SSE_INTERNAL, f"{name}: answered {type(verdict).__name__}, not a verdict")

@@ -400,6 +400,15 @@ class TokenAuthority:
         self.revocations.add(ids)
         return ids
 
+    def seen_for(self, agent_id: str) -> list[TokenInfo]:
+        """The valid tokens of ``agent_id`` this authority verified and still caches: what
+        the Commander can see an agent hold (by revocation id, never the token itself)."""
+        return [
+            e.info
+            for e in self._cache.values()
+            if isinstance(e, _Verified) and e.agent_id == agent_id
+        ]
+
     def _verified(self, token: str) -> _Verified | Deny:
         if type(token) is not str:
             return Deny("DSC.CAPABILITY.MALFORMED", "The capability token is not a string.", _CHECK)

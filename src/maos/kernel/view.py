@@ -20,6 +20,8 @@ from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.errors import StateError
 from maos.kernel.grants import apply_grants
+from maos.kernel.immune import KINDS as MEMORY_KINDS
+from maos.kernel.immune import ThreatMemory
 from maos.kernel.provenance import Provenance
 from maos.kernel.registry import Registry
 from maos.kernel.scope import ScopeFold
@@ -59,6 +61,8 @@ class LogView:
         self.scope = ScopeFold(self.registry)
         self.aggregate = AggregateLedger(self.registry.ops)
         """Each agent's windowed figures (aggregate monitoring), checked before effects."""
+        self.memory = ThreatMemory()
+        """The threats the immune memory learned (check 7 and the result path read it)."""
         self.revoked: set[str] = set()
         self.seen_seq = 0
         self._prepared: dict[str, Charge] = {}
@@ -73,6 +77,8 @@ class LogView:
             self.scope.apply(rec.kind, rec.body, rec.idem_key)
             if rec.kind in AGGREGATE_KINDS:
                 self.aggregate.fold(rec)
+            elif rec.kind in MEMORY_KINDS:
+                self.memory.apply(rec.kind, rec.body)
             out.decided.extend(self.approvals.apply(rec.kind, rec.body))
             if rec.kind == "token.revoked":
                 ids = [str(i) for i in rec.body["revocation_ids"]]

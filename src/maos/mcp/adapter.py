@@ -91,6 +91,5 @@ class McpAdapter:
                 )
         except UpstreamError as exc:
             raise EffectError(exc.code, exc.message) from None
-        value = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        value.pop("_meta", None)  # the upstream's metadata is not the client's business
-        return EffectResult(value)
+        result.pop("_meta", None)  # the upstream's metadata is not the client's business
+        return EffectResult(result)

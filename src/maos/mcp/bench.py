@@ -62,7 +62,12 @@ async def _run(root: Path, n: int) -> dict[str, Any]:
             await _timed(direct_client, 3)
             direct = await _timed(direct_client, n)
     policy_path = root / "gateway.yaml"
-    upstream = {"command": sys.executable, "args": ["-m", "maos.mcp.echo"], "env": _PATH}
+    upstream = {
+        "command": sys.executable,
+        "args": ["-m", "maos.mcp.echo"],
+        "env": _PATH,
+        "sandbox": {"level": "none"},  # the same process as the direct path's
+    }
     policy_path.write_text(
         yaml.safe_dump(
             {

@@ -14,8 +14,11 @@ YAML or walks these models.
     effects: [read, send]          # the effect-class ceiling of the task
     default: refuse | park         # an upstream tool the policy does not declare
     on_pending: {mode: wait, timeout_s: 30} | {mode: return}
-    upstreams: {NAME: {command, args, env, cwd} | {url, headers}}
+    upstreams: {NAME: {command, args, env, secrets, sandbox} | {url, headers}}
     tools: {UPSTREAM: {TOOL: manifest + rules}}
+
+A path that starts with ``./`` or ``../`` (in ``command``, ``args``, ``secrets`` and the
+sandbox's ``files`` and ``writable``) is relative to the policy file's directory.
 """
 
 from __future__ import annotations
@@ -26,9 +29,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from maos.kernel.errors import InputError
+from maos.kernel.errors import InputError, MaosError
+from maos.pod.egress import parse_destination
+from maos.pod.isolation.base import ENV_NAME
+from maos.pod.upstream import RESERVED_ENV
 
 __all__ = [
     "SCHEMA_PATH",
@@ -38,6 +52,8 @@ __all__ = [
     "OnPending",
     "Policy",
     "RateRule",
+    "RuntimeSpec",
+    "Sandbox",
     "ToolPolicy",
     "Upstream",
     "load_policy",
@@ -50,7 +66,6 @@ _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _EFFECTS = Literal["read", "write", "delete", "send", "pay", "credentials", "execute"]
 _CONF = Literal["public", "internal", "confidential", "secret"]
 _KIND = Literal["recipient", "account", "url", "path", "phone", "name", "channel", "user"]
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class _Strict(BaseModel):
@@ -137,17 +152,92 @@ class ToolPolicy(Manifest):
     args: dict[str, ArgRule] = Field(default_factory=dict)
 
 
+def _relative(value: Any, base: Path | None) -> Any:
+    """``./x`` and ``../x`` against the policy's directory; anything else as given."""
+    if base is not None and isinstance(value, str) and value.startswith(("./", "../")):
+        return str((base / value).resolve())
+    return value
+
+
+class RuntimeSpec(_Strict):
+    """The read-only runtime a sandboxed server runs from (`maos.pod.upstream_runtime`):
+    built once on first start into the policy's ``runtime_cache``, then reused."""
+
+    python: list[str] = Field(
+        default_factory=list, max_length=256, description="pip requirements, e.g. mcp==2.3.0."
+    )
+    npm: list[str] = Field(
+        default_factory=list, max_length=256, description="npm packages name@version."
+    )
+    node: bool = Field(default=False, description="Also give the pod Debian's node.")
+
+
+class Sandbox(_Strict):
+    """How a stdio server is isolated: a level-2 pod unless the operator says ``none``."""
+
+    level: Literal[2, "none"] = Field(
+        default=2,
+        description="2: a level-2 pod (namespaces, seccomp, Landlock, uid nobody, no host"
+        " files, only the egress below). none: a plain child process with only the policy's"
+        " environment - for servers you trust as you trust MAOS itself.",
+    )
+    runtime: RuntimeSpec | None = None
+    files: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Absolute paths the server sees read-only at the same path (its script,"
+        " its data). Files are copied in at each start; directories are bound.",
+    )
+    writable: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Directories the server may write (bound read-write); owned by nobody.",
+    )
+    egress: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="host:port destinations the server may connect to, through the relay"
+        " (HTTPS_PROXY); each connection is logged (mcp.egress). Empty: no network.",
+    )
+
+    @model_validator(mode="after")
+    def _paths(self) -> Sandbox:
+        for path in (*self.files, *self.writable):
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r}: give an absolute path, or one starting with ./")
+        for entry in self.egress:
+            try:
+                parse_destination(entry)
+            except MaosError as exc:
+                raise ValueError(f"egress {entry!r}: {exc.message}") from None
+        if self.level == "none" and (self.runtime or self.files or self.writable or self.egress):
+            raise ValueError("runtime, files, writable and egress are for level 2")
+        return self
+
+
 class Upstream(_Strict):
     """One MCP server: a command the gateway launches (stdio) or a URL (streamable HTTP)."""
 
-    command: str | None = Field(default=None, min_length=1)
+    command: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Sandboxed: python/python3 (the runtime's, else /usr/bin/python3), node,"
+        " a command of the runtime's bin/, or an absolute path among files.",
+    )
     args: list[str] = Field(default_factory=list, max_length=256)
     env: dict[str, str] = Field(
         default_factory=dict,
-        description="The server's whole environment beyond neutral HOME/PATH: nothing is"
-        " inherited from the gateway.",
+        description="The server's whole environment beyond a fixed base (PATH, HOME, LANG,"
+        " TMPDIR and, with egress, the proxy): nothing is inherited from the gateway.",
     )
-    cwd: str | None = None
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variable -> file holding its value (read at each start)."
+        " Never logged; a result or listing that contains the value reaches the client and"
+        " the log with the value replaced by [secret NAME].",
+    )
+    cwd: str | None = Field(default=None, description="Level none only (a pod runs in /work).")
+    sandbox: Sandbox = Field(default_factory=Sandbox)
     url: str | None = Field(default=None, pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Start and list timeout.")
@@ -155,17 +245,50 @@ class Upstream(_Strict):
     resources: Label = Field(default_factory=Label, description="Label of resources read.")
     prompts: Label = Field(default_factory=Label, description="Label of prompts fetched.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        base = (info.context or {}).get("base")
+        if not isinstance(data, dict) or base is None:
+            return data
+        data = dict(data)
+        data["command"] = _relative(data.get("command"), base)
+        if isinstance(data.get("args"), list):
+            data["args"] = [_relative(a, base) for a in data["args"]]
+        if isinstance(data.get("secrets"), dict):
+            data["secrets"] = {k: _relative(v, base) for k, v in data["secrets"].items()}
+        sandbox = data.get("sandbox")
+        if isinstance(sandbox, dict):
+            sandbox = dict(sandbox)
+            for key in ("files", "writable"):
+                if isinstance(sandbox.get(key), list):
+                    sandbox[key] = [_relative(v, base) for v in sandbox[key]]
+            data["sandbox"] = sandbox
+        return data
+
     @model_validator(mode="after")
     def _one_transport(self) -> Upstream:
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
-        if self.url is not None and (self.args or self.env or self.cwd):
-            raise ValueError("args, env and cwd are for a command, not a url")
+        if self.url is not None and (
+            self.args or self.env or self.secrets or self.cwd or "sandbox" in self.model_fields_set
+        ):
+            raise ValueError("args, env, secrets, cwd and sandbox are for a command, not a url")
         if self.command is not None and self.headers:
             raise ValueError("headers are for a url, not a command")
-        for key in self.env:
-            if not _ENV_NAME.match(key):
-                raise ValueError(f"env name {key!r} is not a variable name")
+        if self.cwd is not None and self.sandbox.level != "none":
+            raise ValueError("cwd is for level none; a sandboxed server runs in its /work")
+        for key in (*self.env, *self.secrets):
+            if not ENV_NAME.match(key):
+                raise ValueError(f"env name {key!r}: upper-case letters, digits and _ only")
+            if key in RESERVED_ENV and self.sandbox.level != "none":
+                raise ValueError(f"env name {key!r} is set by the sandbox")
+        both = set(self.env) & set(self.secrets)
+        if both:
+            raise ValueError(f"{sorted(both)[0]!r} is in both env and secrets")
+        for path in self.secrets.values():
+            if not path.startswith("/"):
+                raise ValueError(f"secret file {path!r}: give an absolute path, or ./")
         return self
 
 
@@ -191,6 +314,17 @@ class Policy(_Strict):
     on_pending: OnPending = Field(default_factory=OnPending)
     upstreams: Annotated[dict[str, Upstream], Field(min_length=1, max_length=64)]
     tools: dict[str, dict[str, ToolPolicy]] = Field(default_factory=dict)
+    runtime_cache: str | None = Field(
+        default=None,
+        description="Where sandboxed servers' runtimes are built and kept; uid nobody must"
+        " traverse to it [default: /var/cache/maos/mcp-runtime as root, else"
+        " ~/.cache/maos/mcp-runtime].",
+    )
+
+    @field_validator("runtime_cache", mode="before")
+    @classmethod
+    def _cache_path(cls, value: Any, info: ValidationInfo) -> Any:
+        return _relative(value, (info.context or {}).get("base"))
 
     @model_validator(mode="after")
     def _names(self) -> Policy:
@@ -229,7 +363,9 @@ def load_policy(path: Path) -> Policy:
         raise InputError("BAD_INPUT.POLICY", f"{path}: the top level must be a mapping")
     try:
         # Through JSON so YAML's own types (dates, sets) are refused as JSON would refuse them.
-        return Policy.model_validate_json(json.dumps(raw, default=str))
+        return Policy.model_validate_json(
+            json.dumps(raw, default=str), context={"base": path.resolve().parent}
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _where(tuple(err["loc"])) or "(top level)"

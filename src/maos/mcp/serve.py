@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ from maos.mcp.adapter import McpAdapter
 from maos.mcp.catalogue import Catalogue, same_definition
 from maos.mcp.gateway import Gateway
 from maos.mcp.policy import Policy
-from maos.mcp.upstream import Connection
+from maos.mcp.upstream import Connection, Sandboxing, default_runtime_cache
+from maos.pod.egress import EgressEvent
+from maos.pod.isolation import PodHome
 
 __all__ = ["TOKEN_FILE", "BearerGuard", "connect", "running_gateway", "serve_http", "serve_stdio"]
 
@@ -47,39 +49,69 @@ TOKEN_FILE = "mcp-gateway.token"
 class Connected:
     adapter: McpAdapter
     catalogue: Catalogue
+    home: PodHome | None
+    """Where the sandboxed upstreams' pods live; removed by `aclose`."""
+
+    async def aclose(self) -> None:
+        for conn in self.adapter.connections.values():
+            await conn.aclose()
+        if self.home is not None:
+            self.home.close()
 
 
-class _Relay:
-    """Forwards an upstream's list_changed to the gateway, once there is one."""
+class _Late:
+    """Forwards an upstream's list_changed and its egress decisions to the gateway, once
+    there is one. Before the kernel runs an egress cannot be logged, so it is refused."""
 
     gateway: Gateway | None = None
 
-    async def __call__(self, upstream: str) -> None:
+    async def changed(self, upstream: str) -> None:
         if self.gateway is not None:
             await self.gateway.upstream_changed(upstream)
 
+    async def egress(self, upstream: str, event: EgressEvent) -> None:
+        if self.gateway is None:
+            raise RuntimeError("no kernel to log the connection to yet")
+        await self.gateway.kernel.wal.append(
+            "mcp.egress",
+            {
+                "upstream": upstream,
+                "destination": event.destination,
+                "allowed": event.allowed,
+                "code": event.code,
+                "address": event.address,
+            },
+        )
 
-async def connect(
-    policy: Policy, on_change: Callable[[str], Awaitable[None]] | None = None
-) -> Connected:
+
+async def connect(policy: Policy, late: _Late | None = None) -> Connected:
     """Connect every upstream and learn what it offers; nothing is registered yet."""
+    late = late or _Late()
+    sandboxed = any(
+        u.command is not None and u.sandbox.level != "none" for u in policy.upstreams.values()
+    )
+    home = PodHome() if sandboxed else None
+    cache = Path(policy.runtime_cache) if policy.runtime_cache else default_runtime_cache()
+    sandboxing = None if home is None else Sandboxing(home, cache, late.egress)
     connections = {
-        name: Connection(name, spec, on_change=on_change) for name, spec in policy.upstreams.items()
+        name: Connection(name, spec, on_change=late.changed, sandboxing=sandboxing)
+        for name, spec in policy.upstreams.items()
     }
     adapter = McpAdapter(connections)
+    connected = Connected(adapter, Catalogue([]), home)
     try:
+        # Together: a server's start is mostly its interpreter importing the SDK.
+        await asyncio.gather(*(conn.client() for conn in connections.values()))
         announced = {}
         for name, conn in connections.items():
-            await conn.client()
             assert conn.announced is not None
             announced[name] = conn.announced
         catalogue = Catalogue.build(policy, announced)
     except BaseException:
-        for conn in connections.values():
-            await conn.aclose()
+        await connected.aclose()
         raise
     adapter.use(catalogue)
-    return Connected(adapter, catalogue)
+    return Connected(adapter, catalogue, home)
 
 
 def _changed_in_log(data_dir: Path, policy: Policy, catalogue: Catalogue) -> set[str]:
@@ -107,19 +139,18 @@ def _changed_in_log(data_dir: Path, policy: Policy, catalogue: Catalogue) -> set
 @contextlib.asynccontextmanager
 async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gateway]:
     """Upstreams connected, kernel booted with the ``tool`` adapter, tools registered."""
-    relay = _Relay()
-    connected = await connect(policy, relay)
+    late = _Late()
+    connected = await connect(policy, late)
     adapter = connected.adapter
     try:
         adapter.changed |= _changed_in_log(data_dir, policy, connected.catalogue)
         async with configured_kernel(data_dir, adapters={"tool": adapter}) as kernel:
             gateway = Gateway(kernel, policy, adapter)
-            relay.gateway = gateway
+            late.gateway = gateway
             await gateway.start(connected.catalogue)
             yield gateway
     finally:
-        for conn in adapter.connections.values():
-            await conn.aclose()
+        await connected.aclose()
 
 
 async def serve_stdio(gateway: Gateway) -> None:

@@ -19,6 +19,8 @@ Protocol on the inherited SEQPACKET channel (fd number in ``argv[1]``):
 from __future__ import annotations
 
 # Every import happens before READY, so a pooled pod has paid for them all.
+import _thread
+import atexit
 import ctypes
 import json
 import os
@@ -52,21 +54,26 @@ class PodClient:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._next_id = 1
+        # One request at a time, whichever thread asks (a framework runs tools in a
+        # thread pool): interleaved frames would pair a reply with the wrong request.
+        self._one = _thread.allocate_lock()
 
     def request(
         self, gw: str, op: str, args: dict[str, Any], cap: str | None = None
     ) -> dict[str, Any]:
         """Send one request and block for its reply (a dict with ``ok``/``result``/``error``)."""
-        frame: dict[str, Any] = {"v": 1, "id": self._next_id, "gw": gw, "op": op, "args": args}
-        if cap is not None:
-            frame["cap"] = cap
-        self._next_id += 1
-        # Compact UTF-8, as orjson writes it: the kernel's duplicate-key proof then holds
-        # on the fast path (maos.kernel.strictjson). A lone surrogate goes out as invalid
-        # UTF-8 and is refused there, as it was before.
-        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-        self.send_raw(text.encode("utf-8", "surrogatepass"))
-        reply: dict[str, Any] = json.loads(self.recv_raw())
+        with self._one:
+            frame: dict[str, Any] = {"v": 1, "id": self._next_id, "gw": gw, "op": op}
+            frame["args"] = args
+            if cap is not None:
+                frame["cap"] = cap
+            self._next_id += 1
+            # Compact UTF-8, as orjson writes it: the kernel's duplicate-key proof then holds
+            # on the fast path (maos.kernel.strictjson). A lone surrogate goes out as invalid
+            # UTF-8 and is refused there, as it was before.
+            text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+            self.send_raw(text.encode("utf-8", "surrogatepass"))
+            reply: dict[str, Any] = json.loads(self.recv_raw())
         return reply
 
     def send_raw(self, data: bytes) -> None:
@@ -177,5 +184,36 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _exit(status: object) -> None:
+    """End the process the way CPython would, minus its module teardown.
+
+    Finalizing the interpreter clears ``sys.modules`` (which closes the channel), then
+    tears down every module; an agent framework's thousands of modules take seconds of
+    that under load, and a pod still running seconds after its channel closed is one
+    that cut off its supervision (``POD.CHANNEL.ABANDONED``). So: wait for the agent's
+    threads, run its ``atexit`` handlers, flush, and exit with the channel still open.
+    """
+    if status is None:
+        code = 0
+    elif isinstance(status, int):
+        code = status
+    else:
+        print(status, file=sys.stderr)
+        code = 1
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()  # what Py_Finalize does first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105  (contextlib costs a pod's start-up milliseconds)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code & 0xFF)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    try:
+        _exit(main(sys.argv))
+    except SystemExit as stop:
+        _exit(stop.code)

@@ -129,7 +129,9 @@ async def heal(kernel: Kernel, run: AgentRun, principal: str) -> None:
     run.healed_from.append(old.agent_id)
     run.agent_id = new_id
     run.spec = PodSpec(new_id, spec.script, spec.workspace, spec.limits, env)
-    run.sentry = Sentry(new_id, run.sentry.profile, wal=kernel.wal, clock=kernel.clock)
+    run.sentry = Sentry(
+        new_id, run.sentry.profile, wal=kernel.wal, clock=kernel.clock, trace=kernel.trace
+    )
     run.freezer = None
     run.heal = False
     run.stop_reason = None

@@ -17,15 +17,18 @@ fresh one (``<task>-2``, ``-3``, ...); neither refuses with `STATE.TASK_OPEN`, n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import StateError
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import check_id
 from maos.kernel.tokens import Grant
+from maos.pod.agent_runtime import FRAMEWORK_LIMITS, framework_runtime
 from maos.pod.runtime import AgentExit, PodEvent, PodRuntime
 
 __all__ = ["DEFAULT_GRANTS", "AgentLaunch", "format_event", "launch"]
@@ -47,6 +50,8 @@ class AgentLaunch:
     """Run in the task though it is already open (an earlier run's)."""
     new_task: bool = False
     """Open a fresh task whose id is ``task_id`` with the first free ``-<n>`` suffix."""
+    frameworks: bool = False
+    """Mount the agent frameworks' read-only runtime (`maos.pod.agent_runtime`)."""
 
 
 def format_event(event: PodEvent) -> str | None:
@@ -83,7 +88,11 @@ async def launch(
             echo(line)
 
     token = kernel.mint(plan.agent_id, plan.task_id, list(plan.grants))
-    async with PodRuntime(kernel, level=plan.level, on_event=show) as runtime:
+    extra: dict[str, Any] = {}
+    if plan.frameworks:
+        built = await asyncio.to_thread(framework_runtime)  # pip, on the first run only
+        extra = {"runtime": built.root, "limits": FRAMEWORK_LIMITS}
+    async with PodRuntime(kernel, level=plan.level, on_event=show, **extra) as runtime:
         run = await runtime.start(plan.agent_id, plan.script, task_id=plan.task_id, token=token)
         echo(f"started    {plan.agent_id} (ring {plan.ring}) at level {run.level}")
         ended = await run.wait()

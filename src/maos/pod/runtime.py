@@ -12,6 +12,9 @@ agent starts again from its clean image (a fresh pod, the same script) with
 ``pod.restarted``. After `max_restarts` restarts the next violation quarantines the agent
 instead: an agent that keeps breaking out is not an agent to keep restarting.
 
+Each pod the runtime starts for an agent is logged ``pod.started`` {agent_id, level,
+attempt}, and its end ``pod.exited``: what ``/metrics`` counts pods by level and status from.
+
 The runtime acts on the kernel's state as the principal `RUNTIME_PRINCIPAL`
 (``commander:kernel``): the kernel admits only Commander principals to change an
 agent's status, and this is the kernel's own process deciding by a fixed rule, so the
@@ -35,6 +38,7 @@ from urllib.parse import urlsplit
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.kernel import Kernel
+from maos.kernel.modes import Mode
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Outcome, OutcomeStatus
@@ -94,7 +98,9 @@ class PodRuntime:
 
     ``level`` overrides the ring's level for every agent; ``profile`` replaces the Sentry
     profile `profile_for` would derive; ``pool_size`` keeps that many warm pods per
-    level; ``on_event`` sees every `PodEvent` (it must not block).
+    level; ``on_event`` sees every `PodEvent` (it must not block); ``runtime`` is a
+    read-only virtualenv (`maos.pod.upstream_runtime`) whose packages its pods import,
+    an agent framework's say (docs/frameworks.md).
     """
 
     def __init__(
@@ -110,8 +116,10 @@ class PodRuntime:
         on_event: Callable[[PodEvent], None] | None = None,
         poll_interval: float = 0.05,
         heal: bool = True,
+        runtime: Path | None = None,
     ) -> None:
         self.kernel = kernel
+        self.runtime = runtime
         self.level = level
         self.profile = profile
         self.max_restarts = max_restarts
@@ -142,7 +150,9 @@ class PodRuntime:
         """The level's sandbox; `IsolationUnavailable` (``POD.ISOLATION.UNAVAILABLE``) naming
         the reason when this host cannot give it - never a weaker level instead."""
         if level not in self._sandboxes:
-            self._sandboxes[level] = sandbox_for(level, self.home, ops=GATEWAY_OPS)
+            self._sandboxes[level] = sandbox_for(
+                level, self.home, ops=GATEWAY_OPS, runtime=self.runtime
+            )
         return self._sandboxes[level]
 
     async def start(
@@ -157,7 +167,7 @@ class PodRuntime:
         """Start ``script`` for a registered, active agent; the token reaches the pod only
         through its environment (``MAOS_TOKEN``), never through a file."""
         agent = self.kernel.registry.agent(agent_id)
-        if self.kernel.registry.safe_state is not None:
+        if self.kernel.registry.mode is Mode.MSS:  # the Commander's, or a source's (TSCA)
             raise StateError(
                 "STATE.SAFE_STATE", f"the system is in Minimal Safe State; {agent_id} not started"
             )
@@ -190,7 +200,13 @@ class PodRuntime:
             ring=agent.ring,
             level=level,
             spec=PodSpec(agent_id, script, limits=self.limits, env=pod_env),
-            sentry=Sentry(agent_id, profile, wal=self.kernel.wal, clock=self.kernel.clock),
+            sentry=Sentry(
+                agent_id,
+                profile,
+                wal=self.kernel.wal,
+                clock=self.kernel.clock,
+                trace=self.kernel.trace,
+            ),
         )
         self._runs.add(run)
         if self._watcher is None:
@@ -240,6 +256,8 @@ class PodRuntime:
                     run.level, PodSpec(spec.agent_id, spec.script, spec.workspace, spec.limits, env)
                 )
                 run.pod = pod
+                started = {"agent_id": run.agent_id, "level": run.level, "attempt": attempt}
+                await self.kernel.wal.append("pod.started", started)  # for /metrics' pods
                 if run.stop_reason is not None:  # stopped while the pod was starting
                     pod.kill()
                 code, violation = await self._serve(run, pod)
@@ -425,7 +443,7 @@ class PodRuntime:
         a clean copy takes over (`maos.pod.containment`). Minimal Safe State ends them all."""
         while True:
             await asyncio.sleep(self._poll)
-            safe = self.kernel.registry.safe_state is not None
+            safe = self.kernel.registry.mode is Mode.MSS
             for run in list(self._runs):
                 if run.stop_reason is not None:
                     continue

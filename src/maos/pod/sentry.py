@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from maos.kernel.dsc.base import AgentView, CheckInput, TaskView
 from maos.kernel.dsc.prefilter import PrefilterCheck
+from maos.kernel.trace import Tracing
 from maos.kernel.types import Deny, Intent, OutcomeStatus
 from maos.kernel.wal import Wal
 from maos.pod.fingerprint import Fingerprint, Shape
@@ -342,6 +343,7 @@ class _Counters:
 
 
 _NO_TASK = TaskView(task_id="")
+_UNTRACED = Tracing()
 
 
 class Sentry:
@@ -360,6 +362,7 @@ class Sentry:
         "_prefilter",
         "_profile",
         "_sized",
+        "_trace",
         "_wal",
     )
 
@@ -370,8 +373,11 @@ class Sentry:
         *,
         wal: Wal,
         clock: Callable[[], float] = time.time,
+        trace: Tracing | None = None,
     ) -> None:
         self._agent_id = agent_id
+        self._trace = trace or _UNTRACED
+        """The kernel's tracer: `admit` opens a frame's span, `record` closes it."""
         self._profile = profile
         self._wal = wal
         self._clock = clock
@@ -414,13 +420,18 @@ class Sentry:
     async def admit(self, frame: Frame) -> SentryDecision:
         """The decision on ``frame`` before the kernel sees it. Never raises: any internal
         error is a `SentryDeny` with ``SENTRY.INTERNAL`` (fail closed, R11)."""
-        try:
-            decision = await self._admit(frame)
-        except Exception as exc:
-            decision = SentryDeny(
-                SentryCode.INTERNAL,
-                f"the sentry could not evaluate {frame.gw}.{frame.op} ({type(exc).__name__})",
-            )
+        with self._trace.sentry(self._agent_id, frame.gw, frame.op) as span:
+            try:
+                decision = await self._admit(frame)
+            except Exception as exc:
+                decision = SentryDeny(
+                    SentryCode.INTERNAL,
+                    f"the sentry could not evaluate {frame.gw}.{frame.op} ({type(exc).__name__})",
+                )
+            if span is not None:
+                span.set_attribute("maos.sentry.verdict", getattr(decision, "code", "allow"))
+        if span is not None and isinstance(decision, SentryViolation):
+            self._trace.frame_done("violation", decision.code)  # no record() follows
         counters = self._counters.get(frame.gw)
         if counters is not None:
             if isinstance(decision, SentryDeny):
@@ -433,6 +444,7 @@ class Sentry:
         """The kernel answered ``frame`` (``status`` is the `OutcomeStatus` value): log the
         egress and let the fingerprint learn. Raises `WalError` if the egress record cannot
         be made durable - an unlogged egress must stop the pod like any log failure."""
+        self._trace.frame_done(str(status), code)
         sized, self._sized = self._sized, None
         size = sized[1] if sized is not None and sized[0] is frame else _args_bytes(frame)
         target = _target(frame)

@@ -30,8 +30,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
-import stat
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,14 +41,16 @@ from types import MappingProxyType
 from maos.pod import upstream_init
 from maos.pod.egress import EgressRelay, OnConnect
 from maos.pod.isolation import level2, seccomp
-from maos.pod.isolation.base import _ENV_NAME, Limits
+from maos.pod.isolation.base import ENV_NAME, Limits
 from maos.pod.isolation.errors import IsolationUnavailable, SandboxError
 from maos.pod.isolation.home import POD_UID, PodDir, PodHome, pod_uid, reachable
 from maos.pod.isolation.level1 import PYTHON
 from maos.pod.upstream_runtime import NODE, Runtime
 
 __all__ = [
+    "MAX_STAGED_BYTES",
     "PROXY_PORT",
+    "RESERVED_ENV",
     "SOCKET",
     "UPSTREAM_LIMITS",
     "UpstreamCommand",
@@ -68,7 +71,10 @@ UPSTREAM_LIMITS = Limits(
 )
 """Servers live as long as the gateway and run runtimes (node) that reserve address
 space and threads (RLIMIT_NPROC counts threads) freely."""
-_RESERVED = ("HOME", "HTTPS_PROXY", "HTTP_PROXY", "LANG", "PATH", "TMPDIR")
+MAX_STAGED_BYTES = 64 * 1024 * 1024
+"""What may be copied into one upstream's pod as its ``files``."""
+RESERVED_ENV = frozenset(("HOME", "HTTPS_PROXY", "HTTP_PROXY", "LANG", "PATH", "TMPDIR"))
+"""Set by the sandbox itself; a caller giving one is ``POD.SPAWN.BAD_ENV``."""
 _PROXY = f"http://127.0.0.1:{PROXY_PORT}"
 
 
@@ -95,14 +101,18 @@ def sandboxed_command(
     relay: EgressRelay | None = None,
     runtime: Runtime | None = None,
     files: Sequence[Path] = (),
+    writable: Sequence[Path] = (),
     level: int = 2,
     limits: Limits = UPSTREAM_LIMITS,
 ) -> UpstreamCommand:
     """The command line that runs ``command args`` as a level-2 pod in ``pod_dir``.
 
     ``relay`` is the server's egress (its socket must exist, under ``pod_dir``); None
-    means no network at all. ``files`` are bound read-only at their own paths (the
-    server's script, its data). `upstream_pod` makes the pod dir and relay for you.
+    means no network at all. ``files`` appear read-only at their own paths (the server's
+    script, its data): a file is copied into the pod dir (so it need not be reachable by
+    the pod's uid, and the server sees the version of its start), a directory is bound.
+    ``writable`` directories are bound read-write (a server's own data; they must belong
+    to the pod's uid). `upstream_pod` makes the pod dir and relay for you.
     """
     if level != 2:
         raise IsolationUnavailable(
@@ -120,11 +130,11 @@ def sandboxed_command(
             reason=support.reason,
         )
     given, base = _environment(env, runtime, egress=relay is not None)
-    binds = _binds(command, files, runtime)
+    binds = _binds(command, files, writable, runtime, pod_dir)
     init = _install_init(home)
     inner = {
         "limits": asdict(limits),
-        "landlock": _landlock(files, runtime, egress=relay is not None),
+        "landlock": _landlock(files, writable, runtime, egress=relay is not None),
         "proxy_port": PROXY_PORT if relay is not None else None,
         "socket": SOCKET,
         "cwd": "/work",
@@ -134,23 +144,8 @@ def sandboxed_command(
     assert bwrap is not None  # level2.support() found it
     argv = [
         bwrap,
-        *(a for a in level2._namespace_args() if a != "--clearenv"),
-        *level2._interpreter_binds(),
-        "--ro-bind",
-        str(home.bootstrap),
-        "/maos/bootstrap.py",
-        "--ro-bind",
-        str(init),
-        "/maos/upstream_init.py",
-        "--bind",
-        str(pod_dir.workspace),
-        "/work",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
+        *level2.bwrap_args(home.bootstrap, pod_dir.workspace, clearenv=False),
+        *("--ro-bind", str(init), "/maos/upstream_init.py"),
         *binds,  # after /tmp: a runtime or file under the host's /tmp stays visible
     ]
     if relay is not None:
@@ -183,6 +178,7 @@ async def upstream_pod(
     on_connect: OnConnect | None = None,
     runtime: Runtime | None = None,
     files: Sequence[Path] = (),
+    writable: Sequence[Path] = (),
     level: int = 2,
 ) -> AsyncIterator[UpstreamCommand]:
     """A pod dir, the relay for ``egress`` (logging to ``on_connect``) and the command.
@@ -207,6 +203,7 @@ async def upstream_pod(
                 pod_dir=pod_dir,
                 runtime=runtime,
                 files=files,
+                writable=writable,
                 level=level,
             )
             return
@@ -222,6 +219,7 @@ async def upstream_pod(
                 relay=relay,
                 runtime=runtime,
                 files=files,
+                writable=writable,
                 level=level,
             )
     finally:
@@ -234,7 +232,7 @@ def _environment(
     """The caller's variables (secrets: they travel only in the environment) and the base
     (no secrets: it travels in the launcher's spec, so no inherited value replaces it)."""
     for name, value in env.items():
-        if not _ENV_NAME.match(name) or name in _RESERVED:
+        if not ENV_NAME.match(name) or name in RESERVED_ENV:
             raise SandboxError(
                 "POD.SPAWN.BAD_ENV", "invalid or reserved environment name", name=name
             )
@@ -248,7 +246,13 @@ def _environment(
     return dict(env), base
 
 
-def _binds(command: str, files: Sequence[Path], runtime: Runtime | None) -> list[str]:
+def _binds(
+    command: str,
+    files: Sequence[Path],
+    writable: Sequence[Path],
+    runtime: Runtime | None,
+    pod_dir: PodDir,
+) -> list[str]:
     args: list[str] = [] if runtime is None else runtime.binds()
     mounted = [PYTHON]
     if runtime is not None:
@@ -259,15 +263,46 @@ def _binds(command: str, files: Sequence[Path], runtime: Runtime | None) -> list
             raise SandboxError(
                 "POD.RUNTIME.UNREACHABLE", "nobody cannot reach the runtime", path=str(runtime.root)
             )
+    staged = pod_dir.path / "files"
+    total = 0
     for path in files:
-        if not path.is_absolute() or not _readable(path):
+        if not path.is_absolute() or not (path.is_file() or path.is_dir()):
             raise SandboxError(
-                "POD.UPSTREAM.UNREACHABLE",
-                "a file given to an upstream must be an absolute path nobody can reach",
+                "POD.UPSTREAM.NO_FILE",
+                "a file given to an upstream must be an absolute path to a file or directory",
                 path=str(path),
             )
-        args += ["--ro-bind", str(path), str(path)]
-        mounted.append(str(path) + ("/" if path.is_dir() else ""))
+        if path.is_dir():
+            if not reachable(path, pod_uid()):
+                raise SandboxError(
+                    "POD.UPSTREAM.UNREACHABLE",
+                    "a directory given to an upstream must be one nobody can reach",
+                    path=str(path),
+                )
+            args += ["--ro-bind", str(path), str(path)]
+            mounted.append(f"{path}/")
+            continue
+        total += path.stat().st_size
+        if total > MAX_STAGED_BYTES:
+            raise SandboxError(
+                "POD.UPSTREAM.TOO_LARGE",
+                f"files given to an upstream are copied; over {MAX_STAGED_BYTES} bytes in all",
+                path=str(path),
+            )
+        staged.mkdir(mode=0o711, exist_ok=True)
+        copy = Path(tempfile.mkstemp(dir=staged)[1])
+        shutil.copyfile(path, copy)
+        copy.chmod(0o555 if os.access(path, os.X_OK) else 0o444)
+        args += ["--ro-bind", str(copy), str(path)]
+        mounted.append(str(path))
+    for path in writable:
+        if not path.is_absolute() or not path.is_dir() or not reachable(path, pod_uid()):
+            raise SandboxError(
+                "POD.UPSTREAM.UNREACHABLE",
+                "a writable directory must be an absolute path to a directory nobody can reach",
+                path=str(path),
+            )
+        args += ["--bind", str(path), str(path)]
     if not any(command == m or (m.endswith("/") and command.startswith(m)) for m in mounted):
         raise SandboxError(
             "POD.UPSTREAM.NOT_MOUNTED",
@@ -278,20 +313,8 @@ def _binds(command: str, files: Sequence[Path], runtime: Runtime | None) -> list
     return args
 
 
-def _readable(path: Path) -> bool:
-    """Whether bwrap, as the pod's uid, can reach ``path`` to mount it (checked up front
-    for a clear error instead of bwrap's)."""
-    if path.is_dir():
-        return reachable(path, pod_uid())
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return reachable(path.parent, pod_uid()) and bool(mode & stat.S_IROTH)
-
-
 def _landlock(
-    files: Sequence[Path], runtime: Runtime | None, *, egress: bool
+    files: Sequence[Path], writable: Sequence[Path], runtime: Runtime | None, *, egress: bool
 ) -> dict[str, list[object]] | None:
     if level2.landlock_abi() < 1:
         return None
@@ -302,7 +325,7 @@ def _landlock(
     return {
         "ro": ro,
         "ro_files": [str(p) for p in files if not p.is_dir()],
-        "rw": ["/work", "/tmp"],
+        "rw": ["/work", "/tmp", *(str(p) for p in writable)],
         "rw_files": ["/dev/null"],
         "tcp_connect": [PROXY_PORT] if egress else [],
     }

@@ -35,6 +35,7 @@ EVIDENCE_KEPT = 8
 
 _DENY_KINDS: tuple[tuple[str, str], ...] = (
     (AGGREGATE_CODE, "aggregate"),
+    ("DSC.PREFILTER.LEARNED", "memory_match"),
     ("DSC.PREFILTER.", "prefilter"),
     ("SENTRY.PAYLOAD.", "prefilter"),
     ("RULE.R4.", "rule_violation"),
@@ -45,6 +46,7 @@ _DENY_KINDS: tuple[tuple[str, str], ...] = (
     ("DSC.CAPABILITY.", "capability"),
     ("DSC.RATE.", "rate"),
     ("SENTRY.TRAFFIC.", "rate"),
+    ("SSE.MEMORY_MATCH", "memory_match"),
     ("SSE.", "sse_deny"),
 )
 """Deny code prefix -> signal kind, first match wins."""

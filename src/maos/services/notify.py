@@ -82,7 +82,9 @@ class CommanderNotifier:
                 error = f"{exc.code}: {exc.message}"
             except Exception as exc:  # never let a notification break the cascade
                 error = f"{type(exc).__name__}: {exc}"
-        await self._kernel.wal.append(
+        services = self._kernel.services  # a Ring 1 record: through the kernel, chartered
+        await services.submit(
+            services.capability("security"),
             NOTIFIED,
             {
                 "agent_id": agent,

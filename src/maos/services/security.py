@@ -25,7 +25,12 @@ breaches and denials already in the log that no ``security.breach`` answers yet,
 stopping one reads the log a last time: an agent cannot outrun it by ending its run
 within one poll.
 
-It acts as ``commander:security``; it needs no LLM (it keeps working in Rule-Based Mode).
+It acts as ``service:security`` and writes nothing itself (Ring 1: read yes, write no):
+every record it wants in the log is an order through `Kernel.services`, checked against
+its charter with its Ring 1 capability (`maos.kernel.services`). It reads the log through
+whatever holds one - the kernel in its own process, or the read-only fold of a Security
+Agent process the Service Manager supervises (`maos.services.host`). It needs no LLM (it
+keeps working in Rule-Based Mode).
 """
 
 from __future__ import annotations
@@ -34,19 +39,27 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from maos.kernel import cascade
-from maos.kernel.aggregate import AGGREGATE_CODE, DEFAULT_THRESHOLDS, Breach, Threshold, thresholds
+from maos.kernel.aggregate import (
+    AGGREGATE_CODE,
+    DEFAULT_THRESHOLDS,
+    AggregateLedger,
+    Breach,
+    Threshold,
+    thresholds,
+)
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
-from maos.kernel.registry import AgentRecord
+from maos.kernel.registry import AgentRecord, Registry
 from maos.kernel.stages import Stage
-from maos.kernel.wal import WalRecord
+from maos.kernel.wal import Wal, WalRecord
 from maos.services import danger
 from maos.services.notify import CommanderNotifier
 
@@ -61,12 +74,53 @@ __all__ = [
     "SecurityAgent",
     "Threshold",
     "danger_from_log",
+    "kernel_order",
+    "notify_hook",
     "thresholds",
 ]
 
 BREACH = "security.breach"
-PRINCIPAL = "commander:security"
-"""Who the Security Agent acts as: a Ring 1 service of the Commander, never an agent."""
+PRINCIPAL = cascade.SECURITY_SERVICE
+"""Who the Security Agent acts as: a Ring 1 service, never an agent nor the Commander."""
+SERVICE = "security"
+
+Order = Callable[[str, Mapping[str, Any]], Awaitable[int]]
+"""How a service logs a record: through the kernel, which checks its charter."""
+
+
+class _Paths(Protocol):
+    @property
+    def data_dir(self) -> Path: ...
+
+
+class LogSource(Protocol):
+    """What the Security Agent reads: a kernel, or a service process's read-only fold."""
+
+    wal: Wal
+    registry: Registry
+
+    @property
+    def config(self) -> _Paths: ...
+
+    @property
+    def view(self) -> _AggregateView: ...
+
+    def clock(self) -> float: ...
+
+
+class _AggregateView(Protocol):
+    aggregate: AggregateLedger
+
+
+def kernel_order(kernel: Kernel, service: str = SERVICE) -> Order:
+    """Orders through the kernel in this process, with the service's capability."""
+    capability = kernel.services.capability(service)
+
+    async def order(kind: str, body: Mapping[str, Any]) -> int:
+        return await kernel.services.submit(capability, kind, body)
+
+    return order
+
 
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
@@ -122,14 +176,25 @@ class SecurityAgent:
 
     def __init__(
         self,
-        kernel: Kernel,
+        kernel: Kernel | LogSource,
         limits: Sequence[Threshold] = DEFAULT_THRESHOLDS,
         *,
         policy: CascadePolicy | None = None,
         interval_s: float = 0.2,
         notifier: CommanderNotifier | None = None,
+        order: Order | None = None,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
+        """``order``: how records reach the log (default: this kernel's service desk,
+        which needs ``kernel`` to be a `Kernel`); ``refresh``: brings a service process's
+        fold up to date before each poll and after each order."""
         self._kernel = kernel
+        if order is None:
+            if not isinstance(kernel, Kernel):
+                raise TypeError("a Security Agent outside the kernel needs its order path")
+            order = kernel_order(kernel)
+        self._order_path = order
+        self._refresh = refresh
         self.policy = policy or CascadePolicy()
         self.aggregate = kernel.view.aggregate
         """The kernel's running sums: read here, never written."""
@@ -169,6 +234,8 @@ class SecurityAgent:
     async def poll(self) -> list[Breach]:
         """Read what was logged since the last poll and act on it; returns the breaches
         acted on (or logged as would-be in monitoring-only mode)."""
+        if self._refresh is not None:
+            self._refresh()
         records = list(self._kernel.wal.read(since_seq=self._seen, kinds=LOG_KINDS))
         acted: list[Breach] = []
         for rec in records:
@@ -246,7 +313,7 @@ class SecurityAgent:
     async def _breach(self, breach: Breach, *, code: str, before_effect: bool) -> None:
         acting = not self.policy.monitor_only and breach.agent_id is not None
         body = {**breach.record(), "code": code, "before_effect": before_effect}
-        await self._kernel.wal.append(BREACH, {**body, "acting": acting})
+        await self._order(BREACH, {**body, "acting": acting})
         self._answered.add(breach.seq)
         if not acting or breach.agent_id is None:
             return
@@ -285,7 +352,7 @@ class SecurityAgent:
             score=score if math.isfinite(score) else 0.0,
             evidence=self.danger.evidence(agent.agent_id),
         )
-        await self._kernel.cascade(order)
+        await self._order(order.kind, order.body)
         if self._notifier is not None and stage.rank >= Stage.SOFT_ISOLATION.rank:
             await self._notifier.notify(order.body, self._kernel.wal.tail_seq())
 
@@ -307,7 +374,13 @@ class SecurityAgent:
             principal=PRINCIPAL,
             at=self._kernel.clock(),
         )
-        await self._kernel.cascade(order)
+        await self._order(order.kind, order.body)
+
+    async def _order(self, kind: str, body: Mapping[str, Any]) -> int:
+        seq = await self._order_path(kind, body)
+        if self._refresh is not None:
+            self._refresh()
+        return seq
 
     async def _follow(self) -> None:
         while True:
@@ -316,6 +389,23 @@ class SecurityAgent:
             except MaosError:  # the log is closing or failing: the kernel reports that
                 return
             await asyncio.sleep(self._interval)
+
+
+def notify_hook(
+    notifier: CommanderNotifier | None,
+) -> Callable[[str, str, Mapping[str, Any], int], Awaitable[None]] | None:
+    """For the Service Manager: tell the Commander of the stages a Security Agent
+    process logged (the notifier uses the kernel's adapters, so it stays beside it)."""
+    if notifier is None:
+        return None
+
+    async def hook(service: str, kind: str, body: Mapping[str, Any], seq: int) -> None:
+        if service != SERVICE or kind != "agent.stage":
+            return
+        if Stage(str(body.get("stage"))).rank >= Stage.SOFT_ISOLATION.rank:
+            await notifier.notify(body, seq)
+
+    return hook
 
 
 def danger_from_log(records: Iterable[WalRecord], policy: CascadePolicy) -> danger.DangerBook:
@@ -342,7 +432,7 @@ def _released(body: Mapping[str, object]) -> bool:
     return ranked.get(stage, 99) < ranked.get(before, 0)
 
 
-def _keep_log_excerpt(kernel: Kernel, agent_id: str, path: Path) -> None:
+def _keep_log_excerpt(kernel: Kernel | LogSource, agent_id: str, path: Path) -> None:
     """The agent's records and its conversation (LLM prompts and answers), written
     beside what the pod runtime keeps of its pod, for root-cause analysis."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

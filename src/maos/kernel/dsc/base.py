@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from maos.kernel.labels import BOTTOM, Conf, Label
+from maos.kernel.modes import Mode
 from maos.kernel.types import Decision, EffectClass, Intent
 
 __all__ = ["AgentStatus", "AgentView", "Check", "CheckInput", "TaskView"]
@@ -86,6 +87,8 @@ class CheckInput:
     safe_state: bool = False
     """The Commander put the system in Minimal Safe State (R8): nothing runs but the
     kernel and its log, and agents may only end themselves."""
+    mode: Mode = Mode.NORMAL
+    """The effective degradation mode (`maos.kernel.modes`), enforced by check 5b."""
     fever: bool = False
     """Security Fever: two or more agents are quarantined, so every rate limit is halved
     (check 2) and Ring 3 agents' effects all go to the SSE."""

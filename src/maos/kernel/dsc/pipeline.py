@@ -15,16 +15,18 @@ needs no capability. Its target must be empty or the agent's own id: terminating
 
 R2 is structural: `standard_pipeline` refuses to build a DSC whose first check is not
 the capability check. `decide` is the hot path: nothing is allocated on the allow path
-beyond what the checks do. Decisions name the check that made them; the pipeline fills
-the name in when a check left it empty.
+beyond what the checks do, and an untraced run costs one context-variable read and one
+test per check (`maos bench`'s ``telemetry`` section measures it). Decisions name the
+check that made them; the pipeline fills the name in when a check left it empty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
+from maos.kernel import trace
 from maos.kernel.aggregate import AggregateLedger
 from maos.kernel.dsc.base import Check, CheckInput
 from maos.kernel.dsc.budget import BudgetCheck, BudgetLedger
@@ -34,8 +36,14 @@ from maos.kernel.dsc.prefilter import PrefilterCheck
 from maos.kernel.dsc.ratelimit import RateLimitCheck
 from maos.kernel.dsc.rules import RulesCheck
 from maos.kernel.errors import StateError
+from maos.kernel.modes import ModeCheck
 from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
 
@@ -66,6 +74,9 @@ class Pipeline:
         return tuple(name for _, name in self._checks)
 
     def decide(self, inp: CheckInput) -> Decision:
+        return trace.dsc(self._decide, inp)  # in a span when the intent is traced
+
+    def _decide(self, inp: CheckInput, span: Span | None) -> Decision:
         intent = inp.intent
         if intent.op == APOPTOSIS_OP:
             if intent.target in ("", intent.agent_id) and not intent.extra_targets:
@@ -82,6 +93,8 @@ class Pipeline:
                 decision = check(inp)
             except Exception as exc:  # R11: a check that cannot decide denies
                 return Deny("DSC.INTERNAL", f"{name} failed: {type(exc).__name__}", check=name)
+            if span is not None:
+                trace.checked(span, name, decision)
             kind = type(decision)
             if kind is Allow:
                 continue
@@ -120,6 +133,28 @@ class _BudgetStage:
         return decision
 
 
+class _RulesStage:
+    """Check 5 and its sub-check 5b: the rules, then the degradation mode
+    (`maos.kernel.modes`). A rules deny comes first, so an R8 refusal (a paused agent,
+    the Commander's Minimal Safe State) keeps its own code; a mode deny wins over a
+    rule's question to the Commander, who should not be asked about what cannot run."""
+
+    __slots__ = ("_modes", "_rules", "name")
+
+    def __init__(self, rules: RulesCheck, modes: ModeCheck) -> None:
+        self.name = rules.name
+        self._rules = rules
+        self._modes = modes
+
+    def __call__(self, inp: CheckInput) -> Decision:
+        decision = self._rules(inp)
+        if type(decision) is not Deny:
+            deny = self._modes(inp)
+            if deny is not None:
+                return deny
+        return decision
+
+
 def standard_pipeline(
     capability: Check,
     *,
@@ -129,6 +164,8 @@ def standard_pipeline(
     protected: Iterable[str],
     ops: Mapping[str, OpSpec] = OPS,
     aggregate: AggregateLedger | None = None,
+    memory: ThreatMemory | None = None,
+    modes: ModeCheck | None = None,
 ) -> Pipeline:
     """The seven checks in `CHECK_ORDER` over the kernel's own state objects.
 
@@ -137,7 +174,9 @@ def standard_pipeline(
     least the data dir (see `RulesCheck`). ``ops`` is the catalogue the checks read; the
     kernel passes its registry's, which grows as tools are registered. ``aggregate``
     adds sub-check 3b (the kernel always passes its ledger; without one, check 3 is the
-    budgets alone, which is what the bench compares against).
+    budgets alone, which is what the bench compares against). ``modes`` adds sub-check
+    5b, the degradation mode (the kernel always passes one). ``memory`` is the immune
+    memory check 7 consults besides its fixed patterns.
     """
     if getattr(capability, "name", None) != "capability":
         raise StateError(
@@ -145,6 +184,7 @@ def standard_pipeline(
             "R2: the DSC must start with the capability check",
             got=repr(getattr(capability, "name", capability)),
         )
+    rules = RulesCheck(protected=protected, ops=ops)
     return Pipeline(
         (
             capability,
@@ -153,8 +193,8 @@ def standard_pipeline(
             if aggregate is None
             else _BudgetStage(BudgetCheck(ledger), aggregate),
             IfcCheck(ops),
-            RulesCheck(protected=protected, ops=ops),
+            rules if modes is None else _RulesStage(rules, modes),
             LockCheck(locks, ops),
-            PrefilterCheck(),
+            PrefilterCheck(memory),
         )
     )

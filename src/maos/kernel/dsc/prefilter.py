@@ -23,11 +23,15 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from maos.kernel.dsc.base import CheckInput
 from maos.kernel.types import Allow, Decision, Deny
 
-__all__ = ["PATTERNS", "PrefilterCheck", "normalize"]
+if TYPE_CHECKING:
+    from maos.kernel.immune import ThreatMemory
+
+__all__ = ["PATTERNS", "PrefilterCheck", "locate", "normalize"]
 
 _S = r"[\W_]{1,16}"  # a word gap: spaces, punctuation, underscores, markdown
 _W = rf"(?:\w{{1,20}}{_S})"  # one filler word
@@ -190,8 +194,8 @@ def _compile() -> tuple[_Group, ...]:
 _GROUPS = _compile()
 
 
-def _match(text: str) -> str | None:
-    """The id of the first pattern found in ``text`` (already normalized), if any.
+def _find(text: str) -> tuple[str, int, int] | None:
+    """The id and span of the first pattern found in ``text`` (already normalized).
 
     A substring test of the literal first: it is faster than the regex engine's own prefix
     scan, and most text holds none of the literals at all. ``in`` rather than ``find``,
@@ -205,18 +209,33 @@ def _match(text: str) -> str | None:
             pattern_id, before = by_group[str(found.lastgroup)]
             start = found.start()
             if before is None or before.search(text, max(0, start - _WINDOW), start):
-                return pattern_id
+                return pattern_id, start, found.end()
     return None
 
 
+def _match(text: str) -> str | None:
+    found = _find(text)
+    return None if found is None else found[0]
+
+
+def locate(text: str) -> tuple[int, int] | None:
+    """Where in ``text`` (already normalized) an injection phrasing is: the immune memory
+    learns the sentence around it."""
+    found = _find(text)
+    return None if found is None else (found[1], found[2])
+
+
 class PrefilterCheck:
-    """Check 7. Stateless and shared; the patterns are fixed per release, like the rules."""
+    """Check 7. The patterns above are fixed per release, like the rules; ``memory`` adds
+    the threats the immune memory learned (`maos.kernel.immune`), which the kernel folds
+    from the log - the check only reads them."""
 
-    __slots__ = ("_allow", "name")
+    __slots__ = ("_allow", "_memory", "name")
 
-    def __init__(self) -> None:
+    def __init__(self, memory: ThreatMemory | None = None) -> None:
         self.name = "prefilter"
         self._allow = Allow(check=self.name)
+        self._memory = memory
 
     def __call__(self, inp: CheckInput) -> Decision:
         intent = inp.intent
@@ -225,12 +244,24 @@ class PrefilterCheck:
             text = "\n".join((text, *intent.targets))
         elif intent.target:
             text = f"{text}\n{intent.target}"
-        found = _match(normalize(text))
+        normalized = normalize(text)
+        found = _match(normalized)
         if found is None:
-            return self._allow
+            return self._allow if not self._memory else self._learned(inp, normalized)
         where = "content" if _match(normalize(intent.content)) else "targets"
         return Deny(
             "DSC.PREFILTER.INJECTION",
             f"the intent's {where} match the prompt-injection pattern {found}",
+            check=self.name,
+        )
+
+    def _learned(self, inp: CheckInput, normalized: str) -> Decision:
+        assert self._memory is not None
+        threat = self._memory.in_intent(inp.intent, inp.task.trusted_targets, normalized)
+        if threat is None:
+            return self._allow
+        return Deny(
+            "DSC.PREFILTER.LEARNED",
+            f"the intent repeats a threat the immune memory learned: {threat.describe()}",
             check=self.name,
         )

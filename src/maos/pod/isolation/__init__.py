@@ -12,6 +12,8 @@ level. This package imports only `maos.pod` and `maos.kernel`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from maos.pod.frames import BASE_OPS, OpTable
 from maos.pod.isolation import level1, level2, level3, vm
 from maos.pod.isolation.base import (
@@ -80,8 +82,10 @@ def sandbox_for(
     *,
     ops: OpTable = BASE_OPS,
     on_violation: ViolationSink | None = None,
+    runtime: Path | None = None,
 ) -> ProcessSandbox:
-    """The sandbox for ``level``, or `IsolationUnavailable` naming the reason."""
+    """The sandbox for ``level``, or `IsolationUnavailable` naming the reason; ``runtime``
+    is a read-only virtualenv its pods import packages from (levels 1 and 2)."""
     support = detect(level)
     cls = _SANDBOXES.get(level)
     if not support.available or cls is None:
@@ -91,4 +95,11 @@ def sandbox_for(
             level=level,
             reason=support.reason,
         )
-    return cls(home, ops=ops, on_violation=on_violation)
+    if runtime is not None and level not in (1, 2):
+        raise IsolationUnavailable(
+            "POD.ISOLATION.UNAVAILABLE",
+            f"isolation level {level} cannot mount a package runtime; use level 1 or 2",
+            level=level,
+            reason="no runtime mounts",
+        )
+    return cls(home, ops=ops, on_violation=on_violation, runtime=runtime)

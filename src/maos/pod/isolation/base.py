@@ -30,6 +30,7 @@ from maos.pod.isolation.errors import IsolationUnavailable, SandboxError
 from maos.pod.isolation.home import POD_UID, PodDir, PodHome
 
 __all__ = [
+    "ENV_NAME",
     "HardViolation",
     "Launch",
     "Limits",
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 Popen = subprocess.Popen[bytes]
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+"""What a pod's environment variable may be called (the gateway's policy checks the same)."""
 LOG_TAIL = 16 * 1024
 START_TIMEOUT = 30.0
 """Seconds a pod may take to say READY before it counts as failed (a safety net, not a SLA)."""
@@ -230,7 +232,7 @@ class PodProcess:
         if self._agent_id is not None:
             raise SandboxError("POD.SPAWN.REUSED", "a pod runs one agent, once")
         for name in spec.env:
-            if not _ENV_NAME.match(name):
+            if not ENV_NAME.match(name):
                 raise SandboxError("POD.SPAWN.BAD_ENV", "invalid environment name", name=name)
         code = spec.script.read_text(encoding="utf-8")
         frame = orjson.dumps(
@@ -359,10 +361,21 @@ class ProcessSandbox:
         *,
         ops: OpTable = BASE_OPS,
         on_violation: ViolationSink | None = None,
+        runtime: Path | None = None,
     ) -> None:
         self.home = PodHome() if home is None else home
         self._ops = ops
         self._sink = on_violation
+        self.runtime = runtime
+        """A read-only virtualenv on Debian's python3 whose packages pods may import (an
+        agent framework: docs/frameworks.md); bound read-only at its own path."""
+
+    def runtime_sys_path(self) -> tuple[str, ...]:
+        """The runtime's site-packages, appended to the pod's ``sys.path`` (the pod runs
+        ``-I -S``: no site module, so the path is named, not discovered)."""
+        if self.runtime is None:
+            return ()
+        return tuple(str(p) for p in sorted(self.runtime.glob("lib/python3*/site-packages")))
 
     def support(self) -> Support:
         raise NotImplementedError

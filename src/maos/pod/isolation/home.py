@@ -22,10 +22,12 @@ from maos.pod.isolation.errors import SandboxError
 __all__ = ["POD_UID", "PodDir", "PodHome", "pod_uid", "reachable"]
 
 _PACKAGE_STUB = (
-    '"""In a pod only `maos.sdk` and `maos.tool` exist; the rest stays with the kernel."""\n'
+    '"""In a pod only `maos.sdk`, `maos.tool` and `maos.adapters` exist; the rest stays '
+    'with the kernel."""\n'
 )
-_POD_PACKAGES = ("maos.sdk", "maos.tool")
-"""Stand-alone packages pods import: the agent SDK, and the tool API for the tool host."""
+_POD_PACKAGES = ("maos.sdk", "maos.tool", "maos.adapters")
+"""Stand-alone packages pods import: the agent SDK, the tool API for the tool host, and
+the framework adapters (which import their framework only when used, from a runtime)."""
 
 POD_UID = 65534
 """``nobody``: the uid every pod runs as, on the host, when the kernel is root."""

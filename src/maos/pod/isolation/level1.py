@@ -188,7 +188,9 @@ class Level1Sandbox(ProcessSandbox):
             start_new_session=True,
             **self._drop_privileges(pod_dir.uid),
         )
-        launch = Launch(cwd=str(pod_dir.workspace), sys_path=(str(self.home.pylib),))
+        launch = Launch(
+            cwd=str(pod_dir.workspace), sys_path=(str(self.home.pylib), *self.runtime_sys_path())
+        )
         own_uid = os.geteuid() == 0
         return Started(
             proc, launch, sweep=functools.partial(kill_uid, pod_dir.uid) if own_uid else None

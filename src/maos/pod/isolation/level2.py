@@ -20,13 +20,14 @@ import select
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 
 from maos.pod.isolation import seccomp
 from maos.pod.isolation.base import START_TIMEOUT, Launch, ProcessSandbox, Started, Support
 from maos.pod.isolation.home import PodDir
 from maos.pod.isolation.level1 import BASE_ENV, PYTHON, bwrap_exit_signal
 
-__all__ = ["Level2Sandbox", "landlock_abi", "stdlib_dir", "support"]
+__all__ = ["Level2Sandbox", "bwrap_args", "landlock_abi", "stdlib_dir", "support"]
 
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64")
 
@@ -92,6 +93,21 @@ def _namespace_args() -> list[str]:
     ]
 
 
+def bwrap_args(bootstrap: Path, workspace: Path, *, clearenv: bool = True) -> list[str]:
+    """What every level-2 sandbox is (tool hosts, agents, upstream servers): the
+    namespaces, the interpreter, the bootstrap at ``/maos/bootstrap.py``, ``workspace`` at
+    ``/work``, a fresh ``/proc`` and ``/dev`` and a private ``/tmp``. ``clearenv=False``
+    for a launcher that filtered the environment itself before exec'ing bwrap."""
+    namespaces = [a for a in _namespace_args() if clearenv or a != "--clearenv"]
+    return [
+        *namespaces,
+        *_interpreter_binds(),
+        *("--ro-bind", str(bootstrap), "/maos/bootstrap.py"),
+        *("--bind", str(workspace), "/work"),
+        *("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"),
+    ]
+
+
 def _namespace_init(info_fd: int) -> int:
     """A pidfd of the pod's pid-namespace init, from what ``bwrap --info-fd`` reports.
 
@@ -139,24 +155,12 @@ class Level2Sandbox(ProcessSandbox):
         info_r, info_w = os.pipe()
         argv = [
             "bwrap",
-            *_namespace_args(),
+            *bwrap_args(self.home.bootstrap, pod_dir.workspace),
             *env_args,
-            *_interpreter_binds(),
-            "--ro-bind",
-            str(self.home.bootstrap),
-            "/maos/bootstrap.py",
             "--ro-bind",
             str(self.home.pylib),
             "/maos/pylib",
-            "--bind",
-            str(pod_dir.workspace),
-            "/work",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
+            *([] if self.runtime is None else ["--ro-bind", str(self.runtime), str(self.runtime)]),
             "--chdir",
             "/work",
             "--seccomp",
@@ -199,13 +203,20 @@ class Level2Sandbox(ProcessSandbox):
             os.close(info_r)
         landlock = None
         if landlock_abi() >= 1:
+            ro = ["/usr", "/maos", "/proc", "/dev"]
+            if self.runtime is not None:
+                ro.append(str(self.runtime))
             landlock = {
-                "ro": ["/usr", "/maos", "/proc", "/dev"],
+                "ro": ro,
                 "rw": ["/work", "/tmp"],
                 "rw_files": ["/dev/null"],
             }
         return Started(
-            proc, Launch(cwd="/work", landlock=landlock, sys_path=("/maos/pylib",)), reaper
+            proc,
+            Launch(
+                cwd="/work", landlock=landlock, sys_path=("/maos/pylib", *self.runtime_sys_path())
+            ),
+            reaper,
         )
 
     _exit_signal = staticmethod(bwrap_exit_signal)

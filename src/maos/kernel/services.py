@@ -1,0 +1,101 @@
+"""Ring 1 writes through the kernel: service identities and their capabilities.
+
+Ring 1 reads the kernel's data freely (the log, folded) and writes none of it directly
+(seed §1, §7: "read yes, write no"). A service submits each record it wants in the log as
+an *order* to `Kernel.service_order` with its Ring 1 capability, and the kernel checks it
+and logs it, like any intent:
+
+- the capability is ``svc1.<service>.<mac>``, an HMAC the kernel computes with its
+  per-boot secret, handed to the service when the Service Manager starts it (in its
+  environment, never in a file) - a service cannot make one for another name;
+- the record kind must be one the service's charter (`CHARTERS`) names: the Security
+  Agent moves agents through the cascade and logs breaches, it does not touch tokens;
+- the record's principal is the service's own, ``service:<name>`` (set by the kernel:
+  a service cannot log as the Commander or as another service).
+
+A refusal is logged as ``service.denied`` {service, kind, code, reason} and raised as a
+`StateError` with that code (``SERVICE.BAD_CAPABILITY``, ``SERVICE.NOT_CHARTERED``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from maos.kernel.errors import StateError
+
+__all__ = ["CHARTERS", "DENIED", "ServiceDesk", "service_principal"]
+
+DENIED = "service.denied"
+_PREFIX = "svc1"
+
+CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "security": frozenset(
+            {"agent.stage", "approval.pending", "security.breach", "security.notified"}
+        ),
+        "manager": frozenset(
+            {"service.started", "service.exited", "service.restarted", "service.failed"}
+        ),
+        "tsca": frozenset({"tsca.incident", "tsca.action", "tsca.handover"}),
+        "sentry": frozenset({"sentry.egress", "sentry.danger", "sentry.batch"}),
+        "beacon": frozenset({"beacon.note"}),
+    }
+)
+"""What each Ring 1 service may log (``beacon``: the smallest service, used to test the
+supervision itself)."""
+
+Log = Callable[..., Awaitable[int]]
+
+
+def service_principal(service: str) -> str:
+    return f"service:{service}"
+
+
+class ServiceDesk:
+    """Mints Ring 1 capabilities and checks the orders that carry them."""
+
+    def __init__(self, log: Log, *, secret: bytes | None = None) -> None:
+        self._log = log
+        self._secret = secret if secret is not None else os.urandom(32)
+
+    def _mac(self, service: str) -> str:
+        msg = f"{_PREFIX}.{service}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:48]
+
+    def capability(self, service: str) -> str:
+        """The capability of a chartered service (the Service Manager hands it over)."""
+        if service not in CHARTERS:
+            raise StateError("SERVICE.UNKNOWN", f"{service!r} is not a Ring 1 service")
+        return f"{_PREFIX}.{service}.{self._mac(service)}"
+
+    def holder(self, capability: object) -> str | None:
+        """The service a capability names, when it is genuine."""
+        if not isinstance(capability, str):
+            return None
+        prefix, _, rest = capability.partition(".")
+        service, _, mac = rest.partition(".")
+        if prefix != _PREFIX or service not in CHARTERS:
+            return None
+        return service if hmac.compare_digest(mac, self._mac(service)) else None
+
+    async def submit(self, capability: object, kind: str, body: Mapping[str, Any]) -> int:
+        """Log ``kind``/``body`` for the service holding ``capability``; the record's seq."""
+        service = self.holder(capability)
+        if service is None:
+            await self._deny("?", kind, "SERVICE.BAD_CAPABILITY", "no genuine Ring 1 capability")
+        assert service is not None
+        if kind not in CHARTERS[service]:
+            await self._deny(
+                service, kind, "SERVICE.NOT_CHARTERED", f"{service} may not log {kind} records"
+            )
+        return await self._log(kind, {**body, "principal": service_principal(service)})
+
+    async def _deny(self, service: str, kind: str, code: str, reason: str) -> None:
+        body = {"service": service, "kind": str(kind)[:80], "code": code, "reason": reason}
+        await self._log(DENIED, body)
+        raise StateError(code, f"{service}: {reason}", service=service, kind=str(kind)[:80])

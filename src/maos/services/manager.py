@@ -1,0 +1,430 @@
+"""The Service Manager (Ring 1): starts the Ring 1 services, restarts the ones that fail,
+and turns their health into the degradation mode.
+
+Each supervised service runs as its own process (`maos.service_main`), enrolled with the
+Watchdog (`maos.kernel.watchdog`) and holding its Ring 1 capability
+(`maos.kernel.services`). The manager relays its beats to the Watchdog and its orders to
+the kernel's service desk, and watches:
+
+- the process exits (a crash, a SIGKILL, an error its main loop did not survive):
+  ``service.exited`` {service, pid, code, reason, stderr};
+- the Watchdog finds it silent past ``resilience.missed_beats`` beats (a wedged loop, a
+  SIGSTOP): the manager kills it (SIGKILL), and it is restarted like a crash.
+
+A failed service is restarted after a backoff that doubles per restart
+(``service.restarted`` {service, attempt, after_s}), by its `RestartPolicy`; more than
+``max_restarts`` within ``window_s`` and it is *failed* (``service.failed``): the manager
+stops restarting it for ``cooldown_s``, then tries once more. All timing is on the
+kernel's clock.
+
+Health becomes a mode demand (source ``health``, `maos.kernel.modes`): one failed
+non-critical service -> degraded-1, a failed critical one -> degraded-2, two or more
+failed -> degraded-3, none -> normal (demanded only when it changes).
+
+Every record the manager writes goes through the kernel with its own capability, as
+``service:manager``; the table of services (`SERVICES`) is in docs/resilience.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from maos.kernel.errors import MaosError
+from maos.kernel.kernel import Kernel
+from maos.kernel.modes import Mode
+from maos.services.host import ENV, MAX_LINE
+
+__all__ = [
+    "SERVICES",
+    "Criticality",
+    "RestartPolicy",
+    "ServiceManager",
+    "ServiceSpec",
+    "health_mode",
+    "services_table",
+    "spec",
+]
+
+
+class Criticality(StrEnum):
+    CRITICAL = "critical"
+    """Down: essential operations only (degraded-2)."""
+    NON_CRITICAL = "non-critical"
+    """Down: reduced features (degraded-1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    restart: bool = True
+    """False: a service that ends is recorded and left down."""
+    max_restarts: int = 5
+    window_s: float = 60.0
+    """More than ``max_restarts`` restarts within this window: the service is failed."""
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+    cooldown_s: float = 30.0
+    """How long a failed service is left down before one more try."""
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.backoff_max_s, self.backoff_s * (2 ** max(0, attempt - 1))))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    title: str
+    criticality: Criticality
+    cell: str
+    """Its cell type (seed §30.8)."""
+    needs_llm: str
+    """``yes``, ``no`` or ``partial``: whether it runs in Rule-Based Mode."""
+    process: bool
+    """Supervised as its own process (True), or running inside the kernel's process."""
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+
+
+_CRIT, _NON = Criticality.CRITICAL, Criticality.NON_CRITICAL
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("security", "Security Agent", _CRIT, "immune", "partial", True),
+    ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False),
+    ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False),
+    ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False),
+    ServiceSpec("manager", "Service Manager", _CRIT, "bone", "no", False),
+    ServiceSpec("memory", "Memory Manager", _NON, "memory", "no", False),
+    ServiceSpec("cron", "Cron Scheduler", _NON, "blood", "no", False),
+    ServiceSpec("observability", "Observability", _NON, "sensory", "no", False),
+    ServiceSpec("dashboard", "Dashboard", _NON, "sensory", "no", False),
+    ServiceSpec("tsca", "TSCA", _CRIT, "immune", "no", False),
+    ServiceSpec("beacon", "Beacon (supervision check)", _NON, "sensory", "no", True),
+)
+"""Every Ring 1 service: its criticality, cell type, LLM need and where it runs."""
+
+
+def spec(name: str) -> ServiceSpec:
+    for s in SERVICES:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def health_mode(failed: Mapping[str, Criticality]) -> Mode:
+    """The mode service health demands (the module doc's mapping)."""
+    if len(failed) >= 2:
+        return Mode.DEGRADED_3
+    if Criticality.CRITICAL in failed.values():
+        return Mode.DEGRADED_2
+    return Mode.DEGRADED_1 if failed else Mode.NORMAL
+
+
+OnOrder = Callable[[str, str, Mapping[str, Any], int], Awaitable[None]]
+"""Called after a service's order was logged: (service, kind, body, seq)."""
+
+
+@dataclass
+class _Run:
+    spec: ServiceSpec
+    state: str = "starting"
+    pid: int | None = None
+    attempt: int = 0
+    restarts: list[float] = field(default_factory=list)
+    last_exit: str = ""
+    leaving: bool = False
+    """The process said it is ending: wait for its exit, do not kill it for silence."""
+    proc: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class ServiceManager:
+    """Supervises Ring 1 service processes for one kernel."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        *,
+        on_order: OnOrder | None = None,
+        policies: Mapping[str, RestartPolicy] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self._kernel = kernel
+        self._on_order = on_order
+        self._policies = dict(policies or {})
+        self._python = python
+        self._cap = kernel.services.capability("manager")
+        self.runs: dict[str, _Run] = {}
+        self._stopping = False
+        self._mode = kernel.registry.modes.demands.get("health", Mode.NORMAL)
+        """What health last demanded (from the log: a restart picks up where it was)."""
+
+    # -- the Commander's and boot's side ---------------------------------------------
+
+    def start(self, name: str) -> None:
+        """Start supervising ``name`` (one of `SERVICES` that runs as a process)."""
+        s = spec(name)
+        if not s.process:
+            raise ValueError(f"{name} runs inside the kernel's process, not supervised here")
+        if name in self._policies:
+            s = replace(s, policy=self._policies[name])
+        run = _Run(s)
+        self.runs[name] = run
+        run.task = asyncio.get_running_loop().create_task(self._supervise(run))
+
+    async def stop(self) -> None:
+        """Stop every service cleanly (SIGTERM: each takes a last look), then wait. One
+        still starting is first given its start grace to beat once: its signal handler
+        is in place by then, so a kernel that closes right after it opened (a one-poll
+        run) still gets the Security Agent's last look at the log."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._kernel.watchdog.grace_s
+        while loop.time() < end and any(self._starting(r) for r in self.runs.values()):
+            await asyncio.sleep(0.02)
+        self._stopping = True
+        for run in self.runs.values():
+            if run.proc is not None and run.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    run.proc.send_signal(signal.SIGTERM)
+        for run in self.runs.values():
+            if run.task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(run.task), 10.0)
+                except TimeoutError:
+                    if run.proc is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            run.proc.kill()
+                    run.task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run.task
+
+    def _starting(self, run: _Run) -> bool:
+        beat = self._kernel.watchdog.members.get(f"service:{run.spec.name}")
+        alive = run.proc is not None and run.proc.returncode is None
+        return (
+            run.state in ("starting", "up")
+            and (run.proc is None or alive)
+            and (beat is None or beat.counter < 0)
+        )
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                "state": run.state,
+                "pid": run.pid,
+                "criticality": run.spec.criticality.value,
+                "restarts": len(run.restarts),
+                "last_exit": run.last_exit,
+            }
+            for name, run in sorted(self.runs.items())
+        }
+
+    # -- supervision -------------------------------------------------------------------
+
+    async def _supervise(self, run: _Run) -> None:
+        policy = run.spec.policy
+        while not self._stopping:
+            run.attempt += 1
+            code, reason, stderr = await self._run_once(run)
+            if self._stopping:
+                run.state = "stopped"
+                break
+            run.last_exit = reason
+            await self._record(
+                "service.exited",
+                {
+                    "service": run.spec.name,
+                    "pid": run.pid,
+                    "code": code,
+                    "reason": reason,
+                    "stderr": stderr,
+                },
+            )
+            now = self._kernel.clock()
+            run.restarts = [t for t in run.restarts if now - t <= policy.window_s]
+            if not policy.restart or len(run.restarts) >= policy.max_restarts:
+                run.state = "failed"
+                await self._record(
+                    "service.failed",
+                    {
+                        "service": run.spec.name,
+                        "restarts": len(run.restarts),
+                        "window_s": policy.window_s,
+                        "retry_in_s": policy.cooldown_s,
+                    },
+                )
+                await self._health_changed()
+                if not policy.restart or not await self._wait(policy.cooldown_s):
+                    break
+                run.restarts.clear()
+                continue
+            run.state = "restarting"
+            after = policy.delay(len(run.restarts) + 1)
+            if not await self._wait(after):
+                break
+            run.restarts.append(self._kernel.clock())
+            await self._record(
+                "service.restarted",
+                {"service": run.spec.name, "attempt": run.attempt + 1, "after_s": after},
+            )
+        run.state = "stopped" if self._stopping else run.state
+
+    async def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` of the kernel's clock; False if the manager is stopping."""
+        due = self._kernel.clock() + seconds
+        while self._kernel.clock() < due:
+            if self._stopping:
+                return False
+            await asyncio.sleep(min(0.05, max(0.001, due - self._kernel.clock())))
+        return not self._stopping
+
+    async def _run_once(self, run: _Run) -> tuple[int | None, str, str]:
+        """One life of the process; (exit code, reason, stderr's tail)."""
+        name = run.spec.name
+        member = f"service:{name}"
+        watchdog = self._kernel.watchdog
+        key = watchdog.enrol(member)
+        parent, child = socket.socketpair()
+        env = {
+            **os.environ,
+            ENV["name"]: name,
+            ENV["fd"]: str(child.fileno()),
+            ENV["key"]: key.hex(),
+            ENV["cap"]: self._kernel.services.capability(name),
+            ENV["period"]: repr(watchdog.period_s),
+        }
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._python,
+                "-m",
+                "maos.service_main",
+                name,
+                "--data-dir",
+                str(self._kernel.config.data_dir),
+                pass_fds=(child.fileno(),),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        finally:
+            child.close()
+        run.proc, run.pid, run.leaving = proc, proc.pid, False
+        run.state = "up"
+        await self._record(
+            "service.started", {"service": name, "pid": proc.pid, "attempt": run.attempt}
+        )
+        await self._health_changed()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_LINE)
+        relay = asyncio.create_task(self._relay(run, member, reader, writer))
+        assert proc.stderr is not None
+        errors = asyncio.create_task(proc.stderr.read())
+        reason = ""
+        try:
+            while proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), watchdog.period_s)
+                if proc.returncode is None and not run.leaving and not watchdog.alive(member):
+                    reason = "missed heartbeats: killed"
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relay
+            writer.close()
+            watchdog.leave(member)
+        stderr = (await errors).decode(errors="replace")[-2000:]
+        code = proc.returncode
+        if not reason:
+            reason = (
+                f"killed by signal {-code}"
+                if code is not None and code < 0
+                else (f"exited with status {code}")
+            )
+        return code, reason, stderr
+
+    async def _relay(
+        self, run: _Run, member: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        watchdog, name = self._kernel.watchdog, run.spec.name
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                return  # a broken peer: its beats stop counting, the Watchdog sees it
+            if not isinstance(msg, dict):
+                return
+            if msg.get("t") == "beat":
+                watchdog.beat(member, msg.get("n"), msg.get("mac"))  # type: ignore[arg-type]
+            elif msg.get("t") == "bye":
+                run.leaving = True
+                if run.proc is not None:
+                    asyncio.get_running_loop().call_later(watchdog.grace_s, _kill, run.proc)
+            elif msg.get("t") == "order":
+                answer = await self._order(name, msg)
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+
+    async def _order(self, name: str, msg: Mapping[str, Any]) -> dict[str, Any]:
+        ident, kind, body = msg.get("id"), str(msg.get("kind")), msg.get("body")
+        if not isinstance(body, dict):
+            return {"t": "err", "id": ident, "code": "BAD_INPUT.ORDER", "message": "no body"}
+        try:
+            seq = await self._kernel.services.submit(msg.get("cap"), kind, body)
+        except MaosError as exc:
+            return {"t": "err", "id": ident, "code": exc.code, "message": exc.message}
+        if self._on_order is not None:
+            await self._on_order(name, kind, body, seq)
+        return {"t": "ack", "id": ident, "seq": seq}
+
+    async def _record(self, kind: str, body: Mapping[str, Any]) -> None:
+        await self._kernel.services.submit(self._cap, kind, body)
+
+    async def _health_changed(self) -> None:
+        failed = {n: r.spec.criticality for n, r in self.runs.items() if r.state == "failed"}
+        mode = health_mode(failed)
+        if mode is self._mode:
+            return
+        self._mode = mode
+        cause = (
+            "failed: " + ", ".join(f"{n} ({c.value})" for n, c in sorted(failed.items()))
+            if failed
+            else "every supervised service is up"
+        )
+        await self._kernel.demand_mode("health", mode, cause=cause, principal="service:manager")
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """A process that said goodbye and did not go within the grace: ended by force."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def services_table(specs: Sequence[ServiceSpec] = SERVICES) -> list[dict[str, Any]]:
+    """The table as `maos status` and docs/resilience.md show it."""
+    return [
+        {
+            "service": s.name,
+            "title": s.title,
+            "criticality": s.criticality.value,
+            "cell": s.cell,
+            "needs_llm": s.needs_llm,
+            "process": s.process,
+            "restart": s.policy.restart,
+            "max_restarts": s.policy.max_restarts,
+            "window_s": s.policy.window_s,
+        }
+        for s in specs
+    ]

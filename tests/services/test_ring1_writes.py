@@ -1,0 +1,86 @@
+"""Ring 1 is read yes, write no (issue 12 item 5): a service's record reaches the log only
+through the kernel, with its capability and within its charter, and carries the
+service's principal; the Security Agent process works that way end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from maos.boot import configured_kernel
+from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import StateError
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.tokens import Grant
+from maos.testing import Mailbox, intent_frame, with_kernel
+
+
+def test_a_service_without_its_capability_is_refused_and_logged(config: KernelConfig) -> None:
+    """issue 12: a capability for another service, a forged one, or a kind outside the
+    charter: refused, logged as service.denied, nothing else written."""
+
+    async def body(k: Kernel) -> None:
+        await k.register_agent("a1", ring=3)
+        desk = k.services
+        stage = {"agent_id": "a1", "stage": "hard_isolation", "status": "quarantined"}
+        for cap, code in (
+            (desk.capability("beacon"), "SERVICE.NOT_CHARTERED"),
+            ("svc1.security." + "0" * 48, "SERVICE.BAD_CAPABILITY"),
+            (None, "SERVICE.BAD_CAPABILITY"),
+        ):
+            with pytest.raises(StateError) as err:
+                await desk.submit(cap, "agent.stage", stage)
+            assert err.value.code == code
+        assert k.registry.agent("a1").status is AgentStatus.ACTIVE
+        denied = [r.body["code"] for r in k.wal.read(kinds=["service.denied"])]
+        assert denied == [
+            "SERVICE.NOT_CHARTERED",
+            "SERVICE.BAD_CAPABILITY",
+            "SERVICE.BAD_CAPABILITY",
+        ]
+        seq = await desk.submit(
+            desk.capability("beacon"), "beacon.note", {"text": "hi", "principal": "commander"}
+        )
+        [note] = [r for r in k.wal.read(kinds=["beacon.note"])]
+        assert note.seq == seq and note.body["principal"] == "service:beacon"  # not the Commander
+
+    with_kernel(config, body)
+
+
+def test_the_security_agent_process_isolates_through_the_kernel(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """A serving kernel's Security Agent is its own process: the breach and the soft
+    isolation it decides reach the log as its orders, with principal service:security."""
+    config.save()
+    path = config.data_dir / "config.json"
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "security": {"external_destinations_per_week": 1}}))
+
+    async def main() -> None:
+        async with configured_kernel(config.data_dir) as k:
+            await k.register_agent("mailer", ring=3)
+            await k.open_task("t1", trusted_targets=["a@x.example", "b@x.example"])
+            token = k.mint("mailer", "t1", [Grant("email.send", "*")])
+            for n, to in enumerate(("a@x.example", "b@x.example")):
+                frame = intent_frame(token, "email.send", to, f"m{n}", subject="s", body="b")
+                await k.submit(frame, agent_id="mailer")
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 60
+            while k.registry.agent("mailer").status is not AgentStatus.ISOLATED:
+                assert loop.time() < end
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+
+    async def after(k: Kernel) -> None:
+        [breach] = [r.body for r in k.wal.read(kinds=["security.breach"])]
+        stages = [r.body for r in k.wal.read(kinds=["agent.stage"])]
+        assert breach["principal"] == "service:security"
+        assert stages and all(s["principal"] == "service:security" for s in stages)
+        started = [r.body for r in k.wal.read(kinds=["service.started"])]
+        assert started[0]["service"] == "security" and started[0]["pid"] != 0
+
+    with_kernel(config, after)
