@@ -40,6 +40,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.cron import CronScheduler
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
@@ -247,6 +248,24 @@ async def _plan_tools(plan: Plan, echo: Echo) -> AsyncIterator[tuple[PodHome, To
         if tools is not None:
             await tools.aclose()
         home.close()
+
+
+def cron_scheduler(kernel: Kernel, data_dir: Path, *, echo: Echo) -> CronScheduler | None:
+    """The Cron Scheduler of ``config.json``'s ``cron`` section (None without jobs): each
+    run is a plan on ``kernel`` like `run_plan_on`'s, and a run a stop interrupted is
+    resumed (`maos.services.cron`). Start it with ``await scheduler.start()``."""
+    section = read_config(data_dir).cron
+    if section is None or not section.jobs:
+        return None
+
+    async def runner(plan: Plan, resume: bool) -> PlanResult:
+        async with _plan_tools(plan, echo) as (home, tools):
+            if tools is not None:
+                kernel.add_adapter("tool", tools)
+                await register_tools(kernel, tools)
+            return await _orchestrate(kernel, plan, home, resume=resume, echo=echo)
+
+    return CronScheduler(kernel, section, runner, base_dir=data_dir)
 
 
 class PlanQueue:

@@ -15,6 +15,7 @@ from maos.cli import (
     agent_runtime,
     agents,
     console,
+    cron,
     decisions,
     grants,
     log,
@@ -48,6 +49,7 @@ _COMMANDS = (
     security,
     memory,
     resilience,
+    cron,
 )
 """Imported for their commands (typer registers them on import)."""
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
+from maos.kernel.cronspec import CronSection
 from maos.kernel.errors import InputError
 from maos.kernel.resilience import ResilienceSettings
 from maos.kernel.telemetry import TelemetrySettings
@@ -98,6 +99,7 @@ class ConfigFile(_Strict):
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
     telemetry: TelemetrySettings | None = None
+    cron: CronSection | None = None
 
     @field_validator("node_type")
     @classmethod
