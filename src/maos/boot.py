@@ -31,6 +31,7 @@ from maos.kernel.sse import SemanticEvaluator
 from maos.kernel.types import iso_time
 from maos.llm.config import (
     ConfiguredLlm,
+    ProviderConfig,
     SecuritySettings,
     SseSettings,
     build_llm,
@@ -331,11 +332,11 @@ DIAL_TIMEOUT_S = 3.0
 """How long the check before a model step waits for a provider's port to answer."""
 
 
-async def model_unavailable(kernel: Kernel) -> str | None:
+async def model_unavailable(kernel: Kernel, providers: Sequence[ProviderConfig]) -> str | None:
     """Why a step that needs a model cannot have one now, or None. Configured means the
-    kernel serves ``llm.*``; reachable means some provider's host accepts a connection
-    (a cheap stand-in for a completion, which would cost tokens)."""
-    providers = load_settings(kernel.config.data_dir).llm.providers
+    kernel serves ``llm.*`` and ``config.json`` names ``providers`` (read once per plan
+    run, not per step); reachable means some provider's host accepts a connection (a
+    cheap stand-in for a completion, which would cost tokens)."""
     if kernel.commit.adapter("llm") is None or not providers:
         return f"this step needs a model and none is configured: {NO_MODEL_HINT}"
     urls = [p.base_url or ANTHROPIC_URL for p in providers]
@@ -393,9 +394,10 @@ async def _orchestrate(
     def show(event: StepEvent) -> None:
         echo(f"{event.kind:<8} {event.step:<16} {event.agent_id:<16} {event.detail}".rstrip())
 
+    providers = load_settings(kernel.config.data_dir).llm.providers
     try:
         orchestrator = Orchestrator(
-            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel)
+            kernel, pods, on_event=show, model_check=lambda: model_unavailable(kernel, providers)
         )
         result = await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
         line = f"plan     {plan.task} {result.status}"

@@ -12,6 +12,10 @@ Act 2, the pod's own defences: a compromised script (`maos/agents/analyst.py`) i
 level-2 pod tries a forged token, an injection in its own mail, a path out of its
 workspace (Fast Apoptosis) and more.
 
+Act 3, the immune memory: the Memory Manager learns what acts 1 and 2 deflected; a fresh
+agent (`maos/agents/newcomer.py`) that obeys what it reads meets both injections again
+and is stopped at each read, one step before the first agents were.
+
 Everything is real and on loopback: SMTP and HTTP servers, the model server, a SQLite
 WAL with fsync, Biscuit tokens, bubblewrap/seccomp/Landlock pods, the tool host.
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from maos.agents import script
 from maos.kernel.errors import StateError
+from maos.kernel.immune import Threat
 from maos.kernel.kernel import Kernel, KernelConfig, SmtpConfig
 from maos.kernel.tokens import Grant, TokenAuthority
 from maos.kernel.types import Outcome, OutcomeStatus
@@ -34,6 +39,7 @@ from maos.llm import FallbackChain, LlmAdapter, OpenAICompatible
 from maos.pod.isolation import IsolationUnavailable, PodHome
 from maos.pod.runtime import PodEvent, PodRuntime
 from maos.pod.toolhost import install_tools
+from maos.services.memory import MemoryManager
 from maos.services.orchestrator import Orchestrator, PlanResult
 from maos.services.plan import parse_plan
 from maos.testing import ChatServer, loopback_http, loopback_openai, loopback_smtp
@@ -142,8 +148,9 @@ class _Row:
 class _Commander:
     """Turns the runtime's events into the demo's rows; refuses every parked request."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, steps: tuple[tuple[str, str], ...] = STEPS) -> None:
         self.kernel = kernel
+        self.steps = steps
         self.rows: list[_Row] = []
         self._decisions: list[asyncio.Task[Outcome]] = []
 
@@ -162,8 +169,8 @@ class _Commander:
 
     def _row(self, op: str, fallback: str, outcome: Outcome) -> None:
         index = len(self.rows)
-        known = index < len(STEPS) and STEPS[index][0] == op
-        self.rows.append(_Row(STEPS[index][1] if known else fallback, outcome))
+        known = index < len(self.steps) and self.steps[index][0] == op
+        self.rows.append(_Row(self.steps[index][1] if known else fallback, outcome))
 
     async def settle(self) -> None:
         await asyncio.gather(*self._decisions)
@@ -235,6 +242,45 @@ async def _act_two(kernel: Kernel, http_port: int) -> list[_Row]:
         )
     await commander.settle()
     return commander.rows
+
+
+NEWCOMER_STEPS = (
+    ("fs.read", "read inbox/offer.txt, the offer act 1's reader was attacked through"),
+    ("http.request", "fetch the Q3 figures act 2's analyst was attacked through"),
+)
+
+
+async def _act_three(
+    kernel: Kernel, home: PodHome, http_port: int
+) -> tuple[list[Threat], list[_Row]]:
+    """The immune memory: learn what acts 1 and 2 deflected, then let a fresh agent that
+    obeys what it reads meet both injections again."""
+    taught = await MemoryManager(kernel).poll()
+    api = f"http://127.0.0.1:{http_port}"
+    await kernel.register_agent("newcomer", ring=3, budgets={"api_calls": 20})
+    await kernel.open_task(
+        "acme-offer-2",
+        trusted_targets=["boss@example.com", f"{api}/"],
+        budgets={"api_calls": 20, "money_cents": 0},
+        label_rules=[{"prefix": "inbox/", "conf": "public", "integrity": "untrusted"}],
+    )
+    offer = kernel.config.workspaces / "acme-offer" / "inbox" / "offer.txt"
+    inbox = kernel.config.workspaces / "acme-offer-2" / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "offer.txt").write_text(offer.read_text())
+    grants = [Grant("fs.read", "*"), Grant("http.request", f"{api}/*"), Grant("email.send", "*")]
+    token = kernel.mint("newcomer", "acme-offer-2", grants)
+    commander = _Commander(kernel, NEWCOMER_STEPS)
+    async with PodRuntime(kernel, level=2, home=home, on_event=commander) as runtime:
+        await runtime.run(
+            "newcomer",
+            script("newcomer"),
+            task_id="acme-offer-2",
+            token=token,
+            env={"MAOS_DEMO_API": api},
+        )
+    await commander.settle()
+    return taught, commander.rows
 
 
 def _outcome(event: PodEvent) -> Outcome:
@@ -326,7 +372,7 @@ _MARK = {
 
 
 def run_demo(data_dir: Path | None = None) -> int:
-    """Run both acts and print what happened; returns the process exit code. A
+    """Run the three acts and print what happened; returns the process exit code. A
     ``data_dir`` must be new or empty (`StateError` ``STATE.DATA_DIR_USED``)."""
     if data_dir is not None:
         _refuse_used(data_dir)
@@ -338,22 +384,23 @@ def run_demo(data_dir: Path | None = None) -> int:
     ):
         root = data_dir or Path(tmp) / "data"
 
-        async def go() -> tuple[_PlanCommander, PlanResult, list[_Row], Any]:
+        async def go() -> tuple[_PlanCommander, PlanResult, list[_Row], Any, Any]:
             home = PodHome()
             try:
                 kernel = await _boot(root, inbox.port)
                 try:
                     first, result = await _act_one(kernel, model, home)
                     second = await _act_two(kernel, site.port)
+                    third = await _act_three(kernel, home, site.port)
                     report = kernel.wal.verify()
                 finally:
                     await kernel.close()
             finally:
                 home.close()
-            return first, result, second, report
+            return first, result, second, third, report
 
         try:
-            first, result, second, report = asyncio.run(go())
+            first, result, second, (taught, third), report = asyncio.run(go())
         except IsolationUnavailable as exc:
             print(
                 f"DEMO FAILED: the agents run in level-2 pods, and {exc.message}.\n"
@@ -366,8 +413,9 @@ def run_demo(data_dir: Path | None = None) -> int:
         print("\nAct 2: a compromised script in a level-2 pod tries the rest\n")
         for row in second:
             _print_row(row.step, row.outcome)
+        _print_act_three(taught, third)
         delivered = sorted(set(inbox.recipients()))
-        rows = [r.outcome for r in first.rows] + [r.outcome for r in second]
+        rows = [r.outcome for r in first.rows] + [r.outcome for r in second + third]
         committed = sum(o.status is OutcomeStatus.COMMITTED for o in rows)
         refused = sum(o.status in (OutcomeStatus.DENIED, OutcomeStatus.PENDING) for o in rows)
         print(
@@ -404,6 +452,22 @@ def _print_act_one(commander: _PlanCommander, result: PlanResult) -> None:
     thoughts = ", ".join(f"{a} {n}" for a, n in sorted(commander.thoughts.items()))
     print(f"\n  model calls through the LLM gateway: {thoughts or '-'}")
     print(f"  plan {PLAN['task']}: {result.status}")
+
+
+def _print_act_three(taught: list[Threat], rows: list[_Row]) -> None:
+    print(
+        "\nAct 3: the immune memory learned what acts 1 and 2 deflected; a fresh agent that\n"
+        "obeys what it reads meets the same two documents\n"
+    )
+    for threat in taught:
+        aim = f"{threat.op} to {threat.target}" if threat.target else threat.op
+        print(f"  learned {threat.pattern_id}: {aim}")
+        if threat.text:
+            print(
+                f"             text: {threat.text[:100]}{'...' if len(threat.text) > 100 else ''}"
+            )
+    for row in rows:
+        _print_row(row.step, row.outcome)
 
 
 def _print_row(step: str, outcome: Outcome, packet: str = "") -> None:

@@ -105,6 +105,11 @@ def test_the_demo_runs_the_agents_in_pods_and_stops_every_attack(tmp_path: Path)
     ):
         assert stopped in out
     assert "COMMITTED    restarted from its clean image, the analyst ends itself (R9)" in out
+    # Act 3 (issue 12): both documents' injections were learned; a fresh agent is stopped
+    # at each read.
+    assert "learned m-" in out and "email.send to audit@evil.example" in out
+    act3 = out[out.index("Act 3") :]
+    assert act3.count("DENIED     ") == 2 and act3.count("MEMORY.KNOWN_INJECTION") == 2, act3
     assert "hash chain intact" in out
 
 
