@@ -37,6 +37,7 @@ from maos.llm.config import (
     build_llm,
     load_settings,
 )
+from maos.pod.a2a_inbound import A2aInbound
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
@@ -267,6 +268,14 @@ def cron_scheduler(kernel: Kernel, data_dir: Path, *, echo: Echo) -> CronSchedul
             return await _orchestrate(kernel, plan, home, resume=resume, echo=echo)
 
     return CronScheduler(kernel, section, runner, base_dir=data_dir)
+
+
+def a2a_endpoints(kernel: Kernel, data_dir: Path) -> list[A2aInbound]:
+    """The inbound A2A endpoints of ``config.json``'s ``a2a`` section, not yet started."""
+    section = read_config(data_dir).a2a
+    if section is None:
+        return []
+    return [A2aInbound(kernel, e.agent, host=e.host, port=e.port) for e in section.inbound]
 
 
 class PlanQueue:

@@ -8,16 +8,22 @@ Security Agent's real thresholds; inbound requests sent by the SDK's own client.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from maos.boot import a2a_endpoints
+from maos.cli import app
 from maos.effects.a2a import A2aAdapter
 from maos.effects.base import EffectCall
 from maos.kernel.aggregate import Threshold
+from maos.kernel.errors import StateError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Integrity
 from maos.kernel.tokens import Grant
@@ -233,3 +239,54 @@ def test_an_agent_in_a_pod_sends_through_the_outmsg_gateway(
     assert output.splitlines() == ["reply echo: from the pod", "denied DSC.CAPABILITY.NOT_COVERED"]
     assert [text for _, text in peer.received] == ["from the pod"]
     assert other.received == []
+
+
+def test_the_a2a_section_names_the_endpoints_maos_up_serves(config: KernelConfig) -> None:
+    """config.json's ``a2a`` section: a real endpoint per entry, delivering to its agent;
+    a port that is taken is a clear refusal, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        config.data_dir.mkdir(parents=True)
+        inbound = [{"agent": "a1", "port": free}, {"agent": "a2", "port": busy}]
+        (config.data_dir / "config.json").write_text(json.dumps({"a2a": {"inbound": inbound}}))
+
+        async def body(k: Kernel) -> tuple[str, str, str]:
+            await k.register_agent("a1", ring=3)
+            first, second = a2a_endpoints(k, config.data_dir)
+            await first.start()
+            try:
+                sent = await A2aAdapter().execute(
+                    EffectCall(
+                        "a2a.send",
+                        first.url,
+                        "remote-2",
+                        {"text": "hello"},
+                        {"allowed_hosts": [f"127.0.0.1:{free}"]},
+                    )
+                )
+            finally:
+                await first.stop()
+            with pytest.raises(StateError) as refused:
+                await second.start()
+            return first.url, str(sent.value["reply"]), refused.value.code
+
+        url, reply, code = with_kernel(config, body)
+    assert (url, reply, code) == (
+        f"http://127.0.0.1:{free}/",
+        "delivered",
+        "STATE.PORT_UNAVAILABLE",
+    )
+
+
+def test_a_malformed_a2a_section_is_a_config_error(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.json").write_text(json.dumps({"a2a": {"inbound": [{"agent": "a1"}]}}))
+    result = CliRunner().invoke(app, ["status", "--data-dir", str(data)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error BAD_INPUT.CONFIG: a2a.inbound[0].port"), result.output

@@ -32,6 +32,7 @@ from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
 from starlette.applications import Starlette
 
+from maos.kernel.errors import StateError
 from maos.kernel.labels import Conf, Integrity, Label
 from maos.kernel.types import Intent, OutcomeStatus
 from maos.pod.router import attach
@@ -134,8 +135,17 @@ class A2aInbound:
     async def start(self) -> None:
         # Bound here, before the app is built, so port 0 can name the card's URL.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            raise StateError(
+                "STATE.PORT_UNAVAILABLE",
+                f"the A2A endpoint for {self.agent_id} cannot listen on "
+                f"{self._host}:{self._port}: {exc.strerror or exc}",
+                hint="change its port in config.json's a2a section, or stop what listens there",
+            ) from None
         port = sock.getsockname()[1]
         self.url = f"http://{self._host}:{port}/"
         config = uvicorn.Config(
