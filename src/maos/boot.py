@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from maos.kernel.aggregate import Threshold
@@ -37,12 +37,14 @@ from maos.llm.config import (
     build_llm,
     load_settings,
 )
-from maos.pod.a2a_inbound import A2aInbound
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.cron import CronScheduler
+
+if TYPE_CHECKING:
+    from maos.pod.a2a_inbound import A2aInbound
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
@@ -275,6 +277,9 @@ def a2a_endpoints(kernel: Kernel, data_dir: Path) -> list[A2aInbound]:
     section = read_config(data_dir).a2a
     if section is None:
         return []
+    # The A2A server side (the SDK, protobuf) loads only for a config that serves one.
+    from maos.pod.a2a_inbound import A2aInbound
+
     return [A2aInbound(kernel, e.agent, host=e.host, port=e.port) for e in section.inbound]
 
 
