@@ -1,7 +1,7 @@
 """The ``a2a`` section of ``config.json``: the A2A endpoints `maos up` serves for agents.
 
 Each endpoint receives A2A messages from other systems' agents for one MAOS agent and
-delivers them to its InMsg inbox, labelled untrusted (`maos.pod.a2a_inbound`). Validated
+delivers them to its InMsg inbox, labelled untrusted (`pod/a2a_inbound.py`). Validated
 with the rest of the file by every command; the model lives down here because the
 kernel's config reader is the one place every command validates.
 

@@ -3,7 +3,7 @@
 Validated with the rest of the file by every command (`maos.kernel.config.read_config`),
 so a malformed expression is ``error BAD_INPUT.CONFIG: cron.jobs.0.schedule: ...`` when
 the configuration is read, never a scheduler that dies at its first tick. The scheduler
-itself is a Ring 1 service (`maos.services.cron`); the section lives down here because
+itself is a Ring 1 service (`services/cron.py`); the section lives down here because
 the kernel's config reader is the one place every command validates, and it may import
 nothing above the kernel. Expressions are croniter's syntax (5 fields, or 6 with
 seconds), evaluated in UTC.
