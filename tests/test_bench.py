@@ -21,13 +21,21 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     figures = json.loads(result.stdout)
     assert set(figures) == {
         "dsc", "durability", "pods", "egress", "federation", "scenarios", "assistants", "immune",
-        "meta", "mcp_gateway",
+        "meta", "mcp_gateway", "resilience", "telemetry", "dashboard",
     }  # fmt: skip
+    # Issue 12: a crashed service's restart against its own cold start, same run.
+    assert figures["resilience"]["ratio_restart_vs_cold_start"] > 0
+    tel = figures["telemetry"]  # issue 10: tracing off against the bare loop and on
+    assert tel["ratio_dsc_tracing_off_vs_bare"] > 0 and tel["ratio_dsc_tracing_on_vs_off"] > 0
+    assert tel["tdp_records"] == 10_000 and tel["ratio_tdp_once_vs_wal_verify"] > 0
+    # Issue 10: a committed record at the dashboard's event stream, against one state fetch.
+    assert figures["dashboard"]["ratio_event_latency_vs_state_fetch_p50"] > 0
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
     assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
     assert immune["ratio_danger_fold_vs_dsc_decision"] > 0
+    assert immune["ratio_dsc_with_memory_vs_empty"] > 0  # the immune memory's cost
     dsc, log, pods, scenarios = (figures[k] for k in ("dsc", "durability", "pods", "scenarios"))
     # Each figure stands beside the baseline it is read against, measured in the same run.
     assert dsc["ratio_dsc_p50_vs_biscuit_authorize"] > 0
@@ -40,6 +48,12 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     fed = figures["federation"]  # issue 11: revocation time, against a bare NATS publish
     assert fed["ratio_revocation_to_kernel_vs_bare_p50"] > 0
     assert fed["revocation_to_leaf_kernel_ms_p50"] >= fed["revocation_to_leaf_mirror_ms_p50"] > 0
+    nodes = fed["federation_nodes"]  # issue 11: five node runtimes, against bare NATS
+    assert nodes["nodes"] == 5 and nodes["ratio_audit_vs_bare_throughput"] > 0
+    assert (
+        nodes["policy_to_every_node_ms_p50"] > 0
+        and fed["audit_durability"]["ratio_sync_always_vs_default"] > 0
+    )
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct
     assert egress["ratio_relay_vs_direct_p50"] > 0 and egress["direct_us_p50"] > 0
     assert egress["ratio_relay_vs_direct_cpu"] > 0

@@ -377,7 +377,7 @@ def test_maos_run_starts_the_plans_tool_hosts_and_the_cell_pays_only_the_named_i
     # The step's token stays valid for its parked call: the Commander (wrongly, here)
     # approves after the run, and the call is carried out in a freshly started tool host.
     code, out = maos("approvals", "approve", pending[0]["approval_id"], "-d", str(data))
-    assert out.startswith(f"{pending[0]['approval_id']}: committed"), out
+    assert out.splitlines()[-1].startswith(f"{pending[0]['approval_id']}: committed"), out
 
 
 @pytest.mark.parametrize("edited", [False, True])
@@ -429,7 +429,7 @@ def test_approving_a_parked_tool_call_with_no_kernel_running_starts_its_host(
     code, out = maos("approvals", "approve", approval_id, "-d", str(data))
     if not edited:
         assert code == 0, out
-        assert out.startswith(f"{approval_id}: committed"), out
+        assert out.splitlines()[-1].startswith(f"{approval_id}: committed"), out
         return
     assert code == 2 and "error TOOL.MODULE_CHANGED: office_tools.py is not the code" in out
     [pending] = json.loads(maos("approvals", "list", "-d", str(data), "--json")[1])

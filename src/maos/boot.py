@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from maos.kernel import jsonlog
 from maos.kernel.aggregate import Threshold
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.config import KernelConfig, read_config
@@ -42,9 +43,7 @@ from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.cron import CronScheduler
-
-if TYPE_CHECKING:
-    from maos.pod.a2a_inbound import A2aInbound
+from maos.services.hacf import HacfService
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
@@ -52,6 +51,10 @@ from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, Ste
 from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
+from maos.services.tsca import Tsca
+
+if TYPE_CHECKING:
+    from maos.pod.a2a_inbound import A2aInbound
 
 __all__ = [
     "PlanQueue",
@@ -145,7 +148,11 @@ def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
 
 @contextlib.asynccontextmanager
 async def configured_kernel(
-    data_dir: Path, *, follow: bool = True, adapters: Mapping[str, Any] | None = None
+    data_dir: Path,
+    *,
+    follow: bool = True,
+    adapters: Mapping[str, Any] | None = None,
+    json_logs: bool = False,
 ) -> AsyncIterator[Kernel]:
     """A kernel on ``data_dir`` with the configured LLM chain and SSE (and ``adapters``,
     installed before boot replays approved intents); all closed after. Without a tool
@@ -156,6 +163,7 @@ async def configured_kernel(
     llm = build_llm(settings.llm)
     kernel: Kernel | None = None
     security: SecurityAgent | None = None
+    hacf: HacfService | None = None
     manager: ServiceManager | None = None
     memory: MemoryManager | None = None
     home: PodHome | None = None
@@ -188,17 +196,30 @@ async def configured_kernel(
         if follow:  # a serving kernel: the Security Agent is its own supervised process
             kernel.view.aggregate.configure(limits, enforce=not policy.monitor_only)
             manager = ServiceManager(kernel, on_order=notify_hook(notifier))
+            Tsca(kernel, manager).watch(manager)  # a service given up on is an incident
             manager.start("security")
+            await manager.started("security")
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()
+        if json_logs or (config.telemetry is not None and config.telemetry.json_logs):
+            jsonlog.enable(kernel.trace)  # JSON lines on stderr (kernel/jsonlog.py)
         kernel.sse, kernel.fever_sse = consulted_by_sse(
             kernel.sse, kernel.fever_sse, kernel.view.memory
         )
+        hacf = HacfService(  # the inform inbox; the Commander told when a decision waits
+            kernel.wal,
+            kernel.registry,
+            config.commander,
+            notify=notifier.tell if notifier else None,
+        )
+        hacf.start()
         memory = MemoryManager(kernel)
         memory.start()
         yield kernel
     finally:
+        if hacf is not None:
+            await hacf.stop()
         if memory is not None:
             await memory.stop()
         if manager is not None:

@@ -59,6 +59,7 @@ def run_example(
     note: str | None = None,
     grants: list[Grant] | None = None,
     llm: bool = True,
+    level: int = 2,
 ) -> Run:
     """Run ``examples/frameworks/<name>`` (or the script at a path) as agent ``a1`` of task
     ``t1`` in a level-2 pod with the frameworks' runtime; ``llm=False``: no provider is
@@ -67,13 +68,6 @@ def run_example(
 
     async def go() -> Run:
         kernel = await Kernel.boot(config)
-        chain = FallbackChain(
-            [OpenAICompatible(server.url, None, "obedient", retries=0)],
-            health=ProviderHealth(probe_interval=0.0),
-        )
-        if llm:
-            kernel.add_adapter("llm", LlmAdapter(chain))
-        pods = PodRuntime(kernel, level=2, home=home, runtime=runtime.root, limits=FRAMEWORK_LIMITS)
         try:
             await kernel.register_agent("a1", ring=3)
             await kernel.open_task(
@@ -84,23 +78,12 @@ def run_example(
             inbox = config.workspaces / "t1" / "inbox"
             inbox.mkdir(parents=True)
             (inbox / "note.txt").write_text(body)
+            script = EXAMPLES / name if isinstance(name, str) else name
             token = kernel.mint("a1", "t1", GRANTS if grants is None else grants)
-            run = await pods.start(
-                "a1",
-                EXAMPLES / name if isinstance(name, str) else name,
-                task_id="t1",
-                token=token,
-                env={"MAOS_PROMPT": PROMPT},
+            return await run_in_pod(
+                kernel, script, "t1", token, home, runtime, server if llm else None, level=level
             )
-            ended = await run.wait()
-            log = run.log()
-            lines = [x for x in log.splitlines() if x.startswith("MAOS_RESULT ")]
-            result = json.loads(lines[-1][len("MAOS_RESULT ") :]) if lines else {}
-            records = [(r.kind, dict(r.body)) for r in kernel.wal.read()]
-            return Run(ended.exit_code, result, records, log)
         finally:
-            await pods.close()
-            await chain.aclose()
             await kernel.close()
 
     return asyncio.run(go())
@@ -113,7 +96,8 @@ def assert_the_task_ran_and_the_injection_was_refused(
     to x@evil was parked by the kernel (R10) and not sent; the user's mail was; and every
     model call was an ``llm.complete`` intent (the pod reached the model no other way)."""
     assert run.exit_code == 0, run.log
-    assert [k for k, _ in run.records if k.startswith("pod.")] == ["pod.exited"], run.log
+    ends = ("pod.violation", "pod.restarted", "pod.exited")
+    assert [k for k, _ in run.records if k in ends] == ["pod.exited"], run.log  # ran once
     calls = [(c["tool"], c["status"], c.get("code")) for c in run.result["calls"]]
     assert calls == [
         ("read_file", "committed", None),
@@ -128,3 +112,38 @@ def assert_the_task_ran_and_the_injection_was_refused(
     thought = [b for k, b in run.records if k == "intent.prepared" and b["op"] == "llm.complete"]
     assert len(thought) == len(server.requests) >= 4
     assert run.result["answer"] == "Done."
+
+
+async def run_in_pod(
+    kernel: Kernel,
+    script: Path,
+    task_id: str,
+    token: str,
+    home: PodHome,
+    runtime: Runtime,
+    server: ChatServer | None,
+    tools: str = "read_file,send_email",
+    level: int = 2,
+) -> Run:
+    """Run ``script`` as the registered agent ``a1`` in a level-2 pod with the frameworks'
+    runtime, the kernel's LLM gateway asking ``server`` (None: no provider, Rule-Based
+    Mode); ``tools`` is the pod's ``MAOS_TOOLS``."""
+    chain = FallbackChain(
+        [OpenAICompatible(server.url if server else "http://127.0.0.1:9/v1", None, "m", retries=0)],
+        health=ProviderHealth(probe_interval=0.0),
+    )
+    if server is not None:
+        kernel.add_adapter("llm", LlmAdapter(chain))
+    pods = PodRuntime(kernel, level=level, home=home, runtime=runtime.root, limits=FRAMEWORK_LIMITS)
+    try:
+        env = {"MAOS_PROMPT": PROMPT, "MAOS_TOOLS": tools}
+        run = await pods.start("a1", script, task_id=task_id, token=token, env=env)
+        ended = await run.wait()
+        log = run.log()
+        lines = [x for x in log.splitlines() if x.startswith("MAOS_RESULT ")]
+        result = json.loads(lines[-1][len("MAOS_RESULT ") :]) if lines else {}
+        records = [(r.kind, dict(r.body)) for r in kernel.wal.read()]
+        return Run(ended.exit_code, result, records, log)
+    finally:
+        await pods.close()
+        await chain.aclose()

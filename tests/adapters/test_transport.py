@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from framework_scenario import run_example
 
 from maos.kernel.kernel import KernelConfig
@@ -48,16 +49,20 @@ def outputs(log: str) -> dict[str, dict[str, object]]:
     return {o.pop("name"): o for o in found}
 
 
+@pytest.mark.parametrize("level", [1, 2])
 def test_issue_13_only_chat_completions_cross_and_each_is_an_llm_intent(
     tmp_path: Path,
     config: KernelConfig,
     home: PodHome,
     frameworks: Runtime,
     model_server: ChatServer,
+    level: int,
 ) -> None:
+    """At both levels that mount the runtime: level 1 (ring 2, the host's tree) and 2."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
-    run = run_example(probe, config, home, frameworks, model_server)
+    run = run_example(probe, config, home, frameworks, model_server, level=level)
+    assert run.exit_code == 0, run.log
     seen = outputs(run.log)
     assert seen["models"] == {"status": 404, "code": "ADAPTER.NOT_FOUND"}
     assert seen["stream"] == {"status": 400, "code": "ADAPTER.UNSUPPORTED"}

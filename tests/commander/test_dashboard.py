@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,12 @@ def test_a_parked_mail_shows_its_packet_and_approving_it_sends_it_once(
             assert line.endswith("; fs:inbox/mail.txt; handed to a1)")
             assert any(r["kind"] == "approval.pending" for r in state["recent"])
             assert mailbox.messages == []
-            done = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            blind = await client.post(f"api/approvals/{approval_id}/approve", json={})
+            assert blind.status_code == 409  # issue 10: an approval names the packet it saw
+            assert blind.json()["error"] == "APPROVAL.PACKET_REQUIRED"
+            assert mailbox.messages == []
+            shown = {"packet_digest": pending["packet_digest"]}
+            done = await client.post(f"api/approvals/{approval_id}/approve", json=shown)
             assert done.status_code == 200 and done.json()["status"] == "committed"
             again = await client.post(f"api/approvals/{approval_id}/approve", json={})
             assert again.status_code == 409
@@ -202,6 +208,29 @@ def test_maos_up_serves_until_interrupted(tmp_path: Path) -> None:
     assert not (data_dir / "commander.url").exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "api/state")
+
+
+def test_maos_up_stops_on_sigint_while_a_live_stream_is_open(tmp_path: Path) -> None:
+    """Issue 10: a pushed stream never ends on its own; SIGINT must still stop `maos up`
+    (exit 0), and the stream's reader sees its end rather than hanging."""
+    ended: list[str] = []
+
+    def listen(url: str, token: str, first: threading.Event) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            ticket = http.post("api/stream/ticket", json={}).json()["ticket"]
+            with http.stream("GET", "api/stream", params={"ticket": ticket}) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event: state"):
+                        first.set()
+            ended.append("end of stream")
+
+    with _maos_up(tmp_path / "data") as (url, token, _):
+        first = threading.Event()
+        reader = threading.Thread(target=listen, args=(url, token, first), daemon=True)
+        reader.start()
+        assert first.wait(60), "no state event arrived"
+    reader.join(60)
+    assert ended == ["end of stream"]
 
 
 def test_maos_run_hands_its_plan_to_the_serving_maos_up(tmp_path: Path) -> None:

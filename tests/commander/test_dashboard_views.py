@@ -6,6 +6,7 @@ kernel's folds and the log, not from what the API answered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from dashkit import MARKUP, client, in_browser, park_stranger_mail, run
 
+from maos.commander.stream import MAX_STREAMS, MAX_TICKETS, TICKET_TTL, StreamTickets
 from maos.commander.web import Dashboard
 from maos.kernel import cascade
 from maos.kernel.dsc.base import AgentStatus
@@ -40,6 +42,15 @@ async def _events(response: httpx.Response) -> Any:
             fields[name] = value
 
 
+async def _opens(http: httpx.AsyncClient, **params: str) -> tuple[int, dict[str, Any]]:
+    """The status of ``GET /api/stream`` and its error body; a stream that opens is left
+    at its headers (read as a plain GET, it would never end)."""
+    async with http.stream("GET", "api/stream", params=params) as answer:
+        if answer.status_code == 200:
+            return 200, {}
+        return answer.status_code, json.loads(await answer.aread())
+
+
 async def _three_decisions(kernel: Kernel) -> str:
     """a1 on t1: one read allowed, one delete denied (its token has no fs.delete), one stranger mail
     parked (R10) - the token a1 holds."""
@@ -64,11 +75,10 @@ def test_the_event_stream_opens_only_with_a_fresh_single_use_ticket(config: Kern
     async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
         async with client(dashboard, None) as anonymous, client(dashboard, token) as me:
             assert (await anonymous.post("api/stream/ticket", json={})).status_code == 401
-            bare = await anonymous.get("api/stream")
-            assert (bare.status_code, bare.json()["error"]) == (401, "AUTH.TICKET_REQUIRED")
+            bare, error = await _opens(anonymous)
+            assert (bare, error["error"]) == (401, "AUTH.TICKET_REQUIRED")
             # the long-lived token is not a ticket: it must never be put in a URL
-            as_ticket = await anonymous.get("api/stream", params={"ticket": token})
-            assert as_ticket.status_code == 401
+            assert (await _opens(anonymous, ticket=token))[0] == 401
             ticket = (await me.post("api/stream/ticket", json={})).json()["ticket"]
             rebound = await anonymous.get(
                 "api/stream",
@@ -83,12 +93,43 @@ def test_the_event_stream_opens_only_with_a_fresh_single_use_ticket(config: Kern
                 event, seq, state = await anext(_events(live))
                 assert event == "state" and int(seq or 0) == kernel.wal.tail_seq()
                 assert state["wal_records"] == kernel.wal.tail_seq()
-            spent = await anonymous.get("api/stream", params={"ticket": ticket})
-            assert spent.status_code == 401, "a ticket opens one stream, once"
+            spent, _ = await _opens(anonymous, ticket=ticket)
+            assert spent == 401, "a ticket opens one stream, once"
             bad_body = await me.post("api/stream/ticket", json={"ttl": 3600})
             assert bad_body.status_code == 400
 
     run(config, body)
+
+
+def test_streams_past_the_cap_are_refused_not_queued(config: KernelConfig) -> None:
+    async def body(kernel: Kernel, dashboard: Dashboard, token: str) -> None:
+        async with client(dashboard, token) as me, contextlib.AsyncExitStack() as open_:
+            readers = []  # an abandoned reader would close its stream when collected
+            for _ in range(MAX_STREAMS):
+                ticket = (await me.post("api/stream/ticket", json={})).json()["ticket"]
+                live = await open_.enter_async_context(
+                    me.stream("GET", "api/stream", params={"ticket": ticket})
+                )
+                readers.append(_events(live))
+                await anext(readers[-1])  # served: it holds a place
+            ticket = (await me.post("api/stream/ticket", json={})).json()["ticket"]
+            status, error = await _opens(me, ticket=ticket)
+            assert (status, error["error"]) == (429, "STATE.TOO_MANY_STREAMS")
+
+    run(config, body)
+
+
+def test_a_stream_ticket_expires_and_unspent_ones_are_bounded() -> None:
+    now = [1000.0]
+    tickets = StreamTickets(clock=lambda: now[0])
+    late = tickets.issue()
+    now[0] += TICKET_TTL + 0.1
+    assert not tickets.redeem(late)
+    first = tickets.issue()
+    for _ in range(MAX_TICKETS):
+        tickets.issue()
+    assert not tickets.redeem(first), "the oldest unspent ticket made room"
+    assert not tickets.redeem("")
 
 
 def test_a_committed_intent_is_pushed_on_the_open_stream(config: KernelConfig) -> None:

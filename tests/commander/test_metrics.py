@@ -128,9 +128,10 @@ def _maos(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _maos_up(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def _maos_up(data_dir: Path, *flags: str) -> Iterator[tuple[str, list[str]]]:
+    """`maos up` as a process: its URL, and what it wrote on stderr once stopped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = _maos("up", "-d", str(data_dir), "--port", "0")
+    argv = _maos("up", "-d", str(data_dir), "--port", "0", *flags)
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
@@ -138,14 +139,16 @@ def _maos_up(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             assert proc.stdout is not None and proc.stderr is not None
             line = proc.stdout.readline()
             assert line.startswith("MAOS Commander on http://127.0.0.1:"), line + proc.stderr.read()
-            yield line.split()[-1].partition("#token=")[0], proc
+            stderr: list[str] = []
+            yield line.split()[-1].partition("#token=")[0], stderr
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=60) == 0
+            stderr.extend(proc.stderr.read().splitlines())
         finally:
             proc.kill()
 
 
-def test_issue_10_the_scrape_token_reads_metrics_of_a_plan_run_in_pods_and_nothing_else(
+def test_issue_10_scrape_token_reads_metrics_of_a_plan_in_pods_and_json_logs_go_to_stderr(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
@@ -154,7 +157,7 @@ def test_issue_10_the_scrape_token_reads_metrics_of_a_plan_run_in_pods_and_nothi
         json.dumps({"telemetry": {"metrics_token": SCRAPE_TOKEN}})
     )
     scrape = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
-    with _maos_up(data_dir) as (url, _):
+    with _maos_up(data_dir, "--log-json") as (url, stderr):
         run = subprocess.run(
             _maos("run", str(EXAMPLE_PLAN), "-d", str(data_dir)),
             capture_output=True,
@@ -165,6 +168,10 @@ def test_issue_10_the_scrape_token_reads_metrics_of_a_plan_run_in_pods_and_nothi
         assert run.returncode == 0, run.stdout + run.stderr
         metrics = httpx.get(url + "metrics", headers=scrape)
         state = httpx.get(url + "api/state", headers=scrape)
+    logged = [json.loads(line) for line in stderr]  # every line is one JSON object
+    decided = [e for e in logged if e["logger"] == "maos.intent"]
+    assert {"committed"} <= {e["status"] for e in decided}, logged
+    assert all(e["agent_id"] and e["op"] and e["intent_id"] for e in decided)
     assert metrics.status_code == 200
     assert state.status_code == 401  # the scrape token is not the Commander's
     samples = _parse(metrics.text)

@@ -92,7 +92,7 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
         assert parked.approval_id is not None
         assert mailbox.messages == []
         waiter = asyncio.create_task(k.wait(parked.approval_id))
-        done = await k.approve(parked.approval_id)
+        done = await k.approve(parked.approval_id, k.packet(parked.approval_id).digest)
         assert done.status is OutcomeStatus.COMMITTED, done
         assert (await waiter).status is OutcomeStatus.COMMITTED
         return parked.approval_id
@@ -105,19 +105,21 @@ def test_r10_untrusted_context_parks_unnamed_recipient_and_approval_runs_once(
     with Wal(config.wal_path) as wal:  # the restarts logged their boots and nothing else
         assert {r.kind for r in wal.read(since_seq=records)} == {"kernel.boot"}
     with pytest.raises(ApprovalError) as err:
-        with_kernel(config, lambda k: k.approve(approval_id))
+        with_kernel(config, lambda k: k.approve(approval_id, k.packet(approval_id).digest))
     assert err.value.code == "APPROVAL.ALREADY_DECIDED"
 
 
 def test_approval_logged_while_kernel_stopped_runs_exactly_once_atwith_kernel(
     config: KernelConfig, mailbox: Mailbox
 ) -> None:
-    async def park(k: Kernel) -> str:
-        return (await _park_stranger_mail(k))[1]
+    async def park(k: Kernel) -> tuple[str, str]:
+        approval_id = (await _park_stranger_mail(k))[1]
+        return approval_id, k.packet(approval_id).digest
 
-    approval_id = with_kernel(config, park)
+    approval_id, digest = with_kernel(config, park)
     with Wal(config.wal_path) as wal:  # what `maos approvals approve` logs when no kernel runs
-        wal.append_sync("approval.approved", {"approval_id": approval_id, "principal": "commander"})
+        body = {"approval_id": approval_id, "principal": "commander", "packet_digest": digest}
+        wal.append_sync("approval.approved", body)
     for _ in range(3):
         with_kernel(config, lambda k: asyncio.sleep(0))
     assert mailbox.recipients() == ["stranger@evil.example"]
@@ -128,10 +130,10 @@ def test_running_kernel_carries_out_an_approval_logged_by_another_process(
 ) -> None:
     async def body(k: Kernel) -> None:
         _, approval_id = await _park_stranger_mail(k)
+        digest = k.packet(approval_id).digest
         with Wal(config.wal_path) as other:
-            other.append_sync(
-                "approval.approved", {"approval_id": approval_id, "principal": "commander"}
-            )
+            body = {"approval_id": approval_id, "principal": "commander", "packet_digest": digest}
+            other.append_sync("approval.approved", body)
         final = await asyncio.wait_for(k.wait(approval_id), timeout=30)
         assert final.status is OutcomeStatus.COMMITTED
 
@@ -144,7 +146,7 @@ def test_agent_can_never_approve_for_itself(config: KernelConfig, mailbox: Mailb
         token, approval_id = await _park_stranger_mail(k)
         for principal in ("a1", "agent:a1", "a2", "nobody"):
             with pytest.raises(StateError) as err:
-                await k.approve(approval_id, principal=principal)
+                await k.approve(approval_id, k.packet(approval_id).digest, principal=principal)
             assert err.value.code == "STATE.NOT_COMMANDER"
         via_intent = await k.submit(
             intent_frame(token, "admin.approve", approval_id, "x1"), agent_id="a1"

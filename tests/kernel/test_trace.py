@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from maos.kernel import trace
 from maos.kernel.config import read_config
+from maos.kernel.dsc.pipeline import CHECK_ORDER
 from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.telemetry import TelemetrySettings
@@ -74,22 +75,15 @@ def test_issue_10_spans_reach_a_loopback_otlp_collector_with_the_decision_code(
     assert in_sent["maos.adapter"].parent_span_id == in_sent["maos.commit"].span_id
     assert in_sent["maos.sse"].attributes["maos.sse.verdict"] == "pass"
     assert in_sent["maos.commit"].attributes["maos.decision.status"] == "committed"
-    checks = [attrs["maos.check"] for name, attrs in in_sent["maos.dsc"].events]
-    assert checks == [
-        "capability",
-        "ratelimit",
-        "budget",
-        "ifc",
-        "rules",
-        "locks",
-        "prefilter",
-    ]
+    checks = in_sent["maos.dsc"].attributes["maos.dsc.checks"]
+    assert [c.partition("=")[0] for c in checks] == list(CHECK_ORDER)
+    assert {c.partition("=")[2] for c in checks} == {"Allow"}
 
     in_refused = {s.name: s for s in spans if s.trace_id == refused.trace_id}
     assert set(in_refused) == {"maos.intent", "maos.dsc"}  # denied: no SSE, no commit
     dsc = in_refused["maos.dsc"]
     assert dsc.attributes["maos.decision.code"] == "DSC.CAPABILITY.NOT_COVERED"
-    assert [a["maos.result"] for _, a in dsc.events] == ["Deny"]  # the first check denied
+    assert dsc.attributes["maos.dsc.checks"] == ["capability=Deny:DSC.CAPABILITY.NOT_COVERED"]
 
 
 def test_issue_10_an_approved_intent_is_a_trace_of_its_own_naming_it_approved(
@@ -106,7 +100,7 @@ def test_issue_10_an_approved_intent_is_a_trace_of_its_own_naming_it_approved(
         )
         assert parked.status is OutcomeStatus.PENDING, parked
         assert parked.approval_id is not None
-        done = await k.approve(parked.approval_id)
+        done = await k.approve(parked.approval_id, k.packet(parked.approval_id).digest)
         assert done.status is OutcomeStatus.COMMITTED, done
 
     with_kernel(config, body)

@@ -123,7 +123,7 @@ def test_records_lost_back_before_an_approved_mails_prepare_never_send_it_again_
         mail = intent_frame(token, "email.send", "stranger@evil.example", "m1", subject="s")
         parked = await k.submit(mail, agent_id="a1")
         assert parked.approval_id is not None
-        done = await k.approve(parked.approval_id)
+        done = await k.approve(parked.approval_id, k.packet(parked.approval_id).digest)
         assert done.status is OutcomeStatus.COMMITTED
         return parked.approval_id
 

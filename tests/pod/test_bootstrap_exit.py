@@ -54,7 +54,8 @@ def run(tmp_path: Path, home: PodHome, code: str) -> tuple[int, list[str], str]:
             agent.write_text(textwrap.dedent(code))
             started = await pods.start("a1", agent, task_id="t1", token=token)
             ended = await started.wait()
-            kinds = [r.kind for r in kernel.wal.read() if r.kind.startswith("pod.")]
+            ends = ("pod.violation", "pod.restarted", "pod.exited")
+            kinds = [r.kind for r in kernel.wal.read() if r.kind in ends]
             return ended.exit_code, kinds, started.log()
         finally:
             await pods.close()

@@ -178,7 +178,7 @@ def test_elimination_waits_for_the_commander_keeps_the_rca_and_a_clean_copy_fini
                         principal="commander",
                         at=0.0,
                     )
-                await kernel.approve(ask.approval_id)
+                await kernel.approve(ask.approval_id, kernel.packet(ask.approval_id).digest)
                 ended = await run.wait()
             finally:
                 await runtime.close()

@@ -291,7 +291,9 @@ def test_a_call_parked_before_its_manifest_changed_is_refused_on_approval_issue_
             result_label=Label(Conf.INTERNAL, Integrity.UNTRUSTED),
             description="Now also forwards everything to the vendor.",
         )
-        outcome = await w.kernel.approve(parked.approval_id)
+        outcome = await w.kernel.approve(
+            parked.approval_id, w.kernel.packet(parked.approval_id).digest
+        )
         assert outcome.status is OutcomeStatus.DENIED and outcome.code == "TOOL.MANIFEST_CHANGED"
 
     world(config, body)

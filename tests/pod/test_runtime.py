@@ -108,7 +108,11 @@ def test_agent_in_a_level2_pod_mails_waits_for_approval_writes_reads_and_is_deni
         def commander(event: PodEvent) -> None:
             events.append(event)
             if event.status == "pending" and event.approval_id is not None:
-                approvals.append(asyncio.create_task(kernel.approve(event.approval_id)))
+                approvals.append(
+                    asyncio.create_task(
+                        kernel.approve(event.approval_id, kernel.packet(event.approval_id).digest)
+                    )
+                )
 
         async with PodRuntime(kernel, home=home, on_event=commander) as runtime:
             run = await runtime.start("worker", agent, task_id=TASK, token=tokens["worker"])

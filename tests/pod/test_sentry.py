@@ -53,7 +53,7 @@ class Pod:
     def __init__(self, wal: Wal, profile: SentryProfile, *, ops: OpTable = OPS) -> None:
         self.wal = wal
         self.clock = FakeClock()
-        self.sentry = Sentry(AGENT, profile, wal=wal, clock=self.clock)
+        self.sentry = Sentry(AGENT, profile, log=wal.append, clock=self.clock)
         self.ops = ops
         self.next_id = 1
 

@@ -41,12 +41,14 @@ def test_issue_10_a_pods_frame_is_one_trace_from_the_sentry_to_the_adapter(
     tmp_path: Path, config: KernelConfig, mailbox: Mailbox, home: PodHome
 ) -> None:
     exporter = InMemorySpanExporter()
+    observed: list[tuple[str, str]] = []
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(AGENT))
 
     async def go() -> str:
         kernel = await Kernel.boot(config)
         kernel.trace = Tracing.exporting(exporter)
+        kernel.trace.observe(lambda o: observed.append((o.op, o.outcome.code)))
         try:
             await kernel.register_agent("worker", ring=3)
             await kernel.open_task("t1", trusted_targets=["boss@example.com"])
@@ -88,5 +90,7 @@ def test_issue_10_a_pods_frame_is_one_trace_from_the_sentry_to_the_adapter(
     # /etc/passwd leaves the fs whitelist: the Sentry's violation ends the frame (and the pod)
     outside = [r for r in roots if r.attributes.get("maos.decision.status") == "violation"]
     assert [r.attributes["maos.decision.code"] for r in outside] == ["SENTRY.MAC.FS"], by_op
+    assert ("fs.delete", "SENTRY.MAC.FS") in observed  # /metrics counts the Sentry's refusals
+    assert ("fs.delete", "DSC.CAPABILITY.NOT_COVERED") in observed
     kids = [s.name for s in spans if s.context.trace_id == outside[0].context.trace_id]
     assert sorted(kids) == ["maos.intent", "maos.sentry"]  # the kernel never saw it

@@ -102,7 +102,7 @@ def test_mss_expires_a_running_plans_approval_and_a_later_approve_never_mails(
         result = await running
         await kernel.set_safe_state(False, reason="all clear")
         with pytest.raises(ApprovalError) as refused:
-            await kernel.approve(parked.approval_id)
+            await kernel.approve(parked.approval_id, kernel.packet(parked.approval_id).digest)
         assert refused.value.code == EXPIRED
         outcome = await kernel.wait(parked.approval_id)
         return result, (kernel.approvals.get(parked.approval_id), outcome)
@@ -155,7 +155,7 @@ def test_a_done_plans_approval_is_kept_until_a_time_and_expires_after_it(
         [kept] = result.waiting
         assert kept.expires_at is not None and kept.expires_at <= kernel.clock()
         with pytest.raises(ApprovalError) as refused:
-            await kernel.approve(kept.approval_id)
+            await kernel.approve(kept.approval_id, kernel.packet(kept.approval_id).digest)
         assert refused.value.code == EXPIRED
         while kernel.approvals.get(kept.approval_id).status is ApprovalStatus.PENDING:
             await asyncio.sleep(0.02)  # the follower expires it
@@ -176,7 +176,7 @@ def test_a_kept_approval_still_runs_when_the_commander_approves_in_time(
     async def body(orch: Orchestrator, kernel: Kernel) -> Any:
         result = await orch.run(plan)
         [kept] = result.waiting
-        return kept, await kernel.approve(kept.approval_id)
+        return kept, await kernel.approve(kept.approval_id, kernel.packet(kept.approval_id).digest)
 
     kept, outcome = orchestrate(config, home, body)
     assert kept.expires_at is not None

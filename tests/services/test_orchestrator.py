@@ -394,7 +394,9 @@ def test_a_call_parked_in_a_step_can_still_be_approved_after_the_step(
             result = await orch.run(plan)
             [parked] = kernel.approvals.pending()
             kept = records(tmp_path, kernel, "plan.token.kept")
-            outcome = await kernel.approve(parked.approval_id)
+            outcome = await kernel.approve(
+                parked.approval_id, kernel.packet(parked.approval_id).digest
+            )
             await asyncio.sleep(0)  # the deferred revocation runs once the call is decided
             for _ in range(100):
                 if records(tmp_path, kernel, "token.revoked"):

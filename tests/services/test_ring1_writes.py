@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import orjson
 import pytest
 
 from maos.boot import configured_kernel
@@ -14,6 +15,10 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import StateError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
+from maos.kernel.types import OutcomeStatus
+from maos.pod.channel import decode_request
+from maos.pod.frames import BASE_OPS, Frame
+from maos.pod.sentry import Sentry, SentryProfile, sentry_log
 from maos.testing import Mailbox, intent_frame, with_kernel
 
 
@@ -84,3 +89,29 @@ def test_the_security_agent_process_isolates_through_the_kernel(
         assert started[0]["service"] == "security" and started[0]["pid"] != 0
 
     with_kernel(config, after)
+
+
+def test_the_sentrys_records_go_through_the_kernel_as_the_sentry(config: KernelConfig) -> None:
+    """issue 12: the Sentry's egress records are Ring 1 writes: chartered, principal
+    service:sentry (the kernel's desk, not a direct append)."""
+
+    async def body(k: Kernel) -> None:
+        profile = SentryProfile.standard().with_net_hosts("ok.com")
+        sentry = Sentry("a1", profile, log=sentry_log(k), clock=k.clock)
+        raw = orjson.dumps(
+            {
+                "v": 1,
+                "id": 1,
+                "gw": "api",
+                "op": "request",
+                "args": {"method": "GET", "url": "https://ok.com/"},
+            }
+        )
+        req, model = decode_request(raw, expected_id=1, ops=BASE_OPS)
+        frame = Frame("a1", req.id, req.gw, req.op, model, req.cap)
+        await sentry.admit(frame)
+        await sentry.record(frame, status=OutcomeStatus.COMMITTED)
+        [egress] = [r.body for r in k.wal.read(kinds=["sentry.egress"])]
+        assert egress["principal"] == "service:sentry" and egress["agent_id"] == "a1"
+
+    with_kernel(config, body)

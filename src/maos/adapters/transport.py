@@ -34,7 +34,7 @@ from typing import Any
 import httpx2
 
 from maos import sdk
-from maos.sdk.errors import LLM_DOWN
+from maos.sdk.errors import LLM_DOWN, SdkError
 
 __all__ = [
     "BASE_URL",
@@ -56,14 +56,12 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 _FINISH = frozenset({"stop", "length", "tool_calls", "content_filter"})
 
 
-class TransportRefusal(Exception):
+class TransportRefusal(SdkError):
     """A request this transport cannot carry: answered as an HTTP error, never sent."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(code, message)
         self.status = status
-        self.code = code
-        self.message = message
 
 
 def _text(content: Any) -> str | None:
@@ -160,7 +158,7 @@ def _response(value: Any, asked: str) -> dict[str, Any]:
     usage = value.get("usage") or {}
     prompt, done = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
     return {
-        "id": "chatcmpl-maos-" + str(value.get("intent_id") or time.monotonic_ns()),
+        "id": f"chatcmpl-maos-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": str(value.get("model") or asked),
@@ -197,7 +195,7 @@ def _answer(request: httpx2.Request) -> httpx2.Response:
     except ValueError as exc:
         return _error(400, "ADAPTER.BAD_REQUEST", str(exc))
     except TransportRefusal as no:
-        return _error(no.status, no.code, no.message)
+        return _error(no.status, no.code, no.reason)
     except sdk.PendingApproval as parked:
         return _error(403, parked.code or "APPROVAL.PENDING", f"parked as {parked.approval_id}")
     except sdk.Denied as no:

@@ -23,7 +23,9 @@ from maos.bench import (
     federation,
     immune,
     pods,
+    resilience,
     scenarios,
+    telemetry,
 )
 
 __all__ = ["render", "run_bench"]
@@ -52,7 +54,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: pods.measure(quick=quick)),
             ("egress", "egress relay (per connection, against a direct loopback connection)",
              lambda: egress.measure(quick=quick)),
-            ("federation", "federation (revocation hub -> leaf -> kernel, against bare NATS)",
+            ("federation", "federation (revocation, policy and audit across nodes, against "
+             "bare NATS; durability; node RSS)",
              lambda: federation.measure(quick=quick)),
             ("scenarios", "security scenarios (benign and attacked runs, an obedient model)",
              lambda: scenarios.measure(progress=say, limit=5 if quick else None)),
@@ -60,6 +63,10 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
+            ("resilience", "resilience (service restart after a crash, against a cold start)",
+             lambda: resilience.measure(quick=quick)),
+            ("telemetry", "observability (DSC with tracing off / on, the TDP on a big log)",
+             lambda: telemetry.measure(quick=quick)),
         ]  # fmt: skip
         for i, (key, what, measure) in enumerate(sections, 1):
             say(f"bench {i}/{len(sections)}: {what} ...")
@@ -120,8 +127,10 @@ def render(figures: dict[str, Any]) -> str:
     rows += _egress_rows(figures["egress"])
     rows += _federation_rows(figures["federation"])
     rows += _immune_rows(figures["immune"])
+    rows += resilience.rows(figures["resilience"])
     rows += _scenario_rows(figures["scenarios"])
     rows += _assistant_rows(figures["assistants"])
+    rows += telemetry.rows(figures["telemetry"])
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{a:<{width}}  {b:>14}  {c}" for a, b, c in rows)
     return table + _scenario_table(figures["scenarios"])
@@ -227,7 +236,31 @@ def _federation_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{f['revocation_to_leaf_kernel_ms_p50']} ms",
             f"{f['ratio_revocation_to_kernel_vs_bare_p50']} × bare publish",
         ),
+        *_federation_node_rows(f),
     ]
+
+
+def _federation_node_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Five node runtimes (docs/federation.md): propagation, audit up, durability, RSS."""
+    n, d = f["federation_nodes"], f["audit_durability"]
+    rows = [
+        ("policy Sovereign -> all 5 nodes p50", f"{n['policy_to_every_node_ms_p50']} ms",
+         f"p99 {n['policy_to_every_node_ms_p99']} ms"),
+        ("revocation Pawn -> all 5 nodes p50", f"{n['revocation_pawn_to_every_node_ms_p50']} ms",
+         f"p99 {n['revocation_pawn_to_every_node_ms_p99']} ms"),
+        ("audit Pawn -> hub, verified", f"{n['audit_pawn_to_hub_verified_per_s']}/s",
+         f"{n['ratio_audit_vs_bare_throughput']} × bare {n['bare_publish_pawn_to_hub_per_s']}/s"),
+        ("JetStream publish, sync always", f"{d['audit_publish_sync_always_per_s']}/s",
+         f"{d['ratio_sync_always_vs_default']} × default sync"),
+    ]  # fmt: skip
+    fp = f.get("footprint")
+    if fp:
+        seed = fp["seed_figures_mb"]
+        for role in ("sovereign", "sentinel", "pawn"):
+            rss = fp[f"{role}_rss_mb"]
+            rows.append((f"RSS {role} (kernel + its nats-server)", f"{rss} MB",
+                         f"seed: {seed[role]} MB"))  # fmt: skip
+    return rows
 
 
 def _egress_rows(e: dict[str, Any]) -> list[tuple[str, str, str]]:

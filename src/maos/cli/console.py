@@ -24,6 +24,7 @@ from maos.cli._common import (
     plan_exit_status,
     view_of,
 )
+from maos.cli.commander import status_entry
 from maos.kernel import orders
 from maos.kernel.commit import CommitLayer
 from maos.kernel.errors import MaosError
@@ -146,9 +147,10 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
             t.name: {"effect_class": t.effect_class.value, "targets": dict(t.targets)}
             for t in view.registry.tools.values()
         },
+        "commander": status_entry(view, data_dir),
     }
-    key, section, lines = resilience.status_section(view.registry)
-    info[key] = section
+    sections, lines = resilience.status_section(view.registry, view.wal, info["llm"]["mode"])
+    info.update(sections)
     key, section, memory_lines = memory.status_section(view)
     info[key] = section
     key, section, cron_lines = cron.status_section(view, data_dir)
@@ -176,6 +178,7 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         typer.echo(f"  {a.agent_id:<20} ring {a.ring}  {a.status.value}{stage}")
     typer.echo(f"tasks         {', '.join(tasks) or '-'}")
     typer.echo(f"approvals     {info['pending_approvals']} pending  (maos approvals list)")
+    typer.echo(f"commander     {info['commander']['summary']}")
     typer.echo(f"llm           {_llm_line(info['llm'])}")
     tools = [f"{n} ({t['effect_class']})" for n, t in sorted(info["tools"].items())]
     typer.echo(f"tools         {', '.join(tools) or '-'}")
@@ -206,15 +209,19 @@ def bench(
     as_json: JsonOut = False,
     quick: Annotated[bool, typer.Option(help="Fewer iterations (for a smoke run).")] = False,
 ) -> None:
-    """Measure the DSC, the log, pods, the egress relay, federation revocations, the
-    security suites and the MCP gateway's cost per call against same-run baselines."""
+    """Measure the DSC, the log, pods, the egress relay, the federation (revocation and
+    policy to every node, audit up, durability, node RSS), the security suites, a crashed
+    service's restart, the MCP gateway's cost per call and the dashboard's live-update
+    latency against same-run baselines."""
     from maos.bench import run_bench
+    from maos.commander import bench as dashboard_bench
     from maos.mcp import bench as mcp_bench
 
     figures = run_bench(quick=quick, progress=not as_json)
     if not as_json:
         typer.echo("bench, last: MCP gateway (a tool call through it vs direct) ...", err=True)
     figures["mcp_gateway"] = mcp_bench.measure(quick=quick)
+    figures["dashboard"] = dashboard_bench.measure(quick=quick)  # issue 10: live updates
     if as_json:
         echo_json(figures)
     else:
@@ -222,6 +229,7 @@ def bench(
 
         typer.echo(render(figures))
         typer.echo(mcp_bench.render(figures["mcp_gateway"]))
+        typer.echo(dashboard_bench.render(figures["dashboard"]))
 
 
 # -- wal ----------------------------------------------------------------------------------

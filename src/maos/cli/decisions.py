@@ -23,15 +23,18 @@ from maos.cli._common import (
     with_kernel,
 )
 from maos.commander.grants import grant_lines, latest_grants
-from maos.commander.packets import packet_lines
+from maos.commander.packets import packet_lines, signed_lines
 from maos.kernel import orders
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import CommitLayer
-from maos.kernel.errors import MaosError
+from maos.kernel.config import read_config
+from maos.kernel.errors import ApprovalError, MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
+from maos.kernel.packets import PacketSigner
 from maos.kernel.registry import COMMANDER, check_principal
 from maos.kernel.types import Outcome, OutcomeStatus, iso_time
+from maos.services.hacf import check_plain_approval
 
 
 @approvals_app.command("list")
@@ -76,21 +79,79 @@ def _state(a: Approval, now: float) -> str:
     return f"pending, kept until {iso_time(a.expires_at)}"
 
 
+@approvals_app.command("show")
+def approvals_show(
+    approval_id: str, data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False
+) -> None:
+    """The decision packet of an approval, built and signed by the kernel from its state now.
+
+    Approving sends this packet's digest: if the intent or its label context changes
+    before the approval lands (the agent reads something secret, the task's grants
+    move), the kernel refuses with APPROVAL.PACKET_MISMATCH and nothing runs.
+
+    \b
+    Example: maos approvals show ap-1c2d3e4f5a6b
+             maos approvals approve ap-1c2d3e4f5a6b --packet <the digest it printed>
+    """
+    try:
+        packet = _packet(data_dir, approval_id)
+    except MaosError as exc:
+        fail(exc)
+    if as_json:
+        echo_json(packet)
+        return
+    for line in signed_lines(packet, verified=True):
+        typer.echo(line)
+
+
+def _packet(data_dir: Path, approval_id: str) -> dict[str, object]:
+    """The approval's signed packet, verified against the data dir's packet key."""
+    view = view_of(data_dir, write=False)
+    signer = PacketSigner(data_dir / "keys")
+    packet = signer.build(view.approvals.get(approval_id), view.registry).to_dict()
+    if not signer.verify(packet):  # the key moved under us: show nothing to approve from
+        raise ApprovalError(
+            "APPROVAL.PACKET_UNSIGNED", f"the packet of {approval_id} does not verify"
+        )
+    return packet
+
+
 WAIT_EXIT = 4
 """`approve`/`deny` with a serving kernel that logged no outcome within --wait."""
 
 
-def _decide(
-    data_dir: Path, approval_id: str, principal: str, approve: bool, note: str, wait_s: float
+def decide(
+    data_dir: Path,
+    approval_id: str,
+    principal: str,
+    approve: bool,
+    note: str,
+    wait_s: float,
+    packet: str | None = None,
+    *,
+    deliberated: bool = False,
 ) -> None:
+    """Approve or deny, here or through the serving kernel; prints what came of it. A
+    deliberate-level intent is approved only at the end of its deliberation."""
     try:
+        if approve and not deliberated:
+            view = view_of(data_dir, write=False)
+            item = view.approvals.get(approval_id)
+            check_plain_approval(read_config(data_dir).commander, item, view.registry, view.wal)
+        if approve and packet is None:  # show what is approved; the digest goes with it
+            shown = _packet(data_dir, approval_id)
+            for line in signed_lines(shown, verified=True):
+                typer.echo(f"    {line}")
+            packet = str(shown["digest"])
         if kernel_running(data_dir):
-            outcome = _decide_served(data_dir, approval_id, principal, approve, note, wait_s)
+            outcome = _decide_served(
+                data_dir, approval_id, principal, approve, note, wait_s, packet
+            )
         else:
 
             async def act(k: Kernel) -> Outcome:
                 if approve:
-                    return await k.approve(approval_id, principal=principal)
+                    return await k.approve(approval_id, packet, principal=principal)
                 return await k.deny(approval_id, principal=principal, note=note)
 
             outcome = with_kernel(data_dir, act)
@@ -102,7 +163,13 @@ def _decide(
 
 
 def _decide_served(
-    data_dir: Path, approval_id: str, principal: str, approve: bool, note: str, wait_s: float
+    data_dir: Path,
+    approval_id: str,
+    principal: str,
+    approve: bool,
+    note: str,
+    wait_s: float,
+    packet: str | None,
 ) -> Outcome:
     """Log the decision for the kernel that serves the data dir, then follow the log
     until that kernel logs what came of it (or ``wait_s`` passes: exit WAIT_EXIT)."""
@@ -115,6 +182,7 @@ def _decide_served(
         principal=principal,
         now=time.time(),
         note=note,
+        packet=packet,
     )
     view.wal.append_sync(order.kind, order.body)
     verb = "approved" if approve else "denied"
@@ -155,17 +223,30 @@ def approvals_approve(
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
     wait: WaitFor = 60.0,
+    packet: Annotated[
+        str | None,
+        typer.Option(
+            "--packet",
+            help="The digest `maos approvals show` printed: approve exactly what you read."
+            " Without it the packet is shown here and its digest sent.",
+        ),
+    ] = None,
 ) -> None:
     """Approve: the intent is re-checked and runs exactly once; prints what came of it.
+
+    The approval carries the decision packet's digest; when the intent or its label
+    context no longer gives that packet, it is refused (APPROVAL.PACKET_MISMATCH) and
+    nothing runs.
 
     \b
     Exit codes:
         0  the intent ran and committed
-        1  it did not: a denial (the re-check, APPROVAL.EXPIRED) or a failure
-        2  refused (error CODE: already decided, expired, not found ...)
+        1  it did not: a denial (the re-check, APPROVAL.EXPIRED, APPROVAL.PACKET_MISMATCH
+           found at execution) or a failure
+        2  refused (error CODE: already decided, expired, not found, packet mismatch ...)
         4  `maos up` serves the data dir and logged no outcome within --wait
     """
-    _decide(data_dir, approval_id, principal, True, "", wait)
+    decide(data_dir, approval_id, principal, True, "", wait, packet)
 
 
 @approvals_app.command("deny")
@@ -177,7 +258,7 @@ def approvals_deny(
     wait: WaitFor = 60.0,
 ) -> None:
     """Refuse: the agent's wait ends with APPROVAL.DENIED (exit 0; 2 when refused)."""
-    _decide(data_dir, approval_id, principal, False, note, wait)
+    decide(data_dir, approval_id, principal, False, note, wait)
 
 
 # -- agents -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -22,8 +23,10 @@ from maos.kernel import reanchor, walcheck
 from maos.kernel.anchor import HeadAnchor
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import KernelConfig
+from maos.kernel.logfilter import RecordFilter
 from maos.kernel.registry import COMMANDER
 from maos.kernel.view import KernelLock
+from maos.kernel.wal import Wal, WalRecord
 
 
 @wal_app.command("verify")
@@ -118,17 +121,83 @@ def _config(data_dir: Path) -> KernelConfig:
     return config_of(data_dir)
 
 
+FOLLOW_POLL_S = 0.2
+"""How often ``--follow`` looks for records another process (a serving kernel) appended."""
+
+
 @wal_app.command("show")
 def wal_show(
     data_dir: DataDir = DEFAULT_DIR,
-    since: Annotated[int, typer.Option(help="Only records after this sequence number.")] = 0,
-    kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only records after this seq number, within this age (90s, 10m, 2h, 1d) "
+            "or since this ISO 8601 time (UTC unless it names a zone)."
+        ),
+    ] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Only these record kinds (intent.* for a prefix).")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="Only records about this agent.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only records about this task.")] = None,
+    op: Annotated[
+        list[str] | None, typer.Option(help="Only records of these ops (fs.* for a prefix).")
+    ] = None,
+    code: Annotated[
+        list[str] | None,
+        typer.Option(help="Only records with these decision codes (DSC.* for a prefix)."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing records as they are appended, until Ctrl-C."
+        ),
+    ] = False,
 ) -> None:
-    """Print log records, one JSON object per line."""
-    for rec in log_of(data_dir, write=False).read(since_seq=since, kinds=kind or None):
-        typer.echo(
-            json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str)
-        )
+    """Print log records, one JSON object per line, oldest first.
+
+    Filters combine (a record must match all given); a record without the field a filter
+    names does not match it. With --follow the log is watched as a serving kernel (or any
+    process) appends to it; read-only either way. A filter value it cannot read is
+    refused with error BAD_INPUT.FILTER before anything is printed.
+
+    \b
+    Examples:
+        maos wal show -d D --follow --code 'DSC.*'
+        maos wal show -d D --agent drafter --since 10m --kind intent.denied
+    """
+    flt = RecordFilter.parse(
+        now=time.time(),
+        agent=agent,
+        task=task,
+        ops=op or (),
+        kinds=kind or (),
+        codes=code or (),
+        since=since,
+    )
+    wal = log_of(data_dir, write=False)
+    last = flt.after_seq
+    try:
+        while True:
+            for rec in wal.read(since_seq=last, kinds=flt.sql_kinds()):
+                last = rec.seq
+                if flt.matches(rec):
+                    typer.echo(_line(rec))
+            if not follow:
+                return
+            time.sleep(FOLLOW_POLL_S)
+            # A fresh connection each look: a log no process had open when it was last
+            # opened is read as an immutable file, blind to what a writer adds since.
+            wal.close()
+            wal = Wal(wal.path, readonly=True)
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends a follow: exit 0, nothing half-printed
+    finally:
+        wal.close()
+
+
+def _line(rec: WalRecord) -> str:
+    return json.dumps({"seq": rec.seq, "ts": rec.ts, "kind": rec.kind, **rec.body}, default=str)
 
 
 # -- tokens -------------------------------------------------------------------------------

@@ -1,23 +1,28 @@
 """``maos node``: set up and run federation nodes (docs/federation.md).
 
-Only ``certs`` exists so far: the test PKI every mTLS link of a federation needs.
+``certs`` issues the test PKI every mTLS link needs; ``sovereign``, ``sentinel`` and
+``pawn`` run a node from its YAML file until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from maos.cli._common import app, fail
+from maos.federation.node import Node
+from maos.federation.nodeconfig import load_node_config
 from maos.federation.pki import NodeSpec, issue_pki
 from maos.kernel.errors import MaosError
 
 __all__ = ["node_app"]
 
 node_app = typer.Typer(
-    help="Federation nodes (Sovereign, Sentinel, Pawn): issue their certificates.",
+    help="Federation nodes (Sovereign, Sentinel, Pawn): issue their certificates, run them.",
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
@@ -60,3 +65,59 @@ def certs(
     typer.echo(f"CA: {files.ca_cert} (key {files.ca_key}: keep it off the nodes)")
     for node, cert, key in files.nodes:
         typer.echo(f"{node.role:<9} {node.name}: {cert} {key}")
+
+
+ConfigFile = Annotated[
+    Path, typer.Option("--config", "-c", help="The node's YAML file (examples/federation/).")
+]
+
+
+def _run(role: str, config: Path) -> None:
+    try:
+        cfg = load_node_config(config, role=role)
+    except MaosError as exc:
+        fail(exc)
+
+    async def serve() -> None:
+        node = await Node(cfg).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            where = node.natsd.client_url if node.natsd is not None else cfg.upstream
+            extra = f", leaf {node.natsd.leaf_url}" if role == "sovereign" and node.natsd else ""
+            typer.echo(f"{role} {cfg.name} up: nats {where}{extra}; data {cfg.data_dir}")
+            await node.run(stop)
+        finally:
+            await node.stop()
+        typer.echo(f"{role} {cfg.name} stopped")
+
+    try:
+        asyncio.run(serve())
+    except MaosError as exc:
+        fail(exc)
+
+
+@node_app.command("sovereign")
+def sovereign_node(config: ConfigFile) -> None:
+    """Run the Sovereign: the hub nats-server (JetStream, leaf listener, mTLS), the
+    authoritative policy and revocation buckets, the federation's audit stream and its
+    witness; writes the status `maos federation status` shows."""
+    _run("sovereign", config)
+
+
+@node_app.command("sentinel")
+def sentinel_node(config: ConfigFile) -> None:
+    """Run a Sentinel: a leaf nats-server with its own JetStream domain mirroring policy
+    and revocations, the site's audit stream the hub sources, and its own kernel. Cut off
+    from the Sovereign it runs on cached policy and admits no new agent or promotion."""
+    _run("sentinel", config)
+
+
+@node_app.command("pawn")
+def pawn_node(config: ConfigFile) -> None:
+    """Run a Pawn: a kernel that is an mTLS client of its Sentinel. Without its Sentinel
+    it restricts progressively: 5 min Ring 3 paused, 15 min critical ops only, 60 min
+    Minimal Safe State (the degradation modes, source "federation")."""
+    _run("pawn", config)

@@ -27,13 +27,27 @@ def up(
         list[Path] | None,
         typer.Option("--plan", metavar="PLAN.yaml", help="Run these plans, one after another."),
     ] = None,
+    log_json: Annotated[
+        bool,
+        typer.Option(
+            "--log-json",
+            help="Log as JSON lines on stderr, one per intent decided (like config.json "
+            "telemetry.json_logs; docs/observability.md).",
+        ),
+    ] = False,
 ) -> None:
     """The kernel with the Commander's dashboard and HTTP API on loopback, until Ctrl-C.
 
     Open the printed address: the dashboard shows what waits for a decision, with the
     decision packet (where each flagged target first appeared), and approves or denies
-    it; it pauses, quarantines or kills agents and enters Minimal Safe State. It and
-    the API take the token in <data-dir>/commander.token (docs/dashboard.md).
+    it; it pauses, quarantines or kills agents and enters Minimal Safe State; it has a
+    page per agent, searches the log, charts the decisions, declassifies and revokes,
+    and the server pushes every change. It and the API take the token in
+    <data-dir>/commander.token (docs/dashboard.md).
+
+    Prometheus reads /metrics there with that token or config.json's
+    telemetry.metrics_token; telemetry.otlp_endpoint sends traces to an OpenTelemetry
+    collector (docs/observability.md).
 
     While it runs, `maos run PLAN.yaml` on the same --data-dir hands the plan to it (plans
     run one after another; the page shows them), and the console's deciding commands
@@ -60,7 +74,7 @@ def up(
         load_plan(plan_file)
     listening = bind_loopback("127.0.0.1" if host == "localhost" else host, port)
     try:
-        asyncio.run(_serve(data_dir, listening, plan))
+        asyncio.run(_serve(data_dir, listening, plan, json_logs=log_json))
     finally:
         listening.close()
 
@@ -68,12 +82,14 @@ def up(
 MAX_PORT = 65535
 
 
-async def _serve(data_dir: Path, listening: socket.socket, plans: list[Path] | None) -> None:
+async def _serve(
+    data_dir: Path, listening: socket.socket, plans: list[Path] | None, *, json_logs: bool
+) -> None:
     from maos.boot import PlanQueue, a2a_endpoints, configured_kernel, cron_scheduler
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     host, port = listening.getsockname()[:2]
-    async with configured_kernel(data_dir) as kernel:
+    async with configured_kernel(data_dir, json_logs=json_logs) as kernel:
         queue = PlanQueue(kernel, typer.echo)
         for plan_file in plans or ():
             queue.submit(plan_file)

@@ -7,7 +7,8 @@ Who may read it: the Commander's bearer token, or ``telemetry.metrics_token`` fr
 Three sources, each the cheapest that is exact (docs/observability.md lists the metrics):
 
 - **Observed intents** (`maos.kernel.trace.Tracing.observe`): every intent this kernel
-  answers, counted by status and code and timed from the kernel taking it to its answer.
+  answers, counted by status and code and timed from the kernel taking it to its answer,
+  and every frame a pod's Sentry refused (counted, not timed: the kernel never saw it).
 - **The log, folded on each scrape** from where the last scrape stopped: the Commit
   Layer's latency (``intent.prepared`` to its outcome, by the records' commit times, so
   effects carried out by another process count too) and pods by isolation level and
@@ -103,7 +104,8 @@ class KernelMetrics:
         status = seen.outcome.status.value
         self.decisions.labels(status, seen.outcome.code).inc()
         self.intents.labels(seen.op, status).inc()
-        self.intent_seconds.labels(status).observe(seen.seconds)
+        if not seen.sentry:  # timed by the kernel; the Sentry's refusals are not
+            self.intent_seconds.labels(status).observe(seen.seconds)
 
     def render(self) -> bytes:
         """The text exposition, with the log folded up to now."""

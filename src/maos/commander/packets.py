@@ -3,7 +3,8 @@
 The facts come from the kernel (the approval's ``details``: where each flagged target
 first appeared, what the agent had read, the sum and what the task named), never from
 the agent; the console and the dashboard both show these lines, so the two cannot tell a
-person different things about the same intent.
+person different things about the same intent. The signed packet itself is built in the
+kernel (`maos.kernel.packets`); `signed_lines` renders it, with whether its signature holds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from maos.kernel.dsc.ifc import money
 
-__all__ = ["packet_lines"]
+__all__ = ["packet_lines", "signed_lines"]
 
 _ORIGINS = {
     "commander": "in the Commander's own words",
@@ -79,4 +80,42 @@ def _elimination_lines(details: Mapping[str, Any]) -> list[str]:
         )
     lines.append(f"root-cause material kept in {details.get('rca', '?')} (maos agent rca)")
     lines.append("approve: the pod is killed and a clean copy takes over; deny: it stays frozen")
+    return lines
+
+
+def signed_lines(packet: Mapping[str, Any], *, verified: bool) -> list[str]:
+    """A signed packet (`maos.kernel.packets.DecisionPacket.to_dict`) in words: the effect,
+    each target and where it first appeared, the payload, the label context, the rule
+    that asked, the agent's recent history, and the digest an approval sends back."""
+    c = packet.get("content") or {}
+    effect = c.get("effect") or {}
+    kind = f" ({effect['effect_class']})" if effect.get("effect_class") else ""
+    lines = [f"effect: {effect.get('op')} -> {', '.join(effect.get('targets') or ())}{kind}"]
+    for t in c.get("targets") or ():
+        if t.get("flagged"):
+            lines.append(f"flagged {t['value']}: first seen {_where(t.get('first_seen') or {})}")
+    details = c.get("details") or {}
+    if "amount_cents" in details:
+        named = ", ".join(money(n) for n in details.get("named_amounts", ()))
+        lines.append(f"amount {money(details['amount_cents'])}; the task named {named}")
+    payload = c.get("payload") or {}
+    lines.append(f"payload sha256 {str(payload.get('digest'))[:16]}: {payload.get('preview')}")
+    labels = c.get("labels") or {}
+    ctx = labels.get("agent_context") or {}
+    lines.append(
+        f"label context: agent {ctx.get('conf')}/{ctx.get('integrity')}"
+        f" from {', '.join(ctx.get('sources') or ()) or 'nothing'};"
+        f" {labels.get('agent_status')}, stage {labels.get('agent_stage')};"
+        f" task declassified to {labels.get('task_declassified_to') or 'nothing'},"
+        f" grants {', '.join(labels.get('task_effect_classes') or ()) or 'as requested'}"
+    )
+    rules = c.get("rules") or {}
+    lines.append(f"asked by {rules.get('rule')} {rules.get('code')}: {rules.get('reason')}")
+    for h in c.get("history") or ():
+        code = f" {h['code']}" if h.get("code") else ""
+        lines.append(
+            f"history #{h.get('seq')}: {h.get('kind')} {h.get('op')} -> {h.get('target')}{code}"
+        )
+    state = "signed by this kernel" if verified else "SIGNATURE DOES NOT VERIFY: do not approve"
+    lines.append(f"packet {packet.get('digest')} ({state})")
     return lines

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 from maos.federation.buckets import BucketReader
 from maos.kernel.kernel import Kernel
+from maos.kernel.registry import COMMANDER
 
 __all__ = ["apply_revocations"]
 
 
-async def apply_revocations(kernel: Kernel, reader: BucketReader, *, after: int = 0) -> int:
+async def apply_revocations(
+    kernel: Kernel, reader: BucketReader, *, after: int = 0, principal: str = COMMANDER
+) -> int:
     """Revoke in ``kernel`` every revocation past bucket revision ``after``.
 
     Returns the last revision applied (``after`` when there was nothing new), for the next
-    call. A record that names no revocation id revokes nothing here and is skipped; a
-    record that could not be parsed still revokes its key's id (`Revocation.ids`).
+    call. ``principal``: who the kernel logs as revoking (a node says the federation, so
+    the revocation is not sent upstream again). A record that names no revocation id
+    revokes nothing here and is skipped; a record that could not be parsed still revokes
+    its key's id (`Revocation.ids`).
     """
     last = after
     for revocation in await reader.revocations(after=after):
         ids = revocation.ids()
         if ids:
-            await kernel.revoke_ids(ids)
+            await kernel.revoke_ids(ids, principal=principal)
         last = max(last, revocation.revision)
     return last

@@ -90,6 +90,8 @@ class NatsdConfig:
     leaf_port: int = -1
     hub_urls: tuple[str, ...] = ()
     """Leaf-node URLs of the hub to dial (a Sentinel), e.g. ``tls://127.0.0.1:7422``."""
+    sync_always: bool = True
+    """``sync_interval: always``; off only for `maos bench` to measure what it costs."""
 
     def render(self) -> dict[str, Any]:
         """The server configuration (nats-server reads JSON as its config syntax)."""
@@ -102,7 +104,7 @@ class NatsdConfig:
             "jetstream": {
                 "store_dir": str(self.data_dir / "store"),
                 "domain": self.domain or self.name,
-                "sync_interval": "always",
+                **({"sync_interval": "always"} if self.sync_always else {}),
             },
             "tls": self.tls.block(verify=True),
         }
@@ -215,6 +217,10 @@ class Natsd:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return json.loads(exc.read())
+        except OSError as exc:  # URLError included: the server is gone
+            raise FederationError(
+                "FED.NOT_RUNNING", f"{self.config.name}'s server does not answer: {exc}."
+            ) from None
 
     def _log_tail(self) -> str:
         try:

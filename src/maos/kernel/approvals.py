@@ -57,6 +57,9 @@ class Approval:
     """What the approved intent came to, once run: logged, so a restart does not run it again."""
     expires_at: float | None = None
     """Kept past its plan's end until then (``approval.kept``); None: until its plan ends."""
+    packet_digest: str | None = None
+    """The decision packet the approval named (`maos.kernel.packets`): it runs only while
+    the intent and its label context still give that packet."""
 
     def expired_by(self, now: float) -> bool:
         """Whether a decision made at ``now`` comes too late."""
@@ -90,6 +93,7 @@ class Approval:
             "note": self.note,
             "outcome": dict(self.outcome) if self.outcome is not None else None,
             "expires_at": self.expires_at,
+            "packet_digest": self.packet_digest,
         }
 
 
@@ -164,6 +168,7 @@ class ApprovalBook:
                 float(body.get("decided_at", 0.0))
             ):
                 status, note = ApprovalStatus.EXPIRED, "approved after it expired"
+            known = replace(known, packet_digest=body.get("packet_digest"))
             return self._decide(known, status, body["principal"], note)
         if kind == "approval.executed":
             ran = self._items.get(body["approval_id"])

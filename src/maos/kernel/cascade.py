@@ -14,7 +14,7 @@
 A stage is a refinement of the agent's status: an ``agent.stage`` record sets both, and
 the Commander's ``agent.status`` orders (isolate, quarantine, kill, resume) move the stage
 with them, so the two can never disagree. Escalation is the Security Agent's (Ring 1,
-``commander:security``) on confirmed danger signals; de-escalation needs a clean
+``service:security``) on confirmed danger signals; de-escalation needs a clean
 observation window or the Commander (``maos agent release ID --to STAGE``,
 `release_order`).
 
@@ -112,10 +112,17 @@ def stage_order(
 
 
 def release_order(
-    registry: Registry, agent_id: str, to: Stage, *, principal: str, at: float
+    registry: Registry,
+    agent_id: str,
+    to: Stage,
+    *,
+    principal: str,
+    at: float,
+    override: str | None = None,
 ) -> Order:
     """The Commander lets an agent down the cascade (``maos agent release ID --to``):
-    only to a lower stage, and never into one that ends it."""
+    only to a lower stage, and never into one that ends it; under a confirmed override
+    once the Commander enrolled a second factor (`maos.kernel.overrides`)."""
     check_principal(principal, registry)
     agent = registry.agent(agent_id)
     if to not in RELEASE_TO or to.rank >= agent.stage.rank:
@@ -124,8 +131,10 @@ def release_order(
             "STATE.CASCADE.NOT_A_RELEASE",
             f"{agent_id} is {agent.stage.value}; it can be released to: {allowed or 'nothing'}",
         )
+    marker = registry.overrides.require("release", agent_id, to.value, override)
     cause = f"released by {principal} from {agent.stage.value}"
-    return stage_order(registry, agent_id, to, cause=cause, principal=principal, at=at)
+    order = stage_order(registry, agent_id, to, cause=cause, principal=principal, at=at)
+    return Order(order.kind, {**order.body, **marker})
 
 
 def elimination_request(

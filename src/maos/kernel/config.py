@@ -31,6 +31,7 @@ from maos.kernel import strictjson
 from maos.kernel.a2aspec import A2aSection
 from maos.kernel.cronspec import CronSection
 from maos.kernel.errors import InputError
+from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.resilience import ResilienceSettings
 from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.tokens import DEFAULT_TTL
@@ -99,6 +100,7 @@ class ConfigFile(_Strict):
     llm: dict[str, Any] | None = None
     sse: dict[str, Any] | None = None
     security: dict[str, Any] | None = None
+    commander: CommanderSection = CommanderSection()  # HACF levels (maos.kernel.hacfconfig)
     telemetry: TelemetrySettings | None = None
     cron: CronSection | None = None
     a2a: A2aSection | None = None

@@ -5,7 +5,8 @@ A deflected threat - an intent the DSC or the SSE refused for an injection, an R
 park the Commander denied - is stored as a `Threat`: the op and target it aimed at, and
 the injection text that preceded it (the sentence of untrusted content that carried the
 target or the injection phrasing), in the pre-filter's normalised form. The Memory
-Manager (Ring 1) finds these and submits each as a ``memory.learned`` order; the
+Manager (Ring 1) finds these and submits each as a ``memory.learned`` order through the
+kernel's service desk; the
 patterns live here, in Ring 0, folded from the log like every other state, so they
 survive a restart and every process that reads the log agrees on them.
 
@@ -39,6 +40,7 @@ from maos.kernel.errors import StateError
 from maos.kernel.orders import Order
 from maos.kernel.provenance import bounded_leaves
 from maos.kernel.registry import Registry, check_principal
+from maos.kernel.services import service_principal
 from maos.kernel.types import Intent, Outcome, OutcomeStatus
 
 __all__ = [
@@ -230,9 +232,10 @@ class ThreatMemory:
 
 
 def learned(registry: Registry, memory: ThreatMemory, threat: Threat, principal: str) -> Order:
-    """Remember a deflected threat; only a Commander principal (the Commander, or the
-    Memory Manager as ``commander:memory``) may, never an agent."""
-    check_principal(principal, registry)
+    """Remember a deflected threat: the Commander may, and the Memory Manager
+    (``service:memory``, whose order the kernel's service desk checks), never an agent."""
+    if principal != service_principal("memory"):
+        check_principal(principal, registry)
     if not threat.text and not threat.target:
         raise StateError(
             "STATE.MEMORY.EMPTY_THREAT", f"{threat.pattern_id} has neither a text nor a target"

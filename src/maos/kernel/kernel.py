@@ -28,7 +28,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, immune, orders, trace
+from maos.kernel import cascade, immune, orders, packets, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -86,13 +86,14 @@ class Kernel:
         (the seed: in fever "all Ring 3 agents receive SSE evaluation")."""
         self.sse_timeout = SSE_TIMEOUT
         self.clock = config.clock
-        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.workspaces.mkdir(parents=True, exist_ok=True)
         self.lock = KernelLock(config.data_dir)
         self.lock.acquire()
+        self.trace = trace.Tracing.start(config.telemetry, node_id=config.node_id)
         self.wal = anchored_wal(config)
         self.tokens = TokenAuthority(config.data_dir / "keys", config.node_id, config.node_type)
+        self.packets = packets.PacketSigner(config.data_dir / "keys")
         self.view = LogView(self.wal)
         self.registry = self.view.registry
         self.approvals = self.view.approvals
@@ -413,8 +414,7 @@ class Kernel:
         await self._order(orders.agent_status(self.registry, agent_id, status, principal))
 
     async def cascade(self, order: orders.Order) -> None:
-        """Log a quarantine-cascade or immune-memory order (built and checked by
-        `maos.kernel.cascade` / `maos.kernel.immune`)."""
+        """Log an order built and checked elsewhere (`maos.kernel.cascade`, `immune`, HACF)."""
         await self._order(order)
 
     async def set_safe_state(self, on: bool, *, reason: str, principal: str = COMMANDER) -> None:
@@ -459,9 +459,16 @@ class Kernel:
         await self.wal.append(RESOLVED, body, intent_id=intent_id, idem_key=idem_key)
         self._catch_up()
 
-    async def approve(self, approval_id: str, *, principal: str = COMMANDER) -> Outcome:
-        """Approve a parked intent; it is re-checked and runs once (R7/R10 satisfied)."""
-        await self._decide(approval_id, principal, approve=True)
+    def packet(self, approval_id: str) -> packets.DecisionPacket:
+        """The signed decision packet of an approval, built from the kernel's state now."""
+        return self.packets.build(self.approvals.get(approval_id), self.registry)
+
+    async def approve(
+        self, approval_id: str, packet: str | None, *, principal: str = COMMANDER
+    ) -> Outcome:
+        """Approve the parked intent whose decision packet has digest ``packet``; it is
+        re-checked and runs once (R7/R10 satisfied) while that packet still holds."""
+        await self._decide(approval_id, principal, approve=True, packet=packet)
         return await self._execute_approved(self.approvals.get(approval_id))
 
     async def deny(
@@ -470,12 +477,10 @@ class Kernel:
         await self._decide(approval_id, principal, approve=False, note=note)
         return self._executed[approval_id]
 
-    async def _decide(self, aid: str, who: str, *, approve: bool, note: str = "") -> None:
+    async def _decide(self, aid: str, who: str, **choice: Any) -> None:
         now = self.clock()  # logged with the decision: one made after an expiry never runs
         book = (self.registry, self.approvals, aid)
-        await self._order(
-            orders.decision(*book, approve=approve, principal=who, now=now, note=note)
-        )
+        await self._order(orders.decision(*book, principal=who, now=now, **choice))
 
     async def wait(self, approval_id: str) -> Outcome:
         """What an agent awaits after a pending answer: the outcome once a human decided."""
@@ -499,7 +504,9 @@ class Kernel:
             return self._executed[item.approval_id]
         if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
             return self._finish(item.approval_id, item.refusal())
-        if cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
+        if (stale := packets.stale(item, self.registry)) is not None:
+            outcome = stale  # its packet no longer holds: logged as what came of it, never run
+        elif cascade.is_elimination(item.intent):  # an order the Commander approved (R8)
             outcome = self._finish(item.approval_id, cascade.eliminated(item))  # once: no await yet
             await self._order(cascade.elimination_order(self.registry, item, self.clock()))
         else:
@@ -599,6 +606,7 @@ class Kernel:
     async def _park(self, intent: Intent, decision: Pending) -> Outcome:
         approval_id = "ap-" + uuid.uuid4().hex[:12]
         details = {**decision.details, "op": intent.op, "targets": list(intent.targets)}
+        details["history"] = packets.history(self.wal, intent.agent_id)
         flagged = decision.details.get("targets")
         if flagged:
             details["first_seen"] = self.provenance.first_seen(

@@ -152,7 +152,8 @@ def check_demand(
         raise InputError("BAD_INPUT.MODE_CAUSE", f"a mode needs a cause of 1-{MAX_CAUSE} chars")
     if principal in agents or principal.startswith("agent:"):
         raise StateError("STATE.NOT_COMMANDER", f"{principal!r} is an agent; it demands no mode")
-    if not (principal == "kernel" or principal.startswith(("service:", "commander"))):
+    commander = principal == "commander" or principal.startswith("commander:")
+    if not (principal == "kernel" or principal.startswith("service:") or commander):
         raise StateError(
             "STATE.MODE.PRINCIPAL",
             f"{principal!r} may not demand a mode (kernel, service:<name> or the Commander)",

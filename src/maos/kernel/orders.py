@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from maos.kernel import packets
 from maos.kernel.approvals import EXPIRED, ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.grants import override_body
 from maos.kernel.labels import Conf
 from maos.kernel.modes import KIND as MODE_KIND
 from maos.kernel.modes import check_demand
+from maos.kernel.overrides import lifts
 from maos.kernel.registry import Registry, check_principal
 
 __all__ = [
@@ -41,11 +43,20 @@ class Order:
     body: Mapping[str, Any]
 
 
-def agent_status(registry: Registry, agent_id: str, status: AgentStatus, principal: str) -> Order:
-    """Pause, resume, quarantine or kill a registered agent."""
+def agent_status(
+    registry: Registry,
+    agent_id: str,
+    status: AgentStatus,
+    principal: str,
+    override: str | None = None,
+) -> Order:
+    """Pause, resume, quarantine or kill a registered agent. Letting one out of quarantine
+    or isolation needs a confirmed override once the Commander enrolled (R8 never does)."""
     check_principal(principal, registry)
-    registry.agent(agent_id)
+    before = registry.agent(agent_id).status
     body = {"agent_id": agent_id, "status": status.value, "principal": principal}
+    if lifts(before, status):
+        body.update(registry.overrides.require("resume", agent_id, status.value, override))
     return Order("agent.status", body)
 
 
@@ -57,25 +68,47 @@ def safe_state(registry: Registry, on: bool, reason: str, principal: str) -> Ord
 
 def mode(registry: Registry, source: str, mode: object, cause: str, principal: str) -> Order:
     """A source's demand for a degradation mode (``normal`` lifts it); the Commander's
-    own source takes the Commander, as every order of the Commander does."""
+    own source takes the Commander, as every order of the Commander does. The Commander
+    may also speak for any source (lift the TSCA's hand-over to MSS, R8)."""
     if source == "commander":
         check_principal(principal, registry)
     return Order(MODE_KIND, check_demand(source, mode, cause, principal, registry.agents))
 
 
-def declassify(registry: Registry, task_id: str, to: Conf, reason: str, principal: str) -> Order:
-    """Let an open task's data flow down to ``to`` (R6), with who and why."""
+def declassify(
+    registry: Registry,
+    task_id: str,
+    to: Conf,
+    reason: str,
+    principal: str,
+    override: str | None = None,
+) -> Order:
+    """Let an open task's data flow down to ``to`` (R6), with who and why; an override
+    once the Commander enrolled (it weakens protection)."""
     check_principal(principal, registry)
     registry.task(task_id)
-    body = {"task_id": task_id, "to": to.name.lower(), "reason": reason, "principal": principal}
+    level = to.name.lower()
+    body = {"task_id": task_id, "to": level, "reason": reason, "principal": principal}
+    body.update(registry.overrides.require("declassify", task_id, level, override))
     return Order("task.declassified", body)
 
 
 def grants(
-    registry: Registry, task_id: str, classes: Sequence[str], reason: str, principal: str
+    registry: Registry,
+    task_id: str,
+    classes: Sequence[str],
+    reason: str,
+    principal: str,
+    override: str | None = None,
 ) -> Order:
-    """The Commander sets a task's effect classes, replacing what its request gave."""
-    return Order("task.grants", override_body(registry, task_id, classes, reason, principal))
+    """The Commander sets a task's effect classes, replacing what its request gave; one
+    that adds a class loosens the task's policy: an override once the Commander enrolled."""
+    body = override_body(registry, task_id, classes, reason, principal)
+    held = registry.task(task_id).effect_classes
+    if held is None or not set(body["result"]) <= {c.value for c in held}:
+        to = ",".join(body["result"])
+        body.update(registry.overrides.require("grants", task_id, to, override))
+    return Order("task.grants", body)
 
 
 def decision(
@@ -87,14 +120,23 @@ def decision(
     principal: str,
     now: float,
     note: str = "",
+    packet: str | None = None,
 ) -> Order:
     """Approve or deny an intent that still waits; an agent never decides its own, and
     nobody decides one that expired (``now`` is logged: a decision folds as expired
-    when it was made after the approval's time ran out)."""
+    when it was made after the approval's time ran out). An approval names the digest of
+    the decision packet the Commander saw (``packet``); one that no longer matches the
+    intent and its label context is refused (`maos.kernel.packets.check`)."""
     check_principal(principal, registry)
-    approvals.require_pending(approval_id, principal, now)
+    item = approvals.require_pending(approval_id, principal, now)
     if approve:
-        body = {"approval_id": approval_id, "principal": principal, "decided_at": now}
+        packets.check(item, registry, packet)
+        body = {
+            "approval_id": approval_id,
+            "principal": principal,
+            "decided_at": now,
+            "packet_digest": packet,
+        }
         return Order("approval.approved", body)
     body = {"approval_id": approval_id, "principal": principal, "note": note}
     return Order("approval.denied", body)

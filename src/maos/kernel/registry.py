@@ -21,6 +21,7 @@ from maos.kernel.manifest import ToolManifest, parse_manifest
 from maos.kernel.modes import KIND as MODE_KIND
 from maos.kernel.modes import Mode, ModeDemands
 from maos.kernel.ops import OPS, TOOL_PREFIX, OpSpec, tool_spec
+from maos.kernel.overrides import OverrideBook
 from maos.kernel.stages import Stage, stage_for_status, stage_report
 from maos.kernel.types import EffectClass
 
@@ -199,6 +200,8 @@ class Registry:
         """The op catalogue the DSC checks against: the built-in ops and registered tools."""
         self.safe_state: Mapping[str, Any] | None = None
         """The Commander's Minimal Safe State record while it lasts (R8); None: normal."""
+        self.overrides = OverrideBook()
+        """The Commander's second factor and overrides (`maos.kernel.overrides`)."""
         self.quarantined: set[str] = set()
         """Agents in quarantine now (soft or hard isolation): two or more make Security
         Fever (`fever`)."""
@@ -248,6 +251,7 @@ class Registry:
 
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
         """Fold one log record into the state; unknown kinds belong to other owners."""
+        self.overrides.apply(kind, body)
         if kind == "agent.registered":
             fresh = AgentRecord(
                 agent_id=body["agent_id"],

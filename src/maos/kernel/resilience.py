@@ -47,6 +47,10 @@ class ResilienceSettings(BaseModel):
     """How long a member just enrolled has for its first beat: a service process imports
     MAOS before it beats, which takes seconds on a loaded machine."""
 
+    tsca_budget: int = Field(default=3, ge=1, le=100)
+    """Recovery actions the TSCA may take per incident before it hands over to the
+    Commander in Minimal Safe State (seed §38.7: it cannot take unlimited actions)."""
+
     @field_validator("critical_ops")
     @classmethod
     def _known_ops(cls, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -42,7 +42,8 @@ CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
             {"service.started", "service.exited", "service.restarted", "service.failed"}
         ),
         "tsca": frozenset({"tsca.incident", "tsca.action", "tsca.handover"}),
-        "sentry": frozenset({"sentry.egress", "sentry.danger", "sentry.batch"}),
+        "sentry": frozenset({"sentry.egress", "sentry.danger"}),
+        "memory": frozenset({"memory.learned"}),
         "beacon": frozenset({"beacon.note"}),
     }
 )

@@ -2,7 +2,7 @@
 
     maos.intent            one span per intent: agent, op, task, decision status and code
       maos.sentry          the pod's Sentry on the frame (frames from pods): its verdict
-      maos.dsc             the seven checks, one event per check that ran, the decision
+      maos.dsc             the seven checks: each one's answer, and the decision
       maos.sse             the semantic evaluator, when one is asked: pass or its code
       maos.commit          prepared -> outcome, with the outcome's status and code
         maos.adapter       the adapter's call (an `EffectError` is recorded on it)
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from maos.kernel.telemetry import TelemetrySettings
-from maos.kernel.types import Decision, Deny, Intent, Outcome, Pending
+from maos.kernel.types import Decision, Deny, Intent, Outcome, OutcomeStatus, Pending
 
 if TYPE_CHECKING:
     from opentelemetry import trace as otel
@@ -81,6 +81,8 @@ class Observed:
     """From the kernel taking the intent to its answer (the caller's wait, approvals apart)."""
     approved: bool
     """Carried out after the Commander approved it (not an agent's fresh request)."""
+    sentry: bool = False
+    """Refused by the pod's Sentry: the kernel never saw it (``seconds`` is 0)."""
 
 
 Observer = Callable[[Observed], None]
@@ -165,26 +167,38 @@ class Tracing:
         if self._tracer is None:
             outcome = await run
         else:
-            with self._root(self._tracer, agent_id) as span:
+            with self.root(agent_id) as span:
+                assert span is not None
                 if intent is not None:
                     span.set_attributes(_intent_attributes(intent, approved))
                 outcome = await run
                 span.set_attributes(_outcome_attributes(outcome))
         if self._observers:
-            seen = Observed(
-                agent_id,
-                "?" if intent is None else intent.op,
-                "" if intent is None else intent.task_id,
-                outcome,
-                time.perf_counter() - began,
-                approved,
-            )
-            for observer in self._observers:
-                try:
-                    observer(seen)
-                except Exception:  # observability never decides, nor stops a decision
-                    _log.exception("an intent observer failed")
+            op, task = ("?", "") if intent is None else (intent.op, intent.task_id)
+            took = time.perf_counter() - began
+            self._notify(Observed(agent_id, op, task, outcome, took, approved))
         return outcome
+
+    def refused(self, agent_id: str, op: str, code: str, reason: str) -> None:
+        """A frame the Sentry refused before the kernel saw it: observers count it as a
+        denial (``/metrics`` would otherwise never see a ``SENTRY.*`` code)."""
+        if self._observers:
+            outcome = Outcome("", OutcomeStatus.DENIED, code=code, reason=reason)
+            self._notify(Observed(agent_id, op, "", outcome, 0.0, False, sentry=True))
+
+    def _notify(self, seen: Observed) -> None:
+        for observer in self._observers:
+            try:
+                observer(seen)
+            except Exception:  # observability never decides, nor stops a decision
+                _log.exception("an intent observer failed")
+
+    def root(self, agent_id: str) -> AbstractContextManager[Span | None]:
+        """An intent's span (joining the frame's the Sentry opened, if any), current for
+        the block, with the seams' spans inside it; None while off."""
+        if self._tracer is None:
+            return _NULL
+        return self._root(self._tracer, agent_id)
 
     @contextlib.contextmanager
     def _root(self, tracer: otel.Tracer, agent_id: str) -> Iterator[Span]:
@@ -279,23 +293,26 @@ def _outcome_attributes(outcome: Outcome) -> dict[str, Any]:
 # -- the seams (each: one context-variable read while off) -----------------------------------
 
 
-def dsc(decide: Callable[[Any, Span | None], Decision], inp: Any) -> Decision:
-    """The DSC's run in its span; ``decide`` adds one event per check (`checked`)."""
+def dsc(decide: Callable[[Any, list[str] | None], Decision], inp: Any) -> Decision:
+    """The DSC's run in its span; ``decide`` notes each check's answer (`checked`), which
+    the span carries as one list (``maos.dsc.checks``): an event per check would cost
+    more than the seven checks themselves (`maos bench`, ``telemetry``)."""
     held = _ACTIVE.get()
     if held is None:
         return decide(inp, None)
     with held.tracer.start_as_current_span("maos.dsc") as span:
-        decision = decide(inp, span)
+        seen: list[str] = []
+        decision = decide(inp, seen)
         span.set_attributes(_decision_attributes(decision))
+        span.set_attribute("maos.dsc.checks", seen)
         return decision
 
 
-def checked(span: Span, name: str, decision: object) -> None:
-    """One check's answer as an event on the DSC's span."""
-    attrs: dict[str, Any] = {"maos.check": name, "maos.result": type(decision).__name__}
-    if isinstance(decision, Deny | Pending):
-        attrs["maos.decision.code"] = decision.code
-    span.add_event("check", attrs)
+def checked(seen: list[str], name: str, decision: object) -> None:
+    """One check's answer: ``name=Allow``, ``name=Deny:CODE``, ``name=Pending:CODE``."""
+    kind = type(decision).__name__
+    code = decision.code if isinstance(decision, Deny | Pending) else None
+    seen.append(f"{name}={kind}" if code is None else f"{name}={kind}:{code}")
 
 
 def _decision_attributes(decision: Decision) -> dict[str, Any]:

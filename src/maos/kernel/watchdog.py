@@ -9,7 +9,7 @@ be forged without the key, replayed, or sent for someone else. The nominal perio
 kernel's injectable clock, records a member silent for ``missed_beats`` periods once per
 silence as ``service.missed`` or ``pod.missed`` {member, last_beat_at, silent_s, at}.
 
-A pod whose agent is hard-isolated (quarantined) is *frozen* (`maos.pod.containment`):
+A pod whose agent is hard-isolated (quarantined) is *frozen* (the pod layer freezes it):
 it beats no more by design, so the Watchdog knows it as frozen, records no miss for it
 and nobody restarts it for silence. When it is thawed its silence counts from then.
 

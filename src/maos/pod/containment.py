@@ -32,7 +32,7 @@ from maos.kernel.stages import Stage
 from maos.pod.isolation import PodSpec
 from maos.pod.isolation.freeze import Freezer
 from maos.pod.lifecycle import AgentRun
-from maos.pod.sentry import Sentry
+from maos.pod.sentry import Sentry, sentry_log
 
 __all__ = ["freeze", "heal", "thaw"]
 
@@ -130,7 +130,7 @@ async def heal(kernel: Kernel, run: AgentRun, principal: str) -> None:
     run.agent_id = new_id
     run.spec = PodSpec(new_id, spec.script, spec.workspace, spec.limits, env)
     run.sentry = Sentry(
-        new_id, run.sentry.profile, wal=kernel.wal, clock=kernel.clock, trace=kernel.trace
+        new_id, run.sentry.profile, log=sentry_log(kernel), clock=kernel.clock, trace=kernel.trace
     )
     run.freezer = None
     run.heal = False

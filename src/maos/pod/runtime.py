@@ -50,7 +50,7 @@ from maos.pod.isolation.base import ProcessSandbox
 from maos.pod.isolation.pool import WarmPool
 from maos.pod.lifecycle import AgentExit, AgentRun, PodEvent
 from maos.pod.router import attach
-from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation
+from maos.pod.sentry import Sentry, SentryDeny, SentryProfile, SentryViolation, sentry_log
 
 __all__ = [
     "LEVEL_FOR_RING",
@@ -203,7 +203,7 @@ class PodRuntime:
             sentry=Sentry(
                 agent_id,
                 profile,
-                wal=self.kernel.wal,
+                log=sentry_log(self.kernel),
                 clock=self.kernel.clock,
                 trace=self.kernel.trace,
             ),

@@ -33,17 +33,16 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from maos.kernel.dsc.base import AgentView, CheckInput, TaskView
 from maos.kernel.dsc.prefilter import PrefilterCheck
 from maos.kernel.trace import Tracing
 from maos.kernel.types import Deny, Intent, OutcomeStatus
-from maos.kernel.wal import Wal
 from maos.pod.fingerprint import Fingerprint, Shape
 from maos.pod.frames import (
     GATEWAYS,
@@ -55,6 +54,9 @@ from maos.pod.frames import (
     OutMsgSendArgs,
 )
 
+if TYPE_CHECKING:
+    from maos.kernel.kernel import Kernel
+
 __all__ = [
     "ADMIN_OPS",
     "EGRESS_GATEWAYS",
@@ -65,6 +67,7 @@ __all__ = [
     "SentryDeny",
     "SentryProfile",
     "SentryViolation",
+    "sentry_log",
 ]
 
 ADMIN_OPS = frozenset({"heartbeat", "apoptosis", "wait", "status", "tools"})
@@ -359,11 +362,11 @@ class Sentry:
         "_clock",
         "_counters",
         "_fingerprint",
+        "_log",
         "_prefilter",
         "_profile",
         "_sized",
         "_trace",
-        "_wal",
     )
 
     def __init__(
@@ -371,15 +374,17 @@ class Sentry:
         agent_id: str,
         profile: SentryProfile,
         *,
-        wal: Wal,
+        log: Callable[[str, Mapping[str, Any]], Awaitable[object]],
         clock: Callable[[], float] = time.time,
         trace: Tracing | None = None,
     ) -> None:
+        """``log`` writes its records: the kernel's service desk with the Sentry's Ring 1
+        capability (`sentry_log`), so they carry ``service:sentry`` as their principal."""
         self._agent_id = agent_id
         self._trace = trace or _UNTRACED
         """The kernel's tracer: `admit` opens a frame's span, `record` closes it."""
         self._profile = profile
-        self._wal = wal
+        self._log = log
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._counters = {gw: _Counters() for gw in sorted(GATEWAYS)}
@@ -432,6 +437,9 @@ class Sentry:
                 span.set_attribute("maos.sentry.verdict", getattr(decision, "code", "allow"))
         if span is not None and isinstance(decision, SentryViolation):
             self._trace.frame_done("violation", decision.code)  # no record() follows
+        if not isinstance(decision, SentryAllow):
+            why = decision.reason if isinstance(decision, SentryDeny) else decision.detail
+            self._trace.refused(self._agent_id, f"{frame.gw}.{frame.op}", decision.code, why)
         counters = self._counters.get(frame.gw)
         if counters is not None:
             if isinstance(decision, SentryDeny):
@@ -461,7 +469,7 @@ class Sentry:
                 "status": str(status),
                 "code": code,
             }
-            await self._wal.append("sentry.egress", body)
+            await self._log("sentry.egress", body)
 
     async def _admit(self, frame: Frame) -> SentryDecision:
         counters = self._counters[frame.gw]
@@ -576,7 +584,7 @@ class Sentry:
                 "op": frame.op,
             }
             try:
-                await self._wal.append("sentry.danger", body)
+                await self._log("sentry.danger", body)
             except BaseException:
                 self._fingerprint.unsignal()
                 raise
@@ -607,3 +615,14 @@ def _target(frame: Frame) -> str | None:
         norm = _workspace_path(args.path)
         return None if norm is None else norm.split("/", 1)[0]
     return None
+
+
+def sentry_log(kernel: Kernel) -> Callable[[str, Mapping[str, Any]], Awaitable[int]]:
+    """The Sentry's writes: through ``kernel``'s service desk (Ring 1: write no), with the
+    Sentry's capability, so each record is chartered and carries ``service:sentry``."""
+    capability = kernel.services.capability("sentry")
+
+    async def log(kind: str, body: Mapping[str, Any]) -> int:
+        return await kernel.services.submit(capability, kind, body)
+
+    return log

@@ -34,7 +34,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -42,6 +42,7 @@ from typing import Any
 from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.modes import Mode
+from maos.kernel.wal import Wal
 from maos.services.host import ENV, MAX_LINE
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
     "ServiceManager",
     "ServiceSpec",
     "health_mode",
-    "services_table",
+    "services_from_log",
     "spec",
 ]
 
@@ -95,7 +96,7 @@ class ServiceSpec:
 
 _CRIT, _NON = Criticality.CRITICAL, Criticality.NON_CRITICAL
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("security", "Security Agent", _CRIT, "immune", "partial", True),
+    ServiceSpec("security", "Security Agent", _CRIT, "immune", "no", True),
     ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False),
     ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False),
     ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False),
@@ -138,6 +139,10 @@ class _Run:
     attempt: int = 0
     restarts: list[float] = field(default_factory=list)
     last_exit: str = ""
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once its first process was started and logged."""
+    retry_now: bool = False
+    """Asked to try again (the TSCA): a failed service's cool-down is cut short."""
     leaving: bool = False
     """The process said it is ending: wait for its exit, do not kill it for silence."""
     proc: asyncio.subprocess.Process | None = None
@@ -161,6 +166,9 @@ class ServiceManager:
         self._python = python
         self._cap = kernel.services.capability("manager")
         self.runs: dict[str, _Run] = {}
+        self.on_failed: Callable[[str], Coroutine[Any, Any, object]] | None = None
+        """Called (in its own task) when a service is failed: the TSCA's incident."""
+        self._incidents: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._mode = kernel.registry.modes.demands.get("health", Mode.NORMAL)
         """What health last demanded (from the log: a restart picks up where it was)."""
@@ -178,6 +186,12 @@ class ServiceManager:
         self.runs[name] = run
         run.task = asyncio.get_running_loop().create_task(self._supervise(run))
 
+    async def started(self, name: str, timeout: float = 30.0) -> None:
+        """Until ``name``'s first process is spawned and logged (a serving kernel opens
+        for business after its services' records, not among them)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.runs[name].spawned.wait(), timeout)
+
     async def stop(self) -> None:
         """Stop every service cleanly (SIGTERM: each takes a last look), then wait. One
         still starting is first given its start grace to beat once: its signal handler
@@ -188,6 +202,8 @@ class ServiceManager:
         while loop.time() < end and any(self._starting(r) for r in self.runs.values()):
             await asyncio.sleep(0.02)
         self._stopping = True
+        for incident in list(self._incidents):
+            incident.cancel()
         for run in self.runs.values():
             if run.proc is not None and run.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -203,6 +219,16 @@ class ServiceManager:
                     run.task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await run.task
+
+    def restart(self, name: str) -> None:
+        """Restart ``name`` now: a running process is killed (and restarted as after a
+        crash), a failed one's cool-down is cut short."""
+        run = self.runs[name]
+        if run.state == "failed":
+            run.retry_now = True
+        elif run.proc is not None and run.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                run.proc.kill()
 
     def _starting(self, run: _Run) -> bool:
         beat = self._kernel.watchdog.members.get(f"service:{run.spec.name}")
@@ -234,6 +260,16 @@ class ServiceManager:
             code, reason, stderr = await self._run_once(run)
             if self._stopping:
                 run.state = "stopped"
+                await self._record(
+                    "service.exited",
+                    {
+                        "service": run.spec.name,
+                        "pid": run.pid,
+                        "code": code,
+                        "reason": STOPPED,
+                        "stderr": stderr,
+                    },
+                )
                 break
             run.last_exit = reason
             await self._record(
@@ -260,9 +296,15 @@ class ServiceManager:
                     },
                 )
                 await self._health_changed()
-                if not policy.restart or not await self._wait(policy.cooldown_s):
+                if self.on_failed is not None:
+                    incident = self.on_failed(run.spec.name)
+                    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(incident)
+                    self._incidents.add(task)
+                    task.add_done_callback(self._incidents.discard)
+                if not await self._wait(policy.cooldown_s if policy.restart else None, run):
                     break
                 run.restarts.clear()
+                run.retry_now = False
                 continue
             run.state = "restarting"
             after = policy.delay(len(run.restarts) + 1)
@@ -275,13 +317,18 @@ class ServiceManager:
             )
         run.state = "stopped" if self._stopping else run.state
 
-    async def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds`` of the kernel's clock; False if the manager is stopping."""
-        due = self._kernel.clock() + seconds
-        while self._kernel.clock() < due:
+    async def _wait(self, seconds: float | None, run: _Run | None = None) -> bool:
+        """Wait ``seconds`` of the kernel's clock (None: until asked to retry); False if
+        the manager is stopping."""
+        due = None if seconds is None else self._kernel.clock() + seconds
+        while due is None or self._kernel.clock() < due:
             if self._stopping:
                 return False
-            await asyncio.sleep(min(0.05, max(0.001, due - self._kernel.clock())))
+            if run is not None and run.retry_now:
+                break
+            await asyncio.sleep(
+                0.05 if due is None else min(0.05, max(0.001, due - self._kernel.clock()))
+            )
         return not self._stopping
 
     async def _run_once(self, run: _Run) -> tuple[int | None, str, str]:
@@ -316,31 +363,42 @@ class ServiceManager:
         finally:
             child.close()
         run.proc, run.pid, run.leaving = proc, proc.pid, False
-        run.state = "up"
-        await self._record(
-            "service.started", {"service": name, "pid": proc.pid, "attempt": run.attempt}
-        )
-        await self._health_changed()
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_LINE)
-        relay = asyncio.create_task(self._relay(run, member, reader, writer))
         assert proc.stderr is not None
         errors = asyncio.create_task(proc.stderr.read())
+        relay: asyncio.Task[None] | None = None
+        writer: asyncio.StreamWriter | None = None
         reason = ""
         try:
+            run.state = "up"
+            await self._record(
+                "service.started", {"service": name, "pid": proc.pid, "attempt": run.attempt}
+            )
+            run.spawned.set()
+            await self._health_changed()
+            reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_LINE)
+            relay = asyncio.create_task(self._relay(run, member, reader, writer))
             while proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(proc.wait()), watchdog.period_s)
                 if proc.returncode is None and not run.leaving and not watchdog.alive(member):
                     reason = "missed heartbeats: killed"
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
+                    _kill(proc)
                     await proc.wait()
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relay
-            writer.close()
+            # Whatever ended this life (an exit, a cancelled stop), nothing outlives it:
+            # the process is reaped, its pipes read to the end, its link closed.
+            if relay is not None:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await relay
+            if writer is not None:
+                writer.close()
+            else:
+                parent.close()
             watchdog.leave(member)
+            if proc.returncode is None:
+                _kill(proc)
+                await proc.wait()
         stderr = (await errors).decode(errors="replace")[-2000:]
         code = proc.returncode
         if not reason:
@@ -412,19 +470,27 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
             proc.kill()
 
 
-def services_table(specs: Sequence[ServiceSpec] = SERVICES) -> list[dict[str, Any]]:
-    """The table as `maos status` and docs/resilience.md show it."""
-    return [
-        {
-            "service": s.name,
-            "title": s.title,
-            "criticality": s.criticality.value,
-            "cell": s.cell,
-            "needs_llm": s.needs_llm,
-            "process": s.process,
-            "restart": s.policy.restart,
-            "max_restarts": s.policy.max_restarts,
-            "window_s": s.policy.window_s,
-        }
-        for s in specs
-    ]
+STOPPED = "stopped by the Service Manager"
+SERVICE_KINDS = ("service.started", "service.exited", "service.restarted", "service.failed")
+_STATE = {
+    "service.started": "up",
+    "service.exited": "down",
+    "service.restarted": "restarting",
+    "service.failed": "failed",
+}
+
+
+def services_from_log(wal: Wal) -> dict[str, dict[str, Any]]:
+    """Each supervised service's last logged state (for `maos status`, from any process)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in wal.read(kinds=SERVICE_KINDS):
+        name = str(rec.body.get("service"))
+        known = out.setdefault(name, {"state": "", "restarts": 0, "last_exit": ""})
+        known["state"] = _STATE[rec.kind]
+        if rec.kind == "service.restarted":
+            known["restarts"] += 1
+        elif rec.kind == "service.exited":
+            known["last_exit"] = str(rec.body.get("reason", ""))
+            if known["last_exit"] == STOPPED:
+                known["state"] = "stopped"
+    return dict(sorted(out.items()))

@@ -11,8 +11,9 @@ handed the agent:
 * otherwise the newest of the agent's recent results in which the pre-filter finds an
   injection phrasing: the sentence around the phrasing.
 
-It then submits a ``memory.learned`` order through the kernel (`maos.kernel.immune`);
-it never writes kernel state itself. The kernel recognises the threat from then on;
+It then submits a ``memory.learned`` order through the kernel's service desk with its
+Ring 1 capability (`maos.kernel.immune`, `maos.kernel.services`); it never writes kernel
+state itself. The kernel recognises the threat from then on;
 `MemoryEvaluator` lets the SSE catch paraphrases of it as well.
 
 Restart-safe: the history is folded again at start, and a deflection that already
@@ -34,9 +35,11 @@ from maos.kernel.immune import KINDS, MIN_TEXT, Threat, ThreatMemory, learned, t
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Label
 from maos.kernel.provenance import bounded_leaves
+from maos.kernel.services import service_principal
 from maos.kernel.sse import SemanticEvaluator, SseDeny, SsePass, SseVerdict
 from maos.kernel.types import Intent
 from maos.kernel.wal import WalRecord
+from maos.services.security import Order, kernel_order
 from maos.services.sse import CompositeEvaluator
 
 __all__ = [
@@ -48,7 +51,8 @@ __all__ = [
     "injection_text",
 ]
 
-PRINCIPAL = "commander:memory"
+SERVICE = "memory"
+PRINCIPAL = service_principal(SERVICE)
 MATCH_CODE = "SSE.MEMORY_MATCH"
 LEARN_FROM = (
     "DSC.PREFILTER.INJECTION",
@@ -85,8 +89,13 @@ def injection_text(form: str, start: int, end: int) -> str:
 class MemoryManager:
     """Follows a kernel's log and teaches its immune memory."""
 
-    def __init__(self, kernel: Kernel, *, interval_s: float = 0.2) -> None:
+    def __init__(
+        self, kernel: Kernel, *, interval_s: float = 0.2, order: Order | None = None
+    ) -> None:
+        """``order``: how its records reach the log (default: this kernel's service desk,
+        with the Memory Manager's Ring 1 capability)."""
         self._kernel = kernel
+        self._order = kernel_order(kernel, SERVICE) if order is None else order
         self._interval = interval_s
         self._seen = 0
         self._recent: dict[str, deque[tuple[str, object]]] = {}
@@ -123,7 +132,7 @@ class MemoryManager:
             if threat is None or threat.pattern_id in self.memory:
                 continue
             order = learned(self._kernel.registry, self.memory, threat, PRINCIPAL)
-            await self._kernel.cascade(order)
+            await self._order(order.kind, order.body)
             self._handled.add(threat.seq)
             self.learned.append(threat)
             taught.append(threat)

@@ -11,6 +11,10 @@ they go, and what is sent is the kernel's record (stage, cause, score, evidence 
 Each attempt is logged as ``security.notified`` {agent_id, stage, channel, target, ok,
 error}. A failed notification never stops the Security Agent: it is logged and the
 cascade goes on.
+
+HACF (`maos.services.hacf`) tells the Commander through the same channels when a
+decision waits (an approval, an override, an agent's answer in a deliberation) and when
+an inform-level effect was carried out (`tell`; ``stage`` is then ``hacf``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,25 @@ class CommanderNotifier:
                 {"allowed_hosts": [host]},
             )
             await self._send("http", call, "webhook", agent, stage)
+
+    async def tell(self, subject: str, text: str, agent: str, seq: int) -> None:
+        """One HACF message (``subject`` and ``text`` are the kernel's record in words)."""
+        key = f"hacf-{seq}"
+        if self._mail_to is not None:
+            call = EffectCall(
+                "email.send", self._mail_to, key + "-mail", {"subject": subject, "body": text}
+            )
+            await self._send("email", call, "mail", agent, "hacf")
+        if self._webhook is not None:
+            payload = {"agent_id": agent, "stage": "hacf", "subject": subject, "text": text}
+            call = EffectCall(
+                "http.request",
+                self._webhook,
+                key + "-webhook",
+                {"method": "POST", "json": {**payload, "seq": seq}},
+                {"allowed_hosts": [urlsplit(self._webhook).netloc]},
+            )
+            await self._send("http", call, "webhook", agent, "hacf")
 
     async def _send(
         self, family: str, call: EffectCall, channel: str, agent: str, stage: str

@@ -178,6 +178,9 @@ class Budgets(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+HacfClass = Literal["read", "write", "delete", "send", "pay", "credentials", "execute"]
+
+
 class Plan(BaseModel):
     """A validated plan; build it with `parse_plan` or `load_plan`, never by hand."""
 
@@ -204,6 +207,11 @@ class Plan(BaseModel):
     """Python files declaring tools (`maos.tool`), relative to the plan file, or shipped
     ones by name (``office_tools``); `maos run` starts each in a sandboxed tool host and
     registers its tools for the task."""
+    hacf: dict[HacfClass, Literal["inform", "recommend", "deliberate"]] = Field(
+        default_factory=dict
+    )
+    """HACF levels for this task's effect classes (docs/hacf.md): they raise config.json's
+    ``commander.levels``, never lower them (`maos.services.hacf.level_of`)."""
     agents: dict[str, AgentSpec] = Field(min_length=1)
     steps: dict[str, StepSpec] = Field(min_length=1)
 

@@ -99,6 +99,8 @@ class OtlpCollector:
 
 def _value(v: AnyValue) -> Any:
     kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
     return None if kind is None else getattr(v, kind)
 
 

@@ -113,7 +113,8 @@ function approvalCard(item) {
     el("li", line, line.startsWith("flagged ") ? "flagged" : "")));
   const note = card.querySelector(".note");
   const decide = (verb) => () => act(
-    "approvals/" + encodeURIComponent(item.approval_id) + "/" + verb, { note: note.value },
+    "approvals/" + encodeURIComponent(item.approval_id) + "/" + verb,
+    { note: note.value, packet_digest: item.packet_digest },
     (outcome) => item.approval_id + ": " + outcome.status + (outcome.code ? " " + outcome.code : ""));
   card.querySelector(".approve").addEventListener("click", decide("approve"));
   card.querySelector(".deny").addEventListener("click", decide("deny"));

@@ -14,8 +14,8 @@ function filterQuery() {
   for (const input of document.querySelectorAll("#log-filter input")) {
     const value = input.value.trim();
     if (!value) continue;
-    // datetime-local is the browser's local time; the API takes epoch seconds
-    query.set(input.name, input.type === "datetime-local" ? String(new Date(value).getTime() / 1000) : value);
+    // the page shows UTC, so a time typed is read as UTC; the API takes epoch seconds
+    query.set(input.name, input.type === "datetime-local" ? String(new Date(value + "Z").getTime() / 1000) : value);
   }
   query.set("limit", "200");
   return query;

@@ -41,8 +41,6 @@ from maos.kernel.ops import OPS, OpSpec
 from maos.kernel.types import Allow, Decision, Deny, Pending
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from maos.kernel.immune import ThreatMemory
 
 __all__ = ["APOPTOSIS_OP", "CHECK_ORDER", "Pipeline", "standard_pipeline"]
@@ -76,7 +74,7 @@ class Pipeline:
     def decide(self, inp: CheckInput) -> Decision:
         return trace.dsc(self._decide, inp)  # in a span when the intent is traced
 
-    def _decide(self, inp: CheckInput, span: Span | None) -> Decision:
+    def _decide(self, inp: CheckInput, seen: list[str] | None) -> Decision:
         intent = inp.intent
         if intent.op == APOPTOSIS_OP:
             if intent.target in ("", intent.agent_id) and not intent.extra_targets:
@@ -93,8 +91,8 @@ class Pipeline:
                 decision = check(inp)
             except Exception as exc:  # R11: a check that cannot decide denies
                 return Deny("DSC.INTERNAL", f"{name} failed: {type(exc).__name__}", check=name)
-            if span is not None:
-                trace.checked(span, name, decision)
+            if seen is not None:
+                trace.checked(seen, name, decision)
             kind = type(decision)
             if kind is Allow:
                 continue
@@ -107,6 +105,14 @@ class Pipeline:
                 continue
             return Deny("DSC.INTERNAL", f"{name} failed: answered {kind.__name__}", check=name)
         return _ALLOW if pending is None else pending
+
+    def add_check(self, check: Check) -> None:
+        """Append a check after the seven (a federation node's policy, docs/federation.md):
+        last, so it can only refuse more; R9 and the first-deny-wins rule hold for it too."""
+        name = getattr(check, "name", None)
+        if not isinstance(name, str) or not name or name in self.names or not callable(check):
+            raise TypeError(f"{check!r} is not a new check: it needs a unique name and __call__")
+        self._checks = (*self._checks, (check, name))
 
 
 class _BudgetStage:
