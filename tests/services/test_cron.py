@@ -133,6 +133,8 @@ def test_an_hourly_job_fires_at_its_times_and_its_plan_mails_through_the_pipelin
     assert fired == [0, 1, 0, 0, 1]
     assert _mailed(mailbox) == ["cron-report-20260105T100000Z", "cron-report-20260105T110000Z"]
     assert [r["late"] for r in _records(tmp_path, "cron.fired")] == [False, False]
+    # Ring 1 writes through the kernel's service desk, never to the log itself (issue 12 item 5)
+    assert {r["principal"] for r in _records(tmp_path, "cron.fired")} == {"service:cron"}
     assert [r["status"] for r in _records(tmp_path, "plan.done")] == ["done", "done"]
 
 

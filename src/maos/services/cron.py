@@ -46,6 +46,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.wal import Wal
 from maos.services.orchestrator import PlanResult
 from maos.services.plan import Plan, load_plan
+from maos.services.security import kernel_order
 
 __all__ = ["KINDS", "CronScheduler", "PlanRunner", "cron_report"]
 
@@ -119,6 +120,9 @@ class CronScheduler:
         self._runs: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._order = kernel_order(kernel, "cron")
+        """Ring 1 writes no log record itself: each goes to the kernel's service desk
+        with the scheduler's capability (charter: the four ``cron.*`` kinds)."""
         self._ticking = asyncio.Lock()
         """One tick at a time: two at once would both see a job due and fire it twice."""
 
@@ -224,7 +228,7 @@ class CronScheduler:
         )
 
     async def _log(self, kind: str, body: dict[str, Any]) -> None:
-        await self._kernel.wal.append(kind, body)
+        await self._order(kind, body)
 
     def next_runs(self) -> dict[str, float]:
         """Each job's next time after its anchor (what `maos status` shows)."""
