@@ -32,6 +32,9 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert figures["dashboard"]["ratio_event_latency_vs_state_fetch_p50"] > 0
     # Issue 13: a call through the MCP gateway against a direct call to the same upstream.
     assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p50"] > 0
+    assert figures["mcp_gateway"]["ratio_gateway_vs_direct_p99"] > 0
+    # ... and calls/s of 50 HTTP sessions at once through it against the same direct.
+    assert figures["mcp_gateway"]["ratio_http_gateway_vs_direct_calls_per_s"] > 0
     immune = figures["immune"]  # issue 12: the pre-effect check beside the DSC without it
     assert immune["ratio_dsc_with_aggregate_vs_without"] > 0
     assert immune["ratio_danger_fold_vs_dsc_decision"] > 0
@@ -59,6 +62,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert egress["ratio_relay_vs_direct_cpu"] > 0
     assert egress["ratio_sandboxed_vs_direct_p50"] > 0
     assert egress["ratio_upstream_start_vs_plain"] > 0
+    assert egress["ratio_upstream_first_vs_warm_start"] > 0  # cold (a fresh pod home) vs warm
     assert egress["relay_logged"] >= egress["connections"]  # every connection was logged
     assert figures["meta"]["quick"] is True
     # The quick run plays five scenarios, both ways, for real.

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from maos.kernel import jsonlog
@@ -42,6 +42,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
+from maos.services.cron import CronScheduler
 from maos.services.hacf import HacfService
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
@@ -51,6 +52,9 @@ from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
 from maos.services.tsca import Tsca
+
+if TYPE_CHECKING:
+    from maos.pod.a2a_inbound import A2aInbound
 
 __all__ = [
     "PlanQueue",
@@ -269,6 +273,35 @@ async def _plan_tools(plan: Plan, echo: Echo) -> AsyncIterator[tuple[PodHome, To
         if tools is not None:
             await tools.aclose()
         home.close()
+
+
+def cron_scheduler(kernel: Kernel, data_dir: Path, *, echo: Echo) -> CronScheduler | None:
+    """The Cron Scheduler of ``config.json``'s ``cron`` section (None without jobs): each
+    run is a plan on ``kernel`` like `run_plan_on`'s, and a run a stop interrupted is
+    resumed (`maos.services.cron`). Start it with ``await scheduler.start()``."""
+    section = read_config(data_dir).cron
+    if section is None or not section.jobs:
+        return None
+
+    async def runner(plan: Plan, resume: bool) -> PlanResult:
+        async with _plan_tools(plan, echo) as (home, tools):
+            if tools is not None:
+                kernel.add_adapter("tool", tools)
+                await register_tools(kernel, tools)
+            return await _orchestrate(kernel, plan, home, resume=resume, echo=echo)
+
+    return CronScheduler(kernel, section, runner, base_dir=data_dir)
+
+
+def a2a_endpoints(kernel: Kernel, data_dir: Path) -> list[A2aInbound]:
+    """The inbound A2A endpoints of ``config.json``'s ``a2a`` section, not yet started."""
+    section = read_config(data_dir).a2a
+    if section is None:
+        return []
+    # The A2A server side (the SDK, protobuf) loads only for a config that serves one.
+    from maos.pod.a2a_inbound import A2aInbound
+
+    return [A2aInbound(kernel, e.agent, host=e.host, port=e.port) for e in section.inbound]
 
 
 class PlanQueue:

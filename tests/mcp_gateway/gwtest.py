@@ -22,6 +22,7 @@ from maos.pod.upstream_runtime import Runtime
 
 UPSTREAMS = Path(__file__).with_name("upstreams.py")
 SRC = str(Path(__file__).parents[2] / "src")
+MAOS = [sys.executable, "-c", "from maos.cli import main; main()"]
 
 
 @dataclass
@@ -160,3 +161,30 @@ def make_setup(tmp_path: Path, runtime: Runtime) -> Setup:
 
 def text(result: Any) -> str:
     return "\n".join(getattr(b, "text", "") for b in result.content)
+
+
+def assert_log_whole(setup: Setup) -> None:
+    """The log verifies (``maos wal verify``) and every intent that was prepared was
+    also decided: committed, failed or in doubt - nothing lost mid-way."""
+    import subprocess
+
+    from maos.kernel.wal import Wal
+
+    done = subprocess.run(
+        [*MAOS, "wal", "verify", "--data-dir", str(setup.data_dir)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    wal = Wal(setup.data_dir / "wal.sqlite3")
+    try:
+        prepared = {r.intent_id for r in wal.read(kinds=("intent.prepared",))}
+        ended = {
+            r.intent_id
+            for r in wal.read(kinds=("intent.committed", "intent.failed", "intent.in_doubt"))
+        }
+    finally:
+        wal.close()
+    assert prepared and prepared <= ended, prepared - ended

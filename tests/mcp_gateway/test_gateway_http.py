@@ -99,3 +99,36 @@ def test_issue_13_http_gateway_wants_its_bearer_token(
         assert "MCP.AUTH.TOKEN" in answer.text
     assert (setup.data_dir / "mcp-gateway.token").stat().st_mode & 0o777 == 0o600
     assert setup.calls("mail") == []
+
+
+def test_issue_13_http_gateway_answers_malformed_and_oversized_bodies(
+    setup: Setup, http_gateway: tuple[str, str]
+) -> None:
+    url, token = http_gateway
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    bodies = {
+        "MCP.BAD_MESSAGE.JSON": b"this is not json",
+        "MCP.BAD_MESSAGE.SHAPE": b'{"jsonrpc": "2.0", "id": 7, "method": 5}',
+        "MCP.BAD_MESSAGE.TOO_LARGE": b'{"jsonrpc": "2.0", "id": 8, "method": "tools/list", '
+        b'"params": {"pad": "' + b"a" * (5 * 1024 * 1024) + b'"}}',
+    }
+    for code, body in bodies.items():
+        answer = httpx.post(url, content=body, headers=headers, timeout=60)
+        assert answer.status_code in (400, 413), (code, answer.status_code)
+        assert answer.json()["error"]["message"].startswith(code + ":"), answer.text[:300]
+
+    async def still_serves() -> Any:
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        transport = streamable_http_client(url, http_client=http)
+        async with http, Client(transport, mode="legacy") as client:
+            return await client.call_tool(
+                "send_mail", {"to": "boss@example.com", "subject": "s", "body": "after"}
+            )
+
+    after = asyncio.run(still_serves())
+    assert not after.is_error and text(after) == "sent to boss@example.com"
+    assert [c["args"]["body"] for c in setup.calls("mail")] == ["after"]

@@ -34,6 +34,7 @@ def test_public_api_is_what_agents_are_taught() -> None:
             "PendingApproval",
             "Result",
             "SdkError",
+            "a2a",
             "admin",
             "default_client",
             "email",

@@ -16,6 +16,7 @@ from maos.kernel.errors import ApprovalError, MaosError, StateError
 from maos.kernel.hacfconfig import CommanderSection, Level
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Conf
+from maos.kernel.modes import Mode
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
@@ -371,5 +372,36 @@ def test_loosening_a_tasks_grants_is_an_override_narrowing_is_not(
         clock.now += COOLING
         await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
         assert k.registry.task(TASK).effect_classes == {EffectClass.READ, EffectClass.PAY}
+
+    with_kernel(kconfig, body)
+
+
+def test_lowering_another_sources_degraded_mode_is_an_override_leaving_mss_is_not(
+    kconfig: KernelConfig, clock: Clock
+) -> None:
+    """issue 10: once enrolled, the Commander lifting the health service's degraded-2
+    (protection it did not ask for) needs an override; lifting the Commander's own demand,
+    a source lifting its own, and leaving the TSCA's MSS stay one step."""
+
+    async def body(k: Kernel) -> None:
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        await k.demand_mode("health", Mode.DEGRADED_2, cause="smtp down", principal="service:m")
+        await k.demand_mode("commander", Mode.DEGRADED_1, cause="mine", principal="commander")
+        await k.demand_mode("commander", Mode.NORMAL, cause="mine", principal="commander")
+        with pytest.raises(StateError) as err:
+            await k.demand_mode("health", Mode.NORMAL, cause="looks fine", principal="commander")
+        assert err.value.code == "HACF.OVERRIDE_REQUIRED"
+        assert k.mode() is Mode.DEGRADED_2
+        asked = await ov.request("mode", "health", "normal", reason="fixed", principal="commander")
+        assert dict(asked.diff) == {"mode": ["degraded-2", "normal"]}
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert k.mode() is Mode.NORMAL
+        await k.demand_mode("tsca", Mode.MSS, cause="inc-1", principal="service:tsca")
+        await k.demand_mode("tsca", Mode.NORMAL, cause="understood", principal="commander")
+        await k.demand_mode("health", Mode.DEGRADED_1, cause="again", principal="service:m")
+        await k.demand_mode("health", Mode.NORMAL, cause="healthy", principal="service:m")
+        assert k.mode() is Mode.NORMAL
 
     with_kernel(kconfig, body)

@@ -11,9 +11,12 @@ server on 127.0.0.1, measured in one event loop and one run:
   upstream pod - its loopback forwarder, the bind-mounted Unix socket, the relay - when
   the host can give level 2 and the kernel is root.
 
-Beside them, an upstream pod's cold start: `upstream_pod` entered, ``python3 -I -S -c
-pass`` spawned through its command line and reaped, against the same interpreter started
-plainly (there is no warm pool for upstreams: an MCP client owns the process).
+Beside them, an upstream pod's start: `upstream_pod` entered, ``python3 -I -S -c pass``
+spawned through its command line and reaped, against the same interpreter started
+plainly (there is no warm pool for upstreams: an MCP client owns the process). The
+median of repeated starts in one pod home is the warm figure (``upstream_cold_start_*``:
+cold as in "no pool"); ``upstream_first_start_ms`` is the first start in a fresh pod
+home, the launcher not yet installed in it - what a gateway's first upstream pays.
 
 Ratios are p50 against the direct p50 of the same run; beside them the CPU time this
 process spends per connection (client, relay and echo server together), which a loaded
@@ -119,6 +122,11 @@ async def _sandboxed(port: int, rounds: int, direct_p50: float) -> dict[str, Any
         starts = 5 if rounds < 100 else 30
         plain = [await _start(None) for _ in range(starts)]
         boxed = [await _start(home) for _ in range(starts)]
+        fresh = PodHome()  # a gateway's first upstream: nothing of a pod started before
+        try:
+            first = await _start(fresh)
+        finally:
+            fresh.close()
     finally:
         home.close()
     plain_ms, boxed_ms = statistics.median(plain), statistics.median(boxed)
@@ -129,6 +137,8 @@ async def _sandboxed(port: int, rounds: int, direct_p50: float) -> dict[str, Any
         "upstream_cold_start_ms_p50": round(boxed_ms, 1),
         "python_start_ms_p50": round(plain_ms, 1),
         "ratio_upstream_start_vs_plain": round(boxed_ms / plain_ms, 2),
+        "upstream_first_start_ms": round(first, 1),
+        "ratio_upstream_first_vs_warm_start": round(first / boxed_ms, 2),
     }
 
 

@@ -16,6 +16,7 @@ from maos.cli import (
     agents,
     commander,
     console,
+    cron,
     decisions,
     federation,
     grants,
@@ -52,6 +53,7 @@ _COMMANDS = (
     commander,
     memory,
     resilience,
+    cron,
 )
 """Imported for their commands (typer registers them on import)."""
 

@@ -108,10 +108,13 @@ def _print_override(o: Override) -> None:
 
 @override_app.command("request")
 def override_request(
-    action: Annotated[str, typer.Argument(help="release | resume | declassify | grants")],
-    subject: Annotated[str, typer.Argument(help="The agent (release, resume) or task.")],
+    action: Annotated[str, typer.Argument(help="release | resume | declassify | grants | mode")],
+    subject: Annotated[
+        str, typer.Argument(help="The agent (release, resume), task, or source (mode).")
+    ],
     to: Annotated[
-        str, typer.Option("--to", help="Stage, status, level, or classes (read,pay) it moves to.")
+        str,
+        typer.Option("--to", help="Stage, status, level, classes (read,pay), mode."),
     ],
     reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
     data_dir: DataDir = DEFAULT_DIR,
@@ -125,6 +128,7 @@ def override_request(
         maos commander override request release a1 --to normal --reason "RCA done"
         maos commander override request declassify visa --to public --reason "consulate"
         maos commander override request grants invoices --to read,pay --reason "pay run"
+        maos commander override request mode health --to normal --reason "relay fixed"
     Then, after the cooling-off (config.json commander.cooling_off_s, default 300 s):
         maos commander override confirm ov-... --code 123456
     """

@@ -121,7 +121,7 @@ def _llm_line(llm: Mapping[str, Any]) -> str:
 @app.command()
 def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     """What the kernel knows: agents, tasks, approvals, LLM, tools, in-doubt effects."""
-    from maos.cli import memory, resilience
+    from maos.cli import cron, memory, resilience
     from maos.llm.config import llm_status
 
     view = view_of(data_dir, write=False)
@@ -153,7 +153,9 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
     info.update(sections)
     key, section, memory_lines = memory.status_section(view)
     info[key] = section
-    lines = [*lines, *memory_lines]
+    key, section, cron_lines = cron.status_section(view, data_dir)
+    info[key] = section
+    lines = [*lines, *memory_lines, *cron_lines]
     if as_json:
         echo_json(info)
         return

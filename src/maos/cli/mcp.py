@@ -24,7 +24,9 @@ mcp_app = typer.Typer(
     "  maos mcp-gateway --policy gateway.yaml --http 127.0.0.1:8471    # streamable HTTP\n"
     "  maos mcp-gateway check gateway.yaml                             # validate, explain\n\n"
     "Over HTTP the client sends `Authorization: Bearer <token>`, the token in"
-    " <data-dir>/mcp-gateway.token (0600). The policy's schema: src/maos/mcp/gateway.schema.json.",
+    " <data-dir>/mcp-gateway.token (0600). Stdio upstreams run as level-2 pods with only the"
+    " egress and secrets their policy names. The policy's schema:"
+    " src/maos/mcp/gateway.schema.json.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -131,8 +133,7 @@ def check(
             )
             how = (
                 f"tool.{entry.kernel} effect {'+'.join(reg.effect_classes)}, targets {targets},"
-                f" result {reg.result_label.conf.name.lower()}/"
-                f"{reg.result_label.integrity.name.lower()}"
+                f" result {reg.result_label.conf}/{reg.result_label.integrity}"
             )
             manifest = entry.policy
             assert manifest is not None

@@ -37,7 +37,8 @@ def mode(
 
     The effective mode is the most severe of every source's demand (service health,
     federation, the TSCA, you): lifting yours does not lift theirs, but you may lift
-    theirs by naming it (the TSCA's Minimal Safe State waits for you). What each mode
+    theirs by naming it (the TSCA's Minimal Safe State waits for you; once a second factor
+    is enrolled, lowering another's degraded mode is an override: docs/hacf.md). What each mode
     allows is in docs/resilience.md; `maos status` shows the mode and who demands it.
 
     \b

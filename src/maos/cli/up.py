@@ -85,7 +85,7 @@ MAX_PORT = 65535
 async def _serve(
     data_dir: Path, listening: socket.socket, plans: list[Path] | None, *, json_logs: bool
 ) -> None:
-    from maos.boot import PlanQueue, configured_kernel
+    from maos.boot import PlanQueue, a2a_endpoints, configured_kernel, cron_scheduler
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     host, port = listening.getsockname()[:2]
@@ -107,9 +107,20 @@ async def _serve(
         typer.echo(f"MAOS Commander on {dashboard.login_url}")
         typer.echo(f"  kernel on {data_dir}; `maos run PLAN -d {data_dir}` runs here; Ctrl-C stops")
         worker = asyncio.create_task(queue.serve())
+        cron = cron_scheduler(kernel, data_dir, echo=typer.echo)
+        if cron is not None:
+            await cron.start()
+        endpoints = a2a_endpoints(kernel, data_dir)
+        for endpoint in endpoints:
+            await endpoint.start()
+            typer.echo(f"  A2A messages for {endpoint.agent_id} on {endpoint.url}")
         try:
             await dashboard.serve()
         finally:
+            for endpoint in endpoints:
+                await endpoint.stop()
+            if cron is not None:
+                await cron.stop()
             url_file.unlink(missing_ok=True)
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

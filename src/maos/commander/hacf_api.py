@@ -10,7 +10,10 @@ a TOTP code from the enrolled second factor (`maos.services.hacf.SecondFactor`).
     POST /api/approvals/{id}/deliberate/edit     {"params": {...}}
     POST /api/approvals/{id}/deliberate/decide   {"decision": "approve"|"deny",
                                                   "packet_digest": "...", "note": "..."}
-    GET  /api/commander/overrides                every override, with its diff
+    GET  /api/commander/deliberations            deliberate-level approvals waiting, each
+                                                 with its thread and packet digest
+    GET  /api/commander/overrides                every override, with its diff and the
+                                                 cooling-off left (the kernel's clock)
     POST /api/commander/overrides                {"action", "subject", "to", "reason"}
     POST /api/commander/overrides/{id}/confirm   {"code": "123456"}
 """
@@ -57,7 +60,7 @@ class _Decide(BaseModel):
 
 class _Request(BaseModel):
     model_config = _BODY
-    action: Literal["release", "resume", "declassify", "grants"]
+    action: Literal["release", "resume", "declassify", "grants", "mode"]
     subject: str = Field(min_length=1, max_length=200)
     to: str = Field(min_length=1, max_length=40)
     reason: str = Field(default="", max_length=2000)
@@ -109,8 +112,30 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
         )
         return outcome.to_dict()
 
+    async def deliberations(request: Request) -> Any:
+        section = read_config(data_dir).commander
+        return [
+            {
+                "approval_id": a.approval_id,
+                "agent_id": a.agent_id,
+                "op": a.intent.get("op", ""),
+                "target": a.intent.get("target", ""),
+                "params": a.intent.get("params", {}),
+                "packet_digest": kernel.packet(a.approval_id).digest,
+                "thread": [
+                    {"kind": r.kind, **r.body} for r in hacf.thread(kernel.wal, a.approval_id)
+                ],
+            }
+            for a in kernel.approvals.pending()
+            if hacf.is_deliberate(section, a, kernel.registry, kernel.wal)
+        ]
+
     async def listing(request: Request) -> Any:
-        return [o.to_dict() for o in kernel.registry.overrides.items.values()]
+        now = kernel.clock()
+        return [
+            {**o.to_dict(), "cooling_off_left_s": max(0.0, o.not_before - now)}
+            for o in kernel.registry.overrides.items.values()
+        ]
 
     async def request_override(request: Request) -> Any:
         b = _Request.model_validate_json(await body(request))
@@ -130,6 +155,7 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
         Route(f"{base}/deliberate/ask", api(ask), methods=["POST"]),
         Route(f"{base}/deliberate/edit", api(edit), methods=["POST"]),
         Route(f"{base}/deliberate/decide", api(decide), methods=["POST"]),
+        Route("/api/commander/deliberations", api(deliberations)),
         Route("/api/commander/overrides", api(listing)),
         Route("/api/commander/overrides", api(request_override), methods=["POST"]),
         Route("/api/commander/overrides/{override_id}/confirm", api(confirm), methods=["POST"]),

@@ -81,6 +81,7 @@ _STATIC = {
     "/static/dashboard.js": ("dashboard.js", _JS),
     "/static/agent.js": ("agent.js", _JS),
     "/static/log.js": ("log.js", _JS),
+    "/static/hacf.js": ("hacf.js", _JS),  # overrides and deliberation (docs/hacf.md)
 }
 """The page and its files; another module's script is one more line here and one
 ``<script>`` line in dashboard.html."""

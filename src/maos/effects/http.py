@@ -19,7 +19,7 @@ import httpx
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 
-__all__ = ["IDEMPOTENT_METHODS", "HttpAdapter", "allowed"]
+__all__ = ["IDEMPOTENT_METHODS", "HttpAdapter", "allowed", "host_port", "parse_url"]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -47,12 +47,12 @@ def _fail(code: str, message: str) -> EffectError:
     return EffectError(f"EFFECT.HTTP.{code}", message)
 
 
-def _host_port(url: httpx.URL) -> tuple[str, int]:
+def host_port(url: httpx.URL) -> tuple[str, int]:
     host = url.raw_host.decode("ascii").lower().rstrip(".")
     return host, url.port or _DEFAULT_PORTS[url.scheme]
 
 
-def _parse_url(target: str) -> httpx.URL:
+def parse_url(target: str) -> httpx.URL:
     try:
         url = httpx.URL(target)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -76,7 +76,7 @@ def allowed(url: httpx.URL, allowlist: object) -> bool:
     """
     if not isinstance(allowlist, list | tuple | frozenset | set):
         return False  # missing or malformed: fail closed
-    host, port = _host_port(url)
+    host, port = host_port(url)
     for entry in allowlist:
         if not isinstance(entry, str):
             continue
@@ -177,9 +177,9 @@ class HttpAdapter:
     async def execute(self, call: EffectCall) -> EffectResult:
         if call.op not in self.ops:
             raise _fail("UNKNOWN_OP", f"{call.op!r} is not an HTTP operation.")
-        url = _parse_url(call.target)
+        url = parse_url(call.target)
         if not allowed(url, call.constraints.get("allowed_hosts")):
-            host, port = _host_port(url)
+            host, port = host_port(url)
             raise _fail("HOST_NOT_ALLOWED", f"{host}:{port} is not on the capability's allowlist.")
         limit = int(call.constraints.get("max_bytes", DEFAULT_MAX_BYTES))
         try:

@@ -11,8 +11,14 @@ figure, and the Security Agent (Ring 1) soft-isolates the agent when it reads th
     outbound_bytes              100 MiB     24 h     params of committed external effects
     external_destinations       50 unique   7 days   targets of committed external effects
     external_api_calls          500         24 h     committed external effects other than mail
-    a2a_bytes_to_one_agent      50 MiB      24 h     params of committed msg.send, per recipient
+    a2a_bytes_to_one_agent      50 MiB      24 h     params of committed msg.send and a2a.send,
+                                                     per recipient (an agent id; an A2A agent's URL)
     declassifications           10          24 h     task.declassified (any task; alert only)
+
+An ``a2a.send`` leaves the machine, so it also counts in the three external figures; its
+recipient is the A2A agent's URL with the card's well-known path and trailing slashes
+cut (`a2a_agent`), so addressing one agent by its card and by its base URL in turn does
+not split its volume in two.
 
 The sums are a fold of the log (`fold`, called by `LogView` for every record), so a
 booting kernel and any CLI process hold the same figures, and the log's own time (each
@@ -55,6 +61,7 @@ __all__ = [
     "AggregateLedger",
     "Breach",
     "Threshold",
+    "a2a_agent",
     "destination",
     "thresholds",
 ]
@@ -167,6 +174,21 @@ def _released(body: Mapping[str, object]) -> bool:
     return "stage" not in body or body.get("from") in ("soft_isolation", "hard_isolation")
 
 
+_A2A_OPS = frozenset({"msg.send", "a2a.send"})
+"""Ops whose bytes count per recipient agent."""
+
+
+def a2a_agent(op: str, target: str) -> str:
+    """The recipient agent an ``a2a_bytes_to_one_agent`` figure is kept for."""
+    if op != "a2a.send":
+        return target
+    parts = urlsplit(target)
+    path = parts.path
+    if "/.well-known/" in path:
+        path = path[: path.index("/.well-known/")]
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path.rstrip('/')}"
+
+
 def destination(target: str) -> str:
     """A URL counts by its host (a thousand paths on one API are one destination)."""
     if "://" in target:
@@ -232,9 +254,10 @@ class AggregateLedger:
         op, agent = str(prepared["op"]), str(prepared["agent_id"])
         size = len(orjson.dumps(prepared.get("params") or {}))
         target = str(prepared.get("target", ""))
-        if op == "msg.send":
-            self._add(agent, "a2a_bytes_to_one_agent", rec, size, per=target)
-            return
+        if op in _A2A_OPS:
+            self._add(agent, "a2a_bytes_to_one_agent", rec, size, per=a2a_agent(op, target))
+            if op == "msg.send":
+                return
         spec = self._ops.get(op)
         if spec is None or not spec.external:
             return
@@ -298,9 +321,11 @@ class AggregateLedger:
             return None
         owned = self._windows.get(intent.agent_id) or _NONE
         now, size = inp.now, intent.params_bytes
-        if op == "msg.send":
-            slot = "a2a_bytes_to_one_agent:" + intent.target
-            return self._over(intent, owned.get(slot), "a2a_bytes_to_one_agent", now, size)
+        if op in _A2A_OPS:
+            slot = "a2a_bytes_to_one_agent:" + a2a_agent(op, intent.target)
+            deny = self._over(intent, owned.get(slot), "a2a_bytes_to_one_agent", now, size)
+            if deny is not None or op == "msg.send":
+                return deny
         deny = self._over(intent, owned.get("outbound_bytes"), "outbound_bytes", now, size)
         if deny is None:
             deny = self._new_destination(intent, owned.get("external_destinations"), now)

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from maos.effects.email import valid_address
 from maos.kernel import strictjson
+from maos.kernel.a2aspec import A2aSection
+from maos.kernel.cronspec import CronSection
 from maos.kernel.errors import InputError
 from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.resilience import ResilienceSettings
@@ -100,6 +102,8 @@ class ConfigFile(_Strict):
     security: dict[str, Any] | None = None
     commander: CommanderSection = CommanderSection()  # HACF levels (maos.kernel.hacfconfig)
     telemetry: TelemetrySettings | None = None
+    cron: CronSection | None = None
+    a2a: A2aSection | None = None
 
     @field_validator("node_type")
     @classmethod

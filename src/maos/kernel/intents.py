@@ -48,7 +48,7 @@ _CAPS = {"task_id": 128, "op": 64, "target": 2048, "idempotency_key": 128, "toke
 _MAX_KEY = 256
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_OP = re.compile(r"[a-z]+\.[a-z_]+")
+_OP = re.compile(r"[a-z][a-z0-9]*\.[a-z_]+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
 _REQUIRED = ("task_id", "op", "target", "idempotency_key", "token")
@@ -102,7 +102,9 @@ def _parse(raw: object, agent_id: str, intent_id: str) -> Intent:
     key = _ident(frame["idempotency_key"], "idempotency_key")
     op = _text(frame["op"], "op")
     if _OP.fullmatch(op) is None:
-        _fail("BAD_OP", "op must look like 'adapter.verb' (lower-case letters, '_')", "op")
+        _fail(
+            "BAD_OP", "op must look like 'adapter.verb' (lower-case letters and digits, '_')", "op"
+        )
     target = _text(frame["target"], "target")
     token = _text(frame["token"], "token")
     if _TOKEN.fullmatch(token) is None:

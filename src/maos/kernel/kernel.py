@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from maos.effects.a2a import A2aAdapter
 from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
@@ -115,6 +116,7 @@ class Kernel:
         adapters: dict[str, Adapter] = {
             "fs": FsAdapter(config.workspaces),
             "http": HttpAdapter(),
+            "a2a": A2aAdapter(),
         }
         if config.smtp is not None:
             adapters["email"] = SmtpAdapter(config.smtp.host, config.smtp.port, config.smtp.sender)
@@ -705,15 +707,17 @@ class Kernel:
         )
 
     def _constraints(self, intent: Intent) -> dict[str, Any]:
-        """Adapter limits derived from the capability: HTTP may reach only hosts it names."""
-        if not intent.op.startswith("http."):
+        """Adapter limits derived from the capability: HTTP (and A2A) may reach only the
+        hosts its grants of that family name."""
+        family = intent.op.split(".")[0]
+        if family not in ("http", "a2a"):
             return {}
         info = self.tokens.inspect(intent.token)
         hosts = sorted(
             {
                 urlsplit(g.resource.rstrip("*")).netloc
                 for g in info.grants
-                if g.op in ("http.request", "http.*") and "://" in g.resource
+                if g.op in (intent.op, f"{family}.*") and "://" in g.resource
             }
         )
         return {"allowed_hosts": hosts}

@@ -59,6 +59,8 @@ OPS: dict[str, OpSpec] = {
         OpSpec("fs.delete", EffectClass.DELETE, None, False, "path"),
         OpSpec("http.request", EffectClass.SEND, Conf.PUBLIC, True, "url"),
         OpSpec("email.send", EffectClass.SEND, Conf.PUBLIC, True, "recipient"),
+        # A message to an A2A agent (its URL or card): an outbound flow like a request.
+        OpSpec("a2a.send", EffectClass.SEND, Conf.PUBLIC, True, "url"),
         # Between agents the sender's context label travels with the message and raises
         # the receiver's context, so any level may flow: IFC holds without a sink limit.
         OpSpec("msg.send", EffectClass.SEND, Conf.SECRET, False, "agent"),

@@ -18,7 +18,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.grants import override_body
 from maos.kernel.labels import Conf
 from maos.kernel.modes import KIND as MODE_KIND
-from maos.kernel.modes import check_demand
+from maos.kernel.modes import Mode, check_demand
 from maos.kernel.overrides import lifts
 from maos.kernel.registry import Registry, check_principal
 
@@ -66,13 +66,27 @@ def safe_state(registry: Registry, on: bool, reason: str, principal: str) -> Ord
     return Order("kernel.safe_state", {"on": on, "reason": reason, "principal": principal})
 
 
-def mode(registry: Registry, source: str, mode: object, cause: str, principal: str) -> Order:
+def mode(
+    registry: Registry,
+    source: str,
+    mode: object,
+    cause: str,
+    principal: str,
+    override: str | None = None,
+) -> Order:
     """A source's demand for a degradation mode (``normal`` lifts it); the Commander's
     own source takes the Commander, as every order of the Commander does. The Commander
-    may also speak for any source (lift the TSCA's hand-over to MSS, R8)."""
+    may also speak for any source (lift the TSCA's hand-over to MSS, R8); lowering
+    another source's degraded mode weakens protection, so it is an override once a
+    factor is enrolled - leaving MSS never is (docs/hacf.md)."""
     if source == "commander":
         check_principal(principal, registry)
-    return Order(MODE_KIND, check_demand(source, mode, cause, principal, registry.agents))
+    body = check_demand(source, mode, cause, principal, registry.agents)
+    held = registry.modes.demands.get(source, Mode.NORMAL)
+    by_commander = not (principal == "kernel" or principal.startswith("service:"))
+    if by_commander and source != "commander" and Mode(body["mode"]) < held < Mode.MSS:
+        body.update(registry.overrides.require("mode", source, body["mode"], override))
+    return Order(MODE_KIND, body)
 
 
 def declassify(

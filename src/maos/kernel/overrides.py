@@ -3,10 +3,11 @@
 Once the Commander enrolled a second factor (``maos commander enroll``: a TOTP secret
 kept outside the log, its enrolment logged as ``hacf.enrolled``), the orders that lift a
 quarantine or an isolation, let an agent down the cascade, declassify a task's data or
-add an effect class to its grants are refused here (``HACF.OVERRIDE_REQUIRED``) unless
-they name an override that was requested (``hacf.override.requested``: the action, its
-diff, a cooling-off time) and then confirmed out of band (``hacf.override.confirmed``:
-a fresh TOTP code, checked by services/hacf.py). Each confirmation is used once: the
+add an effect class to its grants, or lower another source's degraded mode are refused
+here (``HACF.OVERRIDE_REQUIRED``) unless they name an override that was requested
+(``hacf.override.requested``: the action, its diff, a cooling-off time) and then
+confirmed out of band (``hacf.override.confirmed``: a fresh TOTP code, checked by
+services/hacf.py). Each confirmation is used once: the
 order carrying it folds it as done. Before enrolment these orders stay one step, as
 they always were - the demo and CI never enrol implicitly.
 
@@ -57,9 +58,9 @@ class Override:
 
     override_id: str
     action: str
-    """``release``, ``resume``, ``declassify`` or ``grants``."""
+    """``release``, ``resume``, ``declassify``, ``grants`` or ``mode``."""
     subject: str
-    """The agent or task it concerns."""
+    """The agent, task or mode source it concerns."""
     to: str
     """The stage, status or level it moves the subject to."""
     diff: Mapping[str, Any]

@@ -27,6 +27,8 @@ def result_label(registry: Registry, intent: Intent, task: TaskRecord) -> Label:
         return task.label_for_path(intent.target)
     if intent.op.startswith("http."):
         return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"url:{intent.target}"}))
+    if intent.op == "a2a.send":  # another agent's answer: its author is not ours to trust
+        return Label(Conf.PUBLIC, Integrity.UNTRUSTED, frozenset({f"a2a:{intent.target}"}))
     if intent.op == "llm.complete":
         # A reply is a function of its prompt, and the prompt is drawn from what the
         # agent holds: it inherits the agent's context label (injected text in, tainted

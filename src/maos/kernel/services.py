@@ -44,6 +44,7 @@ CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
         "tsca": frozenset({"tsca.incident", "tsca.action", "tsca.handover"}),
         "sentry": frozenset({"sentry.egress", "sentry.danger"}),
         "memory": frozenset({"memory.learned"}),
+        "cron": frozenset({"cron.scheduled", "cron.fired", "cron.skipped", "cron.failed"}),
         "beacon": frozenset({"beacon.note"}),
     }
 )

@@ -63,7 +63,8 @@ class Registration:
     targets: dict[str, Any]
     """Target path -> kind or {kind, optional}, as the manifest contract has them."""
     amount: str | dict[str, Any] | None
-    result_label: KernelLabel
+    result_label: Label
+    """As the policy says it; `kernel_label` is the kernel's value."""
     accepts: Conf
     external: bool
     parameters: dict[str, Any]
@@ -80,10 +81,7 @@ class Registration:
                 "effect_classes": list(self.effect_classes),
                 "targets": self.targets,
                 "amount": self.amount,
-                "result_label": {
-                    "conf": self.result_label.conf.name.lower(),
-                    "integrity": self.result_label.integrity.name.lower(),
-                },
+                "result_label": self.result_label.model_dump(),
                 "accepts": self.accepts.name.lower(),
                 "external": self.external,
                 "timeout_s": self.timeout_s,
@@ -109,9 +107,7 @@ class Entry:
     def registration(self, labels: Label) -> Registration:
         if self.treatment == "resource" or self.treatment == "prompt":
             schema = _RESOURCE_SCHEMA if self.treatment == "resource" else _PROMPT_SCHEMA
-            return Registration(
-                ("read",), {}, None, kernel_label(labels), Conf.SECRET, False, schema, "", 30.0
-            )
+            return Registration(("read",), {}, None, labels, Conf.SECRET, False, schema, "", 30.0)
         assert self.tool is not None
         manifest = self.policy or _PARKED
         effects = (manifest.effect,) if isinstance(manifest.effect, str) else manifest.effect
@@ -124,7 +120,7 @@ class Entry:
             effect_classes=tuple(effects),
             targets=targets,
             amount=amount if amount is None or isinstance(amount, str) else amount.model_dump(),
-            result_label=kernel_label(manifest.result_label),
+            result_label=manifest.result_label,
             accepts=Conf[manifest.accepts.upper()],
             external=manifest.external,
             parameters=dict(self.tool.input_schema),

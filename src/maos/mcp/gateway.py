@@ -41,7 +41,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass, Outcome, OutcomeStatus
 from maos.mcp.adapter import McpAdapter
-from maos.mcp.catalogue import Catalogue, Entry, same_definition
+from maos.mcp.catalogue import Catalogue, Entry, kernel_label, same_definition
 from maos.mcp.policy import Policy
 from maos.mcp.rules import Refusal, ToolRules, compile_rules
 from maos.mcp.upstream import UpstreamError, digest
@@ -192,7 +192,7 @@ class Gateway:
             entry.kernel,
             effect_classes=reg.effect_classes,
             targets=reg.targets,
-            result_label=reg.result_label,
+            result_label=kernel_label(reg.result_label),
             accepts=reg.accepts,
             external=reg.external,
             amount=reg.amount,

@@ -240,6 +240,11 @@ class Upstream(_Strict):
     sandbox: Sandbox = Field(default_factory=Sandbox)
     url: str | None = Field(default=None, pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
+    protocol: Literal["auto", "legacy"] = Field(
+        default="auto",
+        description="auto: the 2026-07-28 discovery-based protocol when the server offers it,"
+        " else the initialize handshake; legacy: always the handshake.",
+    )
     timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Start and list timeout.")
     max_result_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     resources: Label = Field(default_factory=Label, description="Label of resources read.")

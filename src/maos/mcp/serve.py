@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,11 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import orjson
 import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maos.boot import configured_kernel
 from maos.commander.web import load_or_create_token
@@ -40,7 +42,16 @@ from maos.mcp.upstream import Connection, Sandboxing, default_runtime_cache
 from maos.pod.egress import EgressEvent
 from maos.pod.isolation import PodHome
 
-__all__ = ["TOKEN_FILE", "BearerGuard", "connect", "running_gateway", "serve_http", "serve_stdio"]
+__all__ = [
+    "MAX_BODY",
+    "TOKEN_FILE",
+    "BearerGuard",
+    "MessageGuard",
+    "connect",
+    "running_gateway",
+    "serve_http",
+    "serve_stdio",
+]
 
 TOKEN_FILE = "mcp-gateway.token"
 
@@ -153,11 +164,51 @@ async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gatew
         await connected.aclose()
 
 
+_SDK_CODES = {
+    types.PARSE_ERROR: "MCP.BAD_MESSAGE.JSON",
+    types.INVALID_REQUEST: "MCP.BAD_MESSAGE.SHAPE",
+    types.METHOD_NOT_FOUND: "MCP.BAD_MESSAGE.METHOD",
+    types.INVALID_PARAMS: "MCP.BAD_MESSAGE.PARAMS",
+}
+_CODED = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+: ")
+
+
+def _coded(message: SessionMessage) -> SessionMessage:
+    """A JSON-RPC error the SDK wrote (a bad request's shape, an unknown method) with
+    the MAOS code its kind has in front of its sentence; the gateway's own are coded."""
+    rpc = message.message
+    if not isinstance(rpc, types.JSONRPCError) or _CODED.match(rpc.error.message):
+        return message
+    code = _SDK_CODES.get(rpc.error.code, "MCP.ERROR")
+    error = rpc.error.model_copy(update={"message": f"{code}: {rpc.error.message}"})
+    return SessionMessage(rpc.model_copy(update={"error": error}))
+
+
+class _CodedWrite:
+    """The server's write stream, every error going out through `_coded`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._stream.send(_coded(item))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> _CodedWrite:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 async def serve_stdio(gateway: Gateway) -> None:
     """Serve the one client on this process's stdin and stdout until it closes them.
 
     A line that is not a JSON-RPC message gets a parse error (``id: null``, its request
-    id being unreadable) instead of the SDK's silence, so the client is told."""
+    id being unreadable) instead of the SDK's silence, so the client is told; every
+    JSON-RPC error the client gets names a MAOS code (`_coded`)."""
     server = gateway.server()
     async with stdio_server() as (read, write):
         inbound, relayed = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -168,7 +219,7 @@ async def serve_stdio(gateway: Gateway) -> None:
                     if not isinstance(item, Exception):
                         await inbound.send(item)
                         continue
-                    why = f"MCP.BAD_MESSAGE: not a JSON-RPC message ({type(item).__name__})"
+                    why = f"MCP.BAD_MESSAGE.JSON: not a JSON-RPC message ({type(item).__name__})"
                     error = types.ErrorData(code=types.PARSE_ERROR, message=why)
                     await write.send(
                         SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=None, error=error))
@@ -176,7 +227,8 @@ async def serve_stdio(gateway: Gateway) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(screen)
-            await server.run(relayed, write, server.create_initialization_options())
+            options = server.create_initialization_options()
+            await server.run(relayed, _CodedWrite(write), options)
             tg.cancel_scope.cancel()
 
 
@@ -207,6 +259,89 @@ class BearerGuard:
         await self.app(scope, receive, send)
 
 
+MAX_BODY = 4 * 1024 * 1024
+"""The largest request body the HTTP gateway reads (the SDK's own limit too)."""
+
+
+async def _reject(send: Send, status: int, code: int, message: str) -> None:
+    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class MessageGuard:
+    """ASGI middleware before the SDK: a POST body over `MAX_BODY`, one that is not JSON,
+    or one that is not a JSON-RPC object is answered here - a JSON-RPC error whose
+    message starts with its MAOS code (``MCP.BAD_MESSAGE.*``) - and never parsed further.
+    What passes is handed on unchanged; the SDK validates the rest."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"MCP.BAD_MESSAGE.TOO_LARGE: a request body is at most {self.limit} bytes"
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _reject(send, 413, types.INVALID_REQUEST, too_large)
+            return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                await _reject(send, 413, types.INVALID_REQUEST, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        data = b"".join(chunks)
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            why = "MCP.BAD_MESSAGE.JSON: the body is not JSON; send one JSON-RPC message"
+            await _reject(send, 400, types.PARSE_ERROR, why)
+            return
+        if not _jsonrpc_shaped(value):
+            why = (
+                "MCP.BAD_MESSAGE.SHAPE: the body must be one JSON-RPC 2.0 object with a string"
+                " method (or a result or error)"
+            )
+            await _reject(send, 400, types.INVALID_REQUEST, why)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _jsonrpc_shaped(value: Any) -> bool:
+    if not isinstance(value, dict) or value.get("jsonrpc") != "2.0":
+        return False
+    if "method" in value:
+        return isinstance(value["method"], str) and isinstance(value.get("params", {}), dict)
+    return "result" in value or "error" in value
+
+
 async def serve_http(
     gateway: Gateway,
     host: str,
@@ -214,11 +349,13 @@ async def serve_http(
     *,
     token: str | None = None,
     ready: Callable[[str, int], Any] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve streamable HTTP on ``host:port`` (0: any free port) until cancelled."""
+    """Serve streamable HTTP on ``host:port`` (0: any free port) until cancelled, or
+    until ``stop`` is set (then open requests are finished first)."""
     server = gateway.server()
     token = token or load_or_create_token(gateway.kernel.config.data_dir, TOKEN_FILE)
-    app = BearerGuard(server.streamable_http_app(host=host), token)
+    app = BearerGuard(MessageGuard(server.streamable_http_app(host=host)), token)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     web = uvicorn.Server(config)
 
@@ -229,8 +366,14 @@ async def serve_http(
         if ready is not None:
             ready(str(bound[0]), int(bound[1]))
 
-    watcher = asyncio.create_task(announce())
+    async def stopper() -> None:
+        if stop is not None:
+            await stop.wait()
+            web.should_exit = True
+
+    watchers = [asyncio.create_task(announce()), asyncio.create_task(stopper())]
     try:
         await web.serve()
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()

@@ -56,7 +56,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from maos.effects.http import allowed
 from maos.kernel.errors import MaosError
@@ -75,6 +77,7 @@ __all__ = [
     "default_runtime_cache",
     "digest",
     "launch",
+    "remote_client",
     "scrub",
 ]
 
@@ -286,6 +289,7 @@ class Connection:
         self._sandboxing = sandboxing
         self._runtime: Runtime | None = None
         self._secrets: dict[str, str] = {}
+        self._changes: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
         self._owner: asyncio.Task[None] | None = None
         self._closing: asyncio.Event | None = None
@@ -301,7 +305,7 @@ class Connection:
             async with contextlib.AsyncExitStack() as stack:
                 transport: Any
                 if self.spec.url is not None:
-                    http = _remote_client(self.spec)
+                    http = remote_client(self.spec)
                     await stack.enter_async_context(http)
                     transport = streamable_http_client(self.spec.url, http_client=http)
                 else:
@@ -321,13 +325,20 @@ class Connection:
                 client = await stack.enter_async_context(
                     Client(
                         transport,
+                        mode=self.spec.protocol,
                         read_timeout_seconds=None,
                         message_handler=self._message,
                         cache=None,
                     )
                 )
                 ready.set_result(client)
-                await closing.wait()
+                listener = asyncio.create_task(self._listen(client), name=f"mcp-{self.name}-listen")
+                try:
+                    await closing.wait()
+                finally:
+                    listener.cancel()
+                    with contextlib.suppress(BaseException):
+                        await listener
         except asyncio.CancelledError:
             ready.cancel()
             raise
@@ -357,12 +368,34 @@ class Connection:
         return str(scrub(_why(exc), self._secrets))
 
     async def _message(self, message: IncomingMessage) -> None:
+        """A handshake-era ``notifications/*/list_changed``: re-listing is a request on
+        this same session, whose answers this handler's caller reads, so it runs apart."""
         if (
             self._on_change is not None
             and not isinstance(message, Exception)
             and message.method in _CHANGED
         ):
+            task = asyncio.create_task(self._changed())
+            self._changes.add(task)
+            task.add_done_callback(self._changes.discard)
+
+    async def _changed(self) -> None:
+        if self._on_change is not None:
             await self._on_change(self.name)
+
+    async def _listen(self, client: Client) -> None:
+        """A 2026-07-28 server announces changes only on a ``subscriptions/listen``
+        stream: hold one open for as long as the connection, and re-list on each event."""
+        if self._on_change is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return
+        try:
+            async with client.listen(
+                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
+            ) as events:
+                async for _event in events:
+                    await self._changed()
+        except (MCPError, SubscriptionLost, ListenNotSupportedError, TimeoutError) as exc:
+            _log.info("upstream %s: no change stream: %s", self.name, self._why(exc))
 
     async def client(self) -> Client:
         """The live client, (re)connecting and re-listing when there is none."""
@@ -485,7 +518,7 @@ class Connection:
             await self._drop()
 
 
-def _remote_client(spec: Upstream) -> httpx2.AsyncClient:
+def remote_client(spec: Upstream) -> httpx2.AsyncClient:
     """The client of a ``url`` upstream: each request goes only to the URL's host and
     port (the HTTP effect's reading of an allowlist), never by a proxy from the env."""
     assert spec.url is not None

@@ -7,6 +7,7 @@
                                              kind; a value it cannot read is a refusal
     outmsg.email {to, subject, body, cc}  -> email.send, target = to, extra targets = cc
     outmsg.send {to, body}                -> msg.send to another agent (`maos.pod.router`)
+    outmsg.a2a {to, body}                 -> a2a.send to an A2A agent, target = its URL
     inmsg.recv {max_items, timeout_ms}    -> msg.receive; raises the reader's context label
     llm.complete {messages, max_tokens}   -> llm.complete; the adapter's outcome (LLM.* codes),
                                              LLM.UNAVAILABLE when no adapter is configured
@@ -95,6 +96,10 @@ class MsgSend(OutMsgSendArgs):
     key: str | None = _KEY
 
 
+class A2aSend(OutMsgSendArgs):
+    key: str | None = _KEY
+
+
 class MsgRecv(InMsgRecvArgs):
     timeout_ms: int = Field(default=0, ge=0, le=60_000)
     """How long to wait for a first message; the pod's request blocks meanwhile."""
@@ -119,6 +124,7 @@ GATEWAY_OPS = (
     .with_op("api", "tool", ApiTool)
     .with_op("outmsg", "email", EmailSend)
     .with_op("outmsg", "send", MsgSend)
+    .with_op("outmsg", "a2a", A2aSend)
     .with_op("inmsg", "recv", MsgRecv)
     .with_op("llm", "complete", LlmComplete)
     .with_op("admin", "wait", AdminWait)
@@ -164,6 +170,7 @@ _KERNEL_OPS = {
     ("api", "request"): "http.request",
     ("outmsg", "email"): "email.send",
     ("outmsg", "send"): "msg.send",
+    ("outmsg", "a2a"): "a2a.send",
     ("inmsg", "recv"): "msg.receive",
     ("llm", "complete"): "llm.complete",
 }
@@ -228,6 +235,8 @@ class Gateways:
         if isinstance(args, EmailSend):
             mail = {"subject": args.subject, "body": args.body, "cc": list(args.cc)}
             return await self._submit(frame, op, target, mail, api_calls=1, extra_targets=args.cc)
+        if isinstance(args, A2aSend):
+            return await self._submit(frame, op, target, {"text": args.body}, api_calls=1)
         if isinstance(args, MsgSend):
             return await self._send_message(frame, args)
         if isinstance(args, MsgRecv):

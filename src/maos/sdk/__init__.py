@@ -21,6 +21,7 @@ use; `maos.sdk.aio` offers the same calls for asyncio code.
 from __future__ import annotations
 
 from maos.sdk.client import (
+    A2a,
     Admin,
     Client,
     Email,
@@ -49,6 +50,7 @@ __all__ = [
     "PendingApproval",
     "Result",
     "SdkError",
+    "a2a",
     "admin",
     "default_client",
     "email",
@@ -77,6 +79,7 @@ def _call(gw: str, op: str, args: dict[str, Any]) -> Result:
 fs = Fs(_call)
 http = Http(_call)
 email = Email(_call)
+a2a = A2a(_call)
 llm = Llm(_call)
 msg = Msg(_call)
 tools = Tools(_call)

@@ -37,6 +37,7 @@ class AsyncClient:
         self.fs = _Fs(self)
         self.http = _Http(self)
         self.email = _Email(self)
+        self.a2a = _A2a(self)
         self.llm = _Llm(self)
         self.msg = _Msg(self)
         self.tools = _Tools(self)
@@ -91,6 +92,11 @@ class _Email(_Ns):
         self, to: str, subject: str, body: str, *, cc: Sequence[str] = (), key: str | None = None
     ) -> Result:
         return await self._c.run(self._s.email.send, to, subject, body, cc=cc, key=key)
+
+
+class _A2a(_Ns):
+    async def send(self, url: str, text: str, *, key: str | None = None) -> Result:
+        return await self._c.run(self._s.a2a.send, url, text, key=key)
 
 
 class _Llm(_Ns):

@@ -224,6 +224,20 @@ class Email:
         return self._call("outmsg", "email", args)
 
 
+class A2a:
+    """Messages to agents of other systems over the A2A protocol, sent by the kernel."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def send(self, url: str, text: str, *, key: str | None = None) -> Result:
+        """Send ``text`` to the A2A agent at ``url`` (its base URL or its card's).
+
+        Value ``{"agent", "message_id", "reply", "task_id", "state"}``; labelled untrusted.
+        An agent nobody named waits for approval, like a new mail recipient."""
+        return self._call("outmsg", "a2a", {"to": url, "body": text, "key": _key(key)})
+
+
 class Llm:
     def __init__(self, call: Call) -> None:
         self._call = call
@@ -356,6 +370,7 @@ class Client:
         self.fs = Fs(self.call)
         self.http = Http(self.call)
         self.email = Email(self.call)
+        self.a2a = A2a(self.call)
         self.llm = Llm(self.call)
         self.msg = Msg(self.call)
         self.tools = Tools(self.call)

@@ -49,6 +49,7 @@ from maos.kernel.hacfconfig import CommanderSection, Level
 from maos.kernel.intents import parse_intent
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
+from maos.kernel.modes import Mode
 from maos.kernel.overrides import CONFIRMED, ENROLLED, REQUESTED, Override
 from maos.kernel.packets import effect_class_of
 from maos.kernel.registry import Registry, check_principal
@@ -69,6 +70,7 @@ __all__ = [
     "SecondFactor",
     "check_plain_approval",
     "conclude",
+    "is_deliberate",
     "kernel_log",
     "level_of",
     "plan_levels",
@@ -80,7 +82,7 @@ ANSWERED = "hacf.answered"
 EDITED = "hacf.edited"
 DECIDED = "hacf.decided"
 INFORMED = "hacf.informed"
-ACTIONS = ("release", "resume", "declassify", "grants")
+ACTIONS = ("release", "resume", "declassify", "grants", "mode")
 """What an override can carry out (`Overrides.request`)."""
 
 Log = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
@@ -117,13 +119,21 @@ def plan_levels(wal: Wal, task_id: str) -> Mapping[str, str]:
     return levels
 
 
+def is_deliberate(
+    section: CommanderSection, approval: Approval, registry: Registry, wal: Wal
+) -> bool:
+    """Whether the approval's effect class is at the deliberate level for its task."""
+    kind = effect_class_of(approval, registry)
+    return level_of(section, kind, plan_levels(wal, approval.task_id)) is Level.DELIBERATE
+
+
 def check_plain_approval(
     section: CommanderSection, approval: Approval, registry: Registry, wal: Wal
 ) -> None:
     """A one-click approval of a deliberate-level intent is refused: it ends only in a
     recorded deliberation (`Deliberation.decide`)."""
-    kind = effect_class_of(approval, registry)
-    if level_of(section, kind, plan_levels(wal, approval.task_id)) is Level.DELIBERATE:
+    if is_deliberate(section, approval, registry, wal):
+        kind = effect_class_of(approval, registry)
         raise ApprovalError(
             "HACF.DELIBERATE",
             f"{approval.approval_id} is {kind}, a deliberate-level class:"
@@ -233,6 +243,14 @@ class Overrides:
             held = self.registry.task(subject).effect_classes
             before = None if held is None else ",".join(sorted(c.value for c in held))
             return {"effect_classes": [before, to]}
+        if action == "mode":  # another source's demand, lowered (not MSS: never gated)
+            demand = self.registry.modes.demands.get(subject, Mode.NORMAL)
+            if subject == "commander" or not Mode(to) < demand < Mode.MSS:
+                raise StateError(
+                    "HACF.NOTHING_TO_LIFT",
+                    f"{subject} demands {demand.value}: {to} needs no override",
+                )
+            return {"mode": [demand.value, to]}
         raise InputError("BAD_INPUT.ACTION", f"an override is one of {', '.join(ACTIONS)}")
 
     async def request(
@@ -312,6 +330,9 @@ class Overrides:
             return orders.grants(
                 self.registry, item.subject, classes, item.reason, principal, override=oid
             )
+        if item.action == "mode":
+            cause = item.reason or f"override {oid}"
+            return orders.mode(self.registry, item.subject, item.to, cause, principal, override=oid)
         level = Conf[item.to.upper()]
         return orders.declassify(
             self.registry, item.subject, level, item.reason, principal, override=oid

@@ -22,8 +22,6 @@ became a pattern (or one the Commander made the memory forget) is not learned tw
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping
@@ -39,6 +37,7 @@ from maos.kernel.services import service_principal
 from maos.kernel.sse import SemanticEvaluator, SseDeny, SsePass, SseVerdict
 from maos.kernel.types import Intent
 from maos.kernel.wal import WalRecord
+from maos.services.follower import LogFollower
 from maos.services.security import Order, kernel_order
 from maos.services.sse import CompositeEvaluator
 
@@ -86,7 +85,7 @@ def injection_text(form: str, start: int, end: int) -> str:
     return form[left:right].strip()
 
 
-class MemoryManager:
+class MemoryManager(LogFollower):
     """Follows a kernel's log and teaches its immune memory."""
 
     def __init__(
@@ -102,26 +101,12 @@ class MemoryManager:
         self._results: OrderedDict[str, tuple[str, object]] = OrderedDict()
         self._handled: set[int] = set()
         """Seqs of deflections that became patterns (or were forgotten): never again."""
-        self._task: asyncio.Task[None] | None = None
         self.learned: list[Threat] = []
         """What this manager taught, in order (for status and tests)."""
 
     @property
     def memory(self) -> ThreatMemory:
         return self._kernel.view.memory
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._follow())
-
-    async def stop(self) -> None:
-        """Stop after one last poll, so a deflection logged before the stop is learned."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(MaosError):
-            await self.poll()
 
     async def poll(self) -> list[Threat]:
         """Fold what was logged since the last poll; returns the threats learned."""
@@ -137,11 +122,6 @@ class MemoryManager:
             self.learned.append(threat)
             taught.append(threat)
         return taught
-
-    async def _follow(self) -> None:
-        while True:
-            await self.poll()
-            await asyncio.sleep(self._interval)
 
     # -- folding -----------------------------------------------------------------------
 

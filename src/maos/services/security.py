@@ -35,8 +35,6 @@ keeps working in Rule-Based Mode).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -55,12 +53,12 @@ from maos.kernel.aggregate import (
     thresholds,
 )
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.errors import MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import AgentRecord, Registry
 from maos.kernel.stages import Stage
 from maos.kernel.wal import Wal, WalRecord
 from maos.services import danger
+from maos.services.follower import LogFollower
 from maos.services.notify import CommanderNotifier
 
 __all__ = [
@@ -171,7 +169,7 @@ class CascadePolicy:
         return Stage.NORMAL
 
 
-class SecurityAgent:
+class SecurityAgent(LogFollower):
     """Follows a kernel's log, scores agents and moves them through the cascade."""
 
     def __init__(
@@ -212,24 +210,8 @@ class SecurityAgent:
         folded into the scores, but only an unanswered breach is acted on."""
         self._asked: set[tuple[str, float]] = set()
         """(agent, stage_at) of hard isolations an elimination request was filed for."""
-        self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Fold the history, then follow; breaches in it that nothing answered are acted
-        on at the first poll (issue 12: a restart must not forget them)."""
-        self._task = asyncio.get_running_loop().create_task(self._follow())
-
-    async def stop(self) -> None:
-        """Stop following after one last poll, so nothing logged before the stop is missed."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(MaosError):
-            await self.poll()
 
     async def poll(self) -> list[Breach]:
         """Read what was logged since the last poll and act on it; returns the breaches
@@ -381,14 +363,6 @@ class SecurityAgent:
         if self._refresh is not None:
             self._refresh()
         return seq
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self.poll()
-            except MaosError:  # the log is closing or failing: the kernel reports that
-                return
-            await asyncio.sleep(self._interval)
 
 
 def notify_hook(

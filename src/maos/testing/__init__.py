@@ -336,7 +336,7 @@ def intent_frame(
         "token": token,
         "idempotency_key": key,
         "params": params,
-        "cost": {"api_calls": 1 if op.startswith(("email.", "http.")) else 0},
+        "cost": {"api_calls": 1 if op.startswith(("email.", "http.", "a2a.")) else 0},
     }
 
 

@@ -42,6 +42,7 @@ DEFAULT_OP_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
     {
         "email.send": RateLimit(rate=0.2, burst=5),
         "http.request": RateLimit(rate=2.0, burst=10),
+        "a2a.send": RateLimit(rate=1.0, burst=10),
         "fs.delete": RateLimit(rate=0.5, burst=5),
     }
 )
