@@ -29,8 +29,6 @@ bearer token, not the authenticator.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import os
 import uuid
@@ -44,7 +42,7 @@ import pyotp
 from maos.kernel import cascade, orders, packets
 from maos.kernel.approvals import Approval, ApprovalBook, ApprovalStatus
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
+from maos.kernel.errors import ApprovalError, InputError, StateError
 from maos.kernel.hacfconfig import CommanderSection, Level
 from maos.kernel.intents import parse_intent
 from maos.kernel.kernel import Kernel
@@ -57,6 +55,7 @@ from maos.kernel.stages import RELEASE_TO, Stage
 from maos.kernel.tokens import TokenAuthority
 from maos.kernel.types import Allow, EffectClass, Outcome
 from maos.kernel.wal import Wal, WalRecord
+from maos.services.follower import LogFollower
 
 __all__ = [
     "ACTIONS",
@@ -466,7 +465,7 @@ Notify = Callable[[str, str, str, int], Awaitable[None]]
 """(subject, text, agent id, seq): `maos.services.notify.CommanderNotifier.tell`."""
 
 
-class HacfService:
+class HacfService(LogFollower):
     """Follows the log in `maos up`: the inform inbox, and a message to the Commander
     when a decision waits (an approval, an override, an agent's answer)."""
 
@@ -489,25 +488,6 @@ class HacfService:
         self._seen = wal.tail_seq()
         """Records before the service started were told about by the one before it."""
         self._ops: dict[str, tuple[str, str, str]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._follow())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(MaosError):
-            await self.poll()
-
-    async def _follow(self) -> None:
-        while True:
-            with contextlib.suppress(MaosError):
-                await self.poll()
-            await asyncio.sleep(self._interval)
 
     async def poll(self) -> None:
         for rec in list(self._wal.read(since_seq=self._seen, kinds=self.KINDS)):
