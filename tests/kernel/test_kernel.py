@@ -8,6 +8,7 @@ loopback; approvals, restarts and budgets are observed through what the world re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, StateError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.labels import Conf
+from maos.kernel.logfilter import RecordFilter
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.kernel.wal import Wal
@@ -139,6 +141,58 @@ def test_running_kernel_carries_out_an_approval_logged_by_another_process(
 
     with_kernel(config, body)
     assert mailbox.recipients() == ["stranger@evil.example"]
+
+
+def test_an_approval_from_another_process_folded_by_an_agents_intent_still_runs(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """The decision can be folded by whatever logs next (here an agent's refused intent),
+    before the follower looks: it must run all the same, not wait for a restart."""
+
+    async def body(k: Kernel) -> None:
+        token, approval_id = await _park_stranger_mail(k)
+        digest = k.packet(approval_id).digest
+        with Wal(config.wal_path) as other:
+            body = {"approval_id": approval_id, "principal": "commander", "packet_digest": digest}
+            other.append_sync("approval.approved", body)
+        refused = await k.submit({"token": token, "op": 7}, agent_id="a1")  # logs first
+        assert refused.status is OutcomeStatus.DENIED
+        final = await asyncio.wait_for(k.wait(approval_id), timeout=30)
+        assert final.status is OutcomeStatus.COMMITTED
+
+    with_kernel(config, body)
+    assert mailbox.recipients() == ["stranger@evil.example"]
+
+
+def test_an_approval_runs_once_while_the_follower_looks_at_every_tick(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    """Approved here while the follower polls every millisecond: one execution, one mail."""
+
+    async def body(k: Kernel) -> None:
+        _, approval_id = await _park_stranger_mail(k)
+        done = await k.approve(approval_id, k.packet(approval_id).digest)
+        assert done.status is OutcomeStatus.COMMITTED
+        await asyncio.sleep(0.2)  # give a second execution every chance to happen
+        executed = [r for r in k.wal.read() if r.kind == "approval.executed"]
+        assert len(executed) == 1
+
+    fast = dataclasses.replace(config, follow_interval=0.001)
+    with_kernel(fast, body)
+    assert mailbox.recipients() == ["stranger@evil.example"]
+
+
+def test_a_denial_names_its_task_so_a_search_by_task_finds_it(config: KernelConfig) -> None:
+    async def body(k: Kernel) -> None:
+        token = await _setup(k)
+        await k.set_agent_status("a1", AgentStatus.PAUSED)
+        out = await k.submit(intent_frame(token, "fs.read", "inbox/mail.txt", "r1"), agent_id="a1")
+        assert out.status is OutcomeStatus.DENIED
+        by_task = RecordFilter.parse(now=k.clock(), task=TASK, kinds=["intent.denied"])
+        found = [r for r in k.wal.read() if by_task.matches(r)]
+        assert [r.body["code"] for r in found] == [out.code]
+
+    with_kernel(config, body)
 
 
 def test_agent_can_never_approve_for_itself(config: KernelConfig, mailbox: Mailbox) -> None:

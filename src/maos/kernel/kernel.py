@@ -127,6 +127,7 @@ class Kernel:
         self._workspaces = str(config.workspaces)
         self._executed: dict[str, Outcome] = {}
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
+        self._running: dict[str, asyncio.Task[Outcome]] = {}
         self._follower: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -216,7 +217,8 @@ class Kernel:
             due = [a.approval_id for a in self.approvals.due(self.clock())]
             await self.settle_approvals(due, reason="time ran out", principal="kernel")
             await self.watchdog.sweep()
-            for item in self._catch_up():
+            self._catch_up()  # whatever logged last may have folded a decision: ask the book
+            for item in self.approvals.awaiting_execution():
                 await self._execute_approved(item)
 
     async def _log(self, kind: str, body: Mapping[str, Any], **keys: str | None) -> int:
@@ -500,8 +502,15 @@ class Kernel:
         return self._executed[approval_id]
 
     async def _execute_approved(self, item: Approval) -> Outcome:
+        """Run an approved intent once, however many paths (its caller, the follower) ask."""
         if item.approval_id in self._executed:
             return self._executed[item.approval_id]
+        if (running := self._running.get(item.approval_id)) is None:
+            running = self._running[item.approval_id] = asyncio.ensure_future(self._carry_out(item))
+            running.add_done_callback(lambda _: self._running.pop(item.approval_id, None))
+        return await running
+
+    async def _carry_out(self, item: Approval) -> Outcome:
         if item.status is not ApprovalStatus.APPROVED:  # expired on the way: never runs
             return self._finish(item.approval_id, item.refusal())
         if (stale := packets.stale(item, self.registry)) is not None:
@@ -540,9 +549,7 @@ class Kernel:
             agent = self.registry.agent(intent.agent_id)
             task = self.registry.task(intent.task_id)
         except StateError as exc:
-            return await self._refuse(
-                intent.intent_id, intent.agent_id, exc.code, exc.message, intent.op
-            )
+            return await self._deny(intent, exc.code, exc.message)
         inp = CheckInput(
             intent=intent,
             agent=agent.view(),
@@ -558,17 +565,13 @@ class Kernel:
         decision = await self.scope.review(inp, self.pipeline.decide(inp))
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
-                return await self._refuse(
-                    intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
-                )
+                return await self._deny(intent, decision.code, decision.reason)
             sse = self.sse
             if sse is None and (agent.observed or (agent.ring == 3 and inp.fever)):
                 sse = self.fever_sse
             veto = await self._sse_veto(sse, intent, agent.context)  # after Allow or Pending
             if veto is not None:
-                return await self._refuse(
-                    intent.intent_id, intent.agent_id, veto.code, veto.reason, intent.op
-                )
+                return await self._deny(intent, veto.code, veto.reason)
             if isinstance(decision, Pending):
                 return await self._park(intent, decision)
             assert isinstance(decision, Allow)
@@ -587,20 +590,18 @@ class Kernel:
             return None
         return await veto(sse, intent, context, self.sse_timeout)
 
+    async def _deny(self, intent: Intent, code: str, reason: str) -> Outcome:
+        """Refuse a parsed intent: its task is logged with it, so `--task` finds it."""
+        ids = (intent.intent_id, intent.agent_id)
+        return await self._refuse(*ids, code, reason, intent.op, task_id=intent.task_id)
+
     async def _refuse(
-        self, intent_id: str, agent_id: str, code: str, reason: str, op: str
+        self, intent_id: str, agent_id: str, code: str, reason: str, op: str, task_id: str = ""
     ) -> Outcome:
-        seq = await self._log(
-            "intent.denied",
-            {
-                "intent_id": intent_id,
-                "agent_id": agent_id,
-                "op": op,
-                "code": code,
-                "reason": reason,
-            },
-            intent_id=intent_id,
-        )
+        body = {"intent_id": intent_id, "agent_id": agent_id, "op": op}
+        body |= {"task_id": task_id} if task_id else {}  # unparsed: no task to name
+        body |= {"code": code, "reason": reason}
+        seq = await self._log("intent.denied", body, intent_id=intent_id)
         return Outcome(intent_id, OutcomeStatus.DENIED, code=code, reason=reason, wal_seq=seq)
 
     async def _park(self, intent: Intent, decision: Pending) -> Outcome:
@@ -687,12 +688,8 @@ class Kernel:
             self.locks.release(intent.target, intent.agent_id)
             ok = True
         if not ok:
-            return await self._refuse(
-                intent.intent_id,
-                intent.agent_id,
-                "DSC.LOCK.HELD",
-                f"{intent.target} is locked by another agent",
-                intent.op,
+            return await self._deny(
+                intent, "DSC.LOCK.HELD", f"{intent.target} is locked by another agent"
             )
         seq = await self._log(
             "lock.acquired" if intent.op == "lock.acquire" else "lock.released",
