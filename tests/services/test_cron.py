@@ -71,10 +71,17 @@ Body = Callable[[CronScheduler, Clock], Awaitable[Any]]
 
 
 def _boot(
-    tmp_path: Path, mailbox: Mailbox, home: PodHome, clock: Clock, section: CronSection, body: Body
+    tmp_path: Path,
+    mailbox: Mailbox,
+    home: PodHome,
+    clock: Clock,
+    section: CronSection,
+    body: Body,
+    held: dict[str, asyncio.Event] | None = None,
 ) -> Any:
     """One kernel life on the shared data dir, with a scheduler whose runner is the
-    Orchestrator over real pods."""
+    Orchestrator over real pods; a run whose task is in ``held`` starts once its event is
+    set (a long plan, still going when the next time falls due)."""
 
     async def go() -> Any:
         config = KernelConfig(
@@ -87,6 +94,8 @@ def _boot(
         orchestrator = Orchestrator(kernel, lambda level: runtime)
 
         async def runner(plan: Plan, resume: bool) -> Any:
+            if held is not None and plan.task in held:
+                await held[plan.task].wait()
             return await (orchestrator.resume(plan.task) if resume else orchestrator.run(plan))
 
         scheduler = CronScheduler(kernel, section, runner, base_dir=tmp_path)
@@ -209,6 +218,40 @@ def test_a_run_interrupted_before_its_plan_ran_is_run_once_after_the_restart(
     assert _boot(tmp_path, mailbox, home, clock, section, restart) == 1
     assert _boot(tmp_path, mailbox, home, clock, section, restart) == 0
     assert _mailed(mailbox) == ["cron-report-20260105T100000Z"]
+
+
+@pytest.mark.parametrize("overlap", ["skip", "allow"])
+def test_a_time_that_falls_due_while_the_previous_run_is_going_follows_the_overlap_policy(
+    tmp_path: Path, plan_dir: Path, mailbox: Mailbox, home: PodHome, overlap: str
+) -> None:
+    """The 10:00 run is still going at 11:00: skip logs 11:00 as skipped, naming the run
+    in the way, and runs again at 12:00 once it ended; allow starts 11:00 beside it."""
+    job = {"name": "report", "schedule": "0 * * * *", "plan": "report.yaml"}
+    section = CronSection.model_validate_json(json.dumps({"jobs": [{**job, "overlap": overlap}]}))
+    first = "cron-report-20260105T100000Z"
+
+    async def body(scheduler: CronScheduler, clock: Clock) -> list[int]:
+        held[first] = asyncio.Event()
+        await scheduler.recover()
+        clock.now = T0 + 30
+        [going] = await scheduler.tick()
+        clock.now = T0 + 30 + HOUR
+        beside = await scheduler.tick()
+        held[first].set()
+        await asyncio.gather(going, *beside)
+        clock.now = T0 + 30 + 2 * HOUR
+        return [len(beside), await _tick_and_wait(scheduler)]
+
+    held: dict[str, asyncio.Event] = {}
+    counts = _boot(tmp_path, mailbox, home, Clock(T0), section, body, held)
+    hours = ["10", "12"] if overlap == "skip" else ["10", "11", "12"]
+    assert sorted(_mailed(mailbox)) == [f"cron-report-20260105T{h}0000Z" for h in hours]
+    skipped = _records(tmp_path, "cron.skipped")
+    if overlap == "skip":
+        assert counts == [0, 1]
+        assert [(r["running"], r["count"]) for r in skipped] == [(first, 1)]
+    else:
+        assert counts == [1, 1] and skipped == []
 
 
 def test_a_malformed_cron_expression_is_a_config_error_before_anything_runs(

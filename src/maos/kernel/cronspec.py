@@ -58,6 +58,9 @@ class CronJob(BaseModel):
     missed: Literal["skip", "run_once"] = "skip"
     """Runs that fell due while MAOS was down (or late past ``grace_s``): ``skip`` them
     (logged), or ``run_once`` - one run for all of them, never one per missed time."""
+    overlap: Literal["skip", "allow"] = "skip"
+    """A time that falls due while the job's previous run is still going: ``skip`` it
+    (logged, naming the run in the way), or ``allow`` a second run beside it."""
 
     @field_validator("schedule")
     @classmethod

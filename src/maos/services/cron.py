@@ -13,7 +13,8 @@ What ran is in the log, and nowhere else:
 
     cron.scheduled {job, schedule, plan, missed, since}   a job first seen: its anchor
     cron.fired     {job, due, task_id, late, missed}      written before the plan starts
-    cron.skipped   {job, due, count}                      missed runs the policy skipped
+    cron.skipped   {job, due, count[, running]}           missed runs the policy skipped,
+                                                          or a time the run in flight overlapped
     cron.failed    {job, task_id, code, reason}           the plan could not run
 
 A restart folds these records: each job continues from the last time it fired or
@@ -118,6 +119,8 @@ class CronScheduler:
         self._jobs: Mapping[str, CronJob] = {j.name: j for j in section.jobs}
         self._anchors: dict[str, float] = {}
         self._runs: set[asyncio.Task[None]] = set()
+        self._going: dict[str, str] = {}
+        """Each job's run in flight (its task id): what ``overlap: skip`` waits for."""
         self._loop: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._order = kernel_order(kernel, "cron")
@@ -191,6 +194,11 @@ class CronScheduler:
             if late and job.missed == "skip":
                 await self._log("cron.skipped", {"job": job.name, "due": latest, "count": count})
                 continue
+            going = self._going.get(job.name)
+            if going is not None and job.overlap == "skip":
+                body = {"job": job.name, "due": latest, "count": count, "running": going}
+                await self._log("cron.skipped", body)
+                continue
             missed = count if late else count - 1
             tid = task_id(job.name, latest)
             body = {"job": job.name, "due": latest, "task_id": tid, "late": late}
@@ -201,8 +209,14 @@ class CronScheduler:
     def _launch(self, job: CronJob, tid: str, *, resume: bool) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run_plan(job, tid, resume))
         self._runs.add(task)
+        self._going[job.name] = tid
         task.add_done_callback(self._runs.discard)
+        task.add_done_callback(lambda _: self._ended(job.name, tid))
         return task
+
+    def _ended(self, job: str, tid: str) -> None:
+        if self._going.get(job) == tid:
+            del self._going[job]
 
     async def _run_plan(self, job: CronJob, tid: str, resume: bool) -> None:
         path = Path(job.plan)
