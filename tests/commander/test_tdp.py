@@ -103,6 +103,18 @@ def test_a_tampered_log_is_named_on_the_tdp_screen(config: KernelConfig) -> None
     assert shown.returncode == 2, shown.stdout + shown.stderr
     assert "LOG NOT TRUSTED" in shown.stdout
     assert f"at record {seq}" in shown.stdout
+    # the approval is still parked: a screen that cannot trust the log gives no all-clear
+    assert "nothing waits for a decision" not in shown.stdout
+    assert "not known" in shown.stdout and "error WAL." in shown.stdout
+
+
+def test_a_log_that_is_not_a_database_gets_an_error_and_no_all_clear(tmp_path: Path) -> None:
+    (tmp_path / "wal.sqlite3").write_bytes(b"not a database" * 300)
+    shown = _tdp(tmp_path)
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "error WAL.UNREADABLE" in shown.stdout
+    assert "nothing waits for a decision" not in shown.stdout
+    assert "Traceback" not in shown.stdout + shown.stderr
 
 
 def test_a_data_dir_without_a_log_is_a_clear_error(tmp_path: Path) -> None:

@@ -216,7 +216,13 @@ def render(screen: Screen) -> Group:
             if origin:
                 targets.append(f" ({origin})", style="yellow")
         pending.add_row(p["approval_id"], _cell(p["agent_id"]), p["op"], targets, str(p["code"]))
-    if not screen.pending:
+    if not v.ok:  # never an all-clear from a log that does not verify
+        known = f"as the log stood at record {screen.records}, before it failed" * bool(
+            screen.records
+        )
+        caption = known or "not known: nothing of this log is trusted enough to show"
+        agents.caption = pending.caption = caption
+    elif not screen.pending:
         pending.caption = "nothing waits for a decision"
     return Group(head, mode_line, agents, pending)
 
@@ -252,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.once:
             screen = view.look()
             console.print(render(screen))
+            if not screen.verdict.ok:
+                console.print(
+                    Text(
+                        f"error {screen.verdict.code}: the log does not verify; "
+                        f"`maos wal verify -d {args.data_dir}` names what is wrong"
+                    )
+                )
             return 0 if screen.verdict.ok else 2
         with Live(render(view.look()), console=console, screen=False) as live:
             while True:
