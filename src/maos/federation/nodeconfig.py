@@ -14,15 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from maos.federation.errors import FederationError
 from maos.federation.pki import NodeTls
 from maos.kernel.config import error_sentence
+from maos.kernel.errors import InputError
+from maos.kernel.yamlfile import read_yaml
 
 __all__ = ["NodeConfig", "load_node_config"]
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A node's settings are a page of YAML; anything this large is not one."""
 _NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 
@@ -110,15 +113,9 @@ def load_node_config(path: Path, *, role: str | None = None) -> NodeConfig:
     """Read and validate ``path``; ``role``: the command that reads it (``maos node pawn``
     refuses a sovereign's file rather than starting the wrong node)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FederationError(
-            "FED.BAD_CONFIG", f"Cannot read {path}: {exc.strerror}.", path=str(path)
-        ) from None
-    except yaml.YAMLError as exc:
-        raise FederationError(
-            "FED.BAD_CONFIG", f"{path} is not YAML: {exc}.", path=str(path)
-        ) from None
+        raw = read_yaml(path, limit=MAX_CONFIG_BYTES, what=str(path), code="FED.BAD_CONFIG")
+    except InputError as exc:
+        raise FederationError("FED.BAD_CONFIG", f"{exc.message}.", path=str(path)) from None
     if not isinstance(raw, dict):
         raise FederationError(
             "FED.BAD_CONFIG", f"{path} must be a mapping of settings (see examples/federation/)."

@@ -28,7 +28,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +39,7 @@ from pydantic import (
 )
 
 from maos.kernel.errors import InputError, MaosError
+from maos.kernel.yamlfile import read_yaml
 from maos.pod.egress import parse_destination
 from maos.pod.isolation.base import ENV_NAME
 from maos.pod.upstream import RESERVED_ENV
@@ -60,6 +60,8 @@ __all__ = [
     "policy_schema",
 ]
 
+MAX_POLICY_BYTES = 1024 * 1024
+"""A gateway policy is a page or two of YAML; anything this large is not one."""
 SCHEMA_PATH = Path(__file__).with_name("gateway.schema.json")
 
 _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -356,14 +358,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 def load_policy(path: Path) -> Policy:
     """Read and validate ``path``; `InputError` ``BAD_INPUT.POLICY`` names the bad field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("BAD_INPUT.POLICY", f"cannot read {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError("BAD_INPUT.POLICY", f"{path} is not YAML: {exc}") from None
+    raw = read_yaml(path, limit=MAX_POLICY_BYTES, what=str(path), code="BAD_INPUT.POLICY")
     if not isinstance(raw, dict):
         raise InputError("BAD_INPUT.POLICY", f"{path}: the top level must be a mapping")
     try:

@@ -30,19 +30,17 @@ grants the kernel would refuse never starts.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.manifest import effect_class
-from maos.kernel.strictjson import check_size
 from maos.kernel.tokens import Grant
+from maos.kernel.yamlfile import read_yaml
 
 __all__ = [
     "MAX_PLAN_BYTES",
@@ -279,39 +277,13 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
     return plan
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """YAML without anchors and aliases: a plan is written out in full. An alias shares a
-    node, so 300 bytes of nested aliases ("a billion laughs") expand into gigabytes as
-    soon as anything walks the result; refusing them while composing costs nothing."""
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            mark = event.start_mark
-            raise PlanError(
-                "BAD_INPUT.YAML_ALIASES",
-                f"line {mark.line + 1}: a plan may not use YAML anchors or aliases (& and *); "
-                "write each value out",
-                line=mark.line + 1,
-            )
-        return super().compose_node(parent, index)
-
-
 def load_plan(path: Path) -> Plan:
     """Read, parse and validate a plan file (at most `MAX_PLAN_BYTES`, checked before it
-    is read; no YAML anchors or aliases)."""
+    is read; no YAML anchors or aliases: `maos.kernel.yamlfile`)."""
     try:
-        with path.open("rb") as f:
-            check_size(os.fstat(f.fileno()).st_size, MAX_PLAN_BYTES, f"the plan {path}")
-            data = f.read(MAX_PLAN_BYTES + 1)
-        check_size(len(data), MAX_PLAN_BYTES, f"the plan {path}")
-        raw = yaml.load(data, Loader=_PlainLoader)
+        raw = read_yaml(path, limit=MAX_PLAN_BYTES, what=f"the plan {path}", code="PLAN.INVALID")
     except InputError as exc:
         raise PlanError(exc.code, exc.message, **exc.fields) from None
-    except OSError as exc:
-        raise PlanError("PLAN.INVALID", f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise PlanError("PLAN.INVALID", f"{path} is not valid YAML: {exc}") from exc
     return parse_plan(raw, base_dir=path.resolve().parent)
 
 
