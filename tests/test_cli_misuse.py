@@ -153,6 +153,21 @@ def test_issue9_up_refuses_a_port_out_of_range_before_booting(data_dir: Path, po
     refused(["up", "-d", str(data_dir), "--port", port], "BAD_INPUT.PORT", watch=data_dir)
 
 
+@pytest.mark.parametrize("kind", ["not-utf8", "fifo", "huge"])
+def test_an_agent_script_that_is_not_a_script_is_refused_before_the_kernel_boots(
+    data_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    script = tmp_path / "agent.py"
+    if kind == "fifo":
+        os.mkfifo(script)  # no writer: a plain open would wait forever
+    else:
+        script.write_bytes(b"print('\xff')\n" if kind == "not-utf8" else b"#" * (2 << 20))
+    out = refused(
+        ["agent", "run", str(script), "-d", str(data_dir)], "POD.SPAWN.BAD_SCRIPT", watch=data_dir
+    )
+    assert str(script) in out
+
+
 def test_issue9_a_missing_tool_module_is_named_as_one(data_dir: Path, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(

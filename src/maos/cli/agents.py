@@ -92,12 +92,17 @@ def agent_run(
         maos agent run my_agent.py --ring 3 --grant 'fs.write|*' \\
             --grant 'email.send|alice@example.com' --trusted alice@example.com
     """
+    from maos.pod.isolation.base import read_script
     from maos.pod.launcher import DEFAULT_GRANTS, AgentLaunch, launch
 
     if resume and new_task:
         typer.secho("error BAD_INPUT.OPTIONS: --resume or --new-task, not both", err=True)
         raise typer.Exit(2)
     agent_id = agent or script.stem.replace("_", "-")
+    try:
+        read_script(script)  # refused before a kernel boots and logs anything
+    except MaosError as exc:
+        fail(exc)
     plan = AgentLaunch(
         script=script,
         agent_id=agent_id,

@@ -20,7 +20,7 @@ from maos.federation.errors import FederationError
 from maos.federation.pki import NodeTls
 from maos.kernel.config import error_sentence
 from maos.kernel.errors import InputError
-from maos.kernel.yamlfile import read_yaml
+from maos.kernel.textfile import read_yaml
 
 __all__ = ["NodeConfig", "load_node_config"]
 

@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from maos.kernel.errors import InputError, MaosError
-from maos.kernel.yamlfile import read_yaml
+from maos.kernel.textfile import read_yaml
 from maos.pod.egress import parse_destination
 from maos.pod.isolation.base import ENV_NAME
 from maos.pod.upstream import RESERVED_ENV

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.manifest import effect_class
 from maos.kernel.tokens import Grant
-from maos.kernel.yamlfile import read_yaml
+from maos.kernel.textfile import read_yaml
 
 __all__ = [
     "MAX_PLAN_BYTES",
@@ -279,7 +279,7 @@ def parse_plan(raw: object, *, base_dir: Path | None = None) -> Plan:
 
 def load_plan(path: Path) -> Plan:
     """Read, parse and validate a plan file (at most `MAX_PLAN_BYTES`, checked before it
-    is read; no YAML anchors or aliases: `maos.kernel.yamlfile`)."""
+    is read; no YAML anchors or aliases: `maos.kernel.textfile`)."""
     try:
         raw = read_yaml(path, limit=MAX_PLAN_BYTES, what=f"the plan {path}", code="PLAN.INVALID")
     except InputError as exc:

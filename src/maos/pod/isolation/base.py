@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from maos.kernel.errors import InputError
+from maos.kernel.textfile import read_text
 from maos.pod import bootstrap
 from maos.pod.channel import MAX_KERNEL_FRAME, ChannelViolation, PodChannel, channel_pair
 from maos.pod.frames import BASE_OPS, OpTable
@@ -47,8 +49,21 @@ Popen = subprocess.Popen[bytes]
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 """What a pod's environment variable may be called (the gateway's policy checks the same)."""
 LOG_TAIL = 16 * 1024
+MAX_SCRIPT_BYTES = 1024 * 1024
+"""An agent's code travels in its launch frame: a megabyte is far beyond any script."""
+BAD_SCRIPT = "POD.SPAWN.BAD_SCRIPT"
 START_TIMEOUT = 30.0
 """Seconds a pod may take to say READY before it counts as failed (a safety net, not a SLA)."""
+
+
+def read_script(path: Path) -> str:
+    """An agent's code, as its launch frame carries it: UTF-8 text of a regular file of at
+    most `MAX_SCRIPT_BYTES`; `SandboxError` ``POD.SPAWN.BAD_SCRIPT`` naming what it is not."""
+    what = f"the agent's script {path}"
+    try:
+        return read_text(path, limit=MAX_SCRIPT_BYTES, what=what, code=BAD_SCRIPT)
+    except InputError as exc:
+        raise SandboxError(BAD_SCRIPT, exc.message, script=str(path)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +249,7 @@ class PodProcess:
         for name in spec.env:
             if not ENV_NAME.match(name):
                 raise SandboxError("POD.SPAWN.BAD_ENV", "invalid environment name", name=name)
-        code = spec.script.read_text(encoding="utf-8")
+        code = read_script(spec.script)
         frame = orjson.dumps(
             {
                 "v": 1,

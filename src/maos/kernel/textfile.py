@@ -1,5 +1,5 @@
-"""A YAML file a person wrote (a plan, a node's config, a gateway policy), read so that no
-file can hang, exhaust or crash the command that reads it.
+"""A file a person wrote (an agent's script; a plan, a node's config, a gateway policy in
+YAML), read so that no file can hang, exhaust or crash the command that reads it.
 
 Each of those readers met the same hostile files: a FIFO or ``/dev/zero`` given as the
 path (an open that blocks, a read that never ends), a file larger than any real one,
@@ -21,7 +21,7 @@ import yaml
 from maos.kernel.errors import InputError
 from maos.kernel.strictjson import check_size
 
-__all__ = ["ALIASES", "read_yaml"]
+__all__ = ["ALIASES", "read_text", "read_yaml"]
 
 ALIASES = "BAD_INPUT.YAML_ALIASES"
 
@@ -43,10 +43,10 @@ class _PlainLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def read_yaml(path: Path, *, limit: int, what: str, code: str) -> Any:
-    """The document in ``path`` (at most ``limit`` bytes); ``what`` names it in the
+def read_text(path: Path, *, limit: int, what: str, code: str) -> str:
+    """The UTF-8 text in ``path`` (at most ``limit`` bytes); ``what`` names it in the
     sentence ("the plan p.yaml"), ``code`` is the error code of anything but its size
-    (``BAD_INPUT.TOO_LARGE``) and its aliases (``BAD_INPUT.YAML_ALIASES``)."""
+    (``BAD_INPUT.TOO_LARGE``)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except OSError as exc:
@@ -63,11 +63,17 @@ def read_yaml(path: Path, *, limit: int, what: str, code: str) -> Any:
             raise InputError(code, f"cannot read {what}: {exc.strerror}") from None
     check_size(len(data), limit, what)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(code, f"{what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_yaml(path: Path, *, limit: int, what: str, code: str) -> Any:
+    """The YAML document in ``path``, as `read_text` reads it; anchors and aliases are
+    refused (``BAD_INPUT.YAML_ALIASES``)."""
+    text = read_text(path, limit=limit, what=what, code=code)
     try:
-        return yaml.load(text, Loader=_PlainLoader)
+        return yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader, no aliases
     except yaml.YAMLError as exc:
         raise InputError(code, f"{what} is not valid YAML: {exc}") from None
     except RecursionError:
