@@ -6,16 +6,27 @@ non-critical then a critical service walking the modes down and back up."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+from typer.testing import CliRunner
+
+from maos.boot import SSE_PROBE_S
+from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
-from maos.services.manager import RestartPolicy, ServiceManager
+from maos.services.manager import SERVICES, RestartPolicy, ServiceManager
 from maos.services.memory import PRINCIPAL
 from maos.services.sse import HeuristicEvaluator, sse_down
 from maos.services.sse_embed import EmbeddingEvaluator
@@ -210,3 +221,77 @@ def test_real_failures_walk_the_modes_down_and_back_up(config: KernelConfig) -> 
             await manager.stop()
 
     with_kernel(config, body)
+
+
+ENTRY = [sys.executable, "-c", "from maos.cli import main; main()"]
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _services(data: Path) -> dict[str, Any]:
+    out = CliRunner().invoke(app, ["status", "--json", "-d", str(data)])
+    assert out.exit_code == 0, out.output
+    services: dict[str, Any] = json.loads(out.output)["services"]
+    return services
+
+
+def _poll(what: Callable[[], bool], timeout: float = 90.0) -> None:
+    end = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.2)
+
+
+def test_maos_up_supervises_its_services_writes_nothing_idle_and_status_shows_them(
+    tmp_path: Path,
+) -> None:
+    """`maos up`: the Security Agent and the Memory Manager are processes, the plan queue
+    and the SSE probe tasks, all beating; idle past the probe's first look nothing in the
+    data dir changes; `maos status` lists every service live, and a SIGKILLed Memory
+    Manager shows up restarted."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*ENTRY, "up", "-d", str(data), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("MAOS Commander on"):
+                break
+        supervised = {"security": "process", "memory": "process", "orchestrator": "task"}
+        supervised["sse"] = "task"
+
+        def beating() -> bool:
+            now = _services(data)
+            return all(now[n]["state"] == "up" and now[n]["last_beat_s"] == 0 for n in supervised)
+
+        _poll(beating)
+        services = _services(data)
+        assert set(services) == {s.name for s in SERVICES}  # every service is listed
+        assert {n: services[n]["runs"] for n in supervised} == supervised
+        assert services["router"]["state"] == "in kernel"
+        before = _files(data)
+        time.sleep(SSE_PROBE_S * 1.5)  # past the SSE probe's first look
+        assert _files(data) == before, "an idle serving kernel wrote to its data dir"
+        first = services["memory"]["pid"]
+        os.kill(first, signal.SIGKILL)
+        _poll(
+            lambda: (
+                (now := _services(data)["memory"])["pid"] != first
+                and now["state"] == "up"
+                and now["restarts"] == 1
+            )
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
