@@ -374,6 +374,9 @@ class PlanQueue:
                 run.update(status="failed", detail=f"{exc.code}: {exc.message}")
                 echo(f"plan     {plan.task} failed {exc.code}: {exc.message}")
                 continue
+            except Exception as exc:  # the queue itself broke: its supervisor restarts it
+                run.update(status="failed", detail=f"{type(exc).__name__}: {exc}")
+                raise
             detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
             waiting = [a.approval_id for a in result.waiting]
             run.update(status=result.status, detail=detail, waiting=waiting)

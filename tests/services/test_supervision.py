@@ -124,7 +124,8 @@ def test_a_sigkilled_memory_manager_is_restarted_and_learns_again(config: Kernel
 def test_a_supervised_task_that_raises_or_wedges_is_restarted(config: KernelConfig) -> None:
     """A task (the Cron tick loop's shape) that raises is recorded and restarted after
     its backoff; one that stops pulsing is found silent on the kernel's clock, cancelled
-    and restarted. Nothing is logged while it is healthy."""
+    and restarted; a restart asked for (the TSCA's) ends a running one, and that third
+    end is past its policy: failed. Nothing is logged while it is healthy."""
     clock = Clock()
     lives: list[str] = []
     wedged = asyncio.Event()
@@ -168,8 +169,15 @@ def test_a_supervised_task_that_raises_or_wedges_is_restarted(config: KernelConf
             await _until(lambda: len(lives) == 3)
             assert manager.runs["cron"].state == "up"
             assert [b["attempt"] for b in _kinds(k, "service.restarted")] == [2, 3]
+            manager.restart("cron")  # the TSCA's action on a running task
+            await _until(lambda: len(_kinds(k, "service.exited")) == 3)
+            assert _kinds(k, "service.exited")[2]["reason"] == "restart asked for: cancelled"
             assert not _kinds(k, "service.started")  # a task's start is not logged
-            assert k.mode() is Mode.NORMAL
+            # A third end within the window is past its policy (2 restarts): failed, and a
+            # non-critical service failed is degraded-1.
+            await _until(lambda: k.mode() is Mode.DEGRADED_1)
+            assert manager.runs["cron"].state == "failed"
+            assert [b["service"] for b in _kinds(k, "service.failed")] == ["cron"]
         finally:
             await manager.stop()
 
