@@ -25,6 +25,8 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     }  # fmt: skip
     # Issue 12: a crashed service's restart against its own cold start, same run.
     assert figures["resilience"]["ratio_restart_vs_cold_start"] > 0
+    # ... and the Sentry's records in batched orders against one order per record.
+    assert figures["resilience"]["ratio_sentry_batched_vs_single"] > 0
     tel = figures["telemetry"]  # issue 10: tracing off against the bare loop and on
     assert tel["ratio_dsc_tracing_off_vs_bare"] > 0 and tel["ratio_dsc_tracing_on_vs_off"] > 0
     assert tel["tdp_records"] == 10_000 and tel["ratio_tdp_once_vs_wal_verify"] > 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,8 @@ from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
 from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
-from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator
+from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator, sse_down
+from maos.services.supervised import probe_task
 from maos.services.tsca import Tsca
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ __all__ = [
     "run_plan_file",
     "run_plan_on",
     "semantic_evaluator",
+    "service_manager",
 ]
 
 Echo = Callable[[str], None]
@@ -140,6 +143,17 @@ def cascade_policy(s: SecuritySettings) -> CascadePolicy:
     )
 
 
+_MANAGERS: weakref.WeakKeyDictionary[Kernel, ServiceManager] = weakref.WeakKeyDictionary()
+SSE_PROBE_S = 2.0
+"""How often the SSE's liveness probe looks (locally: no model call)."""
+
+
+def service_manager(kernel: Kernel) -> ServiceManager | None:
+    """The Service Manager of a serving kernel `configured_kernel` opened (None for a
+    one-shot command's): what `maos up` hands its in-process services to."""
+    return _MANAGERS.get(kernel)
+
+
 def _notifier(kernel: Kernel, s: SecuritySettings) -> CommanderNotifier | None:
     if s.notify_mail is None and s.notify_webhook is None:
         return None
@@ -193,15 +207,20 @@ async def configured_kernel(
             await llm.attach(kernel)
         limits, policy = aggregate_limits(settings.security), cascade_policy(settings.security)
         notifier = _notifier(kernel, settings.security)
-        if follow:  # a serving kernel: the Security Agent is its own supervised process
+        if follow:  # a serving kernel: Ring 1 services supervised (docs/resilience.md)
             kernel.view.aggregate.configure(limits, enforce=not policy.monitor_only)
             manager = ServiceManager(kernel, on_order=notify_hook(notifier))
+            _MANAGERS[kernel] = manager
             Tsca(kernel, manager).watch(manager)  # a service given up on is an incident
-            manager.start("security")
-            await manager.started("security")
+            for name in ("security", "memory"):  # their own processes
+                manager.start(name)
+            for name in ("security", "memory"):
+                await manager.started(name)
         else:  # a one-shot command's kernel: one look at the log, in this process
             security = SecurityAgent(kernel, limits, policy=policy, notifier=notifier)
             security.start()
+            memory = MemoryManager(kernel)
+            memory.start()
         if json_logs or (config.telemetry is not None and config.telemetry.json_logs):
             jsonlog.enable(kernel.trace)  # JSON lines on stderr (kernel/jsonlog.py)
         kernel.sse, kernel.fever_sse = consulted_by_sse(
@@ -214,8 +233,10 @@ async def configured_kernel(
             notify=notifier.tell if notifier else None,
         )
         hacf.start()
-        memory = MemoryManager(kernel)
-        memory.start()
+        if manager is not None:
+            serving = kernel
+            check = probe_task(lambda: sse_down(serving.sse), SSE_PROBE_S, "SSE.DOWN")
+            manager.start_task("sse", check, every_s=SSE_PROBE_S)
         yield kernel
     finally:
         if hacf is not None:
@@ -353,6 +374,9 @@ class PlanQueue:
                 run.update(status="failed", detail=f"{exc.code}: {exc.message}")
                 echo(f"plan     {plan.task} failed {exc.code}: {exc.message}")
                 continue
+            except Exception as exc:  # the queue itself broke: its supervisor restarts it
+                run.update(status="failed", detail=f"{type(exc).__name__}: {exc}")
+                raise
             detail = "" if result.failure is None else f"{result.code}: {result.failure.reason}"
             waiting = [a.approval_id for a in result.waiting]
             run.update(status=result.status, detail=detail, waiting=waiting)

@@ -6,7 +6,8 @@ read-only fold (`maos.services.host.LogCopy`) and writes nothing itself; every r
 goes to the kernel as an order over its link, checked against its charter. It sits
 above `maos.boot` because it reads ``config.json`` the way the kernel's boot does.
 
-Services: ``security`` (the Security Agent) and ``beacon`` (does nothing but beat: the
+Services: ``security`` (the Security Agent), ``memory`` (the Memory Manager: it orders
+``memory.learned`` through the service desk) and ``beacon`` (does nothing but beat: the
 smallest supervised service, for checking the supervision itself).
 """
 
@@ -16,7 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from maos.services.host import LogCopy, Main, ServiceLink, run_service
@@ -24,6 +25,16 @@ from maos.services.host import LogCopy, Main, ServiceLink, run_service
 __all__ = ["main"]
 
 POLL_S = 0.2
+
+
+async def _poll_until(poll: Callable[[], Awaitable[object]], stopping: asyncio.Event) -> None:
+    """A log follower's life in its process: poll, wait, until SIGTERM; then a last look,
+    so nothing logged before the stop is missed."""
+    while not stopping.is_set():
+        await poll()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), POLL_S)
+    await poll()
 
 
 def _security(data_dir: Path) -> Main:
@@ -45,11 +56,21 @@ def _security(data_dir: Path) -> Main:
             refresh=source.refresh,
         )
         try:
-            while not stopping.is_set():
-                await agent.poll()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), POLL_S)
-            await agent.poll()  # a last look: nothing logged before the stop is missed
+            await _poll_until(agent.poll, stopping)
+        finally:
+            source.close()
+
+    return run
+
+
+def _memory(data_dir: Path) -> Main:
+    from maos.services.memory import MemoryManager
+
+    async def run(link: ServiceLink, stopping: asyncio.Event) -> None:
+        source = LogCopy(data_dir)
+        memory = MemoryManager(source, order=link.order, refresh=source.refresh)
+        try:
+            await _poll_until(memory.poll, stopping)
         finally:
             source.close()
 
@@ -63,7 +84,7 @@ def _beacon(data_dir: Path) -> Main:
     return run
 
 
-SERVICES = {"security": _security, "beacon": _beacon}
+SERVICES = {"security": _security, "memory": _memory, "beacon": _beacon}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

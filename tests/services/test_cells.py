@@ -4,6 +4,7 @@ Rule-Based Mode reads them, and `maos status` lists them with the services' heal
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -50,4 +51,6 @@ def test_status_lists_cells_and_services(config: KernelConfig) -> None:
     cells = {c["component"]: c["cell"] for c in info["cells"]}
     assert cells["Message Router"] == "nerve" and cells["Watchdog"] == "bone"
     text = CliRunner().invoke(app, ["status", "-d", str(config.data_dir)]).output
-    assert "security failed" in text and "cells" in text
+    assert re.search(r"\n  security +process +critical +failed\n", text), text
+    assert re.search(r"\n  router +kernel +critical +in kernel\n", text), text  # every service
+    assert "cells" in text

@@ -115,3 +115,51 @@ def test_the_sentrys_records_go_through_the_kernel_as_the_sentry(config: KernelC
         assert egress["principal"] == "service:sentry" and egress["agent_id"] == "a1"
 
     with_kernel(config, body)
+
+
+def test_the_sentries_records_go_in_batches_each_checked(config: KernelConfig) -> None:
+    """issue 12 item 5: twenty pods' Sentries recording at once make one order of twenty
+    records through the desk, each durable and the Sentry's; an order with one record
+    outside the charter is refused whole, nothing of it logged."""
+
+    def frame(agent: str) -> Frame:
+        raw = orjson.dumps(
+            {
+                "v": 1,
+                "id": 1,
+                "gw": "api",
+                "op": "request",
+                "args": {"method": "GET", "url": "https://ok.com/"},
+            }
+        )
+        req, model = decode_request(raw, expected_id=1, ops=BASE_OPS)
+        return Frame(agent, req.id, req.gw, req.op, model, req.cap)
+
+    async def body(k: Kernel) -> None:
+        profile = SentryProfile.standard().with_net_hosts("ok.com")
+        sentries = [Sentry(f"a{i}", profile, log=sentry_log(k), clock=k.clock) for i in range(20)]
+        frames = [frame(s.agent_id) for s in sentries]
+        for sentry, f in zip(sentries, frames, strict=True):
+            await sentry.admit(f)
+        orders = k.services.batched("sentry").orders
+        await asyncio.gather(
+            *(
+                s.record(f, status=OutcomeStatus.COMMITTED)
+                for s, f in zip(sentries, frames, strict=True)
+            )
+        )
+        assert k.services.batched("sentry").orders == orders + 1
+        egress = [r.body for r in k.wal.read(kinds=["sentry.egress"])]
+        assert sorted(str(b["agent_id"]) for b in egress) == sorted(f"a{i}" for i in range(20))
+        assert {b["principal"] for b in egress} == {"service:sentry"}
+        cap = k.services.capability("sentry")
+        with pytest.raises(StateError) as refused:
+            await k.services.submit_batch(
+                cap, [("sentry.egress", {"agent_id": "x"}), ("agent.stage", {"agent_id": "x"})]
+            )
+        assert refused.value.code == "SERVICE.NOT_CHARTERED"
+        assert len(list(k.wal.read(kinds=["sentry.egress"]))) == 20  # nothing of it logged
+        [denied] = [r.body for r in k.wal.read(kinds=["service.denied"])]
+        assert denied["service"] == "sentry" and denied["kind"] == "agent.stage"
+
+    with_kernel(config, body)

@@ -149,7 +149,10 @@ def status(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
         },
         "commander": status_entry(view, data_dir),
     }
-    sections, lines = resilience.status_section(view.registry, view.wal, info["llm"]["mode"])
+    live = resilience.live_services(data_dir, info["dashboard"])
+    sections, lines = resilience.status_section(
+        view.registry, view.wal, info["llm"]["mode"], live=live
+    )
     info.update(sections)
     key, section, memory_lines = memory.status_section(view)
     info[key] = section

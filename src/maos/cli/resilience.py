@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from maos.cli._common import DEFAULT_DIR, AsPrincipal, DataDir, app, fail, view_of
@@ -13,9 +16,9 @@ from maos.kernel.modes import Mode, mode_report
 from maos.kernel.registry import COMMANDER, Registry
 from maos.kernel.wal import Wal
 from maos.services.cells import cells_report
-from maos.services.manager import services_from_log
+from maos.services.manager import SERVICES, services_from_log
 
-__all__ = ["mode", "status_section"]
+__all__ = ["live_services", "mode", "status_section"]
 
 _MODES = "|".join(m.value for m in Mode)
 
@@ -55,16 +58,56 @@ def mode(
     typer.echo(f"mode demanded: {level}; effective mode now {view.registry.mode.value}")
 
 
-def status_section(registry: Registry, wal: Wal, llm_mode: str) -> tuple[dict[str, Any], list[str]]:
+LIVE_TIMEOUT_S = 2.0
+"""How long `maos status` waits for a serving kernel's answer before using the log."""
+
+
+def live_services(data_dir: Path, url: str | None) -> dict[str, dict[str, Any]] | None:
+    """The serving kernel's Service Manager's view of its services (`maos up`'s
+    ``api/state``: state, restarts, seconds since the last beat), or None when none
+    serves ``data_dir`` or it does not answer (the log is used then)."""
+    from maos.commander.web import TOKEN_FILE
+
+    if url is None:
+        return None
+    try:
+        token = (data_dir / TOKEN_FILE).read_text().strip()
+        answer = httpx.get(
+            url.rstrip("/") + "/api/state",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=LIVE_TIMEOUT_S,
+        )
+        services = answer.json().get("services") if answer.status_code == 200 else None
+    except (OSError, httpx.HTTPError, ValueError):
+        return None
+    return services if isinstance(services, dict) else None
+
+
+def status_section(
+    registry: Registry,
+    wal: Wal,
+    llm_mode: str,
+    *,
+    live: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
     """`maos status`'s resilience part: its JSON sections (``mode``, ``services``,
-    ``cells``) and its text lines."""
+    ``cells``) and its text lines. ``live``: the serving kernel's manager's view
+    (`live_services`); without it each supervised service is shown as last logged."""
     report = mode_report(registry.modes, registry.mode)
     lines = [f"mode          {report['mode']}  ({report['allows']})"]
     for source, demand in report["demands"].items():
         lines.append(f"  {source:<12} {demand['mode']}: {demand['cause']}")
-    services = services_from_log(wal)
-    shown = [f"{n} {s['state']}" for n, s in services.items()]
-    lines.append(f"services      {', '.join(shown) or '-'}  (supervised, as last logged)")
+    services = _services(wal, live)
+    where = "live from the serving kernel" if live is not None else "as last logged"
+    lines.append(f"services      {len(SERVICES)} Ring 1 services  ({where})")
+    for name, s in services.items():
+        beat = "" if s.get("last_beat_s") is None else f"  last beat {s['last_beat_s']} s ago"
+        restarts = f"  {s['restarts']} restarts" if s.get("restarts") else ""
+        exit_ = f"  last exit: {s['last_exit']}" if s.get("last_exit") else ""
+        lines.append(
+            f"  {name:<13} {s['runs']:<8} {s['criticality']:<13} {s['state'] or '-'}"
+            f"{restarts}{beat}{exit_}"
+        )
     cells = cells_report(llm_mode)
     waiting = [c["component"] for c in cells if c["now"] != "runs"]
     lines.append(
@@ -72,3 +115,22 @@ def status_section(registry: Registry, wal: Wal, llm_mode: str) -> tuple[dict[st
         " need no LLM" + (f"; in Rule-Based Mode: {'; '.join(waiting)} limited" if waiting else "")
     )
     return {"mode": report, "services": services, "cells": cells}, lines
+
+
+def _services(wal: Wal, live: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Every service of the table with its health: live, or as last logged (those never
+    logged: ``in kernel`` when they are part of the kernel's path, else no state)."""
+    logged = services_from_log(wal)
+    out: dict[str, dict[str, Any]] = {}
+    for s in SERVICES:
+        known = dict((live or {}).get(s.name) or logged.get(s.name) or {})
+        state = known.get("state") or ("in kernel" if s.runs == "kernel" else "")
+        out[s.name] = {
+            "runs": s.runs,
+            "criticality": s.criticality.value,
+            "restarts": 0,
+            "last_exit": "",
+            **known,
+            "state": state,
+        }
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from pathlib import Path
@@ -85,12 +84,20 @@ MAX_PORT = 65535
 async def _serve(
     data_dir: Path, listening: socket.socket, plans: list[Path] | None, *, json_logs: bool
 ) -> None:
-    from maos.boot import PlanQueue, a2a_endpoints, configured_kernel, cron_scheduler
+    from maos.boot import (
+        PlanQueue,
+        a2a_endpoints,
+        configured_kernel,
+        cron_scheduler,
+        service_manager,
+    )
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     host, port = listening.getsockname()[:2]
     async with configured_kernel(data_dir, json_logs=json_logs) as kernel:
         queue = PlanQueue(kernel, typer.echo)
+        manager = service_manager(kernel)
+        assert manager is not None, "a serving kernel has its Service Manager"
         for plan_file in plans or ():
             queue.submit(plan_file)
         dashboard = Dashboard(
@@ -98,7 +105,7 @@ async def _serve(
             load_or_create_token(data_dir),
             host=host,
             port=port,
-            extra=lambda: {"plans": queue.runs()},
+            extra=lambda: {"plans": queue.runs(), "services": manager.health()},
             submit_plan=queue.submit,
             listening=listening,
         )
@@ -106,10 +113,13 @@ async def _serve(
         url_file.write_text(dashboard.url + "\n")
         typer.echo(f"MAOS Commander on {dashboard.login_url}")
         typer.echo(f"  kernel on {data_dir}; `maos run PLAN -d {data_dir}` runs here; Ctrl-C stops")
-        worker = asyncio.create_task(queue.serve())
+        # The Orchestrator's plan queue and the Cron tick loop drive this kernel's pods:
+        # they stay in its process, supervised as tasks (maos.services.supervised).
+        manager.start_task("orchestrator", lambda pulse: queue.serve())
         cron = cron_scheduler(kernel, data_dir, echo=typer.echo)
         if cron is not None:
-            await cron.start()
+            await cron.recover()
+            manager.start_task("cron", cron.run, every_s=cron.interval_s)
         endpoints = a2a_endpoints(kernel, data_dir)
         for endpoint in endpoints:
             await endpoint.start()
@@ -120,11 +130,10 @@ async def _serve(
             for endpoint in endpoints:
                 await endpoint.stop()
             if cron is not None:
+                await manager.stop_task("cron")
                 await cron.stop()
             url_file.unlink(missing_ok=True)
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            await manager.stop_task("orchestrator")
 
 
 POLL_S = 0.5

@@ -15,20 +15,28 @@ and logs it, like any intent:
 
 A refusal is logged as ``service.denied`` {service, kind, code, reason} and raised as a
 `StateError` with that code (``SERVICE.BAD_CAPABILITY``, ``SERVICE.NOT_CHARTERED``).
+
+An order may carry several records of one service (`ServiceDesk.submit_batch`): the
+capability is checked once and every record's kind against the charter before any is
+logged, then all are handed to the log at once (its writer commits them together).
+`ServiceDesk.batched` gives a service one shared `Batcher`: the records its callers
+submit in the same turn of the event loop - every pod's Sentry recording egress at once
+- go as one such order, and each caller still returns only once its record is durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from maos.kernel.errors import StateError
 
-__all__ = ["CHARTERS", "DENIED", "ServiceDesk", "service_principal"]
+__all__ = ["CHARTERS", "DENIED", "MAX_BATCH", "Batcher", "ServiceDesk", "service_principal"]
 
 DENIED = "service.denied"
 _PREFIX = "svc1"
@@ -52,6 +60,8 @@ CHARTERS: Mapping[str, frozenset[str]] = MappingProxyType(
 supervision itself)."""
 
 Log = Callable[..., Awaitable[int]]
+MAX_BATCH = 256
+"""Records per order at most: a longer queue goes as several orders."""
 
 
 def service_principal(service: str) -> str:
@@ -64,6 +74,7 @@ class ServiceDesk:
     def __init__(self, log: Log, *, secret: bytes | None = None) -> None:
         self._log = log
         self._secret = secret if secret is not None else os.urandom(32)
+        self._batchers: dict[str, Batcher] = {}
 
     def _mac(self, service: str) -> str:
         msg = f"{_PREFIX}.{service}".encode()
@@ -97,7 +108,80 @@ class ServiceDesk:
             )
         return await self._log(kind, {**body, "principal": service_principal(service)})
 
+    async def submit_batch(
+        self, capability: object, records: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[int]:
+        """One order of several records for the service holding ``capability``: every
+        record checked before any is logged (one not chartered refuses the order), then
+        all logged at once; their seqs, in order."""
+        service = self.holder(capability)
+        if service is None:
+            kinds = ",".join(sorted({k for k, _ in records}))
+            await self._deny("?", kinds, "SERVICE.BAD_CAPABILITY", "no genuine Ring 1 capability")
+        assert service is not None
+        for kind, _ in records:
+            if kind not in CHARTERS[service]:
+                await self._deny(
+                    service, kind, "SERVICE.NOT_CHARTERED", f"{service} may not log {kind} records"
+                )
+        principal = service_principal(service)
+        logged = [self._log(kind, {**body, "principal": principal}) for kind, body in records]
+        return list(await asyncio.gather(*logged))
+
+    def batched(self, service: str) -> Batcher:
+        """``service``'s one `Batcher` on this desk (shared: batches form across callers)."""
+        if service not in self._batchers:
+            self._batchers[service] = Batcher(self, self.capability(service))
+        return self._batchers[service]
+
     async def _deny(self, service: str, kind: str, code: str, reason: str) -> None:
         body = {"service": service, "kind": str(kind)[:80], "code": code, "reason": reason}
         await self._log(DENIED, body)
         raise StateError(code, f"{service}: {reason}", service=service, kind=str(kind)[:80])
+
+
+class Batcher:
+    """A service's records gathered into orders (`ServiceDesk.submit_batch`): calls made in
+    the same turn of the event loop share one order. A call returns its record's seq once
+    the record is durable, or raises what refused or failed its order."""
+
+    def __init__(self, desk: ServiceDesk, capability: str, *, max_records: int = MAX_BATCH) -> None:
+        self._desk = desk
+        self._cap = capability
+        self._max = max_records
+        self._waiting: list[tuple[str, Mapping[str, Any], asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.orders = 0
+        """Orders submitted so far (records / orders: how well it batches)."""
+
+    async def __call__(self, kind: str, body: Mapping[str, Any]) -> int:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._waiting.append((kind, body, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        batch: list[tuple[str, Mapping[str, Any], asyncio.Future[int]]] = []
+        try:
+            await asyncio.sleep(0)  # the callers of this turn join the order
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+                self.orders += 1
+                try:
+                    seqs = await self._desk.submit_batch(self._cap, [(k, b) for k, b, _ in batch])
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for seq, (_, _, future) in zip(seqs, batch, strict=True):
+                    if not future.done():
+                        future.set_result(seq)
+        finally:
+            self._flusher = None
+            for _, _, future in [*batch, *self._waiting]:
+                if not future.done():  # cancelled (the loop is closing): nobody waits forever
+                    future.cancel()
+            self._waiting = []

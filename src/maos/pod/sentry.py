@@ -619,10 +619,8 @@ def _target(frame: Frame) -> str | None:
 
 def sentry_log(kernel: Kernel) -> Callable[[str, Mapping[str, Any]], Awaitable[int]]:
     """The Sentry's writes: through ``kernel``'s service desk (Ring 1: write no), with the
-    Sentry's capability, so each record is chartered and carries ``service:sentry``."""
-    capability = kernel.services.capability("sentry")
-
-    async def log(kind: str, body: Mapping[str, Any]) -> int:
-        return await kernel.services.submit(capability, kind, body)
-
-    return log
+    Sentry's capability, so each record is chartered and carries ``service:sentry``. In
+    batches: every pod's Sentry shares the desk's one batcher, so the records they make
+    in the same turn of the event loop go as one order (`maos.kernel.services.Batcher`);
+    each `Sentry.record` still returns only once its own record is durable."""
+    return kernel.services.batched("sentry")

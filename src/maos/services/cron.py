@@ -28,8 +28,11 @@ began - so a fired run ends exactly once across restarts, and never fires again.
 
 `start` recovers and launches the loop; `run` is the loop (it raises, never ends quietly,
 when a tick or a plan's runner fails unexpectedly); `stop` ends it and the runs in flight
-(which a restart resumes). Codes: ``CRON.PLAN`` (the plan file cannot be loaded) as the
-code of a ``cron.failed`` record, beside the ``PLAN.*`` codes the runner raises.
+(which a restart resumes). A serving kernel runs `recover`, then `run` as a task the
+Service Manager supervises (`maos.services.supervised`): it pulses once per tick, and a
+loop that raised or wedged is restarted by its policy. Codes: ``CRON.PLAN`` (the plan
+file cannot be loaded) as the code of a ``cron.failed`` record, beside the ``PLAN.*``
+codes the runner raises.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class CronScheduler:
         self._section = section
         self._runner = runner
         self._base_dir = base_dir
-        self._interval_s = interval_s
+        self.interval_s = interval_s
         self._jobs: Mapping[str, CronJob] = {j.name: j for j in section.jobs}
         self._anchors: dict[str, float] = {}
         self._runs: set[asyncio.Task[None]] = set()
@@ -155,13 +158,18 @@ class CronScheduler:
             resumed.append(self._launch(fired, tid, resume=tid in log.started))
         return resumed
 
-    async def run(self) -> None:
-        """Tick until `stop`; raises what made a tick or a run fail unexpectedly."""
+    async def run(self, pulse: Callable[[], None] | None = None) -> None:
+        """Tick until `stop`, calling ``pulse`` after each tick (its supervisor's sign of
+        progress); raises what made a tick or a run fail unexpectedly (once: a restarted
+        loop ticks on)."""
         while True:
             if self._error is not None:
-                raise RuntimeError("the Cron Scheduler stopped on an error") from self._error
+                error, self._error = self._error, None
+                raise RuntimeError("the Cron Scheduler stopped on an error") from error
             await self.tick()
-            await asyncio.sleep(self._interval_s)
+            if pulse is not None:
+                pulse()
+            await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop, *self._runs) if t is not None]

@@ -44,6 +44,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.modes import Mode
 from maos.kernel.wal import Wal
 from maos.services.host import ENV, MAX_LINE
+from maos.services.supervised import TaskFactory, task_life
 
 __all__ = [
     "SERVICES",
@@ -90,19 +91,27 @@ class ServiceSpec:
     needs_llm: str
     """``yes``, ``no`` or ``partial``: whether it runs in Rule-Based Mode."""
     process: bool
-    """Supervised as its own process (True), or running inside the kernel's process."""
+    """Supervised as its own process (True), or inside the kernel's process: as a
+    supervised task (`start_task`, `maos.services.supervised`) or as part of the kernel."""
     policy: RestartPolicy = field(default_factory=RestartPolicy)
+    task: bool = False
+    """Inside the kernel's process, supervised as a task (`ServiceManager.start_task`)."""
+
+    @property
+    def runs(self) -> str:
+        """``process``, ``task`` (both supervised) or ``kernel`` (part of the kernel's path)."""
+        return "process" if self.process else "task" if self.task else "kernel"
 
 
 _CRIT, _NON = Criticality.CRITICAL, Criticality.NON_CRITICAL
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("security", "Security Agent", _CRIT, "immune", "no", True),
-    ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False),
+    ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False, task=True),
     ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False),
-    ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False),
+    ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False, task=True),
     ServiceSpec("manager", "Service Manager", _CRIT, "bone", "no", False),
-    ServiceSpec("memory", "Memory Manager", _NON, "memory", "no", False),
-    ServiceSpec("cron", "Cron Scheduler", _NON, "blood", "no", False),
+    ServiceSpec("memory", "Memory Manager", _NON, "memory", "no", True),
+    ServiceSpec("cron", "Cron Scheduler", _NON, "blood", "no", False, task=True),
     ServiceSpec("observability", "Observability", _NON, "sensory", "no", False),
     ServiceSpec("dashboard", "Dashboard", _NON, "sensory", "no", False),
     ServiceSpec("tsca", "TSCA", _CRIT, "immune", "no", False),
@@ -145,8 +154,14 @@ class _Run:
     """Asked to try again (the TSCA): a failed service's cool-down is cut short."""
     leaving: bool = False
     """The process said it is ending: wait for its exit, do not kill it for silence."""
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to end a supervised task's life now (restarted as after a failure)."""
     proc: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
+    factory: TaskFactory | None = None
+    """A supervised task's coroutine maker (None: a service process)."""
+    every_s: float | None = None
+    """A task's own pulse period (None: it only has to stay alive)."""
 
 
 class ServiceManager:
@@ -177,13 +192,35 @@ class ServiceManager:
 
     def start(self, name: str) -> None:
         """Start supervising ``name`` (one of `SERVICES` that runs as a process)."""
+        if not spec(name).process:
+            raise ValueError(f"{name} runs inside the kernel's process: start_task it")
+        self._launch(_Run(self._spec(name)))
+
+    def start_task(self, name: str, factory: TaskFactory, *, every_s: float | None = None) -> None:
+        """Supervise ``name`` (one of `SERVICES` inside the kernel's process) as an
+        asyncio task made by ``factory``; ``every_s``: the period it pulses at, past
+        ``missed_beats`` of which it is wedged (`maos.services.supervised`). Nothing is
+        logged while it is healthy."""
+        if not spec(name).task:
+            raise ValueError(f"{name} is not a supervised task ({spec(name).runs})")
+        self._launch(_Run(self._spec(name), factory=factory, every_s=every_s))
+
+    async def stop_task(self, name: str) -> None:
+        """Stop supervising the task ``name`` and end it (its owner is shutting down)."""
+        run = self.runs.pop(name, None)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
+
+    def _spec(self, name: str) -> ServiceSpec:
         s = spec(name)
-        if not s.process:
-            raise ValueError(f"{name} runs inside the kernel's process, not supervised here")
-        if name in self._policies:
-            s = replace(s, policy=self._policies[name])
-        run = _Run(s)
-        self.runs[name] = run
+        return replace(s, policy=self._policies[name]) if name in self._policies else s
+
+    def _launch(self, run: _Run) -> None:
+        if run.spec.name in self.runs:
+            raise ValueError(f"{run.spec.name} is supervised already")
+        self.runs[run.spec.name] = run
         run.task = asyncio.get_running_loop().create_task(self._supervise(run))
 
     async def started(self, name: str, timeout: float = 30.0) -> None:
@@ -204,6 +241,8 @@ class ServiceManager:
         self._stopping = True
         for incident in list(self._incidents):
             incident.cancel()
+        for name in [n for n, r in self.runs.items() if r.factory is not None]:
+            await self.stop_task(name)
         for run in self.runs.values():
             if run.proc is not None and run.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -226,11 +265,15 @@ class ServiceManager:
         run = self.runs[name]
         if run.state == "failed":
             run.retry_now = True
+        elif run.factory is not None:
+            run.kick.set()
         elif run.proc is not None and run.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 run.proc.kill()
 
     def _starting(self, run: _Run) -> bool:
+        if run.factory is not None:
+            return False  # a task beats from its first period: nothing to wait for
         beat = self._kernel.watchdog.members.get(f"service:{run.spec.name}")
         alive = run.proc is not None and run.proc.returncode is None
         return (
@@ -240,13 +283,18 @@ class ServiceManager:
         )
 
     def health(self) -> dict[str, dict[str, Any]]:
+        """Each supervised service now: state, restarts, whole seconds since its last beat
+        (0 while it beats: the dashboard pushes a snapshot only when this changes)."""
+        silent = self._kernel.watchdog.silent_for
         return {
             name: {
                 "state": run.state,
+                "runs": run.spec.runs,
                 "pid": run.pid,
                 "criticality": run.spec.criticality.value,
                 "restarts": len(run.restarts),
                 "last_exit": run.last_exit,
+                "last_beat_s": None if (s := silent(f"service:{name}")) is None else int(s),
             }
             for name, run in sorted(self.runs.items())
         }
@@ -257,7 +305,8 @@ class ServiceManager:
         policy = run.spec.policy
         while not self._stopping:
             run.attempt += 1
-            code, reason, stderr = await self._run_once(run)
+            life = self._run_once(run) if run.factory is None else self._task_once(run)
+            code, reason, stderr = await life
             if self._stopping:
                 run.state = "stopped"
                 await self._record(
@@ -330,6 +379,23 @@ class ServiceManager:
                 0.05 if due is None else min(0.05, max(0.001, due - self._kernel.clock()))
             )
         return not self._stopping
+
+    async def _task_once(self, run: _Run) -> tuple[int | None, str, str]:
+        """One life of a supervised task: nothing logged at its start (only health
+        that changes, e.g. back to normal after it was failed)."""
+        assert run.factory is not None
+        run.state = "up"
+        run.spawned.set()
+        await self._health_changed()
+        run.kick.clear()
+        return await task_life(
+            run.spec.name,
+            run.factory,
+            self._kernel.watchdog,
+            self._kernel.clock,
+            run.every_s,
+            kick=run.kick,
+        )
 
     async def _run_once(self, run: _Run) -> tuple[int | None, str, str]:
         """One life of the process; (exit code, reason, stderr's tail)."""

@@ -18,25 +18,31 @@ state itself. The kernel recognises the threat from then on;
 
 Restart-safe: the history is folded again at start, and a deflection that already
 became a pattern (or one the Commander made the memory forget) is not learned twice.
+A serving kernel runs it as its own process under the Service Manager
+(``maos.service_main memory``: out of the kernel's memory, reading the log through a
+read-only fold, restarted when it fails); a one-shot command's kernel runs it in its own
+process.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from maos.kernel.approvals import ApprovalBook
 from maos.kernel.dsc.prefilter import locate
 from maos.kernel.errors import MaosError
 from maos.kernel.immune import KINDS, MIN_TEXT, Threat, ThreatMemory, learned, text_form
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Label
 from maos.kernel.provenance import bounded_leaves
+from maos.kernel.registry import Registry
 from maos.kernel.services import service_principal
 from maos.kernel.sse import SemanticEvaluator, SseDeny, SsePass, SseVerdict
 from maos.kernel.types import Intent
-from maos.kernel.wal import WalRecord
+from maos.kernel.wal import Wal, WalRecord
 from maos.services.follower import LogFollower
 from maos.services.security import Order, kernel_order
 from maos.services.sse import CompositeEvaluator
@@ -85,16 +91,43 @@ def injection_text(form: str, start: int, end: int) -> str:
     return form[left:right].strip()
 
 
+class _MemoryView(Protocol):
+    memory: ThreatMemory
+    approvals: ApprovalBook
+
+
+class MemorySource(Protocol):
+    """What the Memory Manager reads: a kernel, or a service process's read-only fold."""
+
+    wal: Wal
+    registry: Registry
+
+    @property
+    def view(self) -> _MemoryView: ...
+
+
 class MemoryManager(LogFollower):
     """Follows a kernel's log and teaches its immune memory."""
 
     def __init__(
-        self, kernel: Kernel, *, interval_s: float = 0.2, order: Order | None = None
+        self,
+        kernel: Kernel | MemorySource,
+        *,
+        interval_s: float = 0.2,
+        order: Order | None = None,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
         """``order``: how its records reach the log (default: this kernel's service desk,
-        with the Memory Manager's Ring 1 capability)."""
+        with the Memory Manager's Ring 1 capability, which needs ``kernel`` to be a
+        `Kernel`); ``refresh``: brings a service process's fold up to date before each
+        poll (so what the kernel learned meanwhile is known)."""
         self._kernel = kernel
-        self._order = kernel_order(kernel, SERVICE) if order is None else order
+        if order is None:
+            if not isinstance(kernel, Kernel):
+                raise TypeError("a Memory Manager outside the kernel needs its order path")
+            order = kernel_order(kernel, SERVICE)
+        self._order = order
+        self._refresh = refresh
         self._interval = interval_s
         self._seen = 0
         self._recent: dict[str, deque[tuple[str, object]]] = {}
@@ -110,12 +143,16 @@ class MemoryManager(LogFollower):
 
     async def poll(self) -> list[Threat]:
         """Fold what was logged since the last poll; returns the threats learned."""
+        if self._refresh is not None:
+            self._refresh()
         taught: list[Threat] = []
         for rec in list(self._kernel.wal.read(since_seq=self._seen, kinds=_FOLLOWED)):
             self._seen = rec.seq
             threat = self._fold(rec)
             if threat is None or threat.pattern_id in self.memory:
                 continue
+            if any(t.pattern_id == threat.pattern_id for t in taught):
+                continue  # this process's fold has not seen its own order yet
             order = learned(self._kernel.registry, self.memory, threat, PRINCIPAL)
             await self._order(order.kind, order.body)
             self._handled.add(threat.seq)
@@ -156,7 +193,7 @@ class MemoryManager(LogFollower):
 
     def _from_denied_approval(self, rec: WalRecord) -> Threat | None:
         try:
-            item = self._kernel.approvals.get(str(rec.body.get("approval_id")))
+            item = self._kernel.view.approvals.get(str(rec.body.get("approval_id")))
         except MaosError:
             return None
         if item.rule not in ("R10", "R6"):

@@ -15,6 +15,11 @@ deployment plugs in (``Kernel.boot(config, sse=...)``):
 `CompositeEvaluator`
     Several evaluators in order; the first deny wins.
 
+`sse_down` is the Service Manager's liveness check of whatever SSE the kernel holds
+(`maos.services.supervised.probe_task`): each evaluator's ``probe`` answers from local
+state alone - the heuristics still find a planted cue, the embedding model is loaded,
+the judge has its ask path - and never spends a model call.
+
 Layering: ``maos.services`` may not import ``maos.llm`` (independent Ring 1 siblings), so
 the judge takes an ``ask(system, user) -> reply text`` coroutine; wire it to a
 ``FallbackChain`` in the layer that owns both (see docs/sse.md).
@@ -41,6 +46,7 @@ __all__ = [
     "HeuristicEvaluator",
     "JudgeAsk",
     "LlmJudgeEvaluator",
+    "sse_down",
 ]
 
 EXFILTRATION = "SSE.EXFILTRATION"
@@ -74,6 +80,8 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
 _URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
 _OPAQUE = re.compile(r"[A-Za-z0-9+/=_%.-]+")
+_PLANTED = "AKIA" + "Q" * 16
+"""What the liveness probe asks the heuristics to find (a cloud key's shape)."""
 
 
 def luhn_ok(digits: str) -> bool:
@@ -104,6 +112,11 @@ class HeuristicEvaluator:
         """Longest base64 run (characters) an outbound body may carry."""
         self.opaque_query_limit = opaque_query_limit
         """Longest opaque query-parameter value a URL may carry."""
+
+    def probe(self) -> str | None:
+        """Why it is not working (its patterns miss a planted credential), or None."""
+        found = next(self._cues(_PLANTED), None)
+        return None if found else "the heuristics miss a planted credential"
 
     async def evaluate(self, intent: Intent, context: Label) -> SseVerdict:
         cue = self.cue(intent)
@@ -172,6 +185,10 @@ class LlmJudgeEvaluator:
         self.max_chars = max_chars
         """How much of the intent's params the judge sees."""
 
+    def probe(self) -> str | None:
+        """Without a completion (that costs a model call): the ask path is wired."""
+        return None if callable(self.ask) else "the judge has no ask path"
+
     def prompt(self, intent: Intent, context: Label) -> str:
         params = json.dumps(dict(intent.params), default=str, ensure_ascii=False)
         return json.dumps(
@@ -217,3 +234,14 @@ class CompositeEvaluator:
             if not isinstance(verdict, SsePass):
                 return verdict
         return SsePass()
+
+    def probe(self) -> str | None:
+        return next((why for e in self.evaluators if (why := sse_down(e))), None)
+
+
+def sse_down(evaluator: SemanticEvaluator | None) -> str | None:
+    """Why ``evaluator`` cannot evaluate now (its name and the reason), or None. One with
+    no ``probe`` of its own is alive while it exists: it is code the kernel calls."""
+    probe: Callable[[], str | None] | None = getattr(evaluator, "probe", None)
+    why = None if probe is None else probe()
+    return None if why is None else f"{getattr(evaluator, 'name', 'sse')}: {why}"

@@ -293,6 +293,11 @@ class EmbeddingEvaluator:
         """
         await asyncio.get_running_loop().run_in_executor(self._worker, self._ready)
 
+    def probe(self) -> str | None:
+        """Its liveness without an inference: the model and the corpus's vectors are loaded
+        (a load that failed or was never done denies every intent)."""
+        return None if self._model is not None else "the embedding model is not loaded"
+
     async def evaluate(self, intent: Intent, context: Label) -> SseVerdict:
         pieces = chunks(free_text(intent))
         if not pieces:
