@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maos.kernel.errors import InputError, MaosError
 from maos.kernel.manifest import effect_class
-from maos.kernel.tokens import Grant
 from maos.kernel.textfile import read_yaml
+from maos.kernel.tokens import Grant
 
 __all__ = [
     "MAX_PLAN_BYTES",
