@@ -28,7 +28,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, immune, orders, packets, trace
+from maos.kernel import cascade, deliberation, immune, orders, packets, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -650,6 +650,8 @@ class Kernel:
                 },
             )
             return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"terminated": True})
+        if intent.op in deliberation.OPS:  # the agent's side of Deliberate (docs/hacf.md)
+            return await deliberation.serve(self, intent, self._log, self._refuse)
         if intent.op == "admin.heartbeat":
             return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"now": self.clock()})
         if intent.op in ("lock.acquire", "lock.release"):

@@ -40,11 +40,11 @@ from typing import Any
 import pyotp
 
 from maos.kernel import cascade, orders, packets
-from maos.kernel.approvals import Approval, ApprovalBook, ApprovalStatus
+from maos.kernel.approvals import Approval, ApprovalBook
+from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, StateError
 from maos.kernel.hacfconfig import CommanderSection, Level
-from maos.kernel.intents import parse_intent
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
 from maos.kernel.modes import Mode
@@ -53,7 +53,7 @@ from maos.kernel.packets import effect_class_of
 from maos.kernel.registry import Registry, check_principal
 from maos.kernel.stages import RELEASE_TO, Stage
 from maos.kernel.tokens import TokenAuthority
-from maos.kernel.types import Allow, EffectClass, Outcome
+from maos.kernel.types import EffectClass, Outcome
 from maos.kernel.wal import Wal, WalRecord
 from maos.services.follower import LogFollower
 
@@ -73,13 +73,10 @@ __all__ = [
     "kernel_log",
     "level_of",
     "plan_levels",
+    "thread",
 ]
 
 TOTP_FILE = "commander.totp"
-ASKED = "hacf.asked"
-ANSWERED = "hacf.answered"
-EDITED = "hacf.edited"
-DECIDED = "hacf.decided"
 INFORMED = "hacf.informed"
 ACTIONS = ("release", "resume", "declassify", "grants", "mode")
 """What an override can carry out (`Overrides.request`)."""
@@ -350,14 +347,7 @@ class Deliberation:
     log: Log
 
     def _pending(self, approval_id: str) -> Approval:
-        item = self.approvals.get(approval_id)
-        if item.status is not ApprovalStatus.PENDING:
-            raise ApprovalError(
-                "APPROVAL.ALREADY_DECIDED",
-                f"{approval_id} is {item.status.value}",
-                approval_id=approval_id,
-            )
-        return item
+        return pending(self.approvals, approval_id)
 
     async def ask(self, approval_id: str, question: str, *, principal: str) -> None:
         check_principal(principal, self.registry)
@@ -384,20 +374,18 @@ class Deliberation:
         tokens: TokenAuthority,
         now: float,
     ) -> None:
-        """The agent's answer, with its own capability: it must be the agent that asked
-        and its token must still cover the proposal (it answers within its grants)."""
-        item = self._pending(approval_id)
-        if agent_id != item.agent_id:
-            raise StateError("HACF.NOT_THE_PROPOSER", f"{agent_id} did not propose {approval_id}")
-        wire = {**dict(item.intent), "token": token}
-        intent = parse_intent(wire, agent_id=agent_id, intent_id=str(wire["intent_id"]))
-        verdict = tokens.authorize_intent(intent, now)
-        if not isinstance(verdict, Allow):
-            raise StateError(
-                "HACF.OUTSIDE_GRANTS",
-                f"{agent_id}'s capability does not cover it: {verdict.reason}",
-            )
-        await self.log(ANSWERED, {"approval_id": approval_id, "answer": text, "agent_id": agent_id})
+        """The agent's answer, with its own capability, as a service call (a pod answers
+        with ``admin.answer``, kernel/deliberation.py, which checks it the same way)."""
+        body = answer_body(
+            self.approvals,
+            tokens,
+            approval_id=approval_id,
+            agent_id=agent_id,
+            token=token,
+            text=text,
+            now=now,
+        )
+        await self.log(ANSWERED, body)
 
     async def decide(
         self, approval_id: str, approve: bool, *, packet: str | None, principal: str, note: str = ""
@@ -415,12 +403,6 @@ class Deliberation:
         }
         await self.log(DECIDED, body)
         return body
-
-
-def thread(wal: Wal, approval_id: str) -> list[WalRecord]:
-    """The deliberation of one approval, in order."""
-    kinds = (ASKED, ANSWERED, EDITED, DECIDED)
-    return [r for r in wal.read(kinds=kinds) if r.body.get("approval_id") == approval_id]
 
 
 def edited_params(wal: Wal, approval_id: str) -> Mapping[str, Any] | None:
