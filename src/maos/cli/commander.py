@@ -28,6 +28,7 @@ from maos.cli._common import (
     with_kernel,
 )
 from maos.cli.decisions import WaitFor, decide
+from maos.cli.security import configured
 from maos.commander.packets import signed_lines
 from maos.kernel.config import read_config
 from maos.kernel.errors import InputError, MaosError, StateError
@@ -68,7 +69,8 @@ def _log(view: LogView) -> hacf.Log:
 def _overrides(data_dir: Path, view: LogView) -> hacf.Overrides:
     section = read_config(data_dir).commander
     factor = hacf.SecondFactor(data_dir, time.time)
-    return hacf.Overrides(view.registry, _log(view), time.time, section, factor)
+    view = configured(view, data_dir)  # the thresholds in force, for `threshold`
+    return hacf.Overrides(view.registry, _log(view), time.time, section, factor, view)
 
 
 def _run(coro: Any) -> Any:
@@ -108,13 +110,16 @@ def _print_override(o: Override) -> None:
 
 @override_app.command("request")
 def override_request(
-    action: Annotated[str, typer.Argument(help="release | resume | declassify | grants | mode")],
+    action: Annotated[
+        str, typer.Argument(help="release | resume | declassify | grants | mode | threshold")
+    ],
     subject: Annotated[
-        str, typer.Argument(help="The agent (release, resume), task, or source (mode).")
+        str,
+        typer.Argument(help="The agent (release, resume), task, source (mode) or metric."),
     ],
     to: Annotated[
         str,
-        typer.Option("--to", help="Stage, status, level, classes (read,pay), mode."),
+        typer.Option("--to", help="Stage, status, level, classes (read,pay), mode, limit."),
     ],
     reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
     data_dir: DataDir = DEFAULT_DIR,
@@ -129,6 +134,7 @@ def override_request(
         maos commander override request declassify visa --to public --reason "consulate"
         maos commander override request grants invoices --to read,pay --reason "pay run"
         maos commander override request mode health --to normal --reason "relay fixed"
+        maos commander override request threshold outbound_bytes --to 209715200 --reason "x"
     Then, after the cooling-off (config.json commander.cooling_off_s, default 300 s):
         maos commander override confirm ov-... --code 123456
     """

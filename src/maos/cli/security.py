@@ -1,20 +1,109 @@
-"""The Security Agent's calibration: `maos security calibrate --days N`."""
+"""The Security Agent's thresholds: `maos security calibrate --days N` proposes them,
+`maos security threshold set|list` orders and shows them (tightening is one step,
+loosening an Override: docs/hacf.md)."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from maos.cli._common import DEFAULT_DIR, DataDir, JsonOut, app, echo_json, view_of
+from maos.cli._common import (
+    DEFAULT_DIR,
+    AsPrincipal,
+    DataDir,
+    JsonOut,
+    app,
+    echo_json,
+    fail,
+    view_of,
+)
+from maos.kernel import orders
+from maos.kernel.aggregate import limit_text
+from maos.kernel.errors import MaosError
+from maos.kernel.registry import COMMANDER
+from maos.kernel.view import LogView
 
 security_app = typer.Typer(
-    help="The Security Agent: calibrate the aggregate thresholds.", no_args_is_help=True
+    help="The Security Agent: calibrate, set and list the aggregate thresholds.",
+    no_args_is_help=True,
+)
+threshold_app = typer.Typer(
+    help="The aggregate thresholds in force: config.json's, replaced by your orders.",
+    no_args_is_help=True,
 )
 app.add_typer(security_app, name="security")
+security_app.add_typer(threshold_app, name="threshold")
+
+
+def configured(view: LogView, data_dir: Path) -> LogView:
+    """``view`` with its aggregate limits as the kernel has them: config.json's
+    ``security`` section, replaced by the ``security.threshold`` orders in the log."""
+    from maos.boot import aggregate_limits
+    from maos.llm.config import load_settings
+
+    security = load_settings(data_dir).security
+    view.aggregate.configure(aggregate_limits(security), enforce=not security.monitor_only)
+    return view
+
+
+@threshold_app.command("set")
+def threshold_set(
+    metric: Annotated[str, typer.Argument(help="outbound_bytes, external_destinations, ...")],
+    value: Annotated[str, typer.Argument(help="The new limit, for every agent.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Set one aggregate threshold (checked before every effect, docs/security.md).
+
+    A lower limit applies at once. A higher one weakens protection: once a second factor
+    is enrolled it is refused (HACF.OVERRIDE_REQUIRED) and goes through an override -
+    cooling-off, the diff, a TOTP code:
+
+    \b
+        maos security threshold set external_destinations 20
+        maos commander override request threshold external_destinations --to 80 --reason "campaign"
+        maos commander override confirm ov-... --code 123456
+    """
+    try:
+        view = configured(view_of(data_dir), data_dir)
+        order = orders.threshold(view.registry, view.aggregate.limits, metric, value, principal)
+        view.wal.append_sync(order.kind, order.body)
+    except MaosError as exc:
+        fail(exc)
+    before, after = limit_text(order.body["before"]), limit_text(order.body["limit"])
+    typer.echo(f"{metric}: {before} -> {after} for every agent, from now on")
+
+
+@threshold_app.command("list")
+def threshold_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) -> None:
+    """Each threshold in force, its window, and whether config.json or an order set it."""
+    try:
+        view = configured(view_of(data_dir, write=False), data_dir)
+    except MaosError as exc:
+        fail(exc)
+    ordered = view.aggregate.ordered
+    limits = list(view.aggregate.limits.values())
+    if as_json:
+        echo_json(
+            [
+                {
+                    "metric": t.metric,
+                    "limit": t.limit,
+                    "window_s": t.window_s,
+                    "set_by": "order" if t.metric in ordered else "config",
+                }
+                for t in limits
+            ]
+        )
+        return
+    for t in limits:
+        by = "order" if t.metric in ordered else "config"
+        typer.echo(f"{t.metric:<24} {limit_text(t.limit):>12} per {t.window_s / 3600:g} h  ({by})")
 
 
 @security_app.command("calibrate")

@@ -80,7 +80,7 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
     def overrides() -> hacf.Overrides:
         section = read_config(data_dir).commander
         factor = hacf.SecondFactor(data_dir, kernel.clock)
-        return hacf.Overrides(kernel.registry, log, kernel.clock, section, factor)
+        return hacf.Overrides(kernel.registry, log, kernel.clock, section, factor, kernel.view)
 
     def talk() -> hacf.Deliberation:
         return hacf.Deliberation(kernel.registry, kernel.approvals, log)

@@ -32,6 +32,12 @@ having happened). A pod serves one request at a time, so an agent's next intent 
 decided after its previous effect's record is folded. In monitoring-only mode (the
 seed's calibration month) the check allows and the fold records would-be breaches
 (`breaches`) for the Security Agent to log without acting.
+
+The limits are ``config.json``'s (`AggregateLedger.configure`, at boot), replaced per
+metric by the Commander's orders in the log (``security.threshold``, `maos security
+threshold set`): folded like every other record, so they survive a restart and a
+config reload. Tightening is one step; loosening is an Override once a second factor is
+enrolled (`maos.kernel.orders.threshold`, docs/hacf.md).
 """
 
 from __future__ import annotations
@@ -58,19 +64,24 @@ __all__ = [
     "AGGREGATE_CODE",
     "DEFAULT_THRESHOLDS",
     "KINDS",
+    "THRESHOLD_KIND",
     "AggregateLedger",
     "Breach",
     "Threshold",
     "a2a_agent",
     "destination",
+    "limit_text",
     "thresholds",
 ]
 
 AGGREGATE_CODE = "SECURITY.AGGREGATE."
 """Prefix of every pre-effect aggregate deny; the metric follows in upper case."""
 _DAY = 24 * 3600.0
+THRESHOLD_KIND = "security.threshold"
+"""The Commander's order setting one metric's limit (body: metric, limit, before)."""
 KINDS = frozenset(
     {
+        THRESHOLD_KIND,
         "intent.prepared",
         "intent.committed",
         "intent.resolved",
@@ -110,6 +121,12 @@ def thresholds(
 
 
 DEFAULT_THRESHOLDS = thresholds()
+
+
+def limit_text(value: float) -> str:
+    """One spelling of a limit, so an override's ``to`` and the order agree exactly
+    (``104857600``, not ``1.04858e+08``)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,16 +233,31 @@ class AggregateLedger:
         lowered, a system-wide figure), in log order, for the Security Agent."""
         self.enforce = True
         """False in monitoring-only mode: the check allows, `breaches` still records."""
+        self._ordered: dict[str, float] = {}
+        """Metric -> the limit the Commander's last ``security.threshold`` set."""
         self.configure(limits)
 
     def configure(self, limits: Sequence[Threshold], *, enforce: bool = True) -> None:
-        """Set the limits (the windows are the seed's); figures so far are kept."""
-        self._limits = {t.metric: t for t in limits}
+        """Set the configured limits (the windows are the seed's); figures so far, and
+        the limits the Commander ordered in the log, are kept."""
+        self._base = {t.metric: t for t in limits}
+        self._limits = self._merged()
         self.enforce = enforce
+
+    def _merged(self) -> dict[str, Threshold]:
+        return {
+            m: t if m not in self._ordered else Threshold(m, self._ordered[m], t.window_s)
+            for m, t in self._base.items()
+        }
 
     @property
     def limits(self) -> Mapping[str, Threshold]:
         return self._limits
+
+    @property
+    def ordered(self) -> Mapping[str, float]:
+        """The limits the Commander set in the log, by metric (the rest are config's)."""
+        return MappingProxyType(self._ordered)
 
     # -- the fold ----------------------------------------------------------------------
 
@@ -243,6 +275,9 @@ class AggregateLedger:
                 self._effect(prepared, rec)
         elif kind == "task.declassified":
             self._add(None, "declassifications", rec, 1)
+        elif kind == THRESHOLD_KIND:
+            self._ordered[str(rec.body["metric"])] = float(rec.body["limit"])
+            self._limits = self._merged()
         elif kind in ("agent.status", "agent.stage") and _released(rec.body):
             self.forget(str(rec.body["agent_id"]))  # the Commander (or a clean window) judged
 

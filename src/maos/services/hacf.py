@@ -40,6 +40,7 @@ from typing import Any
 import pyotp
 
 from maos.kernel import cascade, orders, packets
+from maos.kernel.aggregate import Threshold, limit_text
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
 from maos.kernel.dsc.base import AgentStatus
@@ -54,6 +55,7 @@ from maos.kernel.registry import Registry, check_principal
 from maos.kernel.stages import RELEASE_TO, Stage
 from maos.kernel.tokens import TokenAuthority
 from maos.kernel.types import EffectClass, Outcome
+from maos.kernel.view import LogView
 from maos.kernel.wal import Wal, WalRecord
 from maos.services.follower import LogFollower
 
@@ -78,7 +80,7 @@ __all__ = [
 
 TOTP_FILE = "commander.totp"
 INFORMED = "hacf.informed"
-ACTIONS = ("release", "resume", "declassify", "grants", "mode")
+ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold")
 """What an override can carry out (`Overrides.request`)."""
 
 Log = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
@@ -204,6 +206,9 @@ class Overrides:
     clock: Callable[[], float]
     section: CommanderSection
     factor: SecondFactor
+    view: LogView | None = None
+    """The folded log the aggregate limits are read from (``threshold``), configured
+    with config.json's ``security`` section as the kernel is."""
 
     async def enroll(self, principal: str) -> str:
         check_principal(principal, self.registry)
@@ -247,7 +252,23 @@ class Overrides:
                     f"{subject} demands {demand.value}: {to} needs no override",
                 )
             return {"mode": [demand.value, to]}
+        if action == "threshold":  # loosening only: tightening is one step
+            limit = self._limits().get(subject)
+            if limit is None:
+                raise StateError("BAD_INPUT.METRIC", f"{subject!r} is not a threshold")
+            if not float(to) > limit.limit:
+                raise StateError(
+                    "HACF.NOTHING_TO_LIFT",
+                    f"{subject} is {limit_text(limit.limit)}; {to} tightens it: no override",
+                    hint=f"maos security threshold set {subject} {to}",
+                )
+            return {f"threshold.{subject}": [limit_text(limit.limit), to]}
         raise InputError("BAD_INPUT.ACTION", f"an override is one of {', '.join(ACTIONS)}")
+
+    def _limits(self) -> Mapping[str, Threshold]:
+        if self.view is None:
+            raise StateError("HACF.NO_LIMITS", "this override needs the folded log's limits")
+        return self.view.aggregate.limits
 
     async def request(
         self, action: str, subject: str, to: str, *, reason: str, principal: str
@@ -257,6 +278,10 @@ class Overrides:
             to = to.lower()
             if action == "grants":  # one spelling, so the order finds its override
                 to = ",".join(sorted({EffectClass(c.strip()).value for c in to.split(",")}))
+            if action == "threshold":
+                to = limit_text(float(to))
+            if action == "threshold":
+                to = limit_text(float(to))
             diff = self._diff(action, subject, to)
         except (KeyError, ValueError):
             raise InputError(
@@ -325,6 +350,16 @@ class Overrides:
             classes = item.to.split(",")
             return orders.grants(
                 self.registry, item.subject, classes, item.reason, principal, override=oid
+            )
+        if item.action == "threshold":
+            limits = self._limits()
+            return orders.threshold(
+                self.registry, limits, item.subject, item.to, principal, override=oid
+            )
+        if item.action == "threshold":
+            limits = self._limits()
+            return orders.threshold(
+                self.registry, limits, item.subject, item.to, principal, override=oid
             )
         if item.action == "mode":
             cause = item.reason or f"override {oid}"

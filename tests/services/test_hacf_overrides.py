@@ -1,0 +1,154 @@
+"""Override beyond status and labels (issue 10 §1): loosening an aggregate threshold.
+
+A real kernel with its injectable clock, real TOTP codes from the enrolled secret
+(pyotp), the real SMTP server on loopback, and the console through typer's runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pyotp
+import pytest
+
+from maos.kernel import orders
+from maos.kernel.aggregate import DEFAULT_THRESHOLDS
+from maos.kernel.errors import MaosError, StateError
+from maos.kernel.hacfconfig import CommanderSection
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.kernel.tokens import Grant
+from maos.kernel.types import OutcomeStatus
+from maos.services import hacf
+from maos.testing import Mailbox, intent_frame, with_kernel
+
+TASK = "t1"
+COOLING = 60.0
+METRIC = "external_destinations"
+TRUSTED = ["boss@example.com", "ceo@example.com", "cfo@example.com"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def kconfig(config: KernelConfig, clock: Clock) -> KernelConfig:
+    return replace(config, clock=clock)
+
+
+async def _agent(k: Kernel) -> str:
+    await k.register_agent("a1", ring=3, budgets={"api_calls": 100})
+    await k.open_task(TASK, trusted_targets=TRUSTED, budgets={"api_calls": 100})
+    return k.mint("a1", TASK, [Grant("email.send", "*"), Grant("admin.*", "*")])
+
+
+def _overrides(k: Kernel, clock: Clock) -> hacf.Overrides:
+    section = CommanderSection(cooling_off_s=COOLING)
+    factor = hacf.SecondFactor(k.config.data_dir, clock)
+    return hacf.Overrides(k.registry, hacf.kernel_log(k), clock, section, factor, k.view)
+
+
+async def _mail(k: Kernel, token: str, to: str) -> Any:
+    key = "m-" + to.split("@")[0]
+    frame = intent_frame(token, "email.send", to, key, subject="s", body="hello")
+    return await k.submit(frame, agent_id="a1")
+
+
+def _code(secret: str, clock: Clock) -> str:
+    return pyotp.TOTP(secret).at(clock.now)
+
+
+def _limit(k: Kernel) -> float:
+    return k.view.aggregate.limits[METRIC].limit
+
+
+def test_tightening_a_threshold_is_immediate_loosening_is_an_override_and_it_survives_a_restart(
+    kconfig: KernelConfig, clock: Clock, mailbox: Mailbox
+) -> None:
+    async def body(k: Kernel) -> None:
+        token = await _agent(k)
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        limits = k.view.aggregate.limits
+        await k.cascade(orders.threshold(k.registry, limits, METRIC, 1, "commander"))
+        assert _limit(k) == 1  # tightening: at once, no override
+        assert (await _mail(k, token, TRUSTED[0])).status is OutcomeStatus.COMMITTED
+        refused = await _mail(k, token, TRUSTED[1])
+        assert refused.code == "SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS", refused
+        with pytest.raises(StateError) as err:  # loosening in one step: refused
+            orders.threshold(k.registry, k.view.aggregate.limits, METRIC, 3, "commander")
+        assert err.value.code == "HACF.OVERRIDE_REQUIRED"
+        with pytest.raises(MaosError) as err:  # and never by an agent, in any direction
+            orders.threshold(k.registry, k.view.aggregate.limits, METRIC, 0.5, "a1")
+        assert err.value.code == "STATE.NOT_COMMANDER"
+        with pytest.raises(StateError) as err:  # tightening needs no override
+            await ov.request("threshold", METRIC, "0.5", reason="x", principal="commander")
+        assert err.value.code == "HACF.NOTHING_TO_LIFT"
+        asked = await ov.request("threshold", METRIC, "3", reason="board", principal="commander")
+        assert dict(asked.diff) == {f"threshold.{METRIC}": ["1", "3"]}
+        with pytest.raises(StateError) as err:
+            await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert err.value.code == "HACF.COOLING_OFF"
+        clock.now += COOLING
+        with pytest.raises(StateError) as err:
+            await ov.confirm(asked.override_id, "000000", principal="commander")
+        assert err.value.code == "HACF.BAD_CODE"
+        assert _limit(k) == 1
+        done = await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert done.status == "done"
+        assert _limit(k) == 3
+        assert (await _mail(k, token, TRUSTED[1])).status is OutcomeStatus.COMMITTED
+
+    with_kernel(kconfig, body)
+
+    async def rebooted(k: Kernel) -> tuple[float, float]:
+        folded = _limit(k)
+        k.view.aggregate.configure(DEFAULT_THRESHOLDS)  # config.json read again at boot
+        return folded, _limit(k)
+
+    assert with_kernel(kconfig, rebooted) == (3, 3)  # the order is state, folded from the log
+    assert mailbox.recipients() == TRUSTED[:2]
+
+
+def test_the_console_sets_and_lists_thresholds_and_refuses_loosening_once_enrolled(
+    config: KernelConfig,
+) -> None:
+    from typer.testing import CliRunner
+
+    from maos.cli import app
+
+    with_kernel(config, _agent)
+    data = str(config.data_dir)
+
+    def maos(*args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "-d", data])
+
+    listed = maos("security", "threshold", "list")
+    assert f"{METRIC}" in listed.output and "(config)" in listed.output, listed.output
+    loose = maos("security", "threshold", "set", METRIC, "70")  # before enrolment: one step
+    assert loose.exit_code == 0 and f"{METRIC}: 50 -> 70" in loose.output, loose.output
+    assert maos("commander", "enroll").exit_code == 0
+    tight = maos("security", "threshold", "set", METRIC, "20")
+    assert tight.exit_code == 0, tight.output
+    again = maos("security", "threshold", "set", METRIC, "40")
+    assert again.exit_code == 2 and "error HACF.OVERRIDE_REQUIRED" in again.output
+    bad = maos("security", "threshold", "set", "nonsense", "4")
+    assert bad.exit_code == 2 and "error BAD_INPUT.METRIC" in bad.output
+    asked = maos(
+        "commander", "override", "request", "threshold", METRIC, "--to", "40", "--reason", "r"
+    )
+    assert asked.exit_code == 0 and f"threshold.{METRIC}: 20 -> 40" in asked.output, asked.output
+    shown = maos("security", "threshold", "list")
+    assert f"{METRIC}" in shown.output
+    row = next(ln for ln in shown.output.splitlines() if ln.startswith(METRIC))
+    assert row.split()[1] == "20" and "(order)" in row
