@@ -6,6 +6,7 @@ A real kernel with its injectable clock, real TOTP codes from the enrolled secre
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -14,17 +15,19 @@ import pytest
 
 from maos.kernel import orders
 from maos.kernel.aggregate import DEFAULT_THRESHOLDS
+from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import MaosError, StateError
 from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
-from maos.kernel.types import OutcomeStatus
+from maos.kernel.types import EffectClass, OutcomeStatus
 from maos.services import hacf
 from maos.testing import Mailbox, intent_frame, with_kernel
 
 TASK = "t1"
 COOLING = 60.0
 METRIC = "external_destinations"
+READ = EffectClass.READ
 TRUSTED = ["boss@example.com", "ceo@example.com", "cfo@example.com"]
 
 
@@ -152,3 +155,109 @@ def test_the_console_sets_and_lists_thresholds_and_refuses_loosening_once_enroll
     assert f"{METRIC}" in shown.output
     row = next(ln for ln in shown.output.splitlines() if ln.startswith(METRIC))
     assert row.split()[1] == "20" and "(order)" in row
+
+
+def test_a_refused_intent_runs_once_after_an_override_and_never_for_a_never_code(
+    kconfig: KernelConfig, clock: Clock, mailbox: Mailbox
+) -> None:
+    async def body(k: Kernel) -> None:
+        await k.register_agent("a1", ring=3, budgets={"api_calls": 100})
+        await k.open_task(
+            TASK, trusted_targets=TRUSTED, budgets={"api_calls": 100}, effect_classes=[READ]
+        )
+        token = k.mint("a1", TASK, [Grant("email.send", "*")])
+        refused = await _mail(k, token, TRUSTED[0])  # the task never asked to send
+        assert refused.code == "RULE.R2.EFFECT_CLASS_NOT_GRANTED", refused
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        with pytest.raises(MaosError) as err:  # never by an agent
+            await ov.request("execute", refused.intent_id, "", reason="me", principal="a1")
+        assert err.value.code == "STATE.NOT_COMMANDER"
+        asked = await ov.request(
+            "execute", refused.intent_id, "", reason="ok", principal="commander"
+        )
+        assert dict(asked.diff)["refused"] == ["RULE.R2.EFFECT_CLASS_NOT_GRANTED", "waived once"]
+        assert dict(asked.diff)["runs"] == [None, f"email.send -> {TRUSTED[0]} as a1"]
+        with pytest.raises(StateError) as err:
+            await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert err.value.code == "HACF.COOLING_OFF"
+        assert mailbox.messages == []
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        ran = await hacf.execute_override(k, asked.override_id)
+        assert ran.status is OutcomeStatus.COMMITTED, ran
+        assert mailbox.recipients() == [TRUSTED[0]]
+        clock.now += COOLING
+        for again in (
+            ov.confirm(asked.override_id, _code(secret, clock), principal="commander"),
+            hacf.execute_override(k, asked.override_id),
+            ov.request("execute", refused.intent_id, "", reason="again", principal="commander"),
+        ):
+            with pytest.raises(StateError) as err:
+                await again
+            assert err.value.code in ("HACF.OVERRIDE_DECIDED", "HACF.ALREADY_EXECUTED")
+        # The waiver is for that code only: any other refusal still stands.
+        second = await _mail(k, token, TRUSTED[1])
+        asked = await ov.request(
+            "execute", second.intent_id, "", reason="ok", principal="commander"
+        )
+        await k.set_agent_status("a1", AgentStatus.QUARANTINED)
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        stopped = await hacf.execute_override(k, asked.override_id)
+        assert stopped.code == "RULE.R8.AGENT_QUARANTINED", stopped
+        # A refusal of a never-overridable code cannot even be asked about.
+        await k.register_agent("a2", ring=3, budgets={"api_calls": 100})
+        narrow = k.mint("a2", TASK, [Grant("email.send", "nobody@example.com")])
+        frame = intent_frame(narrow, "email.send", TRUSTED[2], "m-a2", subject="s", body="b")
+        uncovered = await k.submit(frame, agent_id="a2")
+        assert uncovered.code.startswith("DSC.CAPABILITY."), uncovered
+        for intent_id, code in (
+            (uncovered.intent_id, "HACF.NOT_OVERRIDABLE"),
+            ("nope", "HACF.NO_REFUSAL"),
+        ):
+            with pytest.raises(StateError) as err:
+                await ov.request("execute", intent_id, "", reason="x", principal="commander")
+            assert err.value.code == code
+        executed = [r.body for r in k.wal.read(kinds=["hacf.override.executed"])]
+        assert [b["outcome"]["status"] for b in executed] == ["committed", "denied"]
+
+    with_kernel(kconfig, body)
+    assert mailbox.recipients() == [TRUSTED[0]]
+
+
+def test_the_console_runs_a_refused_intent_once_under_an_override(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    from typer.testing import CliRunner
+
+    from maos.cli import app
+
+    async def setup(k: Kernel) -> str:
+        await k.register_agent("a1", ring=3, budgets={"api_calls": 100})
+        await k.open_task(
+            TASK, trusted_targets=TRUSTED, budgets={"api_calls": 100}, effect_classes=[READ]
+        )
+        token = k.mint("a1", TASK, [Grant("email.send", "*")])
+        return str((await _mail(k, token, TRUSTED[0])).intent_id)
+
+    intent_id = with_kernel(config, setup)
+    smtp = {"host": "127.0.0.1", "port": mailbox.port}
+    settings = {"commander": {"cooling_off_s": 0}, "smtp": smtp}
+    (config.data_dir / "config.json").write_text(json.dumps(settings))
+    data = str(config.data_dir)
+
+    def maos(*args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "-d", data])
+
+    enrolled = maos("commander", "enroll")
+    secret = next(ln.split()[1] for ln in enrolled.output.splitlines() if ln.startswith("secret"))
+    asked = maos("commander", "override", "request", "execute", intent_id, "--reason", "fp")
+    assert asked.exit_code == 0, asked.output
+    assert "refused: RULE.R2.EFFECT_CLASS_NOT_GRANTED -> waived once" in asked.output
+    oid = asked.output.split()[0]
+    done = maos("commander", "override", "confirm", oid, "--code", pyotp.TOTP(secret).now())
+    assert done.exit_code == 0 and "ran: committed" in done.output, done.output
+    assert mailbox.recipients() == [TRUSTED[0]]
+    again = maos("commander", "override", "request", "execute", intent_id, "--reason", "twice")
+    assert again.exit_code == 2 and "error HACF.ALREADY_EXECUTED" in again.output

@@ -111,17 +111,24 @@ def _print_override(o: Override) -> None:
 @override_app.command("request")
 def override_request(
     action: Annotated[
-        str, typer.Argument(help="release | resume | declassify | grants | mode | threshold")
+        str,
+        typer.Argument(help="release | resume | declassify | grants | mode | threshold | execute"),
     ],
     subject: Annotated[
         str,
-        typer.Argument(help="The agent (release, resume), task, source (mode) or metric."),
-    ],
-    to: Annotated[
-        str,
-        typer.Option("--to", help="Stage, status, level, classes (read,pay), mode, limit."),
+        typer.Argument(
+            help="The agent (release, resume), task, source (mode), metric or intent id."
+        ),
     ],
     reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Stage, status, level, classes (read,pay), mode, limit; for execute the"
+            " intent's SHA-256 (optional: the recorded one).",
+        ),
+    ] = "",
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
 ) -> None:
@@ -135,6 +142,7 @@ def override_request(
         maos commander override request grants invoices --to read,pay --reason "pay run"
         maos commander override request mode health --to normal --reason "relay fixed"
         maos commander override request threshold outbound_bytes --to 209715200 --reason "x"
+        maos commander override request execute 3f2a... --reason "a false positive"
     Then, after the cooling-off (config.json commander.cooling_off_s, default 300 s):
         maos commander override confirm ov-... --code 123456
     """
@@ -159,15 +167,46 @@ def override_confirm(
 
     Refused: before the cooling-off ends (HACF.COOLING_OFF), with a wrong code
     (HACF.BAD_CODE) or one already used (HACF.CODE_REPLAYED), and when the subject moved
-    since the request (HACF.OVERRIDE_STALE).
+    since the request (HACF.OVERRIDE_STALE). An ``execute`` runs the refused intent here,
+    so it needs no kernel serving the data dir (or confirm it on maos up's API).
 
     \b
     Example: maos commander override confirm ov-1a2b3c4d5e6f --code 123456
     """
     view = view_of(data_dir)
-    _print_override(
-        _run(_overrides(data_dir, view).confirm(override_id, code, principal=principal))
-    )
+    try:
+        action = view.registry.overrides.get(override_id).action
+    except MaosError as exc:
+        fail(exc)
+    if action != "execute":
+        _print_override(
+            _run(_overrides(data_dir, view).confirm(override_id, code, principal=principal))
+        )
+        return
+    if kernel_running(data_dir):
+        fail(
+            StateError(
+                "HACF.EXECUTE_NEEDS_THE_KERNEL",
+                "a refused intent is run by the kernel that serves the data dir",
+                hint="confirm it on the dashboard's API (maos up), or stop maos up and run this",
+            )
+        )
+
+    async def act(k: Kernel) -> tuple[Override, Outcome]:
+        section = read_config(data_dir).commander
+        factor = hacf.SecondFactor(data_dir, k.clock)
+        ov = hacf.Overrides(k.registry, hacf.kernel_log(k), k.clock, section, factor, k.view)
+        done = await ov.confirm(override_id, code, principal=principal)
+        return done, await hacf.execute_override(k, override_id)
+
+    try:
+        done, outcome = with_kernel(data_dir, act)
+    except MaosError as exc:
+        fail(exc)
+    _print_override(done)
+    typer.echo(f"    ran: {outcome.status.value} {outcome.code} {outcome.reason}".rstrip())
+    if outcome.status is not OutcomeStatus.COMMITTED:
+        raise typer.Exit(1)
 
 
 @override_app.command("list")

@@ -60,9 +60,10 @@ class _Decide(BaseModel):
 
 class _Request(BaseModel):
     model_config = _BODY
-    action: Literal["release", "resume", "declassify", "grants", "mode"]
+    action: Literal["release", "resume", "declassify", "grants", "mode", "threshold", "execute"]
     subject: str = Field(min_length=1, max_length=200)
-    to: str = Field(min_length=1, max_length=40)
+    to: str = Field(default="", max_length=64)
+    """For ``execute``: the intent's SHA-256, or empty for the recorded one."""
     reason: str = Field(default="", max_length=2000)
 
 
@@ -147,7 +148,10 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
     async def confirm(request: Request) -> Any:
         b = _Confirm.model_validate_json(await body(request))
         oid = request.path_params["override_id"]
-        return (await overrides().confirm(oid, b.code, principal=COMMANDER)).to_dict()
+        done = (await overrides().confirm(oid, b.code, principal=COMMANDER)).to_dict()
+        if done["action"] == "execute":  # the refused intent, run once by this kernel
+            done["outcome"] = (await hacf.execute_override(kernel, oid)).to_dict()
+        return done
 
     base = "/api/approvals/{approval_id}"
     return [

@@ -28,7 +28,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, deliberation, immune, orders, packets, trace
+from maos.kernel import cascade, deliberation, immune, orders, packets, refusals, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -519,6 +519,10 @@ class Kernel:
         )
         return self._finish(item.approval_id, outcome)
 
+    async def execute_refused(self, wire: Mapping[str, Any], code: str) -> Outcome:
+        """Run a refused intent once with ``code`` waived, under a confirmed override."""
+        return await refusals.execute(self, wire, code, self._decide_and_run)
+
     # -- the path of every intent ----------------------------------------------------------
 
     async def submit(self, raw: object, *, agent_id: str) -> Outcome:
@@ -559,7 +563,7 @@ class Kernel:
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
                 return await self._refuse(
-                    intent.intent_id, intent.agent_id, decision.code, decision.reason, intent.op
+                    intent.intent_id, intent.agent_id, decision.code, decision.reason, intent
                 )
             sse = self.sse
             if sse is None and (agent.observed or (agent.ring == 3 and inp.fever)):
@@ -588,16 +592,17 @@ class Kernel:
         return await veto(sse, intent, context, self.sse_timeout)
 
     async def _refuse(
-        self, intent_id: str, agent_id: str, code: str, reason: str, op: str
+        self, intent_id: str, agent_id: str, code: str, reason: str, op: str | Intent
     ) -> Outcome:
         seq = await self._log(
             "intent.denied",
             {
                 "intent_id": intent_id,
                 "agent_id": agent_id,
-                "op": op,
+                "op": op if isinstance(op, str) else op.op,
                 "code": code,
                 "reason": reason,
+                **refusals.recorded(op, code),  # the intent, when an override may run it
             },
             intent_id=intent_id,
         )

@@ -39,7 +39,7 @@ from typing import Any
 
 import pyotp
 
-from maos.kernel import cascade, orders, packets
+from maos.kernel import cascade, orders, packets, refusals
 from maos.kernel.aggregate import Threshold, limit_text
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
@@ -49,7 +49,7 @@ from maos.kernel.hacfconfig import CommanderSection, Level
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
 from maos.kernel.modes import Mode
-from maos.kernel.overrides import CONFIRMED, ENROLLED, REQUESTED, Override
+from maos.kernel.overrides import CONFIRMED, ENROLLED, FIELD, REQUESTED, Override
 from maos.kernel.packets import effect_class_of
 from maos.kernel.registry import Registry, check_principal
 from maos.kernel.stages import RELEASE_TO, Stage
@@ -80,7 +80,7 @@ __all__ = [
 
 TOTP_FILE = "commander.totp"
 INFORMED = "hacf.informed"
-ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold")
+ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold", "execute")
 """What an override can carry out (`Overrides.request`)."""
 
 Log = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
@@ -263,12 +263,30 @@ class Overrides:
                     hint=f"maos security threshold set {subject} {to}",
                 )
             return {f"threshold.{subject}": [limit_text(limit.limit), to]}
+        if action == "execute":  # run a refused intent once: bound to its digest
+            code, wire = refusals.refusal(self._view().wal, subject)
+            if refusals.digest(wire) != to:
+                raise StateError("HACF.OVERRIDE_STALE", f"{subject} is not the intent {to}")
+            if any(
+                o.action == "execute" and o.subject == subject and o.status == "done"
+                for o in self.registry.overrides.items.values()
+            ):
+                raise StateError("HACF.ALREADY_EXECUTED", f"{subject} ran under an override")
+            shown = f"{wire['op']} -> {wire['target']} as {wire['agent_id']}"
+            return {
+                "refused": [code, "waived once"],
+                "runs": [None, shown],
+                "intent_sha256": [None, to],
+            }
         raise InputError("BAD_INPUT.ACTION", f"an override is one of {', '.join(ACTIONS)}")
 
-    def _limits(self) -> Mapping[str, Threshold]:
+    def _view(self) -> LogView:
         if self.view is None:
-            raise StateError("HACF.NO_LIMITS", "this override needs the folded log's limits")
-        return self.view.aggregate.limits
+            raise StateError("HACF.NO_VIEW", "this override needs the folded log")
+        return self.view
+
+    def _limits(self) -> Mapping[str, Threshold]:
+        return self._view().aggregate.limits
 
     async def request(
         self, action: str, subject: str, to: str, *, reason: str, principal: str
@@ -280,8 +298,8 @@ class Overrides:
                 to = ",".join(sorted({EffectClass(c.strip()).value for c in to.split(",")}))
             if action == "threshold":
                 to = limit_text(float(to))
-            if action == "threshold":
-                to = limit_text(float(to))
+            if action == "execute" and not to:  # the intent as recorded now
+                to = refusals.digest(refusals.refusal(self._view().wal, subject)[1])
             diff = self._diff(action, subject, to)
         except (KeyError, ValueError):
             raise InputError(
@@ -351,11 +369,9 @@ class Overrides:
             return orders.grants(
                 self.registry, item.subject, classes, item.reason, principal, override=oid
             )
-        if item.action == "threshold":
-            limits = self._limits()
-            return orders.threshold(
-                self.registry, limits, item.subject, item.to, principal, override=oid
-            )
+        if item.action == "execute":
+            body = {"intent_id": item.subject, "intent_sha256": item.to, "principal": principal}
+            return orders.Order(refusals.EXECUTE, {**body, FIELD: oid})
         if item.action == "threshold":
             limits = self._limits()
             return orders.threshold(
@@ -368,6 +384,26 @@ class Overrides:
         return orders.declassify(
             self.registry, item.subject, level, item.reason, principal, override=oid
         )
+
+
+async def execute_override(kernel: Kernel, override_id: str) -> Outcome:
+    """Carry out a confirmed ``execute`` override on the kernel this process serves: the
+    recorded intent, checked again with its refused code waived, once; what came of it
+    is logged (``hacf.override.executed``) and a second run is refused."""
+    item = kernel.registry.overrides.get(override_id)
+    if item.action != "execute" or item.status != "done":
+        raise StateError(
+            "HACF.OVERRIDE_UNCONFIRMED", f"override {override_id} is no confirmed execute"
+        )
+    if any(r.body.get(FIELD) == override_id for r in kernel.wal.read(kinds=[refusals.EXECUTED])):
+        raise StateError("HACF.ALREADY_EXECUTED", f"override {override_id} was carried out")
+    code, wire = refusals.refusal(kernel.wal, item.subject)
+    if refusals.digest(wire) != item.to:  # the log is append-only: never, but never assume
+        raise StateError("HACF.OVERRIDE_STALE", f"{item.subject} is not the intent confirmed")
+    outcome = await kernel.execute_refused(wire, code)
+    body = {FIELD: override_id, "intent_id": item.subject, "outcome": outcome.to_dict()}
+    await kernel.cascade(orders.Order(refusals.EXECUTED, body))
+    return outcome
 
 
 # -- deliberation ---------------------------------------------------------------------------
