@@ -261,3 +261,135 @@ def test_the_console_runs_a_refused_intent_once_under_an_override(
     assert mailbox.recipients() == [TRUSTED[0]]
     again = maos("commander", "override", "request", "execute", intent_id, "--reason", "twice")
     assert again.exit_code == 2 and "error HACF.ALREADY_EXECUTED" in again.output
+
+
+# -- promotion ------------------------------------------------------------------------------
+
+
+async def _ring3(k: Kernel) -> str:
+    await k.register_agent("a1", ring=3, rate_per_s=7.0, budgets={"api_calls": 40})
+    await k.open_task(TASK, trusted_targets=TRUSTED, budgets={"api_calls": 100})
+    return k.mint("a1", TASK, [Grant("fs.*", "*"), Grant("admin.*", "*")])
+
+
+def test_promotion_is_an_override_then_five_stages_of_onboarding_as_a_fresh_identity(
+    kconfig: KernelConfig, clock: Clock
+) -> None:
+    async def body(k: Kernel) -> None:
+        old_token = await _ring3(k)
+        ov = _overrides(k, clock)
+        with pytest.raises(StateError) as err:  # no factor: no promotion at all
+            await ov.request("promote", "a1", "2", reason="r", principal="commander")
+        assert err.value.code == "HACF.NOT_ENROLLED"
+        secret = await ov.enroll("commander")
+        with pytest.raises(StateError) as err:  # the one-step path stays closed (R5)
+            await k.register_agent("a1", ring=2)
+        assert err.value.code == "STATE.PROMOTION_NEEDS_ONBOARDING"
+        asked = await ov.request("promote", "a1", "2", reason="clean", principal="commander")
+        assert dict(asked.diff) == {"ring": [3, 2], "identity": ["a1", "a1-r2"]}
+        with pytest.raises(StateError) as err:
+            await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert err.value.code == "HACF.COOLING_OFF"
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert await hacf.carry_out(k, asked.override_id, "commander") == {"promoted": "a1-r2"}
+        new, old = k.registry.agent("a1-r2"), k.registry.agent("a1")
+        assert (new.ring, new.status, new.rate_per_s) == (2, AgentStatus.ACTIVE, 7.0)
+        assert k.ledger.limits_of("a1-r2") == k.ledger.limits_of("a1")
+        assert old.status is AgentStatus.KILLED
+        stages = [r.body["stage"] for r in k.wal.read(kinds=["agent.onboarding"])]
+        assert stages == ["override", "checked", "identity", "retired"]
+        (promoted,) = [r.body for r in k.wal.read(kinds=["agent.promoted"])]
+        assert (promoted["from_ring"], promoted["ring"], promoted["stage"]) == (3, 2, "admitted")
+        # Nothing the old identity held carries over: its token names its holder.
+        reuse = intent_frame(old_token, "fs.list", ".", "l1")
+        assert (await k.submit(reuse, agent_id="a1-r2")).code == "DSC.CAPABILITY.WRONG_HOLDER"
+        assert (await k.submit(reuse, agent_id="a1")).code == "RULE.R8.AGENT_KILLED"
+        fresh = k.mint("a1-r2", TASK, [Grant("fs.*", "*")])
+        listed = await k.submit(intent_frame(fresh, "fs.list", ".", "l2"), agent_id="a1-r2")
+        assert listed.status is OutcomeStatus.COMMITTED, listed
+        clock.now += COOLING
+        for again in (
+            ov.confirm(asked.override_id, _code(secret, clock), principal="commander"),
+            hacf.carry_out(k, asked.override_id, "commander"),
+        ):
+            with pytest.raises(StateError) as err:
+                await again
+            assert err.value.code in ("HACF.OVERRIDE_DECIDED", "HACF.ALREADY_EXECUTED")
+
+    with_kernel(kconfig, body)
+
+
+@pytest.mark.parametrize("source", ["health", "federation"])
+def test_no_promotion_in_a_degraded_mode_or_cut_off_and_never_by_the_agent(
+    kconfig: KernelConfig, clock: Clock, source: str
+) -> None:
+    from maos.kernel import promotion
+    from maos.kernel.modes import Mode
+
+    async def body(k: Kernel) -> None:
+        token = await _ring3(k)
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        asked = await ov.request("promote", "a1", "2", reason="r", principal="commander")
+        # A service down (health) or a node cut off from its parent (federation) demands
+        # a degraded mode: the confirmation is refused before the code is spent.
+        await k.demand_mode(source, Mode.DEGRADED_1, cause="down", principal=f"service:{source}")
+        clock.now += COOLING
+        with pytest.raises(StateError) as err:
+            await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert err.value.code == "STATE.MODE.NO_PROMOTIONS"
+        with pytest.raises(StateError) as err:
+            await ov.request("promote", "a1", "2", reason="r", principal="commander")
+        assert err.value.code == "STATE.MODE.NO_PROMOTIONS"
+        await k.demand_mode(source, Mode.NORMAL, cause="up", principal=f"service:{source}")
+        with pytest.raises(StateError) as err:  # a Sentinel that lost the Sovereign
+            promotion.eligible(k.registry, "a1", 2, cut_off=True)
+        assert err.value.code == "FED.CUT_OFF"
+        # The agent: not as a principal, and not by any intent (R5).
+        for who in ("a1", "agent:a1"):
+            with pytest.raises(MaosError) as err:
+                await ov.request("promote", "a1", "2", reason="me", principal=who)
+            assert err.value.code == "STATE.NOT_COMMANDER"
+            with pytest.raises(MaosError) as err:
+                await promotion.onboard(k, asked.override_id, principal=who)
+            assert err.value.code == "STATE.NOT_COMMANDER"
+        for op in ("ring.set", "admin.promote", "onboarding.start", "agent.promote"):
+            out = await k.submit(intent_frame(token, op, "a1", f"k-{op}"), agent_id="a1")
+            assert out.status is OutcomeStatus.DENIED, out
+        denied = {r.body["op"]: r.body["code"] for r in k.wal.read(kinds=["intent.denied"])}
+        assert denied["admin.promote"] == "RULE.R5.NO_SELF_PROMOTION"  # its token covers admin.*
+        await k.set_agent_status("a1", AgentStatus.QUARANTINED)
+        with pytest.raises(StateError) as err:
+            promotion.eligible(k.registry, "a1", 2)
+        assert err.value.code == "STATE.PROMOTION.NOT_ELIGIBLE"
+        assert k.registry.agent("a1").ring == 3
+        assert "a1-r2" not in k.registry.agents
+
+    with_kernel(kconfig, body)
+
+
+def test_the_console_promotes_through_an_override_and_onboarding(config: KernelConfig) -> None:
+    from typer.testing import CliRunner
+
+    from maos.cli import app
+
+    with_kernel(config, _ring3)
+    (config.data_dir / "config.json").write_text('{"commander": {"cooling_off_s": 0}}')
+    data = str(config.data_dir)
+
+    def maos(*args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "-d", data])
+
+    early = maos("agent", "promote", "a1", "--to", "2", "--reason", "r")
+    assert early.exit_code == 2 and "error HACF.NOT_ENROLLED" in early.output
+    enrolled = maos("commander", "enroll")
+    secret = next(ln.split()[1] for ln in enrolled.output.splitlines() if ln.startswith("secret"))
+    asked = maos("agent", "promote", "a1", "--to", "2", "--reason", "reviewed")
+    assert asked.exit_code == 0 and "identity: a1 -> a1-r2" in asked.output, asked.output
+    oid = asked.output.split()[0]
+    done = maos("commander", "override", "confirm", oid, "--code", pyotp.TOTP(secret).now())
+    assert done.exit_code == 0 and "onboarded: a1 is now a1-r2 (ring 2)" in done.output, done.output
+    listed = maos("agent", "list", "--json")
+    rings = {a["agent_id"]: (a["ring"], a["status"]) for a in json.loads(listed.output)}
+    assert rings["a1-r2"] == (2, "active") and rings["a1"][1] == "killed", rings

@@ -20,6 +20,7 @@ from maos.cli._common import (
     AsPrincipal,
     DataDir,
     JsonOut,
+    agent_app,
     app,
     echo_json,
     fail,
@@ -156,6 +157,37 @@ def override_request(
     )
 
 
+@agent_app.command("promote")
+def agent_promote(
+    agent_id: str,
+    to: Annotated[int, typer.Option("--to", help="The ring it moves inward to: 2.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Promote an agent inward (ring 3 -> 2): an override, then re-onboarding (R5).
+
+    Asks for the override (cooling-off, the diff, a TOTP code; a second factor must be
+    enrolled). Confirmed, the agent is onboarded again as a fresh identity at the new
+    ring (<id>-r2) and the old identity is killed: no token, context label or pod
+    memory carries over. Refused in a degraded mode (STATE.MODE.NO_PROMOTIONS), for an
+    agent that is not active at the cascade's normal stage, and never by an agent.
+    Moving outward is instant (Kernel.register_agent at ring 3; docs/hacf.md).
+
+    \b
+    Example: maos agent promote a1 --to 2 --reason "a month clean, reviewed"
+    Then:    maos commander override confirm ov-... --code 123456
+    """
+    view = view_of(data_dir)
+    made = _run(
+        _overrides(data_dir, view).request(
+            "promote", agent_id, str(to), reason=reason, principal=principal
+        )
+    )
+    _print_override(made)
+    typer.echo(f"then: maos commander override confirm {made.override_id} --code <TOTP>")
+
+
 @override_app.command("confirm")
 def override_confirm(
     override_id: str,
@@ -178,7 +210,7 @@ def override_confirm(
         action = view.registry.overrides.get(override_id).action
     except MaosError as exc:
         fail(exc)
-    if action != "execute":
+    if action not in hacf.NEEDS_THE_KERNEL:
         _print_override(
             _run(_overrides(data_dir, view).confirm(override_id, code, principal=principal))
         )
@@ -187,23 +219,27 @@ def override_confirm(
         fail(
             StateError(
                 "HACF.EXECUTE_NEEDS_THE_KERNEL",
-                "a refused intent is run by the kernel that serves the data dir",
+                f"an override to {action} is carried out by the kernel that serves the data dir",
                 hint="confirm it on the dashboard's API (maos up), or stop maos up and run this",
             )
         )
 
-    async def act(k: Kernel) -> tuple[Override, Outcome]:
+    async def act(k: Kernel) -> tuple[Override, dict[str, Any]]:
         section = read_config(data_dir).commander
         factor = hacf.SecondFactor(data_dir, k.clock)
         ov = hacf.Overrides(k.registry, hacf.kernel_log(k), k.clock, section, factor, k.view)
         done = await ov.confirm(override_id, code, principal=principal)
-        return done, await hacf.execute_override(k, override_id)
+        return done, await hacf.carry_out(k, override_id, principal)
 
     try:
-        done, outcome = with_kernel(data_dir, act)
+        done, result = with_kernel(data_dir, act)
     except MaosError as exc:
         fail(exc)
     _print_override(done)
+    if "promoted" in result:
+        typer.echo(f"    onboarded: {done.subject} is now {result['promoted']} (ring {done.to})")
+        return
+    outcome = Outcome.from_dict(result["outcome"])
     typer.echo(f"    ran: {outcome.status.value} {outcome.code} {outcome.reason}".rstrip())
     if outcome.status is not OutcomeStatus.COMMITTED:
         raise typer.Exit(1)

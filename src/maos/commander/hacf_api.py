@@ -60,7 +60,9 @@ class _Decide(BaseModel):
 
 class _Request(BaseModel):
     model_config = _BODY
-    action: Literal["release", "resume", "declassify", "grants", "mode", "threshold", "execute"]
+    action: Literal[
+        "release", "resume", "declassify", "grants", "mode", "threshold", "execute", "promote"
+    ]
     subject: str = Field(min_length=1, max_length=200)
     to: str = Field(default="", max_length=64)
     """For ``execute``: the intent's SHA-256, or empty for the recorded one."""
@@ -149,9 +151,7 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
         b = _Confirm.model_validate_json(await body(request))
         oid = request.path_params["override_id"]
         done = (await overrides().confirm(oid, b.code, principal=COMMANDER)).to_dict()
-        if done["action"] == "execute":  # the refused intent, run once by this kernel
-            done["outcome"] = (await hacf.execute_override(kernel, oid)).to_dict()
-        return done
+        return {**done, **await hacf.carry_out(kernel, oid, COMMANDER)}
 
     base = "/api/approvals/{approval_id}"
     return [

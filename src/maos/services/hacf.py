@@ -39,7 +39,7 @@ from typing import Any
 
 import pyotp
 
-from maos.kernel import cascade, orders, packets, refusals
+from maos.kernel import cascade, orders, packets, promotion, refusals
 from maos.kernel.aggregate import Threshold, limit_text
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
@@ -80,7 +80,7 @@ __all__ = [
 
 TOTP_FILE = "commander.totp"
 INFORMED = "hacf.informed"
-ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold", "execute")
+ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold", "execute", "promote")
 """What an override can carry out (`Overrides.request`)."""
 
 Log = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
@@ -263,6 +263,8 @@ class Overrides:
                     hint=f"maos security threshold set {subject} {to}",
                 )
             return {f"threshold.{subject}": [limit_text(limit.limit), to]}
+        if action == "promote":  # inward, as a fresh identity (kernel/promotion.py)
+            return promotion.diff(self.registry, subject, int(to))
         if action == "execute":  # run a refused intent once: bound to its digest
             code, wire = refusals.refusal(self._view().wal, subject)
             if refusals.digest(wire) != to:
@@ -369,6 +371,9 @@ class Overrides:
             return orders.grants(
                 self.registry, item.subject, classes, item.reason, principal, override=oid
             )
+        if item.action == "promote":
+            first = promotion.first_stage(self.registry, item.subject, int(item.to), oid, principal)
+            return orders.Order(promotion.ONBOARDING, first)
         if item.action == "execute":
             body = {"intent_id": item.subject, "intent_sha256": item.to, "principal": principal}
             return orders.Order(refusals.EXECUTE, {**body, FIELD: oid})
@@ -384,6 +389,22 @@ class Overrides:
         return orders.declassify(
             self.registry, item.subject, level, item.reason, principal, override=oid
         )
+
+
+async def carry_out(kernel: Kernel, override_id: str, principal: str) -> dict[str, Any]:
+    """What a confirmed override leaves to the kernel of the deciding process: running a
+    refused intent (``outcome``) or onboarding a promoted agent (``promoted``: its new
+    identity); nothing for the orders the confirmation itself logged."""
+    action = kernel.registry.overrides.get(override_id).action
+    if action == "execute":
+        return {"outcome": (await execute_override(kernel, override_id)).to_dict()}
+    if action == "promote":
+        return {"promoted": await promotion.onboard(kernel, override_id, principal=principal)}
+    return {}
+
+
+NEEDS_THE_KERNEL = frozenset({"execute", "promote"})
+"""Override actions the deciding process's kernel carries out after the confirmation."""
 
 
 async def execute_override(kernel: Kernel, override_id: str) -> Outcome:
