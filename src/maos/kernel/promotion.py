@@ -93,10 +93,13 @@ def eligible(registry: Registry, agent_id: str, ring: int, *, cut_off: bool = Fa
             mode=registry.mode.value,
         )
     if cut_off:
-        raise StateError(
-            "FED.CUT_OFF",
-            "this node has lost the Sovereign: no promotion until the link heals",
-        )
+        _cut_off()
+
+
+def _cut_off() -> None:
+    raise StateError(
+        "FED.CUT_OFF", "this node has lost the Sovereign: no promotion until the link heals"
+    )
 
 
 def diff(registry: Registry, agent_id: str, ring: int) -> dict[str, list[Any]]:
@@ -132,6 +135,8 @@ async def onboard(
     """Stages 2 to 5 of a promotion whose override was confirmed; the new identity."""
     registry = kernel.registry
     check_principal(principal, registry)
+    if cut_off:  # said first: nothing about the override is looked at on cached policy
+        _cut_off()
     item = registry.overrides.get(override_id)
     started = _stage_one(kernel, override_id)
     if item.action != "promote" or item.status != "done" or started is None:
