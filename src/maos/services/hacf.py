@@ -14,7 +14,9 @@ mapping may raise them for its task, never lower them - `level_of`):
   ``hacf.decided`` record carrying the packet digest, then the kernel's approval or
   denial. A plain approval of a deliberate-level intent is refused (`check_plain_approval`).
 - **Override**: `Overrides`: what widens authority or weakens protection (lifting a
-  quarantine or isolation, a release down the cascade, a declassification) is requested
+  quarantine or isolation, a release down the cascade, a declassification, more effect
+  classes, another source's mode lowered, a threshold raised, a refused intent run once -
+  `maos.kernel.refusals` - and a promotion, `maos.kernel.promotion`) is requested
   with the exact diff (``hacf.override.requested``), waits a cooling-off period, and runs
   only after a TOTP code from the enrolled second factor (``hacf.override.confirmed``,
   each code's time step used once). The kernel refuses those orders without a confirmed
@@ -300,6 +302,8 @@ class Overrides:
                 to = ",".join(sorted({EffectClass(c.strip()).value for c in to.split(",")}))
             if action == "threshold":
                 to = limit_text(float(to))
+            if action == "promote":
+                to = str(int(to))
             if action == "execute" and not to:  # the intent as recorded now
                 to = refusals.digest(refusals.refusal(self._view().wal, subject)[1])
             diff = self._diff(action, subject, to)
