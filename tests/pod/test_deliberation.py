@@ -234,3 +234,42 @@ def test_an_agent_cannot_decide_its_own_deliberation_from_its_pod_or_by_an_inten
     assert violations == ["POD.FRAME.UNKNOWN_OP"]  # no frame decides
     assert f"answered {aid}" in output
     assert mailbox.messages == []
+
+
+def test_the_console_shows_the_agents_answer_as_untrusted_with_its_proposal(
+    config: KernelConfig,
+) -> None:
+    from typer.testing import CliRunner
+
+    from maos.cli import app
+
+    async def body(kernel: Kernel) -> str:
+        tokens = await _agents(kernel)
+        mail = intent_frame(
+            tokens["a1"], "email.send", "stranger@evil.example", "m1", subject="s", body="b"
+        )
+        aid = (await kernel.submit(mail, agent_id="a1")).approval_id
+        assert aid is not None
+        await hacf.Deliberation(kernel.registry, kernel.approvals, hacf.kernel_log(kernel)).ask(
+            aid, QUESTION, principal="commander"
+        )
+        said = intent_frame(
+            tokens["a1"],
+            "admin.answer",
+            aid,
+            "ans1",
+            text="the boss",
+            proposal={"target": "boss@example.com"},
+        )
+        assert (await kernel.submit(said, agent_id="a1")).status is OutcomeStatus.COMMITTED
+        return aid
+
+    aid = with_kernel(config, body)
+    shown = CliRunner().invoke(
+        app, ["commander", "deliberate", "show", aid, "-d", str(config.data_dir)]
+    )
+    lines = shown.output.splitlines()
+    assert lines[0].endswith(f"asked by commander: {QUESTION}"), shown.output
+    assert lines[1].endswith(
+        'answered by a1 (agent, untrusted): the boss | proposes {"target": "boss@example.com"}'
+    ), shown.output

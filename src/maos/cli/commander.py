@@ -304,11 +304,16 @@ def deliberate_edit(
 
 @deliberate_app.command("show")
 def deliberate_show(approval_id: str, data_dir: DataDir = DEFAULT_DIR) -> None:
-    """The exchange about one approval, in order."""
+    """The exchange about one approval, in order. An agent's answer is marked untrusted:
+    its words, and what it proposes, change nothing unless you edit the proposal."""
     for r in hacf.thread(view_of(data_dir, write=False).wal, approval_id):
         b = r.body
         text = b.get("question") or b.get("answer") or b.get("params") or b.get("decision")
         who = b.get("principal") or b.get("agent_id")
+        if b.get("trusted") is False:
+            who = f"{who} (agent, untrusted)"
+        if b.get("proposal"):
+            text = f"{text} | proposes {json.dumps(b['proposal'], sort_keys=True)}"
         typer.echo(f"#{r.seq} {r.kind.removeprefix('hacf.')} by {who}: {text}")
 
 
