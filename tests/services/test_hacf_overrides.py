@@ -82,17 +82,17 @@ def test_tightening_a_threshold_is_immediate_loosening_is_an_override_and_it_sur
         token = await _agent(k)
         ov = _overrides(k, clock)
         secret = await ov.enroll("commander")
-        limits = k.view.aggregate.limits
-        await k.cascade(orders.threshold(k.registry, limits, METRIC, 1, "commander"))
+        ledger = k.view.aggregate
+        await k.cascade(orders.threshold(k.registry, ledger, METRIC, 1, "commander"))
         assert _limit(k) == 1  # tightening: at once, no override
         assert (await _mail(k, token, TRUSTED[0])).status is OutcomeStatus.COMMITTED
         refused = await _mail(k, token, TRUSTED[1])
         assert refused.code == "SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS", refused
         with pytest.raises(StateError) as err:  # loosening in one step: refused
-            orders.threshold(k.registry, k.view.aggregate.limits, METRIC, 3, "commander")
+            orders.threshold(k.registry, k.view.aggregate, METRIC, 3, "commander")
         assert err.value.code == "HACF.OVERRIDE_REQUIRED"
         with pytest.raises(MaosError) as err:  # and never by an agent, in any direction
-            orders.threshold(k.registry, k.view.aggregate.limits, METRIC, 0.5, "a1")
+            orders.threshold(k.registry, k.view.aggregate, METRIC, 0.5, "a1")
         assert err.value.code == "STATE.NOT_COMMANDER"
         with pytest.raises(StateError) as err:  # tightening needs no override
             await ov.request("threshold", METRIC, "0.5", reason="x", principal="commander")
@@ -123,6 +123,45 @@ def test_tightening_a_threshold_is_immediate_loosening_is_an_override_and_it_sur
     assert mailbox.recipients() == TRUSTED[:2]
 
 
+def test_a_threshold_for_one_agent_class_holds_its_agents_only_and_loosens_by_override(
+    kconfig: KernelConfig, clock: Clock, mailbox: Mailbox
+) -> None:
+    async def body(k: Kernel) -> None:
+        token = await _agent(k)  # a1, ring 3
+        await k.register_agent("b2", ring=2, budgets={"api_calls": 100})
+        other = k.mint("b2", TASK, [Grant("email.send", "*")])
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        ledger = k.view.aggregate
+        order = orders.threshold(k.registry, ledger, METRIC, 1, "commander", agent_class="ring3")
+        await k.cascade(order)
+        assert (_limit(k), ledger.limit_for(METRIC, "a1").limit) == (50, 1)  # type: ignore[union-attr]
+        for who, tok in (("a1", token), ("b2", other)):
+            for n, to in enumerate(TRUSTED[:2]):
+                frame = intent_frame(tok, "email.send", to, f"{who}-{n}", subject="s", body="b")
+                out = await k.submit(frame, agent_id=who)
+                expected = (
+                    "SECURITY.AGGREGATE.EXTERNAL_DESTINATIONS" if (who, n) == ("a1", 1) else ""
+                )
+                assert out.code == expected, (who, to, out)
+        with pytest.raises(MaosError) as err:
+            orders.threshold(k.registry, ledger, METRIC, 2, "commander", agent_class="ring3")
+        assert err.value.code == "HACF.OVERRIDE_REQUIRED"
+        with pytest.raises(MaosError) as err:
+            orders.threshold(k.registry, ledger, METRIC, 2, "commander", agent_class="ring9")
+        assert err.value.code == "BAD_INPUT.AGENT_CLASS"
+        asked = await ov.request(
+            "threshold", f"{METRIC}@ring3", "2", reason="r", principal="commander"
+        )
+        assert dict(asked.diff) == {f"threshold.{METRIC}@ring3": ["1", "2"]}
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        assert ledger.limit_for(METRIC, "a1").limit == 2  # type: ignore[union-attr]
+        assert _limit(k) == 50
+
+    with_kernel(kconfig, body)
+
+
 def test_the_console_sets_and_lists_thresholds_and_refuses_loosening_once_enrolled(
     config: KernelConfig,
 ) -> None:
@@ -151,10 +190,12 @@ def test_the_console_sets_and_lists_thresholds_and_refuses_loosening_once_enroll
         "commander", "override", "request", "threshold", METRIC, "--to", "40", "--reason", "r"
     )
     assert asked.exit_code == 0 and f"threshold.{METRIC}: 20 -> 40" in asked.output, asked.output
+    ring3 = maos("security", "threshold", "set", METRIC, "5", "--agent-class", "ring3")
+    assert ring3.exit_code == 0 and f"{METRIC}: 20 -> 5 for ring3 agents" in ring3.output
     shown = maos("security", "threshold", "list")
-    assert f"{METRIC}" in shown.output
-    row = next(ln for ln in shown.output.splitlines() if ln.startswith(METRIC))
-    assert row.split()[1] == "20" and "(order)" in row
+    rows = {ln.split()[0]: ln for ln in shown.output.splitlines()}
+    assert rows[METRIC].split()[1] == "20" and "(order)" in rows[METRIC], shown.output
+    assert rows[f"{METRIC}@ring3"].split()[1] == "5", shown.output
 
 
 def test_a_refused_intent_runs_once_after_an_override_and_never_for_a_never_code(

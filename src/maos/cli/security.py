@@ -8,7 +8,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,11 +54,16 @@ def configured(view: LogView, data_dir: Path) -> LogView:
 @threshold_app.command("set")
 def threshold_set(
     metric: Annotated[str, typer.Argument(help="outbound_bytes, external_destinations, ...")],
-    value: Annotated[str, typer.Argument(help="The new limit, for every agent.")],
+    value: Annotated[str, typer.Argument(help="The new limit.")],
+    agent_class: Annotated[
+        str | None,
+        typer.Option("--agent-class", help="ring2 or ring3 only (default: every agent)."),
+    ] = None,
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
 ) -> None:
-    """Set one aggregate threshold (checked before every effect, docs/security.md).
+    """Set one aggregate threshold (checked before every effect, docs/security.md), for
+    every agent or for one agent class (a class's limit wins over every agent's).
 
     A lower limit applies at once. A higher one weakens protection: once a second factor
     is enrolled it is refused (HACF.OVERRIDE_REQUIRED) and goes through an override -
@@ -66,17 +71,23 @@ def threshold_set(
 
     \b
         maos security threshold set external_destinations 20
+        maos security threshold set external_destinations 5 --agent-class ring3
         maos commander override request threshold external_destinations --to 80 --reason "campaign"
+        maos commander override request threshold external_destinations@ring3 --to 9 --reason "x"
         maos commander override confirm ov-... --code 123456
     """
     try:
         view = configured(view_of(data_dir), data_dir)
-        order = orders.threshold(view.registry, view.aggregate.limits, metric, value, principal)
+        ledger = view.aggregate
+        order = orders.threshold(
+            view.registry, ledger, metric, value, principal, agent_class=agent_class
+        )
         view.wal.append_sync(order.kind, order.body)
     except MaosError as exc:
         fail(exc)
     before, after = limit_text(order.body["before"]), limit_text(order.body["limit"])
-    typer.echo(f"{metric}: {before} -> {after} for every agent, from now on")
+    who = "every agent" if agent_class is None else f"{agent_class} agents"
+    typer.echo(f"{metric}: {before} -> {after} for {who}, from now on")
 
 
 @threshold_app.command("list")
@@ -86,24 +97,37 @@ def threshold_list(data_dir: DataDir = DEFAULT_DIR, as_json: JsonOut = False) ->
         view = configured(view_of(data_dir, write=False), data_dir)
     except MaosError as exc:
         fail(exc)
-    ordered = view.aggregate.ordered
-    limits = list(view.aggregate.limits.values())
-    if as_json:
-        echo_json(
-            [
-                {
-                    "metric": t.metric,
-                    "limit": t.limit,
-                    "window_s": t.window_s,
-                    "set_by": "order" if t.metric in ordered else "config",
-                }
-                for t in limits
-            ]
+    ledger = view.aggregate
+    rows: list[dict[str, Any]] = [
+        {
+            "metric": t.metric,
+            "agent_class": None,
+            "limit": t.limit,
+            "window_s": t.window_s,
+            "set_by": "order" if t.metric in ledger.ordered else "config",
+        }
+        for t in ledger.limits.values()
+    ]
+    for (metric, agent_class), limit in sorted(ledger.by_class.items()):
+        window = ledger.limits[metric].window_s
+        rows.append(
+            {
+                "metric": metric,
+                "agent_class": agent_class,
+                "limit": limit,
+                "window_s": window,
+                "set_by": "order",
+            }
         )
+    if as_json:
+        echo_json(rows)
         return
-    for t in limits:
-        by = "order" if t.metric in ordered else "config"
-        typer.echo(f"{t.metric:<24} {limit_text(t.limit):>12} per {t.window_s / 3600:g} h  ({by})")
+    for r in rows:
+        name = r["metric"] if r["agent_class"] is None else f"{r['metric']}@{r['agent_class']}"
+        hours = float(r["window_s"]) / 3600
+        typer.echo(
+            f"{name:<30} {limit_text(float(r['limit'])):>12} per {hours:g} h  ({r['set_by']})"
+        )
 
 
 @security_app.command("calibrate")

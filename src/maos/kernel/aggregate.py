@@ -36,8 +36,10 @@ seed's calibration month) the check allows and the fold records would-be breache
 The limits are ``config.json``'s (`AggregateLedger.configure`, at boot), replaced per
 metric by the Commander's orders in the log (``security.threshold``, `maos security
 threshold set`): folded like every other record, so they survive a restart and a
-config reload. Tightening is one step; loosening is an Override once a second factor is
-enrolled (`maos.kernel.orders.threshold`, docs/hacf.md).
+config reload. An order may name an agent class (``ring2``, ``ring3``): its limit then
+holds that ring's agents, over every agent's (`limit_for`). Tightening is one step;
+loosening is an Override once a second factor is enrolled (`maos.kernel.orders.threshold`,
+docs/hacf.md).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from maos.kernel.wal import WalRecord  # every reader of the DSC package (the TDP)
 
 __all__ = [
+    "AGENT_CLASSES",
     "AGGREGATE_CODE",
     "DEFAULT_THRESHOLDS",
     "KINDS",
@@ -79,9 +82,12 @@ AGGREGATE_CODE = "SECURITY.AGGREGATE."
 _DAY = 24 * 3600.0
 THRESHOLD_KIND = "security.threshold"
 """The Commander's order setting one metric's limit (body: metric, limit, before)."""
+AGENT_CLASSES = ("ring2", "ring3")
+"""What a threshold may be set for besides every agent (as `maos security calibrate`)."""
 KINDS = frozenset(
     {
         THRESHOLD_KIND,
+        "agent.registered",
         "intent.prepared",
         "intent.committed",
         "intent.resolved",
@@ -235,6 +241,10 @@ class AggregateLedger:
         """False in monitoring-only mode: the check allows, `breaches` still records."""
         self._ordered: dict[str, float] = {}
         """Metric -> the limit the Commander's last ``security.threshold`` set."""
+        self._by_class: dict[tuple[str, str], float] = {}
+        """(metric, agent class) -> a limit set for that class only (over ``_ordered``)."""
+        self._rings: dict[str, int] = {}
+        """Agent -> its ring, for its class's limits."""
         self.configure(limits)
 
     def configure(self, limits: Sequence[Threshold], *, enforce: bool = True) -> None:
@@ -259,6 +269,25 @@ class AggregateLedger:
         """The limits the Commander set in the log, by metric (the rest are config's)."""
         return MappingProxyType(self._ordered)
 
+    @property
+    def by_class(self) -> Mapping[tuple[str, str], float]:
+        """The limits the Commander set for one agent class, by (metric, class)."""
+        return MappingProxyType(self._by_class)
+
+    def limit_of(self, metric: str, agent_class: str | None) -> Threshold | None:
+        """The limit in force for ``agent_class`` (None: every agent's)."""
+        threshold = self._limits.get(metric)
+        value = self._by_class.get((metric, agent_class or ""))
+        if threshold is None or value is None:
+            return threshold
+        return Threshold(metric, value, threshold.window_s)
+
+    def limit_for(self, metric: str, agent_id: str | None) -> Threshold | None:
+        """The limit an agent's figure is held to: its class's, else every agent's."""
+        if not self._by_class or agent_id is None:  # the common case: one dict lookup
+            return self._limits.get(metric)
+        return self.limit_of(metric, f"ring{self._rings.get(agent_id)}")
+
     # -- the fold ----------------------------------------------------------------------
 
     def fold(self, rec: WalRecord) -> None:
@@ -276,8 +305,15 @@ class AggregateLedger:
         elif kind == "task.declassified":
             self._add(None, "declassifications", rec, 1)
         elif kind == THRESHOLD_KIND:
-            self._ordered[str(rec.body["metric"])] = float(rec.body["limit"])
-            self._limits = self._merged()
+            metric, limit = str(rec.body["metric"]), float(rec.body["limit"])
+            agent_class = rec.body.get("agent_class")
+            if agent_class:
+                self._by_class[(metric, str(agent_class))] = limit
+            else:
+                self._ordered[metric] = limit
+                self._limits = self._merged()
+        elif kind == "agent.registered":
+            self._rings[str(rec.body["agent_id"])] = int(rec.body["ring"])
         elif kind in ("agent.status", "agent.stage") and _released(rec.body):
             self.forget(str(rec.body["agent_id"]))  # the Commander (or a clean window) judged
 
@@ -311,7 +347,7 @@ class AggregateLedger:
         key: str = "",
         per: str = "",
     ) -> None:
-        threshold = self._limits.get(metric)
+        threshold = self.limit_for(metric, agent_id)
         if threshold is None:
             return
         window = self._window(agent_id, metric, per, threshold.window_s)
@@ -371,7 +407,7 @@ class AggregateLedger:
     def _over(
         self, intent: Intent, window: _Window | None, metric: str, now: float, amount: float
     ) -> Deny | None:
-        threshold = self._limits.get(metric)
+        threshold = self.limit_for(metric, intent.agent_id)
         if threshold is None:
             return None
         total = 0.0
@@ -384,7 +420,7 @@ class AggregateLedger:
         return self._deny(intent.agent_id, threshold, figure)
 
     def _new_destination(self, intent: Intent, window: _Window | None, now: float) -> Deny | None:
-        threshold = self._limits.get("external_destinations")
+        threshold = self.limit_for("external_destinations", intent.agent_id)
         if threshold is None:
             return None
         known: Mapping[str, int] = _NONE_KEYS

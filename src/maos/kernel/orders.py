@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maos.kernel import packets
-from maos.kernel.aggregate import THRESHOLD_KIND, Threshold, limit_text
+from maos.kernel.aggregate import AGENT_CLASSES, THRESHOLD_KIND, AggregateLedger, limit_text
 from maos.kernel.approvals import EXPIRED, ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import InputError
@@ -131,21 +131,24 @@ def grants(
 
 def threshold(
     registry: Registry,
-    limits: Mapping[str, Threshold],
+    ledger: AggregateLedger,
     metric: str,
     limit: float | str,
     principal: str,
     override: str | None = None,
+    agent_class: str | None = None,
 ) -> Order:
-    """Set one aggregate threshold (`maos.kernel.aggregate`) for every agent. ``limits``
-    are the ones in force (config.json's, replaced by earlier orders). Tightening is one
-    step; loosening weakens protection: an override once the Commander enrolled."""
+    """Set one aggregate threshold (`maos.kernel.aggregate`) for every agent, or for one
+    agent class (``ring2``, ``ring3``). The ledger has the limits in force (config.json's,
+    replaced by earlier orders). Tightening is one step; loosening weakens protection:
+    an override once the Commander enrolled (its subject ``metric`` or ``metric@class``)."""
     check_principal(principal, registry)
-    held = limits.get(metric)
+    if agent_class is not None and agent_class not in AGENT_CLASSES:
+        raise InputError("BAD_INPUT.AGENT_CLASS", f"an agent class is {' or '.join(AGENT_CLASSES)}")
+    held = ledger.limit_of(metric, agent_class)
     if held is None:
-        raise InputError(
-            "BAD_INPUT.METRIC", f"{metric!r} is not a threshold; one of {', '.join(sorted(limits))}"
-        )
+        known = ", ".join(sorted(ledger.limits))
+        raise InputError("BAD_INPUT.METRIC", f"{metric!r} is not a threshold; one of {known}")
     try:
         value = float(limit)
     except (TypeError, ValueError):
@@ -156,10 +159,12 @@ def threshold(
         "metric": metric,
         "limit": value,
         "before": held.limit,
+        "agent_class": agent_class,
         "principal": principal,
     }
     if value > held.limit:
-        body.update(registry.overrides.require("threshold", metric, limit_text(value), override))
+        subject = metric if agent_class is None else f"{metric}@{agent_class}"
+        body.update(registry.overrides.require("threshold", subject, limit_text(value), override))
     return Order(THRESHOLD_KIND, body)
 
 

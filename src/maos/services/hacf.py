@@ -42,7 +42,7 @@ from typing import Any
 import pyotp
 
 from maos.kernel import cascade, orders, packets, promotion, refusals
-from maos.kernel.aggregate import Threshold, limit_text
+from maos.kernel.aggregate import limit_text
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
 from maos.kernel.dsc.base import AgentStatus
@@ -255,7 +255,8 @@ class Overrides:
                 )
             return {"mode": [demand.value, to]}
         if action == "threshold":  # loosening only: tightening is one step
-            limit = self._limits().get(subject)
+            metric, _, agent_class = subject.partition("@")
+            limit = self._view().aggregate.limit_of(metric, agent_class or None)
             if limit is None:
                 raise StateError("BAD_INPUT.METRIC", f"{subject!r} is not a threshold")
             if not float(to) > limit.limit:
@@ -288,9 +289,6 @@ class Overrides:
         if self.view is None:
             raise StateError("HACF.NO_VIEW", "this override needs the folded log")
         return self.view
-
-    def _limits(self) -> Mapping[str, Threshold]:
-        return self._view().aggregate.limits
 
     async def request(
         self, action: str, subject: str, to: str, *, reason: str, principal: str
@@ -382,9 +380,10 @@ class Overrides:
             body = {"intent_id": item.subject, "intent_sha256": item.to, "principal": principal}
             return orders.Order(refusals.EXECUTE, {**body, FIELD: oid})
         if item.action == "threshold":
-            limits = self._limits()
+            metric, _, agent_class = item.subject.partition("@")
+            ledger = self._view().aggregate
             return orders.threshold(
-                self.registry, limits, item.subject, item.to, principal, override=oid
+                self.registry, ledger, metric, item.to, principal, oid, agent_class or None
             )
         if item.action == "mode":
             cause = item.reason or f"override {oid}"
