@@ -19,7 +19,7 @@ from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
-from maos.kernel.types import OutcomeStatus
+from maos.kernel.types import EffectClass, OutcomeStatus
 from maos.services import hacf
 from maos.testing import Mailbox, intent_frame, task_with_untrusted_mail
 
@@ -141,3 +141,46 @@ def test_deliberation_over_the_api_runs_the_edited_proposal_not_the_original(
     kinds = _run(config, body)
     assert kinds == [hacf.ASKED, "hacf.edited", hacf.DECIDED]
     assert mailbox.messages == []  # the agent's original mail never went out
+
+
+def test_the_api_runs_a_refused_intent_and_onboards_a_promotion_on_confirmation(
+    config: KernelConfig, mailbox: Mailbox
+) -> None:
+    clock = Clock()
+
+    async def body(k: Kernel, client: httpx.AsyncClient) -> None:
+        await k.register_agent("a1", ring=3, budgets={"api_calls": 10})
+        await k.open_task(
+            "t1",
+            trusted_targets=["boss@example.com"],
+            budgets={"api_calls": 10},
+            effect_classes=[EffectClass.READ],
+        )
+        token = k.mint("a1", "t1", [Grant("email.send", "*")])
+        frame = intent_frame(token, "email.send", "boss@example.com", "m1", subject="s", body="x")
+        refused = await k.submit(frame, agent_id="a1")
+        assert refused.code == "RULE.R2.EFFECT_CLASS_NOT_GRANTED", refused
+        factor = hacf.SecondFactor(k.config.data_dir, clock)
+        ov = hacf.Overrides(k.registry, hacf.kernel_log(k), clock, CommanderSection(), factor)
+        secret = await ov.enroll("commander")
+        answers = {}
+        for action, subject, to in (("execute", refused.intent_id, ""), ("promote", "a1", "2")):
+            asked = await client.post(
+                "api/commander/overrides",
+                json={"action": action, "subject": subject, "to": to, "reason": "r"},
+            )
+            assert asked.status_code == 200, asked.text
+            oid = asked.json()["override_id"]
+            code = pyotp.TOTP(secret).at(clock.now)
+            done = await client.post(f"api/commander/overrides/{oid}/confirm", json={"code": code})
+            assert done.status_code == 200, done.text
+            answers[action] = done.json()
+            clock.now += 30  # the next code is of the next time step
+        assert answers["execute"]["outcome"]["status"] == "committed"
+        assert answers["promote"]["promoted"] == "a1-r2"
+        assert k.registry.agent("a1-r2").ring == 2
+
+    config.data_dir.mkdir(parents=True)
+    (config.data_dir / "config.json").write_text('{"commander": {"cooling_off_s": 0}}')
+    _run(replace(config, clock=clock), body)
+    assert mailbox.recipients() == ["boss@example.com"]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from maos.cli import app
 from maos.federation.errors import FederationError
+from maos.kernel.errors import MaosError
 from maos.kernel.modes import Mode
 from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass, Outcome
@@ -50,6 +51,14 @@ async def _do(node: Any, agent: str, token: str, op: str, name: str, **params: A
 
 
 _do.n = 0  # type: ignore[attr-defined]
+
+
+async def _promote(node: Any) -> str:
+    try:
+        await node.promote("ov-never-asked")
+    except MaosError as exc:
+        return exc.code
+    return "promoted"
 
 
 async def _admit(node: Any, agent: str) -> str:
@@ -177,6 +186,7 @@ def test_with_the_hub_killed_sites_keep_working_on_cached_policy_and_admit_no_ne
                     await _do(n, "r2", r2, "fs.write", "w", content="x"),
                     await _do(n, "r2", r2, "fs.delete", "w"),
                     await _admit(n, "late"),
+                    await _promote(n),
                 )
             await pawn.stop()
             pawn.policy.policy = None
@@ -190,9 +200,9 @@ def test_with_the_hub_killed_sites_keep_working_on_cached_policy_and_admit_no_ne
 
     seen = asyncio.run(scenario())
     for name in ("site-b", "pawn-b"):
-        wrote, deleted, admitted = seen[name]
+        wrote, deleted, admitted, promoted = seen[name]
         assert wrote.status == "committed", name
         assert deleted.code == "FED.POLICY_DENIED", name
-        assert admitted == "FED.CUT_OFF", name
+        assert admitted == promoted == "FED.CUT_OFF", name
     assert seen["rebooted"].code == "FED.POLICY_DENIED"
     assert seen["modes"] == (Mode.NORMAL, Mode.NORMAL)  # a site cut off from the hub only

@@ -20,6 +20,7 @@ from maos.cli._common import (
     AsPrincipal,
     DataDir,
     JsonOut,
+    agent_app,
     app,
     echo_json,
     fail,
@@ -28,6 +29,7 @@ from maos.cli._common import (
     with_kernel,
 )
 from maos.cli.decisions import WaitFor, decide
+from maos.cli.security import configured
 from maos.commander.packets import signed_lines
 from maos.kernel.config import read_config
 from maos.kernel.errors import InputError, MaosError, StateError
@@ -68,7 +70,8 @@ def _log(view: LogView) -> hacf.Log:
 def _overrides(data_dir: Path, view: LogView) -> hacf.Overrides:
     section = read_config(data_dir).commander
     factor = hacf.SecondFactor(data_dir, time.time)
-    return hacf.Overrides(view.registry, _log(view), time.time, section, factor)
+    view = configured(view, data_dir)  # the thresholds in force, for `threshold`
+    return hacf.Overrides(view.registry, _log(view), time.time, section, factor, view)
 
 
 def _run(coro: Any) -> Any:
@@ -108,15 +111,25 @@ def _print_override(o: Override) -> None:
 
 @override_app.command("request")
 def override_request(
-    action: Annotated[str, typer.Argument(help="release | resume | declassify | grants | mode")],
-    subject: Annotated[
-        str, typer.Argument(help="The agent (release, resume), task, or source (mode).")
-    ],
-    to: Annotated[
+    action: Annotated[
         str,
-        typer.Option("--to", help="Stage, status, level, classes (read,pay), mode."),
+        typer.Argument(help="release | resume | declassify | grants | mode | threshold | execute"),
+    ],
+    subject: Annotated[
+        str,
+        typer.Argument(
+            help="The agent (release, resume), task, source (mode), metric or intent id."
+        ),
     ],
     reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Stage, status, level, classes (read,pay), mode, limit; for execute the"
+            " intent's SHA-256 (optional: the recorded one).",
+        ),
+    ] = "",
     data_dir: DataDir = DEFAULT_DIR,
     principal: AsPrincipal = COMMANDER,
 ) -> None:
@@ -129,6 +142,8 @@ def override_request(
         maos commander override request declassify visa --to public --reason "consulate"
         maos commander override request grants invoices --to read,pay --reason "pay run"
         maos commander override request mode health --to normal --reason "relay fixed"
+        maos commander override request threshold outbound_bytes --to 209715200 --reason "x"
+        maos commander override request execute 3f2a... --reason "a false positive"
     Then, after the cooling-off (config.json commander.cooling_off_s, default 300 s):
         maos commander override confirm ov-... --code 123456
     """
@@ -142,6 +157,37 @@ def override_request(
     )
 
 
+@agent_app.command("promote")
+def agent_promote(
+    agent_id: str,
+    to: Annotated[int, typer.Option("--to", help="The ring it moves inward to: 2.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; logged with who.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    principal: AsPrincipal = COMMANDER,
+) -> None:
+    """Promote an agent inward (ring 3 -> 2): an override, then re-onboarding (R5).
+
+    Asks for the override (cooling-off, the diff, a TOTP code; a second factor must be
+    enrolled). Confirmed, the agent is onboarded again as a fresh identity at the new
+    ring (<id>-r2) and the old identity is killed: no token, context label or pod
+    memory carries over. Refused in a degraded mode (STATE.MODE.NO_PROMOTIONS), for an
+    agent that is not active at the cascade's normal stage, and never by an agent.
+    Moving outward is instant (Kernel.register_agent at ring 3; docs/hacf.md).
+
+    \b
+    Example: maos agent promote a1 --to 2 --reason "a month clean, reviewed"
+    Then:    maos commander override confirm ov-... --code 123456
+    """
+    view = view_of(data_dir)
+    made = _run(
+        _overrides(data_dir, view).request(
+            "promote", agent_id, str(to), reason=reason, principal=principal
+        )
+    )
+    _print_override(made)
+    typer.echo(f"then: maos commander override confirm {made.override_id} --code <TOTP>")
+
+
 @override_app.command("confirm")
 def override_confirm(
     override_id: str,
@@ -153,15 +199,50 @@ def override_confirm(
 
     Refused: before the cooling-off ends (HACF.COOLING_OFF), with a wrong code
     (HACF.BAD_CODE) or one already used (HACF.CODE_REPLAYED), and when the subject moved
-    since the request (HACF.OVERRIDE_STALE).
+    since the request (HACF.OVERRIDE_STALE). An ``execute`` runs the refused intent here,
+    so it needs no kernel serving the data dir (or confirm it on maos up's API).
 
     \b
     Example: maos commander override confirm ov-1a2b3c4d5e6f --code 123456
     """
     view = view_of(data_dir)
-    _print_override(
-        _run(_overrides(data_dir, view).confirm(override_id, code, principal=principal))
-    )
+    try:
+        action = view.registry.overrides.get(override_id).action
+    except MaosError as exc:
+        fail(exc)
+    if action not in hacf.NEEDS_THE_KERNEL:
+        _print_override(
+            _run(_overrides(data_dir, view).confirm(override_id, code, principal=principal))
+        )
+        return
+    if kernel_running(data_dir):
+        fail(
+            StateError(
+                "HACF.EXECUTE_NEEDS_THE_KERNEL",
+                f"an override to {action} is carried out by the kernel that serves the data dir",
+                hint="confirm it on the dashboard's API (maos up), or stop maos up and run this",
+            )
+        )
+
+    async def act(k: Kernel) -> tuple[Override, dict[str, Any]]:
+        section = read_config(data_dir).commander
+        factor = hacf.SecondFactor(data_dir, k.clock)
+        ov = hacf.Overrides(k.registry, hacf.kernel_log(k), k.clock, section, factor, k.view)
+        done = await ov.confirm(override_id, code, principal=principal)
+        return done, await hacf.carry_out(k, override_id, principal)
+
+    try:
+        done, result = with_kernel(data_dir, act)
+    except MaosError as exc:
+        fail(exc)
+    _print_override(done)
+    if "promoted" in result:
+        typer.echo(f"    onboarded: {done.subject} is now {result['promoted']} (ring {done.to})")
+        return
+    outcome = Outcome.from_dict(result["outcome"])
+    typer.echo(f"    ran: {outcome.status.value} {outcome.code} {outcome.reason}".rstrip())
+    if outcome.status is not OutcomeStatus.COMMITTED:
+        raise typer.Exit(1)
 
 
 @override_app.command("list")
@@ -223,11 +304,16 @@ def deliberate_edit(
 
 @deliberate_app.command("show")
 def deliberate_show(approval_id: str, data_dir: DataDir = DEFAULT_DIR) -> None:
-    """The exchange about one approval, in order."""
+    """The exchange about one approval, in order. An agent's answer is marked untrusted:
+    its words, and what it proposes, change nothing unless you edit the proposal."""
     for r in hacf.thread(view_of(data_dir, write=False).wal, approval_id):
         b = r.body
         text = b.get("question") or b.get("answer") or b.get("params") or b.get("decision")
         who = b.get("principal") or b.get("agent_id")
+        if b.get("trusted") is False:
+            who = f"{who} (agent, untrusted)"
+        if b.get("proposal"):
+            text = f"{text} | proposes {json.dumps(b['proposal'], sort_keys=True)}"
         typer.echo(f"#{r.seq} {r.kind.removeprefix('hacf.')} by {who}: {text}")
 
 

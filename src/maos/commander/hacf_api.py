@@ -60,9 +60,12 @@ class _Decide(BaseModel):
 
 class _Request(BaseModel):
     model_config = _BODY
-    action: Literal["release", "resume", "declassify", "grants", "mode"]
+    action: Literal[
+        "release", "resume", "declassify", "grants", "mode", "threshold", "execute", "promote"
+    ]
     subject: str = Field(min_length=1, max_length=200)
-    to: str = Field(min_length=1, max_length=40)
+    to: str = Field(default="", max_length=64)
+    """For ``execute``: the intent's SHA-256, or empty for the recorded one."""
     reason: str = Field(default="", max_length=2000)
 
 
@@ -80,7 +83,7 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
     def overrides() -> hacf.Overrides:
         section = read_config(data_dir).commander
         factor = hacf.SecondFactor(data_dir, kernel.clock)
-        return hacf.Overrides(kernel.registry, log, kernel.clock, section, factor)
+        return hacf.Overrides(kernel.registry, log, kernel.clock, section, factor, kernel.view)
 
     def talk() -> hacf.Deliberation:
         return hacf.Deliberation(kernel.registry, kernel.approvals, log)
@@ -147,7 +150,8 @@ def routes(kernel: Kernel, api: Wrap, body: ReadBody) -> list[Route]:
     async def confirm(request: Request) -> Any:
         b = _Confirm.model_validate_json(await body(request))
         oid = request.path_params["override_id"]
-        return (await overrides().confirm(oid, b.code, principal=COMMANDER)).to_dict()
+        done = (await overrides().confirm(oid, b.code, principal=COMMANDER)).to_dict()
+        return {**done, **await hacf.carry_out(kernel, oid, COMMANDER)}
 
     base = "/api/approvals/{approval_id}"
     return [

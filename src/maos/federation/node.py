@@ -54,6 +54,7 @@ from maos.federation.pki import cert_pin
 from maos.federation.policy import PolicyCheck, PolicyState
 from maos.federation.roster import ROSTER_KEY, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
+from maos.kernel import promotion
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
 
@@ -414,6 +415,14 @@ class Node:
                 agent_id=agent_id,
             )
         await kernel.register_agent(agent_id, ring=ring, **limits)
+
+    async def promote(self, override_id: str, *, principal: str = "commander") -> str:
+        """Onboard a confirmed promotion here (`maos.kernel.promotion`), unless this node is
+        cut off from the Sovereign: on cached policy it promotes no agent (issue 11)."""
+        kernel = self._kernel()
+        return await promotion.onboard(
+            kernel, override_id, principal=principal, cut_off=self.cut_off()
+        )
 
     async def revoke(self, token: str) -> tuple[str, ...]:
         """Revoke one of this node's tokens here; the audit carries it up to the Sovereign,

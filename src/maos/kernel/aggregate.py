@@ -32,6 +32,14 @@ having happened). A pod serves one request at a time, so an agent's next intent 
 decided after its previous effect's record is folded. In monitoring-only mode (the
 seed's calibration month) the check allows and the fold records would-be breaches
 (`breaches`) for the Security Agent to log without acting.
+
+The limits are ``config.json``'s (`AggregateLedger.configure`, at boot), replaced per
+metric by the Commander's orders in the log (``security.threshold``, `maos security
+threshold set`): folded like every other record, so they survive a restart and a
+config reload. An order may name an agent class (``ring2``, ``ring3``): its limit then
+holds that ring's agents, over every agent's (`limit_for`). Tightening is one step;
+loosening is an Override once a second factor is enrolled (`maos.kernel.orders.threshold`,
+docs/hacf.md).
 """
 
 from __future__ import annotations
@@ -55,22 +63,31 @@ if TYPE_CHECKING:
     from maos.kernel.wal import WalRecord  # every reader of the DSC package (the TDP)
 
 __all__ = [
+    "AGENT_CLASSES",
     "AGGREGATE_CODE",
     "DEFAULT_THRESHOLDS",
     "KINDS",
+    "THRESHOLD_KIND",
     "AggregateLedger",
     "Breach",
     "Threshold",
     "a2a_agent",
     "destination",
+    "limit_text",
     "thresholds",
 ]
 
 AGGREGATE_CODE = "SECURITY.AGGREGATE."
 """Prefix of every pre-effect aggregate deny; the metric follows in upper case."""
 _DAY = 24 * 3600.0
+THRESHOLD_KIND = "security.threshold"
+"""The Commander's order setting one metric's limit (body: metric, limit, before)."""
+AGENT_CLASSES = ("ring2", "ring3")
+"""What a threshold may be set for besides every agent (as `maos security calibrate`)."""
 KINDS = frozenset(
     {
+        THRESHOLD_KIND,
+        "agent.registered",
         "intent.prepared",
         "intent.committed",
         "intent.resolved",
@@ -110,6 +127,12 @@ def thresholds(
 
 
 DEFAULT_THRESHOLDS = thresholds()
+
+
+def limit_text(value: float) -> str:
+    """One spelling of a limit, so an override's ``to`` and the order agree exactly
+    (``104857600``, not ``1.04858e+08``)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,16 +239,54 @@ class AggregateLedger:
         lowered, a system-wide figure), in log order, for the Security Agent."""
         self.enforce = True
         """False in monitoring-only mode: the check allows, `breaches` still records."""
+        self._ordered: dict[str, float] = {}
+        """Metric -> the limit the Commander's last ``security.threshold`` set."""
+        self._by_class: dict[tuple[str, str], float] = {}
+        """(metric, agent class) -> a limit set for that class only (over ``_ordered``)."""
+        self._rings: dict[str, int] = {}
+        """Agent -> its ring, for its class's limits."""
         self.configure(limits)
 
     def configure(self, limits: Sequence[Threshold], *, enforce: bool = True) -> None:
-        """Set the limits (the windows are the seed's); figures so far are kept."""
-        self._limits = {t.metric: t for t in limits}
+        """Set the configured limits (the windows are the seed's); figures so far, and
+        the limits the Commander ordered in the log, are kept."""
+        self._base = {t.metric: t for t in limits}
+        self._limits = self._merged()
         self.enforce = enforce
+
+    def _merged(self) -> dict[str, Threshold]:
+        return {
+            m: t if m not in self._ordered else Threshold(m, self._ordered[m], t.window_s)
+            for m, t in self._base.items()
+        }
 
     @property
     def limits(self) -> Mapping[str, Threshold]:
         return self._limits
+
+    @property
+    def ordered(self) -> Mapping[str, float]:
+        """The limits the Commander set in the log, by metric (the rest are config's)."""
+        return MappingProxyType(self._ordered)
+
+    @property
+    def by_class(self) -> Mapping[tuple[str, str], float]:
+        """The limits the Commander set for one agent class, by (metric, class)."""
+        return MappingProxyType(self._by_class)
+
+    def limit_of(self, metric: str, agent_class: str | None) -> Threshold | None:
+        """The limit in force for ``agent_class`` (None: every agent's)."""
+        threshold = self._limits.get(metric)
+        value = self._by_class.get((metric, agent_class or ""))
+        if threshold is None or value is None:
+            return threshold
+        return Threshold(metric, value, threshold.window_s)
+
+    def limit_for(self, metric: str, agent_id: str | None) -> Threshold | None:
+        """The limit an agent's figure is held to: its class's, else every agent's."""
+        if not self._by_class or agent_id is None:  # the common case: one dict lookup
+            return self._limits.get(metric)
+        return self.limit_of(metric, f"ring{self._rings.get(agent_id)}")
 
     # -- the fold ----------------------------------------------------------------------
 
@@ -243,6 +304,16 @@ class AggregateLedger:
                 self._effect(prepared, rec)
         elif kind == "task.declassified":
             self._add(None, "declassifications", rec, 1)
+        elif kind == THRESHOLD_KIND:
+            metric, limit = str(rec.body["metric"]), float(rec.body["limit"])
+            agent_class = rec.body.get("agent_class")
+            if agent_class:
+                self._by_class[(metric, str(agent_class))] = limit
+            else:
+                self._ordered[metric] = limit
+                self._limits = self._merged()
+        elif kind == "agent.registered":
+            self._rings[str(rec.body["agent_id"])] = int(rec.body["ring"])
         elif kind in ("agent.status", "agent.stage") and _released(rec.body):
             self.forget(str(rec.body["agent_id"]))  # the Commander (or a clean window) judged
 
@@ -276,7 +347,7 @@ class AggregateLedger:
         key: str = "",
         per: str = "",
     ) -> None:
-        threshold = self._limits.get(metric)
+        threshold = self.limit_for(metric, agent_id)
         if threshold is None:
             return
         window = self._window(agent_id, metric, per, threshold.window_s)
@@ -336,7 +407,7 @@ class AggregateLedger:
     def _over(
         self, intent: Intent, window: _Window | None, metric: str, now: float, amount: float
     ) -> Deny | None:
-        threshold = self._limits.get(metric)
+        threshold = self.limit_for(metric, intent.agent_id)
         if threshold is None:
             return None
         total = 0.0
@@ -349,7 +420,7 @@ class AggregateLedger:
         return self._deny(intent.agent_id, threshold, figure)
 
     def _new_destination(self, intent: Intent, window: _Window | None, now: float) -> Deny | None:
-        threshold = self._limits.get("external_destinations")
+        threshold = self.limit_for("external_destinations", intent.agent_id)
         if threshold is None:
             return None
         known: Mapping[str, int] = _NONE_KEYS

@@ -28,7 +28,7 @@ from maos.effects.base import Adapter
 from maos.effects.email import SmtpAdapter
 from maos.effects.fs import FsAdapter
 from maos.effects.http import HttpAdapter
-from maos.kernel import cascade, immune, orders, packets, trace
+from maos.kernel import cascade, deliberation, immune, orders, packets, refusals, trace
 from maos.kernel.approvals import Approval, ApprovalStatus
 from maos.kernel.commit import RESOLVED, CommitLayer
 from maos.kernel.config import KernelConfig, SmtpConfig
@@ -528,6 +528,10 @@ class Kernel:
         )
         return self._finish(item.approval_id, outcome)
 
+    async def execute_refused(self, wire: Mapping[str, Any], code: str) -> Outcome:
+        """Run a refused intent once with ``code`` waived, under a confirmed override."""
+        return await refusals.execute(self, wire, code, self._decide_and_run)
+
     # -- the path of every intent ----------------------------------------------------------
 
     async def submit(self, raw: object, *, agent_id: str) -> Outcome:
@@ -565,7 +569,7 @@ class Kernel:
         decision = await self.scope.review(inp, self.pipeline.decide(inp))
         try:
             if isinstance(decision, Deny) or (isinstance(decision, Pending) and approved):
-                return await self._deny(intent, decision.code, decision.reason)
+                return await self._deny(intent, decision.code, decision.reason, waivable=True)
             sse = self.sse
             if sse is None and (agent.observed or (agent.ring == 3 and inp.fever)):
                 sse = self.fever_sse
@@ -590,18 +594,28 @@ class Kernel:
             return None
         return await veto(sse, intent, context, self.sse_timeout)
 
-    async def _deny(self, intent: Intent, code: str, reason: str) -> Outcome:
-        """Refuse a parsed intent: its task is logged with it, so `--task` finds it."""
-        ids = (intent.intent_id, intent.agent_id)
-        return await self._refuse(*ids, code, reason, intent.op, task_id=intent.task_id)
+    async def _deny(
+        self, intent: Intent, code: str, reason: str, waivable: bool = False
+    ) -> Outcome:
+        """Refuse a parsed intent with its task (so `--task` finds it) and, for a check's
+        refusal an override may waive, the intent itself (`kernel.refusals`)."""
+        waived = refusals.recorded(intent, code) if waivable else {}
+        extra = {"task_id": intent.task_id, **waived}
+        return await self._refuse(intent.intent_id, intent.agent_id, code, reason, intent.op, extra)
 
     async def _refuse(
-        self, intent_id: str, agent_id: str, code: str, reason: str, op: str, task_id: str = ""
+        self,
+        intent_id: str,
+        agent_id: str,
+        code: str,
+        reason: str,
+        op: str,
+        extra: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        body = {"intent_id": intent_id, "agent_id": agent_id, "op": op}
-        body |= {"task_id": task_id} if task_id else {}  # unparsed: no task to name
-        body |= {"code": code, "reason": reason}
-        seq = await self._log("intent.denied", body, intent_id=intent_id)
+        body = {"intent_id": intent_id, "agent_id": agent_id, "op": op, **(extra or {})}
+        seq = await self._log(
+            "intent.denied", body | {"code": code, "reason": reason}, intent_id=intent_id
+        )
         return Outcome(intent_id, OutcomeStatus.DENIED, code=code, reason=reason, wal_seq=seq)
 
     async def _park(self, intent: Intent, decision: Pending) -> Outcome:
@@ -651,6 +665,8 @@ class Kernel:
                 },
             )
             return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"terminated": True})
+        if intent.op in deliberation.OPS:  # the agent's side of Deliberate (docs/hacf.md)
+            return await deliberation.serve(self, intent, self._log, self._refuse)
         if intent.op == "admin.heartbeat":
             return Outcome(intent.intent_id, OutcomeStatus.COMMITTED, value={"now": self.clock()})
         if intent.op in ("lock.acquire", "lock.release"):

@@ -72,6 +72,10 @@ OPS: dict[str, OpSpec] = {
         OpSpec("lock.release", EffectClass.KERNEL, None, False, "none"),
         OpSpec("admin.apoptosis", EffectClass.KERNEL, None, False, "none"),
         OpSpec("admin.heartbeat", EffectClass.KERNEL, None, False, "none"),
+        # The agent's side of Deliberate (kernel/deliberation.py): the target of an
+        # answer is the approval it answers about.
+        OpSpec("admin.questions", EffectClass.KERNEL, None, False, "none"),
+        OpSpec("admin.answer", EffectClass.KERNEL, None, False, "none"),
     )
 }
 

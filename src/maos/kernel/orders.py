@@ -8,13 +8,16 @@ paths go through these builders, so they cannot check or write an order differen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from maos.kernel import packets
+from maos.kernel.aggregate import AGENT_CLASSES, THRESHOLD_KIND, AggregateLedger, limit_text
 from maos.kernel.approvals import EXPIRED, ApprovalBook
 from maos.kernel.dsc.base import AgentStatus
+from maos.kernel.errors import InputError
 from maos.kernel.grants import override_body
 from maos.kernel.labels import Conf
 from maos.kernel.modes import KIND as MODE_KIND
@@ -32,6 +35,7 @@ __all__ = [
     "revocation",
     "safe_state",
     "settlement",
+    "threshold",
 ]
 
 
@@ -123,6 +127,45 @@ def grants(
         to = ",".join(body["result"])
         body.update(registry.overrides.require("grants", task_id, to, override))
     return Order("task.grants", body)
+
+
+def threshold(
+    registry: Registry,
+    ledger: AggregateLedger,
+    metric: str,
+    limit: float | str,
+    principal: str,
+    override: str | None = None,
+    agent_class: str | None = None,
+) -> Order:
+    """Set one aggregate threshold (`maos.kernel.aggregate`) for every agent, or for one
+    agent class (``ring2``, ``ring3``). The ledger has the limits in force (config.json's,
+    replaced by earlier orders). Tightening is one step; loosening weakens protection:
+    an override once the Commander enrolled (its subject ``metric`` or ``metric@class``)."""
+    check_principal(principal, registry)
+    if agent_class is not None and agent_class not in AGENT_CLASSES:
+        raise InputError("BAD_INPUT.AGENT_CLASS", f"an agent class is {' or '.join(AGENT_CLASSES)}")
+    held = ledger.limit_of(metric, agent_class)
+    if held is None:
+        known = ", ".join(sorted(ledger.limits))
+        raise InputError("BAD_INPUT.METRIC", f"{metric!r} is not a threshold; one of {known}")
+    try:
+        value = float(limit)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError("BAD_INPUT.LIMIT", f"{limit!r} is not a positive number")
+    body: dict[str, Any] = {
+        "metric": metric,
+        "limit": value,
+        "before": held.limit,
+        "agent_class": agent_class,
+        "principal": principal,
+    }
+    if value > held.limit:
+        subject = metric if agent_class is None else f"{metric}@{agent_class}"
+        body.update(registry.overrides.require("threshold", subject, limit_text(value), override))
+    return Order(THRESHOLD_KIND, body)
 
 
 def decision(

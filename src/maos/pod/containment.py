@@ -93,15 +93,7 @@ async def heal(kernel: Kernel, run: AgentRun, principal: str) -> None:
     env = dict(run.spec.env)
     token = env.get("MAOS_TOKEN", "")
     grants = kernel.tokens.inspect(token).grants
-    usage = kernel.ledger.usage(agent_id=old.agent_id)
-    budgets = {}
-    if usage is not None and usage.limit is not None:
-        limit = usage.limit
-        budgets = {
-            "tokens": limit.tokens,
-            "api_calls": limit.api_calls,
-            "money_cents": limit.money_cents,
-        }
+    budgets = kernel.ledger.limits_of(old.agent_id)
     new_id = _next_id(old.agent_id, registry.agents)
     await kernel.register_agent(
         new_id,

@@ -16,6 +16,10 @@
     admin.status                          -> the agent's own record: status, ring, context
     admin.tools                           -> the registered tools its token grants, as the
                                              model-facing list (name, description, schema)
+    admin.questions                       -> admin.questions: the Commander's questions and
+                                             edits on this agent's own parked intents
+    admin.answer {approval_id, text,      -> admin.answer, target = the approval: logged as
+                  proposal}                  the agent's (untrusted) answer, decides nothing
 
 Mail goes out through OutMsg rather than API: it is an outgoing message, so the Sentry
 inspects its text and logs its egress like any other message, and the API gateway's
@@ -36,7 +40,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from maos.kernel.dsc.budget import reserve_tokens
 from maos.kernel.errors import MaosError
@@ -110,6 +114,16 @@ class LlmComplete(LlmCompleteArgs):
     key: str | None = _KEY
 
 
+class AdminAnswer(StrictModel):
+    """The shape only; what an answer may say is the kernel's to check (``HACF.BAD_ANSWER``,
+    kernel/deliberation.py), so an agent's malformed proposal gets a code, not a kill."""
+
+    approval_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    text: str = Field(max_length=4000)
+    proposal: dict[str, JsonValue] | None = None
+    key: str | None = _KEY
+
+
 class AdminWait(StrictModel):
     approval_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     timeout_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
@@ -130,6 +144,8 @@ GATEWAY_OPS = (
     .with_op("admin", "wait", AdminWait)
     .with_op("admin", "status", NoArgs)
     .with_op("admin", "tools", NoArgs)
+    .with_op("admin", "questions", NoArgs)
+    .with_op("admin", "answer", AdminAnswer)
 )
 """Every operation a pod may send; the models subclass the channel's base ones, so the
 Sentry's whitelists (which match on those) apply unchanged."""
@@ -182,7 +198,7 @@ _TARGET_FIELDS = {"fs": "path", "api": "url", "outmsg": "to"}
 def describe(frame: Frame) -> tuple[str, str]:
     """The kernel operation and target a frame stands for, also when the Sentry refused it."""
     op = _KERNEL_OPS.get((frame.gw, frame.op), f"{frame.gw}.{frame.op}")
-    if isinstance(frame.args, AdminWait):
+    if isinstance(frame.args, AdminWait | AdminAnswer):
         return op, frame.args.approval_id
     if isinstance(frame.args, ApiToolArgs):
         return f"tool.{frame.args.name}", frame.args.name
@@ -245,7 +261,10 @@ class Gateways:
             return await self._complete(frame, args)
         if isinstance(args, AdminWait):
             return await self._wait(args)
-        if op in ("admin.heartbeat", "admin.apoptosis"):
+        if isinstance(args, AdminAnswer):
+            said = {"text": args.text, "proposal": args.proposal}
+            return await self._submit(frame, op, target, said)
+        if op in ("admin.heartbeat", "admin.apoptosis", "admin.questions"):
             reason = {"reason": vars(args).get("reason", "")} if op == "admin.apoptosis" else {}
             return await self._submit(frame, op, target, reason)
         if op == "admin.status":

@@ -3,7 +3,7 @@
 Seed §41. One `Sentry` per pod, living in the kernel's process, never in the pod: the
 agent cannot modify, configure or stop it (R4). Its profile is fixed when it is built,
 no frame carries anything that reaches it, and the admin gateway refuses every operation
-but the four a pod needs. Four parts, in the order `Sentry.admit` runs them:
+but the few a pod needs. Four parts, in the order `Sentry.admit` runs them:
 
 1. Policy enforcer (MAC): workspace path prefixes for ``fs``, host[:port] destinations
    for ``api``, a fixed operation set for ``admin``. Leaving a whitelist is a
@@ -70,8 +70,9 @@ __all__ = [
     "sentry_log",
 ]
 
-ADMIN_OPS = frozenset({"heartbeat", "apoptosis", "wait", "status", "tools"})
-"""All a pod may ask of the admin gateway; anything else would be configuring the system."""
+ADMIN_OPS = frozenset({"heartbeat", "apoptosis", "wait", "status", "tools", "questions", "answer"})
+"""All a pod may ask of the admin gateway; anything else would be configuring the system
+(``questions``/``answer``: the agent's side of a deliberation; deciding is not among them)."""
 EGRESS_GATEWAYS = frozenset({"api", "outmsg", "llm"})
 """Gateways whose requests leave the pod for the world or another agent: egress-logged."""
 
@@ -141,7 +142,7 @@ _MAX_ARGS: Mapping[str, int] = MappingProxyType(
         "llm": 256 * _KIB,
         "api": 256 * _KIB,
         "fs": 256 * _KIB,
-        "admin": 4 * _KIB,
+        "admin": 16 * _KIB,  # an answer to the Commander (4000 characters) and a proposal
     }
 )
 

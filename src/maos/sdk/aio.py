@@ -141,6 +141,22 @@ class _Admin(_Ns):
     async def wait(self, approval_id: str, timeout: float | None = None) -> Result:
         return await self._c.run(self._s.admin.wait, approval_id, timeout)
 
+    async def questions(self) -> Result:
+        return await self._c.run(self._s.admin.questions)
+
+    async def answer(
+        self,
+        approval_id: str,
+        text: str,
+        *,
+        target: str | None = None,
+        params: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Result:
+        return await self._c.run(
+            self._s.admin.answer, approval_id, text, target=target, params=params, key=key
+        )
+
     async def apoptosis(self, reason: str = "") -> NoReturn:
         await self._c.run(self._s.call, "admin", "apoptosis", {"reason": reason})
         raise SystemExit(0)

@@ -343,6 +343,35 @@ class Admin:
             args["timeout_ms"] = _ms(timeout, 7 * 24 * 3600 * 1000)
         return self._call("admin", "wait", args)
 
+    def questions(self) -> Result:
+        """The Commander's questions and edits about this agent's own parked intents: a
+        list under ``questions``, each with ``approval_id``, ``op``, ``target``, ``open``
+        (the Commander spoke last) and its ``thread`` of turns."""
+        return self._call("admin", "questions", {})
+
+    def answer(
+        self,
+        approval_id: str,
+        text: str,
+        *,
+        target: str | None = None,
+        params: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Result:
+        """Answer the Commander about parked intent ``approval_id``, optionally proposing
+        another ``target`` and/or ``params``. The answer is logged as the agent's, never
+        trusted, and changes nothing: only the Commander edits and decides. Refused
+        (`Denied`) with ``HACF.NOT_THE_PROPOSER``, ``APPROVAL.ALREADY_DECIDED``,
+        ``HACF.OUTSIDE_GRANTS`` (the proposal is beyond this agent's capability) or
+        ``HACF.BAD_ANSWER``."""
+        proposal: dict[str, Any] = {}
+        if target is not None:
+            proposal["target"] = target
+        if params is not None:
+            proposal["params"] = params
+        args = {"approval_id": approval_id, "text": text, "key": _key(key)}
+        return self._call("admin", "answer", {**args, "proposal": proposal or None})
+
     def apoptosis(self, reason: str = "") -> NoReturn:
         """End this agent for good (R9): the kernel logs it, then the process exits 0."""
         self._call("admin", "apoptosis", {"reason": reason})

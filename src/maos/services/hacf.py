@@ -14,7 +14,9 @@ mapping may raise them for its task, never lower them - `level_of`):
   ``hacf.decided`` record carrying the packet digest, then the kernel's approval or
   denial. A plain approval of a deliberate-level intent is refused (`check_plain_approval`).
 - **Override**: `Overrides`: what widens authority or weakens protection (lifting a
-  quarantine or isolation, a release down the cascade, a declassification) is requested
+  quarantine or isolation, a release down the cascade, a declassification, more effect
+  classes, another source's mode lowered, a threshold raised, a refused intent run once -
+  `maos.kernel.refusals` - and a promotion, `maos.kernel.promotion`) is requested
   with the exact diff (``hacf.override.requested``), waits a cooling-off period, and runs
   only after a TOTP code from the enrolled second factor (``hacf.override.confirmed``,
   each code's time step used once). The kernel refuses those orders without a confirmed
@@ -39,21 +41,23 @@ from typing import Any
 
 import pyotp
 
-from maos.kernel import cascade, orders, packets
-from maos.kernel.approvals import Approval, ApprovalBook, ApprovalStatus
+from maos.kernel import cascade, orders, packets, promotion, refusals
+from maos.kernel.aggregate import limit_text
+from maos.kernel.approvals import Approval, ApprovalBook
+from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import ApprovalError, InputError, StateError
 from maos.kernel.hacfconfig import CommanderSection, Level
-from maos.kernel.intents import parse_intent
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
 from maos.kernel.modes import Mode
-from maos.kernel.overrides import CONFIRMED, ENROLLED, REQUESTED, Override
+from maos.kernel.overrides import CONFIRMED, ENROLLED, FIELD, REQUESTED, Override
 from maos.kernel.packets import effect_class_of
 from maos.kernel.registry import Registry, check_principal
 from maos.kernel.stages import RELEASE_TO, Stage
 from maos.kernel.tokens import TokenAuthority
-from maos.kernel.types import Allow, EffectClass, Outcome
+from maos.kernel.types import EffectClass, Outcome
+from maos.kernel.view import LogView
 from maos.kernel.wal import Wal, WalRecord
 from maos.services.follower import LogFollower
 
@@ -73,15 +77,12 @@ __all__ = [
     "kernel_log",
     "level_of",
     "plan_levels",
+    "thread",
 ]
 
 TOTP_FILE = "commander.totp"
-ASKED = "hacf.asked"
-ANSWERED = "hacf.answered"
-EDITED = "hacf.edited"
-DECIDED = "hacf.decided"
 INFORMED = "hacf.informed"
-ACTIONS = ("release", "resume", "declassify", "grants", "mode")
+ACTIONS = ("release", "resume", "declassify", "grants", "mode", "threshold", "execute", "promote")
 """What an override can carry out (`Overrides.request`)."""
 
 Log = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
@@ -207,6 +208,9 @@ class Overrides:
     clock: Callable[[], float]
     section: CommanderSection
     factor: SecondFactor
+    view: LogView | None = None
+    """The folded log the aggregate limits are read from (``threshold``), configured
+    with config.json's ``security`` section as the kernel is."""
 
     async def enroll(self, principal: str) -> str:
         check_principal(principal, self.registry)
@@ -250,7 +254,41 @@ class Overrides:
                     f"{subject} demands {demand.value}: {to} needs no override",
                 )
             return {"mode": [demand.value, to]}
+        if action == "threshold":  # loosening only: tightening is one step
+            metric, _, agent_class = subject.partition("@")
+            limit = self._view().aggregate.limit_of(metric, agent_class or None)
+            if limit is None:
+                raise StateError("BAD_INPUT.METRIC", f"{subject!r} is not a threshold")
+            if not float(to) > limit.limit:
+                raise StateError(
+                    "HACF.NOTHING_TO_LIFT",
+                    f"{subject} is {limit_text(limit.limit)}; {to} tightens it: no override",
+                    hint=f"maos security threshold set {subject} {to}",
+                )
+            return {f"threshold.{subject}": [limit_text(limit.limit), to]}
+        if action == "promote":  # inward, as a fresh identity (kernel/promotion.py)
+            return promotion.diff(self.registry, subject, int(to))
+        if action == "execute":  # run a refused intent once: bound to its digest
+            code, wire = refusals.refusal(self._view().wal, subject)
+            if refusals.digest(wire) != to:
+                raise StateError("HACF.OVERRIDE_STALE", f"{subject} is not the intent {to}")
+            if any(
+                o.action == "execute" and o.subject == subject and o.status == "done"
+                for o in self.registry.overrides.items.values()
+            ):
+                raise StateError("HACF.ALREADY_EXECUTED", f"{subject} ran under an override")
+            shown = f"{wire['op']} -> {wire['target']} as {wire['agent_id']}"
+            return {
+                "refused": [code, "waived once"],
+                "runs": [None, shown],
+                "intent_sha256": [None, to],
+            }
         raise InputError("BAD_INPUT.ACTION", f"an override is one of {', '.join(ACTIONS)}")
+
+    def _view(self) -> LogView:
+        if self.view is None:
+            raise StateError("HACF.NO_VIEW", "this override needs the folded log")
+        return self.view
 
     async def request(
         self, action: str, subject: str, to: str, *, reason: str, principal: str
@@ -260,6 +298,12 @@ class Overrides:
             to = to.lower()
             if action == "grants":  # one spelling, so the order finds its override
                 to = ",".join(sorted({EffectClass(c.strip()).value for c in to.split(",")}))
+            if action == "threshold":
+                to = limit_text(float(to))
+            if action == "promote":
+                to = str(int(to))
+            if action == "execute" and not to:  # the intent as recorded now
+                to = refusals.digest(refusals.refusal(self._view().wal, subject)[1])
             diff = self._diff(action, subject, to)
         except (KeyError, ValueError):
             raise InputError(
@@ -329,6 +373,18 @@ class Overrides:
             return orders.grants(
                 self.registry, item.subject, classes, item.reason, principal, override=oid
             )
+        if item.action == "promote":
+            first = promotion.first_stage(self.registry, item.subject, int(item.to), oid, principal)
+            return orders.Order(promotion.ONBOARDING, first)
+        if item.action == "execute":
+            body = {"intent_id": item.subject, "intent_sha256": item.to, "principal": principal}
+            return orders.Order(refusals.EXECUTE, {**body, FIELD: oid})
+        if item.action == "threshold":
+            metric, _, agent_class = item.subject.partition("@")
+            ledger = self._view().aggregate
+            return orders.threshold(
+                self.registry, ledger, metric, item.to, principal, oid, agent_class or None
+            )
         if item.action == "mode":
             cause = item.reason or f"override {oid}"
             return orders.mode(self.registry, item.subject, item.to, cause, principal, override=oid)
@@ -336,6 +392,42 @@ class Overrides:
         return orders.declassify(
             self.registry, item.subject, level, item.reason, principal, override=oid
         )
+
+
+async def carry_out(kernel: Kernel, override_id: str, principal: str) -> dict[str, Any]:
+    """What a confirmed override leaves to the kernel of the deciding process: running a
+    refused intent (``outcome``) or onboarding a promoted agent (``promoted``: its new
+    identity); nothing for the orders the confirmation itself logged."""
+    action = kernel.registry.overrides.get(override_id).action
+    if action == "execute":
+        return {"outcome": (await execute_override(kernel, override_id)).to_dict()}
+    if action == "promote":
+        return {"promoted": await promotion.onboard(kernel, override_id, principal=principal)}
+    return {}
+
+
+NEEDS_THE_KERNEL = frozenset({"execute", "promote"})
+"""Override actions the deciding process's kernel carries out after the confirmation."""
+
+
+async def execute_override(kernel: Kernel, override_id: str) -> Outcome:
+    """Carry out a confirmed ``execute`` override on the kernel this process serves: the
+    recorded intent, checked again with its refused code waived, once; what came of it
+    is logged (``hacf.override.executed``) and a second run is refused."""
+    item = kernel.registry.overrides.get(override_id)
+    if item.action != "execute" or item.status != "done":
+        raise StateError(
+            "HACF.OVERRIDE_UNCONFIRMED", f"override {override_id} is no confirmed execute"
+        )
+    if any(r.body.get(FIELD) == override_id for r in kernel.wal.read(kinds=[refusals.EXECUTED])):
+        raise StateError("HACF.ALREADY_EXECUTED", f"override {override_id} was carried out")
+    code, wire = refusals.refusal(kernel.wal, item.subject)
+    if refusals.digest(wire) != item.to:  # the log is append-only: never, but never assume
+        raise StateError("HACF.OVERRIDE_STALE", f"{item.subject} is not the intent confirmed")
+    outcome = await kernel.execute_refused(wire, code)
+    body = {FIELD: override_id, "intent_id": item.subject, "outcome": outcome.to_dict()}
+    await kernel.cascade(orders.Order(refusals.EXECUTED, body))
+    return outcome
 
 
 # -- deliberation ---------------------------------------------------------------------------
@@ -350,14 +442,7 @@ class Deliberation:
     log: Log
 
     def _pending(self, approval_id: str) -> Approval:
-        item = self.approvals.get(approval_id)
-        if item.status is not ApprovalStatus.PENDING:
-            raise ApprovalError(
-                "APPROVAL.ALREADY_DECIDED",
-                f"{approval_id} is {item.status.value}",
-                approval_id=approval_id,
-            )
-        return item
+        return pending(self.approvals, approval_id)
 
     async def ask(self, approval_id: str, question: str, *, principal: str) -> None:
         check_principal(principal, self.registry)
@@ -384,20 +469,18 @@ class Deliberation:
         tokens: TokenAuthority,
         now: float,
     ) -> None:
-        """The agent's answer, with its own capability: it must be the agent that asked
-        and its token must still cover the proposal (it answers within its grants)."""
-        item = self._pending(approval_id)
-        if agent_id != item.agent_id:
-            raise StateError("HACF.NOT_THE_PROPOSER", f"{agent_id} did not propose {approval_id}")
-        wire = {**dict(item.intent), "token": token}
-        intent = parse_intent(wire, agent_id=agent_id, intent_id=str(wire["intent_id"]))
-        verdict = tokens.authorize_intent(intent, now)
-        if not isinstance(verdict, Allow):
-            raise StateError(
-                "HACF.OUTSIDE_GRANTS",
-                f"{agent_id}'s capability does not cover it: {verdict.reason}",
-            )
-        await self.log(ANSWERED, {"approval_id": approval_id, "answer": text, "agent_id": agent_id})
+        """The agent's answer, with its own capability, as a service call (a pod answers
+        with ``admin.answer``, kernel/deliberation.py, which checks it the same way)."""
+        body = answer_body(
+            self.approvals,
+            tokens,
+            approval_id=approval_id,
+            agent_id=agent_id,
+            token=token,
+            text=text,
+            now=now,
+        )
+        await self.log(ANSWERED, body)
 
     async def decide(
         self, approval_id: str, approve: bool, *, packet: str | None, principal: str, note: str = ""
@@ -415,12 +498,6 @@ class Deliberation:
         }
         await self.log(DECIDED, body)
         return body
-
-
-def thread(wal: Wal, approval_id: str) -> list[WalRecord]:
-    """The deliberation of one approval, in order."""
-    kinds = (ASKED, ANSWERED, EDITED, DECIDED)
-    return [r for r in wal.read(kinds=kinds) if r.body.get("approval_id") == approval_id]
 
 
 def edited_params(wal: Wal, approval_id: str) -> Mapping[str, Any] | None:

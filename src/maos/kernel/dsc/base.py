@@ -92,6 +92,9 @@ class CheckInput:
     fever: bool = False
     """Security Fever: two or more agents are quarantined, so every rate limit is halved
     (check 2) and Ring 3 agents' effects all go to the SSE."""
+    waived: str = ""
+    """The one deny code a confirmed override waives for this intent (kernel/refusals.py);
+    every other check still decides."""
 
 
 class Check(Protocol):

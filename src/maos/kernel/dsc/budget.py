@@ -159,6 +159,19 @@ class BudgetLedger:
         if task_id is not None:
             self._account(self._tasks, task_id).set_limit(budget)
 
+    def limits_of(self, agent_id: str) -> dict[str, int]:
+        """An agent's budget limits as `Kernel.register_agent` takes them ({} for none):
+        what a replacement identity of it starts with (healing, promotion)."""
+        usage = self.usage(agent_id=agent_id)
+        if usage is None or usage.limit is None:
+            return {}
+        limit = usage.limit
+        return {
+            "tokens": limit.tokens,
+            "api_calls": limit.api_calls,
+            "money_cents": limit.money_cents,
+        }
+
     def usage(self, *, agent_id: str | None = None, task_id: str | None = None) -> Usage | None:
         """One account (give exactly one id); ``None`` if the ledger never heard of it."""
         if (agent_id is None) == (task_id is None):

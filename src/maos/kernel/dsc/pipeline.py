@@ -22,7 +22,8 @@ check that made them; the pipeline fills the name in when a check left it empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
@@ -56,7 +57,7 @@ _APOPTOSIS = Allow(check="R9")
 class Pipeline:
     """Runs checks in order; holds no decision state of its own between calls."""
 
-    __slots__ = ("_checks",)
+    __slots__ = ("_checks", "_waivers")
 
     def __init__(self, checks: Sequence[Check]) -> None:
         names = [getattr(check, "name", None) for check in checks]
@@ -66,13 +67,27 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ValueError(f"check names must be unique, got {names}")
         self._checks = tuple((check, check.name) for check in checks)
+        self._waivers: dict[str, str] = {}
+        """Intent id -> the one deny code a confirmed override waives (`waiving`)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for _, name in self._checks)
 
     def decide(self, inp: CheckInput) -> Decision:
+        if self._waivers:  # empty but while an override's intent runs: one test per intent
+            inp = replace(inp, waived=self._waivers.get(inp.intent.intent_id, ""))
         return trace.dsc(self._decide, inp)  # in a span when the intent is traced
+
+    @contextlib.contextmanager
+    def waiving(self, intent_id: str, code: str) -> Iterator[None]:
+        """While in it, a deny of ``code`` for intent ``intent_id`` lets the later checks
+        decide instead (a confirmed override, kernel/refusals.py); nothing else moves."""
+        self._waivers[intent_id] = code
+        try:
+            yield
+        finally:
+            self._waivers.pop(intent_id, None)
 
     def _decide(self, inp: CheckInput, seen: list[str] | None) -> Decision:
         intent = inp.intent
@@ -97,6 +112,8 @@ class Pipeline:
             if kind is Allow:
                 continue
             if kind is Deny:
+                if inp.waived and cast(Deny, decision).code == inp.waived:
+                    continue
                 return decision if decision.check else replace(decision, check=name)
             if kind is Pending:
                 if pending is None:
@@ -154,7 +171,7 @@ class _RulesStage:
 
     def __call__(self, inp: CheckInput) -> Decision:
         decision = self._rules(inp)
-        if type(decision) is not Deny:
+        if type(decision) is not Deny or decision.code == inp.waived:
             deny = self._modes(inp)
             if deny is not None:
                 return deny

@@ -56,8 +56,12 @@ KERNEL_NAMESPACES = frozenset(
     {"admin", "kernel", "dsc", "sentry", "wal", "token", "capability", "config", "ring"}
 )
 """Op namespaces that configure or control the kernel itself (R4)."""
-AGENT_ADMIN_OPS = frozenset({"admin.apoptosis", "admin.heartbeat"})
-"""The only kernel-namespace ops an agent may send (``lock.*`` is not a kernel namespace)."""
+AGENT_ADMIN_OPS = frozenset(
+    {"admin.apoptosis", "admin.heartbeat", "admin.questions", "admin.answer"}
+)
+"""The only kernel-namespace ops an agent may send (``lock.*`` is not a kernel namespace):
+ending itself, its liveness, and reading and answering the Commander's questions about
+its own parked intents - answering decides nothing (kernel/deliberation.py)."""
 DEFAULT_PROTECTED_NAMES = (".maos",)
 """Path components no agent target may contain, whatever else is configured."""
 _PROMOTION_NAMESPACES = frozenset({"ring", "onboarding"})
