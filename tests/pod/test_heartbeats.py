@@ -12,6 +12,7 @@ kernel's injectable clock: nothing here waits on, or asserts, wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import textwrap
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from maos.cli import app
 from maos.kernel.cascade import release_order, stage_order
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
@@ -284,6 +287,10 @@ def test_a_stopped_pod_is_recorded_missing_and_restarted_without_a_danger_signal
     assert restarted == [{"agent_id": "slow", "attempt": 2, "level": 1, "after": HEARTBEAT_MISSED}]
     assert not [r for r in records if r.kind == "pod.violation"]
     assert [s for s in map(signal_of, records) if s is not None and s.agent_id == "slow"] == []
+    status = CliRunner().invoke(app, ["status", "--json", "-d", str(config.data_dir)])
+    assert json.loads(status.output)["pods"] == {"slow": {"state": "exited", "missed": 1}}
+    text = CliRunner().invoke(app, ["status", "-d", str(config.data_dir)]).output
+    assert "pods          1 exited; heartbeats missed: slow (1)" in text
 
 
 @needs_root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,7 @@ from maos.kernel.errors import MaosError
 from maos.kernel.modes import Mode, mode_report
 from maos.kernel.registry import COMMANDER, Registry
 from maos.kernel.wal import Wal
+from maos.pod.lifecycle import pods_from_log
 from maos.services.cells import cells_report
 from maos.services.manager import services_from_log
 
@@ -57,7 +59,7 @@ def mode(
 
 def status_section(registry: Registry, wal: Wal, llm_mode: str) -> tuple[dict[str, Any], list[str]]:
     """`maos status`'s resilience part: its JSON sections (``mode``, ``services``,
-    ``cells``) and its text lines."""
+    ``pods``, ``cells``) and its text lines."""
     report = mode_report(registry.modes, registry.mode)
     lines = [f"mode          {report['mode']}  ({report['allows']})"]
     for source, demand in report["demands"].items():
@@ -65,10 +67,17 @@ def status_section(registry: Registry, wal: Wal, llm_mode: str) -> tuple[dict[st
     services = services_from_log(wal)
     shown = [f"{n} {s['state']}" for n, s in services.items()]
     lines.append(f"services      {', '.join(shown) or '-'}  (supervised, as last logged)")
+    pods = pods_from_log(wal)
+    states = Counter(p["state"] for p in pods.values())
+    missed = [f"{a} ({p['missed']})" for a, p in pods.items() if p["missed"]]
+    lines.append(
+        f"pods          {', '.join(f'{n} {s}' for s, n in sorted(states.items())) or '-'}"
+        f"; heartbeats missed: {', '.join(missed) or 'none'}  (as last logged)"
+    )
     cells = cells_report(llm_mode)
     waiting = [c["component"] for c in cells if c["now"] != "runs"]
     lines.append(
         f"cells         {len(cells)} components, {sum(c['needs_llm'] == 'no' for c in cells)}"
         " need no LLM" + (f"; in Rule-Based Mode: {'; '.join(waiting)} limited" if waiting else "")
     )
-    return {"mode": report, "services": services, "cells": cells}, lines
+    return {"mode": report, "services": services, "pods": pods, "cells": cells}, lines
