@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import textwrap
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,14 @@ from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.wal import Wal, WalRecord
-from maos.pod.channel import ChannelViolation, decode_frame, decode_request
+from maos.pod.channel import (
+    BEAT_BURST,
+    ChannelViolation,
+    PodChannel,
+    channel_pair,
+    decode_frame,
+    decode_request,
+)
 from maos.pod.frames import BASE_OPS, BeatFrame
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import HEARTBEAT_MISSED, PodEvent, PodRuntime
@@ -111,6 +119,59 @@ def test_a_beat_is_a_beat_only_on_a_channel_that_expects_beats() -> None:
     with pytest.raises(ChannelViolation) as info:
         decode_request(good, expected_id=1, ops=BASE_OPS)
     assert info.value.code == "POD.FRAME.MALFORMED"
+
+
+def _beat(n: int) -> bytes:
+    return b'{"v":1,"beat":%d,"mac":"%s"}' % (n, MAC.encode())
+
+
+def test_the_channel_takes_beats_while_a_request_waits_unread() -> None:
+    async def main() -> None:
+        kernel_end, pod_end = channel_pair()
+        beats: list[int] = []
+        chan = PodChannel(kernel_end, "a1", ops=BASE_OPS, on_beat=lambda n, _: beats.append(n))
+        pod_end.send(b'{"v":1,"id":1,"gw":"admin","op":"heartbeat","args":{}}')
+        assert (await chan.recv()).op == "heartbeat"  # served meanwhile: no recv now
+        for n in (1, 2, 3):
+            pod_end.send(_beat(n))
+        await _wait_for(lambda: beats == [1, 2, 3], "beats read with no recv pending")
+        pod_end.close()
+        chan.close()
+
+    asyncio.run(main())
+
+
+def test_a_flood_of_beats_is_a_violation() -> None:
+    async def main() -> None:
+        kernel_end, pod_end = channel_pair()
+        seen: list[str] = []
+        taken: list[int] = []
+        chan = PodChannel(
+            kernel_end,
+            "a1",
+            ops=BASE_OPS,
+            on_violation=lambda v: seen.append(v.code),
+            on_beat=lambda n, _: taken.append(n),
+        )
+
+        def flood() -> None:
+            try:
+                for n in range(1, 20 * BEAT_BURST):
+                    pod_end.send(_beat(n))
+            except OSError:
+                return  # the kernel closed its end
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        with pytest.raises(ChannelViolation) as info:
+            await asyncio.wait_for(chan.recv(), 60)  # a regression fails, not hangs
+        chan.close()
+        await asyncio.to_thread(sender.join)
+        pod_end.close()
+        assert info.value.code == "POD.FRAME.BEAT_FLOOD" and seen == [info.value.code]
+        assert BEAT_BURST <= len(taken) < 2 * BEAT_BURST
+
+    asyncio.run(main())
 
 
 # -- in real pods ----------------------------------------------------------------------------
@@ -219,6 +280,39 @@ def test_a_forged_or_replayed_beat_is_refused_and_counted_and_the_pod_runs_on(
     _boot(config, body)
     assert counted == [2]
     assert not [r for r in _records(config) if r.kind == "pod.violation"]
+
+
+@needs_root
+def test_a_pod_that_floods_beats_is_killed_as_a_violation(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    agent = _script(
+        tmp_path,
+        """
+        import os
+        import maos_pod_client as pod
+
+        if os.environ["MAOS_ATTEMPT"] == "1":
+            n = 10**6
+            while True:  # forged or not, each beat costs the kernel a parse and an HMAC
+                n += 1
+                pod.send_raw(b'{"v":1,"beat":%d,"mac":"%s"}' % (n, b"0" * 64))
+        print("calm again", flush=True)
+        """,
+    )
+
+    async def body(kernel: Kernel) -> Any:
+        await kernel.register_agent("flooder", ring=3)
+        await kernel.open_task(TASK)
+        token = kernel.mint("flooder", TASK, GRANTS)
+        async with PodRuntime(kernel, home=home) as runtime:
+            return await asyncio.wait_for(
+                runtime.run("flooder", agent, task_id=TASK, token=token), 120
+            )
+
+    ended = _boot(config, body)
+    assert (ended.reason, ended.restarts) == ("exited", 1)
+    assert [v.code for v in ended.violations] == ["POD.FRAME.BEAT_FLOOD"]
 
 
 def _stopped(pid: int) -> bool:

@@ -62,6 +62,13 @@ __all__ = [
 
 BeatSink = Callable[[int, str], object]
 """Where a channel hands each well-formed beat: ``(counter, mac)``, checked by the taker."""
+BEAT_BURST = 1000
+"""Beats a pod may send at once: more than its channel's buffer holds, so a kernel loop
+that stalled finds every beat queued meanwhile within it."""
+BEAT_RATE = 4
+"""Beats per nominal period a pod may keep up beyond the burst: four times what its
+bootstrap sends. More is a flood (`ViolationCode.BEAT_FLOOD`): each beat costs the
+kernel's loop a parse and an HMAC, and no request's rate limit covers beats."""
 
 MAX_FRAME = 256 * 1024
 """Largest pod-to-kernel frame; `maos.pod.bootstrap` repeats it (a test keeps them equal)."""
@@ -79,6 +86,8 @@ class ViolationCode:
     UNKNOWN_GATEWAY = "POD.FRAME.UNKNOWN_GATEWAY"
     UNKNOWN_OP = "POD.FRAME.UNKNOWN_OP"
     EMPTY = "POD.FRAME.EMPTY"
+    BEAT_FLOOD = "POD.FRAME.BEAT_FLOOD"
+    """Beats far faster than the nominal period (`BEAT_RATE`): our bootstrap never does."""
     DUPLICATE_KEY = "BAD_INPUT.DUPLICATE_KEY"
     """A key given twice: the Sentry and the kernel might read different values."""
 
@@ -211,6 +220,7 @@ class PodChannel:
         ops: OpTable,
         on_violation: Callable[[ChannelViolation], None] | None = None,
         on_beat: BeatSink | None = None,
+        beat_period_s: float = 0.1,
         max_frame: int = MAX_FRAME,
     ) -> None:
         sock.setblocking(False)
@@ -219,6 +229,10 @@ class PodChannel:
         self._ops = ops
         self._on_violation = on_violation
         self._on_beat = on_beat
+        self._beat_refill = BEAT_RATE / beat_period_s
+        """Beats per second the pod earns back, up to `BEAT_BURST`."""
+        self._beat_credit = float(BEAT_BURST)
+        self._beat_at = 0.0
         self._max_frame = max_frame
         self._next_id = 1
         self._end: MaosError | None = None
@@ -270,17 +284,38 @@ class PodChannel:
                     data, expected_id=self._next_id, ops=self._ops, max_frame=self._max_frame
                 )
             except ChannelViolation as violation:
-                if self._on_violation is not None:
-                    self._on_violation(violation)
-                return await self._stop(violation)
+                return await self._refuse(violation)
             if isinstance(got, BeatFrame):
                 assert self._on_beat is not None
+                if not self._beat_allowed(loop.time()):
+                    return await self._refuse(
+                        ChannelViolation(
+                            ViolationCode.BEAT_FLOOD, "beats far faster than the period"
+                        )
+                    )
                 self._on_beat(got.beat, got.mac)
                 await asyncio.sleep(0)  # a pod that floods beats must not starve the loop
                 continue
             req, args = got
             self._next_id += 1
             await self._inbox.put(Frame(self.agent_id, req.id, req.gw, req.op, args, req.cap))
+
+    def _beat_allowed(self, now: float) -> bool:
+        """A token bucket on the loop's monotonic clock (a bound on cost, not a timer)."""
+        if self._beat_at:
+            self._beat_credit = min(
+                BEAT_BURST, self._beat_credit + (now - self._beat_at) * self._beat_refill
+            )
+        self._beat_at = now
+        if self._beat_credit < 1:
+            return False
+        self._beat_credit -= 1
+        return True
+
+    async def _refuse(self, violation: ChannelViolation) -> None:
+        if self._on_violation is not None:
+            self._on_violation(violation)
+        await self._stop(violation)
 
     async def _stop(self, why: MaosError) -> None:
         self._end = why

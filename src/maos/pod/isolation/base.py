@@ -294,6 +294,7 @@ class PodProcess:
             ops=self._ops,
             on_violation=self._on_channel_violation,
             on_beat=None if spec.heartbeat is None else spec.heartbeat.sink,
+            beat_period_s=0.1 if spec.heartbeat is None else spec.heartbeat.period_s,
         )
         await asyncio.get_running_loop().sock_sendall(self._sock, frame)
 
