@@ -12,6 +12,7 @@ kernel's injectable clock: nothing here waits on, or asserts, wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -135,6 +136,38 @@ def test_the_channel_takes_beats_while_a_request_waits_unread() -> None:
         for n in (1, 2, 3):
             pod_end.send(_beat(n))
         await _wait_for(lambda: beats == [1, 2, 3], "beats read with no recv pending")
+        pod_end.close()
+        chan.close()
+
+    asyncio.run(main())
+
+
+def test_every_beat_queued_while_the_kernel_stalled_is_no_flood() -> None:
+    async def main() -> None:
+        kernel_end, pod_end = channel_pair()
+        seen: list[str] = []
+        taken: list[int] = []
+        pod_end.setblocking(False)
+        n = 0
+        with contextlib.suppress(BlockingIOError):  # as many as the channel holds
+            while True:
+                pod_end.send(_beat(n + 1))
+                n += 1
+        chan = PodChannel(
+            kernel_end,
+            "a1",
+            ops=BASE_OPS,
+            on_violation=lambda v: seen.append(v.code),
+            on_beat=lambda b, _: taken.append(b),
+        )
+        request = asyncio.create_task(chan.recv())  # the reader starts: room again
+        await _wait_for(lambda: taken or seen, "the reader runs")
+        pod_end.setblocking(True)
+        await asyncio.to_thread(
+            pod_end.send, b'{"v":1,"id":1,"gw":"admin","op":"heartbeat","args":{}}'
+        )
+        assert (await asyncio.wait_for(request, 60)).op == "heartbeat"
+        assert (len(taken), seen) == (n, []) and n > 1000
         pod_end.close()
         chan.close()
 

@@ -62,9 +62,10 @@ __all__ = [
 
 BeatSink = Callable[[int, str], object]
 """Where a channel hands each well-formed beat: ``(counter, mac)``, checked by the taker."""
-BEAT_BURST = 1000
-"""Beats a pod may send at once: more than its channel's buffer holds, so a kernel loop
-that stalled finds every beat queued meanwhile within it."""
+BEAT_BURST = 2000
+"""Beats a pod may send at once: more than its channel's buffer holds (about 1,400 beat
+records with `channel_pair`'s buffer, measured), so a kernel loop that stalled finds
+every beat queued meanwhile within it."""
 BEAT_RATE = 4
 """Beats per nominal period a pod may keep up beyond the burst: four times what its
 bootstrap sends. More is a flood (`ViolationCode.BEAT_FLOOD`): each beat costs the
