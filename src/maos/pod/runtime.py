@@ -283,33 +283,13 @@ class PodRuntime:
                 if run.stop_reason is not None or (violation is None and not missed):
                     return await self._ended(run, code, run.stop_reason or "exited")
                 if violation is not None:
-                    cause = violation.code
-                    run.violations.append(violation)
-                    await self.kernel.wal.append(
-                        "pod.violation",
-                        {
-                            "agent_id": run.agent_id,
-                            "code": violation.code,
-                            "detail": violation.detail,
-                            "level": run.level,
-                            "pid": violation.pid,
-                        },
-                    )
-                    self._emit(
-                        PodEvent(
-                            run.agent_id, "violation", code=violation.code, detail=violation.detail
-                        )
-                    )
-                    if run.restarts >= self.max_restarts:
-                        run.stop_reason = "quarantined"
-                        await self.kernel.set_agent_status(
-                            run.agent_id, AgentStatus.QUARANTINED, principal=RUNTIME_PRINCIPAL
-                        )
+                    if await self._violated(run, violation):
                         return await self._ended(run, code, "quarantined")
-                else:  # silent, not hostile: restarted, but never a danger signal
+                    cause = violation.code
+                elif run.restarts >= self.max_restarts:  # silent, not hostile: no quarantine
+                    return await self._ended(run, code, "missed heartbeats")
+                else:
                     cause = HEARTBEAT_MISSED
-                    if run.restarts >= self.max_restarts:
-                        return await self._ended(run, code, "missed heartbeats")
                 run.restarts += 1
                 await self.kernel.wal.append(
                     "pod.restarted",
@@ -330,6 +310,30 @@ class PodRuntime:
                 )
         finally:
             self._runs.discard(run)
+
+    async def _violated(self, run: AgentRun, violation: HardViolation) -> bool:
+        """Log a hard violation (a danger signal); True when it quarantined the agent."""
+        run.violations.append(violation)
+        await self.kernel.wal.append(
+            "pod.violation",
+            {
+                "agent_id": run.agent_id,
+                "code": violation.code,
+                "detail": violation.detail,
+                "level": run.level,
+                "pid": violation.pid,
+            },
+        )
+        self._emit(
+            PodEvent(run.agent_id, "violation", code=violation.code, detail=violation.detail)
+        )
+        if run.restarts < self.max_restarts:
+            return False
+        run.stop_reason = "quarantined"
+        await self.kernel.set_agent_status(
+            run.agent_id, AgentStatus.QUARANTINED, principal=RUNTIME_PRINCIPAL
+        )
+        return True
 
     async def _attempt(self, run: AgentRun) -> tuple[int, HardViolation | None, bool]:
         """One pod for ``run``, enrolled with the Watchdog for its life: its exit code,
