@@ -88,6 +88,8 @@ def test_a_frozen_pod_is_known_frozen_and_never_missed(config: KernelConfig) -> 
         await dog.sweep()  # thawed: its silence counts from now, not from the freeze
         assert dog.alive("pod:a1")
         clock.now += dog.limit_s * 2
+        assert await dog.sweep() == []  # a pod's limit is longer than a service's
+        clock.now += dog.pod_limit_s
         assert await dog.sweep() == ["pod:a1"]
         assert _missed(k) == ["pod:a1"]
 

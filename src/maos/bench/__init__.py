@@ -63,7 +63,8 @@ def run_bench(*, quick: bool = False, progress: bool = True) -> dict[str, Any]:
              lambda: assistants.measure(quick=quick)),
             ("immune", "immune system (pre-effect aggregate check, danger score, freezing)",
              lambda: immune.measure(quick=quick)),
-            ("resilience", "resilience (service restart after a crash, against a cold start)",
+            ("resilience", "resilience (service restart after a crash, against a cold start; "
+             "pod heartbeats on vs off)",
              lambda: resilience.measure(quick=quick)),
             ("telemetry", "observability (DSC with tracing off / on, the TDP on a big log)",
              lambda: telemetry.measure(quick=quick)),

@@ -34,14 +34,14 @@ from maos.kernel.tokens import Grant
 from maos.pod.channel import ChannelClosed
 from maos.pod.frames import Reply
 from maos.pod.gateways import GATEWAY_OPS
-from maos.pod.isolation import PodHome, PodProcess, PodSpec, detect, sandbox_for
+from maos.pod.isolation import Heartbeat, PodHome, PodProcess, PodSpec, detect, sandbox_for
 from maos.pod.isolation.base import ProcessSandbox
 from maos.pod.isolation.home import PodDir
 from maos.pod.isolation.level1 import Level1Sandbox
 from maos.pod.isolation.pool import WarmPool
 from maos.pod.runtime import PodRuntime, profile_for
 
-__all__ = ["measure", "memory_kib"]
+__all__ = ["echo_round_trip", "measure", "memory_kib"]
 
 LEVELS = (1, 2, 3)
 HELLO = 'import maos_pod_client as pod\npod.request("admin", "heartbeat", {})\n'
@@ -176,12 +176,16 @@ def _percentiles(output: str) -> tuple[float, float]:
     return round(float(p50), 1), round(float(p99), 1)
 
 
-async def _echo(tmp: Path, rounds: int, home: PodHome) -> tuple[float, float]:
-    """The baseline: the same ping answered at once by the channel, no Sentry, no kernel."""
+async def echo_round_trip(
+    tmp: Path, rounds: int, home: PodHome, heartbeat: Heartbeat | None = None
+) -> tuple[float, float]:
+    """The baseline: the same ping answered at once by the channel, no Sentry, no kernel
+    (p50 and p99 in µs); ``heartbeat``: the pod beats meanwhile (`maos.bench.resilience`)."""
     ping = tmp / "ping.py"
     ping.write_text(PING)
     env = {"MAOS_BENCH_ROUNDS": str(rounds), "MAOS_BENCH_RAW": "1"}
-    pod = await sandbox_for(2, home, ops=GATEWAY_OPS).spawn(PodSpec("echo", ping, env=env))
+    spec = PodSpec("echo", ping, env=env, heartbeat=heartbeat)
+    pod = await sandbox_for(2, home, ops=GATEWAY_OPS).spawn(spec)
     assert pod.channel is not None
     while True:
         try:
@@ -244,7 +248,7 @@ def measure(*, quick: bool) -> dict[str, Any]:
                 figures["level1_own_network"] = await _own_network(rounds, home, hello)
             if detect(2).available:
                 pings = 500 if quick else 5000
-                echo = await _echo(tmp, pings, home)
+                echo = await echo_round_trip(tmp, pings, home)
                 figures["channel_echo_us_p50"], figures["channel_echo_us_p99"] = echo
                 whole = await _round_trip(tmp, pings, home)
                 figures["round_trip_us_p50"], figures["round_trip_us_p99"] = whole

@@ -10,6 +10,12 @@
   once, their records through the service desk in batched orders (`Batcher`, what
   `sentry_log` uses) against one order per record, same kernel, same callers: records/s
   both ways and the log's commits per record.
+* **pod heartbeats on vs off**: an agent's request answered by its pod's bare channel
+  (`maos.bench.pods.echo_round_trip`: what beats share with every request - the pod's
+  socket, the channel's reader, the kernel's loop), timed inside the pod while it and
+  `NEIGHBOURS` idle pods beat at the nominal period into a real Watchdog, against the
+  same with no pod beating; alternated in one run. The Sentry, the gateways and the DSC
+  never see a beat, so this is all they can cost an agent's decision.
 
 The time from a confirmed signal to hard isolation and a pod's freeze and thaw are the
 ``immune`` section's (`maos.bench.immune`), measured on a real pod; not repeated here.
@@ -18,21 +24,30 @@ The time from a confirmed signal to hard isolation and a pod's freeze and thaw a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from maos.bench.pods import echo_round_trip
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.services import Batcher
+from maos.pod.channel import ChannelClosed
+from maos.pod.gateways import GATEWAY_OPS
+from maos.pod.isolation import Heartbeat, PodHome, PodProcess, PodSpec, detect, sandbox_for
 from maos.services.manager import RestartPolicy, ServiceManager
 
 __all__ = ["measure"]
 
 MEMBER = "service:beacon"
+NEIGHBOURS = 8
+"""Idle pods beating beside the measured one: a kernel's share of a busy node."""
+IDLE = "import time\ntime.sleep(3600)\n"
 
 
 async def _first_beat(kernel: Kernel) -> None:
@@ -111,13 +126,76 @@ async def _sentry_batches(kernel: Kernel, *, callers: int, each: int) -> dict[st
     return out
 
 
+def _beats(kernel: Kernel, member: str) -> Heartbeat:
+    dog = kernel.watchdog
+    return Heartbeat(member, dog.enrol(member), dog.period_s, partial(dog.beat, member))
+
+
+async def _idle(
+    kernel: Kernel, home: PodHome, idle: Path, beating: bool
+) -> list[tuple[PodProcess, asyncio.Task[None]]]:
+    out = []
+    for i in range(NEIGHBOURS):
+        beats = _beats(kernel, f"pod:idle-{i}") if beating else None
+        pod = await sandbox_for(2, home, ops=GATEWAY_OPS).spawn(
+            PodSpec(f"idle-{i}", idle, heartbeat=beats)
+        )
+        out.append((pod, asyncio.create_task(_drain(pod))))
+    return out
+
+
+async def _drain(pod: PodProcess) -> None:
+    """Start the channel's reader (an idle pod asks nothing) until the pod is gone."""
+    assert pod.channel is not None
+    with contextlib.suppress(ChannelClosed):
+        await pod.channel.recv()
+
+
+async def _pod_beats(tmp: Path, quick: bool) -> dict[str, Any]:
+    kernel = await Kernel.boot(KernelConfig(data_dir=tmp / "beats"), follow=False)
+    home = PodHome()
+    idle = tmp / "idle.py"
+    idle.write_text(IDLE)
+    pings = 500 if quick else 5000
+    on: list[float] = []
+    off: list[float] = []
+    taken = 0
+    try:
+        for _ in range(2 if quick else 4):
+            for beating, into in ((True, on), (False, off)):
+                neighbours = await _idle(kernel, home, idle, beating)
+                beats = _beats(kernel, "pod:echo") if beating else None
+                into.append((await echo_round_trip(tmp, pings, home, beats))[0])
+                for pod, drain in neighbours:
+                    pod.kill()
+                    await pod.wait()
+                    await drain
+                taken += sum(max(0, b.counter) for b in kernel.watchdog.members.values())
+                for member in list(kernel.watchdog.members):
+                    kernel.watchdog.leave(member)
+    finally:
+        home.close()
+        await kernel.close()
+    on_us, off_us = statistics.median(on), statistics.median(off)
+    return {
+        "pod_round_trip_us_p50_beats_on": round(on_us, 1),
+        "pod_round_trip_us_p50_beats_off": round(off_us, 1),
+        "ratio_round_trip_beats_on_vs_off": round(on_us / off_us, 3),
+        "beating_pods": NEIGHBOURS + 1,
+        "beats_taken": taken,
+    }
+
+
 def measure(*, quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="maos-bench-resil-") as tmp:
-        return asyncio.run(_measure(Path(tmp) / "data", 2 if quick else 5))
+        figures = asyncio.run(_measure(Path(tmp) / "data", 2 if quick else 5))
+        if detect(2).available:
+            figures.update(asyncio.run(_pod_beats(Path(tmp), quick)))
+        return figures
 
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [
+    out = [
         (
             "service restart after SIGKILL p50",
             f"{r['service_restart_ms_p50']} ms",
@@ -132,3 +210,13 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{r['sentry_batched_records_per_order']} records per order",
         ),
     ]
+    if "ratio_round_trip_beats_on_vs_off" in r:
+        out.append(
+            (
+                f"pod request, {r['beating_pods']} pods beating p50",
+                f"{r['pod_round_trip_us_p50_beats_on']} µs",
+                f"{r['ratio_round_trip_beats_on_vs_off']} × none beating "
+                f"({r['pod_round_trip_us_p50_beats_off']} µs), {r['beats_taken']} beats taken",
+            )
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from maos.kernel.errors import MaosError
 from maos.kernel.modes import Mode, mode_report
 from maos.kernel.registry import COMMANDER, Registry
 from maos.kernel.wal import Wal
+from maos.pod.lifecycle import pods_from_log
 from maos.services.cells import cells_report
 from maos.services.manager import SERVICES, services_from_log
 
@@ -91,8 +93,8 @@ def status_section(
     live: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """`maos status`'s resilience part: its JSON sections (``mode``, ``services``,
-    ``cells``) and its text lines. ``live``: the serving kernel's manager's view
-    (`live_services`); without it each supervised service is shown as last logged."""
+    ``pods``, ``cells``) and its text lines. ``live``: the serving kernel's manager's
+    view (`live_services`); without it each supervised service is shown as last logged."""
     report = mode_report(registry.modes, registry.mode)
     lines = [f"mode          {report['mode']}  ({report['allows']})"]
     for source, demand in report["demands"].items():
@@ -108,13 +110,20 @@ def status_section(
             f"  {name:<13} {s['runs']:<8} {s['criticality']:<13} {s['state'] or '-'}"
             f"{restarts}{beat}{exit_}"
         )
+    pods = pods_from_log(wal)
+    states = Counter(p["state"] for p in pods.values())
+    missed = [f"{a} ({p['missed']})" for a, p in pods.items() if p["missed"]]
+    lines.append(
+        f"pods          {', '.join(f'{n} {s}' for s, n in sorted(states.items())) or '-'}"
+        f"; heartbeats missed: {', '.join(missed) or 'none'}  (as last logged)"
+    )
     cells = cells_report(llm_mode)
     waiting = [c["component"] for c in cells if c["now"] != "runs"]
     lines.append(
         f"cells         {len(cells)} components, {sum(c['needs_llm'] == 'no' for c in cells)}"
         " need no LLM" + (f"; in Rule-Based Mode: {'; '.join(waiting)} limited" if waiting else "")
     )
-    return {"mode": report, "services": services, "cells": cells}, lines
+    return {"mode": report, "services": services, "pods": pods, "cells": cells}, lines
 
 
 def _services(wal: Wal, live: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,12 @@ class ResilienceSettings(BaseModel):
     """Beats in a row without one arriving before the Watchdog records a miss: one late
     beat on a loaded machine is not a failure, five (half a second) is."""
 
+    pod_missed_beats: int = Field(default=100, ge=1, le=100_000)
+    """The same for a pod: ten seconds at 100 ms. Restarting a pod repeats its effects
+    from its clean image, so it must be wedged or stopped, not merely slow: on this
+    loaded two-core machine a pod importing an agent framework, or the kernel's own loop
+    busy with a burst of checks, is late by seconds without anything being wrong."""
+
     start_grace_s: float = Field(default=30.0, gt=0.0, le=600.0)
     """How long a member just enrolled has for its first beat: a service process imports
     MAOS before it beats, which takes seconds on a loaded machine."""

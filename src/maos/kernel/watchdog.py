@@ -6,8 +6,9 @@ Every Ring 1 service process and every running pod is *enrolled* under a member 
 ``mac = HMAC(key, "<member>:<counter>")`` and a counter that only grows: a beat cannot
 be forged without the key, replayed, or sent for someone else. The nominal period is
 ``resilience.heartbeat_s`` (100 ms); `sweep`, run by the kernel's follower on the
-kernel's injectable clock, records a member silent for ``missed_beats`` periods once per
-silence as ``service.missed`` or ``pod.missed`` {member, last_beat_at, silent_s, at}.
+kernel's injectable clock, records a member silent for ``missed_beats`` periods (a pod:
+``pod_missed_beats``) once per silence as ``service.missed`` or ``pod.missed``
+{member, last_beat_at, silent_s, at}. Beats themselves are never logged.
 
 A pod whose agent is hard-isolated (quarantined) is *frozen* (the pod layer freezes it):
 it beats no more by design, so the Watchdog knows it as frozen, records no miss for it
@@ -74,7 +75,9 @@ class Watchdog:
         self._log = log
         self.period_s = settings.heartbeat_s
         self.limit_s = settings.heartbeat_s * settings.missed_beats
-        """Silence longer than this is a miss."""
+        """Silence longer than this is a service's miss."""
+        self.pod_limit_s = settings.heartbeat_s * settings.pod_missed_beats
+        """Silence longer than this is a pod's miss (generous: a restart repeats effects)."""
         self.grace_s = settings.start_grace_s
         """Before its first beat, a member may be silent this long (it is starting)."""
         self._secret = secret if secret is not None else os.urandom(32)
@@ -123,12 +126,14 @@ class Watchdog:
         state = self.members.get(member)
         return None if state is None else self._clock() - state.last_at
 
-    def _limit(self, state: Beat) -> float:
-        return self.grace_s if state.counter < 0 else self.limit_s
+    def _limit(self, member: str, state: Beat) -> float:
+        if state.counter < 0:
+            return self.grace_s
+        return self.pod_limit_s if member.startswith("pod:") else self.limit_s
 
     def alive(self, member: str) -> bool:
         state = self.members.get(member)
-        return state is not None and self._clock() - state.last_at <= self._limit(state)
+        return state is not None and self._clock() - state.last_at <= self._limit(member, state)
 
     async def sweep(self) -> list[str]:
         """Record each member newly silent past the limit; the members recorded."""
@@ -139,7 +144,7 @@ class Watchdog:
                 state.last_at = now  # its silence counts from its thaw, not from its freeze
                 continue
             silent = now - state.last_at
-            if silent > self._limit(state) and not state.missed:
+            if silent > self._limit(member, state) and not state.missed:
                 state.missed = True
                 out.append(member)
                 await self._log(
@@ -181,7 +186,7 @@ class Watchdog:
         return {
             m: {
                 "silent_s": round(now - s.last_at, 3),
-                "alive": self.frozen(m) or now - s.last_at <= self._limit(s),
+                "alive": self.frozen(m) or now - s.last_at <= self._limit(m, s),
                 "frozen": self.frozen(m),
                 "beats": s.counter + 1,
                 "bad_beats": s.bad,

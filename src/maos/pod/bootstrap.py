@@ -13,7 +13,15 @@ Protocol on the inherited SEQPACKET channel (fd number in ``argv[1]``):
    rules and working directory;
 3. the agent's code runs with ``maos_pod_client`` in its globals (also importable as
    ``maos_pod_client``, and ``maos.sdk`` from the launch frame's ``sys_path``); every
-   later frame is a gateway request or its reply.
+   later frame is a gateway request or its reply, or a heartbeat.
+
+Heartbeats: when the launch frame names one, a thread of the bootstrap sends a beat
+frame ``{"v":1,"beat":N,"mac":HMAC(key, "<member>:<N>")}`` every ``period_s``, whatever
+the agent's main thread is doing (blocked on a reply, computing). It needs no lock with
+the request path: a SEQPACKET send is one whole record or nothing, so a beat and a
+request can never interleave. It proves the pod's process is alive and scheduled, not
+that the agent makes progress; a pod that is stopped (or wedged holding the GIL) goes
+silent, and the Watchdog says so.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from __future__ import annotations
 import _thread
 import atexit
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import resource
 import socket
 import sys
+import time
 import traceback
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up; mypy honours this name
@@ -89,6 +100,36 @@ class PodClient:
     @property
     def fileno(self) -> int:
         return self._sock.fileno()
+
+
+BEAT_STACK = 256 * 1024
+"""The beat thread's stack: it computes an HMAC and sends, so the default 8 MiB of the
+pod's address-space limit would be wasted on it."""
+
+
+def _beat(sock: socket.socket, member: str, key: bytes, period_s: float) -> None:
+    """Beat until the channel is gone (the pod is ending; the kernel reads no more)."""
+    n = 0
+    while True:
+        n += 1
+        mac = hmac.new(key, f"{member}:{n}".encode(), hashlib.sha256).hexdigest()
+        try:
+            sock.send(b'{"v":1,"beat":%d,"mac":"%s"}' % (n, mac.encode()))
+        except OSError:
+            return
+        time.sleep(period_s)
+
+
+def _start_beats(sock: socket.socket, heartbeat: dict[str, Any]) -> None:
+    """Started after the limits, Landlock and the uid switch, so it runs under them all."""
+    key = bytes.fromhex(heartbeat["key"])
+    _thread.stack_size(BEAT_STACK)
+    try:
+        _thread.start_new_thread(
+            _beat, (sock, heartbeat["member"], key, float(heartbeat["period_s"]))
+        )
+    finally:
+        _thread.stack_size(0)  # the agent's own threads get the default
 
 
 def _apply_limits(limits: dict[str, int]) -> None:
@@ -171,6 +212,8 @@ def main(argv: list[str]) -> int:
     os.environ.update(launch["env"])
     os.chdir(launch["cwd"])
     sys.path.extend(launch.get("sys_path", ()))  # after the stdlib: the SDK shadows nothing
+    if launch.get("heartbeat"):
+        _start_beats(sock, launch["heartbeat"])
     client = PodClient(sock)
     sys.modules["maos_pod_client"] = client  # type: ignore[assignment]
     namespace: dict[str, Any] = {"__name__": "__main__", "maos_pod_client": client}

@@ -16,6 +16,14 @@ sends a bad frame. The first violation poisons the channel: later calls re-raise
 An empty record and the end of the stream both read as ``b""`` on SEQPACKET; the channel
 tells them apart by whether the socket is hung up (`PodChannel._peer_gone`): an empty
 record is `POD.FRAME.EMPTY`, a violation like any malformed frame.
+
+Heartbeats: a pod that beats (its spec names a `Heartbeat`) sends `BeatFrame` records
+between and *during* its requests, from its bootstrap's beat thread. So the channel reads
+all the time, in its own task, whatever the runtime's request/reply pump is doing (an LLM
+call, an approval wait): beats go straight to the Watchdog, requests wait in a one-frame
+inbox for `recv`. A pod that sends a second request before its first was answered (our
+client never does) fills the inbox and the reader waits: its beats then stop being read,
+and that is its own doing. A beat on a channel that expects none is a malformed frame.
 """
 
 from __future__ import annotations
@@ -30,7 +38,15 @@ from pydantic import ValidationError
 
 from maos.kernel import strictjson
 from maos.kernel.errors import InputError, MaosError
-from maos.pod.frames import GATEWAYS, Frame, OpTable, Reply, RequestFrame, StrictModel
+from maos.pod.frames import (
+    GATEWAYS,
+    BeatFrame,
+    Frame,
+    OpTable,
+    Reply,
+    RequestFrame,
+    StrictModel,
+)
 
 __all__ = [
     "MAX_FRAME",
@@ -40,8 +56,20 @@ __all__ = [
     "PodChannel",
     "ViolationCode",
     "channel_pair",
+    "decode_frame",
     "decode_request",
 ]
+
+BeatSink = Callable[[int, str], object]
+"""Where a channel hands each well-formed beat: ``(counter, mac)``, checked by the taker."""
+BEAT_BURST = 2000
+"""Beats a pod may send at once: more than its channel's buffer holds (about 1,400 beat
+records with `channel_pair`'s buffer, measured), so a kernel loop that stalled finds
+every beat queued meanwhile within it."""
+BEAT_RATE = 4
+"""Beats per nominal period a pod may keep up beyond the burst: four times what its
+bootstrap sends. More is a flood (`ViolationCode.BEAT_FLOOD`): each beat costs the
+kernel's loop a parse and an HMAC, and no request's rate limit covers beats."""
 
 MAX_FRAME = 256 * 1024
 """Largest pod-to-kernel frame; `maos.pod.bootstrap` repeats it (a test keeps them equal)."""
@@ -59,6 +87,8 @@ class ViolationCode:
     UNKNOWN_GATEWAY = "POD.FRAME.UNKNOWN_GATEWAY"
     UNKNOWN_OP = "POD.FRAME.UNKNOWN_OP"
     EMPTY = "POD.FRAME.EMPTY"
+    BEAT_FLOOD = "POD.FRAME.BEAT_FLOOD"
+    """Beats far faster than the nominal period (`BEAT_RATE`): our bootstrap never does."""
     DUPLICATE_KEY = "BAD_INPUT.DUPLICATE_KEY"
     """A key given twice: the Sentry and the kernel might read different values."""
 
@@ -101,6 +131,28 @@ def decode_request(
     data: bytes, *, expected_id: int, ops: OpTable, max_frame: int = MAX_FRAME
 ) -> tuple[RequestFrame, StrictModel]:
     """Sanitize one record; pure, so it can be fuzzed without a pod."""
+    return _request(_parse(data, max_frame), expected_id=expected_id, ops=ops)
+
+
+def decode_frame(
+    data: bytes, *, expected_id: int, ops: OpTable, max_frame: int = MAX_FRAME
+) -> tuple[RequestFrame, StrictModel] | BeatFrame:
+    """Sanitize one record of a channel that expects beats: a request or a beat (a
+    record with a ``beat`` key must be exactly a `BeatFrame`)."""
+    raw = _parse(data, max_frame)
+    if "beat" not in raw:
+        return _request(raw, expected_id=expected_id, ops=ops)
+    try:
+        return BeatFrame.model_validate(raw)
+    except RecursionError as exc:
+        raise ChannelViolation(ViolationCode.MALFORMED, "beat nests too deeply") from exc
+    except ValidationError as exc:
+        raise ChannelViolation(
+            ViolationCode.MALFORMED, "beat does not fit the beat frame", errors=_summary(exc)
+        ) from exc
+
+
+def _parse(data: bytes, max_frame: int) -> dict[str, object]:
     if len(data) > max_frame:
         raise ChannelViolation(ViolationCode.TOO_LARGE, "frame exceeds the size cap", cap=max_frame)
     if not data:
@@ -113,6 +165,12 @@ def decode_request(
         raise ChannelViolation(ViolationCode.MALFORMED, "frame is not JSON") from exc
     if not isinstance(raw, dict):
         raise ChannelViolation(ViolationCode.MALFORMED, "frame is not a JSON object")
+    return raw
+
+
+def _request(
+    raw: dict[str, object], *, expected_id: int, ops: OpTable
+) -> tuple[RequestFrame, StrictModel]:
     gw = raw.get("gw")
     if isinstance(gw, str) and gw not in GATEWAYS:
         raise ChannelViolation(ViolationCode.UNKNOWN_GATEWAY, "no such gateway", gw=gw[:64])
@@ -150,7 +208,9 @@ def _summary(exc: ValidationError) -> list[str]:
 class PodChannel:
     """Kernel end of one pod's channel, bound to one agent id for its whole life.
 
-    One reader at a time (the pod's Sentry); any number of tasks may `send`.
+    One reader task (started by the first `recv`) reads every record; one caller at a
+    time may `recv` (the pod's Sentry); any number of tasks may `send`. ``on_beat``
+    makes it a channel that expects beats.
     """
 
     def __init__(
@@ -160,6 +220,8 @@ class PodChannel:
         *,
         ops: OpTable,
         on_violation: Callable[[ChannelViolation], None] | None = None,
+        on_beat: BeatSink | None = None,
+        beat_period_s: float = 0.1,
         max_frame: int = MAX_FRAME,
     ) -> None:
         sock.setblocking(False)
@@ -167,44 +229,98 @@ class PodChannel:
         self.agent_id = agent_id
         self._ops = ops
         self._on_violation = on_violation
+        self._on_beat = on_beat
+        self._beat_refill = BEAT_RATE / beat_period_s
+        """Beats per second the pod earns back, up to `BEAT_BURST`."""
+        self._beat_credit = float(BEAT_BURST)
+        self._beat_at = 0.0
         self._max_frame = max_frame
         self._next_id = 1
-        self._broken: ChannelViolation | None = None
+        self._end: MaosError | None = None
+        """Why the reader stopped (a violation, the pod's end closed): raised for ever after."""
         self._closed = False
-        self._waiter: asyncio.Future[bytes] | None = None
+        self._inbox: asyncio.Queue[Frame | MaosError] = asyncio.Queue(maxsize=1)
+        self._reader: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[Frame | MaosError] | None = None
 
     async def recv(self) -> Frame:
         """The next sanitized request; raises `ChannelViolation` or `ChannelClosed`."""
-        if self._broken is not None:
-            raise self._broken
         if self._closed:
             raise ChannelClosed("POD.CHANNEL.CLOSED", "the channel is closed")
-        loop = asyncio.get_running_loop()
-        # One byte more than the cap: a longer record is cut there, which proves it too big.
-        self._waiter = asyncio.ensure_future(loop.sock_recv(self._sock, self._max_frame + 1))
+        if self._end is not None and self._inbox.empty():
+            raise self._end
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+        self._waiter = asyncio.ensure_future(self._inbox.get())
         try:
-            data = await self._waiter
+            item = await self._waiter
         except asyncio.CancelledError:
             if self._closed:
                 raise ChannelClosed("POD.CHANNEL.CLOSED", "the pod was reaped") from None
             raise
-        except OSError as exc:
-            raise ChannelClosed("POD.CHANNEL.CLOSED", "channel error", errno=exc.errno) from exc
         finally:
             self._waiter = None
-        if not data and self._peer_gone():
-            raise ChannelClosed("POD.CHANNEL.CLOSED", "the pod closed its end")
-        try:
-            req, args = decode_request(
-                data, expected_id=self._next_id, ops=self._ops, max_frame=self._max_frame
+        if isinstance(item, MaosError):
+            raise item
+        return item
+
+    async def _read(self) -> None:
+        """Every record the pod sends, in order, until its end or its first violation."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                # One byte more than the cap: a longer record is cut there, proving it too big.
+                data = await loop.sock_recv(self._sock, self._max_frame + 1)
+            except OSError as exc:
+                return await self._stop(
+                    ChannelClosed("POD.CHANNEL.CLOSED", "channel error", errno=exc.errno)
+                )
+            if not data and self._peer_gone():
+                return await self._stop(
+                    ChannelClosed("POD.CHANNEL.CLOSED", "the pod closed its end")
+                )
+            try:
+                decode = decode_request if self._on_beat is None else decode_frame
+                got = decode(
+                    data, expected_id=self._next_id, ops=self._ops, max_frame=self._max_frame
+                )
+            except ChannelViolation as violation:
+                return await self._refuse(violation)
+            if isinstance(got, BeatFrame):
+                assert self._on_beat is not None
+                if not self._beat_allowed(loop.time()):
+                    return await self._refuse(
+                        ChannelViolation(
+                            ViolationCode.BEAT_FLOOD, "beats far faster than the period"
+                        )
+                    )
+                self._on_beat(got.beat, got.mac)
+                await asyncio.sleep(0)  # a pod that floods beats must not starve the loop
+                continue
+            req, args = got
+            self._next_id += 1
+            await self._inbox.put(Frame(self.agent_id, req.id, req.gw, req.op, args, req.cap))
+
+    def _beat_allowed(self, now: float) -> bool:
+        """A token bucket on the loop's monotonic clock (a bound on cost, not a timer)."""
+        if self._beat_at:
+            self._beat_credit = min(
+                BEAT_BURST, self._beat_credit + (now - self._beat_at) * self._beat_refill
             )
-        except ChannelViolation as violation:
-            self._broken = violation
-            if self._on_violation is not None:
-                self._on_violation(violation)
-            raise
-        self._next_id += 1
-        return Frame(self.agent_id, req.id, req.gw, req.op, args, req.cap)
+        self._beat_at = now
+        if self._beat_credit < 1:
+            return False
+        self._beat_credit -= 1
+        return True
+
+    async def _refuse(self, violation: ChannelViolation) -> None:
+        if self._on_violation is not None:
+            self._on_violation(violation)
+        await self._stop(violation)
+
+    async def _stop(self, why: MaosError) -> None:
+        self._end = why
+        await self._inbox.put(why)
 
     def _peer_gone(self) -> bool:
         """After a read of zero bytes: was it the end of the stream or an empty record?
@@ -229,15 +345,17 @@ class PodChannel:
     def close(self) -> None:
         """Close the kernel end; a pending `recv` raises `ChannelClosed`.
 
-        A pending receive is cancelled first and the socket closed one loop turn later,
-        once asyncio has unregistered the fd - closing at once could let a new socket
-        reuse the number while the old registration still points at it.
+        The reader is cancelled first and the socket closed one loop turn later, once
+        asyncio has unregistered the fd - closing at once could let a new socket reuse
+        the number while the old registration still points at it.
         """
         if self._closed:
             return
         self._closed = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.cancel()
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
             asyncio.get_running_loop().call_soon(self._sock.close)
         else:
             self._sock.close()

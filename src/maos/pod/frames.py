@@ -24,6 +24,7 @@ __all__ = [
     "GATEWAYS",
     "MAX_ID",
     "PROTOCOL_VERSION",
+    "BeatFrame",
     "Frame",
     "Gateway",
     "OpTable",
@@ -62,6 +63,20 @@ class RequestFrame(StrictModel):
     """Checked again, strictly, against the op's own model."""
     cap: str | None = Field(default=None, max_length=16384)
     """A capability token the agent presents; passed through untouched to DSC check 1."""
+
+
+class BeatFrame(StrictModel):
+    """A pod's heartbeat (`maos.kernel.watchdog`), sent by the bootstrap's beat thread.
+
+    Not a request: it has no id (its own counter is the Watchdog's replay defence), it
+    is answered by nothing and it never reaches the Sentry or the gateways. Only a
+    channel that expects beats reads it as one; anywhere else it is malformed."""
+
+    v: Literal[1]
+    beat: int = Field(ge=1, le=MAX_ID)
+    """The beat's number: one more than the last, so a replayed beat is refused."""
+    mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """``HMAC-SHA256(key, "<member>:<beat>")`` in hex (`maos.kernel.watchdog.beat_mac`)."""
 
 
 # --- args of the base operations -------------------------------------------------------

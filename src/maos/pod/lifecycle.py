@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
+from maos.kernel.wal import Wal
 from maos.pod.isolation import HardViolation, PodProcess, PodSpec
 from maos.pod.isolation.freeze import Freezer
 from maos.pod.sentry import Sentry
 
-__all__ = ["AgentExit", "AgentRun", "PodEvent"]
+__all__ = ["AgentExit", "AgentRun", "PodEvent", "pods_from_log"]
+
+_POD_STATE = {
+    "pod.started": "running",
+    "pod.thawed": "running",
+    "pod.frozen": "frozen",
+    "pod.exited": "exited",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +99,20 @@ class AgentRun:
             self.pod.kill()
         if self.freezer is not None:
             self.freezer.thaw()  # a frozen task takes its SIGKILL only once thawed
+
+
+def pods_from_log(wal: Wal) -> dict[str, dict[str, Any]]:
+    """Each agent's pod as last logged, with the heartbeat misses the Watchdog recorded
+    for it (for `maos status`, from any process: beats are not logged, misses are)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in wal.read(kinds=[*_POD_STATE, "pod.missed"]):
+        if rec.kind == "pod.missed":
+            agent = str(rec.body.get("member", "")).removeprefix("pod:")
+        else:
+            agent = str(rec.body.get("agent_id", ""))
+        known = out.setdefault(agent, {"state": "", "missed": 0})
+        if rec.kind == "pod.missed":
+            known["missed"] += 1
+        else:
+            known["state"] = _POD_STATE[rec.kind]
+    return dict(sorted(out.items()))

@@ -20,6 +20,17 @@ The runtime acts on the kernel's state as the principal `RUNTIME_PRINCIPAL`
 agent's status, and this is the kernel's own process deciding by a fixed rule, so the
 log says so by name rather than impersonating the human.
 
+Heartbeats (issue 12): every pod is enrolled with the kernel's Watchdog as
+``pod:<agent_id>`` for its life and beats over its own channel (`maos.pod.bootstrap`),
+read all the time by the channel, so a long request (an LLM call, an approval wait) does
+not silence it. Beats are never logged. A pod the Watchdog records missing
+(``pod.missed``, after ``resilience.pod_missed_beats`` periods) is killed and started
+again like after a violation, with ``pod.restarted`` {after: ``POD.HEARTBEAT.MISSED``}
+but no ``pod.violation``: a stopped or starved process is not a danger signal, and it
+never leads to quarantine (after `max_restarts` of them the run just ends, ``missed
+heartbeats``). A frozen pod (hard isolation) is silent by design and never restarted
+for it.
+
 The Commander always wins (R8): a status other than active for a running agent - from
 this process or logged by another (the CLI) and folded by the kernel - kills its pod,
 and it is not restarted. An agent that ends itself (R9, ``admin.apoptosis``) gets its
@@ -32,6 +43,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,7 +57,15 @@ from maos.kernel.types import Outcome, OutcomeStatus
 from maos.pod import containment
 from maos.pod.channel import ChannelClosed, ChannelViolation
 from maos.pod.gateways import GATEWAY_OPS, Answer, Gateways, describe, reply_for
-from maos.pod.isolation import HardViolation, Limits, PodHome, PodProcess, PodSpec, sandbox_for
+from maos.pod.isolation import (
+    HardViolation,
+    Heartbeat,
+    Limits,
+    PodHome,
+    PodProcess,
+    PodSpec,
+    sandbox_for,
+)
 from maos.pod.isolation.base import ProcessSandbox
 from maos.pod.isolation.pool import WarmPool
 from maos.pod.lifecycle import AgentExit, AgentRun, PodEvent
@@ -71,6 +91,9 @@ CLOSE_GRACE = 2.0
 """Seconds a pod whose channel closed has to exit before it is killed as a violation."""
 CHANNEL_ABANDONED = "POD.CHANNEL.ABANDONED"
 """A pod closed its channel (its supervision) but kept running."""
+HEARTBEAT_MISSED = "POD.HEARTBEAT.MISSED"
+"""The Watchdog recorded the pod silent (``pod.missed``): killed and restarted, which is
+not a violation - a stopped or starved process is not a hostile agent."""
 
 
 def profile_for(ring: int, grants: Sequence[Grant]) -> SentryProfile:
@@ -249,18 +272,7 @@ class PodRuntime:
     async def _supervise(self, run: AgentRun) -> AgentExit:
         try:
             while True:
-                attempt = run.restarts + 1
-                spec = run.spec
-                env = {**spec.env, "MAOS_ATTEMPT": str(attempt)}
-                pod = await self._acquire(
-                    run.level, PodSpec(spec.agent_id, spec.script, spec.workspace, spec.limits, env)
-                )
-                run.pod = pod
-                started = {"agent_id": run.agent_id, "level": run.level, "attempt": attempt}
-                await self.kernel.wal.append("pod.started", started)  # for /metrics' pods
-                if run.stop_reason is not None:  # stopped while the pod was starting
-                    pod.kill()
-                code, violation = await self._serve(run, pod)
+                code, violation, missed = await self._attempt(run)
                 if run.freezer is not None:
                     await asyncio.to_thread(run.freezer.remove)
                 if run.heal:
@@ -268,30 +280,16 @@ class PodRuntime:
                     await containment.heal(self.kernel, run, RUNTIME_PRINCIPAL)
                     self._emit(PodEvent(run.agent_id, "healed", detail=run.healed_from[-1]))
                     continue
-                if run.stop_reason is not None or violation is None:
+                if run.stop_reason is not None or (violation is None and not missed):
                     return await self._ended(run, code, run.stop_reason or "exited")
-                run.violations.append(violation)
-                await self.kernel.wal.append(
-                    "pod.violation",
-                    {
-                        "agent_id": run.agent_id,
-                        "code": violation.code,
-                        "detail": violation.detail,
-                        "level": run.level,
-                        "pid": violation.pid,
-                    },
-                )
-                self._emit(
-                    PodEvent(
-                        run.agent_id, "violation", code=violation.code, detail=violation.detail
-                    )
-                )
-                if run.restarts >= self.max_restarts:
-                    run.stop_reason = "quarantined"
-                    await self.kernel.set_agent_status(
-                        run.agent_id, AgentStatus.QUARANTINED, principal=RUNTIME_PRINCIPAL
-                    )
-                    return await self._ended(run, code, "quarantined")
+                if violation is not None:
+                    if await self._violated(run, violation):
+                        return await self._ended(run, code, "quarantined")
+                    cause = violation.code
+                elif run.restarts >= self.max_restarts:  # silent, not hostile: no quarantine
+                    return await self._ended(run, code, "missed heartbeats")
+                else:
+                    cause = HEARTBEAT_MISSED
                 run.restarts += 1
                 await self.kernel.wal.append(
                     "pod.restarted",
@@ -299,19 +297,68 @@ class PodRuntime:
                         "agent_id": run.agent_id,
                         "attempt": run.restarts + 1,
                         "level": run.level,
-                        "after": violation.code,
+                        "after": cause,
                     },
                 )
                 self._emit(
                     PodEvent(
                         run.agent_id,
                         "restart",
-                        code=violation.code,
+                        code=cause,
                         detail=f"attempt {run.restarts + 1}",
                     )
                 )
         finally:
             self._runs.discard(run)
+
+    async def _violated(self, run: AgentRun, violation: HardViolation) -> bool:
+        """Log a hard violation (a danger signal); True when it quarantined the agent."""
+        run.violations.append(violation)
+        await self.kernel.wal.append(
+            "pod.violation",
+            {
+                "agent_id": run.agent_id,
+                "code": violation.code,
+                "detail": violation.detail,
+                "level": run.level,
+                "pid": violation.pid,
+            },
+        )
+        self._emit(
+            PodEvent(run.agent_id, "violation", code=violation.code, detail=violation.detail)
+        )
+        if run.restarts < self.max_restarts:
+            return False
+        run.stop_reason = "quarantined"
+        await self.kernel.set_agent_status(
+            run.agent_id, AgentStatus.QUARANTINED, principal=RUNTIME_PRINCIPAL
+        )
+        return True
+
+    async def _attempt(self, run: AgentRun) -> tuple[int, HardViolation | None, bool]:
+        """One pod for ``run``, enrolled with the Watchdog for its life: its exit code,
+        the violation that ended it if any, and whether it was killed for its silence."""
+        attempt = run.restarts + 1
+        spec = run.spec
+        env = {**spec.env, "MAOS_ATTEMPT": str(attempt)}
+        watchdog = self.kernel.watchdog
+        member = f"pod:{run.agent_id}"
+        beats = Heartbeat(
+            member, watchdog.enrol(member), watchdog.period_s, partial(watchdog.beat, member)
+        )
+        try:
+            pod = await self._acquire(
+                run.level,
+                PodSpec(spec.agent_id, spec.script, spec.workspace, spec.limits, env, beats),
+            )
+            run.pod = pod
+            started = {"agent_id": run.agent_id, "level": run.level, "attempt": attempt}
+            await self.kernel.wal.append("pod.started", started)  # for /metrics' pods
+            if run.stop_reason is not None:  # stopped while the pod was starting
+                pod.kill()
+            return await self._serve(run, pod, member)
+        finally:
+            watchdog.leave(member)
 
     async def _acquire(self, level: int, spec: PodSpec) -> PodProcess:
         if self._pool_size <= 0:
@@ -342,8 +389,11 @@ class PodRuntime:
             tuple(run.healed_from),
         )
 
-    async def _serve(self, run: AgentRun, pod: PodProcess) -> tuple[int, HardViolation | None]:
-        """Pump ``pod`` until it exits: its exit code, and the violation that ended it if any."""
+    async def _serve(
+        self, run: AgentRun, pod: PodProcess, member: str
+    ) -> tuple[int, HardViolation | None, bool]:
+        """Pump ``pod`` until it exits: its exit code, the violation that ended it if any,
+        and whether it was killed because the Watchdog recorded it missing."""
         gateways = Gateways(
             self.kernel,
             self._router,
@@ -352,10 +402,25 @@ class PodRuntime:
             epoch="p" + secrets.token_hex(6),
         )
         pump = asyncio.create_task(self._pump(run, pod, gateways))
+        silence = asyncio.create_task(self._kill_if_missed(run, pod, member))
         returncode = await pod.wait()
+        missed = silence.done() and silence.result()
+        silence.cancel()
         gateways.abort()  # a pod that is gone waits for no approval and no message
         sentry_violation = await pump
-        return _shell_code(returncode), sentry_violation or pod.violation
+        violation = sentry_violation or pod.violation
+        return _shell_code(returncode), violation, missed and violation is None
+
+    async def _kill_if_missed(self, run: AgentRun, pod: PodProcess, member: str) -> bool:
+        """Kill the pod once the Watchdog has recorded it missing (``pod.missed``, its
+        sweep on the kernel's clock). A frozen pod is silent by design: never for it."""
+        watchdog = self.kernel.watchdog
+        while True:
+            await asyncio.sleep(watchdog.period_s)
+            beat = watchdog.members.get(member)
+            if beat is not None and beat.missed and not run.frozen and run.stop_reason is None:
+                pod.kill()
+                return True
 
     async def _pump(
         self, run: AgentRun, pod: PodProcess, gateways: Gateways

@@ -18,6 +18,7 @@ from maos.pod.frames import BASE_OPS, OpTable
 from maos.pod.isolation import level1, level2, level3, vm
 from maos.pod.isolation.base import (
     HardViolation,
+    Heartbeat,
     Limits,
     PodProcess,
     PodSpec,
@@ -35,6 +36,7 @@ from maos.pod.isolation.level3 import Level3Sandbox
 __all__ = [
     "LEVELS",
     "HardViolation",
+    "Heartbeat",
     "IsolationUnavailable",
     "Level1Sandbox",
     "Level2Sandbox",

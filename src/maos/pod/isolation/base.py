@@ -26,7 +26,13 @@ import orjson
 from maos.kernel.errors import InputError
 from maos.kernel.textfile import read_text
 from maos.pod import bootstrap
-from maos.pod.channel import MAX_KERNEL_FRAME, ChannelViolation, PodChannel, channel_pair
+from maos.pod.channel import (
+    MAX_KERNEL_FRAME,
+    BeatSink,
+    ChannelViolation,
+    PodChannel,
+    channel_pair,
+)
 from maos.pod.frames import BASE_OPS, OpTable
 from maos.pod.isolation.errors import IsolationUnavailable, SandboxError
 from maos.pod.isolation.home import POD_UID, PodDir, PodHome
@@ -34,6 +40,7 @@ from maos.pod.isolation.home import POD_UID, PodDir, PodHome
 __all__ = [
     "ENV_NAME",
     "HardViolation",
+    "Heartbeat",
     "Launch",
     "Limits",
     "PodProcess",
@@ -96,6 +103,22 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A pod that beats: as whom, with which key, how often, and where its beats go.
+
+    The key reaches the pod in its launch frame only - never its environment or a file,
+    which another process of the pod's uid could read - and the beats come back over the
+    pod's own channel, so only that pod's process can have sent them."""
+
+    member: str
+    """The Watchdog member (``pod:<agent>``)."""
+    key: bytes = field(repr=False)
+    period_s: float
+    sink: BeatSink
+    """Takes each well-formed beat (`maos.kernel.watchdog.Watchdog.beat`, bound)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     """Everything needed to run one agent in one pod."""
 
@@ -108,6 +131,9 @@ class PodSpec:
     limits: Limits = Limits()
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """The pod's entire environment: nothing is inherited from the kernel."""
+    heartbeat: Heartbeat | None = None
+    """None: the pod sends no beats (a tool host's, a benchmark's), and a beat from it is
+    a malformed frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +195,13 @@ class Started:
     """Kills what outlived the pod's first process where no namespace does (level 1 as
     root: every process of the pod's own uid, daemons that left its session included).
     Blocking; it runs in a worker thread before `PodProcess.wait` returns."""
+
+
+def _beats(heartbeat: Heartbeat | None) -> dict[str, Any] | None:
+    """The launch frame's ``heartbeat``: what the bootstrap's beat thread needs."""
+    if heartbeat is None:
+        return None
+    return {"member": heartbeat.member, "key": heartbeat.key.hex(), "period_s": heartbeat.period_s}
 
 
 class PodProcess:
@@ -262,6 +295,7 @@ class PodProcess:
                     "landlock": self._launch.landlock,
                     "uid": self._launch.uid,
                     "sys_path": list(self._launch.sys_path),
+                    "heartbeat": _beats(spec.heartbeat),
                 },
             }
         )
@@ -270,7 +304,12 @@ class PodProcess:
         await self.ready()
         self._agent_id = spec.agent_id
         self.channel = PodChannel(
-            self._sock, spec.agent_id, ops=self._ops, on_violation=self._on_channel_violation
+            self._sock,
+            spec.agent_id,
+            ops=self._ops,
+            on_violation=self._on_channel_violation,
+            on_beat=None if spec.heartbeat is None else spec.heartbeat.sink,
+            beat_period_s=0.1 if spec.heartbeat is None else spec.heartbeat.period_s,
         )
         await asyncio.get_running_loop().sock_sendall(self._sock, frame)
 
