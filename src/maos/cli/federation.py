@@ -162,8 +162,8 @@ def revoke(
     """Revoke a node, for good: from the Sovereign's next tick its certificate is unpinned
     at every Sentinel (a Pawn is disconnected and refused), its audit is refused at the
     hub, and a revoked Sentinel's audit is no longer sourced. Its tokens were never valid
-    at another node (they name it as audience). A revoked Sentinel's leaf link is cut only
-    when the hub's server restarts (docs/federation.md)."""
+    at another node (they name it as audience). A revoked Sentinel is cut off by the
+    Sovereign restarting its server without the Sentinel's pin (docs/federation.md)."""
     try:
         cfg = _sovereign(config)
         if principal != "commander" and not principal.startswith("commander:"):

@@ -52,7 +52,7 @@ from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.nodeconfig import NodeConfig
 from maos.federation.pki import cert_pin
 from maos.federation.policy import PolicyCheck, PolicyState
-from maos.federation.roster import ROSTER_KEY, pins, revoked, roster_of
+from maos.federation.roster import ROSTER_KEY, leaf_pins, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
@@ -61,6 +61,11 @@ __all__ = ["STATUS_FILE", "Link", "Node", "partition_mode", "read_status"]
 
 STATUS_FILE = "federation-status.json"
 _OP_TIMEOUT = 2.0
+_RELINK_WAIT = 5.0
+"""Seconds a Sovereign whose server restarted waits for the Sentinels it pins to link
+again (within about a second, measured) before it sources their audit anew; one that
+does not (down, or still on a rotated-out certificate) is sourced when it links."""
+_MEMBERSHIP = ("federation.admitted", "federation.node_revoked")
 
 
 def partition_mode(cut_for: float, config: NodeConfig) -> Mode:
@@ -111,6 +116,13 @@ class Node:
         """The Sovereign: the last status each node published, with when it arrived."""
         self.roster: Policy | None = None
         """The roster this node published (Sovereign) or adopted (Sentinel): `roster`."""
+        self._hub_server: str | None = None
+        """A Sentinel: the id of the Sovereign's server as its last heartbeat said (None
+        before the first: the hub may have restarted since the mirrors were created)."""
+        self._own_pin = ""
+        self._stale_mirrors = False
+        """A Sentinel: its link to the hub came back (or the hub's server restarted), so its
+        mirrors are recreated before it reads them (`_refresh_mirrors`)."""
 
     @property
     def name(self) -> str:
@@ -134,6 +146,9 @@ class Node:
         )
         self.kernel = await Kernel.boot(kcfg)
         try:
+            # The certificate this run links with: its files may be rotated under it, and
+            # pinning the new one would cut its own connection (`maos node certs --rotate`).
+            self._own_pin = cert_pin(cfg.certs.cert.read_bytes())
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
             self.roster = self._restore_roster()
@@ -176,13 +191,20 @@ class Node:
             leaf_port=cfg.nats.leaf_port,
             hub_urls=(str(cfg.upstream),) if cfg.role == "sentinel" else (),
             client_pins=self._pins(),
+            leaf_pins=self._leaf_pins(),
         )
 
     def _pins(self) -> tuple[str, ...]:
         """A Sentinel's client pins under the roster it adopted (none for the others)."""
         if self.role != "sentinel" or self.roster is None:
             return ()
-        return pins(self.roster.document, cert_pin(self.config.certs.cert.read_bytes()))
+        return pins(self.roster.document, self._own_pin)
+
+    def _leaf_pins(self) -> tuple[str, ...]:
+        """The Sovereign's leaf pins under its log (`roster.leaf_pins`; none for the others)."""
+        if self.role != "sovereign":
+            return ()
+        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP), self._own_pin)
 
     async def _connect(self, url: str) -> Client:
         seen: list[Exception] = []
@@ -242,6 +264,9 @@ class Node:
         await self._heartbeat()
         await self._partition()
         reachable = self.role != "pawn" or self.link.up
+        if self._stale_mirrors and self.link.up:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._refresh_mirrors()
         if reachable:
             for step in (self._sync_policy, self._sync_revocations, self._ship):
                 with contextlib.suppress(NatsError, TimeoutError):
@@ -250,6 +275,7 @@ class Node:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._sync_roster()
         if self.witness is not None:
+            await self._sync_leaf_pins()  # a server that fails to restart stops the node
             with contextlib.suppress(NatsError, TimeoutError, FederationError):
                 await self._publish_roster()
                 await self._source_sites()
@@ -279,16 +305,23 @@ class Node:
                 json.dumps({"node": self.name}).encode(),
                 timeout=self.config.heartbeat_timeout,
             )
-            upstream_up = bool(json.loads(reply.data).get("upstream_up", False))
+            body = json.loads(reply.data)
+            upstream_up = bool(body.get("upstream_up", False))
         except (NatsError, TimeoutError, ValueError):
             self.link = Link(False, self.link.last_contact, False)
             return
+        server = body.get("server")
+        if self.role == "sentinel" and (server != self._hub_server or not self.link.up):
+            self._stale_mirrors = True  # a server it has not mirrored from yet
+        self._hub_server = server if isinstance(server, str) else None
         self.link = Link(True, self.clock(), upstream_up)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         up = self.role == "sovereign" or self.link.up
+        server = None if self.natsd is None else self.natsd.server_id
+        body = {"node": self.name, "upstream_up": up, "server": server}
         with contextlib.suppress(NatsError):
-            await msg.respond(json.dumps({"node": self.name, "upstream_up": up}).encode())
+            await msg.respond(json.dumps(body).encode())
 
     async def _partition(self) -> None:
         """A Pawn without its Sentinel restricts progressively; the link back lifts it.
@@ -389,6 +422,54 @@ class Node:
         if new != self.natsd.config.client_pins:
             await asyncio.to_thread(self.natsd.reload, replace(self.natsd.config, client_pins=new))
 
+    async def _refresh_mirrors(self) -> None:
+        """The Sentinel: recreate its mirrors once the hub answers again.
+
+        After the hub's server restarted (or the leaf link healed), nats-server resumes a
+        mirror only after its retry back-off (14-18 s measured), while a recreated mirror
+        has caught up within a fraction of a second. Nothing is lost meanwhile: the node's
+        policy, roster and revocations are in its log, and a reader of the empty mirror
+        keeps what it holds (`_sync_policy`, `apply_revocations`)."""
+        self.reader = await Mirror.create(
+            self._nc().jetstream(), hub_domain=str(self.config.upstream_name), fresh=True
+        )
+        self._stale_mirrors = False
+
+    async def _sync_leaf_pins(self) -> None:
+        """The Sovereign: restart its server when the Sentinels it accepts changed.
+
+        nats-server does not reload a leaf listener's pins, so a revoked or rotated-out
+        Sentinel is cut off by a restart on the same ports (`Natsd.restart`; JetStream's
+        store stays on disk): the other Sentinels redial within about a second, the cut
+        one is refused in the handshake. The audit sources are then added anew once the
+        remaining Sentinels are linked, and checked (`_source_sites`), before this returns:
+        nats-server would resume them only after its back-off, if at all."""
+        assert self.natsd is not None
+        old, new = self.natsd.config.leaf_pins, self._leaf_pins()
+        if new == old:
+            return
+        latest = roster_of(self._kernel().wal.read(kinds=_MEMBERSHIP))["pins"]
+        sites = {s for s in self.admitted_sites() if not new or latest.get(s) in new}
+        await asyncio.to_thread(self.natsd.restart, replace(self.natsd.config, leaf_pins=new))
+        nc = self._nc()
+        deadline = time.monotonic() + _RELINK_WAIT
+        while time.monotonic() < deadline:
+            if nc.is_connected and sites <= await asyncio.to_thread(self._linked):
+                break
+            await asyncio.sleep(0.05)
+        self._sites = None
+        await self._source_sites(fresh=True)
+
+    def _linked(self) -> set[str]:
+        """The Sentinels whose leaf link the Sovereign's server shows now."""
+        assert self.natsd is not None
+        return {str(leaf.get("name")) for leaf in self.natsd.get("/leafz").get("leafs") or ()}
+
+    def _nc(self) -> Client:
+        if self.nc is None:
+            raise FederationError("FED.NOT_RUNNING", f"{self.name} is not started.")
+        return self.nc
+
     async def _sync_revocations(self) -> None:
         assert self.reader is not None
         self.revision = await apply_revocations(
@@ -459,9 +540,10 @@ class Node:
         if self.authority is None:
             raise FederationError("FED.NOT_SOVEREIGN", "Only the Sovereign admits and retires.")
         await self._kernel().wal.append(kind, {**body, "principal": "commander"})
+        await self._sync_leaf_pins()
         await self._source_sites()
 
-    async def _source_sites(self) -> None:
+    async def _source_sites(self, *, fresh: bool = False) -> None:
         """Source the audit streams of the admitted Sentinels that are linked now.
 
         The Commander may admit from another process (`maos federation admit` logs, this
@@ -469,11 +551,10 @@ class Node:
         retries a source whose site was unreachable only after a long back-off, while a
         re-added source resumes at once where it stopped (measured; docs/federation.md).
         """
-        assert self.natsd is not None and self.nc is not None
-        linked = {str(leaf.get("name")) for leaf in self.natsd.get("/leafz").get("leafs") or ()}
+        linked = await asyncio.to_thread(self._linked)
         sites = [s for s in self.admitted_sites() if s in linked]
         if sites != self._sites:
-            await create_hub_stream(self.nc.jetstream(), self.name, sites)
+            await create_hub_stream(self._nc().jetstream(), self.name, sites, fresh=fresh)
             self._sites = sites
 
     def _epoch(self) -> int:
