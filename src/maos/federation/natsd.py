@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from maos.federation.errors import FederationError
 from maos.federation.pki import NodeTls
 
-__all__ = ["MIN_VERSION", "Natsd", "NatsdConfig", "server_binary"]
+__all__ = ["MIN_VERSION", "NatsUser", "Natsd", "NatsdConfig", "server_binary"]
 
 MIN_VERSION = (2, 10)
 """``sync_interval: always`` appeared in nats-server 2.10."""
@@ -76,6 +76,25 @@ def server_binary() -> Path:
 
 
 @dataclass(frozen=True)
+class NatsUser:
+    """A client the server knows by its certificate (``verify_and_map``: the first DNS
+    SAN, the node's name) and what it may publish and subscribe to; ``None``: anything."""
+
+    name: str
+    publish: tuple[str, ...] | None = None
+    subscribe: tuple[str, ...] | None = None
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"user": self.name}
+        perms = {
+            k: {"allow": list(v)}
+            for k, v in (("publish", self.publish), ("subscribe", self.subscribe))
+            if v is not None
+        }
+        return out | ({"permissions": perms} if perms else {})
+
+
+@dataclass(frozen=True)
 class NatsdConfig:
     """What a node's server is: a hub (``leaf_listen``) or a leaf (``hub_urls``)."""
 
@@ -98,6 +117,13 @@ class NatsdConfig:
     how a revoked or rotated-out node is cut off. nats-server reloads these on SIGHUP and
     closes the connections whose certificate is no longer pinned (measured, 2.15.1); it
     does not reload a leaf-node listener's pins (docs/federation.md)."""
+    map_users: bool = False
+    """``verify_and_map`` on the client listener (a Sentinel): a client is the user its
+    certificate names, once `users` lists any (none: every verified client, as before).
+    It needs a restart to change, so a Sentinel sets it from the start."""
+    users: tuple[NatsUser, ...] = ()
+    """The client listener's users and their permissions (reloaded on SIGHUP; a client no
+    longer authorized is closed): each Pawn publishes only under its own subjects."""
     leaf_pins: tuple[str, ...] = ()
     """When set (a hub), the only certificates the leaf-node listener accepts: how a
     revoked or rotated-out Sentinel is cut off. nats-server 2.15.1 refuses to reload these
@@ -121,6 +147,10 @@ class NatsdConfig:
         }
         if self.client_pins:
             conf["tls"]["pinned_certs"] = sorted(self.client_pins)
+        if self.map_users:
+            conf["tls"]["verify_and_map"] = True
+        if self.users:
+            conf["authorization"] = {"users": [u.render() for u in self.users]}
         leaf: dict[str, Any] = {"no_advertise": True}
         if self.leaf_listen:
             leaf |= {"host": self.host, "port": self.leaf_port, "tls": self.tls.block(verify=True)}
@@ -223,12 +253,14 @@ class Natsd:
     def reload(self, config: NatsdConfig) -> None:
         """Apply a new configuration in place (SIGHUP), e.g. a new set of client pins.
 
-        Only what nats-server reloads may change (client pins do; leaf-node pins, ports and
-        the JetStream domain do not): anything else is refused (``FED.NO_RELOAD``)."""
-        if replace(config, client_pins=self.config.client_pins) != self.config:
+        Only what nats-server reloads may change (client pins and users do; leaf-node pins,
+        ports and the JetStream domain do not): anything else is ``FED.NO_RELOAD``."""
+        if replace(config, client_pins=self.config.client_pins, users=self.config.users) != (
+            self.config
+        ):
             raise FederationError(
                 "FED.NO_RELOAD",
-                f"Only the client pins of {self.config.name}'s server reload in place; "
+                f"Only the client pins and users of {self.config.name}'s server reload; "
                 "restart it for any other change.",
             )
         if self._proc is None or self._proc.poll() is not None:

@@ -48,7 +48,7 @@ from maos.federation.audit import (
 from maos.federation.buckets import Authority, BucketReader, Mirror, Policy, Revocation
 from maos.federation.errors import FederationError
 from maos.federation.feed import apply_revocations
-from maos.federation.natsd import Natsd, NatsdConfig
+from maos.federation.natsd import Natsd, NatsdConfig, NatsUser
 from maos.federation.nodeconfig import NodeConfig
 from maos.federation.pki import cert_pin
 from maos.federation.policy import PolicyCheck, PolicyState
@@ -66,6 +66,9 @@ _RELINK_WAIT = 5.0
 again (within about a second, measured) before it sources their audit anew; one that
 does not (down, or still on a rotated-out certificate) is sourced when it links."""
 _MEMBERSHIP = ("federation.admitted", "federation.node_revoked")
+_INBOX = "_INBOX_"
+"""A node's replies arrive under ``_INBOX_<name>.``: its own, so a Sentinel's users may
+subscribe to their replies only (`Node._users`)."""
 
 
 def partition_mode(cut_for: float, config: NodeConfig) -> Mode:
@@ -191,6 +194,8 @@ class Node:
             leaf_port=cfg.nats.leaf_port,
             hub_urls=(str(cfg.upstream),) if cfg.role == "sentinel" else (),
             client_pins=self._pins(),
+            map_users=cfg.role == "sentinel",
+            users=self._users(),
             leaf_pins=self._leaf_pins(),
         )
 
@@ -199,6 +204,33 @@ class Node:
         if self.role != "sentinel" or self.roster is None:
             return ()
         return pins(self.roster.document, self._own_pin)
+
+    def _users(self) -> tuple[NatsUser, ...]:
+        """A Sentinel's client users once its roster pins: itself with every right, each
+        other pinned node with its own subjects only (audit and status under its name,
+        heartbeats to this Sentinel, reads of the buckets' mirrors and of this site's
+        audit stream, replies to its own inbox), so a Pawn cannot publish as a sibling.
+        None before pinning starts, like the pins (`roster.pins`)."""
+        if not self._pins() or self.roster is None:
+            return ()
+        named = self.roster.document.get("pins")
+        gone = revoked(self.roster.document)
+        others = sorted(n for n in named if n not in gone) if isinstance(named, dict) else []
+        site, get = self.name, "$JS.API.STREAM.MSG.GET."
+        reads = (f"{get}KV_maos-policy", f"{get}KV_maos-revocations", f"{get}AUDIT_{site}")
+        return (
+            NatsUser(site),
+            *(
+                NatsUser(
+                    node,
+                    publish=(f"maos.audit.{site}.{node}.>", f"maos.status.{node}",
+                             f"maos.hb.{site}", *reads),
+                    subscribe=(f"{_INBOX}{node}.>",),
+                )
+                for node in others
+                if node != site
+            ),
+        )  # fmt: skip
 
     def _leaf_pins(self) -> tuple[str, ...]:
         """The Sovereign's leaf pins under its log (`roster.leaf_pins`; none for the others)."""
@@ -223,6 +255,7 @@ class Node:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.2,
                 error_cb=note,
+                inbox_prefix=f"{_INBOX}{self.name}",
             )
         except (OSError, NatsError, TimeoutError) as exc:
             why = seen[-1] if seen else exc
@@ -418,9 +451,10 @@ class Node:
             "federation.roster", {"epoch": found.epoch, "document": dict(found.document)}
         )
         self.roster = found
-        new = self._pins()
-        if new != self.natsd.config.client_pins:
-            await asyncio.to_thread(self.natsd.reload, replace(self.natsd.config, client_pins=new))
+        new, users = self._pins(), self._users()
+        if (new, users) != (self.natsd.config.client_pins, self.natsd.config.users):
+            conf = replace(self.natsd.config, client_pins=new, users=users)
+            await asyncio.to_thread(self.natsd.reload, conf)
 
     async def _refresh_mirrors(self) -> None:
         """The Sentinel: recreate its mirrors once the hub answers again.
