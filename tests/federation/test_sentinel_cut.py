@@ -160,12 +160,17 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
             await _epoch_everywhere(fed, (fed.hq, fed.site_b), 1)
             await fed.until(lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"])
             seen["sources"] = await _sources(fed.hq)
+            hq_roster = fed.hq.roster
+            await fed.until(lambda: getattr(fed.site_a.roster, "epoch", 0) == hq_roster.epoch)
+            await fed.tick(3)  # its own connection still on the files it started with
+            seen["own_linked"] = fed.site_a.nc.is_connected and fed.site_a.link.up
             return seen
         finally:
             await fed.stop()
 
     seen = asyncio.run(scenario())
     assert seen["old_still_linked"]
+    assert seen["own_linked"]
     assert "old-a" not in seen["linked"]
     assert seen["sources"] == ["AUDIT_site-a", "AUDIT_site-b"]
 
