@@ -123,6 +123,9 @@ class Node:
         """A Sentinel: the id of the Sovereign's server as its last heartbeat said (None
         before the first: the hub may have restarted since the mirrors were created)."""
         self._own_pin = ""
+        self._fresh_sources = False
+        """The Sovereign: its server restarted, so the audit sources are removed and added
+        again until that succeeds (`create_hub_stream`)."""
         self._stale_mirrors = False
         """A Sentinel: its link to the hub came back (or the hub's server restarted), so its
         mirrors are recreated before it reads them (`_refresh_mirrors`)."""
@@ -310,8 +313,8 @@ class Node:
         if self.witness is not None:
             await self._sync_leaf_pins()  # a server that fails to restart stops the node
             with contextlib.suppress(NatsError, TimeoutError, FederationError):
-                await self._publish_roster()
                 await self._source_sites()
+                await self._publish_roster()
                 await self.witness.poll()
             self._write_status()
         with contextlib.suppress(NatsError, TimeoutError):
@@ -476,8 +479,9 @@ class Node:
         Sentinel is cut off by a restart on the same ports (`Natsd.restart`; JetStream's
         store stays on disk): the other Sentinels redial within about a second, the cut
         one is refused in the handshake. The audit sources are then added anew once the
-        remaining Sentinels are linked, and checked (`_source_sites`), before this returns:
-        nats-server would resume them only after its back-off, if at all."""
+        remaining Sentinels are linked, and checked (`_source_sites`, next in the tick or
+        in `_membership`): nats-server would resume them only after its back-off, if at
+        all."""
         assert self.natsd is not None
         old, new = self.natsd.config.leaf_pins, self._leaf_pins()
         if new == old:
@@ -491,8 +495,7 @@ class Node:
             if nc.is_connected and sites <= await asyncio.to_thread(self._linked):
                 break
             await asyncio.sleep(0.05)
-        self._sites = None
-        await self._source_sites(fresh=True)
+        self._sites, self._fresh_sources = None, True
 
     def _linked(self) -> set[str]:
         """The Sentinels whose leaf link the Sovereign's server shows now."""
@@ -577,7 +580,7 @@ class Node:
         await self._sync_leaf_pins()
         await self._source_sites()
 
-    async def _source_sites(self, *, fresh: bool = False) -> None:
+    async def _source_sites(self) -> None:
         """Source the audit streams of the admitted Sentinels that are linked now.
 
         The Commander may admit from another process (`maos federation admit` logs, this
@@ -588,8 +591,9 @@ class Node:
         linked = await asyncio.to_thread(self._linked)
         sites = [s for s in self.admitted_sites() if s in linked]
         if sites != self._sites:
-            await create_hub_stream(self._nc().jetstream(), self.name, sites, fresh=fresh)
-            self._sites = sites
+            js = self._nc().jetstream()
+            await create_hub_stream(js, self.name, sites, fresh=self._fresh_sources)
+            self._sites, self._fresh_sources = sites, False
 
     def _epoch(self) -> int:
         return 0 if self.policy.policy is None else self.policy.policy.epoch
