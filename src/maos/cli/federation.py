@@ -107,9 +107,10 @@ def admit(
 ) -> None:
     """Admit a node: the Sovereign sources a Sentinel's audit stream from its next tick.
     With --cert, the certificate must come from the federation's CA and name this node
-    and role, and it is pinned: from then on Sentinels accept only pinned certificates,
-    and admitting a node's new certificate (after `maos node certs --rotate`) unpins
-    its old one."""
+    and role, and it is pinned: from then on Sentinels accept only pinned certificates
+    (and, for a Sentinel's, the hub's leaf listener only pinned Sentinels: the Sovereign
+    restarts its server), and admitting a node's new certificate (after `maos node certs
+    --rotate`) unpins its old one."""
     try:
         cfg = _sovereign(config)
         if role not in ROLES[1:]:
