@@ -97,7 +97,9 @@ def test_the_commander_retires_and_admits_a_site_from_the_command_line(
 ) -> None:
     """issue 11 item 5: `maos federation retire` stops the hub sourcing a site's audit on
     its next tick, `admit` sources it again; a certificate naming another node is refused
-    before anything is logged."""
+    before anything is logged. Both Sentinels are admitted with their certificates (the
+    hub's leaf listener pins them from the first: its server restarts at each admission
+    with a new pin, and the audit sources are back before the tick returns)."""
 
     async def scenario() -> dict[str, Any]:
         fed = await start_fed()
@@ -105,8 +107,10 @@ def test_the_commander_retires_and_admits_a_site_from_the_command_line(
             hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
             cli = CliRunner()
             seen: dict[str, Any] = {}
-            before = fed.hq.kernel.wal.tail_seq()
             cert = str(fed.site_b.config.certs.cert)
+            admit_b = ["federation", "admit", "site-b", "--role", "sentinel", "-c", hq_yaml]
+            assert cli.invoke(app, [*admit_b, "--cert", cert]).exit_code == 0
+            before = fed.hq.kernel.wal.tail_seq()
             admit = ["federation", "admit", "site-a", "--role", "sentinel", "-c", hq_yaml]
             seen["bad"] = cli.invoke(app, [*admit, "--cert", cert])
             seen["logged"] = fed.hq.kernel.wal.tail_seq() - before

@@ -107,9 +107,10 @@ def admit(
 ) -> None:
     """Admit a node: the Sovereign sources a Sentinel's audit stream from its next tick.
     With --cert, the certificate must come from the federation's CA and name this node
-    and role, and it is pinned: from then on Sentinels accept only pinned certificates,
-    and admitting a node's new certificate (after `maos node certs --rotate`) unpins
-    its old one."""
+    and role, and it is pinned: from then on Sentinels accept only pinned certificates
+    (and, for a Sentinel's, the hub's leaf listener only pinned Sentinels: the Sovereign
+    restarts its server), and admitting a node's new certificate (after `maos node certs
+    --rotate`) unpins its old one."""
     try:
         cfg = _sovereign(config)
         if role not in ROLES[1:]:
@@ -162,8 +163,8 @@ def revoke(
     """Revoke a node, for good: from the Sovereign's next tick its certificate is unpinned
     at every Sentinel (a Pawn is disconnected and refused), its audit is refused at the
     hub, and a revoked Sentinel's audit is no longer sourced. Its tokens were never valid
-    at another node (they name it as audience). A revoked Sentinel's leaf link is cut only
-    when the hub's server restarts (docs/federation.md)."""
+    at another node (they name it as audience). A revoked Sentinel is cut off by the
+    Sovereign restarting its server without the Sentinel's pin (docs/federation.md)."""
     try:
         cfg = _sovereign(config)
         if principal != "commander" and not principal.startswith("commander:"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from maos.federation.errors import FederationError
 from maos.kernel.anchor import AnchorState
 from maos.kernel.chain import GENESIS, digest
 from maos.kernel.wal import Wal, WalRecord
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 HUB_STREAM = "AUDIT"
+_ACK_TIMEOUT = 10.0
+"""Seconds a batch waits for its acknowledgements; the next round resends the rest."""
 _KEEP_HASHES = 50_000
 """Record hashes kept per node for checking anchors against (the recent ones suffice:
 an anchor trails the records it vouches for by a tick)."""
@@ -71,9 +74,16 @@ async def create_site_stream(js: JetStreamContext, site: str) -> None:
     )
 
 
-async def create_hub_stream(js: JetStreamContext, hub: str, sites: list[str]) -> None:
+async def create_hub_stream(
+    js: JetStreamContext, hub: str, sites: list[str], *, fresh: bool = False
+) -> None:
     """The Sovereign's ``AUDIT``: its own records, and every admitted site's stream
-    sourced from the site's domain (``sites``; updated on admit and retire)."""
+    sourced from the site's domain (``sites``; updated on admit and retire).
+
+    ``fresh``: remove the sources before adding them again, so nats-server sets each up
+    at once (after the hub's server restarted it would retry them only after its
+    back-off); each resumes after the last message the stream holds from it. The
+    stream's sources are read back: a mismatch is ``FED.AUDIT_UNSOURCED``."""
     config = StreamConfig(
         name=HUB_STREAM,
         subjects=[f"maos.audit.{hub}.>"],
@@ -91,7 +101,17 @@ async def create_hub_stream(js: JetStreamContext, hub: str, sites: list[str]) ->
     except NotFoundError:
         await js.add_stream(config)
     else:
+        if fresh and sites:
+            await js.update_stream(replace(config, sources=None))
         await js.update_stream(config)
+    info = await js.stream_info(HUB_STREAM)
+    have = sorted(src.name for src in info.config.sources or ())
+    if have != sorted(site_stream(s) for s in sites):
+        raise FederationError(
+            "FED.AUDIT_UNSOURCED",
+            f"{HUB_STREAM} sources {have}, not the linked sites {sorted(sites)}; the "
+            "Sovereign sets them again on its next tick.",
+        )
 
 
 def encode_record(rec: WalRecord) -> bytes:
@@ -160,7 +180,9 @@ class AuditShipper:
             batch.append((rec.seq, future))
             if len(batch) >= limit:
                 break
-        acks = await asyncio.gather(*(f for _, f in batch), return_exceptions=True)
+        acks = await asyncio.wait_for(  # an ack that never comes (a cut link) ends the round
+            asyncio.gather(*(f for _, f in batch), return_exceptions=True), _ACK_TIMEOUT
+        )
         sent = 0
         for (seq, _), ack in zip(batch, acks, strict=True):
             if isinstance(ack, BaseException):

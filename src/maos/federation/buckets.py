@@ -18,6 +18,7 @@ check cannot understand is a deny.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -271,10 +272,15 @@ class Mirror(BucketReader):
     """A Sentinel's side: read-only mirrors of the Sovereign's buckets in its own domain."""
 
     @classmethod
-    async def create(cls, js: JetStreamContext, hub_domain: str) -> Mirror:
-        """Create (or open) the mirrors of both buckets from the hub's JetStream domain."""
+    async def create(cls, js: JetStreamContext, hub_domain: str, *, fresh: bool = False) -> Mirror:
+        """Create (or open) the mirrors of both buckets from the hub's JetStream domain;
+        ``fresh``: delete them first, so they copy the hub's buckets anew at once (a
+        mirror whose origin restarted resumes only after nats-server's back-off)."""
         for bucket in BUCKETS:
             name = _stream(bucket)
+            if fresh:
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(name)
             await js.add_stream(
                 StreamConfig(
                     name=name,

@@ -35,11 +35,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from maos.federation.errors import FederationError
 from maos.federation.pki import NodeTls
 
-__all__ = ["MIN_VERSION", "Natsd", "NatsdConfig", "server_binary"]
+__all__ = ["MIN_VERSION", "NatsUser", "Natsd", "NatsdConfig", "server_binary"]
 
 MIN_VERSION = (2, 10)
 """``sync_interval: always`` appeared in nats-server 2.10."""
@@ -75,6 +76,25 @@ def server_binary() -> Path:
 
 
 @dataclass(frozen=True)
+class NatsUser:
+    """A client the server knows by its certificate (``verify_and_map``: the first DNS
+    SAN, the node's name) and what it may publish and subscribe to; ``None``: anything."""
+
+    name: str
+    publish: tuple[str, ...] | None = None
+    subscribe: tuple[str, ...] | None = None
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"user": self.name}
+        perms = {
+            k: {"allow": list(v)}
+            for k, v in (("publish", self.publish), ("subscribe", self.subscribe))
+            if v is not None
+        }
+        return out | ({"permissions": perms} if perms else {})
+
+
+@dataclass(frozen=True)
 class NatsdConfig:
     """What a node's server is: a hub (``leaf_listen``) or a leaf (``hub_urls``)."""
 
@@ -97,6 +117,18 @@ class NatsdConfig:
     how a revoked or rotated-out node is cut off. nats-server reloads these on SIGHUP and
     closes the connections whose certificate is no longer pinned (measured, 2.15.1); it
     does not reload a leaf-node listener's pins (docs/federation.md)."""
+    map_users: bool = False
+    """``verify_and_map`` on the client listener (a Sentinel): a client is the user its
+    certificate names, once `users` lists any (none: every verified client, as before).
+    It needs a restart to change, so a Sentinel sets it from the start."""
+    users: tuple[NatsUser, ...] = ()
+    """The client listener's users and their permissions (reloaded on SIGHUP; a client no
+    longer authorized is closed): each Pawn publishes only under its own subjects."""
+    leaf_pins: tuple[str, ...] = ()
+    """When set (a hub), the only certificates the leaf-node listener accepts: how a
+    revoked or rotated-out Sentinel is cut off. nats-server 2.15.1 refuses to reload these
+    ("config reload not supported for LeafNode: field TLSPinnedCerts"), so a change is a
+    restart on the same ports (`Natsd.restart`)."""
 
     def render(self) -> dict[str, Any]:
         """The server configuration (nats-server reads JSON as its config syntax)."""
@@ -115,9 +147,15 @@ class NatsdConfig:
         }
         if self.client_pins:
             conf["tls"]["pinned_certs"] = sorted(self.client_pins)
+        if self.map_users:
+            conf["tls"]["verify_and_map"] = True
+        if self.users:
+            conf["authorization"] = {"users": [u.render() for u in self.users]}
         leaf: dict[str, Any] = {"no_advertise": True}
         if self.leaf_listen:
             leaf |= {"host": self.host, "port": self.leaf_port, "tls": self.tls.block(verify=True)}
+            if self.leaf_pins:
+                leaf["tls"]["pinned_certs"] = sorted(self.leaf_pins)
         if self.hub_urls:
             leaf["remotes"] = [{"urls": list(self.hub_urls), "tls": self.tls.block(verify=False)}]
         if self.leaf_listen or self.hub_urls:
@@ -134,6 +172,8 @@ class Natsd:
         self._proc: subprocess.Popen[bytes] | None = None
         self._urls: dict[str, list[str]] = {}
         self.leaf_port: int | None = None
+        self.server_id: str | None = None
+        """The running server's id (a new one at every start: how peers tell a restart)."""
         self._exe_name = "nats-server"
 
     @property
@@ -213,12 +253,14 @@ class Natsd:
     def reload(self, config: NatsdConfig) -> None:
         """Apply a new configuration in place (SIGHUP), e.g. a new set of client pins.
 
-        Only what nats-server reloads may change (client pins do; leaf-node pins, ports and
-        the JetStream domain do not): anything else is refused (``FED.NO_RELOAD``)."""
-        if replace(config, client_pins=self.config.client_pins) != self.config:
+        Only what nats-server reloads may change (client pins and users do; leaf-node pins,
+        ports and the JetStream domain do not): anything else is ``FED.NO_RELOAD``."""
+        if replace(config, client_pins=self.config.client_pins, users=self.config.users) != (
+            self.config
+        ):
             raise FederationError(
                 "FED.NO_RELOAD",
-                f"Only the client pins of {self.config.name}'s server reload in place; "
+                f"Only the client pins and users of {self.config.name}'s server reload; "
                 "restart it for any other change.",
             )
         if self._proc is None or self._proc.poll() is not None:
@@ -227,6 +269,27 @@ class Natsd:
         self._write_conf()
         self._proc.send_signal(signal.SIGHUP)
 
+    def restart(self, config: NatsdConfig, timeout: float = 15.0) -> None:
+        """Stop the server and start it with ``config`` on the ports it had (JetStream's
+        store stays on disk): what a change nats-server does not reload takes, e.g. new
+        leaf pins. Its peers redial the same URLs (a leaf remote within about a second,
+        measured) and a certificate no longer pinned is refused in the handshake.
+
+        Only the pins may change (``FED.NO_RELOAD`` otherwise): a new port or domain would
+        strand every peer that dials this one."""
+        same = replace(config, client_pins=self.config.client_pins, leaf_pins=self.config.leaf_pins)
+        if same != self.config:
+            raise FederationError(
+                "FED.NO_RELOAD",
+                f"Only the pins of {self.config.name}'s server change on a restart; "
+                "stop it and start a new one for any other change.",
+            )
+        port = int(urlsplit(self.client_url).port or self.config.port)
+        leaf_port = self.leaf_port if self.leaf_port is not None else self.config.leaf_port
+        self.stop()
+        self.config = replace(config, port=port, leaf_port=leaf_port)
+        self.start(timeout)
+
     def _ready(self) -> bool:
         assert self._proc is not None
         # The server names its ports file after its executable and pid.
@@ -234,8 +297,10 @@ class Natsd:
         try:
             self._urls = json.loads(ports.read_text())
             health = self.get("/healthz")
+            varz = self.get("/varz")
+            self.server_id = str(varz["server_id"])
             if self.config.leaf_listen:
-                self.leaf_port = int(self.get("/varz")["leaf"]["port"])
+                self.leaf_port = int(varz["leaf"]["port"])
         except (OSError, ValueError, KeyError, FederationError):
             return False
         return bool(health.get("status") == "ok")

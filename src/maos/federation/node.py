@@ -48,11 +48,11 @@ from maos.federation.audit import (
 from maos.federation.buckets import Authority, BucketReader, Mirror, Policy, Revocation
 from maos.federation.errors import FederationError
 from maos.federation.feed import apply_revocations
-from maos.federation.natsd import Natsd, NatsdConfig
+from maos.federation.natsd import Natsd, NatsdConfig, NatsUser
 from maos.federation.nodeconfig import NodeConfig
 from maos.federation.pki import cert_pin
 from maos.federation.policy import PolicyCheck, PolicyState
-from maos.federation.roster import ROSTER_KEY, pins, revoked, roster_of
+from maos.federation.roster import ROSTER_KEY, leaf_pins, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
 from maos.kernel import promotion
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -62,6 +62,14 @@ __all__ = ["STATUS_FILE", "Link", "Node", "partition_mode", "read_status"]
 
 STATUS_FILE = "federation-status.json"
 _OP_TIMEOUT = 2.0
+_RELINK_WAIT = 5.0
+"""Seconds a Sovereign whose server restarted waits for the Sentinels it pins to link
+again (within about a second, measured) before it sources their audit anew; one that
+does not (down, or still on a rotated-out certificate) is sourced when it links."""
+_MEMBERSHIP = ("federation.admitted", "federation.node_revoked")
+_INBOX = "_INBOX_"
+"""A node's replies arrive under ``_INBOX_<name>.``: its own, so a Sentinel's users may
+subscribe to their replies only (`Node._users`)."""
 
 
 def partition_mode(cut_for: float, config: NodeConfig) -> Mode:
@@ -112,6 +120,16 @@ class Node:
         """The Sovereign: the last status each node published, with when it arrived."""
         self.roster: Policy | None = None
         """The roster this node published (Sovereign) or adopted (Sentinel): `roster`."""
+        self._hub_server: str | None = None
+        """A Sentinel: the id of the Sovereign's server as its last heartbeat said (None
+        before the first: the hub may have restarted since the mirrors were created)."""
+        self._own_pin = ""
+        self._fresh_sources = False
+        """The Sovereign: its server restarted, so the audit sources are removed and added
+        again until that succeeds (`create_hub_stream`)."""
+        self._stale_mirrors = False
+        """A Sentinel: its link to the hub came back (or the hub's server restarted), so its
+        mirrors are recreated before it reads them (`_refresh_mirrors`)."""
 
     @property
     def name(self) -> str:
@@ -135,6 +153,9 @@ class Node:
         )
         self.kernel = await Kernel.boot(kcfg)
         try:
+            # The certificate this run links with: its files may be rotated under it, and
+            # pinning the new one would cut its own connection (`maos node certs --rotate`).
+            self._own_pin = cert_pin(cfg.certs.cert.read_bytes())
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
             self.roster = self._restore_roster()
@@ -177,13 +198,49 @@ class Node:
             leaf_port=cfg.nats.leaf_port,
             hub_urls=(str(cfg.upstream),) if cfg.role == "sentinel" else (),
             client_pins=self._pins(),
+            map_users=cfg.role == "sentinel",
+            users=self._users(),
+            leaf_pins=self._leaf_pins(),
         )
 
     def _pins(self) -> tuple[str, ...]:
         """A Sentinel's client pins under the roster it adopted (none for the others)."""
         if self.role != "sentinel" or self.roster is None:
             return ()
-        return pins(self.roster.document, cert_pin(self.config.certs.cert.read_bytes()))
+        return pins(self.roster.document, self._own_pin)
+
+    def _users(self) -> tuple[NatsUser, ...]:
+        """A Sentinel's client users once its roster pins: itself with every right, each
+        other pinned node with its own subjects only (audit and status under its name,
+        heartbeats to this Sentinel, reads of the buckets' mirrors and of this site's
+        audit stream, replies to its own inbox), so a Pawn cannot publish as a sibling.
+        None before pinning starts, like the pins (`roster.pins`)."""
+        if not self._pins() or self.roster is None:
+            return ()
+        named = self.roster.document.get("pins")
+        gone = revoked(self.roster.document)
+        others = sorted(n for n in named if n not in gone) if isinstance(named, dict) else []
+        site, get = self.name, "$JS.API.STREAM.MSG.GET."
+        reads = (f"{get}KV_maos-policy", f"{get}KV_maos-revocations", f"{get}AUDIT_{site}")
+        return (
+            NatsUser(site),
+            *(
+                NatsUser(
+                    node,
+                    publish=(f"maos.audit.{site}.{node}.>", f"maos.status.{node}",
+                             f"maos.hb.{site}", *reads),
+                    subscribe=(f"{_INBOX}{node}.>",),
+                )
+                for node in others
+                if node != site
+            ),
+        )  # fmt: skip
+
+    def _leaf_pins(self) -> tuple[str, ...]:
+        """The Sovereign's leaf pins under its log (`roster.leaf_pins`; none for the others)."""
+        if self.role != "sovereign":
+            return ()
+        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP), self._own_pin)
 
     async def _connect(self, url: str) -> Client:
         seen: list[Exception] = []
@@ -202,6 +259,7 @@ class Node:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.2,
                 error_cb=note,
+                inbox_prefix=f"{_INBOX}{self.name}",
             )
         except (OSError, NatsError, TimeoutError) as exc:
             why = seen[-1] if seen else exc
@@ -243,6 +301,9 @@ class Node:
         await self._heartbeat()
         await self._partition()
         reachable = self.role != "pawn" or self.link.up
+        if self._stale_mirrors and self.link.up:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._refresh_mirrors()
         if reachable:
             for step in (self._sync_policy, self._sync_revocations, self._ship):
                 with contextlib.suppress(NatsError, TimeoutError):
@@ -251,9 +312,10 @@ class Node:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._sync_roster()
         if self.witness is not None:
+            await self._sync_leaf_pins()  # a server that fails to restart stops the node
             with contextlib.suppress(NatsError, TimeoutError, FederationError):
-                await self._publish_roster()
                 await self._source_sites()
+                await self._publish_roster()
                 await self.witness.poll()
             self._write_status()
         with contextlib.suppress(NatsError, TimeoutError):
@@ -280,16 +342,23 @@ class Node:
                 json.dumps({"node": self.name}).encode(),
                 timeout=self.config.heartbeat_timeout,
             )
-            upstream_up = bool(json.loads(reply.data).get("upstream_up", False))
+            body = json.loads(reply.data)
+            upstream_up = bool(body.get("upstream_up", False))
         except (NatsError, TimeoutError, ValueError):
             self.link = Link(False, self.link.last_contact, False)
             return
+        server = body.get("server")
+        if self.role == "sentinel" and (server != self._hub_server or not self.link.up):
+            self._stale_mirrors = True  # a server it has not mirrored from yet
+        self._hub_server = server if isinstance(server, str) else None
         self.link = Link(True, self.clock(), upstream_up)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         up = self.role == "sovereign" or self.link.up
+        server = None if self.natsd is None else self.natsd.server_id
+        body = {"node": self.name, "upstream_up": up, "server": server}
         with contextlib.suppress(NatsError):
-            await msg.respond(json.dumps({"node": self.name, "upstream_up": up}).encode())
+            await msg.respond(json.dumps(body).encode())
 
     async def _partition(self) -> None:
         """A Pawn without its Sentinel restricts progressively; the link back lifts it.
@@ -386,9 +455,58 @@ class Node:
             "federation.roster", {"epoch": found.epoch, "document": dict(found.document)}
         )
         self.roster = found
-        new = self._pins()
-        if new != self.natsd.config.client_pins:
-            await asyncio.to_thread(self.natsd.reload, replace(self.natsd.config, client_pins=new))
+        new, users = self._pins(), self._users()
+        if (new, users) != (self.natsd.config.client_pins, self.natsd.config.users):
+            conf = replace(self.natsd.config, client_pins=new, users=users)
+            await asyncio.to_thread(self.natsd.reload, conf)
+
+    async def _refresh_mirrors(self) -> None:
+        """The Sentinel: recreate its mirrors once the hub answers again.
+
+        After the hub's server restarted (or the leaf link healed), nats-server resumes a
+        mirror only after its retry back-off (14-18 s measured), while a recreated mirror
+        has caught up within a fraction of a second. Nothing is lost meanwhile: the node's
+        policy, roster and revocations are in its log, and a reader of the empty mirror
+        keeps what it holds (`_sync_policy`, `apply_revocations`)."""
+        self.reader = await Mirror.create(
+            self._nc().jetstream(), hub_domain=str(self.config.upstream_name), fresh=True
+        )
+        self._stale_mirrors = False
+
+    async def _sync_leaf_pins(self) -> None:
+        """The Sovereign: restart its server when the Sentinels it accepts changed.
+
+        nats-server does not reload a leaf listener's pins, so a revoked or rotated-out
+        Sentinel is cut off by a restart on the same ports (`Natsd.restart`; JetStream's
+        store stays on disk): the other Sentinels redial within about a second, the cut
+        one is refused in the handshake. The audit sources are then added anew once the
+        remaining Sentinels are linked, and checked (`_source_sites`, next in the tick or
+        in `_membership`): nats-server would resume them only after its back-off, if at
+        all."""
+        assert self.natsd is not None
+        old, new = self.natsd.config.leaf_pins, self._leaf_pins()
+        if new == old:
+            return
+        latest = roster_of(self._kernel().wal.read(kinds=_MEMBERSHIP))["pins"]
+        sites = {s for s in self.admitted_sites() if not new or latest.get(s) in new}
+        await asyncio.to_thread(self.natsd.restart, replace(self.natsd.config, leaf_pins=new))
+        nc = self._nc()
+        deadline = time.monotonic() + _RELINK_WAIT
+        while time.monotonic() < deadline:
+            if nc.is_connected and sites <= await asyncio.to_thread(self._linked):
+                break
+            await asyncio.sleep(0.05)
+        self._sites, self._fresh_sources = None, True
+
+    def _linked(self) -> set[str]:
+        """The Sentinels whose leaf link the Sovereign's server shows now."""
+        assert self.natsd is not None
+        return {str(leaf.get("name")) for leaf in self.natsd.get("/leafz").get("leafs") or ()}
+
+    def _nc(self) -> Client:
+        if self.nc is None:
+            raise FederationError("FED.NOT_RUNNING", f"{self.name} is not started.")
+        return self.nc
 
     async def _sync_revocations(self) -> None:
         assert self.reader is not None
@@ -468,6 +586,7 @@ class Node:
         if self.authority is None:
             raise FederationError("FED.NOT_SOVEREIGN", "Only the Sovereign admits and retires.")
         await self._kernel().wal.append(kind, {**body, "principal": "commander"})
+        await self._sync_leaf_pins()
         await self._source_sites()
 
     async def _source_sites(self) -> None:
@@ -478,12 +597,12 @@ class Node:
         retries a source whose site was unreachable only after a long back-off, while a
         re-added source resumes at once where it stopped (measured; docs/federation.md).
         """
-        assert self.natsd is not None and self.nc is not None
-        linked = {str(leaf.get("name")) for leaf in self.natsd.get("/leafz").get("leafs") or ()}
+        linked = await asyncio.to_thread(self._linked)
         sites = [s for s in self.admitted_sites() if s in linked]
         if sites != self._sites:
-            await create_hub_stream(self.nc.jetstream(), self.name, sites)
-            self._sites = sites
+            js = self._nc().jetstream()
+            await create_hub_stream(js, self.name, sites, fresh=self._fresh_sources)
+            self._sites, self._fresh_sources = sites, False
 
     def _epoch(self) -> int:
         return 0 if self.policy.policy is None else self.policy.policy.epoch

@@ -7,6 +7,10 @@ to its client listener as ``pinned_certs`` (reloaded in place: a revoked or rota
 Pawn is disconnected and refused in the handshake). A Sentinel logs each roster it adopts
 (``federation.roster``), so a reboot with the Sovereign gone keeps the cut.
 
+The Sovereign pins its own leaf-node listener the same way from the same log
+(`leaf_pins`: the Sentinels' certificates), restarting its server when they change,
+since nats-server does not reload a leaf listener's pins.
+
 Pinning starts with the first admitted certificate: from then on a Sentinel accepts only
 pinned certificates (its own and every admitted, unrevoked node's), so every Pawn is
 admitted with ``--cert``. A roster with no pins and no revocation pins nothing (any
@@ -20,7 +24,7 @@ from typing import Any
 
 from maos.kernel.wal import WalRecord
 
-__all__ = ["ROSTER_KEY", "pins", "revoked", "roster_of"]
+__all__ = ["ROSTER_KEY", "leaf_pins", "pins", "revoked", "roster_of"]
 
 ROSTER_KEY = "_roster"
 """The roster's key in the policy bucket (a node's ``policy:`` never starts with ``_``)."""
@@ -62,3 +66,26 @@ def pins(doc: Mapping[str, Any], own: str) -> tuple[str, ...]:
     if not node_pins and not gone:
         return ()
     return tuple(sorted({own} | {str(p) for n, p in node_pins.items() if n not in gone}))
+
+
+def leaf_pins(records: Iterable[WalRecord], own: str) -> tuple[str, ...]:
+    """The certificates the Sovereign's leaf-node listener accepts under its log: its own
+    and every admitted, unrevoked Sentinel's latest pin. ``()`` (pin nothing) until a
+    Sentinel is admitted with its certificate or a node not admitted as a Pawn is revoked:
+    from then on a Sentinel admitted without its certificate is refused too (fail closed,
+    like `pins`). Its own pin keeps the set from ever being empty, which would pin nothing.
+    """
+    sentinels: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    gone: set[str] = set()
+    for rec in records:
+        node = str(rec.body.get("node"))
+        if rec.kind == "federation.admitted":
+            roles[node] = str(rec.body.get("role"))
+            if roles[node] == "sentinel" and isinstance(rec.body.get("pin"), str):
+                sentinels[node] = str(rec.body["pin"])
+        elif rec.kind == "federation.node_revoked":
+            gone.add(node)
+    if not sentinels and all(roles.get(n) == "pawn" for n in gone):
+        return ()
+    return tuple(sorted({own} | {p for n, p in sentinels.items() if n not in gone}))

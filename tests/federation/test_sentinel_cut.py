@@ -1,0 +1,250 @@
+"""A Sentinel cut off by its certificate (issue 11 item 4): the hub's server restarted with
+new leaf pins, its audit sources and the other Sentinels' mirrors back at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from typer.testing import CliRunner
+
+from maos.cli import app
+from maos.federation.errors import FederationError
+from maos.federation.natsd import Natsd, NatsdConfig
+from maos.federation.node import Node
+from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
+from maos.federation.roster import leaf_pins
+from maos.kernel.tokens import Grant
+from maos.kernel.types import Deny
+from maos.kernel.wal import WalRecord
+
+pytestmark = pytest.mark.timeout(120)
+
+_MIRROR_BOUND = 8.0
+"""Seconds a Sentinel's mirror may take to carry a policy after the hub's server
+restarted: nats-server's own retry back-off takes 14-18 s (measured), a recreated mirror
+well under one."""
+
+
+def _pki(fed: Any) -> PkiFiles:
+    names = ("hq", "site-a", "site-b", "pawn-a", "pawn-b")
+    return PkiFiles.at(fed.hq.config.certs.cert.parent, [NodeSpec(n, "pawn") for n in names])
+
+
+def _pin(pki: PkiFiles, name: str) -> str:
+    return cert_pin(pki.cert(name).read_bytes())
+
+
+def _leafs(hub: Natsd) -> set[str]:
+    return {str(leaf["name"]) for leaf in hub.get("/leafz").get("leafs") or ()}
+
+
+async def _sources(node: Node) -> list[str]:
+    assert node.nc is not None
+    info = await node.nc.jetstream().stream_info("AUDIT")
+    return sorted(s.name for s in info.config.sources or ())
+
+
+async def _epoch_everywhere(fed: Any, nodes: tuple[Node, ...], epoch: int) -> None:
+    await fed.until(lambda: all(n._epoch() == epoch for n in nodes), timeout=_MIRROR_BOUND)
+
+
+def test_a_revoked_sentinel_is_cut_off_and_the_rest_resume_at_once_issue_11(
+    start_fed: Callable[[], Awaitable[Any]],
+) -> None:
+    """`revoke_node` of a Sentinel restarts the hub's server with the other Sentinels'
+    pins: before it returns the revoked one is gone from the hub and the other one linked
+    and sourced again (read back from the stream); the revoked one stays refused on its
+    redials and is cut off (no new agents), its token is refused at another node; a
+    policy written afterwards reaches the other Sentinel and its Pawn through their
+    mirrors within `_MIRROR_BOUND`, far under nats-server's own back-off."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = _pki(fed)
+            hub = fed.hq.natsd
+            port, leaf_port = hub.client_url, hub.leaf_url
+            for name in ("site-a", "site-b"):
+                await fed.hq.admit(name, role="sentinel", pin=_pin(pki, name))
+            seen: dict[str, Any] = {"pinned": _leafs(hub), "sources": await _sources(fed.hq)}
+            for name in ("pawn-a", "pawn-b"):
+                await fed.hq.admit(name, role="pawn", pin=_pin(pki, name))
+            await fed.until(lambda: bool(fed.site_b.natsd.config.client_pins))
+            await fed.until(lambda: all(n.link.up for n in fed.nodes))
+            await fed.hq.set_policy({"denied_ops": []})
+            await _epoch_everywhere(fed, fed.nodes, 1)
+            token = await _agent(fed.site_b)
+            await fed.hq.revoke_node("site-b", reason="site overrun")
+            seen |= {"after": _leafs(hub), "sources_after": await _sources(fed.hq)}
+            seen["ports"] = (hub.client_url, hub.leaf_url) == (port, leaf_port)
+            await fed.until(lambda: not fed.site_b.link.up)
+            deadline = time.monotonic() + 3  # its leaf remote redials every second
+            while time.monotonic() < deadline:
+                await fed.tick()
+                seen.setdefault("redialled", set()).update(_leafs(hub))
+            await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
+            await _epoch_everywhere(fed, (fed.hq, fed.site_a, fed.pawn_a), 2)
+            seen["b_epoch"] = fed.site_b._epoch()
+            await fed.site_a.kernel.register_agent("late", ring=3, budgets={"api_calls": 1})
+            head = fed.site_a.kernel.wal.tail_seq()
+            await fed.until(lambda: getattr(fed.hq.witness.chains.get("site-a"), "seq", 0) >= head)
+            try:
+                await fed.site_b.register_agent("new", ring=3, budgets={"api_calls": 1})
+            except FederationError as exc:
+                seen["b_admits"] = exc.code
+            seen["elsewhere"] = _decision(fed.site_a, token)
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    assert seen["pinned"] == {"site-a", "site-b"}
+    assert seen["sources"] == ["AUDIT_site-a", "AUDIT_site-b"]
+    assert seen["after"] == {"site-a"}
+    assert seen["sources_after"] == ["AUDIT_site-a"]
+    assert seen["ports"]
+    assert seen["redialled"] == {"site-a"}
+    assert seen["b_epoch"] == 1
+    assert seen["b_admits"] == "FED.CUT_OFF"
+    assert isinstance(seen["elsewhere"], Deny)
+
+
+def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
+    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`maos node certs --rotate site-a`, then `maos federation admit --cert`: the hub's
+    server restarts with the new pin, a leaf presenting site-a's old certificate is refused,
+    site-a (whose nats-server reads its certificate files again when it redials) links
+    with the new one and is sourced again; site-b relinked and its mirror carries a new
+    policy within `_MIRROR_BOUND`."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = _pki(fed)
+            hub = fed.hq.natsd
+            hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
+            cli = CliRunner()
+            for name in ("site-a", "site-b"):
+                admit = ["federation", "admit", name, "--role", "sentinel", "-c", hq_yaml]
+                assert cli.invoke(app, [*admit, "--cert", str(pki.cert(name))]).exit_code == 0
+            await fed.until(lambda: len(hub.config.leaf_pins) == 3 and len(_leafs(hub)) == 2)
+            old = tmp_path / "old"
+            old.mkdir()
+            for src in (pki.cert("site-a"), pki.key("site-a"), pki.ca_cert):
+                (old / src.name).write_bytes(src.read_bytes())
+            out = str(pki.ca_cert.parent)
+            rotate = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "site-a"])
+            assert rotate.exit_code == 0, rotate.output
+            new_pin = _pin(pki, "site-a")
+            seen: dict[str, Any] = {"old_still_linked": "site-a" in _leafs(hub)}
+            admit = ["federation", "admit", "site-a", "--role", "sentinel", "-c", hq_yaml]
+            assert cli.invoke(app, [*admit, "--cert", str(pki.cert("site-a"))]).exit_code == 0
+            await fed.until(lambda: new_pin in hub.config.leaf_pins)
+            old_tls = PkiFiles.at(old, [NodeSpec("site-a", "sentinel")]).tls("site-a")
+            cfg = NatsdConfig(name="old-a", data_dir=tmp_path / "o", tls=old_tls,
+                              hub_urls=(hub.leaf_url,))  # fmt: skip
+            with Natsd(cfg).start():
+                deadline = time.monotonic() + 3  # its leaf remote redials every second
+                while time.monotonic() < deadline:
+                    await fed.tick()
+                    seen.setdefault("linked", set()).update(_leafs(hub))
+            await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
+            await _epoch_everywhere(fed, (fed.hq, fed.site_b), 1)
+            await fed.until(lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"])
+            seen["sources"] = await _sources(fed.hq)
+            hq_roster = fed.hq.roster
+            await fed.until(lambda: getattr(fed.site_a.roster, "epoch", 0) == hq_roster.epoch)
+            await fed.tick(3)  # its own connection still on the files it started with
+            seen["own_linked"] = fed.site_a.nc.is_connected and fed.site_a.link.up
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    assert seen["old_still_linked"]
+    assert seen["own_linked"]
+    assert "old-a" not in seen["linked"]
+    assert seen["sources"] == ["AUDIT_site-a", "AUDIT_site-b"]
+
+
+def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
+    tmp_path: Path, pki: PkiFiles, wait_for: Callable[[Callable[[], object]], None]
+) -> None:
+    """`Natsd.restart` with leaf pins: the same ports and JetStream store, a leaf whose
+    certificate is not pinned is refused, one pinned links; a restart that would change
+    anything but the pins is refused before the server is stopped."""
+    hub_cfg = NatsdConfig(name="hq", data_dir=tmp_path / "hq", tls=pki.tls("hq"), leaf_listen=True)
+    with Natsd(hub_cfg).start() as hub:
+        leaf_cfg = NatsdConfig(
+            name="site-a", data_dir=tmp_path / "a", tls=pki.tls("site-a"), hub_urls=(hub.leaf_url,)
+        )
+        with Natsd(leaf_cfg).start():
+            wait_for(lambda: _leafs(hub) == {"site-a"})
+            asyncio.run(_stream(hub, create=True))
+            urls, pid = (hub.client_url, hub.leaf_url), hub.pid
+            hub.restart(replace(hub.config, leaf_pins=(_pin(pki, "hq"),)))
+            assert (hub.client_url, hub.leaf_url) == urls and hub.pid != pid
+            time.sleep(2.5)  # two redials of the leaf remote
+            assert _leafs(hub) == set()
+            hub.restart(replace(hub.config, leaf_pins=(_pin(pki, "hq"), _pin(pki, "site-a"))))
+            wait_for(lambda: _leafs(hub) == {"site-a"})
+            assert asyncio.run(_stream(hub, create=False)) == 1
+            with pytest.raises(FederationError) as err:
+                hub.restart(replace(hub.config, domain="other"))
+            assert err.value.code == "FED.NO_RELOAD"
+            assert hub.get("/healthz")["status"] == "ok"
+
+
+async def _stream(hub: Natsd, *, create: bool) -> int:
+    nc = await nats.connect(
+        servers=[hub.client_url], tls=hub.config.tls.client_context(), tls_hostname="127.0.0.1"
+    )
+    try:
+        js = nc.jetstream()
+        if create:
+            await js.add_stream(name="KEPT", subjects=["kept"])
+            await js.publish("kept", b"x")
+        return int((await js.stream_info("KEPT")).state.messages)
+    finally:
+        await nc.close()
+
+
+def _rec(seq: int, kind: str, body: dict[str, Any]) -> WalRecord:
+    return WalRecord(seq, 0.0, kind, None, None, body, b"", b"")
+
+
+def test_the_leaf_pins_start_with_a_sentinel_and_fail_closed_issue_11() -> None:
+    """No Sentinel pinned and only Pawns revoked: no leaf pins; a Sentinel's pin starts
+    them (with the hub's own, so the set is never empty), a rotation replaces it, a
+    revocation removes it, and revoking a node not admitted as a Pawn starts them too."""
+    pawn = _rec(1, "federation.admitted", {"node": "p", "role": "pawn", "pin": "pp"})
+    gone_pawn = _rec(2, "federation.node_revoked", {"node": "p"})
+    assert leaf_pins([pawn, gone_pawn], "own") == ()
+    a1 = _rec(3, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a1"})
+    b = _rec(4, "federation.admitted", {"node": "b", "role": "sentinel"})
+    assert leaf_pins([pawn, a1, b], "own") == ("a1", "own")
+    a2 = _rec(5, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a2"})
+    assert leaf_pins([a1, a2], "own") == ("a2", "own")
+    assert leaf_pins([a1, _rec(6, "federation.node_revoked", {"node": "a"})], "own") == ("own",)
+    assert leaf_pins([_rec(7, "federation.node_revoked", {"node": "x"})], "own") == ("own",)
+
+
+async def _agent(node: Any) -> str:
+    await node.register_agent("a1", ring=3, budgets={"api_calls": 10})
+    await node.kernel.open_task("t1", trusted_targets=["reports/*"])
+    return str(node.kernel.mint("a1", "t1", [Grant("fs.write", "reports/*")]))
+
+
+def _decision(node: Any, token: str) -> Any:
+    return node.kernel.tokens.authorize(
+        token, agent_id="a1", op="fs.write", resource="reports/x", amount_cents=0,
+        now=time.time(), task_id="t1",
+    )  # fmt: skip
