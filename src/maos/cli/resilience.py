@@ -101,7 +101,7 @@ def status_section(
         lines.append(f"  {source:<12} {demand['mode']}: {demand['cause']}")
     services = _services(wal, live)
     where = "live from the serving kernel" if live is not None else "as last logged"
-    lines.append(f"services      {len(SERVICES)} Ring 1 services  ({where})")
+    lines.append(f"services      {len(services)} Ring 1 services  ({where})")
     for name, s in services.items():
         beat = "" if s.get("last_beat_s") is None else f"  last beat {s['last_beat_s']} s ago"
         restarts = f"  {s['restarts']} restarts" if s.get("restarts") else ""
@@ -133,6 +133,8 @@ def _services(wal: Wal, live: Mapping[str, Mapping[str, Any]] | None) -> dict[st
     out: dict[str, dict[str, Any]] = {}
     for s in SERVICES:
         known = dict((live or {}).get(s.name) or logged.get(s.name) or {})
+        if s.name == "beacon" and not known:  # the supervision's own probe: shown only if it ran
+            continue
         state = known.get("state") or ("in kernel" if s.runs == "kernel" else "")
         out[s.name] = {
             "runs": s.runs,
