@@ -45,6 +45,7 @@ from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
 from maos.services.cron import CronScheduler
 from maos.services.hacf import HacfService
+from maos.services.hacf import finish as finish_overrides
 from maos.services.manager import ServiceManager
 from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
@@ -205,6 +206,7 @@ async def configured_kernel(
         )
         if llm is not None:
             await llm.attach(kernel)
+        await finish_overrides(kernel)  # confirmed before a crash, never carried out
         limits, policy = aggregate_limits(settings.security), cascade_policy(settings.security)
         notifier = _notifier(kernel, settings.security)
         if follow:  # a serving kernel: Ring 1 services supervised (docs/resilience.md)

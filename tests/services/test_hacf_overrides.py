@@ -434,3 +434,51 @@ def test_the_console_promotes_through_an_override_and_onboarding(config: KernelC
     listed = maos("agent", "list", "--json")
     rings = {a["agent_id"]: (a["ring"], a["status"]) for a in json.loads(listed.output)}
     assert rings["a1-r2"] == (2, "active") and rings["a1"][1] == "killed", rings
+
+
+@pytest.mark.parametrize("ran_before_the_crash", [False, True])
+def test_an_override_confirmed_before_a_crash_is_carried_out_at_the_next_boot_once(
+    kconfig: KernelConfig, clock: Clock, mailbox: Mailbox, ran_before_the_crash: bool
+) -> None:
+    """The deciding process dies after the confirmation was logged and before (or while)
+    the intent ran: the next kernel to boot runs it, and a mail already sent is not sent
+    again (its idempotency key answers from the log)."""
+    import asyncio
+
+    from maos.boot import configured_kernel
+    from maos.kernel import refusals
+
+    async def confirm_then_crash(k: Kernel) -> str:
+        await k.register_agent("a1", ring=3, budgets={"api_calls": 100})
+        await k.open_task(
+            TASK, trusted_targets=TRUSTED, budgets={"api_calls": 100}, effect_classes=[READ]
+        )
+        token = k.mint("a1", TASK, [Grant("email.send", "*")])
+        refused = await _mail(k, token, TRUSTED[0])
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        asked = await ov.request(
+            "execute", refused.intent_id, "", reason="ok", principal="commander"
+        )
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        if ran_before_the_crash:  # what execute_override does before it logs the outcome
+            code, wire = refusals.refusal(k.wal, refused.intent_id)
+            assert (await k.execute_refused(wire, code)).status is OutcomeStatus.COMMITTED
+        return asked.override_id
+
+    override_id = with_kernel(kconfig, confirm_then_crash)
+    assert mailbox.recipients() == ([TRUSTED[0]] if ran_before_the_crash else [])
+    smtp = {"host": "127.0.0.1", "port": mailbox.port}
+    (kconfig.data_dir / "config.json").write_text(json.dumps({"smtp": smtp}))
+
+    async def boot() -> list[Any]:
+        async with configured_kernel(kconfig.data_dir, follow=False) as k:
+            return [r.body for r in k.wal.read(kinds=[refusals.EXECUTED])]
+
+    executed = asyncio.run(boot())
+    assert [(b["hacf_override"], b["outcome"]["status"]) for b in executed] == [
+        (override_id, "committed")
+    ]
+    assert asyncio.run(boot()) == executed  # carried out once: a second boot does nothing
+    assert mailbox.recipients() == [TRUSTED[0]]

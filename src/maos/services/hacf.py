@@ -46,7 +46,7 @@ from maos.kernel.aggregate import limit_text
 from maos.kernel.approvals import Approval, ApprovalBook
 from maos.kernel.deliberation import ANSWERED, ASKED, DECIDED, EDITED, answer_body, pending, thread
 from maos.kernel.dsc.base import AgentStatus
-from maos.kernel.errors import ApprovalError, InputError, StateError
+from maos.kernel.errors import ApprovalError, InputError, MaosError, StateError
 from maos.kernel.hacfconfig import CommanderSection, Level
 from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Conf
@@ -408,6 +408,36 @@ async def carry_out(kernel: Kernel, override_id: str, principal: str) -> dict[st
 
 NEEDS_THE_KERNEL = frozenset({"execute", "promote"})
 """Override actions the deciding process's kernel carries out after the confirmation."""
+
+
+def unfinished(kernel: Kernel) -> list[Override]:
+    """Confirmed ``execute``/``promote`` overrides whose carrying-out was never logged:
+    the deciding process ended between the confirmation and the run."""
+    ended = {
+        r.body.get(FIELD) for r in kernel.wal.read(kinds=[refusals.EXECUTED, promotion.PROMOTED])
+    }
+    return [
+        item
+        for item in kernel.registry.overrides.items.values()
+        if item.action in NEEDS_THE_KERNEL
+        and item.status == "done"
+        and item.override_id not in ended
+    ]
+
+
+async def finish(kernel: Kernel) -> dict[str, str]:
+    """Carry out what `unfinished` finds, as a booting kernel runs the intents approved
+    before a crash: a confirmation is never lost with the process that made it. A refused
+    intent runs under its idempotency key, so one that ran before the crash is answered
+    from the log, not sent again. Returns the code of each that cannot be carried out now
+    (it stays waiting, and is tried at the next boot)."""
+    left = {}
+    for item in unfinished(kernel):
+        try:
+            await carry_out(kernel, item.override_id, item.principal)
+        except MaosError as exc:
+            left[item.override_id] = exc.code
+    return left
 
 
 async def execute_override(kernel: Kernel, override_id: str) -> Outcome:
