@@ -57,6 +57,7 @@ def test_the_quick_bench_reports_every_section_with_its_baselines() -> None:
     assert nodes["nodes"] == 5 and nodes["ratio_audit_vs_bare_throughput"] > 0
     assert (
         nodes["policy_to_every_node_ms_p50"] > 0
+        and nodes["ratio_policy_vs_bare_fanout_p50"] > 0
         and fed["audit_durability"]["ratio_sync_always_vs_default"] > 0
     )
     egress = figures["egress"]  # issue 13: the relay's cost per connection, against direct

@@ -246,7 +246,8 @@ def _federation_node_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
     n, d = f["federation_nodes"], f["audit_durability"]
     rows = [
         ("policy Sovereign -> all 5 nodes p50", f"{n['policy_to_every_node_ms_p50']} ms",
-         f"p99 {n['policy_to_every_node_ms_p99']} ms"),
+         f"p99 {n['policy_to_every_node_ms_p99']} ms; {n['ratio_policy_vs_bare_fanout_p50']}"
+         f" × a bare publish to every node ({n['bare_publish_hub_to_every_node_ms_p50']} ms)"),
         ("revocation Pawn -> all 5 nodes p50", f"{n['revocation_pawn_to_every_node_ms_p50']} ms",
          f"p99 {n['revocation_pawn_to_every_node_ms_p99']} ms"),
         ("audit Pawn -> hub, verified", f"{n['audit_pawn_to_hub_verified_per_s']}/s",

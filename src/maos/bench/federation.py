@@ -216,6 +216,7 @@ async def _node_rounds(pki: PkiFiles, root: Path, rounds: int) -> dict[str, Any]
             revocation.append(time.perf_counter() - t)
         audit = await _audit_rate(nodes, pawn_b, hq, 200 if rounds < 20 else 1000)
         bare = await _bare_rate(pawn_b, hq, 200 if rounds < 20 else 1000)
+        fanout = await _bare_fanout(hq, nodes[1:], rounds)
     finally:
         for n in reversed(nodes):
             await n.stop()
@@ -223,6 +224,10 @@ async def _node_rounds(pki: PkiFiles, root: Path, rounds: int) -> dict[str, Any]
         "nodes": len(nodes),
         "policy_to_every_node_ms_p50": _ms(statistics.median(policy)),
         "policy_to_every_node_ms_p99": _ms(_p99(policy)),
+        "bare_publish_hub_to_every_node_ms_p50": _ms(statistics.median(fanout)),
+        "ratio_policy_vs_bare_fanout_p50": round(
+            statistics.median(policy) / max(statistics.median(fanout), 1e-9), 1
+        ),
         "revocation_pawn_to_every_node_ms_p50": _ms(statistics.median(revocation)),
         "revocation_pawn_to_every_node_ms_p99": _ms(_p99(revocation)),
         "audit_pawn_to_hub_verified_per_s": round(audit),
@@ -242,6 +247,34 @@ async def _audit_rate(nodes: list[Node], pawn: Node, hq: Node, n: int) -> float:
     witness = hq.witness
     await _until(nodes, lambda: witness.chains[pawn.name].seq >= head, timeout=120)
     return n / (time.perf_counter() - t)
+
+
+async def _bare_fanout(hq: Node, others: list[Node], rounds: int) -> list[float]:
+    """A core NATS message the hub publishes until every other node's link had it: what
+    the policy's trip to every node costs before any node checks, stores or applies it."""
+    assert hq.nc is not None
+    got: dict[int, int] = {}
+    done = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        i = int(msg.data)
+        got[i] = got.get(i, 0) + 1
+        if got[i] == len(others):
+            done.set()
+
+    for node in others:
+        assert node.nc is not None
+        await node.nc.subscribe("bench.bare.policy", cb=on_msg)
+        await node.nc.flush()
+    await asyncio.sleep(0.5)  # interest reaches the hub through the leaves
+    out = []
+    for i in range(rounds):
+        done.clear()
+        t = time.perf_counter()
+        await hq.nc.publish("bench.bare.policy", str(i).encode())
+        await asyncio.wait_for(done.wait(), 30)
+        out.append(time.perf_counter() - t)
+    return out
 
 
 async def _bare_rate(pawn: Node, hq: Node, n: int) -> float:
