@@ -18,14 +18,7 @@ from maos.kernel.hacfconfig import CommanderSection
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.registry import COMMANDER
 from maos.services import hacf
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from maos.testing import StepClock as Clock
 
 
 def test_the_page_confirms_an_override_only_with_the_authenticators_code_issue_10(

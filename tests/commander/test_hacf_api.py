@@ -22,14 +22,7 @@ from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass, OutcomeStatus
 from maos.services import hacf
 from maos.testing import Mailbox, intent_frame, task_with_untrusted_mail
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from maos.testing import StepClock as Clock
 
 
 @contextlib.asynccontextmanager

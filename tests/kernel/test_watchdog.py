@@ -10,15 +10,7 @@ from maos.kernel.cascade import release_order, stage_order
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.stages import Stage
 from maos.kernel.watchdog import beat_mac
-from maos.testing import with_kernel
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from maos.testing import StepClock, with_kernel
 
 
 def _missed(k: Kernel) -> list[str]:
@@ -26,7 +18,7 @@ def _missed(k: Kernel) -> list[str]:
 
 
 def test_beats_are_authenticated_and_a_miss_is_recorded_once(config: KernelConfig) -> None:
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
 
     async def body(k: Kernel) -> None:
         dog = k.watchdog
@@ -51,7 +43,7 @@ def test_beats_are_authenticated_and_a_miss_is_recorded_once(config: KernelConfi
 
 
 def test_a_member_has_its_start_grace_for_the_first_beat(config: KernelConfig) -> None:
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
 
     async def body(k: Kernel) -> None:
         dog = k.watchdog
@@ -66,7 +58,7 @@ def test_a_member_has_its_start_grace_for_the_first_beat(config: KernelConfig) -
 
 def test_a_frozen_pod_is_known_frozen_and_never_missed(config: KernelConfig) -> None:
     """Issue 12: hard isolation freezes the pod; its silence is by design."""
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
 
     async def body(k: Kernel) -> None:
         await k.register_agent("a1", ring=3)
@@ -97,7 +89,7 @@ def test_a_frozen_pod_is_known_frozen_and_never_missed(config: KernelConfig) -> 
 
 
 def test_confirm_rechecks_the_fact_and_logs_before_anyone_acts(config: KernelConfig) -> None:
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
 
     async def body(k: Kernel) -> None:
         await k.register_agent("good", ring=3)

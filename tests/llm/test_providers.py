@@ -24,7 +24,7 @@ from maos.llm import (
     Tool,
     ToolCall,
 )
-from maos.testing import ChatReply, loopback_openai
+from maos.testing import ChatReply, StepClock, loopback_openai
 
 T = TypeVar("T")
 
@@ -38,14 +38,6 @@ ASK = ChatRequest((Message("system", "be brief"), Message("user", "weather in Os
 
 def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(make())
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _openai(url: str, name: str = "openai", **kw: Any) -> OpenAICompatible:
@@ -167,7 +159,7 @@ def test_fallback_moves_to_the_next_provider_when_one_fails() -> None:
 
 
 def test_all_down_enters_rule_based_mode_then_recovers_on_a_due_probe() -> None:
-    clock = Clock()
+    clock = StepClock(1000.0)
     health = ProviderHealth(clock=clock, probe_interval=30.0)
 
     async def scenario(a_url: str, b_url: str) -> list[str]:
@@ -196,7 +188,7 @@ def test_all_down_enters_rule_based_mode_then_recovers_on_a_due_probe() -> None:
 
 
 def test_rule_based_mode_is_visible_with_its_reason() -> None:
-    clock = Clock()
+    clock = StepClock(1000.0)
     health = ProviderHealth(clock=clock, probe_interval=10.0)
     with loopback_openai() as server:
         server.down = True

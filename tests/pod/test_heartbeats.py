@@ -44,7 +44,7 @@ from maos.pod.frames import BASE_OPS, BeatFrame
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import HEARTBEAT_MISSED, PodEvent, PodRuntime
 from maos.services.danger import signal_of
-from maos.testing import Mailbox
+from maos.testing import Mailbox, StepClock
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
@@ -52,16 +52,6 @@ needs_root = pytest.mark.skipif(
 TASK = "t1"
 GRANTS = [Grant("fs.read", "*"), Grant("fs.write", "*"), Grant("admin.*", "*")]
 MAC = "ab" * 32
-
-
-class Clock:
-    """The kernel's clock, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _script(tmp_path: Path, code: str) -> Path:
@@ -373,7 +363,7 @@ def test_a_stopped_pod_is_recorded_missing_and_restarted_without_a_danger_signal
         print("attempt", attempt, "done", flush=True)
         """,
     )
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
     config = replace(config, clock=clock)
 
     async def body(kernel: Kernel) -> None:
@@ -438,7 +428,7 @@ def test_a_frozen_pod_is_never_restarted_for_its_silence(
         print("resumed", flush=True)
         """,
     )
-    clock = Clock()
+    clock = StepClock(1_000_000.0)
     config = replace(config, clock=clock)
 
     async def body(kernel: Kernel) -> None:

@@ -26,6 +26,7 @@ from maos.services.cron import CronScheduler
 from maos.services.orchestrator import Orchestrator
 from maos.services.plan import Plan
 from maos.testing import Mailbox
+from maos.testing import StepClock as Clock
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 T0 = float(calendar.timegm((2026, 1, 5, 9, 59, 30)))
@@ -45,14 +46,6 @@ import os
 from maos import sdk
 sdk.email.send("boss@example.com", "hourly", os.environ["MAOS_TASK_ID"])
 """
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -23,17 +23,10 @@ from maos.kernel.types import OutcomeStatus
 from maos.services import hacf
 from maos.services.notify import CommanderNotifier
 from maos.testing import Mailbox, intent_frame, loopback_http, with_kernel
+from maos.testing import StepClock as Clock
 
 TASK = "t1"
 COOLING = 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -23,20 +23,13 @@ from maos.kernel.tokens import Grant
 from maos.kernel.types import EffectClass, OutcomeStatus
 from maos.services import hacf
 from maos.testing import Mailbox, intent_frame, with_kernel
+from maos.testing import StepClock as Clock
 
 TASK = "t1"
 COOLING = 60.0
 METRIC = "external_destinations"
 READ = EffectClass.READ
 TRUSTED = ["boss@example.com", "ceo@example.com", "cfo@example.com"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

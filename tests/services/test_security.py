@@ -33,16 +33,9 @@ from maos.services.security import (
 )
 from maos.services.sse import HeuristicEvaluator
 from maos.testing import Mailbox, intent_frame, loopback_http, with_kernel
+from maos.testing import StepClock as Clock
 
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _mailer(k: Kernel) -> str:
