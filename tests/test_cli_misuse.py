@@ -21,7 +21,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +30,10 @@ from typer.testing import CliRunner
 from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.tokens import Grant
+from maos.testing import MAOS
+from maos.testing import serving as serve_up
 
 runner = CliRunner()
-ENTRY = [sys.executable, "-c", "from maos.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +95,8 @@ def test_issue9_the_demo_refuses_a_used_data_dir_and_writes_nothing(data_dir: Pa
 @pytest.fixture
 def serving(data_dir: Path) -> Iterator[Path]:
     """`maos up` serving ``data_dir`` in its own process, until SIGINT."""
-    proc = subprocess.Popen(
-        [*ENTRY, "up", "-d", str(data_dir), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("MAOS Commander on"):
-                break
-        else:
-            pytest.fail("maos up did not start")
+    with serve_up(data_dir):
         yield data_dir
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
 
 
 def test_issue9_the_demo_never_overwrites_the_config_of_a_serving_kernel(serving: Path) -> None:
@@ -251,7 +235,7 @@ def _read_only(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``maos args`` with ``data_dir`` bind-mounted read-only in a private mount namespace."""
     d = shlex.quote(str(data_dir))
     script = f"mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec " + shlex.join(
-        [*ENTRY, *args]
+        [*MAOS, *args]
     )
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120
@@ -319,7 +303,7 @@ def test_issue9_after_the_demo_its_data_dir_serves_and_a_second_demo_is_refused(
     assert KernelConfig.load(demo).smtp is None
     refused(["demo", "-d", str(demo)], "STATE.DATA_DIR_USED", watch=demo)
     with subprocess.Popen(
-        [*ENTRY, "up", "-d", str(demo), "--port", "0"],
+        [*MAOS, "up", "-d", str(demo), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -10,8 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,7 +29,7 @@ from maos.services.memory import PRINCIPAL
 from maos.services.sse import HeuristicEvaluator, sse_down
 from maos.services.sse_embed import EmbeddingEvaluator
 from maos.services.supervised import Pulse, probe_task
-from maos.testing import StepClock, intent_frame, with_kernel
+from maos.testing import StepClock, intent_frame, serving, with_kernel
 
 BOSS = "boss@example.com"
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, backoff_s=0.05, cooldown_s=1.5)
@@ -223,9 +221,6 @@ def test_real_failures_walk_the_modes_down_and_back_up(config: KernelConfig) -> 
     with_kernel(config, body)
 
 
-ENTRY = [sys.executable, "-c", "from maos.cli import main; main()"]
-
-
 def _files(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -256,18 +251,7 @@ def test_maos_up_supervises_its_services_writes_nothing_idle_and_status_shows_th
     data dir changes; `maos status` lists every service live, and a SIGKILLed Memory
     Manager shows up restarted."""
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*ENTRY, "up", "-d", str(data), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("MAOS Commander on"):
-                break
+    with serving(data):
         supervised = {"security": "process", "memory": "process", "orchestrator": "task"}
         supervised["sse"] = "task"
 
@@ -292,6 +276,3 @@ def test_maos_up_supervises_its_services_writes_nothing_idle_and_status_shows_th
                 and now["restarts"] == 1
             )
         )
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
