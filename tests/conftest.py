@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from maos.kernel.kernel import KernelConfig, SmtpConfig
 from maos.pod.isolation import PodHome
 from maos.pod.isolation.home import pod_uid, reachable
 from maos.pod.upstream_runtime import Runtime, build_runtime
-from maos.testing import Mailbox, loopback_smtp
+from maos.testing import Mailbox, StepClock, loopback_smtp
 
 
 @pytest.fixture
@@ -32,6 +33,18 @@ def config(tmp_path: Path, mailbox: Mailbox) -> KernelConfig:
         smtp=SmtpConfig("127.0.0.1", mailbox.port, "maos@test.local"),
         follow_interval=0.02,
     )
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    """The kernel's clock, moved only by the test."""
+    return StepClock()
+
+
+@pytest.fixture
+def kconfig(config: KernelConfig, clock: StepClock) -> KernelConfig:
+    """``config`` on the stepped ``clock``."""
+    return replace(config, clock=clock)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ real SMTP / HTTP servers on loopback for the messages to the Commander."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import pyotp
@@ -27,16 +26,6 @@ from maos.testing import StepClock as Clock
 
 TASK = "t1"
 COOLING = 60.0
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def kconfig(config: KernelConfig, clock: Clock) -> KernelConfig:
-    return replace(config, clock=clock)
 
 
 async def _agent(k: Kernel) -> str:

@@ -7,7 +7,6 @@ A real kernel with its injectable clock, real TOTP codes from the enrolled secre
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import pyotp
@@ -30,16 +29,6 @@ COOLING = 60.0
 METRIC = "external_destinations"
 READ = EffectClass.READ
 TRUSTED = ["boss@example.com", "ceo@example.com", "cfo@example.com"]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def kconfig(config: KernelConfig, clock: Clock) -> KernelConfig:
-    return replace(config, clock=clock)
 
 
 async def _agent(k: Kernel) -> str:
