@@ -158,7 +158,12 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
                     seen.setdefault("linked", set()).update(_leafs(hub))
             await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
             await _epoch_everywhere(fed, (fed.hq, fed.site_b), 1)
-            await fed.until(lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"])
+            # site-a redials with the files it rereads; its first tries after the hub's
+            # restart may meet the old pin, and nats-server spaces its redials: on a loaded
+            # CI machine this took over 20 s once (a bound on a wait, not a timing claim)
+            await fed.until(
+                lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"], timeout=90
+            )
             seen["sources"] = await _sources(fed.hq)
             hq_roster = fed.hq.roster
             await fed.until(lambda: getattr(fed.site_a.roster, "epoch", 0) == hq_roster.epoch)
