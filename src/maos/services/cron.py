@@ -121,9 +121,8 @@ class CronScheduler:
         self.interval_s = interval_s
         self._jobs: Mapping[str, CronJob] = {j.name: j for j in section.jobs}
         self._anchors: dict[str, float] = {}
-        self._runs: set[asyncio.Task[None]] = set()
-        self._going: dict[str, str] = {}
-        """Each job's run in flight (its task id): what ``overlap: skip`` waits for."""
+        self._runs: dict[asyncio.Task[None], tuple[str, str]] = {}
+        """Each run in flight: its job and task id (what ``overlap: skip`` waits for)."""
         self._loop: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._order = kernel_order(kernel, "cron")
@@ -202,7 +201,7 @@ class CronScheduler:
             if late and job.missed == "skip":
                 await self._log("cron.skipped", {"job": job.name, "due": latest, "count": count})
                 continue
-            going = self._going.get(job.name)
+            going = next((tid for name, tid in self._runs.values() if name == job.name), None)
             if going is not None and job.overlap == "skip":
                 body = {"job": job.name, "due": latest, "count": count, "running": going}
                 await self._log("cron.skipped", body)
@@ -216,15 +215,9 @@ class CronScheduler:
 
     def _launch(self, job: CronJob, tid: str, *, resume: bool) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run_plan(job, tid, resume))
-        self._runs.add(task)
-        self._going[job.name] = tid
-        task.add_done_callback(self._runs.discard)
-        task.add_done_callback(lambda _: self._ended(job.name, tid))
+        self._runs[task] = (job.name, tid)
+        task.add_done_callback(lambda done: self._runs.pop(done, None))
         return task
-
-    def _ended(self, job: str, tid: str) -> None:
-        if self._going.get(job) == tid:
-            del self._going[job]
 
     async def _run_plan(self, job: CronJob, tid: str, resume: bool) -> None:
         path = Path(job.plan)
