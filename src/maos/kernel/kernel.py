@@ -599,8 +599,8 @@ class Kernel:
     ) -> Outcome:
         """Refuse a parsed intent with its task (so `--task` finds it) and, for a check's
         refusal an override may waive, the intent itself (`kernel.refusals`)."""
-        waived = refusals.recorded(intent, code) if waivable else {}
-        extra = {"task_id": intent.task_id, **waived}
+        kept = refusals.recorded(intent, code) if waivable else {}
+        extra = {"task_id": intent.task_id, **kept}
         return await self._refuse(intent.intent_id, intent.agent_id, code, reason, intent.op, extra)
 
     async def _refuse(

@@ -98,12 +98,12 @@ def not_overridable(code: str) -> str | None:
     return _listed(code, NEVER) or "not a rule an override waives (fail closed)"
 
 
-def recorded(op: str | Intent, code: str) -> dict[str, Any]:
+def recorded(intent: Intent, code: str) -> dict[str, Any]:
     """What an ``intent.denied`` body adds: the whole intent, when its code is one an
     override could waive (nothing otherwise: denial records stay small)."""
-    if isinstance(op, str) or not_overridable(code) is not None:
+    if not_overridable(code) is not None:
         return {}
-    return {"intent": intent_to_wire(op)}
+    return {"intent": intent_to_wire(intent)}
 
 
 def digest(wire: Mapping[str, Any]) -> str:
