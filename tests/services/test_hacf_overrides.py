@@ -464,3 +464,51 @@ def test_an_override_confirmed_before_a_crash_is_carried_out_at_the_next_boot_on
     ]
     assert asyncio.run(boot()) == executed  # carried out once: a second boot does nothing
     assert mailbox.recipients() == [TRUSTED[0]]
+
+
+@pytest.mark.parametrize("cut_after", ["checked", "identity", "killed"])
+def test_a_promotion_a_crash_cut_short_is_finished_at_the_next_boot_once(
+    kconfig: KernelConfig, clock: Clock, cut_after: str
+) -> None:
+    """The deciding process dies in the middle of onboarding (the log holds what it had
+    done): the next boot finishes the stages not logged, each once, even when the old
+    identity is already killed and so no longer eligible."""
+    import asyncio
+
+    from maos.boot import configured_kernel
+    from maos.kernel import promotion
+    from maos.kernel.orders import Order
+
+    async def confirm_then_crash(k: Kernel) -> None:
+        await _ring3(k)
+        ov = _overrides(k, clock)
+        secret = await ov.enroll("commander")
+        asked = await ov.request("promote", "a1", "2", reason="clean", principal="commander")
+        clock.now += COOLING
+        await ov.confirm(asked.override_id, _code(secret, clock), principal="commander")
+        base = {"agent_id": "a1", "new_id": "a1-r2", "ring": 2, "principal": "commander"}
+        # what onboard had done when the process died, step by step as it does them
+        await k.cascade(Order(promotion.ONBOARDING, {**base, "stage": "checked"}))
+        if cut_after in ("identity", "killed"):
+            await k.register_agent("a1-r2", ring=2, rate_per_s=7.0, budgets={"api_calls": 40})
+            await k.cascade(Order(promotion.ONBOARDING, {**base, "stage": "identity"}))
+        if cut_after == "killed":
+            await k.set_agent_status("a1", AgentStatus.KILLED)
+
+    with_kernel(kconfig, confirm_then_crash)
+    (kconfig.data_dir / "config.json").write_text("{}")
+
+    async def boot() -> tuple[list[str], list[Any], AgentStatus, AgentStatus]:
+        async with configured_kernel(kconfig.data_dir, follow=False) as k:
+            stages = [r.body["stage"] for r in k.wal.read(kinds=["agent.onboarding"])]
+            promoted = [r.body["ring"] for r in k.wal.read(kinds=["agent.promoted"])]
+            return stages, promoted, k.registry.agent("a1").status, k.registry.agent("a1-r2").status
+
+    finished = asyncio.run(boot())
+    assert finished == (
+        ["override", "checked", "identity", "retired"],
+        [2],
+        AgentStatus.KILLED,
+        AgentStatus.ACTIVE,
+    )
+    assert asyncio.run(boot()) == finished  # once: a second boot adds nothing

@@ -144,28 +144,43 @@ async def onboard(
     if any(r.body.get(FIELD) == override_id for r in kernel.wal.read(kinds=[PROMOTED])):
         raise StateError("HACF.ALREADY_EXECUTED", f"promotion {override_id} was onboarded")
     old_id, new_id, ring = item.subject, str(started["new_id"]), int(item.to)
-    eligible(registry, old_id, ring, cut_off=cut_off)
     old = registry.agent(old_id)
+    logged = _stages(kernel, old_id, new_id)  # an onboarding a crash cut short resumes
+    retired = STAGES[3] in logged or (STAGES[2] in logged and old.status is AgentStatus.KILLED)
+    if not retired:  # past retiring the old identity there is no way back: only forward
+        eligible(registry, old_id, ring, cut_off=cut_off)
     base = {"agent_id": old_id, "new_id": new_id, "ring": ring, "principal": principal}
 
     async def stage(name: str) -> None:
-        await kernel.cascade(Order(ONBOARDING, {**base, "stage": name}))
+        if name not in logged:
+            await kernel.cascade(Order(ONBOARDING, {**base, "stage": name}))
 
     await stage(STAGES[1])
-    await kernel.register_agent(
-        new_id,
-        ring=ring,
-        rate_per_s=old.rate_per_s,
-        burst=old.burst,
-        budgets=kernel.ledger.limits_of(old_id),
-        principal=principal,
-    )
+    if STAGES[2] not in logged:
+        await kernel.register_agent(
+            new_id,
+            ring=ring,
+            rate_per_s=old.rate_per_s,
+            burst=old.burst,
+            budgets=kernel.ledger.limits_of(old_id),
+            principal=principal,
+        )
     await stage(STAGES[2])
-    await kernel.set_agent_status(old_id, AgentStatus.KILLED, principal=principal)
+    if not retired:
+        await kernel.set_agent_status(old_id, AgentStatus.KILLED, principal=principal)
     await stage(STAGES[3])
     done = {**base, "stage": STAGES[4], "from_ring": old.ring, FIELD: override_id}
     await kernel.cascade(Order(PROMOTED, done))
     return new_id
+
+
+def _stages(kernel: Kernel, old_id: str, new_id: str) -> set[str]:
+    """The stages after the first already logged for this onboarding."""
+    return {
+        str(rec.body.get("stage"))
+        for rec in kernel.wal.read(kinds=[ONBOARDING])
+        if rec.body.get("agent_id") == old_id and rec.body.get("new_id") == new_id
+    } - {STAGES[0]}
 
 
 def _stage_one(kernel: Kernel, override_id: str) -> Mapping[str, Any] | None:
