@@ -98,14 +98,7 @@ class ServiceDesk:
 
     async def submit(self, capability: object, kind: str, body: Mapping[str, Any]) -> int:
         """Log ``kind``/``body`` for the service holding ``capability``; the record's seq."""
-        service = self.holder(capability)
-        if service is None:
-            await self._deny("?", kind, "SERVICE.BAD_CAPABILITY", "no genuine Ring 1 capability")
-        assert service is not None
-        if kind not in CHARTERS[service]:
-            await self._deny(
-                service, kind, "SERVICE.NOT_CHARTERED", f"{service} may not log {kind} records"
-            )
+        service = await self._chartered(capability, [kind])
         return await self._log(kind, {**body, "principal": service_principal(service)})
 
     async def submit_batch(
@@ -114,16 +107,7 @@ class ServiceDesk:
         """One order of several records for the service holding ``capability``: every
         record checked before any is logged (one not chartered refuses the order), then
         all logged at once; their seqs, in order."""
-        service = self.holder(capability)
-        if service is None:
-            kinds = ",".join(sorted({k for k, _ in records}))
-            await self._deny("?", kinds, "SERVICE.BAD_CAPABILITY", "no genuine Ring 1 capability")
-        assert service is not None
-        for kind, _ in records:
-            if kind not in CHARTERS[service]:
-                await self._deny(
-                    service, kind, "SERVICE.NOT_CHARTERED", f"{service} may not log {kind} records"
-                )
+        service = await self._chartered(capability, [kind for kind, _ in records])
         principal = service_principal(service)
         logged = [self._log(kind, {**body, "principal": principal}) for kind, body in records]
         return list(await asyncio.gather(*logged))
@@ -133,6 +117,21 @@ class ServiceDesk:
         if service not in self._batchers:
             self._batchers[service] = Batcher(self, self.capability(service))
         return self._batchers[service]
+
+    async def _chartered(self, capability: object, kinds: Sequence[str]) -> str:
+        """The service holding ``capability``, when its charter has every one of ``kinds``;
+        otherwise the refusal, logged (``service.denied``) and raised."""
+        service = self.holder(capability)
+        if service is None:
+            shown = ",".join(sorted({str(kind) for kind in kinds}))
+            await self._deny("?", shown, "SERVICE.BAD_CAPABILITY", "no genuine Ring 1 capability")
+        assert service is not None
+        for kind in kinds:
+            if kind not in CHARTERS[service]:
+                await self._deny(
+                    service, kind, "SERVICE.NOT_CHARTERED", f"{service} may not log {kind} records"
+                )
+        return service
 
     async def _deny(self, service: str, kind: str, code: str, reason: str) -> None:
         body = {"service": service, "kind": str(kind)[:80], "code": code, "reason": reason}
