@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +128,14 @@ class Servers:
             lst.listen()
             self._sel.register(lst, selectors.EVENT_READ, "listen")
         self._sel.register(self.udp, selectors.EVENT_READ, "udp")
+        self._passes = 0
+        """Select passes the server thread has finished (see `_drain`)."""
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._passes += 1
             for key, _ in self._sel.select(0.05):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
@@ -155,7 +159,18 @@ class Servers:
             key.fileobj.close()
         self._sel.close()
 
+    def _drain(self) -> None:
+        """Let the server thread take in what reached its sockets before now: a connection
+        is accepted in one pass and read in the next, so three whole passes suffice. Read
+        at once, a check could miss what a process sent just before it exited - a control
+        failing, or worse, an escape counted as contained."""
+        target = self._passes + 3
+        deadline = time.monotonic() + 10
+        while self._passes < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def saw(self, mark: str) -> bool:
+        self._drain()
         return any(mark.encode() in data for data in self.seen)
 
     def close(self) -> None:
