@@ -204,11 +204,16 @@ def test_writers_in_several_processes_keep_one_anchor_at_the_head_issue_9(
     # Checked while they write, as `maos wal verify` or a booting kernel would: never a
     # false alarm from a commit landing mid-check.
     anchor = HeadAnchor(config.data_dir)
-    while any(p.poll() is None for p in procs):
-        for full in (False, True):
-            report = walcheck.check(config.wal_path, anchor, full=full)
-            assert report.ok, report
-    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    try:
+        while any(p.poll() is None for p in procs):
+            for full in (False, True):
+                report = walcheck.check(config.wal_path, anchor, full=full)
+                assert report.ok, report
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    finally:  # a failed check leaves no writer running into the next test
+        for p in procs:
+            p.kill()
+            p.wait()
     assert anchored_seq(config) == records(config)[-1][0]
     assert len(records(config, "test.note")) == 450
     assert records(config, "wal.checkpoint")
@@ -250,3 +255,42 @@ def test_an_anchor_replaced_under_a_running_writer_fails_its_next_commit_issue_9
         with pytest.raises(WalError, match="disappeared") as deleted:
             wal.append_sync("test.note", {"i": 3})
         assert deleted.value.code == "WAL.WRITE_FAILED"
+
+
+class _CommitBeforeRead(HeadAnchor):
+    """The anchor as a checker reads it, with a kernel's commits landing just before the
+    read and the kernel still running: the worst moment for a checker that opened the
+    log while nobody had it open."""
+
+    def __init__(self, config: KernelConfig, commits: int) -> None:
+        super().__init__(config.data_dir)
+        self.config, self.commits = config, commits
+        self.writer: Wal | None = None
+
+    def read(self):  # type: ignore[no-untyped-def]
+        if self.writer is None:
+            self.writer = Wal(self.config.wal_path, anchor=HeadAnchor(self.config.data_dir))
+            for i in range(self.commits):
+                self.writer.append_sync("test.note", {"i": i})
+        return super().read()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_log_that_comes_alive_while_it_is_checked_is_no_false_truncation_issue_9(
+    config: KernelConfig, full: bool
+) -> None:
+    """A checker that found the log closed reads its file as it is (immutable, so it
+    creates nothing); a kernel that starts writing meanwhile puts its commits in a ``-wal``
+    file such a read never sees, while the anchor read next vouches for them. That is a
+    moving log, not a truncated one: the check reads it again, live."""
+    with_kernel(config, lambda k: k.register_agent("a1", ring=3))
+    live = [config.wal_path.with_name(config.wal_path.name + s) for s in ("-wal", "-shm")]
+    assert not any(path.exists() for path in live)
+    anchor = _CommitBeforeRead(config, 8)
+    try:
+        report = walcheck.check(config.wal_path, anchor, full=full)
+        assert report.ok, report
+        assert report.head == anchored_seq(config) == records(config)[-1][0]
+    finally:
+        assert anchor.writer is not None
+        anchor.writer.close()

@@ -22,7 +22,9 @@ from maos.testing import with_kernel
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, backoff_s=0.05, cooldown_s=1.5)
 
 
-async def _until(what: Callable[[], bool], timeout: float = 20.0) -> None:
+async def _until(what: Callable[[], bool], timeout: float = 60.0) -> None:
+    # A bound on waiting, not a figure: each (re)start imports MAOS in a fresh process,
+    # which a loaded two-core CI machine took over 20 s for once.
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not what():

@@ -68,6 +68,8 @@ UNANCHORED_COMMITS = 2
 being committed meanwhile (`maos.kernel.wal`); never acknowledged, so accepted."""
 _CATCH_UP_S = 0.5
 _BUSY_MS = 30_000
+_RECHECKS = 5
+"""Reads of a log that keeps coming alive under its check before the last is reported."""
 _PAGE = 4096
 
 
@@ -111,7 +113,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     (``mode=ro`` would leave a ``-shm`` behind, or fail in a read-only directory, where
     a read-only copy of a data dir lives: issue 9)."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    live = any(Path(f"{path}{suffix}").exists() for suffix in ("-shm", "-wal"))
+    live = at_rest(path) is None
     attempts = (uri, f"{uri}&immutable=1") if live else (f"{uri}&immutable=1",)
     for i, attempt in enumerate(attempts, 1):
         conn = sqlite3.connect(
@@ -119,13 +121,31 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
         )
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
             conn.close()
-            if i == len(attempts):
+            # A writer busy with the log is no reason to read its file past the writer's
+            # ``-wal``: only a log nobody can share locks with is read as it lies.
+            if i == len(attempts) or exc.sqlite_errorname.startswith(
+                ("SQLITE_BUSY", "SQLITE_LOCKED")
+            ):
                 raise
             continue
         return conn
     raise AssertionError("unreachable")
+
+
+def at_rest(path: Path) -> tuple[int, int, int] | None:
+    """The log file's inode, size and mtime while nobody has it open (no ``-shm`` or
+    ``-wal`` beside it), else None. An immutable read sees the log as it was only if this
+    is the same after the read: a writer that opened it meanwhile commits into a ``-wal``
+    such a read never sees, one that came and went changed the file."""
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-shm", "-wal")):
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:
@@ -175,7 +195,20 @@ def check(db_path: Path, anchor: HeadAnchor | None, *, full: bool) -> VerifyRepo
 
     ``full`` re-hashes every record and checks every checkpoint; otherwise the chain is
     re-hashed from the last verified checkpoint (what a boot does).
+
+    A log that a writer opened while it was read at rest is read again, live: the
+    anchor read after the file vouches for commits the file does not hold yet, which is
+    a moving log, not a truncated one.
     """
+    for _ in range(_RECHECKS):
+        rest = at_rest(db_path)
+        report = _check_once(db_path, anchor, full)
+        if rest is None or at_rest(db_path) == rest:
+            return report
+    return report
+
+
+def _check_once(db_path: Path, anchor: HeadAnchor | None, full: bool) -> VerifyReport:
     try:
         conn = open_readonly(db_path)
     except WalError as exc:
