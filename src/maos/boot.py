@@ -30,6 +30,7 @@ from maos.kernel.errors import InputError, MaosError
 from maos.kernel.kernel import Kernel
 from maos.kernel.ops import TOOL_PREFIX
 from maos.kernel.sse import SemanticEvaluator
+from maos.kernel.stages import CascadePolicy
 from maos.kernel.types import iso_time
 from maos.llm.config import (
     ConfiguredLlm,
@@ -51,7 +52,7 @@ from maos.services.memory import MemoryManager, consulted_by_sse
 from maos.services.notify import CommanderNotifier
 from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, StepEvent
 from maos.services.plan import Plan, load_plan
-from maos.services.security import CascadePolicy, SecurityAgent, notify_hook, thresholds
+from maos.services.security import SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator, sse_down
 from maos.services.supervised import probe_task
 from maos.services.tsca import Tsca

@@ -14,20 +14,18 @@ from dataclasses import replace
 
 import pytest
 
-from maos.boot import configured_kernel
+from maos.boot import cascade_policy, configured_kernel
 from maos.kernel import cascade
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.errors import InputError
 from maos.kernel.kernel import Kernel, KernelConfig
-from maos.kernel.stages import Stage
+from maos.kernel.stages import DEFAULT_WEIGHTS, CascadePolicy, Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
-from maos.llm.config import SecuritySettings, load_settings
+from maos.llm.config import DangerWeights, SecuritySettings, load_settings
 from maos.services.security import (
     BREACH,
-    DEFAULT_WEIGHTS,
     PRINCIPAL,
-    CascadePolicy,
     SecurityAgent,
     Threshold,
 )
@@ -302,18 +300,12 @@ def test_a_notification_target_that_is_not_an_address_is_refused(config: KernelC
     assert "security.notify_webhook" in refused.value.message
 
 
-def test_the_security_agents_defaults_are_config_jsons_defaults() -> None:
-    """The defaults live twice (Ring 1 packages may not import each other): keep them one."""
-    settings = SecuritySettings()
-    assert dict(DEFAULT_WEIGHTS) == settings.weights.model_dump()
-    policy = CascadePolicy()
-    assert (policy.observe_at, policy.soft_at, policy.hard_at) == (
-        settings.observe_at,
-        settings.soft_at,
-        settings.hard_at,
-    )
-    assert policy.half_life_s == settings.half_life_minutes * 60
-    assert policy.observation_s == settings.observation_minutes * 60
+def test_an_empty_security_section_boots_the_security_agents_own_defaults() -> None:
+    """The defaults are written once (`maos.kernel.stages`); what boot builds from a
+    config without a ``security`` section - minutes to seconds, every weight by name -
+    is the policy a Security Agent gets when none is given."""
+    assert cascade_policy(SecuritySettings()) == CascadePolicy()
+    assert set(DangerWeights.model_fields) == set(DEFAULT_WEIGHTS)
 
 
 def test_an_agent_under_observation_has_every_effect_evaluated_and_nothing_restricted(

@@ -36,12 +36,13 @@ from maos.kernel.dsc.ratelimit import AgentRates, RateLimit, RateLimitCheck
 from maos.kernel.immune import Threat, ThreatMemory
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.ops import OPS
+from maos.kernel.stages import DEFAULT_WEIGHTS
 from maos.kernel.tokens import Grant
 from maos.kernel.wal import WalRecord
 from maos.pod.isolation import PodHome, detect
 from maos.pod.runtime import PodRuntime
 from maos.services.danger import DangerBook, signal_of
-from maos.services.security import DEFAULT_WEIGHTS, SecurityAgent
+from maos.services.security import SecurityAgent
 
 __all__ = ["measure"]
 

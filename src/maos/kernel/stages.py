@@ -4,12 +4,22 @@ agents between them. Here, below the registry, so an agent's record can hold its
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from maos.kernel.dsc.base import AgentStatus
 
-__all__ = ["RELEASE_TO", "STAGE_STATUS", "Stage", "stage_for_status", "stage_report"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "RELEASE_TO",
+    "STAGE_STATUS",
+    "CascadePolicy",
+    "Stage",
+    "stage_for_status",
+    "stage_report",
+]
 
 
 class Stage(StrEnum):
@@ -62,3 +72,46 @@ def stage_report(agent: Any) -> dict[str, Any]:
         "evidence": [dict(e) for e in agent.evidence],
         "replaced_by": agent.replaced_by,
     }
+
+
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        "sentry_anomaly": 2.0,
+        "prefilter": 3.0,
+        "rule_violation": 3.0,
+        "capability": 1.0,
+        "rate": 0.5,
+        "isolated_attempt": 2.0,
+        "sse_deny": 3.0,
+        "aggregate": 6.0,
+        "pod_violation": 4.0,
+        "memory_match": 3.0,
+    }
+)
+"""What one danger signal adds to an agent's score by default; ``config.json``'s
+``security.weights`` takes its defaults from here and documents each
+(`maos.llm.config.DangerWeights`). Here, below both, so it is written once."""
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePolicy:
+    """The cascade's thresholds and timers; ``config.json``'s ``security`` section takes
+    its defaults from these (the reasons are there, `maos.llm.config.SecuritySettings`)."""
+
+    observe_at: float = 3.0
+    soft_at: float = 6.0
+    hard_at: float = 10.0
+    half_life_s: float = 600.0
+    observation_s: float = 1800.0
+    """The seed's 30 minutes."""
+    monitor_only: bool = False
+    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
+
+    def stage_for(self, score: float) -> Stage:
+        if score >= self.hard_at:
+            return Stage.HARD_ISOLATION
+        if score >= self.soft_at:
+            return Stage.SOFT_ISOLATION
+        if score >= self.observe_at:
+            return Stage.OBSERVATION
+        return Stage.NORMAL

@@ -46,6 +46,7 @@ from maos.kernel.config import ConfigFile, error_sentence, read_config
 from maos.kernel.config import config_error as _invalid
 from maos.kernel.config import validation_error as _first_error
 from maos.kernel.kernel import Kernel
+from maos.kernel.stages import DEFAULT_WEIGHTS, CascadePolicy
 from maos.kernel.wal import Wal, WalRecord
 from maos.llm.adapter import LlmAdapter
 from maos.llm.chain import FallbackChain
@@ -92,6 +93,8 @@ JUDGE_MAX_TOKENS = 64
 """The judge answers one ``ALLOW: ...``/``DENY: ...`` line."""
 
 _MODE_KEYS = ("mode", "last_provider", "last_error", "outages")
+_CASCADE = CascadePolicy()
+"""The cascade's defaults, written once in Ring 0 for the Security Agent and this file."""
 """What an ``llm.mode`` record holds: `ProviderHealth.to_dict` without its monotonic times."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -218,27 +221,27 @@ class DangerWeights(_Section):
     stage thresholds below are in the same unit: a weight of 3 is "one of these and the
     agent is watched", 6 "one of these and it is soft-isolated"."""
 
-    sentry_anomaly: float = Field(default=2.0, ge=0)
+    sentry_anomaly: float = Field(default=DEFAULT_WEIGHTS["sentry_anomaly"], ge=0)
     """The Sentry's behavioural fingerprint crossed its threshold: unusual, not proof."""
-    prefilter: float = Field(default=3.0, ge=0)
+    prefilter: float = Field(default=DEFAULT_WEIGHTS["prefilter"], ge=0)
     """DSC check 7 found injection text in the intent: the agent repeats an attack."""
-    rule_violation: float = Field(default=3.0, ge=0)
+    rule_violation: float = Field(default=DEFAULT_WEIGHTS["rule_violation"], ge=0)
     """R4 (tampering with MAOS), R6 (a down-flow), R10 (an untrusted target): the kinds of
     deny a hijacked agent earns, rarely an honest one."""
-    capability: float = Field(default=1.0, ge=0)
+    capability: float = Field(default=DEFAULT_WEIGHTS["capability"], ge=0)
     """Outside its token: often a plan too narrow, so light."""
-    rate: float = Field(default=0.5, ge=0)
+    rate: float = Field(default=DEFAULT_WEIGHTS["rate"], ge=0)
     """A rate limit: pressure on the kernel, mostly a bug."""
-    isolated_attempt: float = Field(default=2.0, ge=0)
+    isolated_attempt: float = Field(default=DEFAULT_WEIGHTS["isolated_attempt"], ge=0)
     """An outbound effect tried while isolated: it keeps pushing where it was told not to."""
-    sse_deny: float = Field(default=3.0, ge=0)
+    sse_deny: float = Field(default=DEFAULT_WEIGHTS["sse_deny"], ge=0)
     """The Semantic Security Evaluator refused an effect the DSC allowed."""
-    aggregate: float = Field(default=6.0, ge=0)
+    aggregate: float = Field(default=DEFAULT_WEIGHTS["aggregate"], ge=0)
     """An aggregate figure refused before the effect: exfiltration by volume; the default
     reaches soft isolation at once, as the seed's aggregate monitoring does."""
-    pod_violation: float = Field(default=4.0, ge=0)
+    pod_violation: float = Field(default=DEFAULT_WEIGHTS["pod_violation"], ge=0)
     """A certain violation (Fast Apoptosis): the pod was already killed and restarted."""
-    memory_match: float = Field(default=3.0, ge=0)
+    memory_match: float = Field(default=DEFAULT_WEIGHTS["memory_match"], ge=0)
     """The intent matched a threat the immune memory deflected before."""
 
 
@@ -257,15 +260,15 @@ class SecuritySettings(_Section):
     """Calibration (seed: the first 30 days): aggregate figures past a limit are logged as
     would-be breaches; nothing is refused and no agent is isolated for them."""
     weights: DangerWeights = DangerWeights()
-    observe_at: float = Field(default=3.0, gt=0)
+    observe_at: float = Field(default=_CASCADE.observe_at, gt=0)
     """Score at which an agent enters Observation: one serious signal, or a few light ones."""
-    soft_at: float = Field(default=6.0, gt=0)
+    soft_at: float = Field(default=_CASCADE.soft_at, gt=0)
     """Score at which it is soft-isolated: two serious signals close together."""
-    hard_at: float = Field(default=10.0, gt=0)
+    hard_at: float = Field(default=_CASCADE.hard_at, gt=0)
     """Score at which it is frozen (hard isolation): it kept misbehaving once isolated."""
-    half_life_minutes: float = Field(default=10.0, gt=0)
+    half_life_minutes: float = Field(default=_CASCADE.half_life_s / 60, gt=0)
     """A signal's weight halves in this time: a burst counts, one old slip fades."""
-    observation_minutes: float = Field(default=30.0, gt=0)
+    observation_minutes: float = Field(default=_CASCADE.observation_s / 60, gt=0)
     """The seed's observation window; a window with no signal steps an agent down one
     stage (observation to normal, soft isolation to observation)."""
 

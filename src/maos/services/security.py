@@ -38,9 +38,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from maos.kernel import cascade
@@ -55,7 +53,7 @@ from maos.kernel.aggregate import (
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel
 from maos.kernel.registry import AgentRecord, Registry
-from maos.kernel.stages import Stage
+from maos.kernel.stages import CascadePolicy, Stage
 from maos.kernel.wal import Wal, WalRecord
 from maos.services import danger
 from maos.services.follower import LogFollower
@@ -64,11 +62,9 @@ from maos.services.notify import CommanderNotifier
 __all__ = [
     "BREACH",
     "DEFAULT_THRESHOLDS",
-    "DEFAULT_WEIGHTS",
     "LOG_KINDS",
     "PRINCIPAL",
     "Breach",
-    "CascadePolicy",
     "SecurityAgent",
     "Threshold",
     "danger_from_log",
@@ -120,22 +116,6 @@ def kernel_order(kernel: Kernel, service: str = SERVICE) -> Order:
     return order
 
 
-DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
-    {
-        "sentry_anomaly": 2.0,
-        "prefilter": 3.0,
-        "rule_violation": 3.0,
-        "capability": 1.0,
-        "rate": 0.5,
-        "isolated_attempt": 2.0,
-        "sse_deny": 3.0,
-        "aggregate": 6.0,
-        "pod_violation": 4.0,
-        "memory_match": 3.0,
-    }
-)
-"""The defaults of ``security.weights`` (their reasons are in `maos.llm.config`)."""
-
 LOG_KINDS = (
     *danger.KINDS,
     BREACH,
@@ -144,29 +124,6 @@ LOG_KINDS = (
     "approval.pending",
     "approval.denied",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CascadePolicy:
-    """The cascade's thresholds and timers; ``config.json``'s ``security`` section."""
-
-    observe_at: float = 3.0
-    soft_at: float = 6.0
-    hard_at: float = 10.0
-    half_life_s: float = 600.0
-    observation_s: float = 1800.0
-    """The seed's 30 minutes."""
-    monitor_only: bool = False
-    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS)
-
-    def stage_for(self, score: float) -> Stage:
-        if score >= self.hard_at:
-            return Stage.HARD_ISOLATION
-        if score >= self.soft_at:
-            return Stage.SOFT_ISOLATION
-        if score >= self.observe_at:
-            return Stage.OBSERVATION
-        return Stage.NORMAL
 
 
 class SecurityAgent(LogFollower):
