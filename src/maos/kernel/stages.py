@@ -88,15 +88,15 @@ DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
         "memory_match": 3.0,
     }
 )
-"""What one danger signal adds to an agent's score by default; ``config.json``'s
-``security.weights`` takes its defaults from here and documents each
-(`maos.llm.config.DangerWeights`). Here, below both, so it is written once."""
+"""What one danger signal adds to an agent's score by default. ``config.json``'s
+``security.weights`` takes its defaults from here, and documents why each is what it is;
+here, in Ring 0 below both the Security Agent and the config schema, it is written once."""
 
 
 @dataclass(frozen=True, slots=True)
 class CascadePolicy:
     """The cascade's thresholds and timers; ``config.json``'s ``security`` section takes
-    its defaults from these (the reasons are there, `maos.llm.config.SecuritySettings`)."""
+    its defaults from these (the reason for each is given with that section)."""
 
     observe_at: float = 3.0
     soft_at: float = 6.0
