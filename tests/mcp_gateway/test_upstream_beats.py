@@ -30,6 +30,7 @@ from maos.mcp.serve import running_gateway
 from maos.mcp.upstream import Connection, Sandboxing
 from maos.pod.egress import EgressEvent
 from maos.pod.isolation import PodHome, detect
+from maos.pod.lifecycle import pods_from_log
 from maos.testing import StepClock
 
 pytestmark = pytest.mark.skipif(not detect(2).available, reason=detect(2).reason)
@@ -175,6 +176,7 @@ def test_a_stopped_server_is_held_during_its_call_then_recorded_missing_and_repl
             assert len(setup.starts("files")) == 2
             await _wait_for(lambda: dog.members[MEMBER].counter >= 1, "the fresh server beats")
             assert _missed(kernel) == [MEMBER]
+            assert pods_from_log(kernel.wal) == {"mcp/files": {"state": "mcp server", "missed": 1}}
 
     asyncio.run(go())
 

@@ -23,6 +23,7 @@ import pytest
 from maos.effects.base import EffectError
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.pod.isolation import PodHome, PodProcess
+from maos.pod.lifecycle import pods_from_log
 from maos.pod.toolhost import ToolHost, install_tools, register_tools, start_tools
 from maos.testing import StepClock
 
@@ -140,6 +141,8 @@ def test_a_stopped_tool_host_is_recorded_missing_killed_and_the_next_call_runs_f
             assert _host_pod(host) is not first
             await _wait_for(lambda: dog.members[host.member].counter >= 1, "the fresh host beats")
             assert _missed(kernel) == [host.member]
+            pods = pods_from_log(kernel.wal)  # what maos status shows
+            assert pods == {host.member.removeprefix("pod:"): {"state": "tool host", "missed": 1}}
         finally:
             await adapter.aclose()
             await kernel.close()
