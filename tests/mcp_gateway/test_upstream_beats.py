@@ -181,6 +181,32 @@ def test_a_stopped_server_is_held_during_its_call_then_recorded_missing_and_repl
     asyncio.run(go())
 
 
+def test_a_call_right_after_an_idle_server_was_recorded_missing_runs_on_a_fresh_one(
+    setup: Setup, config: KernelConfig
+) -> None:
+    clock = StepClock(1_000_000.0)
+
+    async def go() -> None:
+        async with _files(setup, config, clock) as (kernel, conn):
+            dog = kernel.watchdog
+            await _wait_for(lambda: dog.members[MEMBER].counter >= 2, "beats arrive")
+            (pid,) = _server_pids(setup)
+            os.kill(pid, signal.SIGSTOP)
+            await _wait_for(lambda: _stopped(pid), "the server is stopped")
+
+            def missing() -> bool:
+                clock.now += dog.pod_limit_s + 1
+                return bool(_missed(kernel))
+
+            await _wait_for(missing, "the stopped server recorded missing")
+            # At once, before its prober's next look: the call goes to a fresh server.
+            result = await asyncio.wait_for(_call(conn, "read_file", path="/srv/reports/r"), 120)
+            assert "contents of /srv/reports/r" in str(result)
+            assert not Path(f"/proc/{pid}").exists() and len(setup.starts("files")) == 2
+
+    asyncio.run(go())
+
+
 def test_the_gateways_upstreams_beat_to_its_kernel(setup: Setup) -> None:
     async def go() -> None:
         async with running_gateway(load_policy(setup.policy), setup.data_dir) as gateway:

@@ -150,6 +150,37 @@ def test_a_stopped_tool_host_is_recorded_missing_killed_and_the_next_call_runs_f
     asyncio.run(go())
 
 
+def test_a_call_right_after_an_idle_host_was_recorded_missing_runs_in_a_fresh_host(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    clock = StepClock(1_000_000.0)
+
+    async def go() -> None:
+        kernel = await Kernel.boot(replace(config, clock=clock))
+        adapter = await install_tools(kernel, [_module(tmp_path)], home=home, level=1)
+        try:
+            host = adapter.served()[0][0]
+            dog = kernel.watchdog
+            await _wait_for(lambda: dog.members[host.member].counter >= 3, "beats arrive")
+            first = _host_pod(host)
+            os.killpg(first.pid, signal.SIGSTOP)
+            await _wait_for(lambda: _stopped(first.pid), "the host is stopped")
+
+            def missing() -> bool:
+                clock.now += dog.pod_limit_s + 1
+                return bool(_missed(kernel))
+
+            await _wait_for(missing, "the stopped host recorded missing")
+            # At once, before the watcher's next look: not sent to the stopped host.
+            assert await asyncio.wait_for(host.call("echo", {"text": "fresh"}, 60), 120) == "fresh"
+            assert _host_pod(host) is not first and first.signal == signal.SIGKILL
+        finally:
+            await adapter.aclose()
+            await kernel.close()
+
+    asyncio.run(go())
+
+
 def test_a_host_started_before_the_kernel_beats_once_its_tools_are_registered(
     tmp_path: Path, config: KernelConfig, home: PodHome
 ) -> None:

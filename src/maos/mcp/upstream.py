@@ -305,6 +305,8 @@ class Connection:
         self._home = tempfile.mkdtemp(prefix=f"maos-mcp-{name}-")
         self._watchdog: Watchdog | None = None
         self._watched = asyncio.Event()
+        self.member = upstream_member(name)
+        """Its servers' Watchdog member (`maos.mcp.liveness`)."""
         self.announced: Announced | None = None
         self.capabilities: types.ServerCapabilities | None = None
 
@@ -378,6 +380,12 @@ class Connection:
             self._client = None
         closing.set()
 
+    def _missing(self) -> bool:
+        """The Watchdog has recorded the live server missing: it is about to be dropped,
+        so a call does not go to it but to a fresh one."""
+        beat = None if self._watchdog is None else self._watchdog.members.get(self.member)
+        return beat is not None and beat.missed
+
     async def _prepare(self) -> None:
         """Before each start: the secrets (re-read) and, once, the runtime (built in a
         thread on first use: pip and npm block)."""
@@ -431,7 +439,8 @@ class Connection:
     async def client(self) -> Client:
         """The live client, (re)connecting and re-listing when there is none."""
         async with self._lock:
-            if self._client is not None and self._owner is not None and not self._owner.done():
+            owner = self._owner
+            if self._client is not None and owner and not owner.done() and not self._missing():
                 return self._client
             await self._drop()
             await self._prepare()
@@ -504,7 +513,7 @@ class Connection:
         scrubbed; a timeout or a death drops the connection (the next request reconnects
         and re-lists)."""
         client = await self.client()
-        held = self._watchdog.holding(upstream_member(self.name)) if self._watchdog else None
+        held = self._watchdog.holding(self.member) if self._watchdog else None
         try:
             with held or contextlib.nullcontext():  # the call's timeout bounds its silence
                 result = await asyncio.wait_for(call(client), timeout)

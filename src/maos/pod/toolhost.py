@@ -151,10 +151,10 @@ class ToolHost:
     async def start(self) -> tuple[ToolManifest, ...]:
         """Start the host (if it is not running) and return its tools' manifests."""
         running = self._pod
-        if running is not None and running.returncode is None and self._silenced is not running:
-            if self._beats_to is self.watchdog:
+        if running is not None and running.returncode is None:
+            if self._beats_to is self.watchdog and not self._missing(running):
                 return self.manifests
-            running.kill()  # it beats to no Watchdog, or another one: replaced
+            running.kill()  # beats to no Watchdog or another one, or is missing: replaced
             await running.wait()
         if self._watcher is not None:  # the last host's: it ends with that host
             await self._watcher
@@ -268,6 +268,11 @@ class ToolHost:
             raise ToolHostError("TOOL.HOST_DIED", "the tool host sent something other than serve")
         self._waiting = frame.id
         return frame.args
+
+    def _missing(self, pod: PodProcess) -> bool:
+        """Killed for its silence, or recorded missing and about to be."""
+        beat = None if self._beats_to is None else self._beats_to.members.get(self.member)
+        return self._silenced is pod or (beat is not None and beat.missed)
 
     async def watch(self, watchdog: Watchdog) -> None:
         """Beat to ``watchdog`` from now on: a host running without beats is replaced now
