@@ -30,16 +30,16 @@ import signal
 import statistics
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from maos.bench.pods import echo_round_trip
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.services import Batcher
+from maos.pod.beats import enrol
 from maos.pod.channel import ChannelClosed
 from maos.pod.gateways import GATEWAY_OPS
-from maos.pod.isolation import Heartbeat, PodHome, PodProcess, PodSpec, detect, sandbox_for
+from maos.pod.isolation import PodHome, PodProcess, PodSpec, detect, sandbox_for
 from maos.services.manager import RestartPolicy, ServiceManager
 
 __all__ = ["measure"]
@@ -126,17 +126,12 @@ async def _sentry_batches(kernel: Kernel, *, callers: int, each: int) -> dict[st
     return out
 
 
-def _beats(kernel: Kernel, member: str) -> Heartbeat:
-    dog = kernel.watchdog
-    return Heartbeat(member, dog.enrol(member), dog.period_s, partial(dog.beat, member))
-
-
 async def _idle(
     kernel: Kernel, home: PodHome, idle: Path, beating: bool
 ) -> list[tuple[PodProcess, asyncio.Task[None]]]:
     out = []
     for i in range(NEIGHBOURS):
-        beats = _beats(kernel, f"pod:idle-{i}") if beating else None
+        beats = enrol(kernel.watchdog, f"pod:idle-{i}") if beating else None
         pod = await sandbox_for(2, home, ops=GATEWAY_OPS).spawn(
             PodSpec(f"idle-{i}", idle, heartbeat=beats)
         )
@@ -164,7 +159,7 @@ async def _pod_beats(tmp: Path, quick: bool) -> dict[str, Any]:
         for _ in range(2 if quick else 4):
             for beating, into in ((True, on), (False, off)):
                 neighbours = await _idle(kernel, home, idle, beating)
-                beats = _beats(kernel, "pod:echo") if beating else None
+                beats = enrol(kernel.watchdog, "pod:echo") if beating else None
                 into.append((await echo_round_trip(tmp, pings, home, beats))[0])
                 for pod, drain in neighbours:
                     pod.kill()

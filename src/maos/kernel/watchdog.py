@@ -1,7 +1,8 @@
 """The Watchdog (Ring 0): who is alive, known from authenticated heartbeats.
 
 Every Ring 1 service process and every running pod is *enrolled* under a member name
-(``service:<name>``, ``pod:<agent_id>``) and given a key the kernel derives for it alone
+(``service:<name>``, ``pod:<agent_id>``; a pod that is no agent's, ``pod:<kind>/<name>``,
+which no agent id can be) and given a key the kernel derives for it alone
 (HMAC of the kernel's per-boot secret with the name). A beat is ``(counter, mac)`` with
 ``mac = HMAC(key, "<member>:<counter>")`` and a counter that only grows: a beat cannot
 be forged without the key, replayed, or sent for someone else. The nominal period is
@@ -13,6 +14,8 @@ kernel's injectable clock, records a member silent for ``missed_beats`` periods 
 A pod whose agent is hard-isolated (quarantined) is *frozen* (the pod layer freezes it):
 it beats no more by design, so the Watchdog knows it as frozen, records no miss for it
 and nobody restarts it for silence. When it is thawed its silence counts from then.
+A member *held* (`holding`: busy with work that something else bounds, such as an MCP
+server's call under its own timeout) is treated the same way while the work lasts.
 
 `confirm` is the Watchdog's independent re-check of a fact another part wants to act on
 (the TSCA: "service X is down", "agent Y misbehaves"); it answers from its own beats and
@@ -25,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +60,8 @@ class Beat:
     missed: bool = False
     """A miss was recorded for the current silence (recorded once, cleared by a beat)."""
     bad: int = 0
+    held: int = 0
+    """Pieces of work in flight that hold the member's silence (`Watchdog.holding`)."""
 
 
 class Watchdog:
@@ -121,6 +127,23 @@ class Watchdog:
         agent = self._registry.agents.get(name)
         return agent is not None and agent.status is AgentStatus.QUARANTINED
 
+    @contextmanager
+    def holding(self, member: str) -> Iterator[None]:
+        """While the block runs, ``member``'s silence does not count: it is busy with work
+        whose end something else bounds (an MCP server that answers one request at a time
+        cannot answer a liveness probe during a call, and the call has its own timeout).
+        Its silence counts from the end of the block. Not enrolled: nothing is held."""
+        state = self.members.get(member)
+        if state is None:
+            yield
+            return
+        state.held += 1
+        try:
+            yield
+        finally:
+            state.held -= 1
+            state.last_at = max(state.last_at, self._clock())
+
     def silent_for(self, member: str) -> float | None:
         """Seconds since ``member``'s last good beat (None: not enrolled)."""
         state = self.members.get(member)
@@ -140,8 +163,8 @@ class Watchdog:
         now = self._clock()
         out = []
         for member, state in list(self.members.items()):
-            if self.frozen(member):
-                state.last_at = now  # its silence counts from its thaw, not from its freeze
+            if self.frozen(member) or state.held:
+                state.last_at = now  # its silence counts from its thaw (its hold's end)
                 continue
             silent = now - state.last_at
             if silent > self._limit(member, state) and not state.missed:

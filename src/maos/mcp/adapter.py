@@ -19,6 +19,7 @@ from typing import Any
 
 from maos.effects.base import EffectCall, EffectError, EffectResult
 from maos.kernel.intents import thaw
+from maos.kernel.watchdog import Watchdog
 from maos.mcp.catalogue import Catalogue, Entry
 from maos.mcp.upstream import Connection, UpstreamError, digest
 
@@ -34,6 +35,11 @@ class McpAdapter:
         self.ops: frozenset[str] = frozenset()
         self.changed: set[str] = set()
         """Kernel names whose upstream definition no longer matches the registration."""
+
+    def watch(self, watchdog: Watchdog) -> None:
+        """Every upstream server beats to ``watchdog`` (`Connection.watch`)."""
+        for conn in self.connections.values():
+            conn.watch(watchdog)
 
     def use(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue

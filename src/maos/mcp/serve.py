@@ -156,6 +156,7 @@ async def running_gateway(policy: Policy, data_dir: Path) -> AsyncIterator[Gatew
     try:
         adapter.changed |= _changed_in_log(data_dir, policy, connected.catalogue)
         async with configured_kernel(data_dir, adapters={"tool": adapter}) as kernel:
+            adapter.watch(kernel.watchdog)  # the upstreams beat from now on
             gateway = Gateway(kernel, policy, adapter)
             late.gateway = gateway
             await gateway.start(connected.catalogue)

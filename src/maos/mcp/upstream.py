@@ -23,6 +23,12 @@ entered them); calls come from any task. A connection that dies is reopened by t
 next call, and what the server then announces is compared with what was registered
 (`digest`): a changed description or schema is the rug-pull the gateway refuses.
 
+Once the gateway's kernel runs (`watch`), every stdio server beats to its Watchdog as
+``pod:mcp/<name>``, each beat an answer to the protocol's own liveness probe
+(`maos.mcp.liveness`); a call in flight holds its silence, bounded by the call's own
+timeout. A server the Watchdog records missing (``pod.missed``: stopped, wedged) is
+dropped like one that died, and the next call starts a fresh one.
+
 Errors are `UpstreamError` with ``MCP.UPSTREAM.*`` codes: ``START`` (cannot launch or
 connect), ``TIMEOUT`` (no answer in time: the connection is dropped), ``DIED`` (the
 server went away mid-call), ``ERROR`` (the server answered a JSON-RPC error),
@@ -62,6 +68,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from maos.effects.http import allowed
 from maos.kernel.errors import MaosError
+from maos.kernel.watchdog import Watchdog
+from maos.mcp.liveness import Pulse, upstream_member
 from maos.mcp.policy import Upstream
 from maos.pod.egress import EgressEvent
 from maos.pod.isolation import PodHome
@@ -295,6 +303,10 @@ class Connection:
         self._closing: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         self._home = tempfile.mkdtemp(prefix=f"maos-mcp-{name}-")
+        self._watchdog: Watchdog | None = None
+        self._watched = asyncio.Event()
+        self.member = upstream_member(name)
+        """Its servers' Watchdog member (`maos.mcp.liveness`)."""
         self.announced: Announced | None = None
         self.capabilities: types.ServerCapabilities | None = None
 
@@ -332,13 +344,16 @@ class Connection:
                     )
                 )
                 ready.set_result(client)
-                listener = asyncio.create_task(self._listen(client), name=f"mcp-{self.name}-listen")
+                tasks = [asyncio.create_task(self._listen(client), name=f"mcp-{self.name}-listen")]
+                if self.spec.url is None:  # a process of ours: it beats
+                    tasks.append(asyncio.create_task(self._beat(client, closing)))
                 try:
                     await closing.wait()
                 finally:
-                    listener.cancel()
-                    with contextlib.suppress(BaseException):
-                        await listener
+                    for task in tasks:
+                        task.cancel()
+                        with contextlib.suppress(BaseException):
+                            await task
         except asyncio.CancelledError:
             ready.cancel()
             raise
@@ -346,6 +361,30 @@ class Connection:
             if not ready.done():
                 ready.set_exception(exc)
             _log.info("upstream %s: connection ended: %s", self.name, self._why(exc))
+
+    def watch(self, watchdog: Watchdog) -> None:
+        """Beat to ``watchdog`` (the gateway's kernel's) from now on, this server and
+        every one started after it."""
+        self._watchdog = watchdog
+        self._watched.set()
+
+    async def _beat(self, client: Client, closing: asyncio.Event) -> None:
+        """This server's heartbeats, once there is a Watchdog; a server it records missing
+        is dropped like one that died (the next call starts a fresh one)."""
+        await self._watched.wait()
+        assert self._watchdog is not None
+        if not await Pulse(self._watchdog, self.name).run(client):
+            return
+        _log.warning("upstream %s: missed its heartbeats; dropped until the next call", self.name)
+        if self._client is client:
+            self._client = None
+        closing.set()
+
+    def _missing(self) -> bool:
+        """The Watchdog has recorded the live server missing: it is about to be dropped,
+        so a call does not go to it but to a fresh one."""
+        beat = None if self._watchdog is None else self._watchdog.members.get(self.member)
+        return beat is not None and beat.missed
 
     async def _prepare(self) -> None:
         """Before each start: the secrets (re-read) and, once, the runtime (built in a
@@ -400,7 +439,8 @@ class Connection:
     async def client(self) -> Client:
         """The live client, (re)connecting and re-listing when there is none."""
         async with self._lock:
-            if self._client is not None and self._owner is not None and not self._owner.done():
+            owner = self._owner
+            if self._client is not None and owner and not owner.done() and not self._missing():
                 return self._client
             await self._drop()
             await self._prepare()
@@ -473,8 +513,10 @@ class Connection:
         scrubbed; a timeout or a death drops the connection (the next request reconnects
         and re-lists)."""
         client = await self.client()
+        held = self._watchdog.holding(self.member) if self._watchdog else None
         try:
-            result = await asyncio.wait_for(call(client), timeout)
+            with held or contextlib.nullcontext():  # the call's timeout bounds its silence
+                result = await asyncio.wait_for(call(client), timeout)
         except TimeoutError:
             await self._drop()
             raise UpstreamError(

@@ -23,6 +23,9 @@ _POD_STATE = {
     "pod.frozen": "frozen",
     "pod.exited": "exited",
 }
+_UNLOGGED = {"tool": "tool host", "mcp": "mcp server"}
+"""Pods that are no agent's (``pod:<kind>/<name>``, `maos.pod.beats`): their lifecycle
+is not logged, only their misses, so their state is what they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +106,16 @@ class AgentRun:
 
 def pods_from_log(wal: Wal) -> dict[str, dict[str, Any]]:
     """Each agent's pod as last logged, with the heartbeat misses the Watchdog recorded
-    for it (for `maos status`, from any process: beats are not logged, misses are)."""
+    for it (for `maos status`, from any process: beats are not logged, misses are), and
+    each tool host or MCP server that missed beats (``tool/<stem>-<hex>``, ``mcp/<name>``)."""
     out: dict[str, dict[str, Any]] = {}
     for rec in wal.read(kinds=[*_POD_STATE, "pod.missed"]):
         if rec.kind == "pod.missed":
             agent = str(rec.body.get("member", "")).removeprefix("pod:")
         else:
             agent = str(rec.body.get("agent_id", ""))
-        known = out.setdefault(agent, {"state": "", "missed": 0})
+        kind = agent.partition("/")[0] if "/" in agent else ""
+        known = out.setdefault(agent, {"state": _UNLOGGED.get(kind, ""), "missed": 0})
         if rec.kind == "pod.missed":
             known["missed"] += 1
         else:

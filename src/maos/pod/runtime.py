@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,11 +54,11 @@ from maos.kernel.stages import Stage
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Outcome, OutcomeStatus
 from maos.pod import containment
+from maos.pod.beats import enrol, until_missed
 from maos.pod.channel import ChannelClosed, ChannelViolation
 from maos.pod.gateways import GATEWAY_OPS, Answer, Gateways, describe, reply_for
 from maos.pod.isolation import (
     HardViolation,
-    Heartbeat,
     Limits,
     PodHome,
     PodProcess,
@@ -343,9 +342,7 @@ class PodRuntime:
         env = {**spec.env, "MAOS_ATTEMPT": str(attempt)}
         watchdog = self.kernel.watchdog
         member = f"pod:{run.agent_id}"
-        beats = Heartbeat(
-            member, watchdog.enrol(member), watchdog.period_s, partial(watchdog.beat, member)
-        )
+        beats = enrol(watchdog, member)
         try:
             pod = await self._acquire(
                 run.level,
@@ -414,13 +411,11 @@ class PodRuntime:
     async def _kill_if_missed(self, run: AgentRun, pod: PodProcess, member: str) -> bool:
         """Kill the pod once the Watchdog has recorded it missing (``pod.missed``, its
         sweep on the kernel's clock). A frozen pod is silent by design: never for it."""
-        watchdog = self.kernel.watchdog
-        while True:
-            await asyncio.sleep(watchdog.period_s)
-            beat = watchdog.members.get(member)
-            if beat is not None and beat.missed and not run.frozen and run.stop_reason is None:
-                pod.kill()
-                return True
+        await until_missed(
+            self.kernel.watchdog, member, spare=lambda: run.frozen or run.stop_reason is not None
+        )
+        pod.kill()
+        return True
 
     async def _pump(
         self, run: AgentRun, pod: PodProcess, gateways: Gateways

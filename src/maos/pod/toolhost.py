@@ -30,9 +30,19 @@ approved (`start_tools(pinned=...)`) must run the same bytes. A module edited si
 even with the same manifest - is refused with ``TOOL.MODULE_CHANGED``: an approval is of
 a call to the code that was registered, not to whatever the file holds by then.
 
+Heartbeats (issue 12): a host started for a kernel beats like an agent's pod - enrolled
+with the Watchdog as ``pod:tool/<module stem>-<6 hex>`` (`maos.pod.beats`: the ``/``
+keeps it apart from every agent's ``pod:<agent>``; the hex, from two hosts of one
+module), its key in the launch frame, the bootstrap's beat thread, the channel's reader
+handing beats to `Watchdog.beat`. A host the Watchdog records missing (``pod.missed``:
+wedged, stopped, starved) is killed; the call in flight, if any, fails with
+``TOOL.HEARTBEAT.MISSED`` and the next call starts a fresh host. A host started before
+there was a kernel (`start_tools` ahead of `Kernel.boot`) beats to nobody; `register_tools`
+replaces it by one that beats.
+
 Errors (`EffectError`, so the agent sees a failed outcome with the code): ``TOOL.TIMEOUT``,
-``TOOL.HOST_DIED``, ``TOOL.RAISED`` (the function raised; its traceback tail is the
-message), ``TOOL.BAD_ARGS``, ``TOOL.BAD_RESULT``, ``TOOL.UNKNOWN``; at start
+``TOOL.HOST_DIED``, ``TOOL.HEARTBEAT.MISSED``, ``TOOL.RAISED`` (the function raised; its
+traceback tail is the message), ``TOOL.BAD_ARGS``, ``TOOL.BAD_RESULT``, ``TOOL.UNKNOWN``; at start
 ``TOOL.BAD_MANIFEST``, ``TOOL.IMPORT``, ``TOOL.START``, ``TOOL.MODULE_CHANGED`` and
 ``TOOL.MANIFEST_CHANGED`` as `ToolHostError`.
 """
@@ -43,6 +53,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import secrets
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,6 +68,8 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.manifest import ManifestError, ToolManifest, parse_manifest
 from maos.kernel.registry import COMMANDER
 from maos.kernel.types import EffectClass
+from maos.kernel.watchdog import Watchdog
+from maos.pod import beats
 from maos.pod.channel import ChannelClosed, ChannelViolation
 from maos.pod.frames import OpTable, Reply, StrictModel
 from maos.pod.isolation import Limits, PodHome, PodProcess, PodSpec, sandbox_for
@@ -106,6 +119,7 @@ class ToolHost:
         *,
         limits: Limits | None = None,
         pinned: str | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.module = module
         self.digest = pinned
@@ -120,11 +134,31 @@ class ToolHost:
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._script = Path(tempfile.mkdtemp(prefix="maos-toolhost-")) / "host.py"
+        self.watchdog = watchdog
+        """Where the hosts started from now on beat (None: no kernel yet, no beats)."""
+        self.member = beats.member("tool", f"{module.stem}-{secrets.token_hex(3)}")
+        self._beats_to: Watchdog | None = None
+        """The Watchdog the running host beats to."""
+        self._watcher: asyncio.Task[None] | None = None
+        self._silenced: PodProcess | None = None
+        """The host killed because the Watchdog recorded it missing."""
+
+    @property
+    def pod(self) -> PodProcess | None:
+        """The current (or last) host's process; None before the first start."""
+        return self._pod
 
     async def start(self) -> tuple[ToolManifest, ...]:
         """Start the host (if it is not running) and return its tools' manifests."""
-        if self._pod is not None and self._pod.returncode is None:
-            return self.manifests
+        running = self._pod
+        if running is not None and running.returncode is None:
+            if self._beats_to is self.watchdog and not self._missing(running):
+                return self.manifests
+            running.kill()  # beats to no Watchdog or another one, or is missing: replaced
+            await running.wait()
+        if self._watcher is not None:  # the last host's: it ends with that host
+            await self._watcher
+            self._watcher = None
         try:
             raw = self.module.read_bytes()
             source = raw.decode("utf-8")
@@ -140,16 +174,22 @@ class ToolHost:
             )
         self.digest = digest
         self._script.write_text(_LAUNCHER.format(source=source, filename=self.module.name))
+        watchdog = self.watchdog
         spec = PodSpec(
             f"toolhost-{self.module.stem}"[:64],
             self._script,
             limits=self.limits,
+            heartbeat=None if watchdog is None else beats.enrol(watchdog, self.member),
         )
         try:
             pod = await self.sandbox.spawn(spec)
         except MaosError as exc:
+            if watchdog is not None:
+                watchdog.leave(self.member)
             raise ToolHostError("TOOL.START", f"{self.module.name}: {exc.message}") from exc
-        self._pod = pod
+        self._pod, self._beats_to = pod, watchdog
+        if watchdog is not None:
+            self._watcher = asyncio.create_task(self._watch(pod, watchdog))
         try:
             frame = await asyncio.wait_for(self._recv(pod), HELLO_TIMEOUT)
         except TimeoutError:
@@ -201,6 +241,12 @@ class ToolHost:
                 raise EffectError("TOOL.TIMEOUT", f"{name} ran longer than {timeout:g}s") from None
             except (ChannelClosed, ChannelViolation, ToolHostError) as exc:
                 pod.kill()
+                if self._silenced is pod:
+                    raise EffectError(
+                        "TOOL.HEARTBEAT.MISSED",
+                        f"the tool host stopped beating during {name} (wedged or stopped) and"
+                        " was killed; the next call starts a fresh one",
+                    ) from exc
                 raise EffectError("TOOL.HOST_DIED", f"the tool host ended during {name}") from exc
         done = frame.done or {}
         if done.get("id") != call_id:
@@ -223,11 +269,41 @@ class ToolHost:
         self._waiting = frame.id
         return frame.args
 
+    def _missing(self, pod: PodProcess) -> bool:
+        """Killed for its silence, or recorded missing and about to be."""
+        beat = None if self._beats_to is None else self._beats_to.members.get(self.member)
+        return self._silenced is pod or (beat is not None and beat.missed)
+
+    async def watch(self, watchdog: Watchdog) -> None:
+        """Beat to ``watchdog`` from now on: a host running without beats is replaced now
+        (after the call in flight, if any), not at the next call."""
+        async with self._lock:
+            self.watchdog = watchdog
+            if self._pod is not None:
+                await self.start()
+
+    async def _watch(self, pod: PodProcess, watchdog: Watchdog) -> None:
+        """Kill ``pod`` once the Watchdog records it missing; stop watching when it ends."""
+        silence = asyncio.create_task(beats.until_missed(watchdog, self.member))
+        ended = asyncio.create_task(pod.wait())
+        try:
+            await asyncio.wait((silence, ended), return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                self._silenced = pod  # before the kill: the call in flight reads it
+                pod.kill()
+                await ended
+        finally:
+            silence.cancel()
+            ended.cancel()
+            watchdog.leave(self.member)
+
     async def aclose(self) -> None:
         pod, self._pod = self._pod, None
         if pod is not None:
             pod.kill()
             await pod.wait()
+        if self._watcher is not None:
+            await self._watcher
         with contextlib.suppress(OSError):
             self._script.unlink()
             self._script.parent.rmdir()
@@ -253,6 +329,14 @@ class ToolAdapter:
     def manifests(self) -> list[ToolManifest]:
         return [m for _, m in self._hosts.values()]
 
+    async def watch(self, watchdog: Watchdog) -> None:
+        """Make every host beat to ``watchdog`` (`ToolHost.watch`)."""
+        for host in self._unique():
+            await host.watch(watchdog)
+
+    def _unique(self) -> list[ToolHost]:
+        return list({id(h): h for h, _ in self._hosts.values()}.values())
+
     def served(self) -> list[tuple[ToolHost, ToolManifest]]:
         return list(self._hosts.values())
 
@@ -277,7 +361,7 @@ class ToolAdapter:
         return None  # a read tool is simply asked again after a crash
 
     async def aclose(self) -> None:
-        for host in {id(h): h for h, _ in self._hosts.values()}.values():
+        for host in self._unique():
             await host.aclose()
 
 
@@ -287,17 +371,19 @@ async def start_tools(
     home: PodHome,
     level: int = 2,
     pinned: Mapping[Path, str] | None = None,
+    watchdog: Watchdog | None = None,
 ) -> ToolAdapter:
-    """Start a host per module and learn their manifests; no kernel is involved yet, so
+    """Start a host per module and learn their manifests; no kernel is needed yet, so
     the adapter can be handed to `Kernel.boot` (``adapters={"tool": ...}``). ``pinned``
-    holds the registered SHA-256 of modules whose code must not have changed.
+    holds the registered SHA-256 of modules whose code must not have changed;
+    ``watchdog``, a running kernel's, makes the hosts beat from their start.
 
     `ToolHostError` (or `IsolationUnavailable`) if any module fails: none is kept."""
     sandbox = sandbox_for(level, home, ops=TOOLHOST_OPS)
     adapter = ToolAdapter()
     try:
         for module in modules:
-            host = ToolHost(module, sandbox, pinned=(pinned or {}).get(module))
+            host = ToolHost(module, sandbox, pinned=(pinned or {}).get(module), watchdog=watchdog)
             try:
                 await host.start()
                 adapter.add(host)
@@ -313,7 +399,9 @@ async def start_tools(
 async def register_tools(
     kernel: Kernel, adapter: ToolAdapter, *, principal: str = COMMANDER
 ) -> None:
-    """Log every manifest of ``adapter`` with ``kernel`` (``tool.registered``)."""
+    """Log every manifest of ``adapter`` with ``kernel`` (``tool.registered``); from now
+    on its hosts beat to the kernel's Watchdog."""
+    await adapter.watch(kernel.watchdog)
     for host, m in adapter.served():
         await kernel.register_tool(
             m.name,
@@ -341,7 +429,7 @@ async def install_tools(
     principal: str = COMMANDER,
 ) -> ToolAdapter:
     """`start_tools`, `register_tools`, and serve ``tool.*`` on a running ``kernel``."""
-    adapter = await start_tools(modules, home=home, level=level)
+    adapter = await start_tools(modules, home=home, level=level, watchdog=kernel.watchdog)
     try:
         await register_tools(kernel, adapter, principal=principal)
         kernel.add_adapter("tool", adapter)

@@ -1,0 +1,205 @@
+"""Tool hosts heartbeat to the Watchdog like agents' pods (issue 12 item 6).
+
+A real tool host (a level-1 pod, so SIGSTOP reaches its interpreter directly, not through
+a freezer) on a real kernel on the stepped clock: its beats keep arriving while a long
+call is in flight; stopped, it is recorded missing, killed, the call in flight fails with
+``TOOL.HEARTBEAT.MISSED`` and the next call runs in a fresh host; a host started before
+the kernel is replaced by one that beats when its tools are registered. Nothing here
+waits on, or asserts, wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from maos.effects.base import EffectError
+from maos.kernel.kernel import Kernel, KernelConfig
+from maos.pod.isolation import PodHome, PodProcess
+from maos.pod.lifecycle import pods_from_log
+from maos.pod.toolhost import ToolHost, install_tools, register_tools, start_tools
+from maos.testing import StepClock
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
+
+TOOLS = '''
+import os, time
+from maos.tool import tool
+
+@tool(effect="read-only")
+def echo(text: str) -> str:
+    """Say it back."""
+    return text
+
+@tool(effect="read-only", timeout_s=3600)
+def wait_for_go() -> str:
+    """Says ``busy``, then answers once the test drops ``go`` into the host's scratch dir."""
+    open("busy", "w").close()
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    os.remove("go")
+    return "went"
+'''
+
+
+async def _wait_for(check: Callable[[], object], what: str, tries: int = 2400) -> None:
+    for _ in range(tries):  # events, not times: give up only after a long while
+        if check():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+def _module(tmp_path: Path) -> Path:
+    path = tmp_path / "chores.py"
+    path.write_text(textwrap.dedent(TOOLS))
+    return path
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _missed(kernel: Kernel) -> list[str]:
+    return [str(r.body["member"]) for r in kernel.wal.read(kinds=["pod.missed"])]
+
+
+def _host_pod(host: ToolHost) -> PodProcess:
+    assert host.pod is not None
+    return host.pod
+
+
+def test_a_tool_host_beats_while_a_long_call_is_in_flight(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    clock = StepClock(1_000_000.0)
+
+    async def go() -> None:
+        kernel = await Kernel.boot(replace(config, clock=clock))
+        adapter = await install_tools(kernel, [_module(tmp_path)], home=home, level=1)
+        try:
+            host = adapter.served()[0][0]
+            dog = kernel.watchdog
+            assert host.member.startswith("pod:tool/chores-")
+            call = asyncio.create_task(host.call("wait_for_go", {}, 3600))
+            # Twenty-five steps of forty periods (ten times the miss limit in all), each
+            # answered by a beat of the host busy with its call: no miss is recorded.
+            for _ in range(25):
+                seen = dog.members[host.member].counter
+                clock.now += 40 * dog.period_s
+                await _wait_for(lambda n=seen: dog.members[host.member].counter > n, "a beat")
+            assert clock.now - 1_000_000.0 > 8 * dog.pod_limit_s
+            (_host_pod(host).workspace / "go").write_text("")
+            assert await asyncio.wait_for(call, 120) == "went"
+            assert dog.members[host.member].bad == 0
+            assert _missed(kernel) == []
+        finally:
+            await adapter.aclose()
+            await kernel.close()
+        assert host.member not in kernel.watchdog.members  # closed: no longer watched
+
+    asyncio.run(go())
+
+
+def test_a_stopped_tool_host_is_recorded_missing_killed_and_the_next_call_runs_fresh(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    clock = StepClock(1_000_000.0)
+
+    async def go() -> None:
+        kernel = await Kernel.boot(replace(config, clock=clock))
+        adapter = await install_tools(kernel, [_module(tmp_path)], home=home, level=1)
+        try:
+            host = adapter.served()[0][0]
+            dog = kernel.watchdog
+            await _wait_for(lambda: dog.members[host.member].counter >= 3, "beats arrive")
+            first = _host_pod(host)
+            call = asyncio.create_task(host.call("wait_for_go", {}, 3600))
+            await _wait_for((first.workspace / "busy").exists, "the call runs in the host")
+            os.killpg(first.pid, signal.SIGSTOP)
+            await _wait_for(lambda: _stopped(first.pid), "the host is stopped")
+
+            def missing() -> bool:  # beats still queued may land after a step: step again
+                clock.now += dog.pod_limit_s + 1
+                return bool(_missed(kernel))
+
+            await _wait_for(missing, "the stopped host recorded missing")
+            with pytest.raises(EffectError) as failed:
+                await asyncio.wait_for(call, 120)  # a regression fails, not hangs
+            assert failed.value.code == "TOOL.HEARTBEAT.MISSED"
+            await asyncio.wait_for(first.wait(), 120)
+            assert first.signal == signal.SIGKILL  # killed, not left stopped
+            assert await asyncio.wait_for(host.call("echo", {"text": "again"}, 60), 120) == "again"
+            assert _host_pod(host) is not first
+            await _wait_for(lambda: dog.members[host.member].counter >= 1, "the fresh host beats")
+            assert _missed(kernel) == [host.member]
+            pods = pods_from_log(kernel.wal)  # what maos status shows
+            assert pods == {host.member.removeprefix("pod:"): {"state": "tool host", "missed": 1}}
+        finally:
+            await adapter.aclose()
+            await kernel.close()
+
+    asyncio.run(go())
+
+
+def test_a_call_right_after_an_idle_host_was_recorded_missing_runs_in_a_fresh_host(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    clock = StepClock(1_000_000.0)
+
+    async def go() -> None:
+        kernel = await Kernel.boot(replace(config, clock=clock))
+        adapter = await install_tools(kernel, [_module(tmp_path)], home=home, level=1)
+        try:
+            host = adapter.served()[0][0]
+            dog = kernel.watchdog
+            await _wait_for(lambda: dog.members[host.member].counter >= 3, "beats arrive")
+            first = _host_pod(host)
+            os.killpg(first.pid, signal.SIGSTOP)
+            await _wait_for(lambda: _stopped(first.pid), "the host is stopped")
+
+            def missing() -> bool:
+                clock.now += dog.pod_limit_s + 1
+                return bool(_missed(kernel))
+
+            await _wait_for(missing, "the stopped host recorded missing")
+            # At once, before the watcher's next look: not sent to the stopped host.
+            assert await asyncio.wait_for(host.call("echo", {"text": "fresh"}, 60), 120) == "fresh"
+            assert _host_pod(host) is not first and first.signal == signal.SIGKILL
+        finally:
+            await adapter.aclose()
+            await kernel.close()
+
+    asyncio.run(go())
+
+
+def test_a_host_started_before_the_kernel_beats_once_its_tools_are_registered(
+    tmp_path: Path, config: KernelConfig, home: PodHome
+) -> None:
+    async def go() -> None:
+        adapter = await start_tools([_module(tmp_path)], home=home, level=1)
+        host = adapter.served()[0][0]
+        before = _host_pod(host)
+        kernel = await Kernel.boot(config)
+        try:
+            assert host.member not in kernel.watchdog.members  # no kernel to beat to then
+            await register_tools(kernel, adapter)
+            after = _host_pod(host)
+            assert before.returncode is not None and after is not before
+            dog = kernel.watchdog
+            await _wait_for(lambda: dog.members[host.member].counter >= 3, "the new host beats")
+            assert await asyncio.wait_for(host.call("echo", {"text": "hi"}, 60), 120) == "hi"
+            assert _host_pod(host) is after and dog.members[host.member].bad == 0
+        finally:
+            await adapter.aclose()
+            await kernel.close()
+
+    asyncio.run(go())
