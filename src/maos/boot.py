@@ -191,7 +191,9 @@ async def configured_kernel(
         if modules:
             home = PodHome()
             pinned = {m: digest for m, digest in modules.items() if digest is not None}
-            tools = await start_tools(list(modules), home=home, pinned=pinned)
+            tools = await start_tools(
+                list(modules), home=home, pinned=pinned, watchdog=booting.watchdog
+            )
             booting.add_adapter("tool", tools)
 
     try:

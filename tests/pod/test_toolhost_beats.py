@@ -203,3 +203,55 @@ def test_a_host_started_before_the_kernel_beats_once_its_tools_are_registered(
             await kernel.close()
 
     asyncio.run(go())
+
+
+def test_the_hosts_a_boot_starts_for_parked_calls_beat(
+    tmp_path: Path, config: KernelConfig
+) -> None:
+    """A call parked for the Commander outlives its kernel; the kernel that boots next
+    (`configured_kernel`, what `maos approvals approve` runs) starts its tool's host
+    before it folds the approvals, and that host beats to it like any other."""
+    from maos.agents import script
+    from maos.boot import configured_kernel
+    from maos.kernel.tokens import Grant
+
+    module = tmp_path / "office_tools.py"
+    module.write_bytes(script("office_tools").read_bytes())
+    iban = "DE89370400440532013000"
+
+    async def park() -> None:
+        home = PodHome()
+        try:
+            async with await Kernel.boot(config, follow=False) as k:
+                tools = await install_tools(k, [module], home=home, level=1)
+                await k.register_agent("payer", ring=3, budgets={"money_cents": 10_000})
+                await k.open_task("t1", budgets={"money_cents": 10_000}, effect_classes=["pay"])
+                frame = {
+                    "task_id": "t1",
+                    "op": "tool.pay_invoice",
+                    "target": iban,
+                    "target_kinds": ["account"],
+                    "token": k.mint("payer", "t1", [Grant("tool.pay_invoice", "*")]),
+                    "idempotency_key": "pay-1",
+                    "params": {
+                        "args": {"iban": iban, "amount_cents": 500},
+                        "manifest_sha256": k.registry.tools["pay_invoice"].manifest.manifest_sha256,
+                    },
+                    "cost": {"money_cents": 500, "api_calls": 1},
+                }
+                parked = await k.submit(frame, agent_id="payer")
+                await tools.aclose()
+                assert parked.approval_id is not None, parked
+        finally:
+            home.close()
+
+    async def boot_again() -> None:
+        async with configured_kernel(config.data_dir, follow=False) as k:
+            dog = k.watchdog
+            hosts = [m for m in dog.members if m.startswith("pod:tool/")]
+            assert len(hosts) == 1, dog.members
+            await _wait_for(lambda: dog.members[hosts[0]].counter >= 3, "the parked host beats")
+            assert dog.members[hosts[0]].bad == 0
+
+    asyncio.run(park())
+    asyncio.run(boot_again())
