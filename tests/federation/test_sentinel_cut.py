@@ -12,13 +12,14 @@ from typing import Any
 
 import nats
 import pytest
+from nats.errors import Error as NatsError
 from typer.testing import CliRunner
 
 from maos.cli import app
 from maos.federation.errors import FederationError
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.node import Node
-from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
+from maos.federation.pki import NodeSpec, NodeTls, PkiFiles, cert_pin, issue_pki
 from maos.federation.roster import leaf_pins
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Deny
@@ -116,21 +117,15 @@ def test_a_revoked_sentinel_is_cut_off_and_the_rest_resume_at_once_issue_11(
     assert isinstance(seen["elsewhere"], Deny)
 
 
-@pytest.mark.xfail(
-    reason="known bug, open: after a Sentinel's certificate is rotated and the hub restarts"
-    " with the new pin, the Sentinel's nats-server sometimes never relinks (2 of 6 clean-clone"
-    " CI runs, even with 90 s); it does not reliably present the rotated certificate on"
-    " redial. Rotating a Sentinel is therefore not claimed to work (closing note, issue 11)",
-    strict=False,
-)
 def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
     start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
 ) -> None:
     """`maos node certs --rotate site-a`, then `maos federation admit --cert`: the hub's
     server restarts with the new pin, a leaf presenting site-a's old certificate is refused,
-    site-a (whose nats-server reads its certificate files again when it redials) links
-    with the new one and is sourced again; site-b relinked and its mirror carries a new
-    policy within `_MIRROR_BOUND`."""
+    site-a (which reloads its server when its files change) links with the new one, is
+    sourced again, and its own connection comes back on the new one, so its own listener
+    refuses the old one too; site-b relinked and its mirror carries a new policy within
+    `_MIRROR_BOUND`."""
 
     async def scenario() -> dict[str, Any]:
         fed = await start_fed()
@@ -143,19 +138,28 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
                 admit = ["federation", "admit", name, "--role", "sentinel", "-c", hq_yaml]
                 assert cli.invoke(app, [*admit, "--cert", str(pki.cert(name))]).exit_code == 0
             await fed.until(lambda: len(hub.config.leaf_pins) == 3 and len(_leafs(hub)) == 2)
+            # site-a's server last reloaded (for this roster) before its files are rotated
+            await fed.until(lambda: _same_roster(fed.site_a, fed.hq))
             old = tmp_path / "old"
             old.mkdir()
             for src in (pki.cert("site-a"), pki.key("site-a"), pki.ca_cert):
                 (old / src.name).write_bytes(src.read_bytes())
+            foreign = issue_pki(tmp_path / "foreign", [NodeSpec("x", "sovereign"), _A])
+            for src in (pki.cert("site-a"), pki.key("site-a")):  # another CA's, not taken up
+                src.write_bytes((foreign.ca_cert.parent / src.name).read_bytes())
+            await fed.tick(2)
+            seen: dict[str, Any] = {"foreign": _certificates(fed.site_a)}
+            for src in (pki.cert("site-a"), pki.key("site-a")):
+                src.write_bytes((old / src.name).read_bytes())
             out = str(pki.ca_cert.parent)
             rotate = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "site-a"])
             assert rotate.exit_code == 0, rotate.output
             new_pin = _pin(pki, "site-a")
-            seen: dict[str, Any] = {"old_still_linked": "site-a" in _leafs(hub)}
+            seen |= {"old_still_linked": "site-a" in _leafs(hub), "new_pin": new_pin}
             admit = ["federation", "admit", "site-a", "--role", "sentinel", "-c", hq_yaml]
             assert cli.invoke(app, [*admit, "--cert", str(pki.cert("site-a"))]).exit_code == 0
             await fed.until(lambda: new_pin in hub.config.leaf_pins)
-            old_tls = PkiFiles.at(old, [NodeSpec("site-a", "sentinel")]).tls("site-a")
+            old_tls = PkiFiles.at(old, [_A]).tls("site-a")
             cfg = NatsdConfig(name="old-a", data_dir=tmp_path / "o", tls=old_tls,
                               hub_urls=(hub.leaf_url,))  # fmt: skip
             with Natsd(cfg).start():
@@ -165,26 +169,29 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
                     seen.setdefault("linked", set()).update(_leafs(hub))
             await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
             await _epoch_everywhere(fed, (fed.hq, fed.site_b), 1)
-            # site-a redials with the files it rereads; its first tries after the hub's
-            # restart may meet the old pin, and nats-server spaces its redials: on a loaded
-            # CI machine this took over 20 s once (a bound on a wait, not a timing claim)
-            await fed.until(
-                lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"], timeout=90
-            )
+            # site-a's redials before its next tick may still present the old certificate
+            await fed.until(lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"])
             seen["sources"] = await _sources(fed.hq)
-            hq_roster = fed.hq.roster
-            await fed.until(lambda: getattr(fed.site_a.roster, "epoch", 0) == hq_roster.epoch)
-            await fed.tick(3)  # its own connection still on the files it started with
+            await fed.until(lambda: _same_roster(fed.site_a, fed.hq))
+            await fed.tick(3)  # its own connection redialled with the new certificate
             seen["own_linked"] = fed.site_a.nc.is_connected and fed.site_a.link.up
+            seen["own_pins"] = fed.site_a.natsd.config.client_pins
+            seen["old_own"] = await _refused(fed.site_a.natsd.client_url, old_tls)
+            seen["logged"] = _certificates(fed.site_a)
             return seen
         finally:
             await fed.stop()
 
     seen = asyncio.run(scenario())
+    assert seen["foreign"] == []
     assert seen["old_still_linked"]
     assert seen["own_linked"]
     assert "old-a" not in seen["linked"]
     assert seen["sources"] == ["AUDIT_site-a", "AUDIT_site-b"]
+    old_pin = cert_pin((tmp_path / "old" / "site-a.crt").read_bytes())
+    assert old_pin not in seen["own_pins"]
+    assert seen["old_own"]
+    assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, seen["new_pin"])]
 
 
 def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
@@ -213,6 +220,36 @@ def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
                 hub.restart(replace(hub.config, domain="other"))
             assert err.value.code == "FED.NO_RELOAD"
             assert hub.get("/healthz")["status"] == "ok"
+
+
+_A = NodeSpec("site-a", "sentinel")
+
+
+def _same_roster(site: Node, hq: Node) -> bool:
+    return hq.roster is not None and getattr(site.roster, "epoch", 0) == hq.roster.epoch
+
+
+def _certificates(node: Node) -> list[dict[str, Any]]:
+    """The certificates ``node`` took up after a rotation (``federation.certificate``)."""
+    assert node.kernel is not None
+    return [r.body for r in node.kernel.wal.read(kinds=("federation.certificate",))]
+
+
+async def _refused(url: str, tls: NodeTls) -> bool:
+    """Whether a client presenting ``tls`` is refused at ``url`` (pinned out): linked only
+    if a PING/PONG round trip works, since with TLS 1.3 the client may finish its side of
+    the handshake before the server refuses the certificate."""
+    try:
+        nc = await nats.connect(
+            servers=[url], tls=tls.client_context(), tls_hostname="127.0.0.1",
+            allow_reconnect=False, connect_timeout=2,
+        )  # fmt: skip
+        await nc.flush(timeout=2)
+        linked = nc.is_connected
+        await nc.close()
+    except (OSError, NatsError, TimeoutError):
+        return True
+    return not linked
 
 
 async def _stream(hub: Natsd, *, create: bool) -> int:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -50,7 +51,7 @@ from maos.federation.errors import FederationError
 from maos.federation.feed import apply_revocations
 from maos.federation.natsd import Natsd, NatsdConfig, NatsUser
 from maos.federation.nodeconfig import NodeConfig
-from maos.federation.pki import cert_pin
+from maos.federation.pki import NodeIdentity, cert_pin, verify_node_cert
 from maos.federation.policy import PolicyCheck, PolicyState
 from maos.federation.roster import ROSTER_KEY, leaf_pins, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
@@ -124,6 +125,8 @@ class Node:
         """A Sentinel: the id of the Sovereign's server as its last heartbeat said (None
         before the first: the hub may have restarted since the mirrors were created)."""
         self._own_pin = ""
+        """The pin of the certificate this node's own client links with: the one its files
+        held at start, then (a Sentinel) the one `_sync_certificate` last loaded."""
         self._fresh_sources = False
         """The Sovereign: its server restarted, so the audit sources are removed and added
         again until that succeeds (`create_hub_stream`)."""
@@ -153,8 +156,8 @@ class Node:
         )
         self.kernel = await Kernel.boot(kcfg)
         try:
-            # The certificate this run links with: its files may be rotated under it, and
-            # pinning the new one would cut its own connection (`maos node certs --rotate`).
+            # The certificate this run links with: its files may be rotated under it
+            # (`maos node certs --rotate`); a Sentinel takes the new ones up in a tick.
             self._own_pin = cert_pin(cfg.certs.cert.read_bytes())
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
@@ -298,6 +301,8 @@ class Node:
 
     async def tick(self) -> None:
         """One round of heartbeat, partition, policy, revocations, audit (and witness)."""
+        if self.role == "sentinel":
+            await self._sync_certificate()  # even cut off: its old one may be why
         await self._heartbeat()
         await self._partition()
         reachable = self.role != "pawn" or self.link.up
@@ -459,6 +464,44 @@ class Node:
         if (new, users) != (self.natsd.config.client_pins, self.natsd.config.users):
             conf = replace(self.natsd.config, client_pins=new, users=users)
             await asyncio.to_thread(self.natsd.reload, conf)
+
+    async def _sync_certificate(self) -> None:
+        """The Sentinel: once its certificate files were rotated (`maos node certs
+        --rotate`), present the new certificate on every link, without a restart.
+
+        nats-server reads a leaf remote's certificate when it starts or reloads, not when
+        it redials (measured, 2.15.1): a Sentinel rotated and then admitted with the new
+        certificate, so that the hub's server restarted pinning only that one, redialled
+        with the old one forever ("certificate not pinned"), and being cut off it could
+        not learn of the admission through its mirrors either. So the node reloads its
+        server (`Natsd.reload`: the files are read again; the live leaf connection stays,
+        measured, so the old link holds until the hub restarts), and gives its own client
+        the new files for its next dial: its own pin becomes the new one, so once the
+        roster no longer pins the old certificate its server closes the node's own
+        connection, which comes back with the new one (a rotated-out key is then accepted
+        nowhere). Files that do not verify against the CA as this node, or whose key does
+        not match (another CA's, a rotation half written), are not taken up: retried next
+        tick. Logged as ``federation.certificate``."""
+        assert self.natsd is not None and self.nc is not None
+        tls = self.config.tls
+        try:
+            pem = tls.cert.read_bytes()
+            pin = cert_pin(pem)
+            if pin == self._own_pin:
+                return
+            named = verify_node_cert(pem, tls.ca.read_bytes())
+            context = tls.client_context()  # refuses a key that is not the certificate's
+        except (OSError, ssl.SSLError, FederationError):
+            return
+        if named != NodeIdentity(self.name, self.role):
+            return
+        previous, self._own_pin = self._own_pin, pin
+        self.nc.options["tls"] = context  # nats-py reads it on every (re)connect
+        conf = replace(self.natsd.config, client_pins=self._pins(), users=self._users())
+        await asyncio.to_thread(self.natsd.reload, conf)
+        await self._kernel().wal.append(
+            "federation.certificate", {"pin": pin, "previous": previous}
+        )
 
     async def _refresh_mirrors(self) -> None:
         """The Sentinel: recreate its mirrors once the hub answers again.
