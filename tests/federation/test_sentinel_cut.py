@@ -4,11 +4,14 @@ new leaf pins, its audit sources and the other Sentinels' mirrors back at once."
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import pytest
@@ -20,7 +23,7 @@ from maos.federation.errors import FederationError
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.node import Node
 from maos.federation.pki import NodeSpec, NodeTls, PkiFiles, cert_pin, issue_pki
-from maos.federation.roster import leaf_pins
+from maos.federation.roster import NO_CERT, leaf_pins
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Deny
 from maos.kernel.wal import WalRecord
@@ -118,7 +121,10 @@ def test_a_revoked_sentinel_is_cut_off_and_the_rest_resume_at_once_issue_11(
 
 
 def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
-    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+    start_fed: Callable[[], Awaitable[Any]],
+    as_yaml: Callable[..., Path],
+    tmp_path: Path,
+    certificates: Callable[[Node], list[dict[str, Any]]],
 ) -> None:
     """`maos node certs --rotate site-a`, then `maos federation admit --cert`: the hub's
     server restarts with the new pin, a leaf presenting site-a's old certificate is refused,
@@ -148,7 +154,7 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
             for src in (pki.cert("site-a"), pki.key("site-a")):  # another CA's, not taken up
                 src.write_bytes((foreign.ca_cert.parent / src.name).read_bytes())
             await fed.tick(2)
-            seen: dict[str, Any] = {"foreign": _certificates(fed.site_a)}
+            seen: dict[str, Any] = {"foreign": certificates(fed.site_a)}
             for src in (pki.cert("site-a"), pki.key("site-a")):
                 src.write_bytes((old / src.name).read_bytes())
             out = str(pki.ca_cert.parent)
@@ -177,7 +183,7 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
             seen["own_linked"] = fed.site_a.nc.is_connected and fed.site_a.link.up
             seen["own_pins"] = fed.site_a.natsd.config.client_pins
             seen["old_own"] = await _refused(fed.site_a.natsd.client_url, old_tls)
-            seen["logged"] = _certificates(fed.site_a)
+            seen["logged"] = certificates(fed.site_a)
             return seen
         finally:
             await fed.stop()
@@ -192,6 +198,100 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
     assert old_pin not in seen["own_pins"]
     assert seen["old_own"]
     assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, seen["new_pin"])]
+
+
+def test_the_sovereigns_certificate_is_rotated_in_place_issue_11(
+    start_fed: Callable[[], Awaitable[Any]],
+    as_yaml: Callable[..., Path],
+    tmp_path: Path,
+    peer_pins: Callable[..., set[str]],
+    certificates: Callable[[Node], list[dict[str, Any]]],
+) -> None:
+    """`maos node certs --rotate hq` (no admission): another CA's files are not taken up;
+    the rotated ones are, within a tick and without a restart (the hub's server reloads:
+    same pid, both Sentinels still linked): both its listeners present the new certificate
+    to a new peer. When the hub's server next restarts (site-b revoked), site-a relinks on
+    the new certificate, site-b is refused, the Sovereign's own connection is on its new
+    certificate, and a policy and a Pawn's revocation still go through site-a."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = _pki(fed)
+            hub = fed.hq.natsd
+            hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
+            cli = CliRunner()
+            for name, role in (("site-a", "sentinel"), ("site-b", "sentinel"),
+                               ("pawn-a", "pawn"), ("pawn-b", "pawn")):  # fmt: skip
+                admit = ["federation", "admit", name, "--role", role, "-c", hq_yaml]
+                assert cli.invoke(app, [*admit, "--cert", str(pki.cert(name))]).exit_code == 0
+            await fed.until(lambda: len(hub.config.leaf_pins) == 3 and len(_leafs(hub)) == 2)
+            await fed.until(lambda: all(_same_roster(s, fed.hq) for s in (fed.site_a, fed.site_b)))
+            await fed.until(lambda: all(n.link.up for n in fed.nodes))
+            token = await _agent(fed.pawn_a)
+            old_pin, pid = _pin(pki, "hq"), hub.pid
+            seen: dict[str, Any] = {"before": _presented(hub, pki)}
+            saved = {f: f.read_bytes() for f in (pki.cert("hq"), pki.key("hq"))}
+            foreign = issue_pki(tmp_path / "foreign", [NodeSpec("hq", "sovereign")])
+            for f in saved:  # another CA's hq, not taken up
+                f.write_bytes((foreign.ca_cert.parent / f.name).read_bytes())
+            await fed.tick(2)
+            seen |= {"foreign": certificates(fed.hq), "foreign_shown": _presented(hub, pki)}
+            for f, data in saved.items():
+                f.write_bytes(data)
+            out = str(pki.ca_cert.parent)
+            seen["rotate"] = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "hq"])
+            new_pin = _pin(pki, "hq")
+            await fed.until(lambda: bool(certificates(fed.hq)))
+            await fed.until(lambda: _presented(hub, pki) == {new_pin})
+            seen["in_place"] = (hub.pid == pid, _leafs(hub))
+            await fed.hq.revoke_node("site-b", reason="site overrun")
+            seen |= {"restarted": hub.pid != pid, "after": _leafs(hub)}
+            seen["a_sees"] = peer_pins(fed.site_a.natsd, "Leafnode")
+            await fed.until(lambda: fed.hq.nc.is_connected and bool(peer_pins(hub)))
+            seen["own"] = peer_pins(hub)
+            await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
+            await _epoch_everywhere(fed, (fed.hq, fed.site_a, fed.pawn_a), 1)
+            ids = await fed.pawn_a.revoke(token)
+            revoked = (fed.hq, fed.site_a)
+            await fed.until(lambda: all(ids[0] in n.kernel.tokens.revocations for n in revoked))
+            await fed.until(lambda: not fed.site_b.link.up)
+            seen["b_epoch"] = fed.site_b._epoch()
+            seen["logged"] = certificates(fed.hq)
+            seen["pins"] = (old_pin, new_pin)
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    old_pin, new_pin = seen["pins"]
+    assert seen["before"] == seen["foreign_shown"] == {old_pin}
+    assert seen["foreign"] == []
+    assert seen["rotate"].exit_code == 0, seen["rotate"].output
+    assert "no admission needed" in seen["rotate"].output
+    assert seen["in_place"] == (True, {"site-a", "site-b"})
+    assert seen["restarted"]
+    assert seen["after"] == {"site-a"}
+    assert seen["a_sees"] == {new_pin}
+    assert seen["own"] == {new_pin}
+    assert seen["b_epoch"] == 0
+    assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, new_pin)]
+
+
+def _presented(hub: Natsd, pki: PkiFiles) -> set[str]:
+    """The pins of the certificates ``hub`` presents to a new peer on its client and its
+    leaf-node listener (a TLS handshake after the server's INFO line, as NATS does)."""
+    ctx = pki.tls("site-a").client_context()
+    out = set()
+    for url in (hub.client_url, hub.leaf_url):
+        with socket.create_connection(("127.0.0.1", urlsplit(url).port or 0), timeout=3) as s:
+            while not s.recv(4096).endswith(b"\r\n"):  # its INFO line, in clear
+                pass
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                der = t.getpeercert(binary_form=True)
+        assert der is not None
+        out.add(cert_pin(ssl.DER_cert_to_PEM_cert(der).encode()))
+    return out
 
 
 def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
@@ -227,12 +327,6 @@ _A = NodeSpec("site-a", "sentinel")
 
 def _same_roster(site: Node, hq: Node) -> bool:
     return hq.roster is not None and getattr(site.roster, "epoch", 0) == hq.roster.epoch
-
-
-def _certificates(node: Node) -> list[dict[str, Any]]:
-    """The certificates ``node`` took up after a rotation (``federation.certificate``)."""
-    assert node.kernel is not None
-    return [r.body for r in node.kernel.wal.read(kinds=("federation.certificate",))]
 
 
 async def _refused(url: str, tls: NodeTls) -> bool:
@@ -272,18 +366,19 @@ def _rec(seq: int, kind: str, body: dict[str, Any]) -> WalRecord:
 
 def test_the_leaf_pins_start_with_a_sentinel_and_fail_closed_issue_11() -> None:
     """No Sentinel pinned and only Pawns revoked: no leaf pins; a Sentinel's pin starts
-    them (with the hub's own, so the set is never empty), a rotation replaces it, a
-    revocation removes it, and revoking a node not admitted as a Pawn starts them too."""
+    them (with `NO_CERT`, so the set is never empty, and not the hub's own pin, so a
+    rotated hub keeps them), a rotation replaces it, a revocation removes it, and revoking
+    a node not admitted as a Pawn starts them too."""
     pawn = _rec(1, "federation.admitted", {"node": "p", "role": "pawn", "pin": "pp"})
     gone_pawn = _rec(2, "federation.node_revoked", {"node": "p"})
-    assert leaf_pins([pawn, gone_pawn], "own") == ()
+    assert leaf_pins([pawn, gone_pawn]) == ()
     a1 = _rec(3, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a1"})
     b = _rec(4, "federation.admitted", {"node": "b", "role": "sentinel"})
-    assert leaf_pins([pawn, a1, b], "own") == ("a1", "own")
+    assert leaf_pins([pawn, a1, b]) == (NO_CERT, "a1")
     a2 = _rec(5, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a2"})
-    assert leaf_pins([a1, a2], "own") == ("a2", "own")
-    assert leaf_pins([a1, _rec(6, "federation.node_revoked", {"node": "a"})], "own") == ("own",)
-    assert leaf_pins([_rec(7, "federation.node_revoked", {"node": "x"})], "own") == ("own",)
+    assert leaf_pins([a1, a2]) == (NO_CERT, "a2")
+    assert leaf_pins([a1, _rec(6, "federation.node_revoked", {"node": "a"})]) == (NO_CERT,)
+    assert leaf_pins([_rec(7, "federation.node_revoked", {"node": "x"})]) == (NO_CERT,)
 
 
 async def _agent(node: Any) -> str:

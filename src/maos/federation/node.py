@@ -126,7 +126,7 @@ class Node:
         before the first: the hub may have restarted since the mirrors were created)."""
         self._own_pin = ""
         """The pin of the certificate this node's own client links with: the one its files
-        held at start, then (a Sentinel) the one `_sync_certificate` last loaded."""
+        held at start, then the one `_sync_certificate` last loaded."""
         self._fresh_sources = False
         """The Sovereign: its server restarted, so the audit sources are removed and added
         again until that succeeds (`create_hub_stream`)."""
@@ -157,7 +157,7 @@ class Node:
         self.kernel = await Kernel.boot(kcfg)
         try:
             # The certificate this run links with: its files may be rotated under it
-            # (`maos node certs --rotate`); a Sentinel takes the new ones up in a tick.
+            # (`maos node certs --rotate`); the node takes the new ones up in a tick.
             self._own_pin = cert_pin(cfg.certs.cert.read_bytes())
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
@@ -243,7 +243,7 @@ class Node:
         """The Sovereign's leaf pins under its log (`roster.leaf_pins`; none for the others)."""
         if self.role != "sovereign":
             return ()
-        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP), self._own_pin)
+        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP))
 
     async def _connect(self, url: str) -> Client:
         seen: list[Exception] = []
@@ -301,8 +301,7 @@ class Node:
 
     async def tick(self) -> None:
         """One round of heartbeat, partition, policy, revocations, audit (and witness)."""
-        if self.role == "sentinel":
-            await self._sync_certificate()  # even cut off: its old one may be why
+        await self._sync_certificate()  # even cut off: its old one may be why
         await self._heartbeat()
         await self._partition()
         reachable = self.role != "pawn" or self.link.up
@@ -466,23 +465,24 @@ class Node:
             await asyncio.to_thread(self.natsd.reload, conf)
 
     async def _sync_certificate(self) -> None:
-        """The Sentinel: once its certificate files were rotated (`maos node certs
-        --rotate`), present the new certificate on every link, without a restart.
+        """Once this node's certificate files were rotated (`maos node certs --rotate`),
+        present the new certificate on every link it makes from then on, without a restart.
 
-        nats-server reads a leaf remote's certificate when it starts or reloads, not when
-        it redials (measured, 2.15.1): a Sentinel rotated and then admitted with the new
-        certificate, so that the hub's server restarted pinning only that one, redialled
-        with the old one forever ("certificate not pinned"), and being cut off it could
-        not learn of the admission through its mirrors either. So the node reloads its
-        server (`Natsd.reload`: the files are read again; the live leaf connection stays,
-        measured, so the old link holds until the hub restarts), and gives its own client
-        the new files for its next dial: its own pin becomes the new one, so once the
-        roster no longer pins the old certificate its server closes the node's own
-        connection, which comes back with the new one (a rotated-out key is then accepted
-        nowhere). Files that do not verify against the CA as this node, or whose key does
-        not match (another CA's, a rotation half written), are not taken up: retried next
-        tick. Logged as ``federation.certificate``."""
-        assert self.natsd is not None and self.nc is not None
+        nats-server reads its certificates when it starts or reloads, never when a leaf
+        remote redials (measured, 2.15.1): a Sentinel rotated and then admitted with the
+        new certificate, so that the hub's server restarted pinning only that one,
+        redialled with the old one forever ("certificate not pinned"), and being cut off
+        it could not learn of the admission through its mirrors either. So a node with a
+        server (a Sentinel's leaf remote; the Sovereign's client and leaf listeners, which
+        Sentinels verify against the CA) reloads it (`Natsd.reload`: the files are read
+        again and the live connections stay, measured), and every node gives its own
+        client the new files for its next dial. A Pawn's Sentinel closes its connection
+        once the roster no longer pins the old certificate (a Sentinel's own connection
+        likewise), and it comes back with the new one: a rotated-out key is then
+        accepted nowhere. Files that do not verify against the CA as this node, or whose
+        key does not match (another CA's, a rotation half written), are not taken up:
+        retried next tick. Logged as ``federation.certificate``."""
+        assert self.nc is not None
         tls = self.config.tls
         try:
             pem = tls.cert.read_bytes()
@@ -497,8 +497,9 @@ class Node:
             return
         previous, self._own_pin = self._own_pin, pin
         self.nc.options["tls"] = context  # nats-py reads it on every (re)connect
-        conf = replace(self.natsd.config, client_pins=self._pins(), users=self._users())
-        await asyncio.to_thread(self.natsd.reload, conf)
+        if self.natsd is not None:
+            conf = replace(self.natsd.config, client_pins=self._pins(), users=self._users())
+            await asyncio.to_thread(self.natsd.reload, conf)
         await self._kernel().wal.append(
             "federation.certificate", {"pin": pin, "previous": previous}
         )
