@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -40,6 +41,34 @@ def _wait_for(cond: Callable[[], object], timeout: float = 15.0) -> None:
 def wait_for() -> Callable[[Callable[[], object]], None]:
     """The poll the tests wait on servers with (a fixture: conftest is not importable)."""
     return _wait_for
+
+
+def _peer_pins(server: Natsd, kind: str = "Client") -> set[str]:
+    """The pins of the certificates ``server``'s peers presented on its connections of
+    ``kind`` now (``Client`` or ``Leafnode``: a leaf's link to its hub shows the hub's).
+    The server lists each peer's verified chain, the peer's own certificate first."""
+    conns = server.get("/connz?auth=true").get("connections") or ()
+    return {
+        str(conn["tls_peer_certs"][0]["spki_sha256"])  # what `pki.cert_pin` computes
+        for conn in conns
+        if conn.get("kind") == kind and conn.get("tls_peer_certs")
+    }
+
+
+@pytest.fixture
+def peer_pins() -> Callable[..., set[str]]:
+    return _peer_pins
+
+
+def _certificates(node: Node) -> list[dict[str, Any]]:
+    """The certificates ``node`` took up after a rotation (``federation.certificate``)."""
+    assert node.kernel is not None
+    return [dict(r.body) for r in node.kernel.wal.read(kinds=("federation.certificate",))]
+
+
+@pytest.fixture
+def certificates() -> Callable[[Node], list[dict[str, Any]]]:
+    return _certificates
 
 
 @pytest.fixture

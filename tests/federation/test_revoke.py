@@ -151,12 +151,18 @@ def _decision(node: Any, token: str) -> Allow | Deny:
 
 
 def test_a_pawns_certificate_is_rotated_from_the_command_line_issue_11(
-    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+    start_fed: Callable[[], Awaitable[Any]],
+    as_yaml: Callable[..., Path],
+    tmp_path: Path,
+    peer_pins: Callable[..., set[str]],
+    certificates: Callable[[Node], list[dict[str, Any]]],
 ) -> None:
     """issue 11 item 4: `maos node certs --rotate` issues a Pawn a new certificate from the
-    same CA; once `maos federation admit --cert` admits it, the Pawn still on its old one
-    is disconnected and the old certificate is refused, while the Pawn restarted with the
-    new one links. `maos federation revoke` refuses a blank reason and logs a real one."""
+    same CA; the running Pawn takes the new files up (logged) and stays linked on its old
+    one until `maos federation admit --cert` admits the new one: then its Sentinel closes
+    its connection, the old certificate is refused, and the Pawn, not restarted, comes
+    back on the new one by itself. `maos federation revoke` refuses a blank reason and
+    logs a real one."""
 
     async def scenario() -> dict[str, Any]:
         fed = await start_fed()
@@ -176,23 +182,27 @@ def test_a_pawns_certificate_is_rotated_from_the_command_line_issue_11(
             out = str(pki.ca_cert.parent)
             seen["rotate"] = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "pawn-b"])
             new_pin = _pins(pki, "pawn-b")[0]
+            await fed.until(lambda: bool(certificates(fed.pawn_b)))
+            await fed.tick()
+            reconnects = fed.pawn_b.nc.stats["reconnects"]
             seen["old_still_linked"] = fed.pawn_b.nc.is_connected  # not admitted yet
             admit = ["federation", "admit", "pawn-b", "--role", "pawn", "-c", hq_yaml]
             cli.invoke(app, [*admit, "--cert", str(pki.cert("pawn-b"))])
             await fed.until(lambda: new_pin in fed.site_b.natsd.config.client_pins)
-            await fed.until(lambda: not fed.pawn_b.nc.is_connected)
             old_tls = PkiFiles.at(old, [NodeSpec("pawn-b", "pawn")])
             seen["old_redial"] = await _redial(old_tls, "pawn-b", fed.site_b.natsd.client_url)
-            await fed.pawn_b.stop()
-            fed.pawn_b = await Node(fed.pawn_b.config, clock=fed.clock).start()
+            await fed.until(lambda: fed.pawn_b.nc.stats["reconnects"] > reconnects)
             await fed.until(lambda: fed.pawn_b.link.up and fed.pawn_b.nc.is_connected)
+            seen["presented"] = peer_pins(fed.site_b.natsd)
+            seen["pins"] = (_pins(old_tls, "pawn-b")[0], new_pin)
+            seen["logged"] = certificates(fed.pawn_b)
             seen["blank"] = cli.invoke(
                 app, ["federation", "revoke", "pawn-a", "--reason", " ", "-c", hq_yaml]
             )
             seen["revoke"] = cli.invoke(
                 app, ["federation", "revoke", "pawn-a", "--reason", "lost", "-c", hq_yaml]
             )
-            seen["logged"] = [
+            seen["revoked"] = [
                 r.body for r in fed.hq.kernel.wal.read(kinds=("federation.node_revoked",))
             ]
             return seen
@@ -200,12 +210,16 @@ def test_a_pawns_certificate_is_rotated_from_the_command_line_issue_11(
             await fed.stop()
 
     seen = asyncio.run(scenario())
+    old_pin, new_pin = seen["pins"]
     assert seen["rotate"].exit_code == 0, seen["rotate"].output
+    assert "maos federation admit pawn-b --role pawn --cert" in seen["rotate"].output
     assert seen["old_still_linked"]
     assert seen["old_redial"] != "linked"
+    assert new_pin in seen["presented"] and old_pin not in seen["presented"]
+    assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, new_pin)]
     assert seen["blank"].exit_code == 2 and "error FED.NO_REASON" in seen["blank"].output
     assert seen["revoke"].exit_code == 0
-    assert [(b["node"], b["reason"]) for b in seen["logged"]] == [("pawn-a", "lost")]
+    assert [(b["node"], b["reason"]) for b in seen["revoked"]] == [("pawn-a", "lost")]
 
 
 def test_the_roster_pins_fail_closed_and_only_pins_reload_issue_11(

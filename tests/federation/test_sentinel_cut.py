@@ -4,22 +4,26 @@ new leaf pins, its audit sources and the other Sentinels' mirrors back at once."
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import pytest
+from nats.errors import Error as NatsError
 from typer.testing import CliRunner
 
 from maos.cli import app
 from maos.federation.errors import FederationError
 from maos.federation.natsd import Natsd, NatsdConfig
 from maos.federation.node import Node
-from maos.federation.pki import NodeSpec, PkiFiles, cert_pin
-from maos.federation.roster import leaf_pins
+from maos.federation.pki import NodeSpec, NodeTls, PkiFiles, cert_pin, issue_pki
+from maos.federation.roster import NO_CERT, leaf_pins
 from maos.kernel.tokens import Grant
 from maos.kernel.types import Deny
 from maos.kernel.wal import WalRecord
@@ -116,21 +120,18 @@ def test_a_revoked_sentinel_is_cut_off_and_the_rest_resume_at_once_issue_11(
     assert isinstance(seen["elsewhere"], Deny)
 
 
-@pytest.mark.xfail(
-    reason="known bug, open: after a Sentinel's certificate is rotated and the hub restarts"
-    " with the new pin, the Sentinel's nats-server sometimes never relinks (2 of 6 clean-clone"
-    " CI runs, even with 90 s); it does not reliably present the rotated certificate on"
-    " redial. Rotating a Sentinel is therefore not claimed to work (closing note, issue 11)",
-    strict=False,
-)
 def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
-    start_fed: Callable[[], Awaitable[Any]], as_yaml: Callable[..., Path], tmp_path: Path
+    start_fed: Callable[[], Awaitable[Any]],
+    as_yaml: Callable[..., Path],
+    tmp_path: Path,
+    certificates: Callable[[Node], list[dict[str, Any]]],
 ) -> None:
     """`maos node certs --rotate site-a`, then `maos federation admit --cert`: the hub's
     server restarts with the new pin, a leaf presenting site-a's old certificate is refused,
-    site-a (whose nats-server reads its certificate files again when it redials) links
-    with the new one and is sourced again; site-b relinked and its mirror carries a new
-    policy within `_MIRROR_BOUND`."""
+    site-a (which reloads its server when its files change) links with the new one, is
+    sourced again, and its own connection comes back on the new one, so its own listener
+    refuses the old one too; site-b relinked and its mirror carries a new policy within
+    `_MIRROR_BOUND`."""
 
     async def scenario() -> dict[str, Any]:
         fed = await start_fed()
@@ -143,19 +144,28 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
                 admit = ["federation", "admit", name, "--role", "sentinel", "-c", hq_yaml]
                 assert cli.invoke(app, [*admit, "--cert", str(pki.cert(name))]).exit_code == 0
             await fed.until(lambda: len(hub.config.leaf_pins) == 3 and len(_leafs(hub)) == 2)
+            # site-a's server last reloaded (for this roster) before its files are rotated
+            await fed.until(lambda: _same_roster(fed.site_a, fed.hq))
             old = tmp_path / "old"
             old.mkdir()
             for src in (pki.cert("site-a"), pki.key("site-a"), pki.ca_cert):
                 (old / src.name).write_bytes(src.read_bytes())
+            foreign = issue_pki(tmp_path / "foreign", [NodeSpec("x", "sovereign"), _A])
+            for src in (pki.cert("site-a"), pki.key("site-a")):  # another CA's, not taken up
+                src.write_bytes((foreign.ca_cert.parent / src.name).read_bytes())
+            await fed.tick(2)
+            seen: dict[str, Any] = {"foreign": certificates(fed.site_a)}
+            for src in (pki.cert("site-a"), pki.key("site-a")):
+                src.write_bytes((old / src.name).read_bytes())
             out = str(pki.ca_cert.parent)
             rotate = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "site-a"])
             assert rotate.exit_code == 0, rotate.output
             new_pin = _pin(pki, "site-a")
-            seen: dict[str, Any] = {"old_still_linked": "site-a" in _leafs(hub)}
+            seen |= {"old_still_linked": "site-a" in _leafs(hub), "new_pin": new_pin}
             admit = ["federation", "admit", "site-a", "--role", "sentinel", "-c", hq_yaml]
             assert cli.invoke(app, [*admit, "--cert", str(pki.cert("site-a"))]).exit_code == 0
             await fed.until(lambda: new_pin in hub.config.leaf_pins)
-            old_tls = PkiFiles.at(old, [NodeSpec("site-a", "sentinel")]).tls("site-a")
+            old_tls = PkiFiles.at(old, [_A]).tls("site-a")
             cfg = NatsdConfig(name="old-a", data_dir=tmp_path / "o", tls=old_tls,
                               hub_urls=(hub.leaf_url,))  # fmt: skip
             with Natsd(cfg).start():
@@ -165,26 +175,123 @@ def test_a_sentinels_certificate_is_rotated_from_the_command_line_issue_11(
                     seen.setdefault("linked", set()).update(_leafs(hub))
             await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
             await _epoch_everywhere(fed, (fed.hq, fed.site_b), 1)
-            # site-a redials with the files it rereads; its first tries after the hub's
-            # restart may meet the old pin, and nats-server spaces its redials: on a loaded
-            # CI machine this took over 20 s once (a bound on a wait, not a timing claim)
-            await fed.until(
-                lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"], timeout=90
-            )
+            # site-a's redials before its next tick may still present the old certificate
+            await fed.until(lambda: fed.site_a.link.up and fed.hq._sites == ["site-a", "site-b"])
             seen["sources"] = await _sources(fed.hq)
-            hq_roster = fed.hq.roster
-            await fed.until(lambda: getattr(fed.site_a.roster, "epoch", 0) == hq_roster.epoch)
-            await fed.tick(3)  # its own connection still on the files it started with
+            await fed.until(lambda: _same_roster(fed.site_a, fed.hq))
+            await fed.tick(3)  # its own connection redialled with the new certificate
             seen["own_linked"] = fed.site_a.nc.is_connected and fed.site_a.link.up
+            seen["own_pins"] = fed.site_a.natsd.config.client_pins
+            seen["old_own"] = await _refused(fed.site_a.natsd.client_url, old_tls)
+            seen["logged"] = certificates(fed.site_a)
             return seen
         finally:
             await fed.stop()
 
     seen = asyncio.run(scenario())
+    assert seen["foreign"] == []
     assert seen["old_still_linked"]
     assert seen["own_linked"]
     assert "old-a" not in seen["linked"]
     assert seen["sources"] == ["AUDIT_site-a", "AUDIT_site-b"]
+    old_pin = cert_pin((tmp_path / "old" / "site-a.crt").read_bytes())
+    assert old_pin not in seen["own_pins"]
+    assert seen["old_own"]
+    assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, seen["new_pin"])]
+
+
+def test_the_sovereigns_certificate_is_rotated_in_place_issue_11(
+    start_fed: Callable[[], Awaitable[Any]],
+    as_yaml: Callable[..., Path],
+    tmp_path: Path,
+    peer_pins: Callable[..., set[str]],
+    certificates: Callable[[Node], list[dict[str, Any]]],
+) -> None:
+    """`maos node certs --rotate hq` (no admission): another CA's files are not taken up;
+    the rotated ones are, within a tick and without a restart (the hub's server reloads:
+    same pid, both Sentinels still linked): both its listeners present the new certificate
+    to a new peer. When the hub's server next restarts (site-b revoked), site-a relinks on
+    the new certificate, site-b is refused, the Sovereign's own connection is on its new
+    certificate, and a policy and a Pawn's revocation still go through site-a."""
+
+    async def scenario() -> dict[str, Any]:
+        fed = await start_fed()
+        try:
+            pki = _pki(fed)
+            hub = fed.hq.natsd
+            hq_yaml = str(as_yaml(fed.hq.config, tmp_path / "hq.yaml"))
+            cli = CliRunner()
+            for name, role in (("site-a", "sentinel"), ("site-b", "sentinel"),
+                               ("pawn-a", "pawn"), ("pawn-b", "pawn")):  # fmt: skip
+                admit = ["federation", "admit", name, "--role", role, "-c", hq_yaml]
+                assert cli.invoke(app, [*admit, "--cert", str(pki.cert(name))]).exit_code == 0
+            await fed.until(lambda: len(hub.config.leaf_pins) == 3 and len(_leafs(hub)) == 2)
+            await fed.until(lambda: all(_same_roster(s, fed.hq) for s in (fed.site_a, fed.site_b)))
+            await fed.until(lambda: all(n.link.up for n in fed.nodes))
+            token = await _agent(fed.pawn_a)
+            old_pin, pid = _pin(pki, "hq"), hub.pid
+            seen: dict[str, Any] = {"before": _presented(hub, pki)}
+            saved = {f: f.read_bytes() for f in (pki.cert("hq"), pki.key("hq"))}
+            foreign = issue_pki(tmp_path / "foreign", [NodeSpec("hq", "sovereign")])
+            for f in saved:  # another CA's hq, not taken up
+                f.write_bytes((foreign.ca_cert.parent / f.name).read_bytes())
+            await fed.tick(2)
+            seen |= {"foreign": certificates(fed.hq), "foreign_shown": _presented(hub, pki)}
+            for f, data in saved.items():
+                f.write_bytes(data)
+            out = str(pki.ca_cert.parent)
+            seen["rotate"] = cli.invoke(app, ["node", "certs", "--out", out, "--rotate", "hq"])
+            new_pin = _pin(pki, "hq")
+            await fed.until(lambda: bool(certificates(fed.hq)))
+            await fed.until(lambda: _presented(hub, pki) == {new_pin})
+            seen["in_place"] = (hub.pid == pid, _leafs(hub))
+            await fed.hq.revoke_node("site-b", reason="site overrun")
+            seen |= {"restarted": hub.pid != pid, "after": _leafs(hub)}
+            seen["a_sees"] = peer_pins(fed.site_a.natsd, "Leafnode")
+            await fed.until(lambda: fed.hq.nc.is_connected and bool(peer_pins(hub)))
+            seen["own"] = peer_pins(hub)
+            await fed.hq.set_policy({"denied_ops": ["fs.delete"]})
+            await _epoch_everywhere(fed, (fed.hq, fed.site_a, fed.pawn_a), 1)
+            ids = await fed.pawn_a.revoke(token)
+            revoked = (fed.hq, fed.site_a)
+            await fed.until(lambda: all(ids[0] in n.kernel.tokens.revocations for n in revoked))
+            await fed.until(lambda: not fed.site_b.link.up)
+            seen["b_epoch"] = fed.site_b._epoch()
+            seen["logged"] = certificates(fed.hq)
+            seen["pins"] = (old_pin, new_pin)
+            return seen
+        finally:
+            await fed.stop()
+
+    seen = asyncio.run(scenario())
+    old_pin, new_pin = seen["pins"]
+    assert seen["before"] == seen["foreign_shown"] == {old_pin}
+    assert seen["foreign"] == []
+    assert seen["rotate"].exit_code == 0, seen["rotate"].output
+    assert "no admission needed" in seen["rotate"].output
+    assert seen["in_place"] == (True, {"site-a", "site-b"})
+    assert seen["restarted"]
+    assert seen["after"] == {"site-a"}
+    assert seen["a_sees"] == {new_pin}
+    assert seen["own"] == {new_pin}
+    assert seen["b_epoch"] == 0
+    assert [(b["previous"], b["pin"]) for b in seen["logged"]] == [(old_pin, new_pin)]
+
+
+def _presented(hub: Natsd, pki: PkiFiles) -> set[str]:
+    """The pins of the certificates ``hub`` presents to a new peer on its client and its
+    leaf-node listener (a TLS handshake after the server's INFO line, as NATS does)."""
+    ctx = pki.tls("site-a").client_context()
+    out = set()
+    for url in (hub.client_url, hub.leaf_url):
+        with socket.create_connection(("127.0.0.1", urlsplit(url).port or 0), timeout=3) as s:
+            while not s.recv(4096).endswith(b"\r\n"):  # its INFO line, in clear
+                pass
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                der = t.getpeercert(binary_form=True)
+        assert der is not None
+        out.add(cert_pin(ssl.DER_cert_to_PEM_cert(der).encode()))
+    return out
 
 
 def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
@@ -215,6 +322,30 @@ def test_a_restart_keeps_ports_and_store_and_only_pins_may_change_issue_11(
             assert hub.get("/healthz")["status"] == "ok"
 
 
+_A = NodeSpec("site-a", "sentinel")
+
+
+def _same_roster(site: Node, hq: Node) -> bool:
+    return hq.roster is not None and getattr(site.roster, "epoch", 0) == hq.roster.epoch
+
+
+async def _refused(url: str, tls: NodeTls) -> bool:
+    """Whether a client presenting ``tls`` is refused at ``url`` (pinned out): linked only
+    if a PING/PONG round trip works, since with TLS 1.3 the client may finish its side of
+    the handshake before the server refuses the certificate."""
+    try:
+        nc = await nats.connect(
+            servers=[url], tls=tls.client_context(), tls_hostname="127.0.0.1",
+            allow_reconnect=False, connect_timeout=2,
+        )  # fmt: skip
+        await nc.flush(timeout=2)
+        linked = nc.is_connected
+        await nc.close()
+    except (OSError, NatsError, TimeoutError):
+        return True
+    return not linked
+
+
 async def _stream(hub: Natsd, *, create: bool) -> int:
     nc = await nats.connect(
         servers=[hub.client_url], tls=hub.config.tls.client_context(), tls_hostname="127.0.0.1"
@@ -235,18 +366,19 @@ def _rec(seq: int, kind: str, body: dict[str, Any]) -> WalRecord:
 
 def test_the_leaf_pins_start_with_a_sentinel_and_fail_closed_issue_11() -> None:
     """No Sentinel pinned and only Pawns revoked: no leaf pins; a Sentinel's pin starts
-    them (with the hub's own, so the set is never empty), a rotation replaces it, a
-    revocation removes it, and revoking a node not admitted as a Pawn starts them too."""
+    them (with `NO_CERT`, so the set is never empty, and not the hub's own pin, so a
+    rotated hub keeps them), a rotation replaces it, a revocation removes it, and revoking
+    a node not admitted as a Pawn starts them too."""
     pawn = _rec(1, "federation.admitted", {"node": "p", "role": "pawn", "pin": "pp"})
     gone_pawn = _rec(2, "federation.node_revoked", {"node": "p"})
-    assert leaf_pins([pawn, gone_pawn], "own") == ()
+    assert leaf_pins([pawn, gone_pawn]) == ()
     a1 = _rec(3, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a1"})
     b = _rec(4, "federation.admitted", {"node": "b", "role": "sentinel"})
-    assert leaf_pins([pawn, a1, b], "own") == ("a1", "own")
+    assert leaf_pins([pawn, a1, b]) == (NO_CERT, "a1")
     a2 = _rec(5, "federation.admitted", {"node": "a", "role": "sentinel", "pin": "a2"})
-    assert leaf_pins([a1, a2], "own") == ("a2", "own")
-    assert leaf_pins([a1, _rec(6, "federation.node_revoked", {"node": "a"})], "own") == ("own",)
-    assert leaf_pins([_rec(7, "federation.node_revoked", {"node": "x"})], "own") == ("own",)
+    assert leaf_pins([a1, a2]) == (NO_CERT, "a2")
+    assert leaf_pins([a1, _rec(6, "federation.node_revoked", {"node": "a"})]) == (NO_CERT,)
+    assert leaf_pins([_rec(7, "federation.node_revoked", {"node": "x"})]) == (NO_CERT,)
 
 
 async def _agent(node: Any) -> str:

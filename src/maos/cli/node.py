@@ -59,8 +59,9 @@ def certs(
     production, plug in your own CA instead (docs/federation.md).
 
     With --rotate NODE, issue that node a new certificate and key from the CA in --out
-    instead (same name and role); admit it with `maos federation admit --cert` to unpin
-    the old one, and restart the node.
+    instead (same name and role). The running node takes the new files up within a tick,
+    no restart; admit a Sentinel's or Pawn's new certificate with `maos federation admit
+    --cert` to unpin the old one (the Sovereign's needs no admission).
 
     \b
     Example:
@@ -69,10 +70,16 @@ def certs(
     """
     if rotate is not None:
         try:
-            cert, key = rotate_cert(out, rotate)
+            ident, cert, key = rotate_cert(out, rotate)
         except MaosError as exc:
             fail(exc)
-        typer.echo(f"{rotate}: new {cert} {key}; admit it (--cert) and restart the node")
+        then = (
+            "no admission needed"
+            if ident.role == "sovereign"
+            else f"admit it: maos federation admit {rotate} --role {ident.role} --cert {cert} "
+            "--config <the Sovereign's YAML>"
+        )
+        typer.echo(f"{rotate}: new {cert} {key}; the running node takes them up; {then}")
         return
     if sovereign is None:
         fail(FederationError("FED.NO_SOVEREIGN", "Name the hub with --sovereign NAME."))

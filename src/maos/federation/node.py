@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -50,7 +51,7 @@ from maos.federation.errors import FederationError
 from maos.federation.feed import apply_revocations
 from maos.federation.natsd import Natsd, NatsdConfig, NatsUser
 from maos.federation.nodeconfig import NodeConfig
-from maos.federation.pki import cert_pin
+from maos.federation.pki import NodeIdentity, cert_pin, verify_node_cert
 from maos.federation.policy import PolicyCheck, PolicyState
 from maos.federation.roster import ROSTER_KEY, leaf_pins, pins, revoked, roster_of
 from maos.federation.witness import FEDERATION_PRINCIPAL, Witness
@@ -124,6 +125,8 @@ class Node:
         """A Sentinel: the id of the Sovereign's server as its last heartbeat said (None
         before the first: the hub may have restarted since the mirrors were created)."""
         self._own_pin = ""
+        """The pin of the certificate this node's own client links with: the one its files
+        held at start, then the one `_sync_certificate` last loaded."""
         self._fresh_sources = False
         """The Sovereign: its server restarted, so the audit sources are removed and added
         again until that succeeds (`create_hub_stream`)."""
@@ -153,8 +156,8 @@ class Node:
         )
         self.kernel = await Kernel.boot(kcfg)
         try:
-            # The certificate this run links with: its files may be rotated under it, and
-            # pinning the new one would cut its own connection (`maos node certs --rotate`).
+            # The certificate this run links with: its files may be rotated under it
+            # (`maos node certs --rotate`); the node takes the new ones up in a tick.
             self._own_pin = cert_pin(cfg.certs.cert.read_bytes())
             self.kernel.pipeline.add_check(PolicyCheck(self.policy))
             self._restore_policy()
@@ -240,7 +243,7 @@ class Node:
         """The Sovereign's leaf pins under its log (`roster.leaf_pins`; none for the others)."""
         if self.role != "sovereign":
             return ()
-        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP), self._own_pin)
+        return leaf_pins(self._kernel().wal.read(kinds=_MEMBERSHIP))
 
     async def _connect(self, url: str) -> Client:
         seen: list[Exception] = []
@@ -298,6 +301,7 @@ class Node:
 
     async def tick(self) -> None:
         """One round of heartbeat, partition, policy, revocations, audit (and witness)."""
+        await self._sync_certificate()  # even cut off: its old one may be why
         await self._heartbeat()
         await self._partition()
         reachable = self.role != "pawn" or self.link.up
@@ -459,6 +463,46 @@ class Node:
         if (new, users) != (self.natsd.config.client_pins, self.natsd.config.users):
             conf = replace(self.natsd.config, client_pins=new, users=users)
             await asyncio.to_thread(self.natsd.reload, conf)
+
+    async def _sync_certificate(self) -> None:
+        """Once this node's certificate files were rotated (`maos node certs --rotate`),
+        present the new certificate on every link it makes from then on, without a restart.
+
+        nats-server reads its certificates when it starts or reloads, never when a leaf
+        remote redials (measured, 2.15.1): a Sentinel rotated and then admitted with the
+        new certificate, so that the hub's server restarted pinning only that one,
+        redialled with the old one forever ("certificate not pinned"), and being cut off
+        it could not learn of the admission through its mirrors either. So a node with a
+        server (a Sentinel's leaf remote; the Sovereign's client and leaf listeners, which
+        Sentinels verify against the CA) reloads it (`Natsd.reload`: the files are read
+        again and the live connections stay, measured), and every node gives its own
+        client the new files for its next dial. A Pawn's Sentinel closes its connection
+        once the roster no longer pins the old certificate (a Sentinel's own connection
+        likewise), and it comes back with the new one: a rotated-out key is then
+        accepted nowhere. Files that do not verify against the CA as this node, or whose
+        key does not match (another CA's, a rotation half written), are not taken up:
+        retried next tick. Logged as ``federation.certificate``."""
+        assert self.nc is not None
+        tls = self.config.tls
+        try:
+            pem = tls.cert.read_bytes()
+            pin = cert_pin(pem)
+            if pin == self._own_pin:
+                return
+            named = verify_node_cert(pem, tls.ca.read_bytes())
+            context = tls.client_context()  # refuses a key that is not the certificate's
+        except (OSError, ssl.SSLError, FederationError):
+            return
+        if named != NodeIdentity(self.name, self.role):
+            return
+        previous, self._own_pin = self._own_pin, pin
+        self.nc.options["tls"] = context  # nats-py reads it on every (re)connect
+        if self.natsd is not None:
+            conf = replace(self.natsd.config, client_pins=self._pins(), users=self._users())
+            await asyncio.to_thread(self.natsd.reload, conf)
+        await self._kernel().wal.append(
+            "federation.certificate", {"pin": pin, "previous": previous}
+        )
 
     async def _refresh_mirrors(self) -> None:
         """The Sentinel: recreate its mirrors once the hub answers again.

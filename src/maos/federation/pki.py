@@ -364,9 +364,12 @@ def cert_pin(cert_pem: bytes) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def rotate_cert(out: Path, name: str, *, now: dt.datetime | None = None) -> tuple[Path, Path]:
+def rotate_cert(
+    out: Path, name: str, *, now: dt.datetime | None = None
+) -> tuple[NodeIdentity, Path, Path]:
     """Issue node ``name`` a new certificate and key from the CA under ``out`` (the layout
-    `issue_pki` writes), in place of its current ones, same name and role.
+    `issue_pki` writes), in place of its current ones, same name and role: who it is, and
+    the certificate and key files.
 
     The new key makes a new pin, so once the Commander admits the new certificate
     (`maos federation admit --cert`) the old one is unpinned and refused. Everything is
@@ -399,4 +402,4 @@ def rotate_cert(out: Path, name: str, *, now: dt.datetime | None = None) -> tupl
     )
     _write(files.key(name), key_pem, 0o600)
     _write(files.cert(name), cert_pem, 0o644)
-    return files.cert(name), files.key(name)
+    return ident, files.cert(name), files.key(name)

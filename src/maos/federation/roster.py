@@ -24,10 +24,13 @@ from typing import Any
 
 from maos.kernel.wal import WalRecord
 
-__all__ = ["ROSTER_KEY", "leaf_pins", "pins", "revoked", "roster_of"]
+__all__ = ["NO_CERT", "ROSTER_KEY", "leaf_pins", "pins", "revoked", "roster_of"]
 
 ROSTER_KEY = "_roster"
 """The roster's key in the policy bucket (a node's ``policy:`` never starts with ``_``)."""
+NO_CERT = "0" * 64
+"""A pin no certificate has (a SHA-256 of all zeros): what a pin set holds to be pinned
+at all when no node may be named in it (`leaf_pins`)."""
 
 
 def roster_of(records: Iterable[WalRecord]) -> dict[str, Any]:
@@ -68,13 +71,14 @@ def pins(doc: Mapping[str, Any], own: str) -> tuple[str, ...]:
     return tuple(sorted({own} | {str(p) for n, p in node_pins.items() if n not in gone}))
 
 
-def leaf_pins(records: Iterable[WalRecord], own: str) -> tuple[str, ...]:
-    """The certificates the Sovereign's leaf-node listener accepts under its log: its own
-    and every admitted, unrevoked Sentinel's latest pin. ``()`` (pin nothing) until a
+def leaf_pins(records: Iterable[WalRecord]) -> tuple[str, ...]:
+    """The certificates the Sovereign's leaf-node listener accepts under its log: every
+    admitted, unrevoked Sentinel's latest pin, and `NO_CERT`. ``()`` (pin nothing) until a
     Sentinel is admitted with its certificate or a node not admitted as a Pawn is revoked:
     from then on a Sentinel admitted without its certificate is refused too (fail closed,
-    like `pins`). Its own pin keeps the set from ever being empty, which would pin nothing.
-    """
+    like `pins`). `NO_CERT` keeps the set from ever being empty, which would pin nothing;
+    it is not the Sovereign's own pin, so rotating the Sovereign's certificate leaves the
+    set as it is (its server reloads the new files in place, no restart)."""
     sentinels: dict[str, str] = {}
     roles: dict[str, str] = {}
     gone: set[str] = set()
@@ -88,4 +92,4 @@ def leaf_pins(records: Iterable[WalRecord], own: str) -> tuple[str, ...]:
             gone.add(node)
     if not sentinels and all(roles.get(n) == "pawn" for n in gone):
         return ()
-    return tuple(sorted({own} | {p for n, p in sentinels.items() if n not in gone}))
+    return tuple(sorted({NO_CERT} | {p for n, p in sentinels.items() if n not in gone}))
