@@ -18,7 +18,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from maos.boot import SSE_PROBE_S
+from maos.boot import PROBE_S
 from maos.cli import app
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
@@ -265,7 +265,7 @@ def test_maos_up_supervises_its_services_writes_nothing_idle_and_status_shows_th
         assert {n: services[n]["runs"] for n in supervised} == supervised
         assert services["router"]["state"] == "in kernel"
         before = _files(data)
-        time.sleep(SSE_PROBE_S * 1.5)  # past the SSE probe's first look
+        time.sleep(PROBE_S * 1.5)  # past the SSE probe's first look
         assert _files(data) == before, "an idle serving kernel wrote to its data dir"
         first = services["memory"]["pid"]
         os.kill(first, signal.SIGKILL)
