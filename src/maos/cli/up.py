@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -99,6 +99,7 @@ async def _serve(
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     host, port = listening.getsockname()[:2]
+    _report_each_error_once_a_second(asyncio.get_running_loop())
     async with configured_kernel(data_dir, json_logs=json_logs) as kernel:
         queue = PlanQueue(kernel, typer.echo)
         manager = service_manager(kernel)
@@ -143,6 +144,27 @@ async def _serve(
                 await cron.stop()
             url_file.unlink(missing_ok=True)
             await manager.stop_task("orchestrator")
+
+
+def _report_each_error_once_a_second(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports an error a callback raised each time it happens; a listening socket
+    broken under the running dashboard fails every accept, thousands a second, until the
+    dashboard's restart closes it. Each distinct error is reported once a second at most,
+    so stderr (a pipe someone must read) is not flooded meanwhile."""
+    last: dict[str, float] = {}
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        key = f"{context.get('message')}|{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - last.get(key, -1.0) < 1.0 and key in last:
+            return
+        if len(last) > 256:
+            last.clear()
+        last[key] = now
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(report)
 
 
 def dashboard_probe(dashboard: Dashboard, period_s: float | None = None) -> TaskFactory:
