@@ -43,7 +43,7 @@ from maos.kernel.kernel import Kernel
 from maos.kernel.labels import Label
 from maos.kernel.wal import WalRecord
 
-__all__ = ["FOLD_KINDS", "MessageRouter", "RouterCheck", "attach"]
+__all__ = ["MessageRouter", "RouterCheck", "attach"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +206,12 @@ class RouterCheck:
 
     def catch_up(self) -> None:
         with self._reading:
-            for rec in self._kernel.wal.read(self._fold.seq, kinds=FOLD_KINDS):
-                self._fold.add(rec)
+            self._fold_new()
+
+    def _fold_new(self) -> None:
+        """Fold the records logged since the last one folded (the lock held)."""
+        for rec in self._kernel.wal.read(self._fold.seq, kinds=FOLD_KINDS):
+            self._fold.add(rec)
 
     def look(self) -> str | None:
         """Why the router is down, or None (on the kernel's loop)."""
@@ -216,8 +220,7 @@ class RouterCheck:
         if not self._reading.acquire(blocking=False):
             return "the log is still being read from the last look"
         try:
-            for rec in self._kernel.wal.read(self._fold.seq, kinds=FOLD_KINDS):
-                self._fold.add(rec)
+            self._fold_new()
             return self._disagreement()
         finally:
             self._reading.release()
@@ -245,8 +248,7 @@ class RouterCheck:
         if not self._reading.acquire(blocking=False):
             return False
         try:
-            for rec in self._kernel.wal.read(self._fold.seq, kinds=FOLD_KINDS):
-                self._fold.add(rec)
+            self._fold_new()
             sends, receiving = self._fold.in_flight()
             live = self._router._inboxes
             for agent in set(live) | set(self._fold.inboxes):
