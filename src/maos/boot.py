@@ -41,6 +41,7 @@ from maos.llm.config import (
     load_settings,
 )
 from maos.pod.isolation import PodHome
+from maos.pod.router import MessageRouter, RouterCheck, attach
 from maos.pod.runtime import PodRuntime
 from maos.pod.toolhost import ToolAdapter, register_tools, start_tools
 from maos.services import sse_embed
@@ -54,7 +55,7 @@ from maos.services.orchestrator import Orchestrator, PlanResult, PodStarter, Ste
 from maos.services.plan import Plan, load_plan
 from maos.services.security import SecurityAgent, notify_hook, thresholds
 from maos.services.sse import CompositeEvaluator, HeuristicEvaluator, LlmJudgeEvaluator, sse_down
-from maos.services.supervised import probe_task
+from maos.services.supervised import TaskFactory, in_thread, probe_task
 from maos.services.tsca import Tsca
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ __all__ = [
     "aggregate_limits",
     "cascade_policy",
     "configured_kernel",
+    "observability_probe",
+    "router_probe",
     "run_plan_file",
     "run_plan_on",
     "semantic_evaluator",
@@ -146,8 +149,50 @@ def cascade_policy(s: SecuritySettings) -> CascadePolicy:
 
 
 _MANAGERS: weakref.WeakKeyDictionary[Kernel, ServiceManager] = weakref.WeakKeyDictionary()
-SSE_PROBE_S = 2.0
-"""How often the SSE's liveness probe looks (locally: no model call)."""
+PROBE_S = 2.0
+"""How often the liveness probes of the services in the kernel's process look (the SSE,
+the Message Router, Observability, the dashboard): locally, no model call."""
+PROBE_TIMEOUT_S = 5.0
+"""How long a probe's look in a thread may take before the service counts as down."""
+
+
+def _probe_in_kernel(kernel: Kernel, manager: ServiceManager) -> None:
+    """Supervise the services that live in the kernel's process by their probes
+    (docs/resilience.md): the SSE (its evaluators answer locally), Observability and the
+    Message Router."""
+    check = probe_task(lambda: sse_down(kernel.sse), PROBE_S, "SSE.DOWN")
+    manager.start_task("sse", check, every_s=PROBE_S)
+    manager.start_task("observability", observability_probe(kernel), every_s=PROBE_S)
+    router = router_probe(kernel)
+    if router is not None:
+        manager.start_task("router", router, every_s=PROBE_S)
+
+
+def observability_probe(kernel: Kernel, period_s: float = PROBE_S) -> TaskFactory:
+    """Observability's probe: the span exporter's thread runs (tracing on) and no trace
+    observer raised since the last look; a restart makes a fresh exporter."""
+    trace = kernel.trace
+    return probe_task(trace.down, period_s, "OBSERVABILITY.DOWN", repair=trace.restart_export)
+
+
+def router_probe(kernel: Kernel, period_s: float = PROBE_S) -> TaskFactory | None:
+    """The Message Router's probe, the router attached now (None: another ``msg`` adapter
+    was given, not one this probe knows): its inboxes agree with the log, read in a
+    thread; a restart rebuilds them from it."""
+    given = kernel.commit.adapter("msg")
+    if given is not None and not isinstance(given, MessageRouter):
+        return None
+    inboxes = RouterCheck(kernel, attach(kernel))
+
+    async def down() -> str | None:
+        await in_thread(inboxes.catch_up)  # the first look reads the whole log
+        return inboxes.look()
+
+    async def rebuild() -> None:
+        await in_thread(inboxes.catch_up)
+        inboxes.rebuild()
+
+    return probe_task(down, period_s, "ROUTER.DOWN", timeout_s=PROBE_TIMEOUT_S, repair=rebuild)
 
 
 def service_manager(kernel: Kernel) -> ServiceManager | None:
@@ -239,9 +284,7 @@ async def configured_kernel(
         )
         hacf.start()
         if manager is not None:
-            serving = kernel
-            check = probe_task(lambda: sse_down(serving.sse), SSE_PROBE_S, "SSE.DOWN")
-            manager.start_task("sse", check, every_s=SSE_PROBE_S)
+            _probe_in_kernel(kernel, manager)
         yield kernel
     finally:
         if hacf is not None:

@@ -52,6 +52,7 @@ def test_status_lists_cells_and_services(config: KernelConfig) -> None:
     assert cells["Message Router"] == "nerve" and cells["Watchdog"] == "bone"
     text = CliRunner().invoke(app, ["status", "-d", str(config.data_dir)]).output
     assert re.search(r"\n  security +process +critical +failed\n", text), text
-    assert re.search(r"\n  router +kernel +critical +in kernel\n", text), text  # every service
+    assert re.search(r"\n  router +task +critical +-\n", text), text  # every service, the
+    assert re.search(r"\n  manager +kernel +critical +in kernel\n", text), text  # unlogged too
     assert "beacon" not in text  # but the supervision's own probe, which never ran here
     assert "cells" in text

@@ -6,13 +6,17 @@ import asyncio
 import socket
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 
 from maos.cli._common import DEFAULT_DIR, DataDir, app, plan_exit_status
 from maos.kernel.errors import InputError
+from maos.services.supervised import TaskFactory, in_thread, probe_task
+
+if TYPE_CHECKING:
+    from maos.commander.web import Dashboard
 
 
 @app.command()
@@ -85,6 +89,7 @@ async def _serve(
     data_dir: Path, listening: socket.socket, plans: list[Path] | None, *, json_logs: bool
 ) -> None:
     from maos.boot import (
+        PROBE_S,
         PlanQueue,
         a2a_endpoints,
         configured_kernel,
@@ -94,6 +99,7 @@ async def _serve(
     from maos.commander.web import URL_FILE, Dashboard, load_or_create_token
 
     host, port = listening.getsockname()[:2]
+    _report_each_error_once_a_second(asyncio.get_running_loop())
     async with configured_kernel(data_dir, json_logs=json_logs) as kernel:
         queue = PlanQueue(kernel, typer.echo)
         manager = service_manager(kernel)
@@ -120,6 +126,9 @@ async def _serve(
         if cron is not None:
             await cron.recover()
             manager.start_task("cron", cron.run, every_s=cron.interval_s)
+        # The dashboard is this coroutine's own server: when it ends for good (Ctrl-C,
+        # its port lost), `maos up` ends; a restart of it serves again on a fresh socket.
+        manager.start_task("dashboard", dashboard_probe(dashboard), every_s=PROBE_S)
         endpoints = a2a_endpoints(kernel, data_dir)
         for endpoint in endpoints:
             await endpoint.start()
@@ -127,6 +136,7 @@ async def _serve(
         try:
             await dashboard.serve()
         finally:
+            await manager.stop_task("dashboard")
             for endpoint in endpoints:
                 await endpoint.stop()
             if cron is not None:
@@ -134,6 +144,42 @@ async def _serve(
                 await cron.stop()
             url_file.unlink(missing_ok=True)
             await manager.stop_task("orchestrator")
+
+
+def _report_each_error_once_a_second(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports an error a callback raised each time it happens; a listening socket
+    broken under the running dashboard fails every accept, thousands a second, until the
+    dashboard's restart closes it. Each distinct error is reported once a second at most,
+    so stderr (a pipe someone must read) is not flooded meanwhile."""
+    last: dict[str, float] = {}
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        key = f"{context.get('message')}|{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - last.get(key, -1.0) < 1.0 and key in last:
+            return
+        if len(last) > 256:
+            last.clear()
+        last[key] = now
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(report)
+
+
+def dashboard_probe(dashboard: Dashboard, period_s: float | None = None) -> TaskFactory:
+    """The dashboard's probe: a GET of its health route, from a thread and bounded, so
+    a wedged server is down rather than a stuck probe; a restart serves again on a
+    fresh socket at the same address (``period_s``: `maos.boot.PROBE_S`)."""
+    from maos.boot import PROBE_S, PROBE_TIMEOUT_S
+
+    async def down() -> str | None:
+        return await in_thread(dashboard.answers)
+
+    every = PROBE_S if period_s is None else period_s
+    return probe_task(
+        down, every, "DASHBOARD.DOWN", timeout_s=PROBE_TIMEOUT_S, repair=dashboard.rebind
+    )
 
 
 POLL_S = 0.5

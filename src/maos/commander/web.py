@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
@@ -57,6 +58,7 @@ from maos.kernel.registry import COMMANDER
 from maos.kernel.strictjson import TOO_LARGE, check_size
 
 __all__ = [
+    "HEALTH_PATH",
     "MAX_BODY",
     "TOKEN_FILE",
     "URL_FILE",
@@ -74,6 +76,10 @@ RECENT = 60
 """Log records the dashboard shows, newest first (bookkeeping left out: the search and
 `maos wal show` have every record)."""
 STREAM_PATH = "/api/stream"
+HEALTH_PATH = "/health"
+"""Answers ``ok`` without the token and says nothing else: what the dashboard's liveness
+probe GETs (the Host check still applies)."""
+HEALTH_TIMEOUT_S = 1.0
 _JS = "text/javascript; charset=utf-8"
 _STATIC = {
     "/": ("dashboard.html", "text/html; charset=utf-8"),
@@ -390,6 +396,9 @@ def dashboard_app(
             raise StateError("STATE.NO_PLAN_QUEUE", "this server runs no plans")
         return submit_plan(Path(body.path))
 
+    async def health(request: Request) -> Response:
+        return Response(b"ok\n", media_type="text/plain")
+
     async def page(request: Request) -> Response:
         name, media = _STATIC[request.url.path]
         content = resources.files("maos.commander").joinpath("static", name).read_bytes()
@@ -397,6 +406,7 @@ def dashboard_app(
 
     post = ["POST"]
     routes = [Route(path, page) for path in _STATIC]
+    routes.append(Route(HEALTH_PATH, health))  # the Service Manager's probe: no token, no data
     routes += [
         Route("/api/state", _api(state)),
         Route("/api/stream/ticket", _api(ticket), methods=post),
@@ -497,7 +507,8 @@ def bind_loopback(host: str, port: int) -> socket.socket:
 class Dashboard:
     """The dashboard served from a socket bound now (or given as ``listening``), so the
     caller knows its port (0 picks a free one) before serving starts. Serve with `serve`;
-    `stop` ends it."""
+    `stop` ends it; `rebind` serves again on a fresh socket at the same address (the
+    Service Manager's restart of a dashboard that stopped answering)."""
 
     def __init__(
         self,
@@ -524,24 +535,69 @@ class Dashboard:
             closing=lambda: self._server.should_exit,
             search=self._search,
         )
-        config = Config(
+        self._config = Config(
             app,
             log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
-        self._server = Server(config)
+        self._server = Server(self._config)
+        self._rebinding = False
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
         self.login_url = f"{self.url}#token={token}"
         """The page with the token in its fragment: what a person opens."""
 
     async def serve(self) -> None:
+        """Until `stop` (or a signal uvicorn catches); a `rebind` meanwhile ends the
+        server and serves again from a fresh socket bound to the same address."""
         try:
-            await self._server.serve(sockets=[self._sock])
+            while True:
+                await self._server.serve(sockets=[self._sock])
+                self._sock.close()
+                if not self._rebinding:
+                    return
+                self._rebinding = False
+                self._sock = bind_loopback(self.host, self.port)
+                self._server = Server(self._config)
         finally:
             self._sock.close()
             self._search.close()
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop (not to rebind): its silence now is its shutdown, not a failure."""
+        return self._server.should_exit and not self._rebinding
+
+    async def rebind(self, timeout: float = 5.0) -> None:
+        """End the server and serve again on a fresh socket at the same address (a
+        listening socket lost or broken under a running server); until it accepts.
+        Nothing is done while the dashboard is stopping."""
+        if self.stopping:
+            return
+        old = self._server
+        self._rebinding = True
+        for listener in old.servers:  # stop accepting now: a broken listening socket
+            listener.close()  # keeps the loop busy failing to accept until it is closed
+        old.should_exit = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while (self._server is old or not self._server.started) and loop.time() < end:
+            await asyncio.sleep(0.02)
+
+    def answers(self) -> str | None:
+        """Why the dashboard does not answer a GET of its health route now, or None. It
+        blocks (at most `HEALTH_TIMEOUT_S`): call it from a thread."""
+        if self.stopping:
+            return None
+        try:
+            url = self.url.rstrip("/") + HEALTH_PATH
+            answer = httpx.get(url, timeout=HEALTH_TIMEOUT_S, trust_env=False)
+        except httpx.HTTPError as exc:
+            return f"{HEALTH_PATH} does not answer: {type(exc).__name__}: {exc}"[:300]
+        if answer.status_code != 200 or answer.text != "ok\n":
+            return f"{HEALTH_PATH} answered {answer.status_code}"
+        return None
 
     async def started(self) -> None:
         """Until the server accepts connections (for callers that serve in a task)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -41,8 +42,10 @@ from maos.kernel.telemetry import TelemetrySettings
 from maos.kernel.types import Decision, Deny, Intent, Outcome, OutcomeStatus, Pending
 
 if TYPE_CHECKING:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace as otel
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import Span as SdkSpan
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span
 
@@ -105,17 +108,31 @@ def active() -> bool:
     return _ACTIVE.get() is not None
 
 
+class _Exporting:
+    """The batch processor spans go through now, and how to make a fresh one (the
+    provider holds a relay to it, so Observability's restart can swap it)."""
+
+    def __init__(self, make: Callable[[], SpanProcessor]) -> None:
+        self.make = make
+        self.current = make()
+
+
 class Tracing:
     """A kernel's tracer (or none) and its observers; build with `start` or `exporting`."""
 
-    __slots__ = ("_observers", "_provider", "_tracer", "on")
+    __slots__ = ("_export", "_failed", "_observers", "_provider", "_tracer", "on")
 
-    def __init__(self, provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, export: _Exporting | None = None
+    ) -> None:
         self._provider = provider
+        self._export = export
         self._tracer = None if provider is None else provider.get_tracer("maos.kernel")
         self.on = provider is not None
         """Spans are made (an exporter is configured)."""
         self._observers: list[Observer] = []
+        self._failed: list[str] = []
+        """The errors of observer calls that raised since the last `down` (the last ten)."""
 
     @classmethod
     def start(cls, settings: TelemetrySettings | None, *, node_id: str) -> Tracing:
@@ -125,11 +142,15 @@ class Tracing:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        exporter = OTLPSpanExporter(endpoint=settings.traces_url, timeout=settings.export_timeout_s)
-        processor = BatchSpanProcessor(
-            exporter, export_timeout_millis=1000 * settings.export_timeout_s
-        )
-        return cls(_provider(processor, settings.service_name, node_id, settings.sample_ratio))
+        url, timeout = settings.traces_url, settings.export_timeout_s
+
+        def batch() -> SpanProcessor:
+            exporter = OTLPSpanExporter(endpoint=url, timeout=timeout)
+            return BatchSpanProcessor(exporter, export_timeout_millis=1000 * timeout)
+
+        export = _Exporting(batch)
+        relay = _relay(export)
+        return cls(_provider(relay, settings.service_name, node_id, settings.sample_ratio), export)
 
     @classmethod
     def exporting(cls, exporter: SpanExporter, *, node_id: str = "local") -> Tracing:
@@ -147,6 +168,35 @@ class Tracing:
     def observe(self, observer: Observer) -> None:
         """Call ``observer`` with every intent from now on (metrics, logs)."""
         self._observers.append(observer)
+
+    # -- Observability's health (the Service Manager's probe, docs/resilience.md) -----------
+
+    def down(self) -> str | None:
+        """Why Observability is not working now, or None: the span exporter's thread has
+        stopped (tracing on: no span would leave), or an observer raised since the last
+        look (``/metrics`` or the JSON log is missing what it raised on). A collector that
+        does not answer is not this: the exporter drops spans, as designed."""
+        failed, self._failed = self._failed, []
+        if failed:
+            return f"{len(failed)} observer call(s) raised since the last look: {failed[-1]}"
+        if self._export is None:
+            return None
+        batch = getattr(self._export.current, "_batch_processor", None)
+        worker = getattr(batch, "_worker_thread", None)
+        if not isinstance(worker, threading.Thread):
+            return "the span exporter's thread cannot be found (an unknown OpenTelemetry SDK)"
+        if getattr(batch, "_shutdown", False) or not worker.is_alive():
+            return "the span exporter's thread has stopped: no span is sent"
+        return None
+
+    def restart_export(self) -> None:
+        """Observability's restart: a fresh batch processor and exporter in place of the
+        one in use. The old one is shut down in a thread of its own: its last flush may
+        wait on the collector, never on the kernel's loop."""
+        if self._export is None:
+            return
+        old, self._export.current = self._export.current, self._export.make()
+        threading.Thread(target=old.shutdown, name="maos-otel-retired", daemon=True).start()
 
     # -- the kernel's root ------------------------------------------------------------------
 
@@ -190,8 +240,9 @@ class Tracing:
         for observer in self._observers:
             try:
                 observer(seen)
-            except Exception:  # observability never decides, nor stops a decision
+            except Exception as exc:  # observability never decides, nor stops a decision
                 _log.exception("an intent observer failed")
+                self._failed = [*self._failed[-9:], f"{type(exc).__name__}: {exc}"[:200]]
 
     def root(self, agent_id: str) -> AbstractContextManager[Span | None]:
         """An intent's span (joining the frame's the Sentry opened, if any), current for
@@ -255,6 +306,31 @@ class Tracing:
             held.span.set_attribute("maos.abandoned", True)
             held.span.end()
             _ACTIVE.set(None)
+
+
+def _relay(export: _Exporting) -> SpanProcessor:
+    """A span processor that hands every span to ``export``'s current one."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Relay(SpanProcessor):
+        def on_start(
+            self, span: SdkSpan, parent_context: otel_context.Context | None = None
+        ) -> None:
+            export.current.on_start(span, parent_context)
+
+        def _on_ending(self, span: SdkSpan) -> None:
+            export.current._on_ending(span)
+
+        def on_end(self, span: ReadableSpan) -> None:
+            export.current.on_end(span)
+
+        def shutdown(self) -> None:
+            export.current.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return export.current.force_flush(timeout_millis)
+
+    return Relay()
 
 
 def _provider(processor: SpanProcessor, service: str, node_id: str, ratio: float) -> TracerProvider:

@@ -107,13 +107,13 @@ _CRIT, _NON = Criticality.CRITICAL, Criticality.NON_CRITICAL
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("security", "Security Agent", _CRIT, "immune", "no", True),
     ServiceSpec("orchestrator", "Orchestrator", _CRIT, "bone", "no", False, task=True),
-    ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False),
+    ServiceSpec("router", "Message Router", _CRIT, "nerve", "no", False, task=True),
     ServiceSpec("sse", "Semantic Security Evaluator", _CRIT, "immune", "partial", False, task=True),
     ServiceSpec("manager", "Service Manager", _CRIT, "bone", "no", False),
     ServiceSpec("memory", "Memory Manager", _NON, "memory", "no", True),
     ServiceSpec("cron", "Cron Scheduler", _NON, "blood", "no", False, task=True),
-    ServiceSpec("observability", "Observability", _NON, "sensory", "no", False),
-    ServiceSpec("dashboard", "Dashboard", _NON, "sensory", "no", False),
+    ServiceSpec("observability", "Observability", _NON, "sensory", "no", False, task=True),
+    ServiceSpec("dashboard", "Dashboard", _NON, "sensory", "no", False, task=True),
     ServiceSpec("tsca", "TSCA", _CRIT, "immune", "no", False),
     ServiceSpec("beacon", "Beacon (supervision check)", _NON, "sensory", "no", True),
 )

@@ -2,7 +2,9 @@
 
 Some services cannot leave the kernel's process: the Orchestrator's plan queue drives the
 kernel's pods and tool adapter, the Cron Scheduler's tick loop starts plans on it, the
-SSE probe looks at the evaluator objects the kernel calls. The Service Manager
+probes of the SSE, the Message Router, Observability and the dashboard look at objects
+the kernel calls or serves (`probe_task`: a local look every few seconds, blocking ones
+in a thread of their own, `in_thread`, each bounded by a timeout). The Service Manager
 (`maos.services.manager`) supervises each as a task (`ServiceManager.start_task`) with
 the same restart policy, records and health as a service process:
 
@@ -25,14 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import threading
 import traceback
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from maos.kernel.errors import StateError
 from maos.kernel.watchdog import Watchdog, beat_mac
 
-__all__ = ["Pulse", "TaskFactory", "probe_task", "task_life"]
+__all__ = ["Check", "Pulse", "Repair", "TaskFactory", "in_thread", "probe_task", "task_life"]
+
+T = TypeVar("T")
 
 
 class Pulse:
@@ -50,21 +56,77 @@ TaskFactory = Callable[[Pulse], Coroutine[Any, Any, None]]
 """Makes one life of a supervised task's coroutine (called again on each restart)."""
 
 
-def probe_task(check: Callable[[], str | None], period_s: float, code: str) -> TaskFactory:
+Check = Callable[[], str | Awaitable[str | None] | None]
+"""Why a service is down now, or None; a coroutine when the look must wait (a thread)."""
+Repair = Callable[[], Awaitable[None] | None]
+"""What a restart means for a probed service: rebuild, re-create or rebind what it uses."""
+
+
+def probe_task(
+    check: Check,
+    period_s: float,
+    code: str,
+    *,
+    timeout_s: float | None = None,
+    repair: Repair | None = None,
+) -> TaskFactory:
     """A health probe as a supervised task: every ``period_s`` (the first after one
     period, not at once) ``check`` says why the service is down, or None. Down raises
     ``code`` (the task ends: recorded, restarted by policy, failed past it); up pulses.
-    It writes nothing itself, so a healthy probe leaves the log alone."""
+    A check that is a coroutine gets ``timeout_s`` (default: one period): no answer in
+    time is down, so a wedged resource cannot hang the probe. ``repair`` runs at the
+    start of every life but the first: the restart that follows a failure. It writes
+    nothing itself, so a healthy probe leaves the log alone."""
+    lives = 0
+    wait = period_s if timeout_s is None else timeout_s
 
     async def probe(pulse: Pulse) -> None:
+        nonlocal lives
+        lives += 1
+        if repair is not None and lives > 1:
+            repaired = repair()
+            if inspect.isawaitable(repaired):
+                await repaired
         while True:
             await asyncio.sleep(period_s)
             why = check()
+            if inspect.isawaitable(why):
+                try:
+                    why = await asyncio.wait_for(why, wait)
+                except TimeoutError:
+                    why = f"no answer within {wait:g} s"
             if why is not None:
                 raise StateError(code, why)
             pulse()
 
     return probe
+
+
+async def in_thread(work: Callable[[], T]) -> T:
+    """``work`` in a thread of its own: a blocking look (a socket, a file) never runs on
+    the kernel's loop, nor waits for a shared pool a busy adapter may have filled. The
+    caller bounds the wait; a thread still stuck past it ends on its own (daemon)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = work(), None
+        except Exception as exc:  # handed to the awaiting coroutine
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="maos-probe", daemon=True).start()
+    return await done
 
 
 WEDGED = "missed heartbeats: cancelled"
