@@ -165,6 +165,7 @@ async def task_life(
                 reason = KICKED
                 break
             if not watchdog.alive(member):
+                await watchdog.sweep()  # the miss on the record before the watch ends
                 reason = WEDGED
                 break
     finally:
