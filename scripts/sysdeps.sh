@@ -9,7 +9,8 @@
 #   optional: runsc (gVisor, isolation level 3); without it level 3 is refused and its
 #             tests say why
 #   `sysdeps.sh test` also needs chromium: the dashboard's browser tests drive Debian's
-#             build through Playwright (`playwright install` cannot download here)
+#             build through Playwright (`playwright install` cannot download here); and
+#             iproute2's ss, which destroys a serving dashboard's socket from outside
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
@@ -19,6 +20,7 @@ if [ "${1:-}" = test ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/node ] || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  command -v ss >/dev/null 2>&1 || need+=(iproute2)
 fi
 want=()
 command -v runsc >/dev/null 2>&1 || want+=(runsc)
