@@ -6,13 +6,13 @@ separate process - cannot stop silently."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
+from svckit import logged, until
 
 from maos.kernel.cascade import rca_dir, stage_order
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -22,20 +22,6 @@ from maos.services.manager import RestartPolicy, ServiceManager
 from maos.testing import with_kernel
 
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, backoff_s=0.05, cooldown_s=1.5)
-
-
-async def _until(what: Callable[[], bool], timeout: float = 60.0) -> None:
-    # A bound on waiting, not a figure: each (re)start imports MAOS in a fresh process,
-    # which a loaded two-core CI machine took over 20 s for once.
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not what():
-        assert loop.time() < end, "timed out"
-        await asyncio.sleep(0.02)
-
-
-def _kinds(k: Kernel, kind: str) -> list[dict[str, object]]:
-    return [dict(r.body) for r in k.wal.read(kinds=[kind])]
 
 
 def _run(
@@ -58,7 +44,7 @@ def test_a_sigkilled_service_is_restarted_and_recorded(config: KernelConfig) -> 
 
     async def body(k: Kernel, manager: ServiceManager) -> None:
         manager.start("beacon")
-        await _until(
+        await until(
             lambda: (
                 k.watchdog.alive("service:beacon")
                 and (k.watchdog.members["service:beacon"].counter > 2)
@@ -67,18 +53,18 @@ def test_a_sigkilled_service_is_restarted_and_recorded(config: KernelConfig) -> 
         first = manager.runs["beacon"].pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        await _until(
+        await until(
             lambda: manager.runs["beacon"].pid != first and manager.runs["beacon"].state == "up"
         )
-        await _until(
+        await until(
             lambda: (
                 k.watchdog.members.get("service:beacon") is not None
                 and k.watchdog.members["service:beacon"].counter > 0
             )
         )
-        exited = _kinds(k, "service.exited")
+        exited = logged(k, "service.exited")
         assert exited[0]["pid"] == first and exited[0]["reason"] == "killed by signal 9"
-        assert _kinds(k, "service.restarted")[0]["service"] == "beacon"
+        assert logged(k, "service.restarted")[0]["service"] == "beacon"
         assert exited[0]["principal"] == "service:manager"
         assert k.mode() is Mode.NORMAL  # restarted within its policy: health holds
 
@@ -96,7 +82,7 @@ def test_a_wedged_service_misses_beats_and_is_restarted(
 
     async def body(k: Kernel, manager: ServiceManager) -> None:
         manager.start("beacon")
-        await _until(
+        await until(
             lambda: (
                 manager.runs["beacon"].state == "up"
                 and k.watchdog.members["service:beacon"].counter > 2
@@ -105,13 +91,13 @@ def test_a_wedged_service_misses_beats_and_is_restarted(
         first = manager.runs["beacon"].pid
         assert first is not None
         os.kill(first, signal.SIGSTOP)
-        await _until(lambda: bool(_kinds(k, "service.missed")))
-        missed = _kinds(k, "service.missed")[0]
+        await until(lambda: bool(logged(k, "service.missed")))
+        missed = logged(k, "service.missed")[0]
         assert missed["member"] == "service:beacon"
-        await _until(
+        await until(
             lambda: manager.runs["beacon"].pid != first and manager.runs["beacon"].state == "up"
         )
-        assert _kinds(k, "service.exited")[0]["reason"] == "missed heartbeats: killed"
+        assert logged(k, "service.exited")[0]["reason"] == "missed heartbeats: killed"
 
     _run(config, body, beacon=FAST)
 
@@ -129,24 +115,24 @@ def test_critical_services_failing_step_the_modes_down_and_back(config: KernelCo
 
         async def exhaust(name: str) -> None:
             while manager.runs[name].state != "failed":
-                await _until(lambda: manager.runs[name].state in ("up", "failed"))
+                await until(lambda: manager.runs[name].state in ("up", "failed"))
                 pid = manager.runs[name].pid
                 if manager.runs[name].state == "up" and pid is not None:
                     os.kill(pid, signal.SIGKILL)
-                    await _until(lambda p=pid: manager.runs[name].pid != p or _failed(name))
+                    await until(lambda p=pid: manager.runs[name].pid != p or _failed(name))
 
         await exhaust("security")
-        await _until(lambda: k.mode() is Mode.DEGRADED_2)
+        await until(lambda: k.mode() is Mode.DEGRADED_2)
         await exhaust("beacon")
-        await _until(lambda: k.mode() is Mode.DEGRADED_3)
-        await _until(lambda: k.mode() is Mode.NORMAL)  # the cool-down: both back up
-        modes = [b["mode"] for b in _kinds(k, "kernel.mode") if b["source"] == "health"]
+        await until(lambda: k.mode() is Mode.DEGRADED_3)
+        await until(lambda: k.mode() is Mode.NORMAL)  # the cool-down: both back up
+        modes = [b["mode"] for b in logged(k, "kernel.mode") if b["source"] == "health"]
         assert modes[:3] == ["degraded-2", "degraded-3", "degraded-2"] or modes[:2] == [
             "degraded-2",
             "degraded-3",
         ]
         assert modes[-1] == "normal"
-        assert {b["service"] for b in _kinds(k, "service.failed")} == {"security", "beacon"}
+        assert {b["service"] for b in logged(k, "service.failed")} == {"security", "beacon"}
 
     _run(config, body, security=FAST, beacon=FAST)
 
@@ -172,10 +158,10 @@ def test_the_security_agent_process_cannot_stop_silently(config: KernelConfig) -
         )
         await k.cascade(order)
         manager.start("security")
-        await _until(lambda: bool(_kinds(k, "service.exited")))
-        exited = _kinds(k, "service.exited")[0]
+        await until(lambda: bool(logged(k, "service.exited")))
+        exited = logged(k, "service.exited")[0]
         assert exited["service"] == "security" and exited["code"] == 1, exited["stderr"]
         assert "Error" in str(exited["stderr"])
-        await _until(lambda: bool(_kinds(k, "service.restarted")))
+        await until(lambda: bool(logged(k, "service.restarted")))
 
     _run(config, body, security=replace(FAST, backoff_s=0.2))

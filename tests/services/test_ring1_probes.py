@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from svckit import logged, until
 
 from maos.boot import observability_probe, router_probe
 from maos.cli.up import dashboard_probe
@@ -39,24 +40,12 @@ ONCE = RestartPolicy(max_restarts=0, window_s=60.0, backoff_s=0.05, cooldown_s=3
 """No restart within the window: the first failure is *failed*, so the mode moves."""
 
 
-async def _until(what: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not what():
-        assert loop.time() < end, "timed out"
-        await asyncio.sleep(0.02)
-
-
-def _kinds(k: Kernel, kind: str) -> list[dict[str, object]]:
-    return [dict(r.body) for r in k.wal.read(kinds=[kind])]
-
-
 async def _beats(k: Kernel, name: str, n: int = 10) -> None:
     """``name`` is beaten for through ``n`` more beats, and nothing was logged meanwhile."""
     seen = k.wal.tail_seq()
-    await _until(lambda: f"service:{name}" in k.watchdog.members)
+    await until(lambda: f"service:{name}" in k.watchdog.members)
     first = k.watchdog.members[f"service:{name}"].counter
-    await _until(lambda: k.watchdog.members[f"service:{name}"].counter >= first + n)
+    await until(lambda: k.watchdog.members[f"service:{name}"].counter >= first + n)
     assert k.watchdog.alive(f"service:{name}")
     assert k.wal.tail_seq() == seen, "a healthy probe wrote to the log"
 
@@ -66,12 +55,12 @@ async def _fails_and_recovers(
 ) -> dict[str, object]:
     """Until ``name`` is failed and the mode is ``down``; then the cool-down stepped
     through and the mode back to normal. The failure's ``service.exited``."""
-    await _until(lambda: manager.runs[name].state == "failed")
-    await _until(lambda: k.mode() is down)
-    [exited] = _kinds(k, "service.exited")
+    await until(lambda: manager.runs[name].state == "failed")
+    await until(lambda: k.mode() is down)
+    [exited] = logged(k, "service.exited")
     assert exited["service"] == name and exited["principal"] == "service:manager"
     clock.now += ONCE.cooldown_s  # no life runs while it is failed: nothing to miss
-    await _until(lambda: manager.runs[name].state == "up" and k.mode() is Mode.NORMAL)
+    await until(lambda: manager.runs[name].state == "up" and k.mode() is Mode.NORMAL)
     return exited
 
 
@@ -132,11 +121,11 @@ def test_the_router_probe_finds_a_lost_message_and_its_restart_rebuilds_the_inbo
         exited = await _fails_and_recovers(k, clock, manager, "router", Mode.DEGRADED_2)
         assert str(exited["reason"]).startswith("raised StateError: ROUTER.DOWN: the inbox of")
         assert "1 unread message(s) missing" in str(exited["reason"])
-        await _until(lambda: router.pending("b1") == 2)  # rebuilt in place: the gateways
+        await until(lambda: router.pending("b1") == 2)  # rebuilt in place: the gateways
         # hold this router (the restart's repair runs as the new life begins)
         assert await _receive(k, reader, "r2") == ["second", "third"]
         await _beats(k, "router")
-        modes = [b["mode"] for b in _kinds(k, "kernel.mode") if b["source"] == "health"]
+        modes = [b["mode"] for b in logged(k, "kernel.mode") if b["source"] == "health"]
         assert modes == ["degraded-2", "normal"]
 
     _run(config, "router", body)

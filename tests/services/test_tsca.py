@@ -3,8 +3,9 @@ the action; it stops at its per-incident budget and hands over to Minimal Safe S
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
+
+from svckit import until
 
 from maos.kernel.cascade import stage_order
 from maos.kernel.dsc.base import AgentStatus
@@ -17,14 +18,6 @@ from maos.kernel.types import OutcomeStatus
 from maos.services.manager import RestartPolicy, ServiceManager
 from maos.services.tsca import Incident, Tsca
 from maos.testing import intent_frame, with_kernel
-
-
-async def _until(what: object, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not what():  # type: ignore[operator]
-        assert loop.time() < end, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def _seqs(k: Kernel, kind: str) -> list[tuple[int, dict[str, object]]]:
@@ -45,7 +38,7 @@ def test_a_tsca_out_of_budget_hands_over_to_mss(config: KernelConfig) -> None:
         manager = ServiceManager(k, policies={"beacon": never}, python="/bin/false")
         manager.start("beacon")
         try:
-            await _until(lambda: manager.runs["beacon"].state == "failed")
+            await until(lambda: manager.runs["beacon"].state == "failed")
             tsca = Tsca(k, manager, recovery_s=1.0)
             outcome = await tsca.handle(Incident("inc-1", "service_down", "beacon"))
             assert outcome == "handed_over"
@@ -74,7 +67,7 @@ def test_an_action_the_watchdog_does_not_confirm_is_not_taken(config: KernelConf
         manager = ServiceManager(k)
         manager.start("beacon")
         try:
-            await _until(
+            await until(
                 lambda: (
                     k.watchdog.alive("service:beacon")
                     and k.watchdog.members["service:beacon"].counter > 0
@@ -144,7 +137,7 @@ def test_a_service_given_up_on_is_an_incident_the_tsca_takes(config: KernelConfi
         Tsca(k, manager, recovery_s=0.5).watch(manager)
         manager.start("beacon")
         try:
-            await _until(lambda: k.mode() is Mode.MSS)
+            await until(lambda: k.mode() is Mode.MSS)
             incident = _seqs(k, "tsca.incident")[0][1]
             assert incident["subject"] == "beacon" and incident["kind"] == "service_down"
         finally:
