@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,11 @@ from maos.mcp.upstream import Connection, Sandboxing
 from maos.pod.egress import EgressEvent
 from maos.pod.isolation import PodHome, detect
 from maos.pod.lifecycle import pods_from_log
-from maos.testing import StepClock
+from maos.testing import StepClock, eventually, stopped
 
 pytestmark = pytest.mark.skipif(not detect(2).available, reason=detect(2).reason)
 
 MEMBER = "pod:mcp/files"
-
-
-async def _wait_for(check: Callable[[], object], what: str, tries: int = 2400) -> None:
-    for _ in range(tries):  # events, not times: give up only after a long while
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def _no_egress(upstream: str, event: EgressEvent) -> None:
@@ -65,11 +56,6 @@ def _server_pids(setup: Setup) -> list[int]:
         if len(argv) > 2 and argv[1].endswith(b"upstreams.py") and mark in env:
             out.append(int(entry))
     return out
-
-
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def _missed(kernel: Kernel) -> list[str]:
@@ -109,7 +95,7 @@ async def _beats_through(clock: StepClock, kernel: Kernel, steps: int) -> None:
     for _ in range(steps):
         seen = dog.members[MEMBER].counter
         clock.now += dog.pod_limit_s - dog.period_s * PROBE_PERIODS
-        await _wait_for(lambda n=seen: dog.members[MEMBER].counter > n, "a beat")
+        await eventually(lambda n=seen: dog.members[MEMBER].counter > n, "a beat")
 
 
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])  # server/discover; ping
@@ -125,7 +111,7 @@ def test_a_server_beats_while_idle_and_while_a_slow_call_is_in_flight(
             dog = kernel.watchdog
             await _beats_through(clock, kernel, 4)
             slow = asyncio.create_task(_call(conn, "slow", seconds=3600))
-            await _wait_for(lambda: setup.calls("files", "slow"), "the slow call runs")
+            await eventually(lambda: setup.calls("files", "slow"), "the slow call runs")
             await _beats_through(clock, kernel, 6)  # probes answered beside the call
             assert not slow.done()
             slow.cancel()
@@ -147,18 +133,18 @@ def test_a_stopped_server_is_held_during_its_call_then_recorded_missing_and_repl
     async def go() -> None:
         async with _files(setup, config, clock) as (kernel, conn):
             dog = kernel.watchdog
-            await _wait_for(lambda: dog.members[MEMBER].counter >= 2, "beats arrive")
+            await eventually(lambda: dog.members[MEMBER].counter >= 2, "beats arrive")
             (pid,) = _server_pids(setup)
             slow = asyncio.create_task(_call(conn, "slow", seconds=3600))
-            await _wait_for(lambda: setup.calls("files", "slow"), "the slow call runs")
+            await eventually(lambda: setup.calls("files", "slow"), "the slow call runs")
             os.kill(pid, signal.SIGSTOP)
-            await _wait_for(lambda: _stopped(pid), "the server is stopped")
+            await eventually(lambda: stopped(pid), "the server is stopped")
             # While its call lasts (bounded by the call's own timeout), its silence is
             # held: however far the clock goes, no miss.
             probe = "service:probe"  # never beats: its miss proves a sweep after the step
             dog.enrol(probe)
             clock.now += max(dog.pod_limit_s, dog.grace_s) * 10
-            await _wait_for(lambda: dog.members[probe].missed, "a sweep after the step")
+            await eventually(lambda: dog.members[probe].missed, "a sweep after the step")
             dog.leave(probe)
             assert _missed(kernel) == [] and not slow.done()
             slow.cancel()  # the caller gives up: the server's silence counts again
@@ -169,12 +155,12 @@ def test_a_stopped_server_is_held_during_its_call_then_recorded_missing_and_repl
                 clock.now += dog.pod_limit_s + 1
                 return bool(_missed(kernel))
 
-            await _wait_for(missing, "the stopped server recorded missing")
-            await _wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the server is gone")
+            await eventually(missing, "the stopped server recorded missing")
+            await eventually(lambda: not Path(f"/proc/{pid}").exists(), "the server is gone")
             result = await asyncio.wait_for(_call(conn, "read_file", path="/srv/reports/q"), 120)
             assert "contents of /srv/reports/q" in str(result)
             assert len(setup.starts("files")) == 2
-            await _wait_for(lambda: dog.members[MEMBER].counter >= 1, "the fresh server beats")
+            await eventually(lambda: dog.members[MEMBER].counter >= 1, "the fresh server beats")
             assert _missed(kernel) == [MEMBER]
             assert pods_from_log(kernel.wal) == {"mcp/files": {"state": "mcp server", "missed": 1}}
 
@@ -189,16 +175,16 @@ def test_a_call_right_after_an_idle_server_was_recorded_missing_runs_on_a_fresh_
     async def go() -> None:
         async with _files(setup, config, clock) as (kernel, conn):
             dog = kernel.watchdog
-            await _wait_for(lambda: dog.members[MEMBER].counter >= 2, "beats arrive")
+            await eventually(lambda: dog.members[MEMBER].counter >= 2, "beats arrive")
             (pid,) = _server_pids(setup)
             os.kill(pid, signal.SIGSTOP)
-            await _wait_for(lambda: _stopped(pid), "the server is stopped")
+            await eventually(lambda: stopped(pid), "the server is stopped")
 
             def missing() -> bool:
                 clock.now += dog.pod_limit_s + 1
                 return bool(_missed(kernel))
 
-            await _wait_for(missing, "the stopped server recorded missing")
+            await eventually(missing, "the stopped server recorded missing")
             # At once, before its prober's next look: the call goes to a fresh server.
             result = await asyncio.wait_for(_call(conn, "read_file", path="/srv/reports/r"), 120)
             assert "contents of /srv/reports/r" in str(result)
@@ -212,7 +198,7 @@ def test_the_gateways_upstreams_beat_to_its_kernel(setup: Setup) -> None:
         async with running_gateway(load_policy(setup.policy), setup.data_dir) as gateway:
             dog = gateway.kernel.watchdog
             members = [f"pod:mcp/{name}" for name in ("mail", "files", "fetch")]
-            await _wait_for(
+            await eventually(
                 lambda: all(m in dog.members and dog.members[m].counter >= 2 for m in members),
                 "every upstream beats",
             )

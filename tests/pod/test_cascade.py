@@ -30,7 +30,7 @@ from maos.pod.isolation import PodHome
 from maos.pod.isolation.freeze import FREEZER_ROOT
 from maos.pod.runtime import PodRuntime
 from maos.services.security import SecurityAgent, Threshold
-from maos.testing import Mailbox
+from maos.testing import Mailbox, eventually
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
@@ -61,14 +61,6 @@ while beat < int(os.environ["BEATS"]):
 sdk.fs.write("report.txt", "done by " + os.environ["MAOS_AGENT_ID"])
 print("finished", beat, flush=True)
 """
-
-
-async def _wait_for(check: Any, what: str, tries: int = 1200) -> None:
-    for _ in range(tries):  # events, not times: give up only after a long while
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 def _stages(kernel: Kernel, agent: str) -> list[str]:
@@ -108,7 +100,7 @@ def test_a_misbehaving_agent_walks_the_cascade_is_frozen_and_resumes_where_it_wa
         try:
             runtime, run, security = await _start(kernel, config, tmp_path, home, 30)
             try:
-                await _wait_for(lambda: run.frozen, "the pod is frozen")
+                await eventually(lambda: run.frozen, "the pod is frozen")
                 agent = kernel.registry.agent("bad")
                 assert (agent.stage, agent.status) == (
                     Stage.HARD_ISOLATION,
@@ -163,8 +155,8 @@ def test_elimination_waits_for_the_commander_keeps_the_rca_and_a_clean_copy_fini
         try:
             runtime, run, security = await _start(kernel, config, tmp_path, home, 20)
             try:
-                await _wait_for(lambda: run.frozen, "the pod is frozen")
-                await _wait_for(lambda: kernel.approvals.pending(), "an elimination request")
+                await eventually(lambda: run.frozen, "the pod is frozen")
+                await eventually(lambda: kernel.approvals.pending(), "an elimination request")
                 [ask] = kernel.approvals.pending()
                 assert ask.rule == "R8" and ask.details["evidence"] and ask.details["rca"]
                 await asyncio.sleep(0.5)  # nothing happens while the Commander has not decided

@@ -24,7 +24,7 @@ from maos.kernel.types import OutcomeStatus
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import PodEvent, PodRuntime
 from maos.services import hacf
-from maos.testing import Mailbox, intent_frame, with_kernel
+from maos.testing import Mailbox, eventually, intent_frame, with_kernel
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
@@ -76,14 +76,6 @@ def _lines(output: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
 
 
-async def _wait_for(check: Any, what: str, tries: int = 2400) -> None:
-    for _ in range(tries):  # events, not times: give up only after a long while
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def _agents(kernel: Kernel) -> dict[str, str]:
     for agent in ("a1", "a2"):
         await kernel.register_agent(agent, ring=3, budgets={"api_calls": 100})
@@ -126,7 +118,7 @@ def test_the_commander_asks_the_agent_answers_from_its_pod_and_the_commander_dec
             run = await runtime.start(
                 "a1", script, task_id=TASK, token=tokens["a1"], env={"OTHER": other}
             )
-            await _wait_for(lambda: bool(_answers(kernel)) or run.task.done(), "answered")
+            await eventually(lambda: bool(_answers(kernel)) or run.task.done(), "answered")
             assert _answers(kernel), run.log()
             aid = parked[0]
             item = kernel.approvals.get(aid)

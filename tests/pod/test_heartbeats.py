@@ -44,7 +44,7 @@ from maos.pod.frames import BASE_OPS, BeatFrame
 from maos.pod.isolation import PodHome
 from maos.pod.runtime import HEARTBEAT_MISSED, PodEvent, PodRuntime
 from maos.services.danger import signal_of
-from maos.testing import Mailbox, StepClock
+from maos.testing import Mailbox, StepClock, eventually, stopped
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="models production: the kernel runs as root, pods as nobody"
@@ -58,14 +58,6 @@ def _script(tmp_path: Path, code: str) -> Path:
     path = tmp_path / "agent.py"
     path.write_text(textwrap.dedent(code))
     return path
-
-
-async def _wait_for(check: Callable[[], object], what: str, tries: int = 2400) -> None:
-    for _ in range(tries):  # events, not times: give up only after a long while
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 def _boot(config: KernelConfig, body: Callable[[Kernel], Awaitable[Any]]) -> Any:
@@ -125,7 +117,7 @@ def test_the_channel_takes_beats_while_a_request_waits_unread() -> None:
         assert (await chan.recv()).op == "heartbeat"  # served meanwhile: no recv now
         for n in (1, 2, 3):
             pod_end.send(_beat(n))
-        await _wait_for(lambda: beats == [1, 2, 3], "beats read with no recv pending")
+        await eventually(lambda: beats == [1, 2, 3], "beats read with no recv pending")
         pod_end.close()
         chan.close()
 
@@ -151,7 +143,7 @@ def test_every_beat_queued_while_the_kernel_stalled_is_no_flood() -> None:
             on_beat=lambda b, _: taken.append(b),
         )
         request = asyncio.create_task(chan.recv())  # the reader starts: room again
-        await _wait_for(lambda: taken or seen, "the reader runs")
+        await eventually(lambda: taken or seen, "the reader runs")
         pod_end.setblocking(True)
         await asyncio.to_thread(
             pod_end.send, b'{"v":1,"id":1,"gw":"admin","op":"heartbeat","args":{}}'
@@ -228,7 +220,7 @@ def test_beats_reach_the_watchdog_while_a_long_request_is_in_flight_and_are_neve
         async def approve_after_beats(approval_id: str) -> None:
             # Parked: the agent's next request is admin.wait, answered only once this
             # approves. Twenty beats (two seconds at 100 ms) must arrive meanwhile.
-            await _wait_for(
+            await eventually(
                 lambda: dog.members[member].counter >= seen["parked_at"] + 20,
                 "twenty beats while the agent waits for its approval",
             )
@@ -338,11 +330,6 @@ def test_a_pod_that_floods_beats_is_killed_as_a_violation(
     assert [v.code for v in ended.violations] == ["POD.FRAME.BEAT_FLOOD"]
 
 
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 @needs_root
 def test_a_stopped_pod_is_recorded_missing_and_restarted_without_a_danger_signal(
     tmp_path: Path, config: KernelConfig, home: PodHome
@@ -376,18 +363,18 @@ def test_a_stopped_pod_is_recorded_missing_and_restarted_without_a_danger_signal
             run = await runtime.start("slow", agent, task_id=TASK, token=token)
             assert run.level == 1
             first = (config.workspaces / TASK / "attempt-1.txt").exists
-            await _wait_for(first, "the first attempt wrote its file")
-            await _wait_for(lambda: dog.members["pod:slow"].counter >= 3, "beats arrive")
+            await eventually(first, "the first attempt wrote its file")
+            await eventually(lambda: dog.members["pod:slow"].counter >= 3, "beats arrive")
             assert run.pod is not None
             pid = run.pod.pid
             os.killpg(pid, signal.SIGSTOP)
-            await _wait_for(lambda: _stopped(pid), "the pod is stopped")
+            await eventually(lambda: stopped(pid), "the pod is stopped")
 
             def missing() -> bool:  # beats still queued may land after a step: step again
                 clock.now += dog.pod_limit_s + 1
                 return any(r.kind == "pod.missed" for r in kernel.wal.read(kinds=["pod.missed"]))
 
-            await _wait_for(missing, "the stopped pod recorded missing")
+            await eventually(missing, "the stopped pod recorded missing")
             ended = await asyncio.wait_for(run.wait(), 120)  # a regression fails, not hangs
         finally:
             await runtime.close()
@@ -439,8 +426,8 @@ def test_a_frozen_pod_is_never_restarted_for_its_silence(
         runtime = PodRuntime(kernel, home=home)
         try:
             run = await runtime.start("held", agent, task_id=TASK, token=token)
-            await _wait_for((config.workspaces / TASK / "up.txt").exists, "the agent is up")
-            await _wait_for(lambda: dog.members["pod:held"].counter >= 3, "beats arrive")
+            await eventually((config.workspaces / TASK / "up.txt").exists, "the agent is up")
+            await eventually(lambda: dog.members["pod:held"].counter >= 3, "beats arrive")
             hard = stage_order(
                 kernel.registry,
                 "held",
@@ -450,13 +437,13 @@ def test_a_frozen_pod_is_never_restarted_for_its_silence(
                 at=clock(),
             )
             await kernel.cascade(hard)
-            await _wait_for(lambda: run.frozen, "the pod is frozen")
+            await eventually(lambda: run.frozen, "the pod is frozen")
             pod = run.pod
             assert pod is not None
             probe = "service:probe"  # never beats: its miss proves a sweep ran after the step
             dog.enrol(probe)
             clock.now += max(dog.pod_limit_s, dog.grace_s) * 10
-            await _wait_for(lambda: dog.members[probe].missed, "a sweep after the step")
+            await eventually(lambda: dog.members[probe].missed, "a sweep after the step")
             dog.leave(probe)
             assert pod.returncode is None and run.pod is pod and run.restarts == 0
             at_freeze = dog.members["pod:held"].counter
@@ -465,8 +452,8 @@ def test_a_frozen_pod_is_never_restarted_for_its_silence(
                     kernel.registry, "held", Stage.OBSERVATION, principal="commander", at=clock()
                 )
             )
-            await _wait_for(lambda: not run.frozen, "the pod is thawed")
-            await _wait_for(lambda: dog.members["pod:held"].counter > at_freeze, "it beats again")
+            await eventually(lambda: not run.frozen, "the pod is thawed")
+            await eventually(lambda: dog.members["pod:held"].counter > at_freeze, "it beats again")
             (pod.workspace / "go").write_text("")
             ended = await asyncio.wait_for(run.wait(), 120)  # a regression fails, not hangs
         finally:

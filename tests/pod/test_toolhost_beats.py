@@ -14,7 +14,6 @@ import asyncio
 import os
 import signal
 import textwrap
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from maos.kernel.kernel import Kernel, KernelConfig
 from maos.pod.isolation import PodHome, PodProcess
 from maos.pod.lifecycle import pods_from_log
 from maos.pod.toolhost import ToolHost, install_tools, register_tools, start_tools
-from maos.testing import StepClock
+from maos.testing import StepClock, eventually, stopped
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods run as nobody: needs root")
 
@@ -49,23 +48,10 @@ def wait_for_go() -> str:
 '''
 
 
-async def _wait_for(check: Callable[[], object], what: str, tries: int = 2400) -> None:
-    for _ in range(tries):  # events, not times: give up only after a long while
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
-
-
 def _module(tmp_path: Path) -> Path:
     path = tmp_path / "chores.py"
     path.write_text(textwrap.dedent(TOOLS))
     return path
-
-
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def _missed(kernel: Kernel) -> list[str]:
@@ -95,7 +81,7 @@ def test_a_tool_host_beats_while_a_long_call_is_in_flight(
             for _ in range(25):
                 seen = dog.members[host.member].counter
                 clock.now += 40 * dog.period_s
-                await _wait_for(lambda n=seen: dog.members[host.member].counter > n, "a beat")
+                await eventually(lambda n=seen: dog.members[host.member].counter > n, "a beat")
             assert clock.now - 1_000_000.0 > 8 * dog.pod_limit_s
             (_host_pod(host).workspace / "go").write_text("")
             assert await asyncio.wait_for(call, 120) == "went"
@@ -120,18 +106,18 @@ def test_a_stopped_tool_host_is_recorded_missing_killed_and_the_next_call_runs_f
         try:
             host = adapter.served()[0][0]
             dog = kernel.watchdog
-            await _wait_for(lambda: dog.members[host.member].counter >= 3, "beats arrive")
+            await eventually(lambda: dog.members[host.member].counter >= 3, "beats arrive")
             first = _host_pod(host)
             call = asyncio.create_task(host.call("wait_for_go", {}, 3600))
-            await _wait_for((first.workspace / "busy").exists, "the call runs in the host")
+            await eventually((first.workspace / "busy").exists, "the call runs in the host")
             os.killpg(first.pid, signal.SIGSTOP)
-            await _wait_for(lambda: _stopped(first.pid), "the host is stopped")
+            await eventually(lambda: stopped(first.pid), "the host is stopped")
 
             def missing() -> bool:  # beats still queued may land after a step: step again
                 clock.now += dog.pod_limit_s + 1
                 return bool(_missed(kernel))
 
-            await _wait_for(missing, "the stopped host recorded missing")
+            await eventually(missing, "the stopped host recorded missing")
             with pytest.raises(EffectError) as failed:
                 await asyncio.wait_for(call, 120)  # a regression fails, not hangs
             assert failed.value.code == "TOOL.HEARTBEAT.MISSED"
@@ -139,7 +125,7 @@ def test_a_stopped_tool_host_is_recorded_missing_killed_and_the_next_call_runs_f
             assert first.signal == signal.SIGKILL  # killed, not left stopped
             assert await asyncio.wait_for(host.call("echo", {"text": "again"}, 60), 120) == "again"
             assert _host_pod(host) is not first
-            await _wait_for(lambda: dog.members[host.member].counter >= 1, "the fresh host beats")
+            await eventually(lambda: dog.members[host.member].counter >= 1, "the fresh host beats")
             assert _missed(kernel) == [host.member]
             pods = pods_from_log(kernel.wal)  # what maos status shows
             assert pods == {host.member.removeprefix("pod:"): {"state": "tool host", "missed": 1}}
@@ -161,16 +147,16 @@ def test_a_call_right_after_an_idle_host_was_recorded_missing_runs_in_a_fresh_ho
         try:
             host = adapter.served()[0][0]
             dog = kernel.watchdog
-            await _wait_for(lambda: dog.members[host.member].counter >= 3, "beats arrive")
+            await eventually(lambda: dog.members[host.member].counter >= 3, "beats arrive")
             first = _host_pod(host)
             os.killpg(first.pid, signal.SIGSTOP)
-            await _wait_for(lambda: _stopped(first.pid), "the host is stopped")
+            await eventually(lambda: stopped(first.pid), "the host is stopped")
 
             def missing() -> bool:
                 clock.now += dog.pod_limit_s + 1
                 return bool(_missed(kernel))
 
-            await _wait_for(missing, "the stopped host recorded missing")
+            await eventually(missing, "the stopped host recorded missing")
             # At once, before the watcher's next look: not sent to the stopped host.
             assert await asyncio.wait_for(host.call("echo", {"text": "fresh"}, 60), 120) == "fresh"
             assert _host_pod(host) is not first and first.signal == signal.SIGKILL
@@ -195,7 +181,7 @@ def test_a_host_started_before_the_kernel_beats_once_its_tools_are_registered(
             after = _host_pod(host)
             assert before.returncode is not None and after is not before
             dog = kernel.watchdog
-            await _wait_for(lambda: dog.members[host.member].counter >= 3, "the new host beats")
+            await eventually(lambda: dog.members[host.member].counter >= 3, "the new host beats")
             assert await asyncio.wait_for(host.call("echo", {"text": "hi"}, 60), 120) == "hi"
             assert _host_pod(host) is after and dog.members[host.member].bad == 0
         finally:
@@ -250,7 +236,7 @@ def test_the_hosts_a_boot_starts_for_parked_calls_beat(
             dog = k.watchdog
             hosts = [m for m in dog.members if m.startswith("pod:tool/")]
             assert len(hosts) == 1, dog.members
-            await _wait_for(lambda: dog.members[hosts[0]].counter >= 3, "the parked host beats")
+            await eventually(lambda: dog.members[hosts[0]].counter >= 3, "the parked host beats")
             assert dog.members[hosts[0]].bad == 0
 
     asyncio.run(park())

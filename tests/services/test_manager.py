@@ -12,14 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
-from svckit import logged, until
+from svckit import logged
 
 from maos.kernel.cascade import rca_dir, stage_order
 from maos.kernel.kernel import Kernel, KernelConfig
 from maos.kernel.modes import Mode
 from maos.kernel.stages import Stage
 from maos.services.manager import RestartPolicy, ServiceManager
-from maos.testing import with_kernel
+from maos.testing import eventually, with_kernel
 
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, backoff_s=0.05, cooldown_s=1.5)
 
@@ -44,7 +44,7 @@ def test_a_sigkilled_service_is_restarted_and_recorded(config: KernelConfig) -> 
 
     async def body(k: Kernel, manager: ServiceManager) -> None:
         manager.start("beacon")
-        await until(
+        await eventually(
             lambda: (
                 k.watchdog.alive("service:beacon")
                 and (k.watchdog.members["service:beacon"].counter > 2)
@@ -53,10 +53,10 @@ def test_a_sigkilled_service_is_restarted_and_recorded(config: KernelConfig) -> 
         first = manager.runs["beacon"].pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        await until(
+        await eventually(
             lambda: manager.runs["beacon"].pid != first and manager.runs["beacon"].state == "up"
         )
-        await until(
+        await eventually(
             lambda: (
                 k.watchdog.members.get("service:beacon") is not None
                 and k.watchdog.members["service:beacon"].counter > 0
@@ -82,7 +82,7 @@ def test_a_wedged_service_misses_beats_and_is_restarted(
 
     async def body(k: Kernel, manager: ServiceManager) -> None:
         manager.start("beacon")
-        await until(
+        await eventually(
             lambda: (
                 manager.runs["beacon"].state == "up"
                 and k.watchdog.members["service:beacon"].counter > 2
@@ -91,10 +91,10 @@ def test_a_wedged_service_misses_beats_and_is_restarted(
         first = manager.runs["beacon"].pid
         assert first is not None
         os.kill(first, signal.SIGSTOP)
-        await until(lambda: bool(logged(k, "service.missed")))
+        await eventually(lambda: bool(logged(k, "service.missed")))
         missed = logged(k, "service.missed")[0]
         assert missed["member"] == "service:beacon"
-        await until(
+        await eventually(
             lambda: manager.runs["beacon"].pid != first and manager.runs["beacon"].state == "up"
         )
         assert logged(k, "service.exited")[0]["reason"] == "missed heartbeats: killed"
@@ -115,17 +115,17 @@ def test_critical_services_failing_step_the_modes_down_and_back(config: KernelCo
 
         async def exhaust(name: str) -> None:
             while manager.runs[name].state != "failed":
-                await until(lambda: manager.runs[name].state in ("up", "failed"))
+                await eventually(lambda: manager.runs[name].state in ("up", "failed"))
                 pid = manager.runs[name].pid
                 if manager.runs[name].state == "up" and pid is not None:
                     os.kill(pid, signal.SIGKILL)
-                    await until(lambda p=pid: manager.runs[name].pid != p or _failed(name))
+                    await eventually(lambda p=pid: manager.runs[name].pid != p or _failed(name))
 
         await exhaust("security")
-        await until(lambda: k.mode() is Mode.DEGRADED_2)
+        await eventually(lambda: k.mode() is Mode.DEGRADED_2)
         await exhaust("beacon")
-        await until(lambda: k.mode() is Mode.DEGRADED_3)
-        await until(lambda: k.mode() is Mode.NORMAL)  # the cool-down: both back up
+        await eventually(lambda: k.mode() is Mode.DEGRADED_3)
+        await eventually(lambda: k.mode() is Mode.NORMAL)  # the cool-down: both back up
         modes = [b["mode"] for b in logged(k, "kernel.mode") if b["source"] == "health"]
         assert modes[:3] == ["degraded-2", "degraded-3", "degraded-2"] or modes[:2] == [
             "degraded-2",
@@ -158,10 +158,10 @@ def test_the_security_agent_process_cannot_stop_silently(config: KernelConfig) -
         )
         await k.cascade(order)
         manager.start("security")
-        await until(lambda: bool(logged(k, "service.exited")))
+        await eventually(lambda: bool(logged(k, "service.exited")))
         exited = logged(k, "service.exited")[0]
         assert exited["service"] == "security" and exited["code"] == 1, exited["stderr"]
         assert "Error" in str(exited["stderr"])
-        await until(lambda: bool(logged(k, "service.restarted")))
+        await eventually(lambda: bool(logged(k, "service.restarted")))
 
     _run(config, body, security=replace(FAST, backoff_s=0.2))

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from svckit import logged, until
+from svckit import logged
 
 from maos.boot import observability_probe, router_probe
 from maos.cli.up import dashboard_probe
@@ -32,7 +32,7 @@ from maos.pod.router import attach
 from maos.services.manager import RestartPolicy, ServiceManager
 from maos.services.sse import HeuristicEvaluator
 from maos.services.supervised import in_thread
-from maos.testing import StepClock, intent_frame, with_kernel
+from maos.testing import StepClock, eventually, intent_frame, with_kernel
 from maos.testing.otlp import loopback_otlp
 
 PERIOD = 0.05
@@ -43,9 +43,9 @@ ONCE = RestartPolicy(max_restarts=0, window_s=60.0, backoff_s=0.05, cooldown_s=3
 async def _beats(k: Kernel, name: str, n: int = 10) -> None:
     """``name`` is beaten for through ``n`` more beats, and nothing was logged meanwhile."""
     seen = k.wal.tail_seq()
-    await until(lambda: f"service:{name}" in k.watchdog.members)
+    await eventually(lambda: f"service:{name}" in k.watchdog.members)
     first = k.watchdog.members[f"service:{name}"].counter
-    await until(lambda: k.watchdog.members[f"service:{name}"].counter >= first + n)
+    await eventually(lambda: k.watchdog.members[f"service:{name}"].counter >= first + n)
     assert k.watchdog.alive(f"service:{name}")
     assert k.wal.tail_seq() == seen, "a healthy probe wrote to the log"
 
@@ -55,12 +55,12 @@ async def _fails_and_recovers(
 ) -> dict[str, object]:
     """Until ``name`` is failed and the mode is ``down``; then the cool-down stepped
     through and the mode back to normal. The failure's ``service.exited``."""
-    await until(lambda: manager.runs[name].state == "failed")
-    await until(lambda: k.mode() is down)
+    await eventually(lambda: manager.runs[name].state == "failed")
+    await eventually(lambda: k.mode() is down)
     [exited] = logged(k, "service.exited")
     assert exited["service"] == name and exited["principal"] == "service:manager"
     clock.now += ONCE.cooldown_s  # no life runs while it is failed: nothing to miss
-    await until(lambda: manager.runs[name].state == "up" and k.mode() is Mode.NORMAL)
+    await eventually(lambda: manager.runs[name].state == "up" and k.mode() is Mode.NORMAL)
     return exited
 
 
@@ -121,7 +121,7 @@ def test_the_router_probe_finds_a_lost_message_and_its_restart_rebuilds_the_inbo
         exited = await _fails_and_recovers(k, clock, manager, "router", Mode.DEGRADED_2)
         assert str(exited["reason"]).startswith("raised StateError: ROUTER.DOWN: the inbox of")
         assert "1 unread message(s) missing" in str(exited["reason"])
-        await until(lambda: router.pending("b1") == 2)  # rebuilt in place: the gateways
+        await eventually(lambda: router.pending("b1") == 2)  # rebuilt in place: the gateways
         # hold this router (the restart's repair runs as the new life begins)
         assert await _receive(k, reader, "r2") == ["second", "third"]
         await _beats(k, "router")

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from svckit import logged, until
+from svckit import logged
 from typer.testing import CliRunner
 
 from maos.boot import PROBE_S
@@ -36,7 +36,7 @@ from maos.services.memory import PRINCIPAL
 from maos.services.sse import HeuristicEvaluator, sse_down
 from maos.services.sse_embed import EmbeddingEvaluator
 from maos.services.supervised import Pulse, probe_task
-from maos.testing import StepClock, intent_frame, serving, with_kernel
+from maos.testing import StepClock, eventually, intent_frame, serving, with_kernel
 
 BOSS = "boss@example.com"
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, backoff_s=0.05, cooldown_s=1.5)
@@ -84,15 +84,15 @@ def test_a_sigkilled_memory_manager_is_restarted_and_learns_again(config: Kernel
         try:
             manager.start("memory")
             await _deflect(k, 0)
-            await until(lambda: len(logged(k, "memory.learned")) == 1)
+            await eventually(lambda: len(logged(k, "memory.learned")) == 1)
             first = manager.runs["memory"].pid
             assert first is not None and first != os.getpid()
             os.kill(first, signal.SIGKILL)
-            await until(
+            await eventually(
                 lambda: manager.runs["memory"].pid != first and manager.runs["memory"].state == "up"
             )
             await _deflect(k, 1)
-            await until(lambda: len(logged(k, "memory.learned")) == 2)
+            await eventually(lambda: len(logged(k, "memory.learned")) == 2)
             learned = logged(k, "memory.learned")
             assert {b["principal"] for b in learned} == {PRINCIPAL}
             assert len({b["pattern_id"] for b in learned}) == 2  # the first not learned again
@@ -133,7 +133,7 @@ def test_a_supervised_task_that_raises_or_wedges_is_restarted(config: KernelConf
         manager = ServiceManager(k, policies={"cron": FAST})
         try:
             manager.start_task("cron", work, every_s=1.0)
-            await until(lambda: bool(logged(k, "service.exited")))
+            await eventually(lambda: bool(logged(k, "service.exited")))
             [raised] = logged(k, "service.exited")
             assert raised["code"] == 1 and "RuntimeError: tick failed" in str(raised["reason"])
             assert "tick failed" in str(raised["stderr"])
@@ -147,22 +147,22 @@ def test_a_supervised_task_that_raises_or_wedges_is_restarted(config: KernelConf
                     break
                 clock.now += k.watchdog.limit_s * 0.5
                 await asyncio.sleep(k.watchdog.period_s * 1.5)
-            await until(lambda: len(logged(k, "service.exited")) == 2)
+            await eventually(lambda: len(logged(k, "service.exited")) == 2)
             assert clock.now - 1_000_000.0 > 5.0  # found only past its own 5 missed periods
             assert logged(k, "service.exited")[1]["reason"] == "missed heartbeats: cancelled"
             # The silence is on the record though the follower never sweeps here.
             assert [m["member"] for m in logged(k, "service.missed")] == ["service:cron"]
             clock.now += FAST.delay(2)
-            await until(lambda: len(lives) == 3)
+            await eventually(lambda: len(lives) == 3)
             assert manager.runs["cron"].state == "up"
             assert [b["attempt"] for b in logged(k, "service.restarted")] == [2, 3]
             manager.restart("cron")  # the TSCA's action on a running task
-            await until(lambda: len(logged(k, "service.exited")) == 3)
+            await eventually(lambda: len(logged(k, "service.exited")) == 3)
             assert logged(k, "service.exited")[2]["reason"] == "restart asked for: cancelled"
             assert not logged(k, "service.started")  # a task's start is not logged
             # A third end within the window is past its policy (2 restarts): failed, and a
             # non-critical service failed is degraded-1.
-            await until(lambda: k.mode() is Mode.DEGRADED_1)
+            await eventually(lambda: k.mode() is Mode.DEGRADED_1)
             assert manager.runs["cron"].state == "failed"
             assert [b["service"] for b in logged(k, "service.failed")] == ["cron"]
         finally:
@@ -189,24 +189,24 @@ def test_real_failures_walk_the_modes_down_and_back_up(config: KernelConfig) -> 
         try:
             manager.start("memory")
             while manager.runs["memory"].state != "failed":
-                await until(lambda: manager.runs["memory"].state in ("up", "failed"))
+                await eventually(lambda: manager.runs["memory"].state in ("up", "failed"))
                 pid = manager.runs["memory"].pid
                 if manager.runs["memory"].state == "up" and pid is not None:
                     os.kill(pid, signal.SIGKILL)
-                    await until(
+                    await eventually(
                         lambda p=pid: (
                             manager.runs["memory"].pid != p
                             or manager.runs["memory"].state == "failed"
                         )
                     )
-            await until(lambda: k.mode() is Mode.DEGRADED_1)
+            await eventually(lambda: k.mode() is Mode.DEGRADED_1)
             k.sse = EmbeddingEvaluator(loader=no_model)  # type: ignore[arg-type]
             manager.start_task(
                 "sse", probe_task(lambda: sse_down(k.sse), 0.05, "SSE.DOWN"), every_s=0.05
             )
-            await until(lambda: k.mode() is Mode.DEGRADED_3)
+            await eventually(lambda: k.mode() is Mode.DEGRADED_3)
             k.sse = HeuristicEvaluator()  # repaired; the probe finds it at its next try
-            await until(lambda: k.mode() is Mode.NORMAL)
+            await eventually(lambda: k.mode() is Mode.NORMAL)
             modes = [b["mode"] for b in logged(k, "kernel.mode") if b["source"] == "health"]
             assert modes == ["degraded-1", "degraded-3", "degraded-2", "normal"]
             sse_exit = next(b for b in logged(k, "service.exited") if b["service"] == "sse")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from svckit import until
-
 from maos.kernel.cascade import stage_order
 from maos.kernel.dsc.base import AgentStatus
 from maos.kernel.kernel import Kernel, KernelConfig
@@ -17,7 +15,7 @@ from maos.kernel.tokens import Grant
 from maos.kernel.types import OutcomeStatus
 from maos.services.manager import RestartPolicy, ServiceManager
 from maos.services.tsca import Incident, Tsca
-from maos.testing import intent_frame, with_kernel
+from maos.testing import eventually, intent_frame, with_kernel
 
 
 def _seqs(k: Kernel, kind: str) -> list[tuple[int, dict[str, object]]]:
@@ -38,7 +36,7 @@ def test_a_tsca_out_of_budget_hands_over_to_mss(config: KernelConfig) -> None:
         manager = ServiceManager(k, policies={"beacon": never}, python="/bin/false")
         manager.start("beacon")
         try:
-            await until(lambda: manager.runs["beacon"].state == "failed")
+            await eventually(lambda: manager.runs["beacon"].state == "failed")
             tsca = Tsca(k, manager, recovery_s=1.0)
             outcome = await tsca.handle(Incident("inc-1", "service_down", "beacon"))
             assert outcome == "handed_over"
@@ -67,7 +65,7 @@ def test_an_action_the_watchdog_does_not_confirm_is_not_taken(config: KernelConf
         manager = ServiceManager(k)
         manager.start("beacon")
         try:
-            await until(
+            await eventually(
                 lambda: (
                     k.watchdog.alive("service:beacon")
                     and k.watchdog.members["service:beacon"].counter > 0
@@ -137,7 +135,7 @@ def test_a_service_given_up_on_is_an_incident_the_tsca_takes(config: KernelConfi
         Tsca(k, manager, recovery_s=0.5).watch(manager)
         manager.start("beacon")
         try:
-            await until(lambda: k.mode() is Mode.MSS)
+            await eventually(lambda: k.mode() is Mode.MSS)
             incident = _seqs(k, "tsca.incident")[0][1]
             assert incident["subject"] == "beacon" and incident["kind"] == "service_down"
         finally:

@@ -43,11 +43,13 @@ __all__ = [
     "StaticSite",
     "StepClock",
     "crash_after_prepare",
+    "eventually",
     "intent_frame",
     "loopback_http",
     "loopback_openai",
     "loopback_smtp",
     "serving",
+    "stopped",
     "task_with_untrusted_mail",
     "with_kernel",
 ]
@@ -433,3 +435,23 @@ def with_kernel(config: KernelConfig, body: Callable[[Kernel], Awaitable[T]], **
             await kernel.close()
 
     return asyncio.run(go())
+
+
+async def eventually(
+    check: Callable[[], object], what: str = "the awaited event", *, timeout_s: float = 60.0
+) -> None:
+    """Poll ``check`` until it holds. A bound on waiting for an event, never a figure a
+    test asserts: a loaded two-core CI machine once took over 20 s to start a process
+    that imports MAOS. `AssertionError` naming ``what`` when it never happens."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not check():
+        if loop.time() >= end:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.02)
+
+
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, state ``T``), as ``/proc`` says."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
