@@ -125,9 +125,8 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
             conn.close()
             # A writer busy with the log is no reason to read its file past the writer's
             # ``-wal``: only a log nobody can share locks with is read as it lies.
-            if i == len(attempts) or exc.sqlite_errorname.startswith(
-                ("SQLITE_BUSY", "SQLITE_LOCKED")
-            ):
+            name = str(getattr(exc, "sqlite_errorname", ""))
+            if i == len(attempts) or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                 raise
             continue
         return conn
