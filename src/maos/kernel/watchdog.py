@@ -158,6 +158,21 @@ class Watchdog:
         state = self.members.get(member)
         return state is not None and self._clock() - state.last_at <= self._limit(member, state)
 
+    def missing(self, member: str) -> bool:
+        """A sweep recorded ``member`` missing and it has not beaten since."""
+        state = self.members.get(member)
+        return state is not None and state.missed
+
+    async def lapsed(self, member: str) -> bool:
+        """``member`` is silent past its limit, with its miss on the record: a sweep runs
+        now when the follower's has not come round, so whoever acts on the silence (a
+        kill, a cancel that ends the member's watch) acts on a recorded fact. A frozen or
+        held member never lapses."""
+        if self.alive(member):
+            return False
+        await self.sweep()
+        return self.missing(member)
+
     async def sweep(self) -> list[str]:
         """Record each member newly silent past the limit; the members recorded."""
         now = self._clock()

@@ -67,9 +67,10 @@ class Pulse:
         try:
             while True:
                 await asyncio.sleep(self.watchdog.period_s * PROBE_PERIODS)
-                state = self.watchdog.members.get(self.member)
-                if state is None or state.missed:
-                    return state is not None
+                if self.member not in self.watchdog.members:
+                    return False
+                if self.watchdog.missing(self.member):
+                    return True
                 if probe is None or probe.done():
                     probe = asyncio.create_task(self._probe(client))
         finally:

@@ -383,8 +383,7 @@ class Connection:
     def _missing(self) -> bool:
         """The Watchdog has recorded the live server missing: it is about to be dropped,
         so a call does not go to it but to a fresh one."""
-        beat = None if self._watchdog is None else self._watchdog.members.get(self.member)
-        return beat is not None and beat.missed
+        return self._watchdog is not None and self._watchdog.missing(self.member)
 
     async def _prepare(self) -> None:
         """Before each start: the secrets (re-read) and, once, the runtime (built in a

@@ -47,6 +47,5 @@ async def until_missed(
     is spared. Looks once per period; cancel it when the pod ends otherwise."""
     while True:
         await asyncio.sleep(watchdog.period_s)
-        beat = watchdog.members.get(name)
-        if beat is not None and beat.missed and not spare():
+        if watchdog.missing(name) and not spare():
             return

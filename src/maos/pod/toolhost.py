@@ -271,8 +271,8 @@ class ToolHost:
 
     def _missing(self, pod: PodProcess) -> bool:
         """Killed for its silence, or recorded missing and about to be."""
-        beat = None if self._beats_to is None else self._beats_to.members.get(self.member)
-        return self._silenced is pod or (beat is not None and beat.missed)
+        watchdog = self._beats_to
+        return self._silenced is pod or (watchdog is not None and watchdog.missing(self.member))
 
     async def watch(self, watchdog: Watchdog) -> None:
         """Beat to ``watchdog`` from now on: a host running without beats is replaced now

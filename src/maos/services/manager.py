@@ -446,10 +446,7 @@ class ServiceManager:
             while proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(proc.wait()), watchdog.period_s)
-                if proc.returncode is None and not run.leaving and not watchdog.alive(member):
-                    # The miss is on the record before the kill: the follower's sweep may
-                    # not have come round yet, and the kill ends the member's watch.
-                    await watchdog.sweep()
+                if proc.returncode is None and not run.leaving and await watchdog.lapsed(member):
                     reason = "missed heartbeats: killed"
                     _kill(proc)
                     await proc.wait()

@@ -164,8 +164,7 @@ async def task_life(
             if kick is not None and kick.is_set():
                 reason = KICKED
                 break
-            if not watchdog.alive(member):
-                await watchdog.sweep()  # the miss on the record before the watch ends
+            if await watchdog.lapsed(member):
                 reason = WEDGED
                 break
     finally:
